@@ -1,0 +1,426 @@
+"""NAT through nftables' JSON interface: one table per (topology, namespace), owned by netdecl.
+
+The table is ``ip netdecl-<topology>`` and is only ever addressed by that name, so tables
+somebody else owns (Docker's, firewalld's, iptables-nft's ``ip nat``, other topologies') are
+never touched. Its contents are replaced as a whole in one nft transaction: one JSON document
+that adds the table (so the next command cannot fail on an absent table), deletes it (dropping
+whatever is in it, hand-added chains and sets included) and builds it again. nft commits a
+document atomically, so the kernel never holds a half-written table.
+
+Family ``ip``, not ``inet``: every NatRule is IPv4 (addresses, CIDRs), and an ``inet`` nat
+chain would also see IPv6 packets, where a port forward without an address match (the common
+``fib daddr type local`` case) would try to DNAT IPv6 traffic to an IPv4 target. An ``ip``
+table also works on kernels older than 5.2, which have no inet nat, and is where Docker and
+iptables-nft keep their NAT too.
+
+Readback: every nft rule carries a comment naming the NatRule it was rendered from (its index
+and a compact, lossless ``key=value`` encoding). ``read`` decodes those comments, renders the
+decoded rules again and compares the result with what nft lists; only an exact match (chain by
+chain, rule by rule, expression by expression) is reported as netdecl's rules. A hand-edited
+rule therefore reads back as ``rules=None`` and a flushed table as ``rules=()``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import EnvironmentProblem, NetdeclError
+from ..model import NatRule, NatTable, ns_label
+from .namespaces import preexec_enter
+
+NFT = "nft"
+"""Name of the nft binary, looked up on PATH (tests replace it to simulate a missing nft)."""
+
+# sbin is not on every PATH (sudo with secure_path, cron, some containers) but nft lives there.
+_SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+
+FAMILY = "ip"
+TABLE_PREFIX = "netdecl-"
+NFT_TIMEOUT = 30.0  # seconds; nft talks to the kernel only, so a hang means something is wrong
+
+# nft's command line refuses comments over 128 characters (NFTNL_UDATA_COMMENT_MAXLEN); its
+# JSON parser does not check, and fails obscurely further on, so we enforce the limit ourselves.
+COMMENT_MAX = 128
+
+# (name, hook, priority). dstnat = -100, srcnat = 100; nft lists them as integers, so we write
+# integers and readback compares like with like.
+CHAINS: tuple[tuple[str, str, int], ...] = (
+    ("prerouting", "prerouting", -100),
+    ("output", "output", -100),
+    ("postrouting", "postrouting", 100),
+)
+
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+# Short keys for the comment encoding, so the longest valid dnat rule fits in 128 bytes.
+_SHORT_KEYS = {
+    "source": "src",
+    "out": "out",
+    "not_out": "nout",
+    "to_source": "tosrc",
+    "proto": "proto",
+    "port": "port",
+    "to": "to",
+    "in_": "in",
+    "from_": "from",
+    "address": "addr",
+}
+_LONG_KEYS = {short: long for long, short in _SHORT_KEYS.items()}
+
+_NOT_FOUND_MESSAGE = "nft not found: install the nftables package (apt-get install nftables)"
+
+
+class NftUnavailable(EnvironmentProblem):
+    """The nft binary is missing."""
+
+    def __init__(self, message: str = _NOT_FOUND_MESSAGE):
+        super().__init__(message)
+
+
+class NftError(NetdeclError):
+    """nft refused a command. ``str()`` is one line: where, what, and nft's own error."""
+
+    def __init__(self, message: str, stderr: str = "", namespace: str = ""):
+        self.stderr = stderr
+        self.namespace = namespace
+        super().__init__(message)
+
+
+# --- rendering (pure) -------------------------------------------------------------------------
+
+
+def table_name(topology: str) -> str:
+    return TABLE_PREFIX + topology
+
+
+def render(topology: str, rules: tuple[NatRule, ...]) -> dict[str, Any]:
+    """The complete nft JSON document that replaces the table's contents with ``rules``."""
+    name = table_name(topology)
+    table = {"family": FAMILY, "name": name}
+    commands: list[dict[str, Any]] = [
+        {"add": {"table": table}},  # makes the delete below valid when the table is absent
+        {"delete": {"table": dict(table)}},
+    ]
+    commands += [{"add": obj} for obj in _listing(name, enumerate(rules))]
+    return {"nftables": commands}
+
+
+def _listing(name: str, indexed: Iterable[tuple[int, NatRule]]) -> list[dict[str, Any]]:
+    """Table, chains and rules as nft lists them (minus handles), in nft's listing order."""
+    objects: list[dict[str, Any]] = [{"table": {"family": FAMILY, "name": name}}]
+    objects += [{"chain": _chain(name, chain, hook, prio)} for chain, hook, prio in CHAINS]
+    by_chain: dict[str, list[dict[str, Any]]] = {chain: [] for chain, _, _ in CHAINS}
+    for index, rule in indexed:
+        comment = encode_comment(index, rule)
+        for chain, expr in _rule_exprs(rule):
+            by_chain[chain].append({"rule": {"family": FAMILY, "table": name, "chain": chain,
+                                             "comment": comment, "expr": expr}})
+    for chain, _, _ in CHAINS:
+        objects += by_chain[chain]
+    return objects
+
+
+def _chain(table: str, name: str, hook: str, prio: int) -> dict[str, Any]:
+    return {"family": FAMILY, "table": table, "name": name, "type": "nat", "hook": hook,
+            "prio": prio, "policy": "accept"}
+
+
+def _rule_exprs(rule: NatRule) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(chain, expression list) for every nft rule one NatRule needs, in chain order."""
+    if rule.kind == "masquerade":
+        return [("postrouting", [*_source_nat_matches(rule), {"masquerade": None}])]
+    if rule.kind == "snat":
+        if not rule.to_source:
+            raise ValueError(f"snat rule needs to_source: {rule.describe()}")
+        return [("postrouting", [*_source_nat_matches(rule),
+                                 {"snat": {"addr": _address(rule.to_source)}}])]
+    if rule.kind == "dnat":
+        return _dnat_exprs(rule)
+    raise ValueError(f"unknown NAT rule kind {rule.kind!r}")
+
+
+def _source_nat_matches(rule: NatRule) -> list[dict[str, Any]]:
+    matches = []
+    if rule.source:
+        matches.append(_match(_ip("saddr"), _cidr(rule.source)))
+    if rule.out:
+        matches.append(_match(_meta("oifname"), rule.out))
+    if rule.not_out:
+        matches.append(_match(_meta("oifname"), rule.not_out, "!="))
+    return matches
+
+
+def _dnat_exprs(rule: NatRule) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A port forward that works from every direction, as Docker's does:
+
+    * prerouting: traffic from other hosts, from containers, and hairpin traffic;
+    * output: traffic the host itself sends (to its own addresses, 127.0.0.1 included);
+    * postrouting, masquerade of DNATed flows whose source is the target itself (hairpin: the
+      target must see the reply come from the host, not from itself) ...
+    * ... and of DNATed flows from 127.0.0.0/8, which may not leave the host with that source
+      (this also needs route_localnet=1, which the topology declares).
+    """
+    if rule.proto not in ("tcp", "udp"):
+        raise ValueError(f"dnat rule needs proto tcp or udp: {rule.describe()}")
+    if not rule.port or not rule.to:
+        raise ValueError(f"dnat rule needs port and to: {rule.describe()}")
+    ports = _ports(rule.port)
+    target, target_port = _split_target(rule.to)
+    # A range forwarded to one port goes to that port; without a target port nft keeps the
+    # packet's own port, which is also what forwarding a range onto a range of the same size
+    # means.
+    dnat: dict[str, Any] = {"addr": target}
+    if target_port is not None:
+        dnat["port"] = target_port
+    dport = _match(_payload(rule.proto, "dport"), ports)
+    # Without an address, forward what is addressed to any local address (like Docker).
+    daddr = (_match(_ip("daddr"), _address(rule.address)) if rule.address
+             else _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"))
+    from_ = [_match(_ip("saddr"), _cidr(rule.from_))] if rule.from_ else []
+    in_ = [_match(_meta("iifname"), rule.in_)] if rule.in_ else []
+
+    result = [("prerouting", [*in_, *from_, daddr, dport, {"dnat": dnat}])]
+    # Locally generated packets arrive on no interface: a forward limited to one does not apply.
+    local = rule.in_ is None
+    if local:
+        result.append(("output", [*from_, daddr, dport, {"dnat": dict(dnat)}]))
+    target_dport = _match(_payload(rule.proto, "dport"),
+                          target_port if target_port is not None else ports)
+    dnatted = _match({"ct": {"key": "status"}}, "dnat", "in")
+    result.append(("postrouting", [_match(_ip("saddr"), target), _match(_ip("daddr"), target),
+                                   target_dport, dnatted, {"masquerade": None}]))
+    if local and _may_reach_loopback(rule):
+        result.append(("postrouting", [_match(_ip("saddr"), _cidr(str(LOOPBACK))),
+                                       _match(_ip("daddr"), target), target_dport, dnatted,
+                                       {"masquerade": None}]))
+    return result
+
+
+def _may_reach_loopback(rule: NatRule) -> bool:
+    """Could this forward catch a connection to 127.0.0.1:PORT made on the host?"""
+    if rule.address and ipaddress.IPv4Address(rule.address) not in LOOPBACK:
+        return False
+    if rule.from_ and not ipaddress.IPv4Network(rule.from_, strict=False).overlaps(LOOPBACK):
+        return False
+    return True
+
+
+def _match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _payload(protocol: str, field: str) -> dict[str, Any]:
+    return {"payload": {"protocol": protocol, "field": field}}
+
+
+def _ip(field: str) -> dict[str, Any]:
+    return _payload("ip", field)
+
+
+def _meta(key: str) -> dict[str, Any]:
+    return {"meta": {"key": key}}
+
+
+def _address(text: str) -> str:
+    return str(ipaddress.IPv4Address(text))
+
+
+def _cidr(text: str) -> Any:
+    """A CIDR the way nft lists it: host bits cleared, a /32 as a plain address."""
+    net = ipaddress.IPv4Network(text, strict=False)
+    if net.prefixlen == 32:
+        return str(net.network_address)
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port out of range: {text}")
+    return port
+
+
+def _ports(text: str) -> Any:
+    """"8080" -> 8080, "8080-8090" -> a range (nft lists "8080-8080" as the single port)."""
+    low, sep, high = text.partition("-")
+    if not sep:
+        return _port(low)
+    first, last = _port(low), _port(high)
+    if first > last:
+        raise ValueError(f"empty port range: {text}")
+    return first if first == last else {"range": [first, last]}
+
+
+def _split_target(text: str) -> tuple[str, int | None]:
+    """"172.17.0.2:80" -> ("172.17.0.2", 80); "172.17.0.2" -> ("172.17.0.2", None)."""
+    addr, sep, port = text.partition(":")
+    return _address(addr), (_port(port) if sep else None)
+
+
+# --- the comment: which NatRule an nft rule came from -------------------------------------------
+
+
+def encode_comment(index: int, rule: NatRule) -> str:
+    """``"<index> <kind> key=value ..."``: lossless (the NatRule's own strings), short keys."""
+    fields = rule.to_dict()
+    words = [str(index), fields.pop("kind")]
+    for key, value in fields.items():
+        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+            raise ValueError(f"NAT rule field {key}={value!r} cannot be encoded")
+        words.append(f"{_SHORT_KEYS[key]}={value}")
+    comment = " ".join(words)
+    if len(comment.encode()) > COMMENT_MAX:
+        raise ValueError(f"NAT rule too long for an nft comment ({COMMENT_MAX} bytes): "
+                         f"{rule.describe()}")
+    return comment
+
+
+def decode_comment(comment: str) -> tuple[int, NatRule] | None:
+    """Inverse of encode_comment; None for anything it did not write."""
+    words = comment.split(" ")
+    if len(words) < 2 or not words[0].isdigit():
+        return None
+    fields: dict[str, str] = {}
+    for word in words[2:]:
+        key, sep, value = word.partition("=")
+        if not sep or key not in _LONG_KEYS or _LONG_KEYS[key] in fields:
+            return None
+        fields[_LONG_KEYS[key]] = value
+    try:
+        return int(words[0]), NatRule(kind=words[1], **fields)
+    except TypeError:
+        return None
+
+
+# --- readback (pure part) -----------------------------------------------------------------------
+
+
+def decode(topology: str, listing: dict[str, Any]) -> tuple[NatRule, ...] | None:
+    """The NatRules a ``nft -j list table`` document holds, or None when the table holds anything
+    render() would not have written for them."""
+    name = table_name(topology)
+    observed = _normalise(listing.get("nftables", []))
+    indexed: dict[int, NatRule] = {}
+    for rule in (obj["rule"] for obj in observed if "rule" in obj):
+        decoded = decode_comment(str(rule.get("comment", "")))
+        if decoded is None:
+            return None
+        index, nat_rule = decoded
+        if indexed.setdefault(index, nat_rule) != nat_rule:
+            return None
+    ordered = sorted(indexed.items())
+    try:
+        expected = _listing(name, ordered)
+    except ValueError:  # a comment that decodes but is not a rule render() accepts
+        return None
+    # Indices are kept as found: a NatRule whose nft rules were all removed by hand leaves a
+    # gap and reads back as missing, which the planner shows (and repairs) rule by rule.
+    if _canonical(observed) != _canonical(expected):
+        return None
+    return tuple(rule for _, rule in ordered)
+
+
+def _normalise(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop what nft adds on output (metainfo, handles) so listings compare with renders."""
+    out = []
+    for obj in objects:
+        if "metainfo" in obj:
+            continue
+        out.append({kind: {k: v for k, v in body.items() if k != "handle"}
+                    if isinstance(body, dict) else body for kind, body in obj.items()})
+    return out
+
+
+def _canonical(objects: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Compare rules in order but everything else (chains, sets, ...) as a set: nft lists chains
+    in creation order, which says nothing about the ruleset's meaning."""
+    # sorted() is stable: rules keep their order within each chain.
+    in_chains = sorted((o for o in objects if "rule" in o),
+                       key=lambda o: str(o["rule"].get("chain")))
+    rules = [json.dumps(o, sort_keys=True) for o in in_chains]
+    others = sorted(json.dumps(o, sort_keys=True) for o in objects if "rule" not in o)
+    return others, rules
+
+
+# --- talking to nft -----------------------------------------------------------------------------
+
+
+def _nft_binary() -> str:
+    path = shutil.which(NFT) or shutil.which(NFT, path=_SBIN_PATH)
+    if path is None:
+        raise NftUnavailable()
+    return path
+
+
+def _run(args: list[str], namespace: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run nft (argv, no shell) inside ``namespace``; the caller looks at the return code."""
+    argv = [_nft_binary(), *args]
+    where = ns_label(namespace)
+    try:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False,
+                              timeout=NFT_TIMEOUT, preexec_fn=preexec_enter(namespace))
+    except FileNotFoundError as exc:  # removed between which() and exec
+        raise NftUnavailable() from exc
+    except subprocess.TimeoutExpired as exc:
+        raise NftError(f"nft {' '.join(args)} in {where}: no answer after {NFT_TIMEOUT:g}s",
+                       namespace=namespace) from exc
+    except subprocess.SubprocessError as exc:  # preexec_fn failed: the namespace is gone
+        raise NftError(f"nft {' '.join(args)}: cannot enter namespace {where}: {exc}",
+                       namespace=namespace) from exc
+
+
+def _error_line(stderr: str) -> str:
+    """nft's complaint in one line: its "Error: ..." lines, without the echoed input and
+    caret markers that follow each of them."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line[line.index("Error:"):] for line in lines if "Error:" in line]
+    return "; ".join(errors or lines[:1]) or "failed without a message"
+
+
+def _refused(what: str, namespace: str, proc: subprocess.CompletedProcess) -> NftError:
+    return NftError(f"nft {what} in {ns_label(namespace)}: {_error_line(proc.stderr)}",
+                    stderr=proc.stderr, namespace=namespace)
+
+
+def apply_document(document: dict[str, Any], namespace: str, what: str) -> None:
+    """Feed one JSON document to ``nft -j -f -``: nft commits it as one transaction."""
+    proc = _run(["-j", "-f", "-"], namespace, stdin=json.dumps(document))
+    if proc.returncode != 0:
+        raise _refused(what, namespace, proc)
+
+
+def replace(topology: str, namespace: str, rules: tuple[NatRule, ...]) -> None:
+    """Make the table hold exactly ``rules``, in one transaction."""
+    apply_document(render(topology, rules), namespace,
+                   f"replace table {FAMILY} {table_name(topology)}")
+
+
+def delete(topology: str, namespace: str) -> None:
+    """Delete our table; an absent table is fine (the add makes the delete valid)."""
+    table = {"family": FAMILY, "name": table_name(topology)}
+    document = {"nftables": [{"add": {"table": table}}, {"delete": {"table": dict(table)}}]}
+    apply_document(document, namespace, f"delete table {FAMILY} {table['name']}")
+
+
+def read(topology: str, namespace: str) -> NatTable | None:
+    """Our table in ``namespace``: None when absent, rules=None when edited by hand."""
+    name = table_name(topology)
+    proc = _run(["-j", "list", "table", FAMILY, name], namespace)
+    if proc.returncode != 0:
+        if "No such file or directory" in proc.stderr:
+            return None
+        raise _refused(f"list table {FAMILY} {name}", namespace, proc)
+    return NatTable(namespace, rules=decode(topology, json.loads(proc.stdout)))
+
+
+def ruleset(namespace: str) -> dict[str, Any]:
+    """The whole ruleset of ``namespace`` as nft's JSON (for tests and debugging)."""
+    proc = _run(["-j", "list", "ruleset"], namespace)
+    if proc.returncode != 0:
+        raise _refused("list ruleset", namespace, proc)
+    return json.loads(proc.stdout)
