@@ -1,0 +1,416 @@
+"""The one model of network state.
+
+The loader turns a topology file into these objects and the observer turns the live kernel into
+the very same classes, so planning is a comparison of equal types. Every object is a frozen
+dataclass with a ``key`` (its identity: what the kernel would call "the same object") and plain
+attributes. Desired objects use ``None`` for "not specified, the kernel may choose"; the planner
+never treats a ``None`` desired attribute as a difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+ROOT = ""
+"""Namespace key of the root (host) namespace. Shown to users as no prefix at all."""
+
+MAIN_TABLE = 254
+
+Key = tuple  # ("link", namespace, name) and the like; the first item names the object type
+
+
+def qualify(namespace: str, name: str) -> str:
+    """How users see a namespaced name: ``nginx-1/eth0``, or just ``docker0`` in the root."""
+    return f"{namespace}/{name}" if namespace else name
+
+
+def ns_label(namespace: str) -> str:
+    return namespace or "root"
+
+
+@dataclass(frozen=True)
+class NetObject:
+    """Base of every object the planner reconciles."""
+
+    TYPE: ClassVar[str] = ""
+    # Attributes whose change the kernel cannot apply in place: the planner replaces (-/+).
+    REPLACE_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # Attributes that are read from the kernel but never compared (ownership marks and such).
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ()
+    # Attributes where a desired None is a value ("no master", "no gateway"), not "don't care".
+    NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ()
+
+    namespace: str
+
+    @property
+    def key(self) -> Key:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def compared_fields(self) -> Iterator[str]:
+        for f in dataclasses.fields(self):
+            if f.name in ("namespace",) or f.name in self.OBSERVED_ONLY:
+                continue
+            yield f.name
+
+    def differences(self, observed: NetObject) -> dict[str, tuple[Any, Any]]:
+        """Fields where the observed object differs from this (desired) one: name -> (now, want).
+
+        A desired ``None`` means "don't care" and never differs.
+        """
+        changes: dict[str, tuple[Any, Any]] = {}
+        for name in self.compared_fields():
+            want = getattr(self, name)
+            now = getattr(observed, name)
+            if want == now or (want is None and name not in self.NONE_IS_VALUE):
+                continue
+            changes[name] = (now, want)
+        return changes
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.TYPE}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = [v.to_dict() if isinstance(v, NetObject) else v for v in value]
+            out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class Namespace(NetObject):
+    """A named network namespace, visible to ``ip netns`` as /run/netns/NAME."""
+
+    TYPE: ClassVar[str] = "namespace"
+
+    @property
+    def name(self) -> str:
+        return self.namespace
+
+    @property
+    def key(self) -> Key:
+        return ("namespace", self.namespace)
+
+    def describe(self) -> str:
+        return f"namespace {self.namespace}"
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """VXLAN device parameters; changing any of them needs a new device (the kernel refuses)."""
+
+    id: int
+    local: str | None = None
+    dev: str | None = None
+    port: int = 4789
+    learning: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Link(NetObject):
+    """A network interface in a namespace. A veth pair is two Links naming each other as peer."""
+
+    TYPE: ClassVar[str] = "link"
+    REPLACE_FIELDS: ClassVar[tuple[str, ...]] = ("kind", "peer", "vxlan")
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("owner", "ifindex")
+    NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ("master",)
+
+    name: str = ""
+    kind: str = ""
+    up: bool | None = True
+    mtu: int | None = None
+    mac: str | None = None
+    master: str | None = None
+    # veth: (namespace, name) of the other end
+    peer: tuple[str, str] | None = None
+    # bridge: spanning tree on/off
+    stp: bool | None = None
+    # bridge port: hairpin mode, lets a port receive frames it sent (NAT hairpin)
+    hairpin: bool | None = None
+    vxlan: Vxlan | None = None
+    # observed only: the topology named in the link's ownership mark (ifalias), if any
+    owner: str | None = None
+    ifindex: int | None = None
+
+    @property
+    def key(self) -> Key:
+        return ("link", self.namespace, self.name)
+
+    def describe(self) -> str:
+        return f"link {qualify(self.namespace, self.name)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["peer"] = list(self.peer) if self.peer else None
+        out["vxlan"] = self.vxlan.to_dict() if self.vxlan else None
+        return out
+
+
+@dataclass(frozen=True)
+class Address(NetObject):
+    """An IP address (CIDR, normalised by ipaddress) on a link."""
+
+    TYPE: ClassVar[str] = "address"
+
+    link: str = ""
+    cidr: str = ""
+
+    @property
+    def key(self) -> Key:
+        return ("address", self.namespace, self.link, self.cidr)
+
+    def describe(self) -> str:
+        return f"address {self.cidr} on {qualify(self.namespace, self.link)}"
+
+
+@dataclass(frozen=True)
+class Route(NetObject):
+    """A route. Identity follows the kernel's: (table, destination, metric) per namespace."""
+
+    TYPE: ClassVar[str] = "route"
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("proto",)
+    NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ("via", "src")
+
+    to: str = ""  # normalised CIDR; "default" is stored as 0.0.0.0/0 or ::/0
+    table: int = MAIN_TABLE
+    metric: int = 0
+    via: str | None = None
+    dev: str | None = None
+    src: str | None = None
+    type: str | None = "unicast"
+    onlink: bool | None = None
+    proto: int | None = None
+
+    @property
+    def key(self) -> Key:
+        return ("route", self.namespace, self.table, self.to, self.metric)
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.to else 4
+
+    def describe(self) -> str:
+        where = f" in {self.namespace}" if self.namespace else ""
+        to = "default" if self.to in ("0.0.0.0/0", "::/0") else self.to
+        extra = f" table {self.table}" if self.table != MAIN_TABLE else ""
+        extra += f" metric {self.metric}" if self.metric else ""
+        fam = " (IPv6)" if self.family == 6 and to == "default" else ""
+        return f"route {to}{fam}{extra}{where}"
+
+
+@dataclass(frozen=True)
+class Sysctl(NetObject):
+    """A kernel parameter in a namespace, e.g. net.ipv4.ip_forward. Values compare as strings."""
+
+    TYPE: ClassVar[str] = "sysctl"
+
+    name: str = ""
+    value: str = ""
+
+    @property
+    def key(self) -> Key:
+        return ("sysctl", self.namespace, self.name)
+
+    def describe(self) -> str:
+        where = f" in {self.namespace}" if self.namespace else ""
+        return f"sysctl {self.name}{where}"
+
+
+@dataclass(frozen=True)
+class NatRule:
+    """One NAT rule. ``kind`` is masquerade, snat or dnat (a port forward)."""
+
+    kind: str
+    source: str | None = None  # CIDR matched as the packet's source (masquerade, snat)
+    out: str | None = None  # only when leaving through this link
+    not_out: str | None = None  # only when not leaving through this link
+    to_source: str | None = None  # snat: the new source address
+    proto: str | None = None  # dnat: tcp | udp
+    port: str | None = None  # dnat: "8080" or "8080-8090"
+    to: str | None = None  # dnat: "172.17.0.2:80" (port optional)
+    in_: str | None = None  # dnat: only arriving on this link
+    from_: str | None = None  # dnat: only from this CIDR
+    address: str | None = None  # dnat: only to this local address
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def describe(self) -> str:
+        d = self.to_dict()
+        kind = d.pop("kind")
+        return kind + " " + " ".join(f"{k.rstrip('_')}={v}" for k, v in d.items())
+
+
+@dataclass(frozen=True)
+class NatTable(NetObject):
+    """netdecl's nftables table in one namespace: the ordered NAT rules of one topology there.
+
+    The table is replaced as a whole in one nft transaction; the plan still shows rule-by-rule
+    differences. ``rules`` is a tuple of NatRule; ``None`` in an observed table means "the table
+    exists but its contents are not what netdecl writes" (edited by hand), which is drift.
+    """
+
+    TYPE: ClassVar[str] = "nat"
+
+    rules: tuple[NatRule, ...] | None = ()
+
+    @property
+    def key(self) -> Key:
+        return ("nat", self.namespace)
+
+    def describe(self) -> str:
+        return f"nat table in {ns_label(self.namespace)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "namespace": self.namespace,
+            "rules": None if self.rules is None else [r.to_dict() for r in self.rules],
+        }
+
+
+@dataclass(frozen=True)
+class FdbEntry(NetObject):
+    """A static forwarding-database entry: ``mac`` reachable via ``link`` (VXLAN: at ``dst``)."""
+
+    TYPE: ClassVar[str] = "fdb"
+
+    link: str = ""
+    mac: str = ""
+    dst: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return ("fdb", self.namespace, self.link, self.mac, self.dst)
+
+    def describe(self) -> str:
+        to = f" dst {self.dst}" if self.dst else ""
+        return f"fdb {self.mac}{to} on {qualify(self.namespace, self.link)}"
+
+
+@dataclass(frozen=True)
+class Neighbor(NetObject):
+    """A permanent neighbour (ARP/NDP) entry."""
+
+    TYPE: ClassVar[str] = "neighbor"
+
+    link: str = ""
+    address: str = ""
+    mac: str = ""
+
+    @property
+    def key(self) -> Key:
+        return ("neighbor", self.namespace, self.link, self.address)
+
+    def describe(self) -> str:
+        return f"neighbor {self.address} on {qualify(self.namespace, self.link)}"
+
+
+@dataclass(frozen=True)
+class Rule(NetObject):
+    """A policy routing rule; identity is its priority (unique per family in netdecl)."""
+
+    TYPE: ClassVar[str] = "rule"
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("proto",)
+
+    priority: int = 0
+    family: int = 4
+    src: str | None = None  # "from" in the file
+    dst: str | None = None  # "to" in the file
+    table: int = MAIN_TABLE
+    iif: str | None = None
+    oif: str | None = None
+    proto: int | None = None
+
+    @property
+    def key(self) -> Key:
+        return ("rule", self.namespace, self.family, self.priority)
+
+    def describe(self) -> str:
+        where = f" in {self.namespace}" if self.namespace else ""
+        return f"rule {self.priority}{' (IPv6)' if self.family == 6 else ''}{where}"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A connectivity check `verify` runs with real traffic (not reconciled state)."""
+
+    source: str  # namespace the probe runs from ("from" in the file)
+    to: str  # namespace name or address
+    port: int | None = None
+    expect_source: str | None = None  # "source" in the file: what the server must see
+    expect: str = "reachable"  # reachable | blocked
+    proto: str = "tcp"
+
+
+OBJECT_TYPES: dict[str, type[NetObject]] = {
+    cls.TYPE: cls for cls in (Namespace, Link, Address, Route, Sysctl, NatTable, FdbEntry,
+                              Neighbor, Rule)
+}
+
+T = TypeVar("T", bound=NetObject)
+
+
+def object_from_dict(data: dict[str, Any]) -> NetObject:
+    """Inverse of NetObject.to_dict, used by saved plans and the journal."""
+    data = dict(data)
+    cls = OBJECT_TYPES[data.pop("type")]
+    if cls is Link:
+        if data.get("peer") is not None:
+            data["peer"] = tuple(data["peer"])
+        if data.get("vxlan") is not None:
+            data["vxlan"] = Vxlan(**data["vxlan"])
+    if cls is NatTable and data.get("rules") is not None:
+        data["rules"] = tuple(NatRule(**r) for r in data["rules"])
+    return cls(**data)
+
+
+@dataclass
+class Topology:
+    """A whole set of objects: what a file asks for, or what the kernel holds.
+
+    ``objects`` maps key -> object. ``namespaces_seen`` is, for observed state, every namespace
+    that exists (named ones only; the root always exists).
+    """
+
+    name: str
+    objects: dict[Key, NetObject] = field(default_factory=dict)
+    probes: list[Probe] = field(default_factory=list)
+    # Where each object came from in the file, for diagnostics: key -> (line, col)
+    positions: dict[Key, tuple[int, int]] = field(default_factory=dict)
+    # Warnings the loader produced (valid, but probably not what the user meant)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, obj: NetObject) -> None:
+        self.objects[obj.key] = obj
+
+    def of_type(self, cls: type[T]) -> list[T]:
+        return [o for o in self.objects.values() if isinstance(o, cls)]
+
+    def get(self, key: Key) -> NetObject | None:
+        return self.objects.get(key)
+
+    def namespaces(self) -> list[str]:
+        """Named namespaces this topology declares (sorted, root excluded)."""
+        return sorted(o.namespace for o in self.of_type(Namespace))
+
+    def all_namespaces(self) -> list[str]:
+        """Every namespace any object lives in, root first."""
+        names = {o.namespace for o in self.objects.values()}
+        names.add(ROOT)
+        return sorted(names)
+
+    def links_in(self, namespace: str) -> list[Link]:
+        return [o for o in self.of_type(Link) if o.namespace == namespace]
+
+    def extend(self, objs: Iterable[NetObject]) -> None:
+        for o in objs:
+            self.add(o)
