@@ -1,0 +1,198 @@
+"""Named network namespaces without forking a process per call.
+
+`ip netns add` and pyroute2's netns helpers fork; at hundreds of namespaces that dominates the run.
+Network namespaces are per *thread*, so we do the same work `ip netns` does from a short-lived
+thread: unshare(CLONE_NEWNET) (or setns into an existing namespace) in the thread, then either
+bind-mount its namespace file to /run/netns/NAME or open a socket there. A socket keeps the
+namespace it was created in for its whole life, so the main thread can use it afterwards.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from ..model import ROOT
+
+NETNS_RUN_DIR = "/run/netns"
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+
+T = TypeVar("T")
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(),
+                       fstype.encode() if fstype else None, flags, None), f"mount {target}")
+
+
+def umount(target: str) -> None:
+    _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def netns_path(name: str) -> str:
+    """The file that names a namespace; the root namespace is our own (PID 1's may differ
+    inside a sandbox, so we use the process's own)."""
+    if name == ROOT:
+        return f"/proc/{os.getpid()}/ns/net"
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def list_named() -> list[str]:
+    """Names of namespaces visible to `ip netns list` that really hold a namespace (a bind
+    mount of an nsfs file, so its device differs from the directory's)."""
+    try:
+        entries = os.listdir(NETNS_RUN_DIR)
+        dir_dev = os.stat(NETNS_RUN_DIR).st_dev
+    except FileNotFoundError:
+        return []
+    names = []
+    for entry in entries:
+        try:
+            if os.stat(os.path.join(NETNS_RUN_DIR, entry)).st_dev != dir_dev:
+                names.append(entry)
+        except OSError:
+            continue
+    return sorted(names)
+
+
+def exists(name: str) -> bool:
+    return name == ROOT or name in list_named()
+
+
+def run_in(name: str, fn: Callable[[], T]) -> T:
+    """Run fn in a thread that has entered namespace ``name``; returns its result or raises."""
+    if name == ROOT:
+        return fn()
+    box: dict[str, object] = {}
+
+    def body() -> None:
+        try:
+            fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                setns(fd, CLONE_NEWNET)
+            finally:
+                os.close(fd)
+            box["result"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, name=f"netns-{name}")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
+
+
+def _ensure_run_dir() -> None:
+    """Make /run/netns a shared mount point, as `ip netns add` does, so namespace mounts made
+    here propagate to other mount namespaces that share it (and vice versa)."""
+    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    try:
+        mount("", NETNS_RUN_DIR, "none", MS_SHARED | MS_REC)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: not a mount point yet
+            raise
+        mount(NETNS_RUN_DIR, NETNS_RUN_DIR, "none", MS_BIND | MS_REC)
+        mount("", NETNS_RUN_DIR, "none", MS_SHARED | MS_REC)
+
+
+def create(name: str) -> None:
+    """Create /run/netns/NAME holding a fresh network namespace (like `ip netns add`)."""
+    _ensure_run_dir()
+    path = netns_path(name)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    os.close(fd)
+
+    def body() -> None:
+        unshare(CLONE_NEWNET)
+        mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, "none", MS_BIND)
+
+    try:
+        run_in_fresh_thread(body)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+
+
+def run_in_fresh_thread(fn: Callable[[], T]) -> T:
+    """Run fn in a new thread (so unshare() only affects that thread)."""
+    box: dict[str, object] = {}
+
+    def body() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
+
+
+def delete(name: str) -> None:
+    """Remove /run/netns/NAME (like `ip netns del`). The namespace itself goes away when the
+    last socket or process in it is gone, so callers close their sockets first."""
+    path = netns_path(name)
+    try:
+        umount(path)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def preexec_enter(name: str) -> Callable[[], None] | None:
+    """A subprocess preexec_fn that enters namespace ``name`` (the child is single-threaded,
+    so setns is safe there). Used to run `nft` in a namespace without a shell or `ip netns exec`."""
+    if name == ROOT:
+        return None
+    path = netns_path(name)
+
+    def enter() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        setns(fd, CLONE_NEWNET)
+        os.close(fd)
+
+    return enter

@@ -1,0 +1,489 @@
+"""The kernel through netlink: the only module that imports pyroute2.
+
+One `Kernel` holds one rtnetlink socket per namespace for the whole run (opened without forking,
+see namespaces.py), reads each namespace with one dump per object type, and turns netlink
+messages into model objects and model objects into netlink requests. It decides nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..model import ROOT, Address, FdbEntry, Link, Neighbor, Route, Rule, Vxlan
+from . import namespaces
+
+# Routes (and rules) netdecl creates carry this protocol number: a kernel-visible mark that says
+# "netdecl made this", so a route someone else added is never taken for ours.
+RTPROT_NETDECL = 0xD3
+OWNER_PREFIX = "netdecl:"
+
+IFF_UP = 0x1
+IFA_F_NODAD = 0x02
+IFA_F_PERMANENT = 0x80
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+RTNH_F_ONLINK = 0x4
+RT_TABLE_LOCAL = 255
+RTPROT_KERNEL = 2
+ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+ROUTE_TYPE_CODES = {v: k for k, v in ROUTE_TYPES.items()}
+
+
+class KernelError(Exception):
+    """The kernel refused a request. ``errno`` is the netlink error code."""
+
+    def __init__(self, code: int, what: str):
+        self.errno = code
+        super().__init__(f"{what}: {os.strerror(code)} (errno {code})")
+
+
+def owner_mark(topology: str) -> str:
+    return OWNER_PREFIX + topology
+
+
+def _owner_from_alias(alias: str | None) -> str | None:
+    if alias and alias.startswith(OWNER_PREFIX):
+        return alias[len(OWNER_PREFIX):]
+    return None
+
+
+class Kernel:
+    """Netlink access to the root namespace and any named namespaces, one socket each."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, IPRoute] = {}
+        self._index_cache: dict[str, dict[str, int]] = {}
+        self._nsid_maps: dict[str, dict[int, str]] = {}
+
+    # -- sockets -------------------------------------------------------------------------------
+    def ipr(self, ns: str) -> IPRoute:
+        sock = self._sockets.get(ns)
+        if sock is None:
+            if ns == ROOT:
+                sock = IPRoute()
+            else:
+                if not namespaces.exists(ns):
+                    raise KernelError(errno.ENOENT, f"namespace {ns} does not exist")
+                raw = namespaces.run_in(
+                    ns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
+                sock = IPRoute(use_socket=raw)
+            self._sockets[ns] = sock
+        return sock
+
+    def forget(self, ns: str) -> None:
+        """Close the socket of a namespace (it would keep a deleted namespace alive)."""
+        sock = self._sockets.pop(ns, None)
+        if sock is not None:
+            sock.close()
+        self._index_cache.pop(ns, None)
+        self._nsid_maps.clear()
+
+    def close(self) -> None:
+        for ns in list(self._sockets):
+            self.forget(ns)
+
+    def __enter__(self) -> Kernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, ns: str, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.ipr(ns), method)(*args, **kwargs)
+        except NetlinkError as exc:
+            raise KernelError(exc.code, what) from None
+
+    # -- reading -------------------------------------------------------------------------------
+    def index_of(self, ns: str, name: str) -> int:
+        cache = self._index_cache.get(ns)
+        if cache is None or name not in cache:
+            cache = {m.get("IFLA_IFNAME"): m["index"] for m in self.ipr(ns).get_links()}
+            self._index_cache[ns] = cache
+        if name not in cache:
+            raise KernelError(errno.ENODEV, f"link {name} not found in {ns or 'root'}")
+        return cache[name]
+
+    def _nsid_to_name(self, ns: str, nsid: int, candidates: Iterable[str]) -> str | None:
+        """Which namespace a peer netnsid (as seen from ``ns``) refers to."""
+        known = self._nsid_maps.setdefault(ns, {})
+        if nsid in known:
+            return known[nsid]
+        for cand in candidates:
+            if cand == ns or cand in known.values():
+                continue
+            fd = os.open(namespaces.netns_path(cand), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                info = self.ipr(ns).get_netnsid(fd=fd)
+            except NetlinkError:
+                info = None
+            finally:
+                os.close(fd)
+            if info and info.get("nsid") is not None and info["nsid"] >= 0:
+                known[info["nsid"]] = cand
+            if nsid in known:
+                return known[nsid]
+        return None
+
+    def read_links(self, ns: str, all_namespaces: list[str]) -> list[Link]:
+        msgs = list(self.ipr(ns).get_links())
+        by_index = {m["index"]: m.get("IFLA_IFNAME") for m in msgs}
+        self._index_cache[ns] = {name: idx for idx, name in by_index.items()}
+        links = []
+        for m in msgs:
+            name = m.get("IFLA_IFNAME")
+            info = m.get("IFLA_LINKINFO")
+            kind = info.get("IFLA_INFO_KIND") if info else None
+            if name == "lo":
+                continue
+            data = info.get("IFLA_INFO_DATA") if info else None
+            slave = info.get("IFLA_INFO_SLAVE_DATA") if info else None
+            peer = None
+            if kind == "veth":
+                peer_idx = m.get("IFLA_LINK")
+                nsid = m.get("IFLA_LINK_NETNSID")
+                peer_ns: str | None = ns
+                if nsid is not None:
+                    peer_ns = self._nsid_to_name(ns, nsid, [ROOT, *all_namespaces])
+                if peer_ns is not None and peer_idx:
+                    peer_name = (by_index.get(peer_idx) if peer_ns == ns
+                                 else self._name_of_index(peer_ns, peer_idx))
+                    if peer_name:
+                        peer = (peer_ns, peer_name)
+            vxlan = None
+            if kind == "vxlan" and data is not None:
+                dev_idx = data.get("IFLA_VXLAN_LINK")
+                vxlan = Vxlan(
+                    id=data.get("IFLA_VXLAN_ID"),
+                    local=data.get("IFLA_VXLAN_LOCAL"),
+                    dev=by_index.get(dev_idx) if dev_idx else None,
+                    port=data.get("IFLA_VXLAN_PORT") or 4789,
+                    learning=bool(data.get("IFLA_VXLAN_LEARNING")),
+                )
+            master_idx = m.get("IFLA_MASTER")
+            links.append(Link(
+                namespace=ns,
+                name=name,
+                kind=kind or "device",
+                up=bool(m["flags"] & IFF_UP),
+                mtu=m.get("IFLA_MTU"),
+                mac=(m.get("IFLA_ADDRESS") or "").lower() or None,
+                master=by_index.get(master_idx) if master_idx else None,
+                peer=peer,
+                stp=bool(data.get("IFLA_BR_STP_STATE")) if kind == "bridge" and data else None,
+                hairpin=bool(slave.get("IFLA_BRPORT_MODE")) if slave is not None else None,
+                vxlan=vxlan,
+                owner=_owner_from_alias(m.get("IFLA_IFALIAS")),
+                ifindex=m["index"],
+            ))
+        return links
+
+    def _name_of_index(self, ns: str, index: int) -> str | None:
+        cache = self._index_cache.get(ns)
+        if cache is None:
+            cache = {m.get("IFLA_IFNAME"): m["index"] for m in self.ipr(ns).get_links()}
+            self._index_cache[ns] = cache
+        for name, idx in cache.items():
+            if idx == index:
+                return name
+        return None
+
+    def read_addresses(self, ns: str) -> list[Address]:
+        names = {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+        out = []
+        for m in self.ipr(ns).get_addr():
+            name = names.get(m["index"]) or self._name_of_index(ns, m["index"])
+            if name is None or name == "lo":
+                continue
+            local = m.get("IFA_LOCAL") or m.get("IFA_ADDRESS")
+            iface = ipaddress.ip_interface(f"{local}/{m['prefixlen']}")
+            if iface.version == 6 and iface.ip.is_link_local:
+                continue  # the kernel adds these itself; netdecl does not manage them
+            out.append(Address(namespace=ns, link=name, cidr=iface.with_prefixlen))
+        return out
+
+    def read_routes(self, ns: str) -> list[Route]:
+        names = {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+        out = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for m in self.ipr(ns).route("dump", family=family):
+                table = m.get("RTA_TABLE") or m["table"]
+                if table == RT_TABLE_LOCAL or m["proto"] == RTPROT_KERNEL:
+                    continue
+                rtype = ROUTE_TYPES.get(m["type"])
+                if rtype is None:
+                    continue  # multicast, broadcast, local...
+                if family == socket.AF_INET6 and m["dst_len"] == 8 and \
+                        (m.get("RTA_DST") or "").startswith("ff00"):
+                    continue
+                dst = m.get("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
+                oif = m.get("RTA_OIF")
+                out.append(Route(
+                    namespace=ns,
+                    to=str(ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False)),
+                    table=table,
+                    metric=m.get("RTA_PRIORITY") or 0,
+                    via=m.get("RTA_GATEWAY"),
+                    dev=(names.get(oif) or self._name_of_index(ns, oif)) if oif else None,
+                    src=m.get("RTA_PREFSRC"),
+                    type=rtype,
+                    onlink=bool(m["flags"] & RTNH_F_ONLINK),
+                    proto=m["proto"],
+                ))
+        return out
+
+    def read_fdb(self, ns: str, link_names: set[str]) -> list[FdbEntry]:
+        """Static FDB entries (NUD_PERMANENT, "self") on the given links: what netdecl manages."""
+        names = {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+        out = []
+        for m in self.ipr(ns).fdb("dump"):
+            name = names.get(m["ifindex"])
+            if name not in link_names or not (m["state"] & NUD_PERMANENT):
+                continue
+            mac = (m.get("NDA_LLADDR") or "").lower()
+            out.append(FdbEntry(namespace=ns, link=name, mac=mac, dst=m.get("NDA_DST")))
+        return out
+
+    def read_neighbors(self, ns: str, link_names: set[str]) -> list[Neighbor]:
+        names = {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+        out = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for m in self.ipr(ns).neigh("dump", family=family):
+                name = names.get(m["ifindex"])
+                if name not in link_names or not (m["state"] & NUD_PERMANENT):
+                    continue
+                out.append(Neighbor(namespace=ns, link=name, address=m.get("NDA_DST"),
+                                    mac=(m.get("NDA_LLADDR") or "").lower()))
+        return out
+
+    def read_rules(self, ns: str) -> list[Rule]:
+        out = []
+        for family, fam in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
+            for m in self.ipr(ns).rule("dump", family=family):
+                prio = m.get("FRA_PRIORITY") or 0
+                src = m.get("FRA_SRC")
+                dst = m.get("FRA_DST")
+                out.append(Rule(
+                    namespace=ns, priority=prio, family=fam,
+                    src=f"{src}/{m['src_len']}" if src else None,
+                    dst=f"{dst}/{m['dst_len']}" if dst else None,
+                    table=m.get("FRA_TABLE") or m["table"],
+                    iif=m.get("FRA_IIFNAME"), oif=m.get("FRA_OIFNAME"),
+                    proto=m.get("FRA_PROTOCOL"),
+                ))
+        return out
+
+    # -- namespaces ----------------------------------------------------------------------------
+    def create_namespace(self, name: str) -> None:
+        namespaces.create(name)
+        # lo is down in a new namespace; everything users run there expects it up
+        self._call(name, "bring lo up", "link", "set", index=1, state="up")
+
+    def delete_namespace(self, name: str) -> None:
+        self.forget(name)
+        namespaces.delete(name)
+
+    # -- links ---------------------------------------------------------------------------------
+    def create_link(self, link: Link, topology: str, peer: Link | None = None) -> None:
+        """Create a link (for a veth: both ends), then give it every attribute it should have."""
+        kwargs: dict[str, Any] = {"ifname": link.name, "kind": link.kind}
+        if link.kind == "veth":
+            assert peer is not None
+            peer_spec: dict[str, Any] = {"ifname": peer.name}
+            if peer.namespace != link.namespace:
+                peer_spec["net_ns_fd"] = namespaces.netns_path(peer.namespace)
+            kwargs["peer"] = peer_spec
+        elif link.kind == "bridge":
+            kwargs["br_stp_state"] = 1 if link.stp else 0
+        elif link.kind == "vxlan":
+            assert link.vxlan is not None
+            vx = link.vxlan
+            kwargs.update(vxlan_id=vx.id, vxlan_port=vx.port,
+                          vxlan_learning=1 if vx.learning else 0)
+            if vx.local:
+                kwargs["vxlan_local"] = vx.local
+            if vx.dev:
+                kwargs["vxlan_link"] = self.index_of(link.namespace, vx.dev)
+        self._call(link.namespace, f"create {link.describe()}", "link", "add", **kwargs)
+        self._index_cache.pop(link.namespace, None)
+        if peer is not None:
+            self._index_cache.pop(peer.namespace, None)
+        for end in (link, peer):
+            if end is not None:
+                self.configure_link(end, topology, fresh=True)
+
+    def configure_link(self, link: Link, topology: str, fresh: bool = False,
+                       changes: Iterable[str] | None = None) -> None:
+        """Set a link's attributes. ``changes`` limits which (None: all that are specified)."""
+        ns = link.namespace
+        idx = self.index_of(ns, link.name)
+        wanted = set(changes) if changes is not None else {
+            "mtu", "mac", "master", "stp", "hairpin", "up"}
+        what = f"configure {link.describe()}"
+        attrs: dict[str, Any] = {}
+        if fresh:
+            attrs["ifalias"] = owner_mark(topology)
+        if "mtu" in wanted and link.mtu is not None:
+            attrs["mtu"] = link.mtu
+        if attrs:
+            self._call(ns, what, "link", "set", index=idx, **attrs)
+        if "mac" in wanted and link.mac is not None:
+            self._call(ns, what, "link", "set", index=idx, address=link.mac)
+        if "master" in wanted and (link.master is not None or not fresh):
+            master = self.index_of(ns, link.master) if link.master else 0
+            self._call(ns, what, "link", "set", index=idx, master=master)
+        if "stp" in wanted and link.kind == "bridge" and link.stp is not None and not fresh:
+            self._call(ns, what, "link", "set", index=idx, kind="bridge",
+                       br_stp_state=1 if link.stp else 0)
+        if "hairpin" in wanted and link.hairpin is not None and link.master:
+            self._call(ns, what, "brport", "set", index=idx, mode=1 if link.hairpin else 0)
+        if "up" in wanted and link.up is not None:
+            self._call(ns, what, "link", "set", index=idx, state="up" if link.up else "down")
+
+    def delete_link(self, ns: str, name: str) -> None:
+        try:
+            idx = self.index_of(ns, name)
+        except KernelError:
+            return  # already gone (e.g. the other end of a veth that was deleted)
+        try:
+            self._call(ns, f"delete link {name}", "link", "del", index=idx)
+        except KernelError as exc:
+            if exc.errno != errno.ENODEV:
+                raise
+        self._index_cache.pop(ns, None)
+
+    # -- addresses -----------------------------------------------------------------------------
+    def _addr_args(self, addr: Address) -> dict[str, Any]:
+        iface = ipaddress.ip_interface(addr.cidr)
+        args: dict[str, Any] = {"index": self.index_of(addr.namespace, addr.link),
+                                "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+        if iface.version == 6:
+            # Duplicate address detection would leave the address "tentative" (unusable) for
+            # a second or two after apply; netdecl owns these links and their addresses.
+            args["flags"] = IFA_F_NODAD
+        return args
+
+    def add_address(self, addr: Address) -> None:
+        try:
+            self._call(addr.namespace, f"add {addr.describe()}", "addr", "add",
+                       **self._addr_args(addr))
+        except KernelError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+    def delete_address(self, addr: Address) -> None:
+        try:
+            self._call(addr.namespace, f"delete {addr.describe()}", "addr", "del",
+                       **self._addr_args(addr))
+        except KernelError as exc:
+            if exc.errno not in (errno.EADDRNOTAVAIL, errno.ENODEV):
+                raise
+
+    # -- routes --------------------------------------------------------------------------------
+    def _route_args(self, route: Route) -> dict[str, Any]:
+        net = ipaddress.ip_network(route.to)
+        args: dict[str, Any] = {
+            "family": socket.AF_INET6 if net.version == 6 else socket.AF_INET,
+            "dst": str(net.network_address), "dst_len": net.prefixlen,
+            "table": route.table, "priority": route.metric,
+            "proto": RTPROT_NETDECL,
+            "type": ROUTE_TYPE_CODES[route.type or "unicast"],
+        }
+        if route.via:
+            args["gateway"] = route.via
+        if route.dev:
+            args["oif"] = self.index_of(route.namespace, route.dev)
+        if route.src:
+            args["prefsrc"] = route.src
+        if route.onlink:
+            args["flags"] = RTNH_F_ONLINK
+        return args
+
+    def replace_route(self, route: Route) -> None:
+        self._call(route.namespace, f"set {route.describe()}", "route", "replace",
+                   **self._route_args(route))
+
+    def delete_route(self, route: Route) -> None:
+        net = ipaddress.ip_network(route.to)
+        args = {"family": socket.AF_INET6 if net.version == 6 else socket.AF_INET,
+                "dst": str(net.network_address), "dst_len": net.prefixlen,
+                "table": route.table, "priority": route.metric, "proto": RTPROT_NETDECL}
+        try:
+            self._call(route.namespace, f"delete {route.describe()}", "route", "del", **args)
+        except KernelError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+
+    # -- fdb, neighbours, rules ----------------------------------------------------------------
+    def add_fdb(self, entry: FdbEntry) -> None:
+        args: dict[str, Any] = {"ifindex": self.index_of(entry.namespace, entry.link),
+                                "lladdr": entry.mac, "state": NUD_PERMANENT}
+        if entry.dst:
+            args["dst"] = entry.dst
+        self._call(entry.namespace, f"add {entry.describe()}", "fdb", "append", **args)
+
+    def delete_fdb(self, entry: FdbEntry) -> None:
+        try:
+            args: dict[str, Any] = {"ifindex": self.index_of(entry.namespace, entry.link),
+                                    "lladdr": entry.mac}
+        except KernelError:
+            return
+        if entry.dst:
+            args["dst"] = entry.dst
+        try:
+            self._call(entry.namespace, f"delete {entry.describe()}", "fdb", "del", **args)
+        except KernelError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENODEV):
+                raise
+
+    def replace_neighbor(self, n: Neighbor) -> None:
+        self._call(n.namespace, f"set {n.describe()}", "neigh", "replace",
+                   ifindex=self.index_of(n.namespace, n.link), dst=n.address,
+                   lladdr=n.mac, state=NUD_PERMANENT)
+
+    def delete_neighbor(self, n: Neighbor) -> None:
+        try:
+            idx = self.index_of(n.namespace, n.link)
+            self._call(n.namespace, f"delete {n.describe()}", "neigh", "del",
+                       ifindex=idx, dst=n.address)
+        except KernelError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENODEV):
+                raise
+
+    def _rule_args(self, r: Rule) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "family": socket.AF_INET6 if r.family == 6 else socket.AF_INET,
+            "priority": r.priority, "table": r.table, "protocol": RTPROT_NETDECL,
+        }
+        if r.src:
+            net = ipaddress.ip_network(r.src)
+            args.update(src=str(net.network_address), src_len=net.prefixlen)
+        if r.dst:
+            net = ipaddress.ip_network(r.dst)
+            args.update(dst=str(net.network_address), dst_len=net.prefixlen)
+        if r.iif:
+            args["iifname"] = r.iif
+        if r.oif:
+            args["oifname"] = r.oif
+        return args
+
+    def add_rule(self, r: Rule) -> None:
+        self._call(r.namespace, f"add {r.describe()}", "rule", "add", **self._rule_args(r))
+
+    def delete_rule(self, r: Rule) -> None:
+        try:
+            self._call(r.namespace, f"delete {r.describe()}", "rule", "del",
+                       family=socket.AF_INET6 if r.family == 6 else socket.AF_INET,
+                       priority=r.priority)
+        except KernelError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+

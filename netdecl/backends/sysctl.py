@@ -1,0 +1,55 @@
+"""Kernel parameters under /proc/sys, read and written from inside a namespace.
+
+/proc/sys/net shows the network namespace of the thread that opens it, so for a named
+namespace the files are opened from a thread that has entered it (namespaces.run_in): no fork.
+"""
+
+from __future__ import annotations
+
+from . import namespaces
+
+PROC_SYS = "/proc/sys"
+
+
+class SysctlError(Exception):
+    pass
+
+
+def path_of(name: str) -> str:
+    """net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward. Names are validated by the loader
+    (no '..', no leading '/'), so this cannot leave /proc/sys."""
+    return f"{PROC_SYS}/{name.replace('.', '/')}"
+
+
+def normalise(value: str) -> str:
+    """The kernel prints some values tab-separated (e.g. ping_group_range); compare by words."""
+    return " ".join(str(value).split())
+
+
+def read_many(namespace: str, names: list[str]) -> dict[str, str | None]:
+    """Current values (None when the key does not exist there)."""
+
+    def body() -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for name in names:
+            try:
+                with open(path_of(name)) as fh:
+                    out[name] = normalise(fh.read())
+            except (FileNotFoundError, NotADirectoryError):
+                out[name] = None
+        return out
+
+    return namespaces.run_in(namespace, body)
+
+
+def write(namespace: str, name: str, value: str) -> None:
+    def body() -> None:
+        try:
+            with open(path_of(name), "w") as fh:
+                fh.write(str(value))
+        except FileNotFoundError:
+            raise SysctlError(f"sysctl {name}: no such key in this kernel/namespace") from None
+        except OSError as exc:
+            raise SysctlError(f"sysctl {name} = {value}: {exc.strerror}") from None
+
+    namespaces.run_in(namespace, body)
