@@ -1,0 +1,42 @@
+"""The planner: desired vs observed -> an ordered Plan. Pure (no I/O), testable without root."""
+
+from __future__ import annotations
+
+from ..model import NatTable, Sysctl, Topology, ns_label
+from ..state import OwnershipRecord
+from .diff import diff
+from .order import order
+from .plan import Action, Conflict, Plan, fingerprint
+
+__all__ = ["Action", "Conflict", "Plan", "make_plan", "forwarding_notes"]
+
+
+def make_plan(desired: Topology, observed: Topology, record: OwnershipRecord) -> Plan:
+    actions, conflicts = diff(desired, observed, record)
+    return Plan(
+        topology=desired.name,
+        actions=order(actions),
+        conflicts=conflicts,
+        notes=forwarding_notes(desired, observed),
+        fingerprint=fingerprint(observed),
+    )
+
+
+def forwarding_notes(desired: Topology, observed: Topology) -> list[str]:
+    """Explain why NAT will not forward when the sysctls it depends on are off."""
+    notes = []
+    for table in desired.of_type(NatTable):
+        if not table.rules:
+            continue
+        ns = table.namespace
+        want = desired.get(("sysctl", ns, "net.ipv4.ip_forward"))
+        now = observed.get(("sysctl", ns, "net.ipv4.ip_forward"))
+        value = want.value if isinstance(want, Sysctl) else (
+            now.value if isinstance(now, Sysctl) else None)
+        if value != "1":
+            notes.append(
+                f"nat in {ns_label(ns)}: net.ipv4.ip_forward is {value or 'unset'}, so the "
+                f"kernel will not forward packets between links there and masquerade/port "
+                f"forwards to other namespaces will not work; declare "
+                f"net.ipv4.ip_forward: 1 in that namespace's sysctls")
+    return notes

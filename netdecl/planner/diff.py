@@ -1,0 +1,329 @@
+"""Desired vs observed -> unordered actions and conflicts. Pure: no I/O, no kernel.
+
+Ownership decides everything here: an observed object is ours when it carries our mark (links:
+the ifalias owner) or our record names it (namespaces, routes, rules, fdb, neighbours). We change
+or delete only ours; a declared object that exists but is not ours is a conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..model import (
+    Address,
+    FdbEntry,
+    Key,
+    Link,
+    Namespace,
+    NatTable,
+    Neighbor,
+    NetObject,
+    Route,
+    Rule,
+    Sysctl,
+    Topology,
+    qualify,
+)
+from ..state import OwnershipRecord
+from .plan import CREATE, DELETE, MODIFY, REPLACE, Action, Conflict
+
+
+@dataclass
+class _Diff:
+    desired: Topology
+    observed: Topology
+    record: OwnershipRecord
+    actions: list[Action] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    # links that will be (re)created or deleted: their addresses and routes go with them
+    rebuilt_links: set[Key] = field(default_factory=set)
+    deleted_namespaces: set[str] = field(default_factory=set)
+    created_namespaces: set[str] = field(default_factory=set)
+
+    @property
+    def topology(self) -> str:
+        return self.desired.name
+
+    def add(self, action: Action) -> None:
+        self.actions.append(action)
+
+    def conflict(self, key: Key, message: str) -> None:
+        self.conflicts.append(Conflict(key, message))
+
+
+def diff(desired: Topology, observed: Topology, record: OwnershipRecord) -> tuple[
+        list[Action], list[Conflict]]:
+    d = _Diff(desired, observed, record)
+    _namespaces(d)
+    _links(d)
+    _addresses(d)
+    _keyed_objects(d, Route)
+    _keyed_objects(d, Rule)
+    _keyed_objects(d, FdbEntry)
+    _keyed_objects(d, Neighbor)
+    _sysctls(d)
+    _nat(d)
+    return d.actions, d.conflicts
+
+
+# -- namespaces ----------------------------------------------------------------------------------
+
+def _namespaces(d: _Diff) -> None:
+    existing = {o.namespace for o in d.observed.of_type(Namespace)}
+    for ns in d.desired.of_type(Namespace):
+        if ns.namespace not in existing:
+            d.created_namespaces.add(ns.namespace)
+            d.add(Action(CREATE, ns.key, after=ns))
+        elif ns.namespace not in d.record.namespaces:
+            d.conflict(ns.key, f"namespace {ns.namespace} already exists and was not created by "
+                               f"topology {d.topology}; remove it or rename it in the file")
+    wanted = {ns.namespace for ns in d.desired.of_type(Namespace)}
+    for name in sorted(d.record.namespaces - wanted):
+        if name not in existing:
+            continue
+        foreign = [link.name for link in d.observed.links_in(name) if link.owner != d.topology]
+        if foreign:
+            d.conflict(("namespace", name),
+                       f"namespace {name} is to be deleted but holds links netdecl does not own "
+                       f"({', '.join(sorted(foreign))}); move or delete them first")
+            continue
+        d.deleted_namespaces.add(name)
+        d.add(Action(DELETE, ("namespace", name), before=Namespace(name), reason="prune"))
+
+
+# -- links ---------------------------------------------------------------------------------------
+
+def _pair_key(link: Link) -> tuple[Key, Key]:
+    assert link.peer is not None
+    other = ("link", *link.peer)
+    return (link.key, other) if link.key <= other else (other, link.key)
+
+
+def _owned(d: _Diff, obj: NetObject | None) -> bool:
+    return isinstance(obj, Link) and obj.owner == d.topology
+
+
+def _foreign_message(d: _Diff, link: Link) -> str:
+    who = f"topology {link.owner}" if link.owner else "no netdecl topology (created by hand?)"
+    return (f"link {qualify(link.namespace, link.name)} already exists and belongs to {who}; "
+            f"netdecl will not adopt it: rename it in the file or delete it")
+
+
+def _links(d: _Diff) -> None:
+    desired_links = d.desired.of_type(Link)
+    handled: set[Key] = set()
+    deleted: set[Key] = set()
+
+    def delete_observed(o: Link, reason: str) -> None:
+        """Delete an owned observed link (a veth takes its peer along)."""
+        if o.key in deleted:
+            return
+        deleted.add(o.key)
+        d.rebuilt_links.add(o.key)
+        peer = None
+        if o.kind == "veth" and o.peer is not None:
+            peer_obs = d.observed.get(("link", *o.peer))
+            if isinstance(peer_obs, Link):
+                deleted.add(peer_obs.key)
+                d.rebuilt_links.add(peer_obs.key)
+                peer = peer_obs
+        d.add(Action(DELETE, o.key, before=o, peer_before=peer, reason=reason))
+
+    for want in sorted(desired_links, key=lambda link: link.key):
+        if want.key in handled:
+            continue
+        handled.add(want.key)
+        peer_want = None
+        if want.kind == "veth" and want.peer is not None:
+            peer_want = d.desired.get(("link", *want.peer))
+            assert isinstance(peer_want, Link)
+            handled.add(peer_want.key)
+        ends = [want] + ([peer_want] if peer_want is not None else [])
+        observed_ends = [d.observed.get(e.key) for e in ends]
+        foreign = [o for o in observed_ends if o is not None and not _owned(d, o)]
+        if foreign:
+            for o in foreign:
+                assert isinstance(o, Link)
+                d.conflict(o.key, _foreign_message(d, o))
+            continue
+        if all(o is None for o in observed_ends):
+            d.rebuilt_links.update(e.key for e in ends)
+            d.add(Action(CREATE, want.key, after=want, peer_after=peer_want))
+            continue
+        if _needs_replace(ends, observed_ends):
+            for o in observed_ends:
+                if o is not None:
+                    assert isinstance(o, Link)
+                    deleted.add(o.key)
+                    if o.peer is not None and ("link", *o.peer) not in {e.key for e in ends}:
+                        stray = d.observed.get(("link", *o.peer))
+                        if isinstance(stray, Link):
+                            deleted.add(stray.key)
+            d.rebuilt_links.update(e.key for e in ends)
+            before = observed_ends[0] or observed_ends[-1]
+            assert isinstance(before, Link)
+            d.add(Action(REPLACE, want.key, before=before, after=want,
+                         peer_before=observed_ends[1] if len(observed_ends) > 1 else None,
+                         peer_after=peer_want, reason=_replace_reason(ends, observed_ends)))
+            continue
+        for end, o in zip(ends, observed_ends, strict=True):
+            assert isinstance(o, Link)
+            changes = {k: list(v) for k, v in end.differences(o).items()
+                       if k not in Link.REPLACE_FIELDS}
+            if changes:
+                d.add(Action(MODIFY, end.key, before=o, after=end, changes=changes))
+
+    desired_keys = {link.key for link in desired_links}
+    for o in sorted(d.observed.of_type(Link), key=lambda link: link.key):
+        if o.key in desired_keys or o.key in deleted or not _owned(d, o):
+            continue
+        delete_observed(o, "prune")
+
+
+def _needs_replace(ends: list[Link], observed: list[NetObject | None]) -> bool:
+    if any(o is None for o in observed):
+        return True  # half a veth pair: recreate the pair
+    for want, o in zip(ends, observed, strict=True):
+        assert isinstance(o, Link)
+        if want.kind != o.kind:
+            return True
+        if want.kind == "veth" and want.peer != o.peer:
+            return True
+        if want.kind == "vxlan" and want.vxlan != o.vxlan:
+            return True
+    return False
+
+
+def _replace_reason(ends: list[Link], observed: list[NetObject | None]) -> str:
+    for want, o in zip(ends, observed, strict=True):
+        if o is None:
+            return f"{qualify(want.namespace, want.name)} is missing"
+        assert isinstance(o, Link)
+        if want.kind != o.kind:
+            return f"kind {o.kind} -> {want.kind}"
+        if want.peer != o.peer:
+            return "peer changed"
+        if want.vxlan != o.vxlan:
+            return "vxlan parameters changed"
+    return "recreate"
+
+
+# -- addresses -----------------------------------------------------------------------------------
+
+def _link_is_ours(d: _Diff, ns: str, name: str) -> bool:
+    return _owned(d, d.observed.get(("link", ns, name))) or \
+        d.desired.get(("link", ns, name)) is not None
+
+
+def _addresses(d: _Diff) -> None:
+    desired = {a.key: a for a in d.desired.of_type(Address)}
+    observed = {a.key: a for a in d.observed.of_type(Address)}
+    for key, a in sorted(desired.items()):
+        link_key = ("link", a.namespace, a.link)
+        if key in observed and link_key not in d.rebuilt_links:
+            continue
+        d.add(Action(CREATE, key, after=a))
+    for key, a in sorted(observed.items()):
+        link_key = ("link", a.namespace, a.link)
+        if key in desired or link_key in d.rebuilt_links:
+            continue
+        if not _owned(d, d.observed.get(link_key)):
+            continue  # addresses on links we do not own are not ours to remove
+        if a.namespace in d.deleted_namespaces:
+            continue
+        d.add(Action(DELETE, key, before=a, reason="not in the file"))
+
+
+# -- routes, rules, fdb, neighbours: record-owned objects ----------------------------------------
+
+def _depends_on_rebuilt(d: _Diff, want: NetObject, now: NetObject) -> bool:
+    """Would the kernel drop this object because a link it uses is being rebuilt, or an address
+    in its namespace is going away? Then it must be (re)created after, even if present now."""
+    ns = want.namespace
+    links = {getattr(o, attr, None) for o in (want, now) for attr in ("dev", "link", "iif", "oif")}
+    if any(("link", ns, name) in d.rebuilt_links for name in links if name):
+        return True
+    if isinstance(want, Route):
+        # IPv4 flushes gateway routes with the address that made the gateway reachable, and
+        # routes through a link that goes down (a MAC change may take it down briefly)
+        for a in d.actions:
+            if a.namespace != ns:
+                continue
+            if a.type == "address" and a.op == DELETE:
+                return True
+            if a.type == "link" and a.op == MODIFY and ({"up", "mac"} & set(a.changes)):
+                return True
+    return False
+
+
+def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
+    desired = {o.key: o for o in d.desired.of_type(cls)}
+    observed = {o.key: o for o in d.observed.of_type(cls)}
+    for key, want in sorted(desired.items(), key=lambda kv: repr(kv[0])):
+        now = observed.get(key)
+        if now is None:
+            d.add(Action(CREATE, key, after=want))
+        elif not d.record.owns(key):
+            d.conflict(key, f"{want.describe()} already exists and was not created by topology "
+                            f"{d.topology}; remove it or change the file")
+        elif _depends_on_rebuilt(d, want, now):
+            d.add(Action(CREATE, key, before=now, after=want,
+                         reason="re-added: a link or address it depends on changes"))
+        else:
+            changes = {k: list(v) for k, v in want.differences(now).items()}
+            if changes:
+                d.add(Action(MODIFY, key, before=now, after=want, changes=changes))
+    for key, now in sorted(observed.items(), key=lambda kv: repr(kv[0])):
+        if key in desired or not d.record.owns(key):
+            continue
+        if now.namespace in d.deleted_namespaces:
+            continue
+        d.add(Action(DELETE, key, before=now, reason="prune"))
+
+
+# -- sysctls -------------------------------------------------------------------------------------
+
+def _sysctls(d: _Diff) -> None:
+    desired = {o.key: o for o in d.desired.of_type(Sysctl)}
+    observed = {o.key: o for o in d.observed.of_type(Sysctl)}
+    for key, want in sorted(desired.items()):
+        now = observed.get(key)
+        if now is not None and now.value == want.value:
+            continue
+        d.add(Action(MODIFY, key, before=now, after=want,
+                     changes={"value": [now.value if now else None, want.value]}))
+    for (ns, name), original in sorted(d.record.sysctl_originals.items()):
+        key = ("sysctl", ns, name)
+        if key in desired or ns in d.deleted_namespaces:
+            continue
+        now = observed.get(key)
+        if now is None or now.value == original:
+            continue
+        d.add(Action(MODIFY, key, before=now, after=Sysctl(ns, name, original),
+                     changes={"value": [now.value, original]},
+                     reason="no longer declared: restore the value from before netdecl"))
+
+
+# -- nat -----------------------------------------------------------------------------------------
+
+def _nat(d: _Diff) -> None:
+    desired = {o.key: o for o in d.desired.of_type(NatTable) if o.rules}
+    observed = {o.key: o for o in d.observed.of_type(NatTable)}
+    for key, want in sorted(desired.items()):
+        assert isinstance(want, NatTable)
+        now = observed.get(key)
+        if now is None:
+            d.add(Action(CREATE, key, after=want))
+        elif isinstance(now, NatTable) and now.rules != want.rules:
+            d.add(Action(MODIFY, key, before=now, after=want,
+                         changes={"rules": [now.rules, want.rules]},
+                         reason="" if now.rules is not None else "table edited by hand"))
+    for key, now in sorted(observed.items()):
+        if key in desired or now.namespace in d.deleted_namespaces:
+            continue
+        d.add(Action(DELETE, key, before=now, reason="prune"))
+
+
+def keys_of(objs: Iterable[NetObject]) -> set[Key]:
+    return {o.key for o in objs}

@@ -1,0 +1,105 @@
+"""Order actions by their dependencies (graphlib), deletes first and in reverse.
+
+Two phases: first everything that removes (routes before the addresses and links they use,
+links before their namespace), then everything that builds (namespaces before the links in
+them, bridges before their ports, addresses and link-up before routes). Per-namespace barrier
+nodes ("all links of ns X are done") keep the graph linear in size even for hundreds of
+namespaces, where "every route depends on every link" would be quadratic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from graphlib import TopologicalSorter
+
+from ..model import Link
+from .plan import DELETE, Action
+
+# Build-phase stages within a namespace; teardown runs them backwards.
+_STAGE = {"namespace": 0, "link": 1, "address": 2, "sysctl": 3, "nat": 3,
+          "route": 4, "rule": 4, "fdb": 4, "neighbor": 4}
+
+
+def order(actions: list[Action]) -> list[Action]:
+    teardown = [a for a in actions if a.op == DELETE]
+    build = [a for a in actions if a.op != DELETE]
+    return _sorted(teardown, _teardown_deps) + _sorted(build, _build_deps)
+
+
+def _sorted(actions: list[Action], deps_of) -> list[Action]:
+    actions = sorted(actions, key=lambda a: (_STAGE[a.type], repr(a.key)))
+    by_key = {a.key: i for i, a in enumerate(actions)}
+    graph: TopologicalSorter = TopologicalSorter()
+    for i, action in enumerate(actions):
+        node = ("action", i)
+        graph.add(node)
+        for dep, barrier in deps_of(action, by_key):
+            graph.add(node, dep)
+            if barrier is not None:  # a barrier node waits for the action that feeds it
+                graph.add(barrier, node)
+    out = []
+    for node in graph.static_order():
+        if node[0] == "action":
+            out.append(actions[node[1]])
+    return out
+
+
+def _ns_of_ends(action: Action) -> set[str]:
+    names = {action.namespace}
+    for end in (action.peer_after, action.peer_before):
+        if end is not None:
+            names.add(end.namespace)
+    return names
+
+
+Dep = tuple[Hashable, Hashable | None]
+
+
+def _build_deps(action: Action, by_key: dict) -> list[Dep]:
+    """(node this action waits for, barrier node this action feeds)."""
+    ns = action.namespace
+    deps: list[Dep] = []
+
+    def after_action(key: tuple) -> None:
+        if key in by_key:
+            deps.append((("action", by_key[key]), None))
+
+    kind = action.type
+    if kind == "namespace":
+        return [(("start",), ("ns-ready", ns))]
+    for name in _ns_of_ends(action):
+        after_action(("namespace", name))
+    if kind == "link":
+        for end in (action.after, action.peer_after):
+            if isinstance(end, Link):
+                deps.append((("start",), ("links-ready", end.namespace)))
+                if end.master:
+                    after_action(("link", end.namespace, end.master))
+                if end.vxlan is not None and end.vxlan.dev:
+                    after_action(("link", end.namespace, end.vxlan.dev))
+    elif kind == "address":
+        after_action(("link", ns, action.key[2]))
+        deps.append((("start",), ("addrs-ready", ns)))
+    elif kind == "sysctl":
+        deps.append((("links-ready", ns), None))
+    elif kind in ("route", "rule", "fdb", "neighbor"):
+        deps.append((("links-ready", ns), None))
+        deps.append((("addrs-ready", ns), None))
+    return deps
+
+
+def _teardown_deps(action: Action, by_key: dict) -> list[Dep]:
+    ns = action.namespace
+    kind = action.type
+    if kind in ("route", "rule", "fdb", "neighbor", "nat", "sysctl"):
+        return [(("start",), ("leaves-gone", ns))]
+    if kind == "address":
+        return [(("leaves-gone", ns), ("addrs-gone", ns))]
+    if kind == "link":
+        deps: list[Dep] = []
+        for name in _ns_of_ends(action):
+            deps.append((("leaves-gone", name), ("links-gone", name)))
+            deps.append((("addrs-gone", name), None))
+        return deps
+    # namespace: last of all in it
+    return [(("links-gone", ns), None), (("addrs-gone", ns), None), (("leaves-gone", ns), None)]

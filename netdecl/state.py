@@ -1,0 +1,124 @@
+"""The ownership record: what a topology owns that the kernel cannot mark by itself.
+
+Links carry their owner in the kernel (ifalias) and routes/rules a protocol number, but the
+protocol number says only "netdecl", not which topology; namespaces carry no mark at all, and a
+sysctl's original value must be remembered to be restored. So each topology has one small JSON
+file in the state dir, written atomically (temp file, fsync, rename) after every change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .model import Key
+
+DEFAULT_STATE_DIR = "/var/lib/netdecl"
+
+
+def state_dir(override: str | None = None) -> Path:
+    return Path(override or os.environ.get("NETDECL_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def write_atomically(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _key_to_json(key: Key) -> list:
+    return list(key)
+
+
+def _key_from_json(data: list) -> Key:
+    return tuple(data)
+
+
+@dataclass
+class OwnershipRecord:
+    """What one topology owns besides marked links."""
+
+    topology: str
+    namespaces: set[str] = field(default_factory=set)
+    # keys of routes, rules, fdb entries, neighbours netdecl created for this topology
+    objects: set[Key] = field(default_factory=set)
+    # (namespace, sysctl name) -> value before netdecl first changed it
+    sysctl_originals: dict[tuple[str, str], str] = field(default_factory=dict)
+    nat_namespaces: set[str] = field(default_factory=set)
+
+    def owns(self, key: Key) -> bool:
+        return key in self.objects
+
+    def is_empty(self) -> bool:
+        return not (self.namespaces or self.objects or self.sysctl_originals
+                    or self.nat_namespaces)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "topology": self.topology,
+            "namespaces": sorted(self.namespaces),
+            "objects": sorted((_key_to_json(k) for k in self.objects), key=repr),
+            "sysctl_originals": [[ns, name, value] for (ns, name), value
+                                 in sorted(self.sysctl_originals.items())],
+            "nat_namespaces": sorted(self.nat_namespaces),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OwnershipRecord:
+        return cls(
+            topology=data["topology"],
+            namespaces=set(data.get("namespaces", [])),
+            objects={_key_from_json(k) for k in data.get("objects", [])},
+            sysctl_originals={(ns, name): value
+                              for ns, name, value in data.get("sysctl_originals", [])},
+            nat_namespaces=set(data.get("nat_namespaces", [])),
+        )
+
+    def copy(self) -> OwnershipRecord:
+        return OwnershipRecord.from_json(json.loads(json.dumps(self.to_json())))
+
+
+class RecordStore:
+    """Ownership records in <state dir>/topologies/<name>.json."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.dir = root / "topologies"
+
+    def path(self, topology: str) -> Path:
+        return self.dir / f"{topology}.json"
+
+    def load(self, topology: str) -> OwnershipRecord:
+        try:
+            with open(self.path(topology)) as fh:
+                return OwnershipRecord.from_json(json.load(fh))
+        except FileNotFoundError:
+            return OwnershipRecord(topology)
+
+    def save(self, record: OwnershipRecord) -> None:
+        if record.is_empty():
+            try:
+                self.path(record.topology).unlink()
+            except FileNotFoundError:
+                pass
+            return
+        write_atomically(self.path(record.topology), record.to_json())
+
+    def all_topologies(self) -> list[str]:
+        try:
+            return sorted(p.stem for p in self.dir.glob("*.json"))
+        except FileNotFoundError:
+            return []
