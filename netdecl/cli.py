@@ -1,0 +1,397 @@
+"""The command line. The one place that turns exceptions into exit codes.
+
+Heavy modules (pyroute2, the planner, nft) are imported inside the commands that need them, so
+`netdecl --help` and `validate` stay fast, and `--sandbox` can enter its namespaces while the
+process is still single-threaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import EnvironmentProblem, InvalidTopology, NetdeclError
+from .status import ExitStatus
+
+DESCRIPTION = """\
+netdecl: declarative Linux host networking. A YAML topology (namespaces, bridges, veth pairs,
+addresses, routes, sysctls, NAT) is compared with the live kernel; `plan` shows the ordered
+changes, `apply` makes them (and rolls back on any failure), `destroy` removes what the topology
+owns. netdecl never changes or deletes an object it did not create.
+"""
+
+EPILOG = """\
+exit codes: 0 success / no changes; 1 failure or conflict; 2 changes pending (plan
+--detailed-exitcode); 3 invalid topology (nothing changed); 4 rollback failed.
+
+examples:
+  netdecl validate topologies/docker-bridge.yaml
+  netdecl --sandbox demo apply topologies/docker-bridge.yaml    # try it without touching the host
+  netdecl plan --detailed-exitcode topo.yaml                      # drift check for GitOps
+  netdecl plan --out plan.json topo.yaml && netdecl apply plan.json
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netdecl", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="where ownership records and journals live "
+                             "(default $NETDECL_STATE_DIR or /var/lib/netdecl)")
+    parser.add_argument("--sandbox", metavar="NAME",
+                        help="run the command inside a persistent private network + mount "
+                             "namespace NAME (created on first use), leaving the host untouched")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a topology file; change nothing")
+    p.add_argument("file")
+
+    p = sub.add_parser("plan", help="show what apply would change",
+                       description="Compare the topology with the live kernel and print the "
+                                   "ordered actions apply would take.")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--out", metavar="PLAN", help="save the plan (with a fingerprint of the "
+                                                 "observed state) for `apply PLAN`")
+    p.add_argument("--detailed-exitcode", action="store_true",
+                   help="exit 2 when there are changes, 0 when there are none")
+
+    p = sub.add_parser("apply", help="make the host match the topology (or a saved plan)",
+                       description="Execute the plan, verify the result, and roll back "
+                                   "everything on any failure, Ctrl-C or SIGTERM.")
+    p.add_argument("file", help="a topology file, or a plan saved with `plan --out`")
+    p.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS",
+                   help="how long to wait for another apply to finish (default 5)")
+    p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
+
+    p = sub.add_parser("destroy", help="remove everything the topology owns",
+                       description="Delete every namespace, link, route and NAT table the "
+                                   "topology created and restore the sysctls it changed.")
+    p.add_argument("file")
+    p.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS")
+
+    p = sub.add_parser("rollback",
+                       help="restore the state before an apply that was interrupted (crash)")
+    p.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS")
+
+    p = sub.add_parser("show", help="print live state in the topology format")
+    p.add_argument("--namespace", action="append", default=None, metavar="NS",
+                   help="namespace to include (repeatable; default: root and all named ones)")
+    p.add_argument("--name", default="imported", help="topology name to put in the output")
+
+    p = sub.add_parser("sandbox", help="manage sandboxes used by --sandbox")
+    sandbox_sub = p.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    sandbox_sub.add_parser("list", help="list sandboxes")
+    rm = sandbox_sub.add_parser("rm", help="remove a sandbox and everything in it")
+    rm.add_argument("name")
+    return parser
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _state_root(args: argparse.Namespace) -> Path:
+    from .state import state_dir
+
+    return state_dir(args.state_dir)
+
+
+def _require_privileges(command: str) -> None:
+    """apply/destroy need CAP_NET_ADMIN and CAP_SYS_ADMIN (namespaces); say so in one line."""
+    needed = {12: "CAP_NET_ADMIN", 21: "CAP_SYS_ADMIN"}
+    try:
+        with open("/proc/self/status") as fh:
+            caps = next(int(line.split()[1], 16) for line in fh if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        caps = -1 if os.geteuid() == 0 else 0
+    missing = [name for bit, name in needed.items() if not caps & (1 << bit)]
+    if missing:
+        raise EnvironmentProblem(
+            f"{command} changes the kernel's network state and needs root "
+            f"({' and '.join(missing)}); run it as root, or try it in a sandbox: "
+            f"netdecl --sandbox demo {command} FILE")
+
+
+def _load(path: str):
+    from .loader import load_topology
+
+    topo = load_topology(path)
+    for warning in topo.warnings:
+        _err(warning)
+    return topo
+
+
+def _is_saved_plan(path: str) -> dict[str, Any] | None:
+    from .planner.plan import PLAN_FORMAT
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+            if head != b"{":
+                return None
+            data = json.loads(head + fh.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == PLAN_FORMAT else None
+
+
+def _progress(number: int, total: int, action) -> None:
+    if sys.stderr.isatty() or total >= 50:
+        from .render import action_line
+
+        _err(f"[{number}/{total}]{action_line(action)[0]}")
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    topo = _load(args.file)
+    _out(f"{args.file}: valid topology {topo.name!r} ({len(topo.objects)} objects, "
+         f"{len(topo.namespaces())} namespaces)")
+    return ExitStatus.OK
+
+
+def _compute_plan(desired, state_root: Path):
+    from .applier import observe_for
+    from .backends.netlink import Kernel
+    from .planner import make_plan
+    from .state import RecordStore
+
+    store = RecordStore(state_root)
+    record = store.load(desired.name)
+    _check_nft_if_needed(desired, record)
+    with Kernel() as kernel:
+        observed = observe_for(kernel, desired, record)
+    return make_plan(desired, observed, record), observed, record
+
+
+def _check_nft_if_needed(desired, record) -> None:
+    from .model import NatTable
+
+    if desired.of_type(NatTable) or record.nat_namespaces:
+        import shutil
+
+        if shutil.which("nft") is None:
+            raise EnvironmentProblem(
+                "this topology has NAT rules but the nft command is missing: install the "
+                "nftables package (apt-get install nftables)")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .render import plan_json, plan_text
+
+    desired = _load(args.file)
+    plan, _, _ = _compute_plan(desired, _state_root(args))
+    if args.out:
+        from .state import write_atomically
+
+        data = plan.to_json()
+        data["source"] = os.path.abspath(args.file)
+        data["desired"] = [o.to_dict() for o in desired.objects.values()]
+        write_atomically(Path(args.out), data)
+    _out(plan_json(plan) if args.json else plan_text(plan))
+    if args.out and not args.json:
+        _out(f"Saved the plan to {args.out}; `netdecl apply {args.out}` applies exactly it.")
+    if plan.conflicts:
+        return ExitStatus.FAILURE
+    if args.detailed_exitcode and plan.actions:
+        return ExitStatus.CHANGES_PENDING
+    return ExitStatus.OK
+
+
+def _recover_pending(state_root: Path, topology: str | None = None) -> None:
+    """Finish what a crashed apply left: roll back to its journal's snapshot, saying so."""
+    from .applier import Applier
+    from .journal import Journal, pending
+    from .state import RecordStore
+
+    store = RecordStore(state_root)
+    for name in pending(state_root):
+        if topology is not None and name != topology:
+            continue
+        journal = Journal.load(state_root, name)
+        if journal is None:
+            continue
+        _err(f"netdecl: an earlier apply of {name!r} did not finish "
+             f"({journal.steps_done()} steps done); rolling it back first")
+        Applier(store).rollback_to(journal.snapshot, journal.record_before)
+        journal.finish()
+        _err(f"netdecl: rolled back {name!r} to the state before that apply")
+
+
+def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
+               as_json: bool) -> int:
+    from .applier import Applier, observe_for, snapshot_owned
+    from .backends.netlink import Kernel
+    from .planner import make_plan
+    from .planner.plan import Action, fingerprint
+    from .render import plan_json, plan_text
+    from .state import RecordStore
+
+    store = RecordStore(state_root)
+    record = store.load(desired.name)
+    _check_nft_if_needed(desired, record)
+    with Kernel() as kernel:
+        observed = observe_for(kernel, desired, record)
+        plan = make_plan(desired, observed, record)
+        if saved is not None:
+            if saved["fingerprint"] != fingerprint(observed):
+                raise NetdeclError(
+                    "the saved plan is stale: the host changed since it was made; "
+                    "run `netdecl plan --out` again")
+            plan.actions = [Action.from_json(a) for a in saved["actions"]]
+        if plan.conflicts:
+            _err(plan_text(plan))
+            _err("apply refused: nothing was changed")
+            return ExitStatus.FAILURE
+        if not plan.actions:
+            _out(f"No changes. Topology {desired.name} matches the host.")
+            return ExitStatus.OK
+        _out(plan_json(plan) if as_json else plan_text(plan))
+        snapshot = snapshot_owned(observed, record)
+        Applier(store, progress=_progress).apply(desired, plan, kernel, snapshot)
+    add, change, destroy = plan.counts()
+    if not as_json:
+        _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed. Verified.")
+    return ExitStatus.OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from .lock import HostLock
+
+    saved = _is_saved_plan(args.file)
+    if saved is not None:
+        from .model import Topology, object_from_dict
+
+        desired = Topology(name=saved["topology"])
+        desired.extend(object_from_dict(d) for d in saved["desired"])
+    else:
+        desired = _load(args.file)
+    _require_privileges("apply")
+    state_root = _state_root(args)
+    with HostLock(state_root, args.lock_timeout):
+        _recover_pending(state_root)
+        return _run_apply(desired, state_root, saved, args.json)
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from .lock import HostLock
+    from .model import Topology
+
+    loaded = _load(args.file)
+    _require_privileges("destroy")
+    state_root = _state_root(args)
+    with HostLock(state_root, args.lock_timeout):
+        _recover_pending(state_root)
+        return _run_apply(Topology(name=loaded.name), state_root, None, False)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .journal import pending
+    from .lock import HostLock
+
+    _require_privileges("rollback")
+    state_root = _state_root(args)
+    with HostLock(state_root, args.lock_timeout):
+        names = pending(state_root)
+        if not names:
+            _out("Nothing to roll back: no interrupted apply left a journal.")
+            return ExitStatus.OK
+        _recover_pending(state_root)
+    return ExitStatus.OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .backends import namespaces
+    from .backends.netlink import Kernel
+    from .export import to_document
+    from .model import ROOT
+    from .observer import observe_all
+
+    wanted = args.namespace or [ROOT, *namespaces.list_named()]
+    wanted = [ROOT if ns in ("", "root") else ns for ns in wanted]
+    for ns in wanted:
+        if ns != ROOT and not namespaces.exists(ns):
+            raise NetdeclError(f"namespace {ns} does not exist (see `ip netns list`)")
+    with Kernel() as kernel:
+        observed = observe_all(kernel, wanted)
+    _out(yaml.safe_dump(to_document(observed, args.name), sort_keys=False).rstrip())
+    return ExitStatus.OK
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from . import sandbox
+
+    if args.sandbox_command == "list":
+        for name in sandbox.list_sandboxes():
+            _out(name)
+        return ExitStatus.OK
+    if args.sandbox_command == "rm":
+        sandbox.remove(args.name)
+        _out(f"removed sandbox {args.name}")
+        return ExitStatus.OK
+    raise NetdeclError("usage: netdecl sandbox list | netdecl sandbox rm NAME")
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "apply": cmd_apply,
+    "destroy": cmd_destroy,
+    "rollback": cmd_rollback,
+    "show": cmd_show,
+    "sandbox": cmd_sandbox,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return ExitStatus.FAILURE
+    try:
+        if args.sandbox:
+            from . import sandbox
+
+            sandbox.enter(args.sandbox, create_if_missing=True)
+        return int(COMMANDS[args.command](args))
+    except InvalidTopology as exc:
+        for diagnostic in exc.diagnostics:
+            _err(str(diagnostic))
+        n = sum(d.severity == "error" for d in exc.diagnostics)
+        _err(f"{n} error{'s' if n != 1 else ''}: nothing was changed")
+        return ExitStatus.INVALID_TOPOLOGY
+    except NetdeclError as exc:
+        _err(f"netdecl: {exc}")
+        return int(exc.status)
+    except PermissionError as exc:
+        _err(f"netdecl: permission denied: {exc.filename or exc}; this needs root "
+             f"(CAP_NET_ADMIN, CAP_SYS_ADMIN to enter namespaces)")
+        return ExitStatus.FAILURE
+    except KeyboardInterrupt:
+        _err("netdecl: interrupted")
+        return ExitStatus.FAILURE
+    except BrokenPipeError:
+        return ExitStatus.FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Model -> topology document (the file format), so `show` output can be fed back to `apply`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import (
+    MAIN_TABLE,
+    ROOT,
+    Address,
+    Link,
+    Namespace,
+    NatTable,
+    Route,
+    Sysctl,
+    Topology,
+)
+
+
+def _link_fields(link: Link, addresses: list[str], with_name: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if with_name:
+        out["name"] = link.name
+    if link.namespace and with_name:
+        out["namespace"] = link.namespace
+    if addresses:
+        out["addresses"] = addresses
+    if link.mtu is not None:
+        out["mtu"] = link.mtu
+    if link.mac:
+        out["mac"] = link.mac
+    if link.up is False:
+        out["up"] = False
+    if link.master:
+        out["master"] = link.master
+    if link.hairpin:
+        out["hairpin"] = True
+    return out
+
+
+def to_document(topo: Topology, name: str) -> dict[str, Any]:
+    addrs: dict[tuple[str, str], list[str]] = {}
+    for a in sorted(topo.of_type(Address), key=lambda a: a.key):
+        addrs.setdefault((a.namespace, a.link), []).append(a.cidr)
+    doc: dict[str, Any] = {"version": 1, "name": name}
+    root_sysctls = {s.name: s.value for s in topo.of_type(Sysctl) if s.namespace == ROOT}
+    if root_sysctls:
+        doc["sysctls"] = root_sysctls
+    namespaces: dict[str, Any] = {}
+    for ns in sorted(topo.of_type(Namespace), key=lambda n: n.namespace):
+        entry: dict[str, Any] = {}
+        sysctls = {s.name: s.value for s in topo.of_type(Sysctl) if s.namespace == ns.namespace}
+        if sysctls:
+            entry["sysctls"] = sysctls
+        namespaces[ns.namespace] = entry
+    if namespaces:
+        doc["namespaces"] = namespaces
+    links = []
+    emitted: set[tuple] = set()
+    for link in sorted(topo.of_type(Link), key=lambda link: link.key):
+        if link.key in emitted:
+            continue
+        emitted.add(link.key)
+        entry = {"name": link.name, "kind": link.kind}
+        entry.update(_link_fields(link, addrs.get((link.namespace, link.name), [])))
+        if link.kind == "bridge" and link.stp is not None:
+            entry["bridge"] = {"stp": link.stp}
+        if link.kind == "vxlan" and link.vxlan is not None:
+            entry["vxlan"] = {k: v for k, v in link.vxlan.to_dict().items() if v is not None}
+        if link.kind == "veth" and link.peer is not None:
+            peer = topo.get(("link", *link.peer))
+            if isinstance(peer, Link):
+                emitted.add(peer.key)
+                peer_doc = {"name": peer.name}
+                if peer.namespace:
+                    peer_doc["namespace"] = peer.namespace
+                peer_doc.update(_link_fields(peer, addrs.get((peer.namespace, peer.name), []),
+                                             with_name=False))
+                entry["peer"] = peer_doc
+        links.append(entry)
+    if links:
+        doc["links"] = links
+    routes = []
+    for r in sorted(topo.of_type(Route), key=lambda r: repr(r.key)):
+        entry = {}
+        if r.namespace:
+            entry["namespace"] = r.namespace
+        entry["to"] = "default" if r.to in ("0.0.0.0/0", "::/0") else r.to
+        for attr in ("via", "dev", "src"):
+            if getattr(r, attr):
+                entry[attr] = getattr(r, attr)
+        if r.metric and not (r.family == 6 and r.metric == 1024):
+            entry["metric"] = r.metric
+        if r.table != MAIN_TABLE:
+            entry["table"] = r.table
+        if r.type and r.type != "unicast":
+            entry["type"] = r.type
+        routes.append(entry)
+    if routes:
+        doc["routes"] = routes
+    nat: dict[str, list] = {}
+    for table in topo.of_type(NatTable):
+        for rule in table.rules or ():
+            d = rule.to_dict()
+            kind = d.pop("kind")
+            if table.namespace:
+                d["namespace"] = table.namespace
+            d = {k.rstrip("_"): v for k, v in d.items()}
+            section = {"dnat": "port_forwards"}.get(kind, kind)
+            nat.setdefault(section, []).append(d)
+    if nat:
+        doc["nat"] = nat
+    return doc

@@ -1,0 +1,88 @@
+"""The apply journal: the pre-apply snapshot, then each completed step, flushed to disk.
+
+If netdecl dies mid-apply (SIGKILL, power loss), the journal is still there; `netdecl rollback`
+(and the next apply or destroy, by itself) reads it and reconciles back to the snapshot. A
+journal is removed once its apply finished or was rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .model import Topology, object_from_dict
+from .planner.plan import Action
+from .state import OwnershipRecord, write_atomically
+
+
+def journal_path(state_root: Path, topology: str) -> Path:
+    return state_root / "journal" / f"{topology}.jsonl"
+
+
+class Journal:
+    def __init__(self, path: Path, snapshot: Topology, record_before: OwnershipRecord):
+        self.path = path
+        self.snapshot = snapshot
+        self.record_before = record_before
+
+    @classmethod
+    def begin(cls, state_root: Path, topology: str, snapshot: Topology,
+              record: OwnershipRecord) -> Journal:
+        path = journal_path(state_root, topology)
+        header = {
+            "journal": 1,
+            "topology": topology,
+            "pid": os.getpid(),
+            "snapshot": [o.to_dict() for o in snapshot.objects.values()],
+            "record_before": record.to_json(),
+        }
+        # the header goes down atomically and durably before the first action runs
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(header) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return cls(path, snapshot, record.copy())
+
+    def step(self, number: int, action: Action) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"step": number, "action": action.to_json()}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def finish(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    @classmethod
+    def load(cls, state_root: Path, topology: str) -> Journal | None:
+        path = journal_path(state_root, topology)
+        try:
+            with open(path) as fh:
+                header: dict[str, Any] = json.loads(fh.readline())
+        except FileNotFoundError:
+            return None
+        snapshot = Topology(name=header["topology"])
+        snapshot.extend(object_from_dict(d) for d in header["snapshot"])
+        return cls(path, snapshot, OwnershipRecord.from_json(header["record_before"]))
+
+    def steps_done(self) -> int:
+        with open(self.path) as fh:
+            return max(0, sum(1 for _ in fh) - 1)
+
+
+def pending(state_root: Path) -> list[str]:
+    """Topologies with a journal left behind by an apply that did not finish."""
+    try:
+        return sorted(p.name[: -len(".jsonl")] for p in (state_root / "journal").glob("*.jsonl"))
+    except FileNotFoundError:
+        return []
+
+
+__all__ = ["Journal", "journal_path", "pending", "write_atomically"]

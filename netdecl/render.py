@@ -1,0 +1,106 @@
+"""Plans and states as text for people and as JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .model import Link, NatRule, NatTable, Route, qualify
+from .planner.plan import DELETE, MODIFY, SYMBOLS, Action, Plan
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _object_details(action: Action) -> str:
+    obj = action.obj
+    if isinstance(obj, Link):
+        bits = [obj.kind]
+        if obj.master:
+            bits.append(f"master {obj.master}")
+        if obj.mtu:
+            bits.append(f"mtu {obj.mtu}")
+        peer = action.peer_after or action.peer_before
+        name = obj.describe()
+        if peer is not None:
+            name += f" <-> {qualify(peer.namespace, peer.name)}"  # type: ignore[attr-defined]
+        return f"{name} ({', '.join(bits)})"
+    if isinstance(obj, Route) and action.op != DELETE:
+        bits = []
+        if obj.via:
+            bits.append(f"via {obj.via}")
+        if obj.dev:
+            bits.append(f"dev {obj.dev}")
+        if obj.type and obj.type != "unicast":
+            bits.append(obj.type)
+        return obj.describe() + (f" ({', '.join(bits)})" if bits else "")
+    return obj.describe()
+
+
+def _rule_lines(action: Action) -> list[str]:
+    before = action.before.rules if isinstance(action.before, NatTable) else ()
+    after = action.after.rules if isinstance(action.after, NatTable) else ()
+    before = before or ()
+    after = after or ()
+    lines = []
+    for rule in before:
+        if rule not in after:
+            lines.append(f"      - {rule.describe()}")
+    for rule in after:
+        if rule not in before:
+            lines.append(f"      + {rule.describe()}")
+    return lines
+
+
+def action_line(action: Action) -> list[str]:
+    symbol = SYMBOLS[action.op]
+    head = f"  {symbol:>3} {_object_details(action)}"
+    if action.op == MODIFY and action.type != "nat":
+        changes = ", ".join(f"{k} {_fmt(v[0])} -> {_fmt(v[1])}"
+                            for k, v in action.changes.items())
+        head += f": {changes}"
+    if action.reason:
+        head += f"  [{action.reason}]"
+    lines = [head]
+    if action.type == "nat":
+        if action.op == MODIFY and action.before is not None and \
+                getattr(action.before, "rules", ()) is None:
+            lines.append("      (the live table was edited by hand; it is rewritten whole)")
+        lines += _rule_lines(action)
+    return lines
+
+
+def plan_text(plan: Plan) -> str:
+    lines: list[str] = []
+    for conflict in plan.conflicts:
+        lines.append(f"conflict: {conflict.message}")
+    if plan.conflicts:
+        lines.append("")
+    for action in plan.actions:
+        lines += action_line(action)
+    if plan.actions:
+        lines.append("")
+    for note in plan.notes:
+        lines.append(f"note: {note}")
+    add, change, destroy = plan.counts()
+    if not plan.actions:
+        lines.append(f"No changes. Topology {plan.topology} matches the host.")
+    else:
+        lines.append(f"Plan: {add} to add, {change} to change, {destroy} to destroy.")
+    return "\n".join(lines)
+
+
+def plan_json(plan: Plan) -> str:
+    return json.dumps(plan.to_json(), indent=2, sort_keys=False)
+
+
+def rule_text(rule: NatRule) -> str:
+    return rule.describe()
+
+
+__all__ = ["plan_text", "plan_json", "action_line"]
