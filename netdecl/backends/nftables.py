@@ -47,13 +47,22 @@ NFT_TIMEOUT = 30.0  # seconds; nft talks to the kernel only, so a hang means som
 # JSON parser does not check, and fails obscurely further on, so we enforce the limit ourselves.
 COMMENT_MAX = 128
 
-# (name, hook, priority). dstnat = -100, srcnat = 100; nft lists them as integers, so we write
-# integers and readback compares like with like.
-CHAINS: tuple[tuple[str, str, int], ...] = (
-    ("prerouting", "prerouting", -100),
-    ("output", "output", -100),
-    ("postrouting", "postrouting", 100),
+# (name, type, hook, priority). dstnat = -100, filter = 0, srcnat = 100; nft lists priorities
+# as integers, so we write integers and readback compares like with like. All chains exist even
+# when empty: one fixed shape is simpler to read back and costs nothing (policy accept).
+CHAINS: tuple[tuple[str, str, str, int], ...] = (
+    ("prerouting", "nat", "prerouting", -100),
+    ("output", "nat", "output", -100),
+    ("forward", "filter", "forward", 0),
+    ("postrouting", "nat", "postrouting", 100),
 )
+
+# Packet-mark bit that carries "masquerade this DNATed flow" from the forward hook (where the
+# kernel can tell that the flow leaves through the interface it came in on) to postrouting
+# (where masquerading happens), as kube-proxy does with 0x4000. 0x2000 stays clear of the bits
+# kube-proxy (0x4000, 0x8000), Calico (upper 16), Cilium (0x0f00) and Tailscale (0xff0000) use.
+# It is set only on the first packet of a flow and cleared before the packet leaves.
+SAME_LINK_MARK = 0x2000
 
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
@@ -113,20 +122,20 @@ def render(topology: str, rules: tuple[NatRule, ...]) -> dict[str, Any]:
 def _listing(name: str, indexed: Iterable[tuple[int, NatRule]]) -> list[dict[str, Any]]:
     """Table, chains and rules as nft lists them (minus handles), in nft's listing order."""
     objects: list[dict[str, Any]] = [{"table": {"family": FAMILY, "name": name}}]
-    objects += [{"chain": _chain(name, chain, hook, prio)} for chain, hook, prio in CHAINS]
-    by_chain: dict[str, list[dict[str, Any]]] = {chain: [] for chain, _, _ in CHAINS}
+    objects += [{"chain": _chain(name, *chain)} for chain in CHAINS]
+    by_chain: dict[str, list[dict[str, Any]]] = {chain: [] for chain, *_ in CHAINS}
     for index, rule in indexed:
         comment = encode_comment(index, rule)
         for chain, expr in _rule_exprs(rule):
             by_chain[chain].append({"rule": {"family": FAMILY, "table": name, "chain": chain,
                                              "comment": comment, "expr": expr}})
-    for chain, _, _ in CHAINS:
+    for chain, *_ in CHAINS:
         objects += by_chain[chain]
     return objects
 
 
-def _chain(table: str, name: str, hook: str, prio: int) -> dict[str, Any]:
-    return {"family": FAMILY, "table": table, "name": name, "type": "nat", "hook": hook,
+def _chain(table: str, name: str, type_: str, hook: str, prio: int) -> dict[str, Any]:
+    return {"family": FAMILY, "table": table, "name": name, "type": type_, "hook": hook,
             "prio": prio, "policy": "accept"}
 
 
@@ -156,14 +165,18 @@ def _source_nat_matches(rule: NatRule) -> list[dict[str, Any]]:
 
 
 def _dnat_exprs(rule: NatRule) -> list[tuple[str, list[dict[str, Any]]]]:
-    """A port forward that works from every direction, as Docker's does:
+    """A port forward that works from every direction a user tries:
 
-    * prerouting: traffic from other hosts, from containers, and hairpin traffic;
+    * prerouting: traffic from other hosts and from containers (the target itself included);
     * output: traffic the host itself sends (to its own addresses, 127.0.0.1 included);
-    * postrouting, masquerade of DNATed flows whose source is the target itself (hairpin: the
-      target must see the reply come from the host, not from itself) ...
-    * ... and of DNATed flows from 127.0.0.0/8, which may not leave the host with that source
-      (this also needs route_localnet=1, which the topology declares).
+    * forward + postrouting: masquerade DNATed flows that leave through the interface they came
+      in on. Without it a client on the target's own bridge gets the target's reply straight
+      over the bridge, from an address it never talked to, and resets the connection (Docker
+      gets away without this only where br_netfilter pushes bridged replies through conntrack,
+      or with its userland proxy). Hairpin (the target connecting to itself through the host)
+      is the case where that client is the target: Docker's `ip saddr T ip daddr T masquerade`.
+    * postrouting: masquerade DNATed flows from 127.0.0.0/8, which may not leave the host with
+      that source (this also needs route_localnet=1, which the topology declares).
     """
     if rule.proto not in ("tcp", "udp"):
         raise ValueError(f"dnat rule needs proto tcp or udp: {rule.describe()}")
@@ -192,13 +205,29 @@ def _dnat_exprs(rule: NatRule) -> list[tuple[str, list[dict[str, Any]]]]:
     target_dport = _match(_payload(rule.proto, "dport"),
                           target_port if target_port is not None else ports)
     dnatted = _match({"ct": {"key": "status"}}, "dnat", "in")
-    result.append(("postrouting", [_match(_ip("saddr"), target), _match(_ip("daddr"), target),
-                                   target_dport, dnatted, {"masquerade": None}]))
+    to_target = [_match(_ip("daddr"), target), target_dport, dnatted]
+    result += _same_link_masquerade(to_target)
     if local and _may_reach_loopback(rule):
         result.append(("postrouting", [_match(_ip("saddr"), _cidr(str(LOOPBACK))),
                                        _match(_ip("daddr"), target), target_dport, dnatted,
                                        {"masquerade": None}]))
     return result
+
+
+def _same_link_masquerade(to_target: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """Mark the first packet of a DNATed flow whose target is reached through the interface the
+    packet arrived on (``fib daddr . iif oif``: a route to the target via iif exists), then
+    clear the mark and masquerade it. Marked in forward because routing is done there, so the
+    mark cannot steer a policy-routing decision."""
+    mark = _meta("mark")
+    first = _match({"ct": {"key": "state"}}, "new", "in")
+    same_link = _match({"fib": {"result": "oif", "flags": ["daddr", "iif"]}}, True)
+    set_mark = {"mangle": {"key": mark, "value": {"|": [_meta("mark"), SAME_LINK_MARK]}}}
+    marked = _match({"&": [mark, SAME_LINK_MARK]}, SAME_LINK_MARK)
+    clear = {"mangle": {"key": _meta("mark"),
+                        "value": {"&": [_meta("mark"), 0xFFFFFFFF ^ SAME_LINK_MARK]}}}
+    return [("forward", [*to_target, first, same_link, set_mark]),
+            ("postrouting", [*to_target, marked, clear, {"masquerade": None}])]
 
 
 def _may_reach_loopback(rule: NatRule) -> bool:
