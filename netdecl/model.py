@@ -73,7 +73,7 @@ class NetObject:
         return changes
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.TYPE}
+        out: dict[str, Any] = {"object_type": self.TYPE}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, tuple):
@@ -271,7 +271,7 @@ class NatTable(NetObject):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "type": self.TYPE,
+            "object_type": self.TYPE,
             "namespace": self.namespace,
             "rules": None if self.rules is None else [r.to_dict() for r in self.rules],
         }
@@ -362,7 +362,7 @@ T = TypeVar("T", bound=NetObject)
 def object_from_dict(data: dict[str, Any]) -> NetObject:
     """Inverse of NetObject.to_dict, used by saved plans and the journal."""
     data = dict(data)
-    cls = OBJECT_TYPES[data.pop("type")]
+    cls = OBJECT_TYPES[data.pop("object_type")]
     if cls is Link:
         if data.get("peer") is not None:
             data["peer"] = tuple(data["peer"])

@@ -29,6 +29,10 @@ def order(actions: list[Action]) -> list[Action]:
 def _sorted(actions: list[Action], deps_of) -> list[Action]:
     actions = sorted(actions, key=lambda a: (_STAGE[a.type], repr(a.key)))
     by_key = {a.key: i for i, a in enumerate(actions)}
+    for i, a in enumerate(actions):  # a veth pair's action stands for both of its ends
+        for end in (a.peer_after, a.peer_before):
+            if end is not None:
+                by_key.setdefault(end.key, i)
     graph: TopologicalSorter = TopologicalSorter()
     for i, action in enumerate(actions):
         node = ("action", i)

@@ -1,0 +1,206 @@
+"""Planner unit tests: pure, no root, no kernel."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from builders import docker_bridge
+
+from netdecl.model import ROOT, Address, Link, NatRule, NatTable, Namespace, Route, Topology
+from netdecl.planner import make_plan
+from netdecl.planner.plan import Action
+from netdecl.render import plan_json, plan_text
+from netdecl.state import OwnershipRecord
+
+
+def as_observed(desired: Topology, owner: str | None = None) -> tuple[Topology, OwnershipRecord]:
+    """What the kernel would report after applying ``desired`` (links marked, record filled)."""
+    owner = owner or desired.name
+    seen = Topology(name=desired.name)
+    record = OwnershipRecord(desired.name)
+    for obj in desired.objects.values():
+        if isinstance(obj, Link):
+            obj = dataclasses.replace(obj, owner=owner, mtu=obj.mtu or 1500,
+                                      mac=obj.mac or "02:00:00:00:00:01")
+        if isinstance(obj, Namespace):
+            record.namespaces.add(obj.namespace)
+        if isinstance(obj, Route):
+            record.objects.add(obj.key)
+            obj = dataclasses.replace(obj, dev="eth0", proto=211)
+        seen.add(obj)
+    return seen, record
+
+
+def positions(plan, predicate) -> list[int]:
+    return [i for i, a in enumerate(plan.actions) if predicate(a)]
+
+
+def test_cold_plan_is_ordered_by_dependencies():
+    desired = docker_bridge()
+    plan = make_plan(desired, Topology(name=desired.name), OwnershipRecord(desired.name))
+    assert not plan.conflicts
+    ops = [(a.op, a.key) for a in plan.actions]
+    assert ("create", ("namespace", "nginx-1")) in ops
+    index = {a.key: i for i, a in enumerate(plan.actions)}
+    # namespaces before the veth whose peer lives there; bridge before its ports
+    assert index[("namespace", "nginx-1")] < index[("link", "", "veth-n1")]
+    assert index[("link", "", "docker0")] < index[("link", "", "veth-n1")]
+    # the peer end's address waits for the pair's creation, routes wait for addresses
+    assert index[("link", "", "veth-n1")] < index[("address", "nginx-1", "eth0", "172.17.0.2/16")]
+    assert index[("address", "nginx-1", "eth0", "172.17.0.2/16")] < \
+        index[("route", "nginx-1", 254, "0.0.0.0/0", 0)]
+    # a veth pair is one action, not two
+    assert ("link", "nginx-1", "eth0") not in index
+    assert plan.counts() == (10, 1, 0)
+
+
+def test_plan_against_matching_state_is_empty():
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    observed.add(dataclasses.replace(desired.get(("sysctl", ROOT, "net.ipv4.ip_forward"))))
+    plan = make_plan(desired, observed, record)
+    assert plan.actions == []
+    assert "No changes" in plan_text(plan)
+
+
+def test_foreign_link_with_declared_name_is_a_conflict():
+    desired = docker_bridge()
+    observed = Topology(name=desired.name)
+    observed.add(Link(ROOT, "docker0", "bridge", owner=None))
+    plan = make_plan(desired, observed, OwnershipRecord(desired.name))
+    assert [c.key for c in plan.conflicts] == [("link", "", "docker0")]
+    assert "netdecl will not adopt it" in plan.conflicts[0].message
+    observed = Topology(name=desired.name)
+    observed.add(Link(ROOT, "docker0", "bridge", owner="other-topo"))
+    plan = make_plan(desired, observed, OwnershipRecord(desired.name))
+    assert "topology other-topo" in plan.conflicts[0].message
+
+
+def test_existing_namespace_not_in_record_is_a_conflict():
+    desired = docker_bridge()
+    observed = Topology(name=desired.name)
+    observed.add(Namespace("nginx-1"))
+    plan = make_plan(desired, observed, OwnershipRecord(desired.name))
+    assert [c.key for c in plan.conflicts] == [("namespace", "nginx-1")]
+
+
+def test_prune_deletes_in_reverse_dependency_order():
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    smaller = docker_bridge()
+    for key in [k for k in smaller.objects if "nginx-2" in k or "veth-n2" in k]:
+        del smaller.objects[key]
+    plan = make_plan(smaller, observed, record)
+    kinds = [(a.op, a.key) for a in plan.actions]
+    assert kinds == [
+        ("delete", ("link", "", "veth-n2")),
+        ("delete", ("namespace", "nginx-2")),
+    ], kinds
+    # the route and address inside the deleted namespace go with it, unlisted
+    assert plan.counts() == (0, 0, 2)
+
+
+def test_foreign_link_inside_namespace_to_delete_blocks_the_delete():
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    observed.add(Link("nginx-2", "handmade", "bridge", owner=None))
+    smaller = Topology(name=desired.name)
+    plan = make_plan(smaller, observed, record)
+    assert any("handmade" in c.message for c in plan.conflicts)
+
+
+def test_peer_moving_namespace_is_a_replace_and_re_adds_dependents():
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    moved = docker_bridge()
+    del moved.objects[("link", "nginx-1", "eth0")]
+    del moved.objects[("address", "nginx-1", "eth0", "172.17.0.2/16")]
+    del moved.objects[("route", "nginx-1", 254, "0.0.0.0/0", 0)]
+    moved.add(Link(ROOT, "veth-n1", "veth", master="docker0", peer=("nginx-2", "eth1")))
+    moved.add(Link("nginx-2", "eth1", "veth", peer=(ROOT, "veth-n1")))
+    moved.add(Address("nginx-2", "eth1", "172.17.0.9/16"))
+    plan = make_plan(moved, observed, record)
+    replace = [a for a in plan.actions if a.op == "replace"]
+    assert len(replace) == 1 and replace[0].key == ("link", "", "veth-n1")
+    assert replace[0].reason == "peer changed"
+    assert "-/+ link veth-n1 <-> nginx-2/eth1" in plan_text(plan)
+
+
+def test_modify_shows_before_and_after():
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    changed = docker_bridge()
+    changed.add(dataclasses.replace(changed.get(("link", "", "docker0")), mtu=1400))
+    plan = make_plan(changed, observed, record)
+    modify = [a for a in plan.actions if a.op == "modify" and a.type == "link"]
+    assert len(modify) == 1 and modify[0].changes == {"mtu": [1500, 1400]}
+    assert "~ link docker0 (bridge, mtu 1400): mtu 1500 -> 1400" in plan_text(plan)
+
+
+def test_removing_master_from_the_file_detaches_the_port():
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    changed = docker_bridge()
+    changed.add(dataclasses.replace(changed.get(("link", "", "veth-n1")), master=None))
+    plan = make_plan(changed, observed, record)
+    assert [a.changes for a in plan.actions if a.type == "link"] == [{"master": ["docker0", None]}]
+
+
+def test_extra_address_on_owned_link_is_removed_but_not_on_foreign_links():
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    observed.add(Address(ROOT, "docker0", "10.9.9.9/24"))
+    observed.add(Link(ROOT, "eth0", "device", owner=None))
+    observed.add(Address(ROOT, "eth0", "192.0.2.1/24"))
+    plan = make_plan(desired, observed, record)
+    assert [(a.op, a.key) for a in plan.actions] == [
+        ("delete", ("address", "", "docker0", "10.9.9.9/24"))]
+
+
+def test_route_not_in_record_is_a_conflict_and_foreign_routes_are_ignored():
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    record.objects.discard(("route", "nginx-1", 254, "0.0.0.0/0", 0))
+    observed.add(Route(ROOT, "198.51.100.0/24", via="10.0.0.1", proto=4))  # someone else's
+    plan = make_plan(desired, observed, record)
+    assert [c.key for c in plan.conflicts] == [("route", "nginx-1", 254, "0.0.0.0/0", 0)]
+    assert not plan.actions
+
+
+def test_nat_rules_are_diffed_rule_by_rule():
+    desired = docker_bridge()
+    masq = NatRule("masquerade", source="172.17.0.0/16", not_out="docker0")
+    fwd = NatRule("dnat", proto="tcp", port="8080", to="172.17.0.2:80")
+    desired.add(NatTable(ROOT, rules=(masq, fwd)))
+    observed, record = as_observed(desired)
+    observed.add(NatTable(ROOT, rules=(masq,)))
+    plan = make_plan(desired, observed, record)
+    nat = [a for a in plan.actions if a.type == "nat"]
+    assert len(nat) == 1 and nat[0].op == "modify"
+    text = plan_text(plan)
+    assert "+ dnat proto=tcp port=8080 to=172.17.0.2:80" in text
+    assert "masquerade" not in text.split("nat table")[1].split("+ dnat")[0]
+
+
+def test_plan_json_round_trips_actions():
+    desired = docker_bridge()
+    plan = make_plan(desired, Topology(name=desired.name), OwnershipRecord(desired.name))
+    data = json.loads(plan_json(plan))
+    assert data["summary"] == {"add": 10, "change": 1, "destroy": 0}
+    restored = [Action.from_json(a) for a in data["actions"]]
+    assert [(a.op, a.key, a.after) for a in restored] == \
+        [(a.op, a.key, a.after) for a in plan.actions]
+
+
+def test_plan_text_ends_with_summary_line():
+    desired = docker_bridge()
+    plan = make_plan(desired, Topology(name=desired.name), OwnershipRecord(desired.name))
+    assert plan_text(plan).splitlines()[-1] == "Plan: 10 to add, 1 to change, 0 to destroy."
+
+
+def test_forwarding_note_when_nat_without_ip_forward():
+    desired = Topology(name="t")
+    desired.add(NatTable(ROOT, rules=(NatRule("masquerade", source="10.0.0.0/8"),)))
+    plan = make_plan(desired, Topology(name="t"), OwnershipRecord("t"))
+    assert plan.notes and "ip_forward" in plan.notes[0]
