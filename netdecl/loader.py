@@ -1,0 +1,295 @@
+"""Topology file -> model.Topology, or InvalidTopology carrying every problem in the file.
+
+Three stages, each reporting with file positions:
+1. yamlsrc: safe YAML with positions (syntax errors stop here: nothing after them is reliable);
+2. the JSON Schema (schemas/topology.schema.json, the one definition of the format) and the
+   semantic checks in validation.py, both run so one pass shows all problems;
+3. conversion of the now known-good data into model objects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import stat
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from . import schema_errors
+from .errors import Diagnostic, InvalidTopology
+from .model import (
+    MAIN_TABLE,
+    ROOT,
+    Address,
+    FdbEntry,
+    Link,
+    Namespace,
+    NatRule,
+    NatTable,
+    Neighbor,
+    Probe,
+    Route,
+    Rule,
+    Sysctl,
+    Topology,
+    Vxlan,
+)
+from .validation import (
+    NAT_SECTIONS,
+    default_metric,
+    default_route_to,
+    family_of,
+    route_family,
+    run_checks,
+    sysctl_value,
+)
+from .yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
+
+SCHEMA_PATH: Path = Path(__file__).resolve().parent.parent / "schemas" / "topology.schema.json"
+
+__all__ = ["SCHEMA_PATH", "load_topology", "load_topology_text"]
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def load_topology(path: str | os.PathLike[str]) -> Topology:
+    """Load and validate a topology file. Raises InvalidTopology listing every problem."""
+    filename = os.fspath(path)
+    return load_topology_text(read_file(filename), filename)
+
+
+def load_topology_text(text: str | bytes, filename: str = "<string>") -> Topology:
+    """Load and validate topology text; ``filename`` is only used in diagnostics."""
+    try:
+        doc = parse(decode(text) if isinstance(text, bytes) else text)
+    except YamlProblem as e:
+        raise InvalidTopology([Diagnostic(filename, e.line, e.col, e.message)]) from None
+    if doc.data is None:
+        raise InvalidTopology([Diagnostic(filename, 1, 1, "the file is empty; a topology needs "
+                                                          "at least 'version: 1' and 'name:'")])
+    ctx = run_checks(doc, filename)
+    errors = merge(schema_problems(doc, filename), ctx.errors)
+    if errors:
+        raise InvalidTopology(errors)
+    topology = build(doc)
+    topology.warnings = [str(w) for w in sorted(set(ctx.warnings))]
+    return topology
+
+
+def read_file(filename: str) -> bytes:
+    """The file's bytes, refusing what isn't a small regular file (a FIFO would block us)."""
+    def fail(message: str) -> InvalidTopology:
+        return InvalidTopology([Diagnostic(filename, 0, 0, message)])
+
+    try:
+        info = os.stat(filename)
+        if stat.S_ISDIR(info.st_mode):
+            raise fail("is a directory, not a topology file")
+        if not stat.S_ISREG(info.st_mode):
+            raise fail("is not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise fail(f"file is {info.st_size} bytes; the limit is {MAX_BYTES} bytes")
+        with open(filename, "rb") as f:
+            return f.read(MAX_BYTES + 1)  # decode() refuses if it grew meanwhile
+    except FileNotFoundError:
+        raise fail("no such file") from None
+    except OSError as e:
+        raise fail(f"cannot read the file: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+@lru_cache(maxsize=1)
+def validator() -> Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def schema_problems(doc: Document, filename: str) -> list[tuple[Diagnostic, bool]]:
+    found = schema_errors.problems(validator().iter_errors(doc.data), doc)
+    return [(Diagnostic(filename, p.pos[0], p.pos[1], p.message), p.soft) for p in found]
+
+
+def merge(schema: list[tuple[Diagnostic, bool]], semantic: list[Diagnostic]) -> list[Diagnostic]:
+    """One message per problem: a semantic message beats a schema pattern error at one spot."""
+    semantic_at = {(d.line, d.col) for d in semantic}
+    kept = [d for d, soft in schema if not (soft and (d.line, d.col) in semantic_at)]
+    return sorted(set(kept) | set(semantic))
+
+
+# ---------------------------------------------------------------------------- conversion
+
+
+def build(doc: Document) -> Topology:
+    data: dict[str, Any] = doc.data
+    topology = Topology(name=data["name"])
+    for builder in (build_sysctls, build_namespaces, build_links, build_routes, build_nat,
+                    build_fdb, build_neighbors, build_rules, build_probes):
+        builder(topology, data, doc)
+    return topology
+
+
+def place(topology: Topology, obj: Any, pos: tuple[int, int]) -> None:
+    topology.add(obj)
+    topology.positions[obj.key] = pos
+
+
+def ip(text: str | None) -> str | None:
+    """Addresses are stored the way the kernel reports them (IPv6 compressed)."""
+    return None if text is None else str(ipaddress.ip_address(text))
+
+
+def net(text: str | None) -> str | None:
+    return None if text is None else str(ipaddress.ip_network(text, strict=True))
+
+
+def build_sysctls(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    tables = [(ROOT, ("sysctls",), data.get("sysctls") or {})]
+    for name, spec in (data.get("namespaces") or {}).items():
+        tables.append((name, ("namespaces", name, "sysctls"), (spec or {}).get("sysctls") or {}))
+    for namespace, path, table in tables:
+        for key, value in table.items():
+            place(topology, Sysctl(namespace, key, sysctl_value(value)),
+                  doc.key_pos((*path, key)))
+
+
+def build_namespaces(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    for name in data.get("namespaces") or {}:
+        place(topology, Namespace(name), doc.key_pos(("namespaces", name)))
+
+
+def build_links(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    for i, spec in enumerate(data.get("links") or []):
+        path = ("links", i)
+        namespace = spec.get("namespace", ROOT)
+        kind = spec["kind"]
+        peer = spec.get("peer")
+        peer_ns = peer.get("namespace", ROOT) if peer else None
+        vxlan = spec.get("vxlan")
+        link = link_from(
+            spec, namespace, kind,
+            peer=(peer_ns, peer["name"]) if peer else None,
+            stp=(spec.get("bridge") or {}).get("stp"),
+            vxlan=vxlan_from(vxlan) if vxlan else None,
+        )
+        place(topology, link, doc.value_pos(path))
+        add_addresses(topology, link, spec, path, doc)
+        if peer:
+            end = link_from(peer, peer_ns, "veth", peer=(namespace, spec["name"]))
+            place(topology, end, doc.value_pos((*path, "peer")))
+            add_addresses(topology, end, peer, (*path, "peer"), doc)
+        for j, remote in enumerate((vxlan or {}).get("remotes") or []):
+            # Head-end replication: flood unknown/broadcast frames to each remote VTEP.
+            place(topology, FdbEntry(namespace, link.name, "00:00:00:00:00:00", dst=ip(remote)),
+                  doc.value_pos((*path, "vxlan", "remotes", j)))
+
+
+def link_from(spec: dict[str, Any], namespace: str, kind: str, **extra: Any) -> Link:
+    mtu, mac = spec.get("mtu"), spec.get("mac")
+    return Link(
+        namespace=namespace,
+        name=spec["name"],
+        kind=kind,
+        up=spec.get("up", True),
+        mtu=int(mtu) if mtu is not None else None,
+        mac=mac.lower() if mac else None,
+        master=spec.get("master"),
+        hairpin=spec.get("hairpin"),
+        **extra,
+    )
+
+
+def vxlan_from(spec: dict[str, Any]) -> Vxlan:
+    return Vxlan(id=int(spec["id"]), local=ip(spec.get("local")), dev=spec.get("dev"),
+                 port=int(spec.get("port", 4789)), learning=spec.get("learning", True))
+
+
+def add_addresses(topology: Topology, link: Link, spec: dict[str, Any], path: tuple[Any, ...],
+                  doc: Document) -> None:
+    for k, text in enumerate(spec.get("addresses") or []):
+        cidr = ipaddress.ip_interface(text).with_prefixlen
+        place(topology, Address(link.namespace, link.name, cidr),
+              doc.value_pos((*path, "addresses", k)))
+
+
+def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    for i, spec in enumerate(data.get("routes") or []):
+        family = route_family(spec)
+        to = spec["to"]
+        route = Route(
+            namespace=spec.get("namespace", ROOT),
+            to=default_route_to(family) if to == "default" else net(to) or "",
+            table=int(spec.get("table", MAIN_TABLE)),
+            metric=int(spec.get("metric", default_metric(family))),
+            via=ip(spec.get("via")),
+            dev=spec.get("dev"),
+            src=ip(spec.get("src")),
+            type=spec.get("type", "unicast"),
+            onlink=spec.get("onlink"),
+        )
+        place(topology, route, doc.value_pos(("routes", i)))
+
+
+def build_nat(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    """One table per namespace; rules in file order by section: masquerade, snat, dnat."""
+    rules: dict[str, list[NatRule]] = {}
+    first_pos: dict[str, tuple[int, int]] = {}
+    nat = data.get("nat") or {}
+    for section in NAT_SECTIONS:
+        for i, spec in enumerate(nat.get(section) or []):
+            namespace = spec.get("namespace", ROOT)
+            rules.setdefault(namespace, []).append(nat_rule(section, spec))
+            first_pos.setdefault(namespace, doc.value_pos(("nat", section, i)))
+    for namespace, items in rules.items():
+        place(topology, NatTable(namespace, rules=tuple(items)), first_pos[namespace])
+
+
+def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
+    if section == "port_forwards":
+        port = spec["port"]  # jsonschema counts 80.0 as an integer; the rule must say 80
+        port = str(int(port)) if isinstance(port, float) else str(port)
+        return NatRule(kind="dnat", proto=spec["proto"], port=port, to=spec["to"],
+                       in_=spec.get("in"), from_=net(spec.get("from")),
+                       address=ip(spec.get("address")))
+    return NatRule(kind="masquerade" if section == "masquerade" else "snat",
+                   source=net(spec.get("source")), out=spec.get("out"),
+                   not_out=spec.get("not_out"), to_source=ip(spec.get("to_source")))
+
+
+def build_fdb(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    for i, spec in enumerate(data.get("fdb") or []):
+        entry = FdbEntry(spec.get("namespace", ROOT), spec["link"], spec["mac"].lower(),
+                         dst=ip(spec.get("dst")))
+        place(topology, entry, doc.value_pos(("fdb", i)))
+
+
+def build_neighbors(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    for i, spec in enumerate(data.get("neighbors") or []):
+        entry = Neighbor(spec.get("namespace", ROOT), spec["link"], ip(spec["address"]) or "",
+                         spec["mac"].lower())
+        place(topology, entry, doc.value_pos(("neighbors", i)))
+
+
+def build_rules(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    for i, spec in enumerate(data.get("rules") or []):
+        family = family_of(spec.get("from")) or family_of(spec.get("to")) or 4
+        rule = Rule(spec.get("namespace", ROOT), priority=int(spec["priority"]), family=family,
+                    src=net(spec.get("from")), dst=net(spec.get("to")),
+                    table=int(spec.get("table", MAIN_TABLE)), iif=spec.get("iif"),
+                    oif=spec.get("oif"))
+        place(topology, rule, doc.value_pos(("rules", i)))
+
+
+def build_probes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    for spec in data.get("probes") or []:
+        port = spec.get("port")
+        topology.probes.append(Probe(source=spec["from"], to=spec["to"],
+                                     port=int(port) if port is not None else None,
+                                     expect_source=ip(spec.get("source")),
+                                     expect=spec.get("expect", "reachable")))

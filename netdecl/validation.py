@@ -1,0 +1,691 @@
+"""Semantic checks: what a schema cannot say (references, address arithmetic, uniqueness).
+
+Each check is a small function ``check_x(ctx)`` in CHECKS, run in order on the *raw* parsed data.
+They run even when the schema found errors (so users see every problem in one go), so each one
+looks only at values of the right type and leaves wrong types to the schema's message.
+
+Names and addresses are checked here before they can reach netlink or an ``nft`` command line:
+interface names are limited to [A-Za-z0-9_.-] so nothing in them can be nft or shell syntax.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Diagnostic
+from .model import MAIN_TABLE, ROOT
+from .yamlsrc import Document, Path
+
+IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+IFNAMSIZ = 15  # bytes, without the kernel's trailing NUL
+NS_NAME_MAX = 64
+_IFNAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+_NS_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+_PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
+LOOPBACK_LINK = "lo"  # exists in every namespace without being declared
+NAT_SECTIONS = ("masquerade", "snat", "port_forwards")
+
+
+# ---------------------------------------------------------------------------- name rules
+
+
+def quoted(text: str) -> str:
+    """'name' normally; JSON-escaped when it holds something that would garble the message."""
+    return f"'{text}'" if text.isprintable() and "'" not in text else json.dumps(text)
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a Linux interface name (or be written into an nft rule)."""
+    q = quoted(name)
+    if not name:
+        return "interface name is empty"
+    if len(name.encode()) > IFNAMSIZ:
+        return f"interface name {q} is {len(name.encode())} bytes; Linux allows at most 15"
+    if name in (".", ".."):
+        return f"interface name {q} is reserved"
+    if "/" in name:
+        return f"interface name {q} must not contain '/'"
+    if any(c.isspace() for c in name):
+        return f"interface name {q} must not contain whitespace"
+    if ":" in name:
+        return f"interface name {q} must not contain ':' (that is alias syntax)"
+    if not _IFNAME_CHARS.fullmatch(name):
+        return f"interface name {q} may only contain letters, digits, '_', '.' and '-'"
+    return None
+
+
+def nsname_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a namespace name: it becomes the file /run/netns/NAME."""
+    q = quoted(name)
+    if not name:
+        return "namespace name is empty"
+    if len(name) > NS_NAME_MAX:
+        return f"namespace name {q} is {len(name)} characters; the limit is {NS_NAME_MAX}"
+    if "/" in name or ".." in name or name.startswith("."):
+        return f"namespace name {q} could escape /run/netns ('/', '..' and a leading '.' " \
+               "are not allowed)"
+    if any(c.isspace() for c in name):
+        return f"namespace name {q} must not contain whitespace"
+    if not _NS_CHARS.fullmatch(name):
+        return f"namespace name {q} may only contain letters, digits, '_', '.' and '-'"
+    return None
+
+
+def suggest(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# ---------------------------------------------------------------------------- address rules
+
+
+def parse_ip(text: str) -> tuple[IpAddr | None, str | None]:
+    try:
+        return ipaddress.ip_address(text), None
+    except ValueError:
+        return None, f"{quoted(text)} is not an IP address"
+
+
+def parse_network(text: str) -> tuple[IpNet | None, str | None]:
+    """A network (route destination, NAT source): host bits set is an error, with the fix."""
+    try:
+        return ipaddress.ip_network(text, strict=True), None
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None, f"{quoted(text)} is not a network like 10.0.0.0/8"
+    return None, f"{quoted(text)} has host bits set; did you mean {loose}?"
+
+
+def parse_interface(text: str) -> tuple[IfAddr | None, str | None]:
+    """An address on a link; the prefix length is required (it decides what is on-link)."""
+    if "/" not in text:
+        _, problem = parse_ip(text)
+        return None, problem or f"address {quoted(text)} needs a prefix length, " \
+                                f"e.g. {text}/{24 if ':' not in text else 64}"
+    try:
+        return ipaddress.ip_interface(text), None
+    except ValueError:
+        return None, f"{quoted(text)} is not an address with prefix length like 172.17.0.1/16"
+
+
+def split_target(text: str) -> tuple[IpAddr | None, int | None, str | None]:
+    """Port-forward ``to``: ADDRESS, ADDRESS:PORT, IPV6 or [IPV6]:PORT."""
+    bad = (None, None, f"{quoted(text)} is not ADDRESS[:PORT] like 172.17.0.2:80")
+    port_text: str | None = None
+    if text.startswith("["):
+        m = re.fullmatch(r"\[([^\]]+)\](?::([0-9]{1,5}))?", text)
+        if not m:
+            return bad
+        host, port_text = m.group(1), m.group(2)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host = text
+    addr, _ = parse_ip(host)
+    if addr is None or (port_text is not None and not port_text.isdigit()):
+        return bad
+    port = int(port_text) if port_text is not None else None
+    if port is not None and not 1 <= port <= 65535:
+        return None, None, f"port {port} in {quoted(text)} is not in 1..65535"
+    return addr, port, None
+
+
+def port_problem(value: Any) -> str | None:
+    """A forwarded port: an int, "8080" or a range "8080-8090"."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None  # the schema reports the type
+    m = _PORTS.fullmatch(str(value))
+    if not m:
+        return None  # the schema's pattern message covers it
+    low = int(m.group(1))
+    high = int(m.group(2)) if m.group(2) else low
+    if not (1 <= low <= 65535 and 1 <= high <= 65535):
+        return f"port {value} is not in 1..65535"
+    if low > high:
+        return f"port range {value} runs backwards"
+    return None
+
+
+def sysctl_value(value: Any) -> str:
+    """Sysctls compare as strings; booleans mean 1/0 like in /proc/sys."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def default_route_to(family: int) -> str:
+    return "0.0.0.0/0" if family == 4 else "::/0"
+
+
+def default_metric(family: int) -> int:
+    """What the kernel assigns when no metric is given."""
+    return 0 if family == 4 else 1024
+
+
+def family_of(text: Any) -> int | None:
+    """Family of an address or network given as text, None if it is neither."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return ipaddress.ip_network(text, strict=False).version
+    except ValueError:
+        return None
+
+
+def route_family(route: dict[str, Any]) -> int:
+    """A route's family: from ``to`` unless it is 'default', then from via/src, else IPv4."""
+    for key in ("to", "via", "src"):
+        fam = family_of(route.get(key))
+        if fam is not None and not (key == "to" and route.get("to") == "default"):
+            return fam
+    return 4
+
+
+# ---------------------------------------------------------------------------- context
+
+
+@dataclass
+class LinkDecl:
+    """One declared link end: a links[] item, or the peer inside it."""
+
+    namespace: str
+    name: str
+    kind: Any
+    path: Path  # path of the mapping declaring it
+    spec: dict[str, Any]
+
+
+@dataclass
+class Context:
+    doc: Document
+    file: str
+    errors: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    namespaces: set[str] = field(default_factory=set)
+    links: list[LinkDecl] = field(default_factory=list)
+    link_index: dict[tuple[str, str], LinkDecl] = field(default_factory=dict)
+    # Declared addresses per namespace, for on-link gateway checks.
+    addresses: dict[str, list[IfAddr]] = field(default_factory=dict)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.doc.data if isinstance(self.doc.data, dict) else {}
+
+    def error(self, path: Path, message: str, at_key: bool = False) -> None:
+        line, col = self.doc.key_pos(path) if at_key else self.doc.value_pos(path)
+        self.errors.append(Diagnostic(self.file, line, col, message))
+
+    def warn(self, path: Path, message: str) -> None:
+        line, col = self.doc.value_pos(path)
+        self.warnings.append(Diagnostic(self.file, line, col, message, severity="warning"))
+
+    def items(self, *section: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """The mapping items of a list section (``links``, ``nat.masquerade``), with paths."""
+        node: Any = self.data
+        for part in section:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, list):
+            return
+        for i, item in enumerate(node):
+            if isinstance(item, dict):
+                yield (*section, i), item
+
+    def sysctls_of(self, namespace: str) -> dict[str, Any]:
+        if namespace == ROOT:
+            table = self.data.get("sysctls")
+        else:
+            spec = (self.data.get("namespaces") or {}).get(namespace)
+            table = spec.get("sysctls") if isinstance(spec, dict) else None
+        return table if isinstance(table, dict) else {}
+
+    # -- references -------------------------------------------------------------------------
+
+    def ns_ref(self, path: Path, value: Any) -> str | None:
+        """The namespace a ``namespace:`` value names (ROOT if omitted), or None after an error."""
+        if value is None:
+            return ROOT
+        if not isinstance(value, str):
+            return None
+        problem = nsname_problem(value)
+        if problem:
+            self.error(path, problem)
+            return None
+        if value not in self.namespaces:
+            declared = sorted(self.namespaces)
+            hint = suggest(value, declared) or (
+                f" (declared: {', '.join(declared)})" if declared else " (none are declared)")
+            self.error(path, f"namespace '{value}' is not declared under namespaces:{hint}")
+            return None
+        return value
+
+    def link_ref(self, path: Path, namespace: str | None, value: Any) -> LinkDecl | None:
+        """Check a reference to a declared link in ``namespace``; errors say what's wrong."""
+        if not isinstance(value, str):
+            return None
+        problem = ifname_problem(value)
+        if problem:
+            self.error(path, problem)
+            return None
+        if namespace is None or value == LOOPBACK_LINK:
+            return None
+        found = self.link_index.get((namespace, value))
+        if found is None:
+            here = [n for (ns, n) in self.link_index if ns == namespace]
+            elsewhere = sorted(ns or "root" for (ns, n) in self.link_index if n == value)
+            hint = (f" (it is in namespace {', '.join(elsewhere)})" if elsewhere
+                    else suggest(value, here))
+            self.error(path, f"no link '{value}' in namespace {namespace or 'root'}{hint}")
+        return found
+
+
+def collect(ctx: Context) -> None:
+    """Index what is declared, so checks can resolve references regardless of order."""
+    namespaces = ctx.data.get("namespaces")
+    if isinstance(namespaces, dict):
+        ctx.namespaces = {n for n in namespaces if nsname_problem(n) is None}
+    for path, item in ctx.items("links"):
+        ns = item.get("namespace") if isinstance(item.get("namespace"), str) else ROOT
+        if isinstance(item.get("name"), str):
+            ctx.links.append(LinkDecl(ns, item["name"], item.get("kind"), path, item))
+        peer = item.get("peer")
+        if item.get("kind") == "veth" and isinstance(peer, dict) \
+                and isinstance(peer.get("name"), str):
+            peer_ns = peer.get("namespace") if isinstance(peer.get("namespace"), str) else ROOT
+            ctx.links.append(LinkDecl(peer_ns, peer["name"], "veth", (*path, "peer"), peer))
+    for decl in ctx.links:
+        ctx.link_index.setdefault((decl.namespace, decl.name), decl)
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def check_namespace_names(ctx: Context) -> None:
+    namespaces = ctx.data.get("namespaces")
+    if not isinstance(namespaces, dict):
+        return
+    for name in namespaces:
+        problem = nsname_problem(name)
+        if problem:
+            ctx.error(("namespaces", name), problem, at_key=True)
+
+
+def check_link_names(ctx: Context) -> None:
+    for decl in ctx.links:
+        problem = ifname_problem(decl.name)
+        if problem:
+            ctx.error((*decl.path, "name"), problem)
+        ctx.ns_ref((*decl.path, "namespace"), decl.spec.get("namespace"))
+
+
+def check_duplicate_links(ctx: Context) -> None:
+    seen: dict[tuple[str, str], LinkDecl] = {}
+    for decl in ctx.links:
+        first = seen.setdefault((decl.namespace, decl.name), decl)
+        if first is not decl:
+            line = ctx.doc.value_pos((*first.path, "name"))[0]
+            ctx.error((*decl.path, "name"), f"link '{decl.name}' is declared twice in namespace "
+                                            f"{decl.namespace or 'root'} (first at line {line})")
+
+
+def check_masters(ctx: Context) -> None:
+    for decl in ctx.links:
+        master = decl.spec.get("master")
+        path = (*decl.path, "master")
+        if master is None:
+            if decl.spec.get("hairpin") is True:
+                ctx.warn((*decl.path, "hairpin"),
+                         f"hairpin on '{decl.name}' does nothing without a master bridge")
+            continue
+        if not isinstance(master, str):
+            continue
+        if master == decl.name:
+            ctx.error(path, f"link '{decl.name}' cannot be its own master")
+            continue
+        target = ctx.link_ref(path, decl.namespace, master)
+        if target is not None and target.kind != "bridge":
+            ctx.error(path, f"master '{master}' is a {target.kind}, not a bridge")
+        elif target is not None and decl.kind == "bridge":
+            ctx.error(path, f"bridge '{decl.name}' cannot be a port of another bridge")
+
+
+def check_link_macs(ctx: Context) -> None:
+    for decl in ctx.links:
+        mac = decl.spec.get("mac")
+        if not isinstance(mac, str) or not _MAC.fullmatch(mac):
+            continue  # the schema reports the form
+        first = int(mac[:2], 16)
+        if first & 1:
+            ctx.error((*decl.path, "mac"),
+                      f"MAC {mac} is a multicast address; a link needs a unicast one "
+                      "(first byte even, e.g. 02:...)")
+        elif mac.replace(":", "") == "0" * 12:
+            ctx.error((*decl.path, "mac"), "MAC 00:00:00:00:00:00 cannot be a link address")
+
+
+def check_addresses(ctx: Context) -> None:
+    """Valid addresses with prefix, and no address twice in a namespace."""
+    owner: dict[tuple[str, IpAddr], tuple[str, Path]] = {}
+    for decl in ctx.links:
+        addresses = decl.spec.get("addresses")
+        if not isinstance(addresses, list):
+            continue
+        for i, text in enumerate(addresses):
+            if not isinstance(text, str):
+                continue
+            path = (*decl.path, "addresses", i)
+            iface, problem = parse_interface(text)
+            if iface is None:
+                ctx.error(path, problem or "bad address")
+                continue
+            name, first = owner.setdefault((decl.namespace, iface.ip), (decl.name, path))
+            if first != path:
+                ctx.error(path, f"address {iface.ip} is already on '{name}' (line "
+                                f"{ctx.doc.value_pos(first)[0]}) in namespace "
+                                f"{decl.namespace or 'root'}")
+                continue
+            ctx.addresses.setdefault(decl.namespace, []).append(iface)
+
+
+def check_vxlan(ctx: Context) -> None:
+    seen: dict[tuple[str, int, Any], str] = {}
+    for decl in ctx.links:
+        vx = decl.spec.get("vxlan")
+        if decl.kind != "vxlan" or not isinstance(vx, dict):
+            continue
+        path = (*decl.path, "vxlan")
+        families: set[int] = set()
+        if isinstance(vx.get("local"), str):
+            addr, problem = parse_ip(vx["local"])
+            if problem:
+                ctx.error((*path, "local"), problem)
+            elif addr is not None:
+                families.add(addr.version)
+        if isinstance(vx.get("dev"), str) and (problem := ifname_problem(vx["dev"])):
+            ctx.error((*path, "dev"), problem)
+        remotes = vx.get("remotes") if isinstance(vx.get("remotes"), list) else []
+        for i, remote in enumerate(remotes):
+            if not isinstance(remote, str):
+                continue
+            addr, problem = parse_ip(remote)
+            if problem:
+                ctx.error((*path, "remotes", i), problem)
+            elif addr is not None and families and addr.version not in families:
+                ctx.error((*path, "remotes", i),
+                          f"remote {remote} is IPv{addr.version} but local is not")
+        vni = vx.get("id")
+        if isinstance(vni, int) and not isinstance(vni, bool):
+            key = (decl.namespace, vni, vx.get("port", 4789))
+            other = seen.setdefault(key, decl.name)
+            if other != decl.name:
+                ctx.error((*path, "id"), f"vxlan id {vni} is already used by '{other}' on the "
+                                         "same port in this namespace")
+
+
+def check_sysctls(ctx: Context) -> None:
+    tables: list[tuple[Path, Any]] = [(("sysctls",), ctx.data.get("sysctls"))]
+    namespaces = ctx.data.get("namespaces")
+    if isinstance(namespaces, dict):
+        tables += [(("namespaces", n, "sysctls"), s.get("sysctls"))
+                   for n, s in namespaces.items() if isinstance(s, dict)]
+    for path, table in tables:
+        if not isinstance(table, dict):
+            continue
+        for name, value in table.items():
+            # Values are written to /proc/sys files: one line of printable text.
+            if isinstance(value, str) and (not value.isprintable() or len(value) > 1024):
+                ctx.error((*path, name), f"sysctl {name}: value must be one line of printable "
+                                         "text (at most 1024 characters)")
+
+
+def check_routes(ctx: Context) -> None:
+    seen: dict[tuple[Any, ...], Path] = {}
+    for path, route in ctx.items("routes"):
+        ns = ctx.ns_ref((*path, "namespace"), route.get("namespace"))
+        family = route_family(route)
+        to = check_route_to(ctx, path, route, family)
+        check_route_gateway(ctx, path, route, ns, family)
+        if isinstance(route.get("dev"), str):
+            ctx.link_ref((*path, "dev"), ns, route["dev"])
+        if to is None or ns is None:
+            continue
+        metric = route.get("metric", default_metric(family))
+        key = (ns, route.get("table", MAIN_TABLE), to, metric)
+        first = seen.setdefault(key, path)
+        if first != path:
+            ctx.error((*path, "to"), f"route {route.get('to')} (table {key[1]}, metric {metric}) "
+                                     f"is declared twice in namespace {ns or 'root'} "
+                                     f"(first at line {ctx.doc.value_pos(first)[0]})")
+
+
+def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int) -> str | None:
+    """Normalised destination, or None after reporting why it can't be one."""
+    to = route.get("to")
+    if not isinstance(to, str):
+        return None
+    if to == "default":
+        return default_route_to(family)
+    net, problem = parse_network(to)
+    if net is None:
+        ctx.error((*path, "to"), problem or "bad network")
+        return None
+    return str(net)
+
+
+def check_route_gateway(ctx: Context, path: Path, route: dict[str, Any], ns: str | None,
+                        family: int) -> None:
+    rtype = route.get("type", "unicast")
+    if rtype != "unicast":
+        for key in ("via", "dev"):
+            if key in route:
+                ctx.error((*path, key), f"a {rtype} route has no '{key}'")
+        return
+    if "via" not in route and "dev" not in route:
+        ctx.error(path, "a route needs 'via' (a gateway) or 'dev' (a link)")
+    for key in ("via", "src"):
+        text = route.get(key)
+        if not isinstance(text, str):
+            continue
+        addr, problem = parse_ip(text)
+        if addr is None:
+            ctx.error((*path, key), problem or "bad address")
+            continue
+        if addr.version != family:
+            ctx.error((*path, key), f"{key} {text} is IPv{addr.version} but the route is "
+                                    f"IPv{family}")
+            continue
+        if key == "via" and ns is not None and route.get("onlink") is not True:
+            check_on_link(ctx, (*path, key), addr, ns, route)
+
+
+def check_on_link(ctx: Context, path: Path, gateway: IpAddr, ns: str,
+                  route: dict[str, Any]) -> None:
+    """The kernel refuses a gateway it cannot reach directly ("Nexthop has invalid gateway")."""
+    if gateway.is_link_local and "dev" in route:
+        return  # fe80:: gateways are on-link on the given device by definition
+    if any(gateway in iface.network for iface in ctx.addresses.get(ns, [])):
+        return
+    ctx.error(path, f"gateway {gateway} is not on-link: no address in namespace {ns or 'root'} "
+                    "covers it (add one, or set onlink: true)")
+
+
+def check_nat(ctx: Context) -> None:
+    for section in NAT_SECTIONS:
+        for path, rule in ctx.items("nat", section):
+            ns = ctx.ns_ref((*path, "namespace"), rule.get("namespace"))
+            for key in ("out", "not_out", "in"):
+                if key in rule:
+                    ctx.link_ref((*path, key), ns, rule[key])
+            families = nat_families(ctx, path, rule)
+            if len(set(families.values())) > 1:
+                listed = ", ".join(f"{k} is IPv{v}" for k, v in families.items())
+                ctx.error(path, f"{section} rule mixes address families ({listed})")
+            if section == "port_forwards" and (problem := port_problem(rule.get("port"))):
+                ctx.error((*path, "port"), problem)
+
+
+def nat_families(ctx: Context, path: Path, rule: dict[str, Any]) -> dict[str, int]:
+    """Check the addresses of one NAT rule; return the family of each valid one."""
+    families: dict[str, int] = {}
+    for key in ("source", "from"):
+        if isinstance(rule.get(key), str):
+            net, problem = parse_network(rule[key])
+            if net is None:
+                ctx.error((*path, key), problem or "bad network")
+            else:
+                families[key] = net.version
+    for key in ("to_source", "address"):
+        if isinstance(rule.get(key), str):
+            addr, problem = parse_ip(rule[key])
+            if addr is None:
+                ctx.error((*path, key), problem or "bad address")
+            else:
+                families[key] = addr.version
+    if isinstance(rule.get("to"), str):
+        addr, _, problem = split_target(rule["to"])
+        if addr is None:
+            ctx.error((*path, "to"), problem or "bad target")
+        else:
+            families["to"] = addr.version
+    return families
+
+
+def check_fdb(ctx: Context) -> None:
+    for path, entry in ctx.items("fdb"):
+        ns = ctx.ns_ref((*path, "namespace"), entry.get("namespace"))
+        ctx.link_ref((*path, "link"), ns, entry.get("link"))
+        if isinstance(entry.get("dst"), str) and (problem := parse_ip(entry["dst"])[1]):
+            ctx.error((*path, "dst"), problem)
+
+
+def check_neighbors(ctx: Context) -> None:
+    for path, entry in ctx.items("neighbors"):
+        ns = ctx.ns_ref((*path, "namespace"), entry.get("namespace"))
+        ctx.link_ref((*path, "link"), ns, entry.get("link"))
+        if isinstance(entry.get("address"), str) and (problem := parse_ip(entry["address"])[1]):
+            ctx.error((*path, "address"), problem)
+
+
+def check_rules(ctx: Context) -> None:
+    seen: dict[tuple[Any, ...], Path] = {}
+    for path, rule in ctx.items("rules"):
+        ns = ctx.ns_ref((*path, "namespace"), rule.get("namespace"))
+        families = set()
+        for key in ("from", "to"):
+            if isinstance(rule.get(key), str):
+                net, problem = parse_network(rule[key])
+                if net is None:
+                    ctx.error((*path, key), problem or "bad network")
+                else:
+                    families.add(net.version)
+        if len(families) > 1:
+            ctx.error((*path, "to"), "rule 'from' and 'to' are different address families")
+        for key in ("iif", "oif"):
+            # Need not be declared (rules often match the host's own NICs); must be a name.
+            if isinstance(rule.get(key), str) and (problem := ifname_problem(rule[key])):
+                ctx.error((*path, key), problem)
+        priority = rule.get("priority")
+        if ns is None or not isinstance(priority, int) or len(families) > 1:
+            continue
+        key = (ns, families.pop() if families else 4, priority)
+        first = seen.setdefault(key, path)
+        if first != path:
+            ctx.error((*path, "priority"), f"rule priority {priority} is used twice in namespace "
+                                           f"{ns or 'root'} (first at line "
+                                           f"{ctx.doc.value_pos(first)[0]})")
+
+
+def check_probes(ctx: Context) -> None:
+    for path, probe in ctx.items("probes"):
+        if isinstance(probe.get("from"), str):
+            ctx.ns_ref((*path, "from"), probe["from"])
+        to = probe.get("to")
+        if isinstance(to, str) and to not in ctx.namespaces and parse_ip(to)[0] is None:
+            hint = suggest(to, sorted(ctx.namespaces))
+            ctx.error((*path, "to"), f"probe target {quoted(to)} is neither a declared "
+                                     f"namespace nor an IP address{hint}")
+        if isinstance(probe.get("source"), str) and (problem := parse_ip(probe["source"])[1]):
+            ctx.error((*path, "source"), problem)
+
+
+# ---------------------------------------------------------------------------- warnings
+
+
+def sysctl_is_one(ctx: Context, namespace: str, *names: str) -> bool:
+    table = ctx.sysctls_of(namespace)
+    return any(sysctl_value(table.get(n)) == "1" for n in names if n in table)
+
+
+def warn_nat_without_forwarding(ctx: Context) -> None:
+    """NAT in a namespace that doesn't forward is almost always a forgotten sysctl."""
+    warned: set[str] = set()
+    for section in NAT_SECTIONS:
+        for path, rule in ctx.items("nat", section):
+            ns = rule.get("namespace", ROOT)
+            if not isinstance(ns, str) or ns in warned:
+                continue
+            warned.add(ns)
+            if not sysctl_is_one(ctx, ns, "net.ipv4.ip_forward",
+                                 "net.ipv4.conf.all.forwarding"):
+                where = f"namespaces.{ns}.sysctls" if ns else "sysctls"
+                ctx.warn(path, f"nat rules in namespace {ns or 'root'} but net.ipv4.ip_forward "
+                               f"is not 1 there: forwarded traffic will be dropped (set it "
+                               f"under {where})")
+
+
+def warn_localnet(ctx: Context) -> None:
+    """DNAT of traffic to 127.0.0.0/8 is dropped unless route_localnet is on."""
+    for path, rule in ctx.items("nat", "port_forwards"):
+        ns = rule.get("namespace", ROOT)
+        if not isinstance(ns, str):
+            continue
+        address = rule.get("address")
+        loopback = rule.get("in") == LOOPBACK_LINK or (
+            isinstance(address, str) and (addr := parse_ip(address)[0]) is not None
+            and addr.version == 4 and addr.is_loopback)
+        if loopback and not sysctl_is_one(ctx, ns, "net.ipv4.conf.all.route_localnet",
+                                          "net.ipv4.conf.lo.route_localnet"):
+            ctx.warn(path, "port forward from the loopback needs "
+                           "net.ipv4.conf.all.route_localnet: 1 in this namespace, or the "
+                           "kernel drops the rewritten packets")
+
+
+CHECKS: tuple[Callable[[Context], None], ...] = (
+    check_namespace_names,
+    check_link_names,
+    check_duplicate_links,
+    check_masters,
+    check_link_macs,
+    check_addresses,
+    check_vxlan,
+    check_sysctls,
+    check_routes,
+    check_nat,
+    check_fdb,
+    check_neighbors,
+    check_rules,
+    check_probes,
+    warn_nat_without_forwarding,
+    warn_localnet,
+)
+
+
+def run_checks(doc: Document, file: str) -> Context:
+    """Run every check; the context holds the errors and warnings found."""
+    ctx = Context(doc, file)
+    collect(ctx)
+    for check in CHECKS:
+        check(ctx)
+    return ctx
