@@ -705,3 +705,71 @@ def test_docker_nat_carries_real_traffic(hermetic: Hermetic, bridge_netfilter: i
     }
     assert result["after_delete"].startswith("ERROR")
     assert result["tables_left"] == []
+
+
+UDP_SERVER = r'''
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(1024)
+    s.sendto(f"{sys.argv[1]} {peer[0]}".encode(), peer)
+'''
+
+UDP_CLIENT = r'''
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b"ping")
+try:
+    print(s.recv(1024).decode())
+except OSError as exc:
+    print(f"ERROR {exc}")
+'''
+
+
+@pytest.mark.kernel
+def test_forward_variants_carry_real_traffic(hermetic: Hermetic) -> None:
+    """A port range that keeps its port, a forward limited to the uplink, and UDP."""
+    rules = (
+        MASQ,
+        NatRule(kind="dnat", proto="tcp", port="9000-9001", to="172.17.0.2"),
+        NatRule(kind="dnat", proto="tcp", port="7000", to="172.17.0.2:80", in_="uplink"),
+        NatRule(kind="dnat", proto="udp", port="5353", to="172.17.0.2:53"),
+    )
+    result = hermetic(f"""
+        lab(0)
+        nftables.replace("lab", "", {rules!r})
+        servers = [start_server("c1", "c1", 80), start_server("c1", "c1:9001", 9001)]
+        udp = subprocess.Popen(["ip", "netns", "exec", "c1", PY, "-c", {UDP_SERVER!r}, "c1",
+                                "53"], stdout=subprocess.PIPE, text=True)
+        assert udp.stdout.readline().strip() == "ready"
+        servers.append(udp)
+        def udp_get(ns, addr, port):
+            argv = [PY, "-c", {UDP_CLIENT!r}, addr, str(port)]
+            if ns:
+                argv = ["ip", "netns", "exec", ns, *argv]
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+        try:
+            RESULT["seen"] = {{
+                "ext -> host:9001 (range keeps port)": get("ext", "10.168.0.1", 9001),
+                "ext -> host:7000 (in uplink)": get("ext", "10.168.0.1", 7000),
+                "c2 -> host:7000 (not from uplink)": get("c2", "10.168.0.1", 7000),
+                "host -> 127.0.0.1:7000 (not from uplink)": get("", "127.0.0.1", 7000),
+                "ext -> host:5353/udp": udp_get("ext", "10.168.0.1", 5353),
+                "c2 -> host:5353/udp": udp_get("c2", "10.168.0.1", 5353),
+            }}
+        finally:
+            for server in servers:
+                server.kill()
+                server.wait()
+    """, setup=LAB, timeout=120)
+    seen = result["seen"]
+    assert seen["ext -> host:9001 (range keeps port)"] == "c1:9001 10.168.0.3"
+    assert seen["ext -> host:7000 (in uplink)"] == "c1 10.168.0.3"
+    assert seen["c2 -> host:7000 (not from uplink)"].startswith("ERROR")
+    assert seen["host -> 127.0.0.1:7000 (not from uplink)"].startswith("ERROR")
+    assert seen["ext -> host:5353/udp"] == "c1 10.168.0.3"
+    assert seen["c2 -> host:5353/udp"] == "c1 172.17.0.1"
