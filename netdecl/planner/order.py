@@ -84,7 +84,8 @@ def _build_deps(action: Action, by_key: dict) -> list[Dep]:
     elif kind == "address":
         after_action(("link", ns, action.key[2]))
         deps.append((("start",), ("addrs-ready", ns)))
-    elif kind == "sysctl":
+    elif kind in ("sysctl", "nat"):
+        # per-link sysctls need their link; NAT rules name links (and read better after them)
         deps.append((("links-ready", ns), None))
     elif kind in ("route", "rule", "fdb", "neighbor"):
         deps.append((("links-ready", ns), None))
