@@ -1,0 +1,31 @@
+"""Keeps benchmarks/bench_star.py working: a star-10 run must finish and print its table.
+
+Timing is never asserted (CI machines vary); the script itself fails when a netdecl step
+fails - e.g. `plan` after `apply` is not empty (plan --detailed-exitcode exits 2) - so this
+also checks that netdecl converges on the star topology.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for throwaway network namespaces")
+def test_bench_star_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_star.py"), "--sizes", "10",
+         "--no-write"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| N | what |")
+    for step in ("floor", "apply (cold)", "plan (no changes)", "apply (one mtu)", "destroy"):
+        assert any(line.startswith(f"| 10 | {step} |") for line in lines), result.stdout
