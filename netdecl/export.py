@@ -38,6 +38,14 @@ def _link_fields(link: Link, addresses: list[str], with_name: bool = True) -> di
     return out
 
 
+def _expressible(link: Link) -> bool:
+    """Physical NICs, tunnels of kinds netdecl does not manage, and veths whose other end is in
+    a namespace not shown cannot be written as a topology that would apply; leave them out."""
+    if link.kind == "veth":
+        return link.peer is not None
+    return link.kind in ("bridge", "vxlan")
+
+
 def to_document(topo: Topology, name: str) -> dict[str, Any]:
     addrs: dict[tuple[str, str], list[str]] = {}
     for a in sorted(topo.of_type(Address), key=lambda a: a.key):
@@ -58,7 +66,7 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
     links = []
     emitted: set[tuple] = set()
     for link in sorted(topo.of_type(Link), key=lambda link: link.key):
-        if link.key in emitted:
+        if link.key in emitted or not _expressible(link):
             continue
         emitted.add(link.key)
         entry = {"name": link.name, "kind": link.kind}
