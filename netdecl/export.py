@@ -90,6 +90,8 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
         doc["links"] = links
     routes = []
     for r in sorted(topo.of_type(Route), key=lambda r: repr(r.key)):
+        if r.dev and ("link", r.namespace, r.dev) not in emitted:
+            continue  # through a link left out above
         entry = {}
         if r.namespace:
             entry["namespace"] = r.namespace
