@@ -235,3 +235,21 @@ def test_invalid_file_changes_nothing(host, tmp_path: Path, command: str):
     assert result.returncode == 3
     assert f"{bad}:5:5:" in result.stderr
     assert host.snapshot() == before
+
+
+def test_show_prints_live_state_as_a_topology_that_loads(host, tmp_path: Path):
+    from netdecl.loader import load_topology
+
+    apply_ok(host, BRIDGE)
+    host.run(["ip", "link", "add", "handmade0", "type", "bridge"])  # not ours: shown too
+    result = host.netdecl("show", "--name", "imported")
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "shown.yaml"
+    path.write_text(result.stdout)
+    shown = load_topology(str(path))
+    keys = set(shown.objects)
+    assert ("link", "", "handmade0") in keys
+    assert ("link", "nginx-1", "eth0") in keys
+    assert ("address", "nginx-2", "eth0", "172.17.0.3/16") in keys
+    assert ("route", "nginx-1", 254, "0.0.0.0/0", 0) in keys
+    assert shown.get(("link", "", "veth-n1")).master == "docker0"
