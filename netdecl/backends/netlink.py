@@ -479,11 +479,52 @@ class Kernel:
         self._call(r.namespace, f"add {r.describe()}", "rule", "add", **self._rule_args(r))
 
     def delete_rule(self, r: Rule) -> None:
+        # Match every attribute, protocol included: with the priority alone the kernel deletes
+        # the first rule at that priority, which may be someone else's.
         try:
             self._call(r.namespace, f"delete {r.describe()}", "rule", "del",
-                       family=socket.AF_INET6 if r.family == 6 else socket.AF_INET,
-                       priority=r.priority)
+                       **self._rule_args(r))
         except KernelError as exc:
             if exc.errno != errno.ENOENT:
                 raise
 
+
+    # -- lookups (explain) ---------------------------------------------------------------------
+    def route_get(self, ns: str, dst: str, src: str | None = None,
+                  iif: str | None = None) -> dict[str, Any]:
+        """The kernel's own route decision for ``dst`` (RTM_GETROUTE, like `ip route get`).
+
+        With ``iif`` (a link name) the kernel decides as for a packet that arrived there
+        (forwarding, rp_filter and local delivery included); pass the packet's ``src`` then.
+        Returns type (unicast, local, ...), dev, via, src (preferred source) and table; raises
+        KernelError (e.g. ENETUNREACH) when the kernel has no route.
+        """
+        kwargs: dict[str, Any] = {"dst": dst}
+        if src:
+            kwargs["src"] = src
+        if iif:
+            kwargs["iif"] = self.index_of(ns, iif)
+        msg = self._call(ns, f"route get {dst} in {ns or 'root'}", "route", "get", **kwargs)[0]
+        oif = msg.get("RTA_OIF")
+        kinds = {**ROUTE_TYPES, 2: "local", 3: "broadcast", 5: "multicast"}
+        return {"type": kinds.get(msg["type"], str(msg["type"])),
+                "dev": self._name_of_index(ns, oif) if oif else None,
+                "via": msg.get("RTA_GATEWAY"), "src": msg.get("RTA_PREFSRC"),
+                "table": msg.get("RTA_TABLE") or msg["table"]}
+
+    def bridge_ports_for(self, ns: str, bridge: str, mac: str) -> list[str]:
+        """Ports of ``bridge`` whose forwarding database (learned or static) holds ``mac``."""
+        br = self.index_of(ns, bridge)
+        return sorted({self._name_of_index(ns, m["ifindex"]) or str(m["ifindex"])
+                       for m in self.ipr(ns).fdb("dump")
+                       if m.get("NDA_MASTER") == br and (m.get("NDA_LLADDR") or "").lower()
+                       == mac.lower() and m["ifindex"] != br})
+
+    def neighbor_entry(self, ns: str, link: str, address: str) -> tuple[str | None, int] | None:
+        """(mac, NUD state bits) of the neighbour entry for ``address`` on ``link``, if any."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        idx = self.index_of(ns, link)
+        for m in self.ipr(ns).neigh("dump", family=family):
+            if m["ifindex"] == idx and m.get("NDA_DST") == address:
+                return (m.get("NDA_LLADDR") or "").lower() or None, m["state"]
+        return None

@@ -1,0 +1,185 @@
+"""`netdecl graph`: a picture of a loaded topology (Graphviz dot, Mermaid, or SVG via dot).
+
+A pure function of the Topology (no kernel): namespaces are clusters, links are nodes labelled
+with their kind and addresses, veth pairs are edges between their two ends, bridge ports hang
+off their bridge, and VXLAN devices are joined when they carry the same id and one's static FDB
+entries point at the other's local address.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from .errors import EnvironmentProblem, NetdeclError
+from .model import Address, FdbEntry, Link, NatTable, Topology, ns_label
+
+DOT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Edge:
+    a: tuple[str, str]
+    b: tuple[str, str]
+    kind: str  # veth | port | vxlan
+    label: str = ""
+
+
+def _namespaces(topo: Topology) -> list[str]:
+    """Root first if anything lives there, then every declared namespace."""
+    used = {link.namespace for link in topo.of_type(Link)}
+    names = sorted(set(topo.namespaces()) | used)
+    return names
+
+
+def _label(topo: Topology, link: Link) -> list[str]:
+    lines = [link.name, link.kind]
+    if link.vxlan:
+        lines[-1] = f"vxlan id {link.vxlan.id}" + (f" local {link.vxlan.local}"
+                                                    if link.vxlan.local else "")
+    lines += [a.cidr for a in topo.of_type(Address)
+              if a.namespace == link.namespace and a.link == link.name]
+    return lines
+
+
+def edges(topo: Topology) -> list[Edge]:
+    """veth pairs (once each), bridge ports, and VXLAN tunnels between matching devices."""
+    links = {(lk.namespace, lk.name): lk for lk in topo.of_type(Link)}
+    out: list[Edge] = []
+    seen: set[frozenset[tuple[str, str]]] = set()
+    for key, link in links.items():
+        if link.kind == "veth" and link.peer and link.peer in links:
+            pair = frozenset((key, link.peer))
+            if pair not in seen:
+                seen.add(pair)
+                out.append(Edge(key, link.peer, "veth"))
+        if link.master and (link.namespace, link.master) in links:
+            out.append(Edge((link.namespace, link.master), key, "port"))
+    remotes: dict[tuple[str, str], set[str]] = {}
+    for entry in topo.of_type(FdbEntry):
+        if entry.dst:
+            remotes.setdefault((entry.namespace, entry.link), set()).add(entry.dst)
+    vxlans = {k: lk for k, lk in links.items() if lk.vxlan is not None}
+    for key, link in vxlans.items():
+        for other_key, other in vxlans.items():
+            assert link.vxlan is not None and other.vxlan is not None
+            pair = frozenset((key, other_key))
+            if other_key == key or pair in seen or other.vxlan.id != link.vxlan.id:
+                continue
+            if other.vxlan.local and other.vxlan.local in remotes.get(key, set()):
+                seen.add(pair)
+                out.append(Edge(key, other_key, "vxlan", f"vxlan {link.vxlan.id}"))
+    return out
+
+
+def _nat_lines(topo: Topology, ns: str) -> list[str]:
+    table = topo.get(("nat", ns))
+    if not isinstance(table, NatTable) or not table.rules:
+        return []
+    return [f"NAT: {rule.describe()}" for rule in table.rules]
+
+
+# -- dot ----------------------------------------------------------------------------------------
+
+def _dq(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _dot_id(key: tuple[str, str]) -> str:
+    return _dq(f"{ns_label(key[0])}/{key[1]}")
+
+
+def to_dot(topo: Topology) -> str:
+    lines = [f"graph {_dq(topo.name)} {{", "  rankdir=LR;", "  compound=true;",
+             '  node [shape=box, style="rounded", fontname="Helvetica"];',
+             '  graph [fontname="Helvetica"];', '  edge [fontname="Helvetica", fontsize=10];']
+    for index, ns in enumerate(_namespaces(topo)):
+        label = "\\n".join(_dq(x)[1:-1] for x in [f"namespace {ns_label(ns)}",
+                                                   *_nat_lines(topo, ns)])
+        lines.append(f"  subgraph cluster_{index} {{")
+        lines.append(f'    label="{label}";')
+        members = [lk for lk in topo.of_type(Link) if lk.namespace == ns]
+        if not members:  # dot does not draw an empty cluster
+            lines.append(f"    {_dq(f'{ns_label(ns)}/(no links)')} [label=\"(no links)\", "
+                         "shape=plaintext];")
+        for link in members:
+            label = "\\n".join(_dq(x)[1:-1] for x in _label(topo, link))
+            shape = ', shape=box3d' if link.kind == "bridge" else ""
+            lines.append(f"    {_dot_id((ns, link.name))} [label=\"{label}\"{shape}];")
+        lines.append("  }")
+    styles = {"veth": 'label="veth", penwidth=2', "port": 'style=dashed, label="port"',
+              "vxlan": 'style=bold, color=blue'}
+    for edge in edges(topo):
+        extra = f', label={_dq(edge.label)}' if edge.label else ""
+        lines.append(f"  {_dot_id(edge.a)} -- {_dot_id(edge.b)} [{styles[edge.kind]}{extra}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# -- mermaid ------------------------------------------------------------------------------------
+
+def _mermaid_id(key: tuple[str, str]) -> str:
+    raw = f"{ns_label(key[0])}_{key[1]}"
+    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", raw)
+
+
+def _mq(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def to_mermaid(topo: Topology) -> str:
+    lines = ["flowchart LR"]
+    ids: dict[tuple[str, str], str] = {}
+    for link in topo.of_type(Link):
+        key = (link.namespace, link.name)
+        base = candidate = _mermaid_id(key)
+        n = 2
+        while candidate in ids.values():  # "a-b" and "a_b" would collide
+            candidate, n = f"{base}_{n}", n + 1
+        ids[key] = candidate
+    for index, ns in enumerate(_namespaces(topo)):
+        title = "<br/>".join(_mq(x) for x in [f"namespace {ns_label(ns)}",
+                                              *_nat_lines(topo, ns)])
+        lines.append(f'  subgraph ns{index}["{title}"]')
+        members = [lk for lk in topo.of_type(Link) if lk.namespace == ns]
+        if not members:
+            lines.append(f'    ns{index}_empty["(no links)"]')
+        for link in members:
+            label = "<br/>".join(_mq(x) for x in _label(topo, link))
+            shape = ('[["', '"]]') if link.kind == "bridge" else ('["', '"]')
+            lines.append(f"    {ids[(ns, link.name)]}{shape[0]}{label}{shape[1]}")
+        lines.append("  end")
+    arrows = {"veth": "<-->|veth|", "port": "-.-|port|", "vxlan": "<==>"}
+    for edge in edges(topo):
+        arrow = arrows[edge.kind]
+        if edge.label:
+            arrow += f"|{_mq(edge.label)}|"
+        lines.append(f"  {ids[edge.a]} {arrow} {ids[edge.b]}")
+    return "\n".join(lines) + "\n"
+
+
+# -- svg ----------------------------------------------------------------------------------------
+
+def to_svg(topo: Topology) -> str:
+    dot = shutil.which("dot")
+    if dot is None:
+        raise EnvironmentProblem("--format svg needs Graphviz's dot, which is not installed "
+                                 "(apt-get install graphviz); --format dot or mermaid work "
+                                 "without it")
+    try:
+        proc = subprocess.run([dot, "-Tsvg"], input=to_dot(topo), capture_output=True,
+                              text=True, timeout=DOT_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise NetdeclError(f"dot -Tsvg gave no answer after {DOT_TIMEOUT:g}s") from exc
+    if proc.returncode != 0:
+        raise NetdeclError(f"dot -Tsvg failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def render(topo: Topology, fmt: str) -> str:
+    renderers = {"dot": to_dot, "mermaid": to_mermaid, "svg": to_svg}
+    if fmt not in renderers:
+        raise NetdeclError(f"unknown graph format {fmt!r}: choose dot, mermaid or svg")
+    return renderers[fmt](topo)
