@@ -19,13 +19,13 @@ Usage::
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import ipaddress
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +46,7 @@ PRIVATE_TMPFS = ("/run/netns", "/run/netdecl", STATE_DIR)
 
 # The holder script. Kept free of netdecl imports so a broken netdecl can't break the harness.
 HOLDER = r"""
-import ctypes, errno, fcntl, os, socket, struct, sys
+import ctypes, fcntl, os, socket, struct, sys
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
@@ -79,9 +79,11 @@ def main(paths):
         os.makedirs(path, exist_ok=True)
         # Detach what the host has mounted there first (e.g. real /run/netns/X bind mounts),
         # so this namespace doesn't pin host namespaces and can't see them underneath.
-        if libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (
-                errno.EINVAL, errno.ENOENT):
-            check(-1, f"umount {path}")
+        for entry in os.listdir(path):
+            libc.umount2(os.path.join(path, entry).encode(), MNT_DETACH)
+        for _ in range(64):  # stacked mounts: until "not a mount point"
+            if libc.umount2(path.encode(), MNT_DETACH) != 0:
+                break
         mount("tmpfs", path, "tmpfs", 0, "mode=0755")
     # sysfs shows the network namespace of whoever mounted it; remount so /sys/class/net
     # shows this host's links, not the real ones.
@@ -275,6 +277,22 @@ json.dump(out, sys.stdout)
 """
 
 
+def real_host_state() -> dict[str, list[str]]:
+    """What the real machine shows, seen from the calling process (which must *not* be inside
+    a hermetic host): interface names, named namespaces, nft tables. Tests compare it before
+    and after to prove they left the machine alone."""
+    def out(argv: list[str]) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    tables = out(["nft", "list", "tables"]) if shutil.which("nft") else ""
+    return {
+        "links": sorted(line.split(":")[1].strip() for line in out(["ip", "-o", "link"])
+                        .splitlines()),
+        "netns": sorted(out(["ip", "netns", "list"]).split()),
+        "nft": sorted(tables.splitlines()),
+    }
+
+
 class HermeticUnavailable(RuntimeError):
     """This machine can't make a hermetic host (not root, no unshare...): tests should skip."""
 
@@ -411,8 +429,9 @@ class HermeticHost:
         self._holder = proc
         # Backstop for a test that never reaches __exit__ (e.g. the interpreter exits); the
         # holder's PDEATHSIG covers the case where the test process is killed outright.
+        # (weakref.finalize also runs at interpreter exit.) Note PDEATHSIG fires when the
+        # *thread* that started the holder exits: start hosts from a thread that outlives them.
         self._finalizer = weakref.finalize(self, _stop_holder, proc)
-        atexit.register(self._finalizer)
         return self
 
     def stop(self) -> None:
@@ -424,8 +443,7 @@ class HermeticHost:
             return
         self._kill_stragglers()
         if self._finalizer is not None:
-            self._finalizer()  # runs _stop_holder once, and detaches it from atexit/gc
-            atexit.unregister(self._finalizer)
+            self._finalizer()  # runs _stop_holder once; later calls (and exit) are no-ops
         self._holder = None
 
     def _kill_stragglers(self) -> None:
@@ -436,10 +454,20 @@ class HermeticHost:
         holder = self._holder.pid
         try:
             ours = {os.stat(f"/proc/{holder}/ns/{kind}").st_ino for kind in ("net", "mnt")}
-            netns_dir = f"/proc/{holder}/root/run/netns"
-            for entry in os.listdir(netns_dir):
+            root = f"/proc/{holder}/root"
+            ns_files = [os.path.join(root, "run/netns", e)
+                        for e in os.listdir(os.path.join(root, "run/netns"))]
+            # Sandboxes (netdecl.sandbox) made inside this host: their namespaces too.
+            sandboxes = os.path.join(root, "run/netdecl/sandboxes")
+            if os.path.isdir(sandboxes):
+                ns_files += [os.path.join(sandboxes, name, kind)
+                             for name in os.listdir(sandboxes) for kind in ("net", "mnt")]
+            nsfs = os.stat("/proc/self/ns/net").st_dev
+            for path in ns_files:
                 with contextlib.suppress(OSError):
-                    ours.add(os.stat(os.path.join(netns_dir, entry)).st_ino)
+                    st = os.stat(path)
+                    if st.st_dev == nsfs:  # a plain file's inode number means nothing here
+                        ours.add(st.st_ino)
         except OSError:
             return  # holder already gone
         me = os.getpid()
@@ -757,4 +785,4 @@ def _norm_nft(nft: dict[str, Any] | None) -> list[dict[str, Any]] | None:
 
 
 __all__ = ["HermeticHost", "HermeticUnavailable", "HttpResult", "Server", "STATE_DIR",
-           "REPO_ROOT", "ROOT_NS"]
+           "REPO_ROOT", "ROOT_NS", "real_host_state"]

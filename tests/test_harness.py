@@ -11,27 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import HermeticHost
+from harness import HermeticHost, real_host_state
 
 HARNESS_DIR = Path(__file__).resolve().parent
-
-
-def real_host_state() -> dict[str, list[str]]:
-    """What the real machine shows, seen from the pytest process (which is *not* inside the
-    hermetic host): interface names, named namespaces, nft tables."""
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
-                           check=True).stdout
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                           check=True).stdout
-    tables = ""
-    if shutil.which("nft"):
-        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
-                                check=True).stdout
-    return {
-        "links": sorted(line.split(":")[1].strip() for line in links.splitlines()),
-        "netns": sorted(netns.split()),
-        "nft": sorted(tables.splitlines()),
-    }
 
 
 def gone(pid: int, timeout: float = 5.0) -> bool:
@@ -181,3 +163,19 @@ def test_holder_dies_with_killed_test_process() -> None:
                           capture_output=True, text=True, timeout=30)
     holder = int(proc.stdout.split()[0])
     assert gone(holder)
+
+
+def test_stop_kills_processes_left_inside() -> None:
+    """A daemon a test left behind would keep its namespace (and links) alive: stop() kills
+    whatever still runs in the host's namespaces."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    spawn = ("import subprocess, sys;"
+             "p = subprocess.Popen(['sleep', '1000'], start_new_session=True, "
+             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)")
+    with HermeticHost() as host:
+        host.run(["ip", "netns", "add", "d"])
+        in_root = int(host.run([sys.executable, "-c", spawn]).stdout)
+        in_ns = int(host.run([sys.executable, "-c", spawn], ns="d").stdout)
+        assert not gone(in_root, timeout=0.2) and not gone(in_ns, timeout=0.2)
+    assert gone(in_root) and gone(in_ns)
