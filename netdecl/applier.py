@@ -13,16 +13,18 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from .backends import namespaces
 from .backends.netlink import Kernel, KernelError
 from .backends.sysctl import SysctlError
 from .errors import ActionFailed, NetdeclError, RollbackFailed
 from .executor import execute
 from .journal import Journal
-from .model import Address, Link, Namespace, NatTable, Sysctl, Topology
+from .model import ROOT, Address, Link, Namespace, NatTable, Sysctl, Topology
 from .observer import observe, scope_for
 from .planner import Plan, make_plan
-from .planner.plan import Action
+from .planner.plan import CREATE, REPLACE, Action
 from .state import OwnershipRecord, RecordStore
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
@@ -40,12 +42,19 @@ class ApplyFailed(NetdeclError):
     """An apply failed and was rolled back completely (exit 1)."""
 
 
+class NotConfirmed(NetdeclError):
+    """--confirm-timeout ran out without `netdecl confirm`: the apply is rolled back."""
+
+
 @dataclass
 class ApplyResult:
     executed: list[Action] = field(default_factory=list)
 
 
 Progress = Callable[[int, int, Action], None]
+# Waits for confirmation after a verified apply; gets a checkpoint to call while waiting (it
+# raises Interrupted on SIGTERM/Ctrl-C) and raises NotConfirmed to roll back.
+Hold = Callable[[Callable[[], None]], None]
 
 
 def observe_for(kernel: Kernel, desired: Topology, record: OwnershipRecord) -> Topology:
@@ -79,44 +88,45 @@ class Applier:
         self.progress = progress
 
     # -- the main path -------------------------------------------------------------------------
-    def apply(self, desired: Topology, plan: Plan, kernel: Kernel,
-              snapshot: Topology) -> ApplyResult:
-        """Execute ``plan``; on failure roll back to ``snapshot`` and raise."""
+    def apply(self, desired: Topology, plan: Plan, kernel: Kernel, snapshot: Topology,
+              hold: Hold | None = None) -> ApplyResult:
+        """Execute ``plan``; on failure roll back to ``snapshot`` and raise.
+
+        ``hold`` (for --confirm-timeout) runs after verification while the journal still
+        exists; raising NotConfirmed from it rolls everything back like any other failure."""
         record = self.store.load(desired.name)
         journal = Journal.begin(self.store.root, desired.name, snapshot, record)
         result = ApplyResult()
         fail_at = _failpoint()
-        previous = _trap_sigterm()
-        try:
-            for number, action in enumerate(plan.actions, start=1):
-                if self.progress:
-                    self.progress(number, len(plan.actions), action)
-                if fail_at == number:
-                    raise ActionFailed(_label(action),
-                                       f"injected failure ({FAILPOINT_ENV}={fail_at})")
-                try:
-                    execute(action, kernel, desired.name, record,
-                            lambda: self.store.save(record))
-                except (KernelError, SysctlError, OSError) as exc:
-                    raise ActionFailed(_label(action), str(exc)) from None
-                except Exception as exc:  # nft errors and the like: still a failed action
-                    if type(exc).__name__ in ("NftError", "NftUnavailable"):
-                        raise ActionFailed(_label(action), str(exc)) from None
-                    raise
-                journal.step(number, action)
-                result.executed.append(action)
-            self.store.save(record)
-            self.verify(desired, record)
-        except (ActionFailed, VerificationFailed, Interrupted, KeyboardInterrupt) as exc:
-            _restore_sigterm(previous)
-            kernel.close()
-            self.rollback_to(snapshot, journal.record_before, cause=exc)
-            journal.finish()
-            done = len(result.executed)
-            raise ApplyFailed(
-                f"apply failed: {exc}\nrolled back: the {done} action(s) done before the "
-                f"failure were undone; the host is as it was before this apply") from None
-        _restore_sigterm(previous)
+        current: Action | None = None
+        with _SignalTrap() as trap:
+            try:
+                for number, action in enumerate(plan.actions, start=1):
+                    trap.checkpoint()
+                    if self.progress:
+                        self.progress(number, len(plan.actions), action)
+                    if fail_at == number:
+                        raise ActionFailed(_label(action),
+                                           f"injected failure ({FAILPOINT_ENV}={fail_at})")
+                    journal.intend(number, action)
+                    current = action
+                    _execute(action, kernel, desired.name, record, self.store)
+                    current = None
+                    journal.step(number, action)
+                    result.executed.append(action)
+                self.store.save(record)
+                trap.checkpoint()
+                self.verify(desired, record)
+                if hold is not None:
+                    hold(trap.checkpoint)
+            except (ActionFailed, VerificationFailed, NotConfirmed, Interrupted,
+                    KeyboardInterrupt) as exc:
+                kernel.close()
+                # a second signal during the rollback must not stop it half-way
+                trap.ignore()
+                self.rollback_to(snapshot, journal.record_before, cause=exc, unfinished=current)
+                journal.finish()
+                raise ApplyFailed(_failure_message(exc, len(result.executed))) from None
         journal.finish()
         return result
 
@@ -134,8 +144,12 @@ class Applier:
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback_to(self, snapshot: Topology, record_before: OwnershipRecord,
-                    cause: BaseException | None = None) -> Plan:
-        """Reconcile back to ``snapshot``; raise RollbackFailed listing what could not be."""
+                    cause: BaseException | None = None,
+                    unfinished: Action | None = None) -> Plan:
+        """Reconcile back to ``snapshot``; raise RollbackFailed listing what could not be.
+
+        ``unfinished`` is the action that was cut off (by an error or a crash): what it may
+        have half-made is claimed first, so the reconcile sees it as ours and removes it."""
         record = self.store.load(snapshot.name)
         # everything either record knows about is in scope (and owned) while rolling back
         merged = record.copy()
@@ -146,6 +160,8 @@ class Applier:
             merged.sysctl_originals.setdefault(key, value)
         problems: list[str] = []
         with Kernel() as kernel:
+            if unfinished is not None:
+                _claim_half_made(kernel, snapshot.name, unfinished)
             observed = observe_for(kernel, snapshot, merged)
             plan = make_plan(snapshot, observed, merged)
             for action in plan.actions:
@@ -153,6 +169,7 @@ class Applier:
                     execute(action, kernel, snapshot.name, merged, lambda: None)
                 except Exception as exc:  # keep going: restore as much as possible
                     problems.append(f"{_label(action)}: {exc}")
+        _remove_placeholders(merged.namespaces - set(snapshot.namespaces()), problems)
         self.store.save(record_before)
         with Kernel() as kernel:
             observed = observe_for(kernel, snapshot, merged)
@@ -165,6 +182,60 @@ class Applier:
             raise RollbackFailed("rollback could not restore everything" + reason + ":\n  "
                                  + "\n  ".join(problems))
         return plan
+
+
+def _execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
+             store: RecordStore) -> None:
+    """One action; every way it can fail becomes ActionFailed naming it and the cause."""
+    try:
+        execute(action, kernel, topology, record, lambda: store.save(record))
+    except (KernelError, SysctlError, OSError) as exc:
+        raise ActionFailed(_label(action), str(exc)) from None
+    except Exception as exc:  # nft errors and the like: still a failed action
+        if type(exc).__name__ in ("NftError", "NftUnavailable"):
+            raise ActionFailed(_label(action), str(exc)) from None
+        raise
+
+
+def _failure_message(exc: BaseException, done: int) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        exc = Interrupted("interrupted (Ctrl-C)")
+    return (f"apply failed: {exc}\nrolled back: the {done} action(s) done before the "
+            f"failure were undone; the host is as it was before this apply")
+
+
+def _claim_half_made(kernel: Kernel, topology: str, action: Action) -> None:
+    """A link is created first and marked with its owner (ifalias) by a second request. If
+    the action died between the two, the link exists unmarked and the planner would leave it
+    behind as foreign. The plan proved the name was free, so it is ours: mark it."""
+    if action.type != "link" or action.op not in (CREATE, REPLACE):
+        return
+    for end in (action.after, action.peer_after):
+        if not isinstance(end, Link):
+            continue
+        try:
+            if end.namespace != ROOT and not namespaces.exists(end.namespace):
+                continue
+            if any(link.name == end.name and not link.owner
+                   for link in kernel.read_links(end.namespace, namespaces.list_named())):
+                kernel.configure_link(end, topology, fresh=True, changes=())
+        except (KernelError, OSError):
+            continue  # gone already, or not there: nothing to claim
+
+
+def _remove_placeholders(names: set[str], problems: list[str]) -> None:
+    """A crash inside namespace creation can leave /run/netns/NAME as a plain file that holds
+    no namespace (the bind mount never happened). It is invisible to the observer but would
+    block a later create; our record names it, so remove it."""
+    live = set(namespaces.list_named())
+    for name in sorted(names - live):
+        path = namespaces.netns_path(name)
+        if not os.path.lexists(path):
+            continue
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            problems.append(f"remove stale namespace file {path}: {exc}")
 
 
 def _label(action: Action) -> str:
@@ -187,16 +258,38 @@ def _failpoint() -> int | None:
         return None
 
 
-def _trap_sigterm():
-    def handler(signum, frame):
-        raise Interrupted(f"interrupted by signal {signum}")
+class _SignalTrap:
+    """SIGTERM and SIGINT during an apply: noted, and acted on at the next action boundary
+    (checkpoint), so an action is never cut in half in-process (a namespace half-mounted, a
+    link created but not yet marked). A second signal while an action hangs raises at once."""
 
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (tests calling in-process)
-        return None
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
 
-def _restore_sigterm(previous) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    def __enter__(self) -> _SignalTrap:
+        for signum in self.SIGNALS:
+            try:
+                self.previous[signum] = signal.signal(signum, self._handler)
+            except ValueError:  # not the main thread (tests calling in-process)
+                pass
+        return self
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            raise Interrupted(f"interrupted by {signal.Signals(signum).name} (twice)")
+        self.received = signum
+
+    def checkpoint(self) -> None:
+        if self.received is not None:
+            raise Interrupted(f"interrupted by {signal.Signals(self.received).name}")
+
+    def ignore(self) -> None:
+        for signum in self.previous:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS",
                    help="how long to wait for another apply to finish (default 5)")
     p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
+    p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
+                   help="after applying and verifying, wait SECS for `netdecl confirm` (or "
+                        "Enter, on a terminal); roll back by itself if none comes")
 
     p = sub.add_parser("destroy", help="remove everything the topology owns",
                        description="Delete every namespace, link, route and NAT table the "
@@ -80,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="restore the state before an apply that was interrupted (crash)")
     p.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS")
 
+    p = sub.add_parser("confirm", help="keep an apply that waits for confirmation "
+                                       "(apply --confirm-timeout)")
+    p.add_argument("--name", metavar="TOPOLOGY",
+                   help="which topology's apply (needed only when several are waiting)")
+
     p = sub.add_parser("show", help="print live state in the topology format")
     p.add_argument("--namespace", action="append", default=None, metavar="NS",
                    help="namespace to include (repeatable; default: root and all named ones)")
@@ -90,7 +98,37 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_sub.add_parser("list", help="list sandboxes")
     rm = sandbox_sub.add_parser("rm", help="remove a sandbox and everything in it")
     rm.add_argument("name")
+    _add_traffic_parsers(sub)
     return parser
+
+
+def _add_traffic_parsers(sub: Any) -> None:
+    """verify, explain, graph: look at a topology's traffic and shape (change nothing)."""
+    p = sub.add_parser("verify", help="run the topology's probes with real traffic",
+                       description="Run every probe of the topology from inside its source "
+                                   "namespace (starting a short-lived listener where nothing "
+                                   "listens). Exit 0 when all pass, 1 otherwise.")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--timeout", type=float, default=2.0, metavar="SECS",
+                   help="per-probe timeout (default 2)")
+
+    p = sub.add_parser("explain", help="show the path a packet takes, hop by hop",
+                       description="Follow one packet from NS to DEST through the live kernel: "
+                                   "routes, veths, bridges and netdecl's NAT rules. Exit 0 "
+                                   "when it is delivered or leaves the topology, 1 if dropped.")
+    p.add_argument("--from", dest="source", required=True, metavar="NS",
+                   help="namespace the packet starts in (root for the host)")
+    p.add_argument("destination", metavar="DEST[:PORT]")
+    p.add_argument("file", nargs="?", help="topology: limits the scope to its namespaces and "
+                                           "takes NAT rules from its table")
+    p.add_argument("--proto", choices=("tcp", "udp", "icmp"),
+                   help="default: tcp with a port, icmp without")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("graph", help="draw the topology (dot, mermaid or svg)")
+    p.add_argument("file")
+    p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -229,13 +267,17 @@ def _recover_pending(state_root: Path, topology: str | None = None) -> None:
             continue
         _err(f"netdecl: an earlier apply of {name!r} did not finish "
              f"({journal.steps_done()} steps done); rolling it back first")
-        Applier(store).rollback_to(journal.snapshot, journal.record_before)
+        from .confirm import clear
+
+        Applier(store).rollback_to(journal.snapshot, journal.record_before,
+                                   unfinished=journal.unfinished())
         journal.finish()
+        clear(state_root, name)  # markers of an apply that died waiting for confirmation
         _err(f"netdecl: rolled back {name!r} to the state before that apply")
 
 
 def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
-               as_json: bool) -> int:
+               as_json: bool, confirm_timeout: float | None = None) -> int:
     from .applier import Applier, observe_for, snapshot_owned
     from .backends.netlink import Kernel
     from .planner import make_plan
@@ -264,7 +306,17 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
             return ExitStatus.OK
         _out(plan_json(plan) if as_json else plan_text(plan))
         snapshot = snapshot_owned(observed, record)
-        Applier(store, progress=_progress).apply(desired, plan, kernel, snapshot)
+        hold = None
+        if confirm_timeout is not None:
+            from .confirm import Waiter
+
+            hold = Waiter(state_root, desired.name, confirm_timeout, _err)
+        Applier(store, progress=_progress).apply(desired, plan, kernel, snapshot, hold=hold)
+        if hold is not None:
+            from .confirm import clear
+
+            clear(state_root, desired.name)  # journal gone: now `confirm` may return
+            _err("Confirmed: keeping the changes.")
     add, change, destroy = plan.counts()
     if not as_json:
         _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed. Verified.")
@@ -286,7 +338,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     state_root = _state_root(args)
     with HostLock(state_root, args.lock_timeout):
         _recover_pending(state_root)
-        return _run_apply(desired, state_root, saved, args.json)
+        return _run_apply(desired, state_root, saved, args.json, args.confirm_timeout)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -313,6 +365,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             _out("Nothing to roll back: no interrupted apply left a journal.")
             return ExitStatus.OK
         _recover_pending(state_root)
+    return ExitStatus.OK
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    """No lock: the apply being confirmed holds it while it waits."""
+    from .confirm import confirm
+
+    name = confirm(_state_root(args), args.name)
+    _out(f"Confirmed the apply of {name}: its changes stay.")
     return ExitStatus.OK
 
 
@@ -350,14 +411,50 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     raise NetdeclError("usage: netdecl sandbox list | netdecl sandbox rm NAME")
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .probe import render_table, run_probes
+
+    topo = _load(args.file)
+    _require_privileges("verify")
+    results = run_probes(topo, timeout=args.timeout)
+    if args.json:
+        _out(json.dumps({"topology": topo.name, "probes": [r.to_json() for r in results],
+                         "passed": sum(r.ok for r in results),
+                         "failed": sum(not r.ok for r in results)}, indent=2))
+    else:
+        _out(render_table(results))
+    return ExitStatus.OK if all(r.ok for r in results) else ExitStatus.FAILURE
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_live
+
+    topo = _load(args.file) if args.file else None
+    _require_privileges("explain")
+    result = explain_live(args.source, args.destination, args.proto, topo)
+    _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+    return ExitStatus.FAILURE if result.outcome == "dropped" else ExitStatus.OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .graph import render
+
+    sys.stdout.write(render(_load(args.file), args.format))
+    return ExitStatus.OK
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
     "apply": cmd_apply,
     "destroy": cmd_destroy,
     "rollback": cmd_rollback,
+    "confirm": cmd_confirm,
     "show": cmd_show,
     "sandbox": cmd_sandbox,
+    "verify": cmd_verify,
+    "explain": cmd_explain,
+    "graph": cmd_graph,
 }
 
 

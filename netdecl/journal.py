@@ -46,11 +46,20 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
         return cls(path, snapshot, record.copy())
 
+    def intend(self, number: int, action: Action) -> None:
+        """Written before an action runs: if we die inside it, recovery knows which object may
+        be half-made (a link created but not yet marked with its owner, for instance)."""
+        self._append({"start": number, "action": action.to_json()})
+
     def step(self, number: int, action: Action) -> None:
+        self._append({"step": number})
+
+    def _append(self, entry: dict[str, Any]) -> None:
         with open(self.path, "a") as fh:
-            fh.write(json.dumps({"step": number, "action": action.to_json()}) + "\n")
+            fh.write(json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -72,9 +81,39 @@ class Journal:
         snapshot.extend(object_from_dict(d) for d in header["snapshot"])
         return cls(path, snapshot, OwnershipRecord.from_json(header["record_before"]))
 
-    def steps_done(self) -> int:
+    def _entries(self) -> list[dict[str, Any]]:
+        entries = []
         with open(self.path) as fh:
-            return max(0, sum(1 for _ in fh) - 1)
+            next(fh, None)  # the header
+            for line in fh:
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    break  # a line torn by a crash: nothing after it was written either
+        return entries
+
+    def steps_done(self) -> int:
+        return sum(1 for e in self._entries() if "step" in e)
+
+    def unfinished(self) -> Action | None:
+        """The action that was started but never completed (we died inside it), if any."""
+        started: dict[int, dict[str, Any]] = {}
+        for entry in self._entries():
+            if "start" in entry:
+                started[entry["start"]] = entry["action"]
+            elif "step" in entry:
+                started.pop(entry["step"], None)
+        if not started:
+            return None
+        return Action.from_json(started[max(started)])
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def pending(state_root: Path) -> list[str]:

@@ -1,0 +1,403 @@
+"""`netdecl verify`: run a topology's probes with real traffic, from inside its namespaces.
+
+No process per probe: a socket keeps the namespace it was created in, so every socket is made
+by namespaces.run_in (a short-lived thread that entered the namespace) and then used from here.
+Per probe, in the namespace that receives it (the destination's owner, or where a port forward
+of the topology points):
+
+* a listener (TCP or UDP) on the target address and port, unless a program already listens
+  there - so probes work on a bare lab;
+* a raw "sniffer" socket of the same protocol, which sees the packet arrive even when the
+  handshake never completes (a missing masquerade leaves the server unable to answer), and so
+  can always say which source address arrived.
+
+Bounded: every step has the probe timeout; probes only run from namespaces the topology
+declares and only to addresses the topology assigns, so verify never sends traffic elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import ipaddress
+import os
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .explain import dnat_target, match_dnat
+from .model import Address, NatTable, Probe, Topology, ns_label
+
+ICMP_ECHO = {4: (8, 0), 6: (128, 129)}  # (request, reply) types
+ICMP_UNREACH = {4: 3, 6: 1}
+
+
+@dataclass
+class Target:
+    """Where a probe goes and where its listener sits."""
+
+    address: str
+    port: int | None
+    proto: str  # tcp | udp | icmp
+    owner: str  # namespace that owns ``address``
+    listen_ns: str  # namespace the packet is finally delivered to (after a port forward)
+    listen_address: str
+    listen_port: int | None
+
+    def describe(self) -> str:
+        where = f"{self.address}:{self.port}" if self.port else self.address
+        if (self.listen_address, self.listen_port) != (self.address, self.port):
+            where += f" (-> {self.listen_address}:{self.listen_port})"
+        return f"{where}/{self.proto}"
+
+
+@dataclass
+class ProbeResult:
+    probe: Probe
+    target: Target | None
+    ok: bool
+    result: str  # reachable | blocked | skipped | error
+    detail: str
+    seconds: float = 0.0
+    seen_source: str | None = None
+    listener: str | None = None  # "started" | "existing" | None (icmp, skipped)
+
+    def expected(self) -> str:
+        if self.probe.expect == "blocked":
+            return "blocked"
+        return f"reachable from {self.probe.expect_source}" if self.probe.expect_source \
+            else "reachable"
+
+    def to_json(self) -> dict[str, Any]:
+        t = self.target
+        return {
+            "from": self.probe.source, "to": self.probe.to,
+            "address": t.address if t else None, "port": t.port if t else None,
+            "proto": t.proto if t else None,
+            "delivered_to": ({"namespace": ns_label(t.listen_ns), "address": t.listen_address,
+                              "port": t.listen_port} if t else None),
+            "expect": self.probe.expect, "expect_source": self.probe.expect_source,
+            "ok": self.ok, "result": self.result, "detail": self.detail,
+            "seconds": round(self.seconds, 4), "seen_source": self.seen_source,
+            "listener": self.listener,
+        }
+
+
+class Refused(Exception):
+    """A probe verify will not run (it would leave the topology, or cannot be placed)."""
+
+
+# -- where a probe goes (pure) ------------------------------------------------------------------
+
+def resolve(topo: Topology, probe: Probe) -> Target:
+    addresses = topo.of_type(Address)
+    if probe.source not in topo.namespaces():
+        raise Refused(f"source namespace {probe.source} is not declared in the topology")
+    if probe.to in topo.namespaces():
+        mine = [a for a in addresses if a.namespace == probe.to]
+        if not mine:
+            raise Refused(f"namespace {probe.to} has no address to probe")
+        address, owner = str(ipaddress.ip_interface(mine[0].cidr).ip), probe.to
+    else:
+        address = str(ipaddress.ip_address(probe.to))
+        owners = [a.namespace for a in addresses if str(ipaddress.ip_interface(a.cidr).ip)
+                  == address]
+        if not owners:
+            raise Refused(f"{address} is not an address of this topology; verify only sends "
+                          "traffic to the topology's own addresses")
+        owner = owners[0]
+    proto = "icmp" if probe.port is None else probe.proto
+    listen_ns, listen_address, listen_port = owner, address, probe.port
+    if proto != "icmp":
+        forward = _port_forward(topo, owner, proto, address, probe.port)
+        if forward is not None:
+            listen_address, listen_port = forward
+            listen_ns = next((a.namespace for a in addresses
+                              if str(ipaddress.ip_interface(a.cidr).ip) == listen_address),
+                             owner)
+    return Target(address, probe.port, proto, owner, listen_ns, listen_address, listen_port)
+
+
+def _port_forward(topo: Topology, owner: str, proto: str, address: str,
+                  port: int | None) -> tuple[str, int] | None:
+    """The (address, port) a port forward of the topology in ``owner`` sends this probe to.
+    Interface and source conditions are ignored: they only decide *whether* it applies, and
+    the listener must be there in case it does."""
+    table = topo.get(("nat", owner))
+    if not isinstance(table, NatTable) or not table.rules or port is None:
+        return None
+    loose = tuple(dataclasses.replace(r, in_=None, from_=None) for r in table.rules)
+    rule = match_dnat(loose, proto, address, port, local=True, iif=None, src=None)
+    return dnat_target(rule, port) if rule is not None else None
+
+
+# -- sockets in namespaces ----------------------------------------------------------------------
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _in_ns(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    from .backends import namespaces
+
+    return namespaces.run_in(ns, lambda: socket.socket(family, kind, proto))
+
+
+class Sniffer:
+    """A raw socket in the receiving namespace: sees every packet of one protocol delivered
+    there (after any DNAT), whether or not a connection ever completes."""
+
+    def __init__(self, ns: str, target: Target, token: bytes) -> None:
+        family = _family(target.listen_address)
+        self.v6 = family == socket.AF_INET6
+        number = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP,
+                  "icmp": socket.IPPROTO_ICMPV6 if self.v6 else socket.IPPROTO_ICMP}
+        self.sock = _in_ns(ns, family, socket.SOCK_RAW, number[target.proto])
+        self.sock.setblocking(False)
+        self.target = target
+        self.token = token
+
+    def first_source(self) -> str | None:
+        """Source address of the first probe packet that arrived (non-blocking)."""
+        while select.select([self.sock], [], [], 0)[0]:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except BlockingIOError:
+                break
+            source = self._match(data, peer[0])
+            if source:
+                return source
+        return None
+
+    def _match(self, data: bytes, peer: str) -> str | None:
+        if self.v6:  # IPv6 raw sockets get the payload only; the source is the peer address
+            payload, src, dst = data, peer, None
+        else:
+            ihl = (data[0] & 0x0F) * 4
+            payload = data[ihl:]
+            src = socket.inet_ntoa(data[12:16])
+            dst = socket.inet_ntoa(data[16:20])
+        if self.target.proto == "icmp":
+            return src if self.token in payload else None
+        if len(payload) < 4 or (dst and dst != self.target.listen_address):
+            return None
+        return src if struct.unpack("!H", payload[2:4])[0] == self.target.listen_port else None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _listen(target: Target) -> socket.socket | None:
+    """A listener on the target, or None when a program already listens there."""
+    kind = socket.SOCK_DGRAM if target.proto == "udp" else socket.SOCK_STREAM
+    sock = _in_ns(target.listen_ns, _family(target.listen_address), kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((target.listen_address, target.listen_port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            return None
+        raise
+    if kind == socket.SOCK_STREAM:
+        sock.listen(8)
+    return sock
+
+
+def _failure(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"timeout after {timeout:g}s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, OSError) and exc.errno == errno.ENETUNREACH:
+        return "no route (network unreachable at the source)"
+    if isinstance(exc, OSError) and exc.errno == errno.EHOSTUNREACH:
+        return "host unreachable"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# -- the three kinds of probe -------------------------------------------------------------------
+
+def _tcp(probe: Probe, target: Target, listener: socket.socket | None,
+         timeout: float) -> tuple[bool, str, str | None]:
+    """(connected, what happened, source the listener accepted)."""
+    client = _in_ns(probe.source, _family(target.address), socket.SOCK_STREAM)
+    try:
+        client.settimeout(timeout)
+        try:
+            client.connect((target.address, target.port))
+        except OSError as exc:
+            return False, _failure(exc, timeout), None
+        if listener is None:
+            return True, "connected (to a program already listening)", None
+        listener.settimeout(timeout)
+        try:
+            conn, peer = listener.accept()
+        except OSError:
+            return True, "connected, but not to verify's listener (something else answered)", \
+                None
+        conn.close()
+        return True, "connected", peer[0]
+    finally:
+        client.close()
+
+
+def _udp(probe: Probe, target: Target, listener: socket.socket | None,
+         timeout: float, token: bytes) -> tuple[bool, str, str | None]:
+    client = _in_ns(probe.source, _family(target.address), socket.SOCK_DGRAM)
+    try:
+        client.settimeout(timeout)
+        try:
+            client.sendto(token, (target.address, target.port))
+            seen = None
+            if listener is not None:
+                listener.settimeout(timeout)
+                data, peer = listener.recvfrom(65535)
+                seen = peer[0]
+                listener.sendto(data, peer)
+            client.recvfrom(65535)
+        except OSError as exc:
+            return False, _failure(exc, timeout), None
+        return True, "answered", seen
+    finally:
+        client.close()
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _icmp(probe: Probe, target: Target, timeout: float,
+          token: bytes) -> tuple[bool, str, str | None]:
+    """Echo request from a raw socket (ping sockets are off in new namespaces:
+    net.ipv4.ping_group_range is "1 0"). Replies are matched on the token in the payload,
+    which survives NAT (the echo id may not)."""
+    family = _family(target.address)
+    version = 6 if family == socket.AF_INET6 else 4
+    request, reply = ICMP_ECHO[version]
+    proto = socket.IPPROTO_ICMPV6 if version == 6 else socket.IPPROTO_ICMP
+    sock = _in_ns(probe.source, family, socket.SOCK_RAW, proto)
+    try:
+        ident = int.from_bytes(token[:2], "big")
+        header = struct.pack("!BBHHH", request, 0, 0, ident, 1)
+        if version == 4:  # the kernel computes the ICMPv6 checksum itself
+            header = struct.pack("!BBHHH", request, 0, _checksum(header + token), ident, 1)
+        try:
+            sock.sendto(header + token, (target.address, 0))
+        except OSError as exc:
+            return False, _failure(exc, timeout), None
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            data, _ = sock.recvfrom(65535)
+            icmp = data if version == 6 else data[(data[0] & 0x0F) * 4:]
+            if token not in icmp:
+                continue
+            if icmp[0] == reply:
+                return True, "echo reply", None
+            if icmp[0] == ICMP_UNREACH[version]:
+                return False, f"destination unreachable (ICMP code {icmp[1]})", None
+        return False, f"timeout after {timeout:g}s", None
+    finally:
+        sock.close()
+
+
+# -- one probe, all probes ----------------------------------------------------------------------
+
+def run_probe(topo: Topology, probe: Probe, timeout: float) -> ProbeResult:
+    from .backends import namespaces
+
+    try:
+        target = resolve(topo, probe)
+    except (Refused, ValueError) as exc:
+        return ProbeResult(probe, None, False, "skipped", f"not run: {exc}")
+    for ns in {probe.source, target.listen_ns}:
+        if not namespaces.exists(ns):
+            return ProbeResult(probe, target, False, "error",
+                               f"namespace {ns} does not exist (apply the topology first)")
+    token = b"netdecl-verify-" + os.urandom(8).hex().encode()
+    started = time.monotonic()
+    sniffer = Sniffer(target.listen_ns, target, token)
+    listener = None
+    try:
+        if target.proto != "icmp":
+            listener = _listen(target)
+        if target.proto == "tcp":
+            passed, what, accepted = _tcp(probe, target, listener, timeout)
+        elif target.proto == "udp":
+            passed, what, accepted = _udp(probe, target, listener, timeout, token)
+        else:
+            passed, what, accepted = _icmp(probe, target, timeout, token)
+        seen = accepted or sniffer.first_source()
+    finally:
+        sniffer.close()
+        if listener is not None:
+            listener.close()
+    result = ProbeResult(probe, target, False, "reachable" if passed else "blocked", what,
+                         time.monotonic() - started, seen,
+                         None if target.proto == "icmp" else
+                         ("started" if listener is not None else "existing"))
+    _judge(result)
+    return result
+
+
+def _judge(result: ProbeResult) -> None:
+    """Compare what happened with what the probe expects; failures say what was seen."""
+    probe, target = result.probe, result.target
+    assert target is not None
+    arrived = (f"; {target.listen_address} in {ns_label(target.listen_ns)} saw source "
+               f"{result.seen_source}" if result.seen_source else "")
+    if probe.expect == "blocked":
+        result.ok = result.result == "blocked"
+        if not result.ok:
+            result.detail = f"got through ({result.detail}), expected blocked{arrived}"
+        return
+    if result.result != "reachable":
+        result.detail += arrived or (f"; nothing arrived at {target.listen_address} in "
+                                     f"{ns_label(target.listen_ns)}")
+        if probe.expect_source and result.seen_source and \
+                result.seen_source != probe.expect_source:
+            result.detail += f" (expected source {probe.expect_source})"
+        return
+    if probe.expect_source and result.seen_source is None:
+        result.detail = (f"{result.detail}, but the source cannot be checked: another program "
+                         f"listens on {target.listen_address}:{target.listen_port}")
+        return
+    if probe.expect_source and result.seen_source != probe.expect_source:
+        result.detail = (f"wrong source: {target.listen_address} saw {result.seen_source}, "
+                         f"expected {probe.expect_source}")
+        return
+    result.ok = True
+
+
+def run_probes(topo: Topology, timeout: float = 2.0) -> list[ProbeResult]:
+    """Every probe of the topology, one after another (each creates and closes its own
+    listener, so probes to the same port do not interfere)."""
+    return [run_probe(topo, probe, timeout) for probe in topo.probes]
+
+
+def render_table(results: list[ProbeResult]) -> str:
+    if not results:
+        return "No probes in this topology (add a probes: section)."
+    rows = [("FROM", "TO", "EXPECTED", "RESULT", "TIME", "SEEN SOURCE")]
+    for r in results:
+        to = f"{r.probe.to} {r.target.describe()}" if r.target and r.probe.to != \
+            r.target.address else (r.target.describe() if r.target else r.probe.to)
+        status = "ok" if r.ok else f"FAIL: {r.detail}"
+        rows.append((r.probe.source, to, r.expected(), status,
+                     f"{r.seconds * 1000:.0f}ms", r.seen_source or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
+             + "  " + row[-1] for row in rows]
+    failed = sum(not r.ok for r in results)
+    lines.append(f"{len(results)} probes: {len(results) - failed} passed, {failed} failed")
+    return "\n".join(lines)
