@@ -408,8 +408,11 @@ def _nexthop_mac(world: World, ns: str, out: str, nexthop: str,
 def _bridge_choice(world: World, bridge: tuple[str, str], port: str, mac: str | None) -> str:
     ns, name = bridge
     ports = world.kernel.bridge_ports_for(ns, name, mac) if mac else []
-    if ports:
-        return f"bridge {name}: FDB has {mac} on port {', '.join(ports)} -> {port}"
+    if port in ports:
+        return f"bridge {name}: forwards to port {port} (FDB: {mac} on {port})"
+    if ports:  # the FDB points elsewhere than the owner we found: say both
+        return (f"bridge {name}: FDB has {mac} on {', '.join(ports)}, but the next hop is "
+                f"behind {port}")
     members = sorted(k[1] for k, lk in world.links.items() if k[0] == ns and lk.master == name)
     return (f"bridge {name}: {mac or 'the next hop'} not in its FDB yet: flooded to ports "
             f"{', '.join(members)} (the next hop is behind {port})")
