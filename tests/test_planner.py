@@ -7,7 +7,7 @@ import json
 
 from builders import docker_bridge
 
-from netdecl.model import ROOT, Address, Link, NatRule, NatTable, Namespace, Route, Topology
+from netdecl.model import ROOT, Address, Link, Namespace, NatRule, NatTable, Route, Topology
 from netdecl.planner import make_plan
 from netdecl.planner.plan import Action
 from netdecl.render import plan_json, plan_text
