@@ -139,6 +139,17 @@ def test_vxlan_overlay_carries_pod_traffic_and_fdb_drift_is_repaired(host, tmp_p
     assert (ZERO_MAC, NODE2_IP) in static_fdb(host, "vxlan42", "node1")
     assert plan_exit(host, VXLAN)[0] == 0
 
+    # A new VNI can't be set in place: the devices are replaced and their flood entries follow.
+    renumbered = tmp_path / "vni43.yaml"
+    renumbered.write_text((Path(host.cwd) / VXLAN).read_text().replace("id: 42,", "id: 43,"))
+    out = apply_ok(host, str(renumbered))
+    assert "-/+ link node1/vxlan42" in out and "-/+ link node2/vxlan42" in out, out
+    assert_vxlan(host, "node1", vni=43, local=NODE1_IP, remote=NODE2_IP)
+    assert_vxlan(host, "node2", vni=43, local=NODE2_IP, remote=NODE1_IP)
+    assert plan_exit(host, str(renumbered))[0] == 0
+    http_both_ways(host, ("pod-a", "10.244.1.2"), ("pod-b", "10.244.2.2"))
+    apply_ok(host, VXLAN)
+
     # An entry someone else added is theirs: kept. One netdecl added and the file dropped: pruned.
     host.run(["bridge", "fdb", "append", ZERO_MAC, "dev", "vxlan42", "dst", "192.168.117.250"],
              ns="node1")
