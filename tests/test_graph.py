@@ -1,0 +1,89 @@
+"""`netdecl graph`: pure output from loaded topologies, the dot text checked by Graphviz itself."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from netdecl import cli
+from netdecl.graph import edges, to_dot, to_mermaid
+from netdecl.loader import load_topology
+from netdecl.model import Link, ns_label
+
+SHIPPED = ["topologies/docker-nat.yaml", "topologies/docker-bridge.yaml",
+           "topologies/two-node-vxlan.yaml"]
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_texts(svg: str) -> set[str]:
+    """Every <title> and <text> in an SVG (entities like &#45; decoded by the XML parser)."""
+    root = ET.fromstring(svg)
+    return {(el.text or "").strip() for el in root.iter() if el.tag in (f"{SVG}title",
+                                                                       f"{SVG}text")}
+
+
+def needs_dot() -> str:
+    dot = shutil.which("dot")
+    if dot is None:
+        pytest.skip("Graphviz's dot is not installed (.ci/setup installs it)")
+    return dot
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_dot_is_accepted_by_graphviz_and_shows_everything(path: str):
+    topo = load_topology(path)
+    proc = subprocess.run([needs_dot(), "-Tsvg"], input=to_dot(topo), capture_output=True,
+                          text=True, check=False, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    texts = svg_texts(proc.stdout)
+    for ns in topo.namespaces():
+        assert f"namespace {ns}" in texts
+    for link in topo.of_type(Link):
+        assert f"{ns_label(link.namespace)}/{link.name}" in texts  # node title
+    veths = {frozenset((lk.key[1:], lk.peer)) for lk in topo.of_type(Link) if lk.peer}
+    drawn = {frozenset((e.a, e.b)) for e in edges(topo) if e.kind == "veth"}
+    assert drawn == veths
+    for a, b in (tuple(pair) for pair in drawn):
+        names = {f"{ns_label(a[0])}/{a[1]}--{ns_label(b[0])}/{b[1]}",
+                 f"{ns_label(b[0])}/{b[1]}--{ns_label(a[0])}/{a[1]}"}
+        assert names & texts  # edge title
+
+
+def test_vxlan_devices_with_matching_id_and_remote_are_joined():
+    topo = load_topology("topologies/two-node-vxlan.yaml")
+    tunnels = [e for e in edges(topo) if e.kind == "vxlan"]
+    assert [(e.a, e.b, e.label) for e in tunnels] == \
+        [(("node1", "vxlan42"), ("node2", "vxlan42"), "vxlan 42")]
+    # per-host files each hold one end: no tunnel to draw
+    assert not [e for e in edges(load_topology("topologies/host-a.yaml")) if e.kind == "vxlan"]
+
+
+def test_mermaid_is_well_formed():
+    topo = load_topology("topologies/docker-nat.yaml")
+    text = to_mermaid(topo)
+    lines = text.splitlines()
+    assert lines[0] == "flowchart LR"
+    assert text.count("  subgraph ") == text.count("\n  end") == 4
+    defined = set(re.findall(r"^    (\w+)\[", text, re.M))
+    assert len(defined) == len(topo.of_type(Link))
+    used = set(re.findall(r"^  (\w+) \S+ (\w+)$", text, re.M))
+    assert used and {n for pair in used for n in pair} <= defined
+    assert 'subgraph ns2["namespace nginx-1"]' in text
+    assert '[["docker0<br/>bridge<br/>172.17.0.1/16"]]' in text
+    assert "n_root_uplink <-->|veth| n_ext_eth0" in text
+
+
+def test_cli_svg_and_missing_graphviz(tmp_path, monkeypatch, capsys):
+    needs_dot()
+    assert cli.main(["graph", "topologies/docker-nat.yaml", "--format", "svg"]) == 0
+    assert "namespace nginx-1" in svg_texts(capsys.readouterr().out)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on PATH
+    assert cli.main(["graph", "topologies/docker-nat.yaml", "--format", "svg"]) == 1
+    err = capsys.readouterr().err
+    assert "needs Graphviz's dot" in err and "apt-get install graphviz" in err
+    assert cli.main(["graph", "topologies/docker-nat.yaml", "--format", "mermaid"]) == 0
+    assert capsys.readouterr().out.startswith("flowchart LR")
