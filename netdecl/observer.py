@@ -34,6 +34,9 @@ class Scope:
     nat: bool
     rules: bool
     fdb: bool
+    # where netdecl's NAT table can be (declared there or recorded as made there); None: all.
+    # Reading it costs an `nft` process per namespace, so never in the hundreds of others.
+    nat_namespaces: set[str] | None = None
 
 
 def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
@@ -54,6 +57,7 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
         namespaces=sorted(names),
         sysctls=sysctls,
         nat=bool(desired.of_type(NatTable) or record.nat_namespaces),
+        nat_namespaces={t.namespace for t in desired.of_type(NatTable)} | record.nat_namespaces,
         rules=bool(desired.of_type(Rule)) or "rule" in types,
         fdb=bool(desired.of_type(FdbEntry) or desired.of_type(Neighbor))
         or "fdb" in types or "neighbor" in types
@@ -65,8 +69,13 @@ def observe(kernel: Kernel, topology: str, scope: Scope) -> Topology:
     """Everything in scope as model objects (ours and others'; the planner sorts that out)."""
     seen = Topology(name=topology)
     existing = set(namespaces.list_named())
-    present = [ns for ns in scope.namespaces if ns == ROOT or ns in existing]
+    # the root last: by then each namespace's links are cached, so the root's veth peers
+    # resolve without another dump per namespace
+    present = [ns for ns in scope.namespaces if ns != ROOT and ns in existing]
+    if ROOT in scope.namespaces:
+        present.append(ROOT)
     all_named = sorted(existing)
+    kernel.open_sockets(present)
     for ns in present:
         if ns != ROOT:
             seen.add(Namespace(ns))
@@ -85,7 +94,7 @@ def observe(kernel: Kernel, topology: str, scope: Scope) -> Topology:
             for name, value in sysctl.read_many(ns, names).items():
                 if value is not None:
                     seen.add(Sysctl(ns, name, value))
-        if scope.nat:
+        if scope.nat and (scope.nat_namespaces is None or ns in scope.nat_namespaces):
             from .backends import nftables  # imported only when a topology uses NAT
 
             table = nftables.read(topology, ns)
