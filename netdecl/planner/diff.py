@@ -237,29 +237,34 @@ def _addresses(d: _Diff) -> None:
 
 # -- routes, rules, fdb, neighbours: record-owned objects ----------------------------------------
 
-def _depends_on_rebuilt(d: _Diff, want: NetObject, now: NetObject) -> bool:
+def _route_flushing_namespaces(d: _Diff) -> set[str]:
+    """Namespaces where IPv4 will flush routes: an address goes away (gateway routes go with
+    the address that made the gateway reachable) or a link goes down (a MAC change may take
+    it down briefly). Computed once, not scanned per route: per route it is O(routes*actions)."""
+    out = set()
+    for a in d.actions:
+        if a.type == "address" and a.op == DELETE:
+            out.add(a.namespace)
+        elif a.type == "link" and a.op == MODIFY and ({"up", "mac"} & set(a.changes)):
+            out.add(a.namespace)
+    return out
+
+
+def _depends_on_rebuilt(d: _Diff, want: NetObject, now: NetObject,
+                        flushing: set[str]) -> bool:
     """Would the kernel drop this object because a link it uses is being rebuilt, or an address
     in its namespace is going away? Then it must be (re)created after, even if present now."""
     ns = want.namespace
     links = {getattr(o, attr, None) for o in (want, now) for attr in ("dev", "link", "iif", "oif")}
     if any(("link", ns, name) in d.rebuilt_links for name in links if name):
         return True
-    if isinstance(want, Route):
-        # IPv4 flushes gateway routes with the address that made the gateway reachable, and
-        # routes through a link that goes down (a MAC change may take it down briefly)
-        for a in d.actions:
-            if a.namespace != ns:
-                continue
-            if a.type == "address" and a.op == DELETE:
-                return True
-            if a.type == "link" and a.op == MODIFY and ({"up", "mac"} & set(a.changes)):
-                return True
-    return False
+    return isinstance(want, Route) and ns in flushing
 
 
 def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
     desired = {o.key: o for o in d.desired.of_type(cls)}
     observed = {o.key: o for o in d.observed.of_type(cls)}
+    flushing = _route_flushing_namespaces(d) if cls is Route else set()
     for key, want in sorted(desired.items(), key=lambda kv: repr(kv[0])):
         now = observed.get(key)
         if now is None:
@@ -267,7 +272,7 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
         elif not d.record.owns(key):
             d.conflict(key, f"{want.describe()} already exists and was not created by topology "
                             f"{d.topology}; remove it or change the file")
-        elif _depends_on_rebuilt(d, want, now):
+        elif _depends_on_rebuilt(d, want, now, flushing):
             d.add(Action(CREATE, key, before=now, after=want,
                          reason="re-added: a link or address it depends on changes"))
         else:
