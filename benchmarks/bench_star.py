@@ -196,8 +196,7 @@ def table(results: dict[int, dict[str, dict[str, Any]]],
     for name, r in startup.items():
         rows.append(f"| - | {name} | {r['wall']:.3f} | {r['rss_kb'] / 1024:.0f} | |")
     sizes = sorted(results)
-    if len(sizes) >= 2:
-        lo, hi = sizes[0], sizes[-1]
+    for lo, hi in zip(sizes, sizes[1:], strict=False):  # neighbouring sizes: linear?
         for name in ("floor", "apply (cold)", "plan (no changes)"):
             growth = results[hi][name]["wall"] / results[lo][name]["wall"]
             rows.append(f"| {hi}/{lo} | {name}: t({hi})/t({lo}) | {growth:.2f} | | |")
