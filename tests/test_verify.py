@@ -110,11 +110,13 @@ def test_existing_server_is_used_not_replaced(host, tmp_path: Path):
     server = host.start_server("nginx-1", 80)
     path = with_probes(tmp_path, "probes:\n  - {from: nginx-2, to: nginx-1, port: 80}\n")
     code, data = verify_json(host, path)
-    assert code == 0, data
-    assert data["probes"][0]["listener"] == "existing"
-    assert data["probes"][0]["seen_source"] == "172.17.0.3"  # from the raw sniffer
+    (probe,) = data["probes"]
+    assert code == 0, probe
+    assert probe["listener"] == "existing", probe
+    assert probe["seen_source"] == "172.17.0.3", probe  # from the raw sniffer
     assert server.proc.poll() is None  # still serving
-    assert host.http_get("nginx-2", "172.17.0.2", 80).ok
+    result = host.http_get("nginx-2", "172.17.0.2", 80)
+    assert result.ok, result.error
 
 
 def test_where_probes_go_and_what_is_refused():
