@@ -11,11 +11,12 @@ import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import ValidationError
+from .yamlsrc import Document, Path, Pos, quoted
 
-from .yamlsrc import Document, Path, Pos
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 # Keys that exist only for some link kinds: what to say when they appear on another kind.
 KIND_ONLY = {"peer": "veth", "bridge": "bridge", "vxlan": "vxlan"}
@@ -67,7 +68,7 @@ def convert(error: ValidationError, doc: Document) -> list[SchemaProblem]:
     if "propertyNames" in error.relative_schema_path:
         key = error.instance
         return [SchemaProblem(doc.key_pos((*path, key)),
-                              f"{label(path)} key {key!r}: expected {expected(error.schema)}",
+                              f"{label(path)} key {quoted(key)}: expected {expected(error.schema)}",
                               soft=validator in SOFT_VALIDATORS)]
     message = f"{label(path)}: expected {expected(error.schema)}, got {shown(error.instance)}"
     if validator == "enum" and isinstance(error.instance, str):
@@ -83,7 +84,7 @@ def unknown_keys(error: ValidationError, path: Path, doc: Document) -> list[Sche
             continue
         hint = suggestion(key, known) or (f" (expected one of: {', '.join(known)})" if known
                                           else "")
-        out.append(SchemaProblem(doc.key_pos((*path, key)), f"unknown key '{key}'{hint}"))
+        out.append(SchemaProblem(doc.key_pos((*path, key)), f"unknown key {quoted(key)}{hint}"))
     return out
 
 
@@ -124,8 +125,13 @@ def label(path: Path) -> str:
     last = path[-1]
     if isinstance(last, int):
         parent = next((p for p in reversed(path[:-1]) if isinstance(p, str)), "item")
-        return f"{parent}[{last}]"
-    return str(last)
+        return f"{plain(parent)}[{last}]"
+    return plain(last)
+
+
+def plain(key: str) -> str:
+    """A key as a label: as is when it's printable, escaped when it isn't."""
+    return key if key.isprintable() else quoted(key)
 
 
 def expected(schema: Any) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 from .errors import Diagnostic
 from .model import MAIN_TABLE, ROOT
-from .yamlsrc import Document, Path
+from .yamlsrc import Document, Path, quoted
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -37,11 +36,6 @@ NAT_SECTIONS = ("masquerade", "snat", "port_forwards")
 
 
 # ---------------------------------------------------------------------------- name rules
-
-
-def quoted(text: str) -> str:
-    """'name' normally; JSON-escaped when it holds something that would garble the message."""
-    return f"'{text}'" if text.isprintable() and "'" not in text else json.dumps(text)
 
 
 def ifname_problem(name: str) -> str | None:
@@ -81,7 +75,12 @@ def nsname_problem(name: str) -> str | None:
     return None
 
 
+SUGGEST_MAX_CANDIDATES = 200  # difflib is O(candidates); hostile files must not make it O(n^2)
+
+
 def suggest(word: str, candidates: list[str]) -> str:
+    if len(candidates) > SUGGEST_MAX_CANDIDATES:
+        return ""
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -89,7 +88,16 @@ def suggest(word: str, candidates: list[str]) -> str:
 # ---------------------------------------------------------------------------- address rules
 
 
+def scoped(text: str) -> str | None:
+    """ipaddress accepts fe80::1%eth0; a zone is free text we would pass on, so refuse it."""
+    if "%" in text:
+        return f"{quoted(text)}: zone ids ('%...') are not supported; use the route's dev"
+    return None
+
+
 def parse_ip(text: str) -> tuple[IpAddr | None, str | None]:
+    if problem := scoped(text):
+        return None, problem
     try:
         return ipaddress.ip_address(text), None
     except ValueError:
@@ -98,6 +106,8 @@ def parse_ip(text: str) -> tuple[IpAddr | None, str | None]:
 
 def parse_network(text: str) -> tuple[IpNet | None, str | None]:
     """A network (route destination, NAT source): host bits set is an error, with the fix."""
+    if problem := scoped(text):
+        return None, problem
     try:
         return ipaddress.ip_network(text, strict=True), None
     except ValueError:
@@ -111,6 +121,8 @@ def parse_network(text: str) -> tuple[IpNet | None, str | None]:
 
 def parse_interface(text: str) -> tuple[IfAddr | None, str | None]:
     """An address on a link; the prefix length is required (it decides what is on-link)."""
+    if problem := scoped(text):
+        return None, problem
     if "/" not in text:
         _, problem = parse_ip(text)
         return None, problem or f"address {quoted(text)} needs a prefix length, " \
@@ -157,6 +169,13 @@ def port_problem(value: Any) -> str | None:
     if low > high:
         return f"port range {value} runs backwards"
     return None
+
+
+def is_int(value: Any) -> bool:
+    """An integer as the schema means it (bool is not one; 80.0 is)."""
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def sysctl_value(value: Any) -> str:
@@ -217,8 +236,11 @@ class Context:
     namespaces: set[str] = field(default_factory=set)
     links: list[LinkDecl] = field(default_factory=list)
     link_index: dict[tuple[str, str], LinkDecl] = field(default_factory=dict)
-    # Declared addresses per namespace, for on-link gateway checks.
-    addresses: dict[str, list[IfAddr]] = field(default_factory=dict)
+    names_in: dict[str, list[str]] = field(default_factory=dict)  # namespace -> link names
+    namespaces_of: dict[str, list[str]] = field(default_factory=dict)  # link name -> namespaces
+    # Declared networks per namespace by prefix length, so an on-link test is a few set lookups
+    # however many addresses there are: namespace -> prefixlen -> networks.
+    networks: dict[str, dict[int, set[IpNet]]] = field(default_factory=dict)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -247,7 +269,8 @@ class Context:
         if namespace == ROOT:
             table = self.data.get("sysctls")
         else:
-            spec = (self.data.get("namespaces") or {}).get(namespace)
+            namespaces = self.data.get("namespaces")
+            spec = namespaces.get(namespace) if isinstance(namespaces, dict) else None
             table = spec.get("sysctls") if isinstance(spec, dict) else None
         return table if isinstance(table, dict) else {}
 
@@ -283,10 +306,9 @@ class Context:
             return None
         found = self.link_index.get((namespace, value))
         if found is None:
-            here = [n for (ns, n) in self.link_index if ns == namespace]
-            elsewhere = sorted(ns or "root" for (ns, n) in self.link_index if n == value)
+            elsewhere = sorted(ns or "root" for ns in self.namespaces_of.get(value, []))[:5]
             hint = (f" (it is in namespace {', '.join(elsewhere)})" if elsewhere
-                    else suggest(value, here))
+                    else suggest(value, self.names_in.get(namespace, [])))
             self.error(path, f"no link '{value}' in namespace {namespace or 'root'}{hint}")
         return found
 
@@ -306,7 +328,10 @@ def collect(ctx: Context) -> None:
             peer_ns = peer.get("namespace") if isinstance(peer.get("namespace"), str) else ROOT
             ctx.links.append(LinkDecl(peer_ns, peer["name"], "veth", (*path, "peer"), peer))
     for decl in ctx.links:
-        ctx.link_index.setdefault((decl.namespace, decl.name), decl)
+        if (decl.namespace, decl.name) not in ctx.link_index:
+            ctx.link_index[(decl.namespace, decl.name)] = decl
+            ctx.names_in.setdefault(decl.namespace, []).append(decl.name)
+            ctx.namespaces_of.setdefault(decl.name, []).append(decl.namespace)
 
 
 # ---------------------------------------------------------------------------- checks
@@ -336,8 +361,9 @@ def check_duplicate_links(ctx: Context) -> None:
         first = seen.setdefault((decl.namespace, decl.name), decl)
         if first is not decl:
             line = ctx.doc.value_pos((*first.path, "name"))[0]
-            ctx.error((*decl.path, "name"), f"link '{decl.name}' is declared twice in namespace "
-                                            f"{decl.namespace or 'root'} (first at line {line})")
+            ctx.error((*decl.path, "name"),
+                      f"link {quoted(decl.name)} is declared twice in namespace "
+                      f"{decl.namespace or 'root'} (first at line {line})")
 
 
 def check_masters(ctx: Context) -> None:
@@ -347,18 +373,18 @@ def check_masters(ctx: Context) -> None:
         if master is None:
             if decl.spec.get("hairpin") is True:
                 ctx.warn((*decl.path, "hairpin"),
-                         f"hairpin on '{decl.name}' does nothing without a master bridge")
+                         f"hairpin on {quoted(decl.name)} does nothing without a master bridge")
             continue
         if not isinstance(master, str):
             continue
         if master == decl.name:
-            ctx.error(path, f"link '{decl.name}' cannot be its own master")
+            ctx.error(path, f"link {quoted(decl.name)} cannot be its own master")
             continue
         target = ctx.link_ref(path, decl.namespace, master)
         if target is not None and target.kind != "bridge":
             ctx.error(path, f"master '{master}' is a {target.kind}, not a bridge")
         elif target is not None and decl.kind == "bridge":
-            ctx.error(path, f"bridge '{decl.name}' cannot be a port of another bridge")
+            ctx.error(path, f"bridge {quoted(decl.name)} cannot be a port of another bridge")
 
 
 def check_link_macs(ctx: Context) -> None:
@@ -392,11 +418,12 @@ def check_addresses(ctx: Context) -> None:
                 continue
             name, first = owner.setdefault((decl.namespace, iface.ip), (decl.name, path))
             if first != path:
-                ctx.error(path, f"address {iface.ip} is already on '{name}' (line "
+                ctx.error(path, f"address {iface.ip} is already on {quoted(name)} (line "
                                 f"{ctx.doc.value_pos(first)[0]}) in namespace "
                                 f"{decl.namespace or 'root'}")
                 continue
-            ctx.addresses.setdefault(decl.namespace, []).append(iface)
+            by_len = ctx.networks.setdefault(decl.namespace, {})
+            by_len.setdefault(iface.network.prefixlen, set()).add(iface.network)
 
 
 def check_vxlan(ctx: Context) -> None:
@@ -425,13 +452,13 @@ def check_vxlan(ctx: Context) -> None:
             elif addr is not None and families and addr.version not in families:
                 ctx.error((*path, "remotes", i),
                           f"remote {remote} is IPv{addr.version} but local is not")
-        vni = vx.get("id")
-        if isinstance(vni, int) and not isinstance(vni, bool):
-            key = (decl.namespace, vni, vx.get("port", 4789))
+        vni, port = vx.get("id"), vx.get("port", 4789)
+        if is_int(vni) and is_int(port):
+            key = (decl.namespace, vni, port)
             other = seen.setdefault(key, decl.name)
             if other != decl.name:
-                ctx.error((*path, "id"), f"vxlan id {vni} is already used by '{other}' on the "
-                                         "same port in this namespace")
+                ctx.error((*path, "id"), f"vxlan id {vni} is already used by {quoted(other)} "
+                                         "on the same port in this namespace")
 
 
 def check_sysctls(ctx: Context) -> None:
@@ -446,8 +473,8 @@ def check_sysctls(ctx: Context) -> None:
         for name, value in table.items():
             # Values are written to /proc/sys files: one line of printable text.
             if isinstance(value, str) and (not value.isprintable() or len(value) > 1024):
-                ctx.error((*path, name), f"sysctl {name}: value must be one line of printable "
-                                         "text (at most 1024 characters)")
+                ctx.error((*path, name), f"sysctl {quoted(name)}: value must be one line of "
+                                         "printable text (at most 1024 characters)")
 
 
 def check_routes(ctx: Context) -> None:
@@ -459,10 +486,11 @@ def check_routes(ctx: Context) -> None:
         check_route_gateway(ctx, path, route, ns, family)
         if isinstance(route.get("dev"), str):
             ctx.link_ref((*path, "dev"), ns, route["dev"])
-        if to is None or ns is None:
-            continue
         metric = route.get("metric", default_metric(family))
-        key = (ns, route.get("table", MAIN_TABLE), to, metric)
+        table = route.get("table", MAIN_TABLE)
+        if to is None or ns is None or not is_int(metric) or not is_int(table):
+            continue
+        key = (ns, table, to, metric)
         first = seen.setdefault(key, path)
         if first != path:
             ctx.error((*path, "to"), f"route {route.get('to')} (table {key[1]}, metric {metric}) "
@@ -515,8 +543,10 @@ def check_on_link(ctx: Context, path: Path, gateway: IpAddr, ns: str,
     """The kernel refuses a gateway it cannot reach directly ("Nexthop has invalid gateway")."""
     if gateway.is_link_local and "dev" in route:
         return  # fe80:: gateways are on-link on the given device by definition
-    if any(gateway in iface.network for iface in ctx.addresses.get(ns, [])):
-        return
+    for prefixlen, networks in ctx.networks.get(ns, {}).items():
+        if prefixlen <= gateway.max_prefixlen and \
+                ipaddress.ip_network((gateway, prefixlen), strict=False) in networks:
+            return
     ctx.error(path, f"gateway {gateway} is not on-link: no address in namespace {ns or 'root'} "
                     "covers it (add one, or set onlink: true)")
 
@@ -597,7 +627,7 @@ def check_rules(ctx: Context) -> None:
             if isinstance(rule.get(key), str) and (problem := ifname_problem(rule[key])):
                 ctx.error((*path, key), problem)
         priority = rule.get("priority")
-        if ns is None or not isinstance(priority, int) or len(families) > 1:
+        if ns is None or not is_int(priority) or len(families) > 1:
             continue
         key = (ns, families.pop() if families else 4, priority)
         first = seen.setdefault(key, path)

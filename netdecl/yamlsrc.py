@@ -16,6 +16,7 @@ what jsonschema reports, so schema errors and semantic checks point at the same 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,9 @@ from yaml.resolver import Resolver
 
 MAX_BYTES = 10 * 1024 * 1024  # topology files are small; anything this big is a mistake or hostile
 MAX_DEPTH = 64  # the format nests 4 deep; 64 leaves room for mistakes and none for abuse
+# A 10,000-namespace star is ~100k values; a 10 MB list of 1-character items would be 5M and
+# take the pure-Python stages tens of seconds.
+MAX_NODES = 250_000
 
 Path = tuple[str | int, ...]
 Pos = tuple[int, int]
@@ -49,6 +53,12 @@ _TAG = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def quoted(text: str) -> str:
+    """'name' for messages; JSON-escaped when it holds a newline, quote or control character,
+    so a diagnostic is always one readable line whatever the file contains."""
+    return f"'{text}'" if text.isprintable() and "'" not in text else json.dumps(text)
 
 
 class YamlProblem(Exception):
@@ -148,6 +158,7 @@ class _Builder:
     def __init__(self, text: str):
         self.events: Iterator[Event] = yaml.parse(text, Loader=_Loader)
         self.doc = Document(data=None)
+        self.count = 0
 
     def next(self) -> Event:
         return next(self.events)
@@ -172,6 +183,9 @@ class _Builder:
         pos = _pos(ev)
         if depth > MAX_DEPTH:
             raise YamlProblem(*pos, f"nesting is deeper than {MAX_DEPTH} levels")
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise YamlProblem(*pos, f"more than {MAX_NODES} values; the file is too large")
         if isinstance(ev, AliasEvent):
             raise YamlProblem(*pos, f"YAML aliases (*{ev.anchor}) are not supported; "
                                     "write the value out")
@@ -205,7 +219,8 @@ class _Builder:
             key = self.key(ev, key_pos)
             if key in out:
                 first = self.doc.keys[(*path, key)]
-                raise YamlProblem(*key_pos, f"duplicate key '{key}' (first at line {first[0]})")
+                raise YamlProblem(*key_pos,
+                                  f"duplicate key {quoted(key)} (first at line {first[0]})")
             self.doc.keys[(*path, key)] = key_pos
             out[key] = self.node(self.next(), (*path, key), depth + 1)
         return out

@@ -1,0 +1,111 @@
+"""Property: whatever a user writes, the loader either returns a Topology or raises InvalidTopology.
+
+Mutations start from the shipped (valid) topologies so they reach deep into the checks: a
+removed key, a value of the wrong type, a renamed key, random text in place of a name, and raw
+byte edits that break the YAML itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_loader import EVERYTHING  # every section: vxlan, fdb, rules, snat, probes
+
+from netdecl.errors import InvalidTopology
+from netdecl.loader import load_topology_text
+from netdecl.model import Topology
+from netdecl.yamlsrc import parse
+
+TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+SOURCES = [(TOPOLOGIES / name).read_text() for name in ("docker-bridge.yaml", "docker-nat.yaml")]
+SOURCES.append(EVERYTHING)
+BASES = [parse(text).data for text in SOURCES]
+# 2 x 100 examples keeps CI fast; NETDECL_FUZZ_EXAMPLES=5000 for a deeper local run.
+FUZZ = settings(max_examples=int(os.environ.get("NETDECL_FUZZ_EXAMPLES", "100")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# Values that look plausible to some field somewhere: names, addresses, ports, junk.
+INTERESTING = st.sampled_from([
+    "default", "docker0", "eth0", "nginx-1", "root", "lo", "10.0.0.0/8", "10.0.0.1/8",
+    "172.17.0.1", "fd00::1/64", "fe80::1%eth0", "::/0", "02:42:ac:11:00:02", "8080-8090",
+    "172.17.0.2:80", "[fd00::2]:80", "veth", "bridge", "vxlan", "../x", "a b", "x" * 70, "",
+    "a;b", "\u00e9th0", 0, -1, 1, 65536, 2**64, 1.5, float("nan"), True, None,
+])
+SCALARS = st.one_of(INTERESTING, st.none(), st.booleans(), st.integers(), st.floats(),
+                    st.text(max_size=20))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=6)
+
+
+def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside ``node`` (the root included)."""
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += paths(value, (*prefix, i))
+    return out
+
+
+def mutate(data: Any, path: tuple[Any, ...], how: str, value: Any) -> Any:
+    """Apply one mutation at ``path``: delete it, replace it, or rename its key."""
+    if not path:
+        return value if how == "replace" else data
+    parent = data
+    for part in path[:-1]:
+        parent = parent[part]
+    last = path[-1]
+    if how == "delete":
+        del parent[last]
+    elif how == "rename" and isinstance(parent, dict):
+        parent[str(value)] = parent.pop(last)
+    else:
+        parent[last] = value
+    return data
+
+
+def assert_only_invalid_topology(text: str | bytes) -> None:
+    try:
+        topology = load_topology_text(text, "fuzz.yaml")
+    except InvalidTopology as e:
+        assert e.diagnostics, "InvalidTopology without a diagnostic"
+        for d in e.diagnostics:
+            assert d.line >= 0 and d.col >= 0 and d.message and "\n" not in d.message
+    else:
+        assert isinstance(topology, Topology)
+
+
+@FUZZ
+@given(st.data())
+def test_structural_mutations_only_raise_invalid_topology(data):
+    base = copy.deepcopy(data.draw(st.sampled_from(BASES)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        candidates = paths(base)
+        path = data.draw(st.sampled_from(candidates))
+        how = data.draw(st.sampled_from(["delete", "replace", "rename"]))
+        base = mutate(base, path, how, data.draw(VALUES))
+    assert_only_invalid_topology(yaml.safe_dump(base, allow_unicode=True))
+
+
+@FUZZ
+@given(st.data())
+def test_text_edits_only_raise_invalid_topology(data):
+    text = data.draw(st.sampled_from(SOURCES)).encode()
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 8))
+        insert = data.draw(st.one_of(
+            st.binary(max_size=4),
+            st.sampled_from([b"\t", b":", b"- ", b"{", b"[", b"&a ", b"*a", b"!!python/name:os",
+                             b"\n  ", b"'", b'"', b"\xff", b"---\n", b"? "])))
+        text = text[:at] + insert + text[at + cut:]
+    assert_only_invalid_topology(text)
