@@ -110,10 +110,13 @@ class RecordStore:
 
     def save(self, record: OwnershipRecord) -> None:
         if record.is_empty():
-            try:
-                self.path(record.topology).unlink()
-            except FileNotFoundError:
-                pass
+            path = self.path(record.topology)
+            # with it the temp file a write killed (SIGKILL) between write and rename left
+            for stale in (path, path.with_name(path.name + ".tmp")):
+                try:
+                    stale.unlink()
+                except FileNotFoundError:
+                    pass
             return
         write_atomically(self.path(record.topology), record.to_json())
 
