@@ -149,8 +149,9 @@ def _state_root(args: argparse.Namespace) -> Path:
     return state_dir(args.state_dir)
 
 
-def _require_privileges(command: str) -> None:
-    """apply/destroy need CAP_NET_ADMIN and CAP_SYS_ADMIN (namespaces); say so in one line."""
+def _require_privileges(command: str, why: str = "changes the kernel's network state") -> None:
+    """Commands that change state or enter namespaces need CAP_NET_ADMIN and CAP_SYS_ADMIN;
+    say so in one line instead of failing halfway with EPERM."""
     needed = {12: "CAP_NET_ADMIN", 21: "CAP_SYS_ADMIN"}
     try:
         with open("/proc/self/status") as fh:
@@ -160,7 +161,7 @@ def _require_privileges(command: str) -> None:
     missing = [name for bit, name in needed.items() if not caps & (1 << bit)]
     if missing:
         raise EnvironmentProblem(
-            f"{command} changes the kernel's network state and needs root "
+            f"{command} {why} and needs root "
             f"({' and '.join(missing)}); run it as root, or try it in a sandbox: "
             f"netdecl --sandbox demo {command} FILE")
 
@@ -415,7 +416,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .probe import render_table, run_probes
 
     topo = _load(args.file)
-    _require_privileges("verify")
+    _require_privileges("verify", "sends traffic from inside namespaces")
     results = run_probes(topo, timeout=args.timeout)
     if args.json:
         _out(json.dumps({"topology": topo.name, "probes": [r.to_json() for r in results],
@@ -430,7 +431,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain_live
 
     topo = _load(args.file) if args.file else None
-    _require_privileges("explain")
+    _require_privileges("explain", "asks the kernel inside namespaces")
     result = explain_live(args.source, args.destination, args.proto, topo)
     _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
     return ExitStatus.FAILURE if result.outcome == "dropped" else ExitStatus.OK
