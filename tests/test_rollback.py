@@ -330,7 +330,8 @@ def test_two_applies_at_once_take_turns(host, tmp_path):
 
 def test_lock_timeout_names_the_lock_and_its_holder(host, tmp_path):
     many = tmp_path / "many.yaml"
-    many.write_text(many_namespaces(40))
+    # big enough that the holder's apply outlasts the four commands below (apply got faster)
+    many.write_text(many_namespaces(150))
     holder = popen_netdecl(host, "apply", str(many))
     wait_for_steps(host, holder, "many", 1)
     start = time.monotonic()
