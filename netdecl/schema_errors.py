@@ -70,6 +70,10 @@ def convert(error: ValidationError, doc: Document) -> list[SchemaProblem]:
         return [SchemaProblem(doc.key_pos((*path, key)),
                               f"{label(path)} key {quoted(key)}: expected {expected(error.schema)}",
                               soft=validator in SOFT_VALIDATORS)]
+    if not path and validator == "type":
+        got = shown(error.instance)
+        return [SchemaProblem(doc.value_pos(path), "top level: expected a mapping with "
+                                                   f"version: 1, name: ... and so on, got {got}")]
     message = f"{label(path)}: expected {expected(error.schema)}, got {shown(error.instance)}"
     if validator == "enum" and isinstance(error.instance, str):
         message += suggestion(error.instance, [str(v) for v in error.validator_value])

@@ -156,9 +156,9 @@ def split_target(text: str) -> tuple[IpAddr | None, int | None, str | None]:
 
 
 def port_problem(value: Any) -> str | None:
-    """A forwarded port: an int, "8080" or a range "8080-8090"."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return None  # the schema reports the type
+    """A forwarded port given as text: "8080" or a range "8080-8090"."""
+    if not isinstance(value, str):
+        return None  # the schema reports wrong types and integers out of range
     m = _PORTS.fullmatch(str(value))
     if not m:
         return None  # the schema's pattern message covers it
@@ -515,7 +515,7 @@ def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int)
 def check_route_gateway(ctx: Context, path: Path, route: dict[str, Any], ns: str | None,
                         family: int) -> None:
     rtype = route.get("type", "unicast")
-    if rtype != "unicast":
+    if rtype in ("blackhole", "unreachable", "prohibit"):
         for key in ("via", "dev"):
             if key in route:
                 ctx.error((*path, key), f"a {rtype} route has no '{key}'")
@@ -558,12 +558,21 @@ def check_nat(ctx: Context) -> None:
             for key in ("out", "not_out", "in"):
                 if key in rule:
                     ctx.link_ref((*path, key), ns, rule[key])
-            families = nat_families(ctx, path, rule)
-            if len(set(families.values())) > 1:
-                listed = ", ".join(f"{k} is IPv{v}" for k, v in families.items())
-                ctx.error(path, f"{section} rule mixes address families ({listed})")
+            check_one_family(ctx, path, section, nat_families(ctx, path, rule))
             if section == "port_forwards" and (problem := port_problem(rule.get("port"))):
                 ctx.error((*path, "port"), problem)
+
+
+def check_one_family(ctx: Context, path: Path, section: str, families: dict[str, int]) -> None:
+    """All addresses of a NAT rule must be one family: an nft rule matches only one."""
+    if not families:
+        return
+    first_key, first = next(iter(families.items()))
+    for key, family in families.items():
+        if family != first:
+            ctx.error((*path, key), f"{section} rule mixes address families: {key} is "
+                                    f"IPv{family} but {first_key} is IPv{first}")
+            return
 
 
 def nat_families(ctx: Context, path: Path, rule: dict[str, Any]) -> dict[str, int]:

@@ -17,7 +17,7 @@ what jsonschema reports, so schema errors and semantic checks point at the same 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,9 +41,9 @@ from yaml.resolver import Resolver
 
 MAX_BYTES = 10 * 1024 * 1024  # topology files are small; anything this big is a mistake or hostile
 MAX_DEPTH = 64  # the format nests 4 deep; 64 leaves room for mistakes and none for abuse
-# A 10,000-namespace star is ~100k values; a 10 MB list of 1-character items would be 5M and
-# take the pure-Python stages tens of seconds.
-MAX_NODES = 250_000
+# A 10 MB list of 1-character items would be 5M values and take the pure-Python stages tens of
+# seconds; 100k values is a 7,000-namespace star (benchmarks/bench_star.py: ~14 per namespace).
+MAX_NODES = 100_000
 
 Path = tuple[str | int, ...]
 Pos = tuple[int, int]
@@ -156,12 +156,12 @@ class _Builder:
     _constructor = SafeConstructor()
 
     def __init__(self, text: str):
-        self.events: Iterator[Event] = yaml.parse(text, Loader=_Loader)
+        # The parser's own get_event, not yaml.parse()'s generator around it: one call less
+        # per value, which is a third of the time on big files.
+        self.next: Callable[[], Event] = _Loader(text).get_event
         self.doc = Document(data=None)
         self.count = 0
-
-    def next(self) -> Event:
-        return next(self.events)
+        self.tags: dict[tuple[str, Any], str] = {}  # (text, implicit) -> resolved tag
 
     def build(self) -> Document:
         ev = self.next()
@@ -234,9 +234,16 @@ class _Builder:
         self.check_tag(ev, pos)
         return ev.value
 
+    def resolve(self, ev: ScalarEvent) -> str:
+        """The implicit tag of a plain scalar (int, bool, ...); memoised, the regexes are slow."""
+        key = (ev.value, ev.implicit)
+        tag = self.tags.get(key)
+        if tag is None:
+            tag = self.tags[key] = self._resolver.resolve(ScalarNode, ev.value, ev.implicit)
+        return tag
+
     def scalar(self, ev: ScalarEvent) -> Any:
-        tag = ev.tag if ev.tag not in (None, "!") else self._resolver.resolve(
-            ScalarNode, ev.value, ev.implicit)
+        tag = ev.tag if ev.tag not in (None, "!") else self.resolve(ev)
         if ev.tag == "!":  # the non-specific tag: "this is a string"
             tag = _TAG + "str"
         # YAML 1.1 reads 11:22:33 as a base-60 number; nobody writing a MAC or ADDR:PORT
