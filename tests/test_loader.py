@@ -294,3 +294,16 @@ def test_bytes_input_and_empty_file():
     assert load_topology_text(BRIDGE.read_bytes()).name == "docker-bridge"
     assert messages("") == ["1:1: the file is empty; a topology needs at least 'version: 1' "
                             "and 'name:'"]
+
+
+def test_warns_hairpin_without_master():
+    text = ("version: 1\nname: t\nlinks:\n"
+            "  - {name: v, kind: veth, hairpin: true, peer: {name: p}}\n")
+    (warning,) = load_topology_text(text, "t.yaml").warnings
+    assert warning == "t.yaml:4:36: warning: hairpin on 'v' does nothing without a master bridge"
+
+
+def test_accepts_path_objects_and_null_namespace_bodies(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("version: 1\nname: t\nnamespaces:\n  a:\n  b: {}\n")
+    assert load_topology(path).namespaces() == ["a", "b"]
