@@ -144,6 +144,13 @@ class Link(NetObject):
     def key(self) -> Key:
         return ("link", self.namespace, self.name)
 
+    def differences(self, observed: NetObject) -> dict[str, tuple[Any, Any]]:
+        changes = super().differences(observed)
+        if not self.master:
+            # hairpin is a bridge-port flag: without a master the kernel has nowhere to keep it
+            changes.pop("hairpin", None)
+        return changes
+
     def describe(self) -> str:
         return f"link {qualify(self.namespace, self.name)}"
 

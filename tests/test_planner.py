@@ -7,7 +7,17 @@ import json
 
 from builders import docker_bridge
 
-from netdecl.model import ROOT, Address, Link, Namespace, NatRule, NatTable, Route, Topology
+from netdecl.model import (
+    ROOT,
+    Address,
+    Link,
+    Namespace,
+    NatRule,
+    NatTable,
+    Route,
+    Sysctl,
+    Topology,
+)
 from netdecl.planner import make_plan
 from netdecl.planner.plan import Action
 from netdecl.render import plan_json, plan_text
@@ -204,3 +214,16 @@ def test_forwarding_note_when_nat_without_ip_forward():
     desired.add(NatTable(ROOT, rules=(NatRule("masquerade", source="10.0.0.0/8"),)))
     plan = make_plan(desired, Topology(name="t"), OwnershipRecord("t"))
     assert plan.notes and "ip_forward" in plan.notes[0]
+
+
+def test_hairpin_without_master_is_not_a_difference():
+    # found by the apply fuzz test: the flag lives on a bridge port, so a link without a
+    # master can never show it and verification would fail forever
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    observed.add(Sysctl(ROOT, "net.ipv4.ip_forward", "1"))
+    loose = dataclasses.replace(desired.get(("link", "", "veth-n1")), master=None, hairpin=True)
+    desired.add(loose)
+    observed.add(dataclasses.replace(observed.get(("link", "", "veth-n1")), master=None,
+                                     hairpin=None))
+    assert make_plan(desired, observed, record).actions == []
