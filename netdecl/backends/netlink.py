@@ -18,7 +18,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..model import ROOT, Address, FdbEntry, Link, Neighbor, Route, Rule, Vxlan
-from . import namespaces
+from . import namespaces, rtnl
 
 # Routes (and rules) netdecl creates carry this protocol number: a kernel-visible mark that says
 # "netdecl made this", so a route someone else added is never taken for ours.
@@ -45,6 +45,10 @@ class KernelError(Exception):
         super().__init__(f"{what}: {os.strerror(code)} (errno {code})")
 
 
+def _netlink_socket(kind: int = socket.SOCK_RAW) -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, kind | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+
+
 def owner_mark(topology: str) -> str:
     return OWNER_PREFIX + topology
 
@@ -56,9 +60,14 @@ def _owner_from_alias(alias: str | None) -> str | None:
 
 
 class Kernel:
-    """Netlink access to the root namespace and any named namespaces, one socket each."""
+    """Netlink access to the root namespace and any named namespaces.
+
+    Per namespace: one blocking rtnl socket (rtnl.py) for dumps and the common writes, and a
+    pyroute2 socket opened only when a rare operation needs it.
+    """
 
     def __init__(self) -> None:
+        self._raw: dict[str, rtnl.RtnlSocket] = {}
         self._sockets: dict[str, IPRoute] = {}
         self._index_cache: dict[str, dict[str, int]] = {}
         self._nsid_maps: dict[str, dict[int, str]] = {}
@@ -66,33 +75,41 @@ class Kernel:
         self._nsid_probed: set[tuple[str, str]] = set()
 
     # -- sockets -------------------------------------------------------------------------------
+    def _new_socket(self, ns: str, kind: int = socket.SOCK_RAW) -> socket.socket:
+        if ns != ROOT and not namespaces.exists(ns):
+            raise KernelError(errno.ENOENT, f"namespace {ns} does not exist")
+        return namespaces.run_in(ns, lambda: _netlink_socket(kind))
+
+    def rtnl(self, ns: str) -> rtnl.RtnlSocket:
+        sock = self._raw.get(ns)
+        if sock is None:
+            sock = rtnl.RtnlSocket(self._new_socket(ns))
+            self._raw[ns] = sock
+        return sock
+
     def ipr(self, ns: str) -> IPRoute:
         sock = self._sockets.get(ns)
         if sock is None:
-            if ns == ROOT:
-                sock = IPRoute()
-            else:
-                if not namespaces.exists(ns):
-                    raise KernelError(errno.ENOENT, f"namespace {ns} does not exist")
-                raw = namespaces.run_in(
-                    ns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
-                sock = IPRoute(use_socket=raw)
+            # pyroute2's asyncio transport insists on a SOCK_DGRAM socket
+            sock = IPRoute() if ns == ROOT else IPRoute(
+                use_socket=self._new_socket(ns, socket.SOCK_DGRAM))
             self._sockets[ns] = sock
         return sock
 
     def open_sockets(self, names: list[str]) -> None:
         """Open the sockets of many namespaces at once (one thread for all of them)."""
-        wanted = [ns for ns in names if ns != ROOT and ns not in self._sockets
+        wanted = [ns for ns in names if ns != ROOT and ns not in self._raw
                   and namespaces.exists(ns)]
         if not wanted:
             return
-        raws = namespaces.run_in_each(
-            wanted, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
-        for ns, raw in raws.items():
-            self._sockets[ns] = IPRoute(use_socket=raw)
+        for ns, raw in namespaces.run_in_each(wanted, _netlink_socket).items():
+            self._raw[ns] = rtnl.RtnlSocket(raw)
 
     def forget(self, ns: str) -> None:
-        """Close the socket of a namespace (it would keep a deleted namespace alive)."""
+        """Close the sockets of a namespace (they would keep a deleted namespace alive)."""
+        raw = self._raw.pop(ns, None)
+        if raw is not None:
+            raw.close()
         sock = self._sockets.pop(ns, None)
         if sock is not None:
             sock.close()
@@ -101,7 +118,7 @@ class Kernel:
         self._nsid_probed.clear()
 
     def close(self) -> None:
-        for ns in list(self._sockets):
+        for ns in list({*self._raw, *self._sockets}):
             self.forget(ns)
 
     def __enter__(self) -> Kernel:
@@ -116,20 +133,26 @@ class Kernel:
         except NetlinkError as exc:
             raise KernelError(exc.code, what) from None
 
+    def _raw_call(self, ns: str, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.rtnl(ns), method)(*args, **kwargs)
+        except rtnl.RtnlError as exc:
+            raise KernelError(exc.errno, what) from None
+
     # -- reading -------------------------------------------------------------------------------
     def index_of(self, ns: str, name: str) -> int:
         cache = self._index_cache.get(ns)
         if cache is None:
-            cache = {m.get("IFLA_IFNAME"): m["index"] for m in self.ipr(ns).get_links()}
+            cache = {rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "": m.index
+                     for m in self.rtnl(ns).links()}
             self._index_cache[ns] = cache
         if name not in cache:
             # One RTM_GETLINK by name, not a re-dump of every link: after each link we create
             # a dump would make building N links cost O(N^2).
-            try:
-                cache[name] = self.ipr(ns).link("get", ifname=name)[0]["index"]
-            except NetlinkError:
-                raise KernelError(errno.ENODEV,
-                                  f"link {name} not found in {ns or 'root'}") from None
+            msg = self.rtnl(ns).link_by_name(name)
+            if msg is None:
+                raise KernelError(errno.ENODEV, f"link {name} not found in {ns or 'root'}")
+            cache[name] = msg.index
         return cache[name]
 
     def _nsid_to_name(self, ns: str, nsid: int, candidates: Iterable[str]) -> str | None:
@@ -143,136 +166,137 @@ class Kernel:
             self._nsid_probed.add((ns, cand))
             fd = os.open(namespaces.netns_path(cand), os.O_RDONLY | os.O_CLOEXEC)
             try:
-                info = self.ipr(ns).get_netnsid(fd=fd)
-            except NetlinkError:
-                info = None
+                found = self.rtnl(ns).nsid_of(fd)
             finally:
                 os.close(fd)
-            if info and info.get("nsid") is not None and info["nsid"] >= 0:
-                known[info["nsid"]] = cand
+            if found is not None:
+                known[found] = cand
             if nsid in known:
                 return known[nsid]
         return None
 
     def read_links(self, ns: str, all_namespaces: list[str]) -> list[Link]:
-        msgs = list(self.ipr(ns).get_links())
-        by_index = {m["index"]: m.get("IFLA_IFNAME") for m in msgs}
+        msgs = self.rtnl(ns).links()
+        by_index = {m.index: rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "" for m in msgs}
         self._index_cache[ns] = {name: idx for idx, name in by_index.items()}
-        links = []
-        for m in msgs:
-            name = m.get("IFLA_IFNAME")
-            info = m.get("IFLA_LINKINFO")
-            kind = info.get("IFLA_INFO_KIND") if info else None
-            if name == "lo":
-                continue
-            data = info.get("IFLA_INFO_DATA") if info else None
-            slave = info.get("IFLA_INFO_SLAVE_DATA") if info else None
-            peer = None
-            if kind == "veth":
-                peer_idx = m.get("IFLA_LINK")
-                nsid = m.get("IFLA_LINK_NETNSID")
-                peer_ns: str | None = ns
-                if nsid is not None:
-                    peer_ns = self._nsid_to_name(ns, nsid, [ROOT, *all_namespaces])
-                if peer_ns is not None and peer_idx:
-                    peer_name = (by_index.get(peer_idx) if peer_ns == ns
-                                 else self._name_of_index(peer_ns, peer_idx))
-                    if peer_name:
-                        peer = (peer_ns, peer_name)
-            vxlan = None
-            if kind == "vxlan" and data is not None:
-                dev_idx = data.get("IFLA_VXLAN_LINK")
-                vxlan = Vxlan(
-                    id=data.get("IFLA_VXLAN_ID"),
-                    local=data.get("IFLA_VXLAN_LOCAL"),
-                    dev=by_index.get(dev_idx) if dev_idx else None,
-                    port=data.get("IFLA_VXLAN_PORT") or 4789,
-                    learning=bool(data.get("IFLA_VXLAN_LEARNING")),
-                )
-            master_idx = m.get("IFLA_MASTER")
-            links.append(Link(
-                namespace=ns,
-                name=name,
-                kind=kind or "device",
-                up=bool(m["flags"] & IFF_UP),
-                mtu=m.get("IFLA_MTU"),
-                mac=(m.get("IFLA_ADDRESS") or "").lower() or None,
-                master=by_index.get(master_idx) if master_idx else None,
-                peer=peer,
-                stp=bool(data.get("IFLA_BR_STP_STATE")) if kind == "bridge" and data else None,
-                hairpin=bool(slave.get("IFLA_BRPORT_MODE")) if slave is not None else None,
-                vxlan=vxlan,
-                owner=_owner_from_alias(m.get("IFLA_IFALIAS")),
-                ifindex=m["index"],
-            ))
-        return links
+        return [link for m in msgs
+                if (link := self._link_from(ns, m, by_index, all_namespaces)) is not None]
+
+    def _link_from(self, ns: str, m: rtnl.LinkMsg, by_index: dict[int, str],
+                   all_namespaces: list[str]) -> Link | None:
+        name = by_index[m.index]
+        if name == "lo":
+            return None
+        kind, data, attrs = m.kind, m.info_data, m.attrs
+        peer = None
+        if kind == "veth":
+            peer_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_LINK))
+            raw_nsid = attrs.get(rtnl.IFLA_LINK_NETNSID)
+            peer_ns: str | None = ns
+            if raw_nsid is not None:
+                nsid = int.from_bytes(raw_nsid[:4], "little", signed=True)
+                peer_ns = self._nsid_to_name(ns, nsid, [ROOT, *all_namespaces])
+            if peer_ns is not None and peer_idx:
+                peer_name = (by_index.get(peer_idx) if peer_ns == ns
+                             else self._name_of_index(peer_ns, peer_idx))
+                if peer_name:
+                    peer = (peer_ns, peer_name)
+        vxlan = None
+        if kind == "vxlan":
+            dev_idx = rtnl.as_u32(data.get(rtnl.IFLA_VXLAN_LINK))
+            port = data.get(rtnl.IFLA_VXLAN_PORT)
+            learning = data.get(rtnl.IFLA_VXLAN_LEARNING)
+            vxlan = Vxlan(
+                id=rtnl.as_u32(data.get(rtnl.IFLA_VXLAN_ID)) or 0,
+                local=rtnl.as_ip(data.get(rtnl.IFLA_VXLAN_LOCAL)),
+                dev=by_index.get(dev_idx) if dev_idx else None,
+                port=int.from_bytes(port[:2], "big") if port else 4789,
+                learning=bool(learning and learning[0]),
+            )
+        master_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_MASTER))
+        stp = rtnl.as_u32(data.get(rtnl.IFLA_BR_STP_STATE)) if kind == "bridge" else None
+        hairpin = m.slave_data.get(rtnl.IFLA_BRPORT_MODE) if m.slave_data is not None else None
+        return Link(
+            namespace=ns,
+            name=name,
+            kind=kind or "device",
+            up=bool(m.flags & IFF_UP),
+            mtu=rtnl.as_u32(attrs.get(rtnl.IFLA_MTU)),
+            mac=rtnl.as_mac(attrs.get(rtnl.IFLA_ADDRESS)),
+            master=by_index.get(master_idx) if master_idx else None,
+            peer=peer,
+            stp=bool(stp) if stp is not None else None,
+            hairpin=bool(hairpin[0]) if hairpin else (False if m.slave_data is not None
+                                                      else None),
+            vxlan=vxlan,
+            owner=_owner_from_alias(rtnl.as_str(attrs.get(rtnl.IFLA_IFALIAS))),
+            ifindex=m.index,
+        )
 
     def _name_of_index(self, ns: str, index: int) -> str | None:
         cache = self._index_cache.get(ns)
         if cache is None:
-            cache = {m.get("IFLA_IFNAME"): m["index"] for m in self.ipr(ns).get_links()}
+            cache = {rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "": m.index
+                     for m in self.rtnl(ns).links()}
             self._index_cache[ns] = cache
         for name, idx in cache.items():
             if idx == index:
                 return name
-        try:  # created since the cache was filled: ask for that one link
-            name = self.ipr(ns).link("get", index=index)[0].get("IFLA_IFNAME")
-        except NetlinkError:
-            return None
+        msg = self.rtnl(ns).link_by_index(index)  # created since the cache was filled
+        name = rtnl.as_str(msg.attrs.get(rtnl.IFLA_IFNAME)) if msg else None
         if name:
             cache[name] = index
         return name
 
+    def _names(self, ns: str) -> dict[int, str]:
+        return {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+
     def read_addresses(self, ns: str) -> list[Address]:
-        names = {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+        names = self._names(ns)
         out = []
-        for m in self.ipr(ns).get_addr():
-            name = names.get(m["index"]) or self._name_of_index(ns, m["index"])
+        for m in self.rtnl(ns).addresses():
+            name = names.get(m.index) or self._name_of_index(ns, m.index)
             if name is None or name == "lo":
                 continue
-            local = m.get("IFA_LOCAL") or m.get("IFA_ADDRESS")
-            iface = ipaddress.ip_interface(f"{local}/{m['prefixlen']}")
+            iface = ipaddress.ip_interface(f"{m.address}/{m.prefixlen}")
             if iface.version == 6 and iface.ip.is_link_local:
                 continue  # the kernel adds these itself; netdecl does not manage them
             out.append(Address(namespace=ns, link=name, cidr=iface.with_prefixlen))
         return out
 
     def read_routes(self, ns: str) -> list[Route]:
-        names = {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+        names = self._names(ns)
         out = []
-        # one dump for both families (AF_UNSPEC), not one per family
-        for m in self.ipr(ns).route("dump", family=socket.AF_UNSPEC):
-            family = m["family"]
-            if family not in (socket.AF_INET, socket.AF_INET6):
+        for m in self.rtnl(ns).routes():  # one dump, both families
+            if m.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
-            table = m.get("RTA_TABLE") or m["table"]
-            if table == RT_TABLE_LOCAL or m["proto"] == RTPROT_KERNEL:
+            if m.table == RT_TABLE_LOCAL or m.proto == RTPROT_KERNEL:
                 continue
-            rtype = ROUTE_TYPES.get(m["type"])
+            rtype = ROUTE_TYPES.get(m.type)
             if rtype is None:
                 continue  # multicast, broadcast, local...
-            if family == socket.AF_INET6 and m["dst_len"] == 8 and \
-                    (m.get("RTA_DST") or "").startswith("ff00"):
+            dst = rtnl.as_ip(m.attrs.get(rtnl.RTA_DST)) or (
+                "0.0.0.0" if m.family == socket.AF_INET else "::")
+            if m.family == socket.AF_INET6 and m.dst_len == 8 and dst.startswith("ff00"):
                 continue
-            dst = m.get("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
-            oif = m.get("RTA_OIF")
+            oif = rtnl.as_u32(m.attrs.get(rtnl.RTA_OIF))
             out.append(Route(
                 namespace=ns,
-                to=str(ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False)),
-                table=table,
-                metric=m.get("RTA_PRIORITY") or 0,
-                via=m.get("RTA_GATEWAY"),
+                to=str(ipaddress.ip_network(f"{dst}/{m.dst_len}", strict=False)),
+                table=m.table,
+                metric=rtnl.as_u32(m.attrs.get(rtnl.RTA_PRIORITY)) or 0,
+                via=rtnl.as_ip(m.attrs.get(rtnl.RTA_GATEWAY)),
                 dev=(names.get(oif) or self._name_of_index(ns, oif)) if oif else None,
-                src=m.get("RTA_PREFSRC"),
+                src=rtnl.as_ip(m.attrs.get(rtnl.RTA_PREFSRC)),
                 type=rtype,
-                onlink=bool(m["flags"] & RTNH_F_ONLINK),
-                proto=m["proto"],
+                onlink=bool(m.flags & RTNH_F_ONLINK),
+                proto=m.proto,
             ))
         return out
 
     def read_fdb(self, ns: str, link_names: set[str]) -> list[FdbEntry]:
         """Static FDB entries (NUD_PERMANENT, "self") on the given links: what netdecl manages."""
-        names = {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+        names = self._names(ns)
         out = []
         for m in self.ipr(ns).fdb("dump"):
             name = names.get(m["ifindex"])
@@ -283,7 +307,7 @@ class Kernel:
         return out
 
     def read_neighbors(self, ns: str, link_names: set[str]) -> list[Neighbor]:
-        names = {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
+        names = self._names(ns)
         out = []
         for family in (socket.AF_INET, socket.AF_INET6):
             for m in self.ipr(ns).neigh("dump", family=family):
@@ -315,7 +339,7 @@ class Kernel:
     def create_namespace(self, name: str) -> None:
         namespaces.create(name)
         # lo is down in a new namespace; everything users run there expects it up
-        self._call(name, "bring lo up", "link", "set", index=1, state="up")
+        self._raw_call(name, "bring lo up", "set_link", 1, up=True)
 
     def delete_namespace(self, name: str) -> None:
         self.forget(name)
@@ -324,25 +348,33 @@ class Kernel:
     # -- links ---------------------------------------------------------------------------------
     def create_link(self, link: Link, topology: str, peer: Link | None = None) -> None:
         """Create a link (for a veth: both ends), then give it every attribute it should have."""
-        kwargs: dict[str, Any] = {"ifname": link.name, "kind": link.kind}
+        what = f"create {link.describe()}"
         if link.kind == "veth":
             assert peer is not None
-            peer_spec: dict[str, Any] = {"ifname": peer.name}
+            fd = None
             if peer.namespace != link.namespace:
-                peer_spec["net_ns_fd"] = namespaces.netns_path(peer.namespace)
-            kwargs["peer"] = peer_spec
+                fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._raw_call(link.namespace, what, "new_veth", link.name, peer.name, fd)
+            finally:
+                if fd is not None:
+                    os.close(fd)
         elif link.kind == "bridge":
-            kwargs["br_stp_state"] = 1 if link.stp else 0
+            self._raw_call(link.namespace, what, "new_link", link.name, "bridge",
+                           rtnl.attr_u32(rtnl.IFLA_BR_STP_STATE, 1 if link.stp else 0))
         elif link.kind == "vxlan":
             assert link.vxlan is not None
             vx = link.vxlan
-            kwargs.update(vxlan_id=vx.id, vxlan_port=vx.port,
-                          vxlan_learning=1 if vx.learning else 0)
+            kwargs: dict[str, Any] = {"ifname": link.name, "kind": "vxlan", "vxlan_id": vx.id,
+                                      "vxlan_port": vx.port,
+                                      "vxlan_learning": 1 if vx.learning else 0}
             if vx.local:
                 kwargs["vxlan_local"] = vx.local
             if vx.dev:
                 kwargs["vxlan_link"] = self.index_of(link.namespace, vx.dev)
-        self._call(link.namespace, f"create {link.describe()}", "link", "add", **kwargs)
+            self._call(link.namespace, what, "link", "add", **kwargs)
+        else:
+            raise KernelError(errno.EOPNOTSUPP, f"{what}: kind {link.kind} is not supported")
         for end in (link, peer):  # any cached index for these names is of an older link
             if end is not None:
                 self._index_cache.get(end.namespace, {}).pop(end.name, None)
@@ -360,32 +392,30 @@ class Kernel:
         wanted = set(changes) if changes is not None else {
             "mtu", "mac", "master", "stp", "hairpin", "up"}
         what = f"configure {link.describe()}"
-        attrs: dict[str, Any] = {}
         # mtu, mac, master, alias and up go in one RTM_NEWLINK: the kernel applies them in
-        # that order (do_setlink: address, mtu, master, ifalias ... flags last), as the
-        # separate calls did, at a quarter of the round trips per link
+        # that order (do_setlink: address, mtu, master, ifalias ... flags last)
+        attrs: dict[str, Any] = {}
         if fresh:
-            attrs["ifalias"] = owner_mark(topology)
+            attrs["alias"] = owner_mark(topology)
         if "mtu" in wanted and link.mtu is not None:
             attrs["mtu"] = link.mtu
         if "mac" in wanted and link.mac is not None:
-            attrs["address"] = link.mac
+            attrs["mac"] = link.mac
         if "master" in wanted and (link.master is not None or not fresh):
             attrs["master"] = self.index_of(ns, link.master) if link.master else 0
-        up_with_attrs = "up" in wanted and link.up is not None and not (
-            "hairpin" in wanted and link.hairpin is not None and link.master) and not (
+        port_flags = ("hairpin" in wanted and link.hairpin is not None and link.master) or (
             "stp" in wanted and link.kind == "bridge" and link.stp is not None and not fresh)
-        if up_with_attrs:
-            attrs["state"] = "up" if link.up else "down"
+        if "up" in wanted and link.up is not None and not port_flags:
+            attrs["up"] = link.up
         if attrs:
-            self._call(ns, what, "link", "set", index=idx, **attrs)
+            self._raw_call(ns, what, "set_link", idx, **attrs)
         if "stp" in wanted and link.kind == "bridge" and link.stp is not None and not fresh:
             self._call(ns, what, "link", "set", index=idx, kind="bridge",
                        br_stp_state=1 if link.stp else 0)
         if "hairpin" in wanted and link.hairpin is not None and link.master:
             self._call(ns, what, "brport", "set", index=idx, mode=1 if link.hairpin else 0)
-        if "up" in wanted and link.up is not None and not up_with_attrs:
-            self._call(ns, what, "link", "set", index=idx, state="up" if link.up else "down")
+        if "up" in wanted and link.up is not None and port_flags:
+            self._raw_call(ns, what, "set_link", idx, up=link.up)
 
     def delete_link(self, ns: str, name: str) -> None:
         try:
@@ -393,7 +423,7 @@ class Kernel:
         except KernelError:
             return  # already gone (e.g. the other end of a veth that was deleted)
         try:
-            self._call(ns, f"delete link {name}", "link", "del", index=idx)
+            self._raw_call(ns, f"delete link {name}", "del_link", idx)
         except KernelError as exc:
             if exc.errno != errno.ENODEV:
                 raise
@@ -401,42 +431,41 @@ class Kernel:
         self._index_cache.get(ns, {}).pop(name, None)
 
     # -- addresses -----------------------------------------------------------------------------
-    def _addr_args(self, addr: Address) -> dict[str, Any]:
-        iface = ipaddress.ip_interface(addr.cidr)
-        args: dict[str, Any] = {"index": self.index_of(addr.namespace, addr.link),
-                                "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
-        if iface.version == 6:
-            # Duplicate address detection would leave the address "tentative" (unusable) for
-            # a second or two after apply; netdecl owns these links and their addresses.
-            args["flags"] = IFA_F_NODAD
-        return args
-
     def add_address(self, addr: Address) -> None:
+        iface = ipaddress.ip_interface(addr.cidr)
+        # Duplicate address detection would leave an IPv6 address "tentative" (unusable) for a
+        # second or two after apply; netdecl owns these links and their addresses.
+        flags = IFA_F_NODAD if iface.version == 6 else 0
         try:
-            self._call(addr.namespace, f"add {addr.describe()}", "addr", "add",
-                       **self._addr_args(addr))
+            self._raw_call(addr.namespace, f"add {addr.describe()}", "add_address",
+                           self.index_of(addr.namespace, addr.link), str(iface.ip),
+                           iface.network.prefixlen, flags)
         except KernelError as exc:
             if exc.errno != errno.EEXIST:
                 raise
 
     def delete_address(self, addr: Address) -> None:
+        iface = ipaddress.ip_interface(addr.cidr)
         try:
-            self._call(addr.namespace, f"delete {addr.describe()}", "addr", "del",
-                       **self._addr_args(addr))
+            self._raw_call(addr.namespace, f"delete {addr.describe()}", "del_address",
+                           self.index_of(addr.namespace, addr.link), str(iface.ip),
+                           iface.network.prefixlen)
         except KernelError as exc:
             if exc.errno not in (errno.EADDRNOTAVAIL, errno.ENODEV):
                 raise
 
     # -- routes --------------------------------------------------------------------------------
-    def _route_args(self, route: Route) -> dict[str, Any]:
+    def _route_args(self, route: Route, for_delete: bool = False) -> dict[str, Any]:
         net = ipaddress.ip_network(route.to)
         args: dict[str, Any] = {
             "family": socket.AF_INET6 if net.version == 6 else socket.AF_INET,
             "dst": str(net.network_address), "dst_len": net.prefixlen,
-            "table": route.table, "priority": route.metric,
-            "proto": RTPROT_NETDECL,
-            "type": ROUTE_TYPE_CODES[route.type or "unicast"],
+            "table": route.table, "metric": route.metric, "proto": RTPROT_NETDECL,
+            # a delete names the route by its key (and our protocol) only: type 0 matches any
+            "rtype": 0 if for_delete else ROUTE_TYPE_CODES[route.type or "unicast"],
         }
+        if for_delete:
+            return args
         if route.via:
             args["gateway"] = route.via
         if route.dev:
@@ -448,16 +477,13 @@ class Kernel:
         return args
 
     def replace_route(self, route: Route) -> None:
-        self._call(route.namespace, f"set {route.describe()}", "route", "replace",
-                   **self._route_args(route))
+        self._raw_call(route.namespace, f"set {route.describe()}", "replace_route",
+                       **self._route_args(route))
 
     def delete_route(self, route: Route) -> None:
-        net = ipaddress.ip_network(route.to)
-        args = {"family": socket.AF_INET6 if net.version == 6 else socket.AF_INET,
-                "dst": str(net.network_address), "dst_len": net.prefixlen,
-                "table": route.table, "priority": route.metric, "proto": RTPROT_NETDECL}
         try:
-            self._call(route.namespace, f"delete {route.describe()}", "route", "del", **args)
+            self._raw_call(route.namespace, f"delete {route.describe()}", "del_route",
+                           **self._route_args(route, for_delete=True))
         except KernelError as exc:
             if exc.errno != errno.ESRCH:
                 raise

@@ -1,0 +1,344 @@
+"""A small synchronous rtnetlink codec for the hot paths: dumps and the common writes.
+
+Why not pyroute2 for these: measured at 500 namespaces, pyroute2 0.9 spends ~2-3 ms per request
+in its asyncio core and decodes every attribute of every message (statistics included) in pure
+Python; a `plan` with nothing to do took 9 s, almost all of it there. Links, addresses and routes
+are read here with one blocking request per dump, statistics filtered out in the kernel, and
+only the attributes netdecl models are decoded. pyroute2 stays for everything rare (VXLAN
+creation, FDB, neighbours, rules, route lookups), behind netlink.py like before.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
+
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_GETNSID = 90
+
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
+IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_EXT_MASK = 10, 18, 20, 29
+IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 28, 37
+IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
+IFLA_BR_STP_STATE = 5
+IFLA_BRPORT_MODE = 4
+IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 3, 4
+IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 7, 15
+VETH_INFO_PEER = 1
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+IFF_UP = 0x1
+
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
+NETNSA_NSID, NETNSA_FD = 1, 3
+NLA_F_NESTED = 1 << 15
+
+_HDR = struct.Struct("=IHHII")
+_IFINFO = struct.Struct("=BxHiII")
+_IFADDR = struct.Struct("=BBBBi")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_ATTR = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+
+
+class RtnlError(OSError):
+    """The kernel answered a request with an error (errno)."""
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    size = _ATTR.size + len(payload)
+    return _ATTR.pack(size, kind) + payload + b"\0" * (_align(size) - size)
+
+
+def attr_u32(kind: int, value: int) -> bytes:
+    return attr(kind, _U32.pack(value))
+
+
+def attr_str(kind: int, value: str) -> bytes:
+    return attr(kind, value.encode() + b"\0")
+
+
+def nested(kind: int, *parts: bytes) -> bytes:
+    return attr(kind | NLA_F_NESTED, b"".join(parts))
+
+
+def parse_attrs(buf: bytes, offset: int = 0, end: int | None = None) -> dict[int, bytes]:
+    """Attribute type -> raw payload (the last one wins; netdecl reads no repeated ones)."""
+    out: dict[int, bytes] = {}
+    end = len(buf) if end is None else end
+    while offset + _ATTR.size <= end:
+        size, kind = _ATTR.unpack_from(buf, offset)
+        if size < _ATTR.size:
+            break
+        out[kind & ~NLA_F_NESTED & 0x7FFF] = buf[offset + _ATTR.size: offset + size]
+        offset += _align(size)
+    return out
+
+
+def as_str(raw: bytes | None) -> str | None:
+    return raw.split(b"\0", 1)[0].decode(errors="replace") if raw is not None else None
+
+
+def as_u32(raw: bytes | None) -> int | None:
+    return _U32.unpack_from(raw)[0] if raw is not None and len(raw) >= 4 else None
+
+
+def as_ip(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return None
+
+
+def as_mac(raw: bytes | None) -> str | None:
+    return ":".join(f"{b:02x}" for b in raw) if raw else None
+
+
+def ip_bytes(address: str) -> tuple[int, bytes]:
+    if ":" in address:
+        return socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address)
+    return socket.AF_INET, socket.inet_pton(socket.AF_INET, address)
+
+
+@dataclass
+class LinkMsg:
+    index: int
+    flags: int
+    attrs: dict[int, bytes]
+    kind: str | None = None
+    info_data: dict[int, bytes] = field(default_factory=dict)
+    slave_data: dict[int, bytes] | None = None
+
+
+@dataclass
+class AddrMsg:
+    family: int
+    prefixlen: int
+    index: int
+    address: str
+
+
+@dataclass
+class RouteMsg:
+    family: int
+    dst_len: int
+    table: int
+    proto: int
+    type: int
+    flags: int
+    attrs: dict[int, bytes]
+
+
+class RtnlSocket:
+    """One blocking NETLINK_ROUTE socket (made in its namespace by the caller)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _send(self, msg_type: int, flags: int, body: bytes) -> int:
+        self.seq += 1
+        self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, flags, self.seq, 0) + body)
+        return self.seq
+
+    def _replies(self, seq: int) -> Iterator[tuple[int, bytes]]:
+        """(type, payload) of each reply to ``seq`` until DONE/ACK; raise on error."""
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + _HDR.size <= len(data):
+                length, msg_type, _flags, msg_seq, _pid = _HDR.unpack_from(data, offset)
+                payload = data[offset + _HDR.size: offset + length]
+                offset += _align(length)
+                if msg_seq != seq:
+                    continue  # a late answer to an abandoned request
+                if msg_type == NLMSG_DONE:
+                    return
+                if msg_type == NLMSG_ERROR:
+                    code = -_S32.unpack_from(payload)[0]
+                    if code:
+                        raise RtnlError(code, os.strerror(code))
+                    return
+                yield msg_type, payload
+
+    def dump(self, msg_type: int, body: bytes) -> list[bytes]:
+        seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, body)
+        return [payload for _, payload in self._replies(seq)]
+
+    def call(self, msg_type: int, flags: int, body: bytes) -> list[bytes]:
+        """A request that changes something; waits for the kernel's answer."""
+        seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, body)
+        return [payload for _, payload in self._replies(seq)]
+
+    # -- reads ---------------------------------------------------------------------------------
+    def links(self) -> list[LinkMsg]:
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_u32(
+            IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        return [_link_msg(p) for p in self.dump(RTM_GETLINK, body)]
+
+    def link_by_name(self, name: str) -> LinkMsg | None:
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
+            attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        try:
+            replies = self.call(RTM_GETLINK, 0, body)
+        except RtnlError as exc:
+            if exc.errno == errno.ENODEV:
+                return None
+            raise
+        return _link_msg(replies[0]) if replies else None
+
+    def link_by_index(self, index: int) -> LinkMsg | None:
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr_u32(
+            IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        try:
+            replies = self.call(RTM_GETLINK, 0, body)
+        except RtnlError as exc:
+            if exc.errno == errno.ENODEV:
+                return None
+            raise
+        return _link_msg(replies[0]) if replies else None
+
+    def addresses(self) -> list[AddrMsg]:
+        out = []
+        for p in self.dump(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+            family, prefixlen, _flags, _scope, index = _IFADDR.unpack_from(p)
+            attrs = parse_attrs(p, _IFADDR.size)
+            address = as_ip(attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS))
+            if address is not None:
+                out.append(AddrMsg(family, prefixlen, index, address))
+        return out
+
+    def routes(self) -> list[RouteMsg]:
+        out = []
+        body = _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
+        for p in self.dump(RTM_GETROUTE, body):
+            family, dst_len, _s, _t, table, proto, _scope, rtype, flags = _RTMSG.unpack_from(p)
+            attrs = parse_attrs(p, _RTMSG.size)
+            out.append(RouteMsg(family, dst_len, as_u32(attrs.get(RTA_TABLE)) or table,
+                                proto, rtype, flags, attrs))
+        return out
+
+    def nsid_of(self, fd: int) -> int | None:
+        """The id this namespace gives the namespace behind ``fd`` (RTM_GETNSID)."""
+        body = struct.pack("=B3x", socket.AF_UNSPEC) + attr_u32(NETNSA_FD, fd)
+        try:
+            replies = self.call(RTM_GETNSID, 0, body)
+        except RtnlError:
+            return None
+        for p in replies:
+            nsid = parse_attrs(p, 4).get(NETNSA_NSID)
+            if nsid is not None:
+                value = _S32.unpack_from(nsid)[0]
+                return value if value >= 0 else None
+        return None
+
+    # -- writes --------------------------------------------------------------------------------
+    def new_link(self, name: str, kind: str, info_data: bytes = b"") -> None:
+        info = attr_str(IFLA_INFO_KIND, kind)
+        if info_data:
+            info += nested(IFLA_INFO_DATA, info_data)
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
+            nested(IFLA_LINKINFO, info)
+        self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def new_veth(self, name: str, peer_name: str, peer_netns_fd: int | None) -> None:
+        peer = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, peer_name)
+        if peer_netns_fd is not None:
+            peer += attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
+        self.new_link(name, "veth", attr(VETH_INFO_PEER, peer))
+
+    def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
+                 mac: str | None = None, master: int | None = None,
+                 alias: str | None = None) -> None:
+        """One RTM_NEWLINK for all of it; the kernel applies mtu, mac, master, then flags."""
+        flags = change = 0
+        if up is not None:
+            flags, change = (IFF_UP if up else 0), IFF_UP
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change)
+        if mtu is not None:
+            body += attr_u32(IFLA_MTU, mtu)
+        if mac is not None:
+            body += attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+        if master is not None:
+            body += attr_u32(IFLA_MASTER, master)
+        if alias is not None:
+            body += attr_str(IFLA_IFALIAS, alias)
+        self.call(RTM_NEWLINK, 0, body)
+
+    def del_link(self, index: int) -> None:
+        self.call(RTM_DELLINK, 0, _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0))
+
+    def _addr_body(self, index: int, address: str, prefixlen: int, flags: int) -> bytes:
+        family, raw = ip_bytes(address)
+        body = _IFADDR.pack(family, prefixlen, flags & 0xFF, 0, index)
+        body += attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw)
+        if flags:
+            body += attr_u32(IFA_FLAGS, flags)
+        return body
+
+    def add_address(self, index: int, address: str, prefixlen: int, flags: int = 0) -> None:
+        self.call(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
+                  self._addr_body(index, address, prefixlen, flags))
+
+    def del_address(self, index: int, address: str, prefixlen: int) -> None:
+        self.call(RTM_DELADDR, 0, self._addr_body(index, address, prefixlen, 0))
+
+    def _route_body(self, *, family: int, dst: str, dst_len: int, table: int, metric: int,
+                    proto: int, rtype: int = 1, gateway: str | None = None,
+                    oif: int | None = None, prefsrc: str | None = None,
+                    flags: int = 0) -> bytes:
+        body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else 252, proto, 0,
+                           rtype, flags)
+        if dst_len:
+            body += attr(RTA_DST, ip_bytes(dst)[1])
+        body += attr_u32(RTA_TABLE, table) + attr_u32(RTA_PRIORITY, metric)
+        if gateway:
+            body += attr(RTA_GATEWAY, ip_bytes(gateway)[1])
+        if oif:
+            body += attr_u32(RTA_OIF, oif)
+        if prefsrc:
+            body += attr(RTA_PREFSRC, ip_bytes(prefsrc)[1])
+        return body
+
+    def replace_route(self, **route: object) -> None:
+        self.call(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, self._route_body(**route))
+
+    def del_route(self, **route: object) -> None:
+        self.call(RTM_DELROUTE, 0, self._route_body(**route))
+
+
+def _link_msg(payload: bytes) -> LinkMsg:
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(payload)
+    attrs = parse_attrs(payload, _IFINFO.size)
+    msg = LinkMsg(index=index, flags=flags, attrs=attrs)
+    info = attrs.get(IFLA_LINKINFO)
+    if info is not None:
+        parts = parse_attrs(info)
+        msg.kind = as_str(parts.get(IFLA_INFO_KIND))
+        if IFLA_INFO_DATA in parts:
+            msg.info_data = parse_attrs(parts[IFLA_INFO_DATA])
+        if IFLA_INFO_SLAVE_DATA in parts:
+            msg.slave_data = parse_attrs(parts[IFLA_INFO_SLAVE_DATA])
+    return msg
