@@ -481,8 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"netdecl: {exc}")
         return int(exc.status)
     except PermissionError as exc:
-        _err(f"netdecl: permission denied: {exc.filename or exc}; this needs root "
-             f"(CAP_NET_ADMIN, CAP_SYS_ADMIN to enter namespaces)")
+        what = exc.filename or exc.strerror or exc
+        _err(f"netdecl: {args.command} was refused by the kernel ({what}): reading network "
+             f"namespaces needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
         return ExitStatus.FAILURE
     except KeyboardInterrupt:
         _err("netdecl: interrupted")

@@ -253,3 +253,22 @@ def test_show_prints_live_state_as_a_topology_that_loads(host, tmp_path: Path):
     assert ("address", "nginx-2", "eth0", "172.17.0.3/16") in keys
     assert ("route", "nginx-1", 254, "0.0.0.0/0", 0) in keys
     assert shown.get(("link", "", "veth-n1")).master == "docker0"
+
+
+def test_without_privileges_apply_and_plan_say_so_in_one_line(host):
+    import shutil
+    import sys
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to drop capabilities")
+    apply_ok(host, BRIDGE)
+    before = host.snapshot()
+    drop = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-m",
+            "netdecl"]
+    env = {"NETDECL_STATE_DIR": "/var/lib/netdecl", "PYTHONPATH": host.cwd}
+    for command in ("apply", "destroy", "plan"):
+        result = host.run([*drop, command, BRIDGE], check=False, env=env)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1, result.stderr
+        assert len(lines) == 1 and "root" in lines[0], result.stderr
+    assert host.snapshot() == before
