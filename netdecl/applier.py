@@ -110,7 +110,7 @@ class Applier:
                                            f"injected failure ({FAILPOINT_ENV}={fail_at})")
                     journal.intend(number, action)
                     current = action
-                    _execute(action, kernel, desired.name, record, self.store)
+                    _execute(action, kernel, desired.name, record)
                     current = None
                     journal.step(number, action)
                     result.executed.append(action)
@@ -124,7 +124,8 @@ class Applier:
                 kernel.close()
                 # a second signal during the rollback must not stop it half-way
                 trap.ignore()
-                self.rollback_to(snapshot, journal.record_before, cause=exc, unfinished=current)
+                self.rollback_to(snapshot, journal.record_before, current=record, cause=exc,
+                                 unfinished=current)
                 journal.finish()
                 raise ApplyFailed(_failure_message(exc, len(result.executed))) from None
         journal.finish()
@@ -144,13 +145,16 @@ class Applier:
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback_to(self, snapshot: Topology, record_before: OwnershipRecord,
+                    current: OwnershipRecord | None = None,
                     cause: BaseException | None = None,
                     unfinished: Action | None = None) -> Plan:
         """Reconcile back to ``snapshot``; raise RollbackFailed listing what could not be.
 
-        ``unfinished`` is the action that was cut off (by an error or a crash): what it may
-        have half-made is claimed first, so the reconcile sees it as ours and removes it."""
-        record = self.store.load(snapshot.name)
+        ``current`` is what the topology owns now (the apply's record, or after a crash the
+        journal's claims). ``unfinished`` is the action that was cut off (by an error or a
+        crash): what it may have half-made is claimed first, so the reconcile sees it as ours
+        and removes it."""
+        record = current if current is not None else self.store.load(snapshot.name)
         # everything either record knows about is in scope (and owned) while rolling back
         merged = record.copy()
         merged.namespaces |= record_before.namespaces
@@ -166,7 +170,7 @@ class Applier:
             plan = make_plan(snapshot, observed, merged)
             for action in plan.actions:
                 try:
-                    execute(action, kernel, snapshot.name, merged, lambda: None)
+                    execute(action, kernel, snapshot.name, merged)
                 except Exception as exc:  # keep going: restore as much as possible
                     problems.append(f"{_label(action)}: {exc}")
         _remove_placeholders(merged.namespaces - set(snapshot.namespaces()), problems)
@@ -184,11 +188,10 @@ class Applier:
         return plan
 
 
-def _execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
-             store: RecordStore) -> None:
+def _execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord) -> None:
     """One action; every way it can fail becomes ActionFailed naming it and the cause."""
     try:
-        execute(action, kernel, topology, record, lambda: store.save(record))
+        execute(action, kernel, topology, record)
     except (KernelError, SysctlError, OSError) as exc:
         raise ActionFailed(_label(action), str(exc)) from None
     except Exception as exc:  # nft errors and the like: still a failed action

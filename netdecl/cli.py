@@ -271,7 +271,7 @@ def _recover_pending(state_root: Path, topology: str | None = None) -> None:
         from .confirm import clear
 
         Applier(store).rollback_to(journal.snapshot, journal.record_before,
-                                   unfinished=journal.unfinished())
+                                   current=journal.claimed(), unfinished=journal.unfinished())
         journal.finish()
         clear(state_root, name)  # markers of an apply that died waiting for confirmation
         _err(f"netdecl: rolled back {name!r} to the state before that apply")

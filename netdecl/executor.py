@@ -1,10 +1,14 @@
 """Carry out one planned action through the backends, keeping the ownership record in step.
 
-Each action knows nothing about planning; the record is updated (and saved by the caller)
-so that what netdecl owns on disk always matches what it made in the kernel.
+Each action knows nothing about planning. Bookkeeping is split in two so crash safety does not
+need a record write per action: ``claim`` (before the kernel is touched: "this is ours now")
+is a pure function of the action, so after a crash it can be replayed from the journal's
+intent lines; ``settle`` (after: "this is gone") only shrinks the record.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from .backends.netlink import Kernel
 from .backends.sysctl import write as write_sysctl
@@ -12,34 +16,62 @@ from .model import Address, Link, NatTable, Neighbor, Route, Sysctl
 from .planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action
 from .state import OwnershipRecord
 
-
-def execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
-            save_record) -> None:
-    handler = _HANDLERS[action.type]
-    handler(action, kernel, topology, record, save_record)
+RECORD_OWNED = ("route", "rule", "fdb", "neighbor")
 
 
-def _namespace(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
-               save) -> None:
+def _restoring(action: Action) -> bool:
+    return action.type == "sysctl" and action.reason.startswith("no longer declared")
+
+
+def claim(action: Action, record: OwnershipRecord) -> None:
+    """Record what ``action`` is about to make ours (idempotent, no I/O)."""
+    ns = action.key[1]
+    if action.type == "namespace" and action.op == CREATE:
+        record.namespaces.add(ns)
+    elif action.type in RECORD_OWNED and action.op != DELETE:
+        record.objects.add(action.key)
+    elif action.type == "nat" and action.op != DELETE:
+        record.nat_namespaces.add(ns)
+    elif action.type == "sysctl" and not _restoring(action):
+        assert isinstance(action.after, Sysctl)
+        key = (action.after.namespace, action.after.name)
+        if key not in record.sysctl_originals and isinstance(action.before, Sysctl):
+            record.sysctl_originals[key] = action.before.value
+
+
+def settle(action: Action, record: OwnershipRecord) -> None:
+    """Forget what ``action`` has just removed."""
+    ns = action.key[1]
+    if action.type == "namespace" and action.op == DELETE:
+        record.namespaces.discard(ns)
+        record.objects -= {k for k in record.objects if k[1] == ns}
+        for key in [k for k in record.sysctl_originals if k[0] == ns]:
+            del record.sysctl_originals[key]
+        record.nat_namespaces.discard(ns)
+    elif action.type in RECORD_OWNED and action.op == DELETE:
+        record.objects.discard(action.key)
+    elif action.type == "nat" and action.op == DELETE:
+        record.nat_namespaces.discard(ns)
+    elif _restoring(action):
+        assert isinstance(action.after, Sysctl)
+        record.sysctl_originals.pop((action.after.namespace, action.after.name), None)
+
+
+def execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord) -> None:
+    claim(action, record)
+    _HANDLERS[action.type](action, kernel, topology)
+    settle(action, record)
+
+
+def _namespace(action: Action, kernel: Kernel, topology: str) -> None:
     name = action.key[1]
     if action.op == CREATE:
-        # recorded first: if we crash right after creating it, rollback knows it is ours
-        record.namespaces.add(name)
-        save()
         kernel.create_namespace(name)
     elif action.op == DELETE:
         kernel.delete_namespace(name)
-        record.namespaces.discard(name)
-        for key in [k for k in record.objects if k[1] == name]:
-            record.objects.discard(key)
-        for key in [k for k in record.sysctl_originals if k[0] == name]:
-            del record.sysctl_originals[key]
-        record.nat_namespaces.discard(name)
-        save()
 
 
-def _link(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
-          save) -> None:
+def _link(action: Action, kernel: Kernel, topology: str) -> None:
     if action.op in (DELETE, REPLACE):
         for end in (action.before, action.peer_before):
             if isinstance(end, Link):
@@ -53,8 +85,7 @@ def _link(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord
         kernel.configure_link(action.after, topology, changes=action.changes.keys())
 
 
-def _address(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
-             save) -> None:
+def _address(action: Action, kernel: Kernel, topology: str) -> None:
     if action.op == DELETE:
         assert isinstance(action.before, Address)
         kernel.delete_address(action.before)
@@ -63,53 +94,34 @@ def _address(action: Action, kernel: Kernel, topology: str, record: OwnershipRec
         kernel.add_address(action.after)
 
 
-def _recorded(add, remove):
+def _recorded(add: Callable, remove: Callable) -> Callable:
     """A handler for record-owned objects (routes, rules, fdb, neighbours)."""
 
-    def handler(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
-                save) -> None:
+    def handler(action: Action, kernel: Kernel, topology: str) -> None:
         if action.op == DELETE:
             remove(kernel, action.before)
-            record.objects.discard(action.key)
-            save()
             return
         if action.op == MODIFY and action.before is not None and not isinstance(
                 action.after, (Route, Neighbor)):
             remove(kernel, action.before)  # rules and fdb entries have no in-place replace
-        record.objects.add(action.key)
-        save()
         add(kernel, action.after)
 
     return handler
 
 
-def _sysctl(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
-            save) -> None:
+def _sysctl(action: Action, kernel: Kernel, topology: str) -> None:
     assert isinstance(action.after, Sysctl)
-    key = (action.after.namespace, action.after.name)
-    restoring = action.reason.startswith("no longer declared")
-    if not restoring and key not in record.sysctl_originals and isinstance(action.before, Sysctl):
-        record.sysctl_originals[key] = action.before.value
-        save()
     write_sysctl(action.after.namespace, action.after.name, action.after.value)
-    if restoring:
-        record.sysctl_originals.pop(key, None)
-        save()
 
 
-def _nat(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord,
-         save) -> None:
+def _nat(action: Action, kernel: Kernel, topology: str) -> None:
     from .backends import nftables  # only topologies with NAT need nft at all
 
     ns = action.key[1]
     if action.op == DELETE:
         nftables.delete(topology, ns)
-        record.nat_namespaces.discard(ns)
-        save()
         return
     assert isinstance(action.after, NatTable)
-    record.nat_namespaces.add(ns)
-    save()
     nftables.replace(topology, ns, action.after.rules or ())
 
 

@@ -1,4 +1,4 @@
-"""The apply journal: the pre-apply snapshot, then each completed step, flushed to disk.
+"""The apply journal: the pre-apply snapshot, then each action's intent and completion.
 
 If netdecl dies mid-apply (SIGKILL, power loss), the journal is still there; `netdecl rollback`
 (and the next apply or destroy, by itself) reads it and reconciles back to the snapshot. A
@@ -50,18 +50,23 @@ class Journal:
         return cls(path, snapshot, record.copy())
 
     def intend(self, number: int, action: Action) -> None:
-        """Written before an action runs: if we die inside it, recovery knows which object may
-        be half-made (a link created but not yet marked with its owner, for instance)."""
-        self._append({"start": number, "action": action.to_json()})
+        """Written, durably, before an action runs. It is the action's ownership claim (the
+        record itself is saved once, at the end): after a crash, ``claimed()`` replays the
+        claims, and ``unfinished()`` names what may be half-made (a link created but not yet
+        marked with its owner, for instance)."""
+        self._append({"start": number, "action": action.to_json()}, durable=True)
 
     def step(self, number: int, action: Action) -> None:
-        self._append({"step": number})
+        # not fsynced: the next intent line (or the end of the apply) flushes it, and recovery
+        # needs only the claims, which are durable already
+        self._append({"step": number}, durable=False)
 
-    def _append(self, entry: dict[str, Any]) -> None:
+    def _append(self, entry: dict[str, Any], durable: bool) -> None:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
 
     def finish(self) -> None:
         try:
@@ -94,6 +99,16 @@ class Journal:
 
     def steps_done(self) -> int:
         return sum(1 for e in self._entries() if "step" in e)
+
+    def claimed(self) -> OwnershipRecord:
+        """The record as it stood when netdecl died: the one before, plus every claim made."""
+        from .executor import claim
+
+        record = self.record_before.copy()
+        for entry in self._entries():
+            if "start" in entry:
+                claim(Action.from_json(entry["action"]), record)
+        return record
 
     def unfinished(self) -> Action | None:
         """The action that was started but never completed (we died inside it), if any."""

@@ -330,10 +330,16 @@ def test_two_applies_at_once_take_turns(host, tmp_path):
 
 def test_lock_timeout_names_the_lock_and_its_holder(host, tmp_path):
     many = tmp_path / "many.yaml"
-    # big enough that the holder's apply outlasts the four commands below (apply got faster)
-    many.write_text(many_namespaces(150))
-    holder = popen_netdecl(host, "apply", str(many))
-    wait_for_steps(host, holder, "many", 1)
+    many.write_text(many_namespaces(3))
+    # an apply waiting for confirmation holds the lock for as long as we need, however fast
+    # the apply itself is: no race with the commands below
+    holder = popen_netdecl(host, "apply", "--confirm-timeout", "120", str(many))
+    pending = f"{STATE_DIR}/confirm/many.pending"
+    deadline = time.monotonic() + 60
+    while host.run(["test", "-e", pending], check=False).returncode != 0:
+        assert holder.poll() is None, f"apply ended early: {holder.communicate()}"
+        assert time.monotonic() < deadline, "the apply never started waiting for confirmation"
+        time.sleep(0.05)
     start = time.monotonic()
     result = host.netdecl("apply", "--lock-timeout", "0.1", BRIDGE)
     assert result.returncode == 1
@@ -346,6 +352,7 @@ def test_lock_timeout_names_the_lock_and_its_holder(host, tmp_path):
         assert result.returncode == 1 and f"process {holder.pid}" in result.stderr
     # plan needs no lock
     assert host.netdecl("plan", BRIDGE).returncode == 0
+    assert host.netdecl("confirm", "--name", "many").returncode == 0
     _, err = holder.communicate(timeout=120)
     assert holder.returncode == 0, err
     assert "nginx-1" not in host.netns_list()  # the refused apply changed nothing
