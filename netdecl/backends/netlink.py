@@ -12,13 +12,13 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterable
-from typing import Any
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any
 
 from ..model import ROOT, Address, FdbEntry, Link, Neighbor, Route, Rule, Vxlan
 from . import namespaces, rtnl
+
+if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import; plan and show never need it
+    from pyroute2 import IPRoute
 
 # Routes (and rules) netdecl creates carry this protocol number: a kernel-visible mark that says
 # "netdecl made this", so a route someone else added is never taken for ours.
@@ -68,7 +68,7 @@ class Kernel:
 
     def __init__(self) -> None:
         self._raw: dict[str, rtnl.RtnlSocket] = {}
-        self._sockets: dict[str, IPRoute] = {}
+        self._sockets: dict[str, IPRoute] = {}  # opened on first use by a rare operation
         self._index_cache: dict[str, dict[str, int]] = {}
         self._nsid_maps: dict[str, dict[int, str]] = {}
         # (ns, candidate) pairs already asked for a netnsid, found or not: never ask twice
@@ -90,6 +90,8 @@ class Kernel:
     def ipr(self, ns: str) -> IPRoute:
         sock = self._sockets.get(ns)
         if sock is None:
+            from pyroute2 import IPRoute
+
             # pyroute2's asyncio transport insists on a SOCK_DGRAM socket
             sock = IPRoute() if ns == ROOT else IPRoute(
                 use_socket=self._new_socket(ns, socket.SOCK_DGRAM))
@@ -128,6 +130,8 @@ class Kernel:
         self.close()
 
     def _call(self, ns: str, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        from pyroute2.netlink.exceptions import NetlinkError
+
         try:
             return getattr(self.ipr(ns), method)(*args, **kwargs)
         except NetlinkError as exc:
