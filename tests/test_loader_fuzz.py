@@ -109,3 +109,34 @@ def test_text_edits_only_raise_invalid_topology(data):
                              b"\n  ", b"'", b'"', b"\xff", b"---\n", b"? "])))
         text = text[:at] + insert + text[at + cut:]
     assert_only_invalid_topology(text)
+
+
+@FUZZ
+@given(st.data())
+def test_fast_schema_check_never_accepts_what_jsonschema_refuses(data):
+    # loader.fast_check skips jsonschema when it says "valid": it must never be more lenient
+    from netdecl.loader import fast_valid, validator
+
+    base = copy.deepcopy(data.draw(st.sampled_from(BASES)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths(base)))
+        how = data.draw(st.sampled_from(["delete", "replace", "rename"]))
+        base = mutate(base, path, how, data.draw(VALUES))
+    if fast_valid(base):
+        assert list(validator().iter_errors(base)) == [], base
+
+
+def test_fast_schema_check_agrees_on_the_corpus_and_the_shipped_files():
+    from test_invalid_corpus import iter_corpus
+
+    from netdecl.loader import fast_valid, validator
+
+    for base in BASES:
+        assert fast_valid(base)
+    for path, _ in iter_corpus():
+        try:
+            data = parse(path.read_bytes()).data
+        except Exception:
+            continue  # refused before the schema: nothing to compare
+        if fast_valid(data):
+            assert list(validator().iter_errors(data)) == [], path

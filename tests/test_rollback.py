@@ -356,3 +356,19 @@ def test_lock_timeout_names_the_lock_and_its_holder(host, tmp_path):
     _, err = holder.communicate(timeout=120)
     assert holder.returncode == 0, err
     assert "nginx-1" not in host.netns_list()  # the refused apply changed nothing
+
+
+def test_a_failed_rollback_exits_4_says_what_is_left_and_rollback_finishes_it(host):
+    before = host.snapshot()
+    result = host.netdecl("apply", NAT, env={"NETDECL_FAIL_AT": "6",
+                                             "NETDECL_FAIL_ROLLBACK_AT": "1"})
+    assert result.returncode == 4, result.stderr
+    assert "rollback could not restore everything" in result.stderr
+    assert "injected failure (NETDECL_FAIL_ROLLBACK_AT=1)" in result.stderr
+    assert "not restored:" in result.stderr
+    assert host.snapshot() != before  # something really was left behind
+    result = host.netdecl("rollback")
+    assert result.returncode == 0, result.stderr
+    assert "rolled back" in result.stderr
+    assert_same(host.snapshot(), before, "after netdecl rollback")
+    assert state_files(host) == []
