@@ -28,6 +28,8 @@ from .planner.plan import CREATE, REPLACE, Action
 from .state import OwnershipRecord, RecordStore
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
+# testing aid: the N-th action of a rollback fails, to prove what exit 4 reports
+ROLLBACK_FAILPOINT_ENV = "NETDECL_FAIL_ROLLBACK_AT"
 
 
 class Interrupted(Exception):
@@ -168,7 +170,12 @@ class Applier:
                 _claim_half_made(kernel, snapshot.name, unfinished)
             observed = observe_for(kernel, snapshot, merged)
             plan = make_plan(snapshot, observed, merged)
-            for action in plan.actions:
+            fail_at = _failpoint(ROLLBACK_FAILPOINT_ENV)
+            for number, action in enumerate(plan.actions, start=1):
+                if fail_at == number:
+                    problems.append(f"{_label(action)}: injected failure "
+                                    f"({ROLLBACK_FAILPOINT_ENV}={fail_at})")
+                    continue
                 try:
                     execute(action, kernel, snapshot.name, merged)
                 except Exception as exc:  # keep going: restore as much as possible
@@ -184,7 +191,8 @@ class Applier:
         if problems:
             reason = f" (after: {cause})" if cause else ""
             raise RollbackFailed("rollback could not restore everything" + reason + ":\n  "
-                                 + "\n  ".join(problems))
+                                 + "\n  ".join(problems)
+                                 + "\nthe journal is kept: `netdecl rollback` tries again")
         return plan
 
 
@@ -251,8 +259,8 @@ def _changes(action: Action) -> str:
     return "(" + ", ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in action.changes.items()) + ")"
 
 
-def _failpoint() -> int | None:
-    value = os.environ.get(FAILPOINT_ENV)
+def _failpoint(env: str = FAILPOINT_ENV) -> int | None:
+    value = os.environ.get(env)
     if not value:
         return None
     try:
