@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from harness import REPO_ROOT, STATE_DIR
+from test_core_kernel import TWIN  # a second, small topology
 
 BRIDGE = "topologies/docker-bridge.yaml"
 NAT = "topologies/docker-nat.yaml"
@@ -280,22 +281,6 @@ def test_next_apply_after_sigkill_rolls_back_first_and_says_so(host, tmp_path):
 
 # -- one at a time -------------------------------------------------------------------------------
 
-TWIN = """\
-version: 1
-name: twin
-namespaces:
-  box-a: {}
-links:
-  - name: br-twin
-    kind: bridge
-    addresses: [10.50.0.1/24]
-  - name: veth-a
-    kind: veth
-    master: br-twin
-    peer: {name: eth0, namespace: box-a, addresses: [10.50.0.2/24]}
-routes:
-  - {namespace: box-a, to: default, via: 10.50.0.1}
-"""
 
 
 def test_two_applies_at_once_take_turns(host, tmp_path):

@@ -199,18 +199,14 @@ class RtnlSocket:
         return [_link_msg(p) for p in self.dump(RTM_GETLINK, body)]
 
     def link_by_name(self, name: str) -> LinkMsg | None:
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
-            attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
-        try:
-            replies = self.call(RTM_GETLINK, 0, body)
-        except RtnlError as exc:
-            if exc.errno == errno.ENODEV:
-                return None
-            raise
-        return _link_msg(replies[0]) if replies else None
+        return self._get_link(0, attr_str(IFLA_IFNAME, name))
 
     def link_by_index(self, index: int) -> LinkMsg | None:
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr_u32(
+        return self._get_link(index)
+
+    def _get_link(self, index: int, extra: bytes = b"") -> LinkMsg | None:
+        """One RTM_GETLINK (not a dump); None when there is no such link."""
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + extra + attr_u32(
             IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
         try:
             replies = self.call(RTM_GETLINK, 0, body)
