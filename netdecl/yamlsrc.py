@@ -141,6 +141,9 @@ def _from_marked(e: yaml.MarkedYAMLError, text: str) -> YamlProblem:
     at = text[mark.index] if mark and 0 <= mark.index < len(text) else ""
     if at == "\t" or "'\\t'" in problem:
         return YamlProblem(line, col, "tab character: YAML indentation must use spaces")
+    if "maximum nesting depth" in problem:
+        # PyYAML >= 6.0.4 has a depth limit of its own (deeper than ours); say it our way
+        return YamlProblem(line, col, f"nesting is deeper than {MAX_DEPTH} levels")
     context = f" ({e.context})" if e.context else ""
     return YamlProblem(line, col, f"YAML syntax error: {problem}{context}")
 
