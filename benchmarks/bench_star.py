@@ -196,7 +196,10 @@ def table(results: dict[int, dict[str, dict[str, Any]]],
     for name, r in startup.items():
         rows.append(f"| - | {name} | {r['wall']:.3f} | {r['rss_kb'] / 1024:.0f} | |")
     sizes = sorted(results)
-    for lo, hi in zip(sizes, sizes[1:], strict=False):  # neighbouring sizes: linear?
+    pairs = list(zip(sizes, sizes[1:], strict=False))  # neighbouring sizes: linear?
+    if 100 in results and 500 in results and (100, 500) not in pairs:
+        pairs.append((100, 500))  # the growth the targets name
+    for lo, hi in pairs:
         for name in ("floor", "apply (cold)", "plan (no changes)"):
             growth = results[hi][name]["wall"] / results[lo][name]["wall"]
             rows.append(f"| {hi}/{lo} | {name}: t({hi})/t({lo}) | {growth:.2f} | | |")
