@@ -265,6 +265,11 @@ def remove(name: str) -> None:
     if not os.path.isdir(path):
         raise EnvironmentProblem(f"no sandbox named {name}")
     _cleanup(path)
+    if not list_sandboxes():
+        # the last one is gone: take our private bind mount of the directory away too, so a
+        # host where sandboxes were only tried carries no trace of them
+        with contextlib.suppress(OSError):
+            umount(SANDBOX_DIR)
 
 
 def enter(name: str, create_if_missing: bool = True) -> None:
