@@ -121,8 +121,9 @@ class Applier:
                 self.verify(desired, record)
                 if hold is not None:
                     hold(trap.checkpoint)
-            except (ActionFailed, VerificationFailed, NotConfirmed, Interrupted,
-                    KeyboardInterrupt) as exc:
+            except BaseException as exc:  # noqa: BLE001 - whatever it was, undo first
+                # (an error while re-reading for verification, a full disk for the record, a
+                # bug: the host must not be left half-applied, so every exception rolls back)
                 kernel.close()
                 # a second signal during the rollback must not stop it half-way
                 trap.ignore()
@@ -200,18 +201,17 @@ def _execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRec
     """One action; every way it can fail becomes ActionFailed naming it and the cause."""
     try:
         execute(action, kernel, topology, record)
-    except (KernelError, SysctlError, OSError) as exc:
+    except (NetdeclError, SysctlError, OSError) as exc:  # kernel, nft and file errors
         raise ActionFailed(_label(action), str(exc)) from None
-    except Exception as exc:  # nft errors and the like: still a failed action
-        if type(exc).__name__ in ("NftError", "NftUnavailable"):
-            raise ActionFailed(_label(action), str(exc)) from None
-        raise
 
 
 def _failure_message(exc: BaseException, done: int) -> str:
+    reason = str(exc)
     if isinstance(exc, KeyboardInterrupt):
-        exc = Interrupted("interrupted (Ctrl-C)")
-    return (f"apply failed: {exc}\nrolled back: the {done} action(s) done before the "
+        reason = "interrupted (Ctrl-C)"
+    elif not isinstance(exc, (NetdeclError, Interrupted)):
+        reason = f"{type(exc).__name__}: {exc}"  # unexpected: name it, it is likely a bug
+    return (f"apply failed: {reason}\nrolled back: the {done} action(s) done before the "
             f"failure were undone; the host is as it was before this apply")
 
 

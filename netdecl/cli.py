@@ -241,7 +241,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         data = plan.to_json()
         data["source"] = os.path.abspath(args.file)
-        data["desired"] = [o.to_dict() for o in desired.objects.values()]
+        # the topology itself travels in the plan: apply re-validates it with the loader and
+        # re-plans, so an edited plan file can never run actions the topology did not ask for
+        data["source_text"] = Path(args.file).read_text(encoding="utf-8")
         write_atomically(Path(args.out), data)
     _out(plan_json(plan) if args.json else plan_text(plan))
     if args.out and not args.json:
@@ -282,7 +284,7 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
     from .applier import Applier, observe_for, snapshot_owned
     from .backends.netlink import Kernel
     from .planner import make_plan
-    from .planner.plan import Action, fingerprint
+    from .planner.plan import fingerprint
     from .render import plan_json, plan_text
     from .state import RecordStore
 
@@ -297,7 +299,10 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
                 raise NetdeclError(
                     "the saved plan is stale: the host changed since it was made; "
                     "run `netdecl plan --out` again")
-            plan.actions = [Action.from_json(a) for a in saved["actions"]]
+            if [a.to_json() for a in plan.actions] != saved["actions"]:
+                raise NetdeclError(
+                    "the saved plan's actions are not what its topology plans against this "
+                    "host (edited, or made by another netdecl version): nothing was changed")
         if plan.conflicts:
             _err(plan_text(plan))
             _err("apply refused: nothing was changed")
@@ -329,10 +334,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     saved = _is_saved_plan(args.file)
     if saved is not None:
-        from .model import Topology, object_from_dict
+        from .loader import load_topology_text
 
-        desired = Topology(name=saved["topology"])
-        desired.extend(object_from_dict(d) for d in saved["desired"])
+        try:
+            desired = load_topology_text(saved["source_text"], saved["source"])
+            assert isinstance(saved["fingerprint"], str) and isinstance(saved["actions"], list)
+        except (KeyError, TypeError, AssertionError):
+            raise NetdeclError(f"{args.file} is not a complete saved plan; make one with "
+                               f"`netdecl plan --out PLAN FILE`") from None
     else:
         desired = _load(args.file)
     _require_privileges("apply")
@@ -484,6 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = exc.filename or exc.strerror or exc
         _err(f"netdecl: {args.command} was refused by the kernel ({what}): reading network "
              f"namespaces needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
+        return ExitStatus.FAILURE
+    except OSError as exc:  # a file or socket the command needed: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        _err(f"netdecl: {args.command}: {exc.strerror or exc}{where}")
         return ExitStatus.FAILURE
     except KeyboardInterrupt:
         _err("netdecl: interrupted")

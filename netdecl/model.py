@@ -19,6 +19,10 @@ ROOT = ""
 
 MAIN_TABLE = 254
 
+# Routes and rules netdecl creates carry this protocol number: a kernel-visible mark that says
+# "netdecl made this", so a route someone else added is never taken for ours.
+RTPROT_NETDECL = 0xD3
+
 Key = tuple  # ("link", namespace, name) and the like; the first item names the object type
 
 

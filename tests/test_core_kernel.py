@@ -272,3 +272,26 @@ def test_without_privileges_apply_and_plan_say_so_in_one_line(host):
         assert result.returncode == 1, result.stderr
         assert len(lines) == 1 and "root" in lines[0], result.stderr
     assert host.snapshot() == before
+
+
+def test_an_edited_saved_plan_is_refused(host, tmp_path: Path):
+    host.run(["ip", "link", "add", "precious0", "type", "bridge"])  # not ours
+    saved = tmp_path / "plan.json"
+    assert host.netdecl("plan", "--out", str(saved), BRIDGE).returncode == 0
+    data = json.loads(saved.read_text())
+    # an attacker (or a careless edit) appends a delete of a link netdecl does not own
+    data["actions"].append({**data["actions"][0], "op": "delete", "symbol": "-",
+                            "key": ["link", "", "precious0"], "before": {
+                                "object_type": "link", "namespace": "", "name": "precious0",
+                                "kind": "bridge"}, "after": None})
+    saved.write_text(json.dumps(data))
+    before = host.snapshot()
+    result = host.netdecl("apply", str(saved))
+    assert result.returncode == 1
+    assert "not what its topology plans" in result.stderr
+    assert host.snapshot() == before
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(json.dumps({"format": data["format"], "actions": []}))
+    result = host.netdecl("apply", str(truncated))
+    assert result.returncode == 1 and "not a complete saved plan" in result.stderr
+    assert "Traceback" not in result.stderr

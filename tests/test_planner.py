@@ -227,3 +227,17 @@ def test_hairpin_without_master_is_not_a_difference():
     observed.add(dataclasses.replace(observed.get(("link", "", "veth-n1")), master=None,
                                      hairpin=None))
     assert make_plan(desired, observed, record).actions == []
+
+
+def test_someone_elses_route_on_a_key_we_once_owned_is_a_conflict():
+    # our route vanished and another daemon's (proto 16, dhcp) now has the same key: the
+    # record alone must not make it ours to overwrite or delete
+    desired = docker_bridge()
+    observed, record = as_observed(desired)
+    key = ("route", "nginx-1", 254, "0.0.0.0/0", 0)
+    observed.add(dataclasses.replace(observed.get(key), via="172.17.0.254", proto=16))
+    plan = make_plan(desired, observed, record)
+    assert [c.key for c in plan.conflicts] == [key]
+    assert not [a for a in plan.actions if a.key == key]
+    pruned = make_plan(Topology(name=desired.name), observed, record)
+    assert not [a for a in pruned.actions if a.key == key]

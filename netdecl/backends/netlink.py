@@ -14,15 +14,13 @@ import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..model import ROOT, Address, FdbEntry, Link, Neighbor, Route, Rule, Vxlan
+from ..errors import NetdeclError
+from ..model import ROOT, RTPROT_NETDECL, Address, FdbEntry, Link, Neighbor, Route, Rule, Vxlan
 from . import namespaces, rtnl
 
 if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import; plan and show never need it
     from pyroute2 import IPRoute
 
-# Routes (and rules) netdecl creates carry this protocol number: a kernel-visible mark that says
-# "netdecl made this", so a route someone else added is never taken for ours.
-RTPROT_NETDECL = 0xD3
 OWNER_PREFIX = "netdecl:"
 
 IFF_UP = 0x1
@@ -37,7 +35,7 @@ ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 ROUTE_TYPE_CODES = {v: k for k, v in ROUTE_TYPES.items()}
 
 
-class KernelError(Exception):
+class KernelError(NetdeclError):
     """The kernel refused a request. ``errno`` is the netlink error code."""
 
     def __init__(self, code: int, what: str):

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..model import (
+    RTPROT_NETDECL,
     Address,
     FdbEntry,
     Key,
@@ -261,6 +262,13 @@ def _depends_on_rebuilt(d: _Diff, want: NetObject, now: NetObject,
     return isinstance(want, Route) and ns in flushing
 
 
+def _record_owned(d: _Diff, now: NetObject) -> bool:
+    """Ours only if the record names it AND, for routes and rules, the kernel object carries
+    our protocol: someone else's route that took the key of one of ours is not ours."""
+    proto = getattr(now, "proto", RTPROT_NETDECL)
+    return d.record.owns(now.key) and proto in (None, RTPROT_NETDECL)
+
+
 def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
     desired = {o.key: o for o in d.desired.of_type(cls)}
     observed = {o.key: o for o in d.observed.of_type(cls)}
@@ -269,7 +277,7 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
         now = observed.get(key)
         if now is None:
             d.add(Action(CREATE, key, after=want))
-        elif not d.record.owns(key):
+        elif not _record_owned(d, now):
             d.conflict(key, f"{want.describe()} already exists and was not created by topology "
                             f"{d.topology}; remove it or change the file")
         elif _depends_on_rebuilt(d, want, now, flushing):
@@ -280,7 +288,7 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
             if changes:
                 d.add(Action(MODIFY, key, before=now, after=want, changes=changes))
     for key, now in sorted(observed.items(), key=lambda kv: repr(kv[0])):
-        if key in desired or not d.record.owns(key):
+        if key in desired or not _record_owned(d, now):
             continue
         if now.namespace in d.deleted_namespaces:
             continue
