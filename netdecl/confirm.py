@@ -52,7 +52,10 @@ class Waiter:
         confirmed = confirmed_path(self.state_root, self.topology)
         pending.parent.mkdir(parents=True, exist_ok=True)
         confirmed.unlink(missing_ok=True)
-        pending.write_text(f"{os.getpid()}\n")
+        # written whole or not at all: `confirm` reads the PID from it at any moment
+        tmp = pending.with_name(pending.name + ".tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, pending)
         tty = _stdin_tty()
         how = "press Enter here or run" if tty else "run"
         self.say(f"Applied and verified. Waiting {self.timeout:g}s for confirmation: {how} "

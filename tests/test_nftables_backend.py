@@ -436,7 +436,7 @@ def test_replace_then_read_back(hermetic: Hermetic) -> None:
         RESULT["every"] = read_dict("t")
         RESULT["every_exact"] = table_objects("netdecl-t") == rendered_objects("t", every)
         RESULT["other_topology"] = read_dict("u")
-        # In a named namespace, entered with preexec_enter: the root ruleset does not change.
+        # In a named namespace (nft forked from a thread inside it): the root ruleset stays.
         sh("ip", "netns", "add", "lab")
         before = nft("list", "ruleset").stdout
         nftables.replace("t", "lab", second)

@@ -215,18 +215,3 @@ def delete(name: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def preexec_enter(name: str) -> Callable[[], None] | None:
-    """A subprocess preexec_fn that enters namespace ``name`` (the child is single-threaded,
-    so setns is safe there). Used to run `nft` in a namespace without a shell or `ip netns exec`."""
-    if name == ROOT:
-        return None
-    path = netns_path(name)
-
-    def enter() -> None:
-        fd = os.open(path, os.O_RDONLY)
-        setns(fd, CLONE_NEWNET)
-        os.close(fd)
-
-    return enter

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -31,7 +32,7 @@ from typing import Any
 
 from ..errors import EnvironmentProblem, NetdeclError
 from ..model import NatRule, NatTable, ns_label
-from .namespaces import preexec_enter
+from .namespaces import run_in
 
 NFT = "nft"
 """Name of the nft binary, looked up on PATH (tests replace it to simulate a missing nft)."""
@@ -390,15 +391,24 @@ def _run(args: list[str], namespace: str, stdin: str | None = None) -> subproces
     """Run nft (argv, no shell) inside ``namespace``; the caller looks at the return code."""
     argv = [_nft_binary(), *args]
     where = ns_label(namespace)
-    try:
+    def spawn() -> subprocess.CompletedProcess:
         return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False,
-                              timeout=NFT_TIMEOUT, preexec_fn=preexec_enter(namespace))
-    except FileNotFoundError as exc:  # removed between which() and exec
+                              timeout=NFT_TIMEOUT)
+
+    try:
+        # forked from a thread that has entered the namespace: the child inherits it, and no
+        # preexec_fn (unsafe in a process with threads) is needed
+        return run_in(namespace, spawn)
+    except FileNotFoundError as exc:  # removed between which() and exec, or no such namespace
+        if not os.path.exists(argv[0]):
+            raise NftUnavailable() from exc
+        raise NftError(f"nft {' '.join(args)}: cannot enter namespace {where}: {exc}",
+                       namespace=namespace) from exc
         raise NftUnavailable() from exc
     except subprocess.TimeoutExpired as exc:
         raise NftError(f"nft {' '.join(args)} in {where}: no answer after {NFT_TIMEOUT:g}s",
                        namespace=namespace) from exc
-    except subprocess.SubprocessError as exc:  # preexec_fn failed: the namespace is gone
+    except OSError as exc:  # the namespace is gone, or cannot be entered
         raise NftError(f"nft {' '.join(args)}: cannot enter namespace {where}: {exc}",
                        namespace=namespace) from exc
 

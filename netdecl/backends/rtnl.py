@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x4, 0x10, 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -42,6 +42,7 @@ IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 NETNSA_NSID, NETNSA_FD = 1, 3
 NLA_F_NESTED = 1 << 15
+DUMP_ATTEMPTS = 5
 
 _HDR = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
@@ -163,13 +164,13 @@ class RtnlSocket:
         self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, flags, self.seq, 0) + body)
         return self.seq
 
-    def _replies(self, seq: int) -> Iterator[tuple[int, bytes]]:
-        """(type, payload) of each reply to ``seq`` until DONE/ACK; raise on error."""
+    def _replies(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
+        """(type, flags, payload) of each reply to ``seq`` until DONE/ACK; raise on error."""
         while True:
             data = self.sock.recv(1 << 20)
             offset = 0
             while offset + _HDR.size <= len(data):
-                length, msg_type, _flags, msg_seq, _pid = _HDR.unpack_from(data, offset)
+                length, msg_type, flags, msg_seq, _pid = _HDR.unpack_from(data, offset)
                 payload = data[offset + _HDR.size: offset + length]
                 offset += _align(length)
                 if msg_seq != seq:
@@ -181,16 +182,22 @@ class RtnlSocket:
                     if code:
                         raise RtnlError(code, os.strerror(code))
                     return
-                yield msg_type, payload
+                yield msg_type, flags, payload
 
     def dump(self, msg_type: int, body: bytes) -> list[bytes]:
-        seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, body)
-        return [payload for _, payload in self._replies(seq)]
+        """All objects of a kind. A dump the kernel marks as interrupted (the table changed
+        while it was being read) may be inconsistent, so it is read again."""
+        for _ in range(DUMP_ATTEMPTS):
+            seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, body)
+            replies = list(self._replies(seq))
+            if not any(flags & NLM_F_DUMP_INTR for _, flags, _ in replies):
+                break
+        return [payload for _, _, payload in replies]
 
     def call(self, msg_type: int, flags: int, body: bytes) -> list[bytes]:
         """A request that changes something; waits for the kernel's answer."""
         seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, body)
-        return [payload for _, payload in self._replies(seq)]
+        return [payload for _, _, payload in self._replies(seq)]
 
     # -- reads ---------------------------------------------------------------------------------
     def links(self) -> list[LinkMsg]:

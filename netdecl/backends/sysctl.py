@@ -16,8 +16,11 @@ class SysctlError(Exception):
 
 
 def path_of(name: str) -> str:
-    """net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward. Names are validated by the loader
-    (no '..', no leading '/'), so this cannot leave /proc/sys."""
+    """net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward. A name written with '/' is taken
+    as it is (that is how a link name with a dot, net/ipv4/conf/eth0.100/rp_filter, is said).
+    Names are validated by the loader (no '..', no leading '/'): this cannot leave /proc/sys."""
+    if "/" in name:
+        return f"{PROC_SYS}/{name}"
     return f"{PROC_SYS}/{name.replace('.', '/')}"
 
 
