@@ -97,6 +97,7 @@ class Applier:
         ``hold`` (for --confirm-timeout) runs after verification while the journal still
         exists; raising NotConfirmed from it rolls everything back like any other failure."""
         record = self.store.load(desired.name)
+        _share_sysctl_originals(record, desired)
         journal = Journal.begin(self.store.root, desired.name, snapshot, record)
         result = ApplyResult()
         fail_at = _failpoint()
@@ -195,6 +196,17 @@ class Applier:
                                  + "\n  ".join(problems)
                                  + "\nthe journal is kept: `netdecl rollback` tries again")
         return plan
+
+
+def _share_sysctl_originals(record: OwnershipRecord, desired: Topology) -> None:
+    """A sysctl another topology manages too: take over its value from before netdecl (not
+    the one that topology set), and hand ours over when we stop declaring it."""
+    declared = {(o.namespace, o.name) for o in desired.of_type(Sysctl)}
+    for key, original in record.shared_sysctls.items():
+        if key in declared:
+            record.sysctl_originals.setdefault(key, original)
+        else:
+            record.sysctl_originals.pop(key, None)
 
 
 def _execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord) -> None:

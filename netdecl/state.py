@@ -3,7 +3,8 @@
 Links carry their owner in the kernel (ifalias) and routes/rules a protocol number, but the
 protocol number says only "netdecl", not which topology; namespaces carry no mark at all, and a
 sysctl's original value must be remembered to be restored. So each topology has one small JSON
-file in the state dir, written atomically (temp file, fsync, rename) after every change.
+file in the state dir, written atomically (temp file, fsync, rename) once per apply; during an
+apply, the journal's fsynced intent lines carry the claims (see journal.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class OwnershipRecord:
     # (namespace, sysctl name) -> value before netdecl first changed it
     sysctl_originals: dict[tuple[str, str], str] = field(default_factory=dict)
     nat_namespaces: set[str] = field(default_factory=set)
+    # not saved: sysctls other topologies manage, with the originals their records keep.
+    # Two topologies may both want net.ipv4.ip_forward=1; the value from before netdecl must
+    # survive until the last of them lets go, so only that one restores it.
+    shared_sysctls: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def owns(self, key: Key) -> bool:
         return key in self.objects
@@ -102,11 +107,19 @@ class RecordStore:
         return self.dir / f"{topology}.json"
 
     def load(self, topology: str) -> OwnershipRecord:
+        record = self._read(topology) or OwnershipRecord(topology)
+        for other in self.all_topologies():
+            if other != topology and (theirs := self._read(other)) is not None:
+                for key, original in theirs.sysctl_originals.items():
+                    record.shared_sysctls.setdefault(key, original)
+        return record
+
+    def _read(self, topology: str) -> OwnershipRecord | None:
         try:
             with open(self.path(topology)) as fh:
                 return OwnershipRecord.from_json(json.load(fh))
         except FileNotFoundError:
-            return OwnershipRecord(topology)
+            return None
 
     def save(self, record: OwnershipRecord) -> None:
         if record.is_empty():
@@ -121,7 +134,4 @@ class RecordStore:
         write_atomically(self.path(record.topology), record.to_json())
 
     def all_topologies(self) -> list[str]:
-        try:
-            return sorted(p.stem for p in self.dir.glob("*.json"))
-        except FileNotFoundError:
-            return []
+        return sorted(p.stem for p in self.dir.glob("*.json"))

@@ -471,6 +471,14 @@ def check_sysctls(ctx: Context) -> None:
         if not isinstance(table, dict):
             continue
         for name, value in table.items():
+            # Only net.* lives in a network namespace: kernel.*, vm.*, fs.* written from inside
+            # one change the whole machine, which a namespace's settings must never do.
+            if path[0] == "namespaces" and isinstance(name, str) and \
+                    not name.replace("/", ".").startswith("net."):
+                ctx.error((*path, name), f"sysctl {quoted(name)} is not per network namespace "
+                                         "(only net.* are): setting it here would change the "
+                                         "whole host; declare it in the top-level sysctls",
+                          at_key=True)
             # Values are written to /proc/sys files: one line of printable text.
             if isinstance(value, str) and (not value.isprintable() or len(value) > 1024):
                 ctx.error((*path, name), f"sysctl {quoted(name)}: value must be one line of "

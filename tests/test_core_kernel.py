@@ -295,3 +295,18 @@ def test_an_edited_saved_plan_is_refused(host, tmp_path: Path):
     result = host.netdecl("apply", str(truncated))
     assert result.returncode == 1 and "not a complete saved plan" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_sysctl_two_topologies_declare_is_restored_only_when_the_last_lets_go(
+        host, tmp_path: Path):
+    twin = tmp_path / "twin.yaml"
+    twin.write_text(TWIN.replace("namespaces:", "sysctls:\n  net.ipv4.ip_forward: 1\n"
+                                 "namespaces:"))
+    assert host.sysctl("net.ipv4.ip_forward") == "0"
+    apply_ok(host, BRIDGE)  # sets it to 1
+    apply_ok(host, str(twin))  # wants 1 too: nothing to change, but it now shares the key
+    assert host.netdecl("destroy", BRIDGE).returncode == 0
+    assert host.sysctl("net.ipv4.ip_forward") == "1"  # twin still needs it
+    assert plan_exit(host, str(twin))[0] == 0
+    assert host.netdecl("destroy", str(twin)).returncode == 0
+    assert host.sysctl("net.ipv4.ip_forward") == "0"  # the value from before netdecl

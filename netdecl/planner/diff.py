@@ -310,6 +310,8 @@ def _sysctls(d: _Diff) -> None:
         key = ("sysctl", ns, name)
         if key in desired or ns in d.deleted_namespaces:
             continue
+        if (ns, name) in d.record.shared_sysctls:
+            continue  # another topology still manages it: the apply hands the original over
         now = observed.get(key)
         if now is None or now.value == original:
             continue
