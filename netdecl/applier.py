@@ -239,7 +239,9 @@ def _claim_half_made(kernel: Kernel, topology: str, action: Action) -> None:
         try:
             if end.namespace != ROOT and not namespaces.exists(end.namespace):
                 continue
-            if any(link.name == end.name and not link.owner
+            # only a link of the kind the action made: after a crash, `netdecl rollback` may
+            # run much later, and an unmarked link of another kind is surely someone else's
+            if any(link.name == end.name and not link.owner and link.kind == end.kind
                    for link in kernel.read_links(end.namespace, namespaces.list_named())):
                 kernel.configure_link(end, topology, fresh=True, changes=())
         except (KernelError, OSError):

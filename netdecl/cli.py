@@ -280,7 +280,8 @@ def _recover_pending(state_root: Path, topology: str | None = None) -> None:
 
 
 def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
-               as_json: bool, confirm_timeout: float | None = None) -> int:
+               as_json: bool, confirm_timeout: float | None = None,
+               destroying: bool = False) -> int:
     from .applier import Applier, observe_for, snapshot_owned
     from .backends.netlink import Kernel
     from .planner import make_plan
@@ -308,7 +309,8 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
             _err("apply refused: nothing was changed")
             return ExitStatus.FAILURE
         if not plan.actions:
-            _out(f"No changes. Topology {desired.name} matches the host.")
+            _out(f"Nothing to destroy: topology {desired.name} owns nothing on this host."
+                 if destroying else f"No changes. Topology {desired.name} matches the host.")
             return ExitStatus.OK
         _out(plan_json(plan) if as_json else plan_text(plan))
         snapshot = snapshot_owned(observed, record)
@@ -324,7 +326,9 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
             clear(state_root, desired.name)  # journal gone: now `confirm` may return
             _err("Confirmed: keeping the changes.")
     add, change, destroy = plan.counts()
-    if not as_json:
+    if destroying:
+        _out(f"Destroy complete: {destroy} destroyed, {change} restored. Verified.")
+    elif not as_json:
         _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed. Verified.")
     return ExitStatus.OK
 
@@ -360,7 +364,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     state_root = _state_root(args)
     with HostLock(state_root, args.lock_timeout):
         _recover_pending(state_root)
-        return _run_apply(Topology(name=loaded.name), state_root, None, False)
+        return _run_apply(Topology(name=loaded.name), state_root, None, False,
+                          destroying=True)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

@@ -38,10 +38,6 @@ class InvalidTopology(NetdeclError):
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
 
-class ConflictError(NetdeclError):
-    """Declared objects exist on the host but belong to someone else: nothing is changed."""
-
-
 class EnvironmentProblem(NetdeclError):
     """The machine cannot do what was asked: no privileges, a missing tool, a locked state dir."""
 

@@ -133,10 +133,7 @@ def _fsync_dir(path: Path) -> None:
 
 def pending(state_root: Path) -> list[str]:
     """Topologies with a journal left behind by an apply that did not finish."""
-    try:
-        return sorted(p.name[: -len(".jsonl")] for p in (state_root / "journal").glob("*.jsonl"))
-    except FileNotFoundError:
-        return []
+    return sorted(p.name[: -len(".jsonl")] for p in (state_root / "journal").glob("*.jsonl"))
 
 
 __all__ = ["Journal", "journal_path", "pending", "write_atomically"]

@@ -17,7 +17,6 @@ from .model import (
     Namespace,
     NatTable,
     Neighbor,
-    Route,
     Rule,
     Sysctl,
     Topology,
@@ -107,7 +106,3 @@ def observe_all(kernel: Kernel, namespaces_to_read: list[str]) -> Topology:
     """Everything in the given namespaces, for `show` (no ownership filtering)."""
     scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=False, fdb=False)
     return observe(kernel, "", scope)
-
-
-def owned_routes_only(observed: Topology) -> list[Route]:
-    return [r for r in observed.of_type(Route) if r.proto == RTPROT_NETDECL]

@@ -7,7 +7,6 @@ or delete only ours; a declared object that exists but is not ours is a conflict
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..model import (
@@ -338,7 +337,3 @@ def _nat(d: _Diff) -> None:
         if key in desired or now.namespace in d.deleted_namespaces:
             continue
         d.add(Action(DELETE, key, before=now, reason="prune"))
-
-
-def keys_of(objs: Iterable[NetObject]) -> set[Key]:
-    return {o.key for o in objs}

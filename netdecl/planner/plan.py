@@ -105,10 +105,6 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # e.g. why forwarding will not work
     fingerprint: str = ""
 
-    @property
-    def empty(self) -> bool:
-        return not self.actions
-
     def counts(self) -> tuple[int, int, int]:
         """(to add, to change, to destroy), counting a replace as one add and one destroy."""
         add = sum(a.op in (CREATE, REPLACE) for a in self.actions)
