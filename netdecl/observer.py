@@ -73,7 +73,10 @@ def observe(kernel: Kernel, topology: str, scope: Scope) -> Topology:
     present = [ns for ns in scope.namespaces if ns != ROOT and ns in existing]
     if ROOT in scope.namespaces:
         present.append(ROOT)
-    all_named = sorted(existing)
+    # where a veth's peer may live: the namespaces in scope first (they nearly always hold it,
+    # so the netnsid look-up stops there), then any other, to name a peer outside the scope
+    in_scope = [ns for ns in present if ns != ROOT]
+    all_named = in_scope + sorted(existing - set(in_scope))
     kernel.open_sockets(present)
     for ns in present:
         if ns != ROOT:
