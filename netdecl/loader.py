@@ -347,4 +347,5 @@ def build_probes(topology: Topology, data: dict[str, Any], doc: Document) -> Non
         topology.probes.append(Probe(source=spec["from"], to=spec["to"],
                                      port=int(port) if port is not None else None,
                                      expect_source=ip(spec.get("source")),
-                                     expect=spec.get("expect", "reachable")))
+                                     expect=spec.get("expect", "reachable"),
+                                     proto=spec.get("proto", "tcp")))

@@ -665,6 +665,9 @@ def check_probes(ctx: Context) -> None:
                                      f"namespace nor an IP address{hint}")
         if isinstance(probe.get("source"), str) and (problem := parse_ip(probe["source"])[1]):
             ctx.error((*path, "source"), problem)
+        if probe.get("proto") == "udp" and probe.get("port") is None:
+            ctx.error((*path, "proto"), "a udp probe needs a port (without one, a probe is an "
+                                        "ICMP echo)")
 
 
 # ---------------------------------------------------------------------------- warnings

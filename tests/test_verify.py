@@ -133,3 +133,33 @@ def test_where_probes_go_and_what_is_refused():
     assert "not an address of this topology" in outside.detail
     stranger = run_probe(topo, Probe(source="somewhere", to="nginx-1", port=80), 1.0)
     assert stranger.result == "skipped" and "not declared" in stranger.detail
+
+
+UDP_PROBES = """\
+probes:
+  - {from: nginx-2, to: nginx-1, port: 53, proto: udp}
+  - {from: ext, to: 10.168.0.1, port: 5353, proto: udp}
+  - {from: nginx-1, to: 10.168.0.3, port: 53, proto: udp, source: 10.168.0.1}
+"""
+
+
+def test_udp_probes_direct_through_a_forward_and_masqueraded(host, tmp_path: Path):
+    text = Path(with_probes(tmp_path, UDP_PROBES)).read_text()
+    text = text.replace("  port_forwards:\n", "  port_forwards:\n"
+                        "    - {proto: udp, port: 5353, to: \"172.17.0.2:53\"}\n", 1)
+    path = tmp_path / "udp.yaml"
+    path.write_text(text)
+    apply_ok(host, str(path))
+    code, data = verify_json(host, str(path))
+    assert code == 0, data
+    direct, forward, masq = data["probes"]
+    assert [p["proto"] for p in data["probes"]] == ["udp"] * 3
+    assert direct["seen_source"] == "172.17.0.3"
+    assert forward["delivered_to"] == {"namespace": "nginx-1", "address": "172.17.0.2",
+                                       "port": 53}
+    assert forward["seen_source"] == "10.168.0.3"
+    assert masq["seen_source"] == "10.168.0.1"
+    # with the NAT table flushed the forward gets no answer: the probe fails
+    host.run(["nft", "flush", "table", "ip", "netdecl-docker-nat"])
+    code, data = verify_json(host, str(path))
+    assert code == 1 and data["probes"][1]["ok"] is False
