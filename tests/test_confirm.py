@@ -102,3 +102,31 @@ def test_crash_while_waiting_is_recovered(host):
     assert result.returncode == 0 and "rolled back 'docker-bridge'" in result.stderr
     assert_same(host.snapshot(), before)
     assert state_files(host) == []
+
+
+def test_enter_on_a_terminal_confirms(host):
+    """stdin a pseudo-terminal: pressing Enter is the confirmation."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    argv = host._argv([sys.executable, "-m", "netdecl", "apply", "--confirm-timeout", "60",
+                       BRIDGE], None)
+    env = host._env({"NETDECL_STATE_DIR": STATE_DIR, "PYTHONPATH": str(REPO_ROOT)})
+    proc = subprocess.Popen(argv, env=env, stdin=slave, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(slave)
+    try:
+        wait_until_waiting(host, proc)
+        os.write(master, b"\n")
+        _, err = proc.communicate(timeout=30)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "press Enter" in err and "Confirmed: keeping the changes." in err
+    assert host.netns_list() == ["nginx-1", "nginx-2"]
+    assert state_files(host) == [f"{STATE_DIR}/topologies/docker-bridge.json"]
