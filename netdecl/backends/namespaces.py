@@ -99,55 +99,68 @@ def exists(name: str) -> bool:
         return False
 
 
-def run_in(name: str, fn: Callable[[], T]) -> T:
-    """Run fn in a thread that has entered namespace ``name``; returns its result or raises."""
-    if name == ROOT:
-        return fn()
+def in_thread(fn: Callable[[], T], name: str = "netdecl-ns") -> T:
+    """Run fn in a new thread (namespace switches there leave the caller's thread alone) and
+    return its result or raise its exception here.
+
+    The wait is not cut short by a signal: if one arrives (SIGTERM, Ctrl-C), its exception is
+    raised only after the thread has finished, so an interrupted caller never rolls back while
+    a namespace is still being mounted or a request is still in flight."""
     box: dict[str, object] = {}
 
     def body() -> None:
         try:
-            fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                setns(fd, CLONE_NEWNET)
-            finally:
-                os.close(fd)
             box["result"] = fn()
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
-    thread = threading.Thread(target=body, name=f"netns-{name}")
+    thread = threading.Thread(target=body, name=name)
     thread.start()
-    thread.join()
+    interrupted: BaseException | None = None
+    while thread.is_alive():
+        try:
+            thread.join()
+        except BaseException as exc:  # noqa: BLE001 - deferred, see above
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
 
 
+def _enter(name: str) -> None:
+    fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+def run_in(name: str, fn: Callable[[], T]) -> T:
+    """Run fn in a thread that has entered namespace ``name``; returns its result or raises."""
+    if name == ROOT:
+        return fn()
+
+    def body() -> T:
+        _enter(name)
+        return fn()
+
+    return in_thread(body, f"netns-{name}")
+
+
 def run_in_each(names: list[str], fn: Callable[[], T]) -> dict[str, T]:
     """fn() inside each named namespace, from one thread that setns()es from one to the next:
     a thread per namespace costs more than the work when there are hundreds of them."""
-    box: dict[str, object] = {}
-    results: dict[str, T] = {}
 
-    def body() -> None:
-        try:
-            for name in names:
-                fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    setns(fd, CLONE_NEWNET)
-                finally:
-                    os.close(fd)
-                results[name] = fn()
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
+    def body() -> dict[str, T]:
+        results: dict[str, T] = {}
+        for name in names:
+            _enter(name)
+            results[name] = fn()
+        return results
 
-    thread = threading.Thread(target=body, name="netns-each")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return results
+    return in_thread(body, "netns-each")
 
 
 def _ensure_run_dir() -> None:
@@ -175,31 +188,13 @@ def create(name: str) -> None:
         mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, "none", MS_BIND)
 
     try:
-        run_in_fresh_thread(body)
+        in_thread(body)
     except BaseException:
         try:
             os.unlink(path)
         except OSError:
             pass
         raise
-
-
-def run_in_fresh_thread(fn: Callable[[], T]) -> T:
-    """Run fn in a new thread (so unshare() only affects that thread)."""
-    box: dict[str, object] = {}
-
-    def body() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
 
 
 def delete(name: str) -> None:
