@@ -78,6 +78,8 @@ def observe(kernel: Kernel, topology: str, scope: Scope) -> Topology:
     in_scope = [ns for ns in present if ns != ROOT]
     all_named = in_scope + sorted(existing - set(in_scope))
     kernel.open_sockets(present)
+    values = sysctl.read_everywhere({ns: sorted(scope.sysctls[ns]) for ns in present
+                                     if scope.sysctls.get(ns)})
     for ns in present:
         if ns != ROOT:
             seen.add(Namespace(ns))
@@ -91,11 +93,9 @@ def observe(kernel: Kernel, topology: str, scope: Scope) -> Topology:
             ours = {link.name for link in links if link.owner == topology}
             seen.extend(kernel.read_fdb(ns, ours))
             seen.extend(kernel.read_neighbors(ns, ours))
-        names = sorted(scope.sysctls.get(ns, ()))
-        if names:
-            for name, value in sysctl.read_many(ns, names).items():
-                if value is not None:
-                    seen.add(Sysctl(ns, name, value))
+        for name, value in values.get(ns, {}).items():
+            if value is not None:
+                seen.add(Sysctl(ns, name, value))
         if scope.nat and (scope.nat_namespaces is None or ns in scope.nat_namespaces):
             from .backends import nftables  # imported only when a topology uses NAT
 

@@ -149,16 +149,26 @@ def run_in(name: str, fn: Callable[[], T]) -> T:
     return in_thread(body, f"netns-{name}")
 
 
-def run_in_each(names: list[str], fn: Callable[[], T]) -> dict[str, T]:
-    """fn() inside each named namespace, from one thread that setns()es from one to the next:
-    a thread per namespace costs more than the work when there are hundreds of them."""
+def run_in_each(names: list[str], fn: Callable[[str], T]) -> dict[str, T]:
+    """fn(name) inside each namespace (the root included), from one thread that setns()es from
+    one to the next: a thread per namespace costs more than the work when there are hundreds."""
+    root = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net",
+                   os.O_RDONLY | os.O_CLOEXEC)
 
     def body() -> dict[str, T]:
         results: dict[str, T] = {}
         for name in names:
-            _enter(name)
-            results[name] = fn()
+            if name == ROOT:
+                setns(root, CLONE_NEWNET)
+            else:
+                _enter(name)
+            results[name] = fn(name)
         return results
+
+    try:
+        return in_thread(body, "netns-each")
+    finally:
+        os.close(root)
 
     return in_thread(body, "netns-each")
 

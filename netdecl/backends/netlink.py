@@ -102,7 +102,7 @@ class Kernel:
                   and namespaces.exists(ns)]
         if not wanted:
             return
-        for ns, raw in namespaces.run_in_each(wanted, _netlink_socket).items():
+        for ns, raw in namespaces.run_in_each(wanted, lambda _ns: _netlink_socket()).items():
             self._raw[ns] = rtnl.RtnlSocket(raw)
 
     def forget(self, ns: str) -> None:

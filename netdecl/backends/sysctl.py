@@ -29,20 +29,26 @@ def normalise(value: str) -> str:
     return " ".join(str(value).split())
 
 
+def _read(names: list[str]) -> dict[str, str | None]:
+    """Values as this thread's namespace sees them (None when the key does not exist)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            with open(path_of(name)) as fh:
+                out[name] = normalise(fh.read())
+        except (FileNotFoundError, NotADirectoryError):
+            out[name] = None
+    return out
+
+
 def read_many(namespace: str, names: list[str]) -> dict[str, str | None]:
-    """Current values (None when the key does not exist there)."""
+    """Current values in one namespace."""
+    return namespaces.run_in(namespace, lambda: _read(names))
 
-    def body() -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for name in names:
-            try:
-                with open(path_of(name)) as fh:
-                    out[name] = normalise(fh.read())
-            except (FileNotFoundError, NotADirectoryError):
-                out[name] = None
-        return out
 
-    return namespaces.run_in(namespace, body)
+def read_everywhere(wanted: dict[str, list[str]]) -> dict[str, dict[str, str | None]]:
+    """Current values in many namespaces, from one thread (namespace -> names -> value)."""
+    return namespaces.run_in_each(sorted(wanted), lambda ns: _read(wanted[ns]))
 
 
 def write(namespace: str, name: str, value: str) -> None:
