@@ -146,8 +146,9 @@ def fast_check() -> Callable[[Any], Any]:
     checks that the fast path never accepts what jsonschema refuses."""
     import fastjsonschema
 
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return fastjsonschema.compile(inline_refs(schema, schema.get("$defs", {})))
+    # with its $refs kept: fastjsonschema turns each definition into one function, which is
+    # smaller to compile and faster to run than the inlined copy jsonschema prefers
+    return fastjsonschema.compile(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
 def fast_valid(data: Any) -> bool:
