@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import Link, NatRule, NatTable, Route, qualify
+from .model import Link, NatTable, Route, qualify
 from .planner.plan import DELETE, MODIFY, SYMBOLS, Action, Plan
 
 
@@ -97,10 +97,6 @@ def plan_text(plan: Plan) -> str:
 
 def plan_json(plan: Plan) -> str:
     return json.dumps(plan.to_json(), indent=2, sort_keys=False)
-
-
-def rule_text(rule: NatRule) -> str:
-    return rule.describe()
 
 
 __all__ = ["plan_text", "plan_json", "action_line"]

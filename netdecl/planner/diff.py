@@ -94,10 +94,6 @@ def _namespaces(d: _Diff) -> None:
 
 # -- links ---------------------------------------------------------------------------------------
 
-def _pair_key(link: Link) -> tuple[Key, Key]:
-    assert link.peer is not None
-    other = ("link", *link.peer)
-    return (link.key, other) if link.key <= other else (other, link.key)
 
 
 def _owned(d: _Diff, obj: NetObject | None) -> bool:
@@ -211,9 +207,6 @@ def _replace_reason(ends: list[Link], observed: list[NetObject | None]) -> str:
 
 # -- addresses -----------------------------------------------------------------------------------
 
-def _link_is_ours(d: _Diff, ns: str, name: str) -> bool:
-    return _owned(d, d.observed.get(("link", ns, name))) or \
-        d.desired.get(("link", ns, name)) is not None
 
 
 def _addresses(d: _Diff) -> None:
