@@ -119,7 +119,7 @@ class Applier:
                     result.executed.append(action)
                 self.store.save(record)
                 trap.checkpoint()
-                self.verify(desired, record)
+                self.verify(desired, record, kernel)
                 if hold is not None:
                     hold(trap.checkpoint)
             except BaseException as exc:  # noqa: BLE001 - whatever it was, undo first
@@ -135,10 +135,10 @@ class Applier:
         journal.finish()
         return result
 
-    def verify(self, desired: Topology, record: OwnershipRecord) -> None:
-        """Re-read the kernel with fresh sockets: the plan toward ``desired`` must be empty."""
-        with Kernel() as fresh:
-            observed = observe_for(fresh, desired, record)
+    def verify(self, desired: Topology, record: OwnershipRecord, kernel: Kernel) -> None:
+        """Re-read the kernel, nothing cached: the plan toward ``desired`` must be empty."""
+        kernel.reset_caches()
+        observed = observe_for(kernel, desired, record)
         remaining = make_plan(desired, observed, record)
         if remaining.actions or remaining.conflicts:
             lines = [f"  {a.op} {a.describe()} {_changes(a)}" for a in remaining.actions]

@@ -105,6 +105,14 @@ class Kernel:
         for ns, raw in namespaces.run_in_each(wanted, lambda _ns: _netlink_socket()).items():
             self._raw[ns] = rtnl.RtnlSocket(raw)
 
+    def reset_caches(self) -> None:
+        """Forget every name/index/netnsid learnt so far (the sockets stay): the next reads see
+        the kernel as it is now, as a fresh Kernel would, without re-opening a socket per
+        namespace."""
+        self._index_cache.clear()
+        self._nsid_maps.clear()
+        self._nsid_probed.clear()
+
     def forget(self, ns: str) -> None:
         """Close the sockets of a namespace (they would keep a deleted namespace alive)."""
         raw = self._raw.pop(ns, None)
