@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, InvalidTopology, NetdeclError
-from .status import ExitStatus
+from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
+from netdecl.exitcodes import ExitStatus
 
 DESCRIPTION = """\
 netdecl: declarative Linux host networking. A YAML topology (namespaces, bridges, veth pairs,
@@ -144,7 +144,7 @@ def _err(text: str) -> None:
 
 
 def _state_root(args: argparse.Namespace) -> Path:
-    from .state import state_dir
+    from netdecl.engine.record import state_dir
 
     return state_dir(args.state_dir)
 
@@ -167,7 +167,7 @@ def _require_privileges(command: str, why: str = "changes the kernel's network s
 
 
 def _load(path: str):
-    from .loader import load_topology
+    from netdecl.topology.loader import load_topology
 
     topo = load_topology(path)
     for warning in topo.warnings:
@@ -176,7 +176,7 @@ def _load(path: str):
 
 
 def _is_saved_plan(path: str) -> dict[str, Any] | None:
-    from .planner.plan import PLAN_FORMAT
+    from netdecl.engine.planner.plan import PLAN_FORMAT
 
     try:
         with open(path, "rb") as fh:
@@ -191,7 +191,7 @@ def _is_saved_plan(path: str) -> dict[str, Any] | None:
 
 def _progress(number: int, total: int, action) -> None:
     if sys.stderr.isatty() or total >= 50:
-        from .render import action_line
+        from netdecl.tools.render import action_line
 
         _err(f"[{number}/{total}]{action_line(action)[0]}")
 
@@ -206,10 +206,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _compute_plan(desired, state_root: Path):
-    from .applier import observe_for
-    from .backends.netlink import Kernel
-    from .planner import make_plan
-    from .state import RecordStore
+    from netdecl.backends.netlink import Kernel
+    from netdecl.engine.applier import observe_for
+    from netdecl.engine.planner import make_plan
+    from netdecl.engine.record import RecordStore
 
     store = RecordStore(state_root)
     record = store.load(desired.name)
@@ -220,7 +220,7 @@ def _compute_plan(desired, state_root: Path):
 
 
 def _check_nft_if_needed(desired, record) -> None:
-    from .model import NatTable
+    from netdecl.model import NatTable
 
     if desired.of_type(NatTable) or record.nat_namespaces:
         import shutil
@@ -232,12 +232,12 @@ def _check_nft_if_needed(desired, record) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .render import plan_json, plan_text
+    from netdecl.tools.render import plan_json, plan_text
 
     desired = _load(args.file)
     plan, _, _ = _compute_plan(desired, _state_root(args))
     if args.out:
-        from .state import write_atomically
+        from netdecl.engine.record import write_atomically
 
         data = plan.to_json()
         data["source"] = os.path.abspath(args.file)
@@ -257,9 +257,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _recover_pending(state_root: Path, topology: str | None = None) -> None:
     """Finish what a crashed apply left: roll back to its journal's snapshot, saying so."""
-    from .applier import Applier
-    from .journal import Journal, pending
-    from .state import RecordStore
+    from netdecl.engine.applier import Applier
+    from netdecl.engine.journal import Journal, pending
+    from netdecl.engine.record import RecordStore
 
     store = RecordStore(state_root)
     for name in pending(state_root):
@@ -270,7 +270,7 @@ def _recover_pending(state_root: Path, topology: str | None = None) -> None:
             continue
         _err(f"netdecl: an earlier apply of {name!r} did not finish "
              f"({journal.steps_done()} steps done); rolling it back first")
-        from .confirm import clear
+        from netdecl.engine.confirm import clear
 
         Applier(store).rollback_to(journal.snapshot, journal.record_before,
                                    current=journal.claimed(), unfinished=journal.unfinished())
@@ -282,12 +282,12 @@ def _recover_pending(state_root: Path, topology: str | None = None) -> None:
 def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
                as_json: bool, confirm_timeout: float | None = None,
                destroying: bool = False) -> int:
-    from .applier import Applier, observe_for, snapshot_owned
-    from .backends.netlink import Kernel
-    from .planner import make_plan
-    from .planner.plan import fingerprint
-    from .render import plan_json, plan_text
-    from .state import RecordStore
+    from netdecl.backends.netlink import Kernel
+    from netdecl.engine.applier import Applier, observe_for, snapshot_owned
+    from netdecl.engine.planner import make_plan
+    from netdecl.engine.planner.plan import fingerprint
+    from netdecl.engine.record import RecordStore
+    from netdecl.tools.render import plan_json, plan_text
 
     store = RecordStore(state_root)
     record = store.load(desired.name)
@@ -316,12 +316,12 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
         snapshot = snapshot_owned(observed, record)
         hold = None
         if confirm_timeout is not None:
-            from .confirm import Waiter
+            from netdecl.engine.confirm import Waiter
 
             hold = Waiter(state_root, desired.name, confirm_timeout, _err)
         Applier(store, progress=_progress).apply(desired, plan, kernel, snapshot, hold=hold)
         if hold is not None:
-            from .confirm import clear
+            from netdecl.engine.confirm import clear
 
             clear(state_root, desired.name)  # journal gone: now `confirm` may return
             _err("Confirmed: keeping the changes.")
@@ -334,11 +334,11 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from .lock import HostLock
+    from netdecl.engine.lock import HostLock
 
     saved = _is_saved_plan(args.file)
     if saved is not None:
-        from .loader import load_topology_text
+        from netdecl.topology.loader import load_topology_text
 
         try:
             desired = load_topology_text(saved["source_text"], saved["source"])
@@ -356,8 +356,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    from .lock import HostLock
-    from .model import Topology
+    from netdecl.engine.lock import HostLock
+    from netdecl.model import Topology
 
     loaded = _load(args.file)
     _require_privileges("destroy")
@@ -369,8 +369,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .journal import pending
-    from .lock import HostLock
+    from netdecl.engine.journal import pending
+    from netdecl.engine.lock import HostLock
 
     _require_privileges("rollback")
     state_root = _state_root(args)
@@ -385,7 +385,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_confirm(args: argparse.Namespace) -> int:
     """No lock: the apply being confirmed holds it while it waits."""
-    from .confirm import confirm
+    from netdecl.engine.confirm import confirm
 
     name = confirm(_state_root(args), args.name)
     _out(f"Confirmed the apply of {name}: its changes stay.")
@@ -395,11 +395,11 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
-    from .backends import namespaces
-    from .backends.netlink import Kernel
-    from .export import to_document
-    from .model import ROOT
-    from .observer import observe_all
+    from netdecl.backends import namespaces
+    from netdecl.backends.netlink import Kernel
+    from netdecl.engine.observer import observe_all
+    from netdecl.model import ROOT
+    from netdecl.topology.export import to_document
 
     wanted = args.namespace or [ROOT, *namespaces.list_named()]
     wanted = [ROOT if ns in ("", "root") else ns for ns in wanted]
@@ -413,7 +413,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from . import sandbox
+    from netdecl.tools import sandbox
 
     if args.sandbox_command == "list":
         for name in sandbox.list_sandboxes():
@@ -427,7 +427,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .probe import render_table, run_probes
+    from netdecl.tools.verify import render_table, run_probes
 
     topo = _load(args.file)
     _require_privileges("verify", "sends traffic from inside namespaces")
@@ -442,7 +442,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain_live
+    from netdecl.tools.explain import explain_live
 
     topo = _load(args.file) if args.file else None
     _require_privileges("explain", "asks the kernel inside namespaces")
@@ -452,7 +452,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .graph import render
+    from netdecl.tools.graph import render
 
     sys.stdout.write(render(_load(args.file), args.format))
     return ExitStatus.OK
@@ -481,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.FAILURE
     try:
         if args.sandbox:
-            from . import sandbox
+            from netdecl.tools import sandbox
 
             sandbox.enter(args.sandbox, create_if_missing=True)
         return int(COMMANDS[args.command](args))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .status import ExitStatus
+from netdecl.exitcodes import ExitStatus
 
 
 @dataclass(frozen=True, order=True)

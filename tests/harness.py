@@ -457,7 +457,7 @@ class HermeticHost:
             root = f"/proc/{holder}/root"
             ns_files = [os.path.join(root, "run/netns", e)
                         for e in os.listdir(os.path.join(root, "run/netns"))]
-            # Sandboxes (netdecl.sandbox) made inside this host: their namespaces too.
+            # Sandboxes (netdecl.tools.sandbox) made inside this host: their namespaces too.
             sandboxes = os.path.join(root, "run/netdecl/sandboxes")
             if os.path.isdir(sandboxes):
                 ns_files += [os.path.join(sandboxes, name, kind)

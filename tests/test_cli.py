@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netdecl.cli import main
-from netdecl.status import ExitStatus
+from netdecl.exitcodes import ExitStatus
 
 
 def test_help_explains_commands_and_exit_codes(capsys):

@@ -238,7 +238,7 @@ def test_invalid_file_changes_nothing(host, tmp_path: Path, command: str):
 
 
 def test_show_prints_live_state_as_a_topology_that_loads(host, tmp_path: Path):
-    from netdecl.loader import load_topology
+    from netdecl.topology.loader import load_topology
 
     apply_ok(host, BRIDGE)
     host.run(["ip", "link", "add", "handmade0", "type", "bridge"])  # not ours: shown too

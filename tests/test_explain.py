@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from netdecl.explain import match_dnat, match_snat, parse_destination
 from netdecl.model import NatRule
+from netdecl.tools.explain import match_dnat, match_snat, parse_destination
 
 NAT = "topologies/docker-nat.yaml"
 

@@ -10,9 +10,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from netdecl import cli
-from netdecl.graph import edges, to_dot, to_mermaid
-from netdecl.loader import load_topology
 from netdecl.model import Link, ns_label
+from netdecl.tools.graph import edges, to_dot, to_mermaid
+from netdecl.topology.loader import load_topology
 
 SHIPPED = ["topologies/docker-nat.yaml", "topologies/docker-bridge.yaml",
            "topologies/two-node-vxlan.yaml"]

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from netdecl.errors import InvalidTopology
-from netdecl.loader import load_topology, load_topology_text
-from netdecl.yamlsrc import MAX_BYTES
+from netdecl.topology.loader import load_topology, load_topology_text
+from netdecl.topology.yamlsrc import MAX_BYTES
 
 CORPUS = Path(__file__).resolve().parent / "invalid"
 EXPECT = re.compile(rb"^# expect: (\d+):(\d+): (.+)$")

@@ -9,7 +9,6 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from netdecl.errors import InvalidTopology
-from netdecl.loader import SCHEMA_PATH, load_topology, load_topology_text
 from netdecl.model import (
     ROOT,
     Address,
@@ -25,6 +24,7 @@ from netdecl.model import (
     Sysctl,
     Vxlan,
 )
+from netdecl.topology.loader import SCHEMA_PATH, load_topology, load_topology_text
 
 REPO = Path(__file__).resolve().parent.parent
 BRIDGE = REPO / "topologies" / "docker-bridge.yaml"
@@ -48,7 +48,7 @@ def line_of(path: Path, needle: str, occurrence: int = 1) -> int:
 
 
 def test_schema_path_points_at_a_valid_draft_2020_12_schema():
-    assert SCHEMA_PATH == REPO / "schemas" / "topology.schema.json"
+    assert SCHEMA_PATH == REPO / "netdecl" / "topology" / "topology.schema.json"
     schema = json.loads(SCHEMA_PATH.read_text())
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"].endswith("2020-12/schema")
@@ -57,7 +57,7 @@ def test_schema_path_points_at_a_valid_draft_2020_12_schema():
 def test_shipped_topologies_point_editors_at_the_schema():
     for path in (BRIDGE, NAT):
         first = path.read_text().splitlines()[0]
-        assert first == "# yaml-language-server: $schema=../schemas/topology.schema.json"
+        assert first == "# yaml-language-server: $schema=../netdecl/topology/topology.schema.json"
 
 
 # ---------------------------------------------------------------------------- docker-bridge

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from test_loader import EVERYTHING  # every section: vxlan, fdb, rules, snat, probes
 
 from netdecl.errors import InvalidTopology
-from netdecl.loader import load_topology_text
 from netdecl.model import Topology
-from netdecl.yamlsrc import parse
+from netdecl.topology.loader import load_topology_text
+from netdecl.topology.yamlsrc import parse
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 SOURCES = [(TOPOLOGIES / name).read_text() for name in ("docker-bridge.yaml", "docker-nat.yaml")]
@@ -115,7 +115,7 @@ def test_text_edits_only_raise_invalid_topology(data):
 @given(st.data())
 def test_fast_schema_check_never_accepts_what_jsonschema_refuses(data):
     # loader.fast_check skips jsonschema when it says "valid": it must never be more lenient
-    from netdecl.loader import fast_valid, validator
+    from netdecl.topology.loader import fast_valid, validator
 
     base = copy.deepcopy(data.draw(st.sampled_from(BASES)))
     for _ in range(data.draw(st.integers(1, 3))):
@@ -129,7 +129,7 @@ def test_fast_schema_check_never_accepts_what_jsonschema_refuses(data):
 def test_fast_schema_check_agrees_on_the_corpus_and_the_shipped_files():
     from test_invalid_corpus import iter_corpus
 
-    from netdecl.loader import fast_valid, validator
+    from netdecl.topology.loader import fast_valid, validator
 
     for base in BASES:
         assert fast_valid(base)

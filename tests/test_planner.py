@@ -7,6 +7,9 @@ import json
 
 from builders import docker_bridge
 
+from netdecl.engine.planner import make_plan
+from netdecl.engine.planner.plan import Action
+from netdecl.engine.record import OwnershipRecord
 from netdecl.model import (
     ROOT,
     Address,
@@ -18,10 +21,7 @@ from netdecl.model import (
     Sysctl,
     Topology,
 )
-from netdecl.planner import make_plan
-from netdecl.planner.plan import Action
-from netdecl.render import plan_json, plan_text
-from netdecl.state import OwnershipRecord
+from netdecl.tools.render import plan_json, plan_text
 
 
 def as_observed(desired: Topology, owner: str | None = None) -> tuple[Topology, OwnershipRecord]:

@@ -1,4 +1,4 @@
-"""netdecl.sandbox: persistent private namespaces.
+"""netdecl.tools.sandbox: persistent private namespaces.
 
 Sandboxes are created, entered and removed only *inside* a hermetic host (by child processes):
 the pytest process never unshares, setns-es or mounts anything, and the real /run/netdecl is
@@ -16,12 +16,12 @@ from collections.abc import Iterator
 import pytest
 from harness import REPO_ROOT, HermeticHost, real_host_state
 
-from netdecl import sandbox
 from netdecl.errors import EnvironmentProblem, NetdeclError
+from netdecl.tools import sandbox
 
 PRELUDE = """\
 import json, os, subprocess, sys
-from netdecl import sandbox
+from netdecl.tools import sandbox
 from netdecl.errors import NetdeclError
 """
 

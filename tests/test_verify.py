@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from netdecl.loader import load_topology
 from netdecl.model import Probe
-from netdecl.probe import resolve, run_probe
+from netdecl.tools.verify import resolve, run_probe
+from netdecl.topology.loader import load_topology
 
 NAT = "topologies/docker-nat.yaml"
 

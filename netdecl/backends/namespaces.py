@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..model import ROOT
+from netdecl.model import ROOT
 
 NETNS_RUN_DIR = "/run/netns"
 

@@ -14,9 +14,19 @@ import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NetdeclError
-from ..model import ROOT, RTPROT_NETDECL, Address, FdbEntry, Link, Neighbor, Route, Rule, Vxlan
-from . import namespaces, rtnl
+from netdecl.backends import namespaces, rtnl
+from netdecl.errors import NetdeclError
+from netdecl.model import (
+    ROOT,
+    RTPROT_NETDECL,
+    Address,
+    FdbEntry,
+    Link,
+    Neighbor,
+    Route,
+    Rule,
+    Vxlan,
+)
 
 if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import: only VXLAN, FDB, rules and lookups need it
     from pyroute2 import IPRoute

@@ -30,9 +30,9 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import EnvironmentProblem, NetdeclError
-from ..model import NatRule, NatTable, ns_label
-from .namespaces import run_in
+from netdecl.backends.namespaces import run_in
+from netdecl.errors import EnvironmentProblem, NetdeclError
+from netdecl.model import NatRule, NatTable, ns_label
 
 NFT = "nft"
 """Name of the nft binary, looked up on PATH (tests replace it to simulate a missing nft)."""

@@ -6,7 +6,7 @@ namespace the files are opened from a thread that has entered it (namespaces.run
 
 from __future__ import annotations
 
-from . import namespaces
+from netdecl.backends import namespaces
 
 PROC_SYS = "/proc/sys"
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .yamlsrc import Document, Path, Pos, quoted
+from netdecl.topology.yamlsrc import Document, Path, Pos, quoted
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError

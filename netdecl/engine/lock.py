@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import EnvironmentProblem
+from netdecl.errors import EnvironmentProblem
 
 
 class HostLock:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import Link, NatRule, ns_label, qualify
+from netdecl.model import Link, NatRule, ns_label, qualify
 
 MAX_HOPS = 32
 NUD_INCOMPLETE = 0x01
@@ -272,7 +272,7 @@ def _apply_dnat(world: World, result: Explanation, pkt: Packet) -> None:
 
 
 def _route(world: World, result: Explanation, pkt: Packet) -> dict[str, Any] | None:
-    from .backends.netlink import KernelError
+    from netdecl.backends.netlink import KernelError
 
     ns = pkt.ns
     asked = f"{pkt.dst}" + (f" from {pkt.src} iif {pkt.iif}" if pkt.iif else "")
@@ -300,7 +300,7 @@ def _route(world: World, result: Explanation, pkt: Packet) -> dict[str, Any] | N
 
 def _unreachable_reason(ns: str, pkt: Packet) -> str:
     """EHOSTUNREACH from an input lookup: forwarding off, or an unreachable route."""
-    from .backends import sysctl
+    from netdecl.backends import sysctl
 
     if pkt.iif:
         key = f"net.ipv4.conf.{pkt.iif}.forwarding"
@@ -472,7 +472,7 @@ def parse_destination(text: str) -> tuple[str, int | None]:
 def live_nat_rules(topology_name: str | None) -> Callable[[str], tuple[NatRule, ...]]:
     """NAT rules per namespace from the live netdecl tables: the topology's table, or (no
     topology) every netdecl-* table there. No nft: no NAT rules (said by the caller)."""
-    from .backends import nftables
+    from netdecl.backends import nftables
 
     def rules(ns: str) -> tuple[NatRule, ...]:
         try:
@@ -499,10 +499,10 @@ def explain_live(source: str, destination: str, proto: str | None,
                  topology: Any | None = None) -> Explanation:
     """Explain with the live kernel. Scope: the topology's namespaces (and its NAT table), or
     without one the root and every named namespace (and every netdecl table)."""
-    from .backends import namespaces
-    from .backends.netlink import Kernel
-    from .errors import NetdeclError
-    from .model import ROOT
+    from netdecl.backends import namespaces
+    from netdecl.backends.netlink import Kernel
+    from netdecl.errors import NetdeclError
+    from netdecl.model import ROOT
 
     source = ROOT if source in ("", "root") else source
     dst, port = parse_destination(destination)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import (
+from netdecl.model import (
     MAIN_TABLE,
     ROOT,
     Address,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .backends.netlink import Kernel
-from .backends.sysctl import write as write_sysctl
-from .model import Address, Link, NatTable, Neighbor, Route, Sysctl
-from .planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action
-from .state import OwnershipRecord
+from netdecl.backends.netlink import Kernel
+from netdecl.backends.sysctl import write as write_sysctl
+from netdecl.engine.planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action
+from netdecl.engine.record import OwnershipRecord
+from netdecl.model import Address, Link, NatTable, Neighbor, Route, Sysctl
 
 RECORD_OWNED = ("route", "rule", "fdb", "neighbor")
 
@@ -115,7 +115,7 @@ def _sysctl(action: Action, kernel: Kernel, topology: str) -> None:
 
 
 def _nat(action: Action, kernel: Kernel, topology: str) -> None:
-    from .backends import nftables  # only topologies with NAT need nft at all
+    from netdecl.backends import nftables  # only topologies with NAT need nft at all
 
     ns = action.key[1]
     if action.op == DELETE:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Key, NetObject, Topology, object_from_dict
+from netdecl.model import Key, NetObject, Topology, object_from_dict
 
 PLAN_FORMAT = "netdecl-plan/1"
 

@@ -15,17 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends import namespaces
-from .backends.netlink import Kernel, KernelError
-from .backends.sysctl import SysctlError
-from .errors import ActionFailed, NetdeclError, RollbackFailed
-from .executor import execute
-from .journal import Journal
-from .model import ROOT, Address, Link, Namespace, NatTable, Sysctl, Topology
-from .observer import observe, scope_for
-from .planner import Plan, make_plan
-from .planner.plan import CREATE, REPLACE, Action
-from .state import OwnershipRecord, RecordStore
+from netdecl.backends import namespaces
+from netdecl.backends.netlink import Kernel, KernelError
+from netdecl.backends.sysctl import SysctlError
+from netdecl.engine.executor import execute
+from netdecl.engine.journal import Journal
+from netdecl.engine.observer import observe, scope_for
+from netdecl.engine.planner import Plan, make_plan
+from netdecl.engine.planner.plan import CREATE, REPLACE, Action
+from netdecl.engine.record import OwnershipRecord, RecordStore
+from netdecl.errors import ActionFailed, NetdeclError, RollbackFailed
+from netdecl.model import ROOT, Address, Link, Namespace, NatTable, Sysctl, Topology
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
 # testing aid: the N-th action of a rollback fails, to prove what exit 4 reports

@@ -2,8 +2,8 @@
 
 Three stages, each reporting with file positions:
 1. yamlsrc: safe YAML with positions (syntax errors stop here: nothing after them is reliable);
-2. the JSON Schema (schemas/topology.schema.json, the one definition of the format) and the
-   semantic checks in validation.py, both run so one pass shows all problems;
+2. the JSON Schema (topology.schema.json beside this module, the one definition of the format)
+   and the semantic checks in checks.py, both run so one pass shows all problems;
 3. conversion of the now known-good data into model objects.
 """
 
@@ -18,9 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import schema_errors
-from .errors import Diagnostic, InvalidTopology
-from .model import (
+from netdecl.errors import Diagnostic, InvalidTopology
+from netdecl.model import (
     MAIN_TABLE,
     ROOT,
     Address,
@@ -37,7 +36,8 @@ from .model import (
     Topology,
     Vxlan,
 )
-from .validation import (
+from netdecl.topology import schema_errors
+from netdecl.topology.checks import (
     NAT_SECTIONS,
     default_metric,
     default_route_to,
@@ -46,14 +46,14 @@ from .validation import (
     run_checks,
     sysctl_value,
 )
-from .yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
+from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
 
 MAX_DIAGNOSTICS = 500  # past this nobody reads on, and a hostile file could make millions
 
-SCHEMA_PATH: Path = Path(__file__).resolve().parent.parent / "schemas" / "topology.schema.json"
+SCHEMA_PATH: Path = Path(__file__).resolve().parent / "topology.schema.json"
 
 __all__ = ["SCHEMA_PATH", "load_topology", "load_topology_text"]
 

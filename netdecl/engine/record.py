@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .model import Key
+from netdecl.model import Key
 
 DEFAULT_STATE_DIR = "/var/lib/netdecl"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import Link, NatTable, Route, qualify
-from .planner.plan import DELETE, MODIFY, SYMBOLS, Action, Plan
+from netdecl.engine.planner.plan import DELETE, MODIFY, SYMBOLS, Action, Plan
+from netdecl.model import Link, NatTable, Route, qualify
 
 
 def _fmt(value: Any) -> str:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .backends import namespaces, sysctl
-from .backends.netlink import RTPROT_NETDECL, Kernel
-from .model import (
+from netdecl.backends import namespaces, sysctl
+from netdecl.backends.netlink import RTPROT_NETDECL, Kernel
+from netdecl.engine.record import OwnershipRecord
+from netdecl.model import (
     ROOT,
     FdbEntry,
     Link,
@@ -21,7 +22,6 @@ from .model import (
     Sysctl,
     Topology,
 )
-from .state import OwnershipRecord
 
 
 @dataclass
@@ -97,7 +97,7 @@ def observe(kernel: Kernel, topology: str, scope: Scope) -> Topology:
             if value is not None:
                 seen.add(Sysctl(ns, name, value))
         if scope.nat and (scope.nat_namespaces is None or ns in scope.nat_namespaces):
-            from .backends import nftables  # imported only when a topology uses NAT
+            from netdecl.backends import nftables  # imported only when a topology uses NAT
 
             table = nftables.read(topology, ns)
             if table is not None:

@@ -13,8 +13,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from .errors import EnvironmentProblem, NetdeclError
-from .model import Address, FdbEntry, Link, NatTable, Topology, ns_label
+from netdecl.errors import EnvironmentProblem, NetdeclError
+from netdecl.model import Address, FdbEntry, Link, NatTable, Topology, ns_label
 
 DOT_TIMEOUT = 30.0
 

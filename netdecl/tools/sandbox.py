@@ -23,7 +23,7 @@ import socket
 import struct
 import threading
 
-from .backends.namespaces import (
+from netdecl.backends.namespaces import (
     CLONE_NEWNET,
     CLONE_NEWNS,
     MS_BIND,
@@ -34,7 +34,7 @@ from .backends.namespaces import (
     umount,
     unshare,
 )
-from .errors import EnvironmentProblem, NetdeclError
+from netdecl.errors import EnvironmentProblem, NetdeclError
 
 SANDBOX_DIR = "/run/netdecl/sandboxes"
 

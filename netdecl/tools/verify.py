@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .explain import dnat_target, match_dnat
-from .model import Address, NatTable, Probe, Topology, ns_label
+from netdecl.model import Address, NatTable, Probe, Topology, ns_label
+from netdecl.tools.explain import dnat_target, match_dnat
 
 ICMP_ECHO = {4: (8, 0), 6: (128, 129)}  # (request, reply) types
 ICMP_UNREACH = {4: 3, 6: 1}
@@ -141,7 +141,7 @@ def _family(address: str) -> int:
 
 
 def _in_ns(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    from .backends import namespaces
+    from netdecl.backends import namespaces
 
     return namespaces.run_in(ns, lambda: socket.socket(family, kind, proto))
 
@@ -314,7 +314,7 @@ def _icmp(probe: Probe, target: Target, timeout: float,
 # -- one probe, all probes ----------------------------------------------------------------------
 
 def run_probe(topo: Topology, probe: Probe, timeout: float) -> ProbeResult:
-    from .backends import namespaces
+    from netdecl.backends import namespaces
 
     try:
         target = resolve(topo, probe)

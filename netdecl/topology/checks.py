@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Diagnostic
-from .model import MAIN_TABLE, ROOT
-from .yamlsrc import Document, Path, quoted
+from netdecl.errors import Diagnostic
+from netdecl.model import MAIN_TABLE, ROOT
+from netdecl.topology.yamlsrc import Document, Path, quoted
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .model import Topology, object_from_dict
-from .planner.plan import Action
-from .state import OwnershipRecord, write_atomically
+from netdecl.engine.planner.plan import Action
+from netdecl.engine.record import OwnershipRecord, write_atomically
+from netdecl.model import Topology, object_from_dict
 
 
 def journal_path(state_root: Path, topology: str) -> Path:
@@ -101,7 +101,7 @@ class Journal:
 
     def claimed(self) -> OwnershipRecord:
         """The record as it stood when netdecl died: the one before, plus every claim made."""
-        from .executor import claim
+        from netdecl.engine.executor import claim
 
         record = self.record_before.copy()
         for entry in self._entries():

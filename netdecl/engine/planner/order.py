@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from graphlib import TopologicalSorter
 
-from ..model import Link
-from .plan import DELETE, Action
+from netdecl.engine.planner.plan import DELETE, Action
+from netdecl.model import Link
 
 # Build-phase stages within a namespace; teardown runs them backwards.
 _STAGE = {"namespace": 0, "link": 1, "address": 2, "sysctl": 3, "nat": 3,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..model import NatTable, Sysctl, Topology, ns_label
-from ..state import OwnershipRecord
-from .diff import diff
-from .order import order
-from .plan import Action, Conflict, Plan, fingerprint
+from netdecl.engine.planner.diff import diff
+from netdecl.engine.planner.order import order
+from netdecl.engine.planner.plan import Action, Conflict, Plan, fingerprint
+from netdecl.engine.record import OwnershipRecord
+from netdecl.model import NatTable, Sysctl, Topology, ns_label
 
 __all__ = ["Action", "Conflict", "Plan", "make_plan", "forwarding_notes"]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import (
+from netdecl.engine.planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action, Conflict
+from netdecl.engine.record import OwnershipRecord
+from netdecl.model import (
     RTPROT_NETDECL,
     Address,
     FdbEntry,
@@ -25,8 +27,6 @@ from ..model import (
     Topology,
     qualify,
 )
-from ..state import OwnershipRecord
-from .plan import CREATE, DELETE, MODIFY, REPLACE, Action, Conflict
 
 
 @dataclass
