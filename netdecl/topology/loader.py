@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from netdecl.errors import Diagnostic, InvalidTopology
@@ -53,7 +53,9 @@ if TYPE_CHECKING:
 
 MAX_DIAGNOSTICS = 500  # past this nobody reads on, and a hostile file could make millions
 
-SCHEMA_PATH: Path = Path(__file__).resolve().parent / "topology.schema.json"
+# Package data, found through importlib.resources wherever and however the package is installed
+# (a wheel in site-packages, a zip, an editable checkout). A Traversable: use .read_text().
+SCHEMA_PATH = resources.files("netdecl.topology").joinpath("topology.schema.json")
 
 __all__ = ["SCHEMA_PATH", "load_topology", "load_topology_text"]
 
