@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
 from netdecl.exitcodes import ExitStatus
@@ -26,21 +26,86 @@ owns. netdecl never changes or deletes an object it did not create.
 """
 
 EPILOG = """\
-exit codes: 0 success / no changes; 1 failure or conflict; 2 changes pending (plan
---detailed-exitcode); 3 invalid topology (nothing changed); 4 rollback failed.
+exit codes:
+  0  success, or nothing to change
+  1  failure: an action, a verification, a conflict, a missing tool; also a usage error
+     (unknown command or option, missing argument)
+  2  changes pending (plan --detailed-exitcode only)
+  3  invalid topology: every problem as FILE:LINE:COL; nothing changed
+  4  an apply failed and its rollback could not restore everything
 
 examples:
   netdecl validate topologies/docker-bridge.yaml
-  netdecl --sandbox demo apply topologies/docker-bridge.yaml    # try it without touching the host
-  netdecl plan --detailed-exitcode topo.yaml                      # drift check for GitOps
+  netdecl --sandbox demo apply topologies/docker-bridge.yaml   # host untouched
+  netdecl plan --detailed-exitcode topo.yaml                   # GitOps drift check
   netdecl plan --out plan.json topo.yaml && netdecl apply plan.json
+  source <(netdecl completion bash)                            # tab completion
 """
+
+# How shtab completes a file argument, per shell. Spelled out rather than `shtab.FILE` so that
+# building the parser (every run) does not import shtab (~45 ms); `completion` imports it.
+# tests/test_cli_generated.py checks that the bash script defines the function named here.
+FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+
+COMPLETION_SHELLS = ("bash", "zsh")
+
+
+def package_version() -> str:
+    """The installed distribution's version; the source's own when run from a bare checkout."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("netdecl")
+    except metadata.PackageNotFoundError:
+        from netdecl import __version__
+
+        return __version__
+
+
+class UsageErrorParser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; 2 is `plan --detailed-exitcode`'s "changes pending",
+    so a typo in a drift check would read as drift. Exit 1 instead, as Terraform does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitStatus.FAILURE, f"{self.prog}: error: {message}\n"
+                                      f"Run '{self.prog} --help' for the options.\n")
+
+
+class VersionAction(argparse.Action):
+    """--version, reading the package metadata only when asked (importlib.metadata costs
+    ~25 ms that every other run would pay if the parser computed it up front)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        sys.stdout.write(f"netdecl {package_version()}\n")
+        parser.exit(ExitStatus.OK)
+
+
+def _file_argument(parser: argparse.ArgumentParser, help: str, **kwargs: Any) -> None:
+    action = parser.add_argument("file", metavar="FILE", help=help, **kwargs)
+    action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
+
+
+def _lock_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS",
+                        help="how long to wait for another apply, destroy or rollback on this "
+                             "host to finish (default 5)")
+
+
+TOPOLOGY_FILE = "the topology (YAML)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = UsageErrorParser(
         prog="netdecl", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=VersionAction,
+                        help="print netdecl's version and exit")
     parser.add_argument("--state-dir", metavar="DIR",
                         help="where ownership records and journals live "
                              "(default $NETDECL_STATE_DIR or /var/lib/netdecl)")
@@ -49,13 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "namespace NAME (created on first use), leaving the host untouched")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check a topology file; change nothing")
-    p.add_argument("file")
+    p = sub.add_parser("validate", help="check a topology file; change nothing",
+                       description="Check a topology file against the schema and for meaning "
+                                   "(undeclared namespaces, duplicate names, addresses...). "
+                                   "Print every problem as FILE:LINE:COL and exit 3, or a "
+                                   "one-line summary and exit 0. Reads no kernel state.")
+    _file_argument(p, TOPOLOGY_FILE)
 
     p = sub.add_parser("plan", help="show what apply would change",
                        description="Compare the topology with the live kernel and print the "
                                    "ordered actions apply would take.")
-    p.add_argument("file")
+    _file_argument(p, TOPOLOGY_FILE)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--out", metavar="PLAN", help="save the plan (with a fingerprint of the "
                                                  "observed state) for `apply PLAN`")
@@ -65,9 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="make the host match the topology (or a saved plan)",
                        description="Execute the plan, verify the result, and roll back "
                                    "everything on any failure, Ctrl-C or SIGTERM.")
-    p.add_argument("file", help="a topology file, or a plan saved with `plan --out`")
-    p.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS",
-                   help="how long to wait for another apply to finish (default 5)")
+    _file_argument(p, "a topology file, or a plan saved with `plan --out`")
+    _lock_timeout(p)
     p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
     p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
                    help="after applying and verifying, wait SECS for `netdecl confirm` (or "
@@ -76,29 +144,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("destroy", help="remove everything the topology owns",
                        description="Delete every namespace, link, route and NAT table the "
                                    "topology created and restore the sysctls it changed.")
-    p.add_argument("file")
-    p.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS")
+    _file_argument(p, TOPOLOGY_FILE)
+    _lock_timeout(p)
 
     p = sub.add_parser("rollback",
-                       help="restore the state before an apply that was interrupted (crash)")
-    p.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS")
+                       help="restore the state before an apply that was interrupted (crash)",
+                       description="Roll back an apply that was killed before it finished, "
+                                   "from its journal in the state directory: the host returns "
+                                   "to the state before that apply. Takes no file: the journal "
+                                   "knows the topology.")
+    _lock_timeout(p)
 
     p = sub.add_parser("confirm", help="keep an apply that waits for confirmation "
-                                       "(apply --confirm-timeout)")
+                                       "(apply --confirm-timeout)",
+                       description="Tell an `apply --confirm-timeout` that is waiting to keep "
+                                   "its changes; without a confirmation it rolls back by itself.")
     p.add_argument("--name", metavar="TOPOLOGY",
                    help="which topology's apply (needed only when several are waiting)")
 
-    p = sub.add_parser("show", help="print live state in the topology format")
+    p = sub.add_parser("show", help="print live state in the topology format",
+                       description="Read the live kernel and print it as a topology file, "
+                                   "including objects netdecl does not own (to import an "
+                                   "existing setup).")
     p.add_argument("--namespace", action="append", default=None, metavar="NS",
                    help="namespace to include (repeatable; default: root and all named ones)")
-    p.add_argument("--name", default="imported", help="topology name to put in the output")
+    p.add_argument("--name", default="imported",
+                   help="topology name to put in the output (default: imported)")
 
-    p = sub.add_parser("sandbox", help="manage sandboxes used by --sandbox")
-    sandbox_sub = p.add_subparsers(dest="sandbox_command", metavar="ACTION")
-    sandbox_sub.add_parser("list", help="list sandboxes")
-    rm = sandbox_sub.add_parser("rm", help="remove a sandbox and everything in it")
-    rm.add_argument("name")
+    p = sub.add_parser("sandbox", help="list or remove sandboxes made by --sandbox",
+                       description="Sandboxes are persistent private network + mount "
+                                   "namespaces that `netdecl --sandbox NAME COMMAND` creates "
+                                   "on first use.")
+    sandbox_sub = p.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+    sandbox_sub.add_parser("list", help="list sandboxes", description="Print the sandboxes' "
+                                                                      "names, one a line.")
+    rm = sandbox_sub.add_parser("rm", help="remove a sandbox and everything in it",
+                                description="Remove a sandbox and every namespace, link and "
+                                            "rule inside it.")
+    rm.add_argument("name", metavar="NAME", help="the sandbox")
     _add_traffic_parsers(sub)
+    _add_generated_docs_parsers(sub)
     return parser
 
 
@@ -108,7 +193,7 @@ def _add_traffic_parsers(sub: Any) -> None:
                        description="Run every probe of the topology from inside its source "
                                    "namespace (starting a short-lived listener where nothing "
                                    "listens). Exit 0 when all pass, 1 otherwise.")
-    p.add_argument("file")
+    _file_argument(p, TOPOLOGY_FILE)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECS",
                    help="per-probe timeout (default 2)")
@@ -119,16 +204,37 @@ def _add_traffic_parsers(sub: Any) -> None:
                                    "when it is delivered or leaves the topology, 1 if dropped.")
     p.add_argument("--from", dest="source", required=True, metavar="NS",
                    help="namespace the packet starts in (root for the host)")
-    p.add_argument("destination", metavar="DEST[:PORT]")
-    p.add_argument("file", nargs="?", help="topology: limits the scope to its namespaces and "
-                                           "takes NAT rules from its table")
+    p.add_argument("destination", metavar="DEST[:PORT]",
+                   help="destination address, optionally with a port")
+    _file_argument(p, "topology: limits the scope to its namespaces and takes NAT rules from "
+                      "its table", nargs="?")
     p.add_argument("--proto", choices=("tcp", "udp", "icmp"),
                    help="default: tcp with a port, icmp without")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the path as JSON")
 
-    p = sub.add_parser("graph", help="draw the topology (dot, mermaid or svg)")
-    p.add_argument("file")
-    p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot")
+    p = sub.add_parser("graph", help="draw the topology (dot, mermaid or svg)",
+                       description="Draw the topology's namespaces, links and NAT as a "
+                                   "Graphviz dot graph, a Mermaid flowchart or an SVG (svg "
+                                   "needs Graphviz's `dot`). Reads no kernel state.")
+    _file_argument(p, TOPOLOGY_FILE)
+    p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot",
+                   help="output format (default: dot)")
+
+
+def _add_generated_docs_parsers(sub: Any) -> None:
+    """completion and manpage: generated from this very parser, so they cannot go stale."""
+    p = sub.add_parser("completion", help="print a shell completion script",
+                       description="Print a completion script for SHELL, generated from "
+                                   "netdecl's own options. Load it with "
+                                   "`source <(netdecl completion bash)` (in ~/.bashrc), or "
+                                   "save the zsh one as _netdecl in a directory of $fpath.")
+    p.add_argument("shell", metavar="SHELL", choices=COMPLETION_SHELLS,
+                   help=f"one of: {', '.join(COMPLETION_SHELLS)}")
+
+    # no help=: left out of the command list (the README says how to install the page)
+    p = sub.add_parser("manpage", description="Print netdecl's man page (roff), generated "
+                                              "from its own options: "
+                                              "`netdecl manpage | man -l -`.")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -149,6 +255,17 @@ def _state_root(args: argparse.Namespace) -> Path:
     return state_dir(args.state_dir)
 
 
+# What a command that needs root looks like when typed: the hint names a real invocation
+# (tests/test_cli_messages.py parses each one with build_parser()).
+PRIVILEGED_USAGE = {
+    "apply": "apply FILE",
+    "destroy": "destroy FILE",
+    "rollback": "rollback",
+    "verify": "verify FILE",
+    "explain": "explain --from NS DEST FILE",
+}
+
+
 def _require_privileges(command: str, why: str = "changes the kernel's network state") -> None:
     """Commands that change state or enter namespaces need CAP_NET_ADMIN and CAP_SYS_ADMIN;
     say so in one line instead of failing halfway with EPERM."""
@@ -160,10 +277,18 @@ def _require_privileges(command: str, why: str = "changes the kernel's network s
         caps = -1 if os.geteuid() == 0 else 0
     missing = [name for bit, name in needed.items() if not caps & (1 << bit)]
     if missing:
+        usage = PRIVILEGED_USAGE[command]
+        # rollback repairs this host after an interrupted apply: a sandbox has nothing to offer
+        sandbox = ("" if command == "rollback" else
+                   f"; to try it without touching this host's network: "
+                   f"sudo netdecl --sandbox demo {usage}")
         raise EnvironmentProblem(
-            f"{command} {why} and needs root "
-            f"({' and '.join(missing)}); run it as root, or try it in a sandbox: "
-            f"netdecl --sandbox demo {command} FILE")
+            f"{command} {why} and needs root ({' and '.join(missing)}); "
+            f"run it as root: sudo netdecl {usage}{sandbox}")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _load(path: str):
@@ -200,8 +325,8 @@ def _progress(number: int, total: int, action) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     topo = _load(args.file)
-    _out(f"{args.file}: valid topology {topo.name!r} ({len(topo.objects)} objects, "
-         f"{len(topo.namespaces())} namespaces)")
+    _out(f"{args.file}: valid topology {topo.name!r} ({_plural(len(topo.objects), 'object')}, "
+         f"{_plural(len(topo.namespaces()), 'namespace')})")
     return ExitStatus.OK
 
 
@@ -458,6 +583,25 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
+    return ExitStatus.OK
+
+
+def cmd_manpage(args: argparse.Namespace) -> int:
+    from argparse_manpage.manpage import Manpage
+
+    page = Manpage(build_parser())
+    # the page's header and NAME line (Manpage's documented way: set its attributes)
+    page.source = f"netdecl {package_version()}"
+    page.manual = "netdecl manual"
+    page.description = "declarative Linux host networking: YAML topology in, kernel state out"
+    sys.stdout.write(str(page))
+    return ExitStatus.OK
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
@@ -470,6 +614,8 @@ COMMANDS = {
     "verify": cmd_verify,
     "explain": cmd_explain,
     "graph": cmd_graph,
+    "completion": cmd_completion,
+    "manpage": cmd_manpage,
 }
 
 
@@ -499,14 +645,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"netdecl: {args.command} was refused by the kernel ({what}): reading network "
              f"namespaces needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
         return ExitStatus.FAILURE
+    except BrokenPipeError:  # `netdecl show | head`: the reader left; nothing to report
+        # Python flushes stdout again at exit and would complain about the same closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitStatus.FAILURE
     except OSError as exc:  # a file or socket the command needed: one line, not a traceback
         where = f" ({exc.filename})" if exc.filename else ""
         _err(f"netdecl: {args.command}: {exc.strerror or exc}{where}")
         return ExitStatus.FAILURE
     except KeyboardInterrupt:
         _err("netdecl: interrupted")
-        return ExitStatus.FAILURE
-    except BrokenPipeError:
         return ExitStatus.FAILURE
 
 

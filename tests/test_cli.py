@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
 import pytest
 
+import netdecl
 from netdecl.cli import main
 from netdecl.exitcodes import ExitStatus
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_netdecl(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real process, for its real exit status (argparse exits through SystemExit)."""
+    return subprocess.run([sys.executable, "-m", "netdecl", *args], capture_output=True,
+                          text=True, timeout=60, cwd=REPO_ROOT)
 
 
 def test_help_explains_commands_and_exit_codes(capsys):
@@ -15,7 +29,9 @@ def test_help_explains_commands_and_exit_codes(capsys):
     out = capsys.readouterr().out
     for command in ("validate", "plan", "apply", "destroy", "show", "rollback", "sandbox"):
         assert command in out
-    assert "3 invalid topology" in out
+    for line in ("0  success", "1  failure", "also a usage error", "2  changes pending",
+                 "3  invalid topology", "4  an apply failed"):
+        assert line in out
 
 
 def test_validate_ok(capsys):
@@ -42,3 +58,48 @@ def test_missing_file_is_one_clear_line(tmp_path, capsys):
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == ExitStatus.FAILURE
     assert "usage:" in capsys.readouterr().out
+
+
+def test_version_is_the_installed_distributions():
+    result = run_netdecl("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"netdecl {metadata.version('netdecl')}\n"
+    # one source: pyproject.toml reads the version from netdecl/__init__.py
+    assert metadata.version("netdecl") == netdecl.__version__
+
+
+def test_version_falls_back_to_the_source_without_metadata(monkeypatch, capsys):
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"netdecl {netdecl.__version__}\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bogus"], "invalid choice: 'bogus'"),
+    (["plan"], "the following arguments are required: FILE"),
+    (["plan", "--detailed-exitcod3", "topologies/docker-bridge.yaml"],
+     "unrecognized arguments: --detailed-exitcod3"),
+    (["graph", "--format", "png", "topologies/docker-bridge.yaml"], "invalid choice: 'png'"),
+    (["apply", "--lock-timeout", "soon", "topologies/docker-bridge.yaml"],
+     "invalid float value: 'soon'"),
+    (["sandbox"], "the following arguments are required: ACTION"),
+    (["completion", "fish"], "invalid choice: 'fish'"),
+])
+def test_usage_errors_exit_1_never_2(argv, message):
+    """2 is plan --detailed-exitcode's "changes pending": a typo must not read as drift."""
+    result = run_netdecl(*argv)
+    assert result.returncode == ExitStatus.FAILURE == 1, result.stderr
+    assert message in result.stderr
+    assert result.stderr.startswith("usage: netdecl")
+    assert result.stdout == "" and "Traceback" not in result.stderr
+
+
+def test_no_command_exits_1_from_the_process_too():
+    result = run_netdecl()
+    assert result.returncode == 1
+    assert result.stdout.startswith("usage: netdecl")
