@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import HermeticHost, HermeticUnavailable
 
+# `netdecl` is the installed package (.ci/setup installs this checkout editable into .venv);
+# `harness` is found because pytest puts this conftest's directory on sys.path.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# pytest puts tests/ on sys.path (rootdir conftest, no __init__.py), not the repo: make the
-# checkout's `netdecl` importable without installing it.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from harness import HermeticHost, HermeticUnavailable  # noqa: E402
 
 _unavailable: str | None = None  # remembered so a machine that can't do it fails fast
 

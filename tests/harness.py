@@ -525,10 +525,9 @@ class HermeticHost:
     def netdecl(self, *args: str, check: bool = False, env: Mapping[str, str] | None = None,
                 input: str | None = None, timeout: float = 120
                 ) -> subprocess.CompletedProcess[str]:
-        """Run `python -m netdecl ARGS` from this checkout inside the hermetic host."""
-        pythonpath = os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        full_env = {"NETDECL_STATE_DIR": STATE_DIR, "PYTHONPATH": pythonpath, **(env or {})}
+        """Run `python -m netdecl ARGS` inside the hermetic host: the netdecl installed for this
+        Python (.ci/setup installs the checkout editable), nothing put on its path by hand."""
+        full_env = {"NETDECL_STATE_DIR": STATE_DIR, **(env or {})}
         return self.run([sys.executable, "-m", "netdecl", *args], env=full_env, input=input,
                         check=check, timeout=timeout)
 

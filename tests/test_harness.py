@@ -154,12 +154,13 @@ def test_holder_dies_with_killed_test_process() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root")
     script = (
-        "import os, signal, sys; sys.path.insert(0, sys.argv[1]);"
+        "import os, signal;"
         "from harness import HermeticHost;"
         "h = HermeticHost().start(); print(h.pid, flush=True);"
         "os.kill(os.getpid(), signal.SIGKILL)"
     )
-    proc = subprocess.run([sys.executable, "-c", script, str(HARNESS_DIR)],
+    # `python -c` imports from its working directory: run it in the harness's
+    proc = subprocess.run([sys.executable, "-c", script], cwd=HARNESS_DIR,
                           capture_output=True, text=True, timeout=30)
     holder = int(proc.stdout.split()[0])
     assert gone(holder)

@@ -28,8 +28,6 @@ from netdecl.backends import nftables
 from netdecl.backends.nftables import NftError, NftUnavailable
 from netdecl.model import NatRule, NatTable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 MASQ = NatRule(kind="masquerade", source="172.17.0.0/16", not_out="docker0")
 FORWARD = NatRule(kind="dnat", proto="tcp", port="8080", to="172.17.0.2:80")
 DOCKER_NAT = (MASQ, FORWARD)
@@ -298,7 +296,6 @@ def test_read_of_absent_table_is_none(tmp_path: Path, monkeypatch: pytest.Monkey
 
 PRELUDE = """
 import json, os, subprocess, sys
-sys.path.insert(0, {repo!r})
 from netdecl.backends import nftables
 from netdecl.model import NatRule, NatTable
 
@@ -385,7 +382,7 @@ def hermetic(tmp_path: Path) -> Hermetic:
 
     def run(body: str, setup: str = "", timeout: float = 60.0) -> dict[str, Any]:
         script = tmp_path / f"body-{time.monotonic_ns()}.py"
-        script.write_text(PRELUDE.format(repo=str(REPO_ROOT), python=sys.executable)
+        script.write_text(PRELUDE.format(python=sys.executable)
                           + setup + textwrap.dedent(body) + EPILOGUE)
         # Own process group: on a timeout, servers the script started die with it.
         proc = subprocess.Popen(
