@@ -506,8 +506,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("netdecl: interrupted")
         return ExitStatus.FAILURE
-    except BrokenPipeError:
-        return ExitStatus.FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,14 +17,19 @@ from typing import Any
 
 from netdecl.backends import namespaces
 from netdecl.backends.netlink import Kernel, KernelError
-from netdecl.backends.sysctl import SysctlError
 from netdecl.engine.executor import execute
 from netdecl.engine.journal import Journal
 from netdecl.engine.observer import observe, scope_for
 from netdecl.engine.planner import Plan, make_plan
 from netdecl.engine.planner.plan import CREATE, REPLACE, Action
 from netdecl.engine.record import OwnershipRecord, RecordStore
-from netdecl.errors import ActionFailed, NetdeclError, RollbackFailed
+from netdecl.errors import (
+    ActionFailed,
+    ApplyFailed,
+    NetdeclError,
+    RollbackFailed,
+    VerificationFailed,
+)
 from netdecl.model import ROOT, Address, Link, Namespace, NatTable, Sysctl, Topology
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
@@ -34,18 +39,6 @@ ROLLBACK_FAILPOINT_ENV = "NETDECL_FAIL_ROLLBACK_AT"
 
 class Interrupted(Exception):
     """SIGTERM (or SIGINT) arrived during an apply."""
-
-
-class VerificationFailed(NetdeclError):
-    pass
-
-
-class ApplyFailed(NetdeclError):
-    """An apply failed and was rolled back completely (exit 1)."""
-
-
-class NotConfirmed(NetdeclError):
-    """--confirm-timeout ran out without `netdecl confirm`: the apply is rolled back."""
 
 
 @dataclass
@@ -213,7 +206,7 @@ def _execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRec
     """One action; every way it can fail becomes ActionFailed naming it and the cause."""
     try:
         execute(action, kernel, topology, record)
-    except (NetdeclError, SysctlError, OSError) as exc:  # kernel, nft and file errors
+    except (NetdeclError, OSError) as exc:  # kernel, nft, sysctl and file errors
         raise ActionFailed(_label(action), str(exc)) from None
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netdecl.errors import NetdeclError
+from netdecl.errors import NetdeclError, NotConfirmed
 
 POLL = 0.05
 
@@ -46,8 +46,6 @@ class Waiter:
 
     def __call__(self, checkpoint: Callable[[], None]) -> None:
         """Return when confirmed; raise NotConfirmed when the time runs out."""
-        from netdecl.engine.applier import NotConfirmed
-
         pending = pending_path(self.state_root, self.topology)
         confirmed = confirmed_path(self.state_root, self.topology)
         pending.parent.mkdir(parents=True, exist_ok=True)
