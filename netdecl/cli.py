@@ -144,7 +144,7 @@ def _err(text: str) -> None:
 
 
 def _state_root(args: argparse.Namespace) -> Path:
-    from netdecl.engine.record import state_dir
+    from netdecl.engine.statedir import state_dir
 
     return state_dir(args.state_dir)
 
@@ -237,14 +237,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     desired = _load(args.file)
     plan, _, _ = _compute_plan(desired, _state_root(args))
     if args.out:
-        from netdecl.engine.record import write_atomically
+        from netdecl.engine.statedir import write_json_atomically
 
         data = plan.to_json()
         data["source"] = os.path.abspath(args.file)
         # the topology itself travels in the plan: apply re-validates it with the loader and
         # re-plans, so an edited plan file can never run actions the topology did not ask for
         data["source_text"] = Path(args.file).read_text(encoding="utf-8")
-        write_atomically(Path(args.out), data)
+        write_json_atomically(Path(args.out), data)
     _out(plan_json(plan) if args.json else plan_text(plan))
     if args.out and not args.json:
         _out(f"Saved the plan to {args.out}; `netdecl apply {args.out}` applies exactly it.")

@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from netdecl.engine.planner.plan import Action
-from netdecl.engine.record import OwnershipRecord, write_atomically
+from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.statedir import journal_dir, journal_path, write_atomically
 from netdecl.model import Topology, object_from_dict
-
-
-def journal_path(state_root: Path, topology: str) -> Path:
-    return state_root / "journal" / f"{topology}.jsonl"
 
 
 class Journal:
@@ -39,14 +36,7 @@ class Journal:
             "record_before": record.to_json(),
         }
         # the header goes down atomically and durably before the first action runs
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(header) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        write_atomically(path, json.dumps(header) + "\n")
         return cls(path, snapshot, record.copy())
 
     def intend(self, number: int, action: Action) -> None:
@@ -122,17 +112,9 @@ class Journal:
         return Action.from_json(started[max(started)])
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def pending(state_root: Path) -> list[str]:
     """Topologies with a journal left behind by an apply that did not finish."""
-    return sorted(p.name[: -len(".jsonl")] for p in (state_root / "journal").glob("*.jsonl"))
+    return sorted(p.name[: -len(".jsonl")] for p in journal_dir(state_root).glob("*.jsonl"))
 
 
-__all__ = ["Journal", "journal_path", "pending", "write_atomically"]
+__all__ = ["Journal", "pending"]
