@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from netdecl.backends.netlink import Kernel
 from netdecl.backends.sysctl import write as write_sysctl
-from netdecl.engine.planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action
+from netdecl.engine.planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action, Reason
 from netdecl.engine.record import OwnershipRecord
 from netdecl.model import Address, Link, NatTable, Neighbor, Route, Sysctl
 
@@ -20,7 +20,7 @@ RECORD_OWNED = ("route", "rule", "fdb", "neighbor")
 
 
 def _restoring(action: Action) -> bool:
-    return action.type == "sysctl" and action.reason.startswith("no longer declared")
+    return action.type == "sysctl" and action.why is Reason.RESTORE_ORIGINAL
 
 
 def claim(action: Action, record: OwnershipRecord) -> None:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netdecl.engine.planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action, Conflict
+from netdecl.engine.planner.plan import (
+    CREATE,
+    DELETE,
+    MODIFY,
+    REPLACE,
+    Action,
+    Conflict,
+    Reason,
+)
 from netdecl.engine.record import OwnershipRecord
 from netdecl.model import (
     RTPROT_NETDECL,
@@ -89,7 +97,7 @@ def _namespaces(d: _Diff) -> None:
                        f"({', '.join(sorted(foreign))}); move or delete them first")
             continue
         d.deleted_namespaces.add(name)
-        d.add(Action(DELETE, ("namespace", name), before=Namespace(name), reason="prune"))
+        d.add(Action(DELETE, ("namespace", name), before=Namespace(name), why=Reason.PRUNE))
 
 
 # -- links ---------------------------------------------------------------------------------------
@@ -111,7 +119,7 @@ def _links(d: _Diff) -> None:
     handled: set[Key] = set()
     deleted: set[Key] = set()
 
-    def delete_observed(o: Link, reason: str) -> None:
+    def delete_observed(o: Link, reason: Reason) -> None:
         """Delete an owned observed link (a veth takes its peer along)."""
         if o.key in deleted:
             return
@@ -124,7 +132,7 @@ def _links(d: _Diff) -> None:
                 deleted.add(peer_obs.key)
                 d.rebuilt_links.add(peer_obs.key)
                 peer = peer_obs
-        d.add(Action(DELETE, o.key, before=o, peer_before=peer, reason=reason))
+        d.add(Action(DELETE, o.key, before=o, peer_before=peer, why=reason))
 
     for want in sorted(desired_links, key=lambda link: link.key):
         if want.key in handled:
@@ -161,7 +169,8 @@ def _links(d: _Diff) -> None:
             assert isinstance(before, Link)
             d.add(Action(REPLACE, want.key, before=before, after=want,
                          peer_before=observed_ends[1] if len(observed_ends) > 1 else None,
-                         peer_after=peer_want, reason=_replace_reason(ends, observed_ends)))
+                         peer_after=peer_want, why=Reason.RECREATE,
+                         detail=_replace_reason(ends, observed_ends)))
             continue
         for end, o in zip(ends, observed_ends, strict=True):
             assert isinstance(o, Link)
@@ -174,7 +183,7 @@ def _links(d: _Diff) -> None:
     for o in sorted(d.observed.of_type(Link), key=lambda link: link.key):
         if o.key in desired_keys or o.key in deleted or not _owned(d, o):
             continue
-        delete_observed(o, "prune")
+        delete_observed(o, Reason.PRUNE)
 
 
 def _needs_replace(ends: list[Link], observed: list[NetObject | None]) -> bool:
@@ -225,7 +234,7 @@ def _addresses(d: _Diff) -> None:
             continue  # addresses on links we do not own are not ours to remove
         if a.namespace in d.deleted_namespaces:
             continue
-        d.add(Action(DELETE, key, before=a, reason="not in the file"))
+        d.add(Action(DELETE, key, before=a, why=Reason.NOT_IN_FILE))
 
 
 # -- routes, rules, fdb, neighbours: record-owned objects ----------------------------------------
@@ -274,7 +283,7 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
                             f"{d.topology}; remove it or change the file")
         elif _depends_on_rebuilt(d, want, now, flushing):
             d.add(Action(CREATE, key, before=now, after=want,
-                         reason="re-added: a link or address it depends on changes"))
+                         why=Reason.DEPENDENCY_REBUILT))
         else:
             changes = {k: list(v) for k, v in want.differences(now).items()}
             if changes:
@@ -284,7 +293,7 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
             continue
         if now.namespace in d.deleted_namespaces:
             continue
-        d.add(Action(DELETE, key, before=now, reason="prune"))
+        d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
 
 
 # -- sysctls -------------------------------------------------------------------------------------
@@ -309,7 +318,7 @@ def _sysctls(d: _Diff) -> None:
             continue
         d.add(Action(MODIFY, key, before=now, after=Sysctl(ns, name, original),
                      changes={"value": [now.value, original]},
-                     reason="no longer declared: restore the value from before netdecl"))
+                     why=Reason.RESTORE_ORIGINAL))
 
 
 # -- nat -----------------------------------------------------------------------------------------
@@ -325,8 +334,8 @@ def _nat(d: _Diff) -> None:
         elif isinstance(now, NatTable) and now.rules != want.rules:
             d.add(Action(MODIFY, key, before=now, after=want,
                          changes={"rules": [now.rules, want.rules]},
-                         reason="" if now.rules is not None else "table edited by hand"))
+                         why=Reason.NONE if now.rules is not None else Reason.EDITED_BY_HAND))
     for key, now in sorted(observed.items()):
         if key in desired or now.namespace in d.deleted_namespaces:
             continue
-        d.add(Action(DELETE, key, before=now, reason="prune"))
+        d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))

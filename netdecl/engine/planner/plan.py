@@ -5,14 +5,50 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from netdecl.model import Key, NetObject, Topology, object_from_dict
 
 PLAN_FORMAT = "netdecl-plan/1"
 
-CREATE, DELETE, MODIFY, REPLACE = "create", "delete", "modify", "replace"
+
+
+class Op(str, Enum):
+    """What an action does to its object."""
+
+    CREATE = "create"
+    DELETE = "delete"
+    MODIFY = "modify"
+    REPLACE = "replace"  # delete and create again: a field the kernel cannot change in place
+
+
+CREATE, DELETE, MODIFY, REPLACE = Op.CREATE, Op.DELETE, Op.MODIFY, Op.REPLACE
 SYMBOLS = {CREATE: "+", DELETE: "-", MODIFY: "~", REPLACE: "-/+"}
+
+
+class Reason(str, Enum):
+    """Why an action is in the plan, beyond "the file says so". Code decides on this, never on
+    the text shown to people (REASON_TEXT, or the action's ``detail``)."""
+
+    NONE = "none"
+    PRUNE = "prune"  # ours, no longer in the file
+    NOT_IN_FILE = "not-in-file"  # an address on a link we own that the file does not list
+    RECREATE = "recreate"  # replace: ``detail`` says which field forces it
+    DEPENDENCY_REBUILT = "dependency-rebuilt"  # present, but a link or address under it changes
+    RESTORE_ORIGINAL = "restore-original"  # a sysctl no longer declared gets its old value back
+    EDITED_BY_HAND = "edited-by-hand"  # our nft table holds what netdecl did not write
+
+
+REASON_TEXT = {
+    Reason.NONE: "",
+    Reason.PRUNE: "prune",
+    Reason.NOT_IN_FILE: "not in the file",
+    Reason.RECREATE: "recreate",
+    Reason.DEPENDENCY_REBUILT: "re-added: a link or address it depends on changes",
+    Reason.RESTORE_ORIGINAL: "no longer declared: restore the value from before netdecl",
+    Reason.EDITED_BY_HAND: "table edited by hand",
+}
 
 
 @dataclass
@@ -23,14 +59,24 @@ class Action:
     carry the other end. ``changes`` (modify) maps attribute -> [before, after].
     """
 
-    op: str
+    op: Op
     key: Key
     before: NetObject | None = None
     after: NetObject | None = None
     peer_before: NetObject | None = None
     peer_after: NetObject | None = None
     changes: dict[str, list[Any]] = field(default_factory=dict)
-    reason: str = ""
+    why: Reason = Reason.NONE
+    detail: str = ""  # for people only: e.g. which field forces a replace
+
+    def __post_init__(self) -> None:
+        self.op = Op(self.op)
+        self.why = Reason(self.why)
+
+    @property
+    def reason(self) -> str:
+        """The reason as text for people (never decide on it: use ``why``)."""
+        return self.detail or REASON_TEXT[self.why]
 
     @property
     def obj(self) -> NetObject:
@@ -54,7 +100,7 @@ class Action:
             return o.to_dict() if o is not None else None
 
         return {
-            "op": self.op,
+            "op": self.op.value,
             "symbol": SYMBOLS[self.op],
             "type": self.type,
             "key": list(self.key),
@@ -65,6 +111,8 @@ class Action:
             "peer_after": enc(self.peer_after),
             "changes": {k: [_plain(v[0]), _plain(v[1])] for k, v in self.changes.items()},
             "reason": self.reason,
+            "why": self.why.value,
+            "detail": self.detail,
         }
 
     @classmethod
@@ -76,7 +124,7 @@ class Action:
             op=data["op"], key=tuple(data["key"]), before=dec(data["before"]),
             after=dec(data["after"]), peer_before=dec(data.get("peer_before")),
             peer_after=dec(data.get("peer_after")), changes=dict(data.get("changes", {})),
-            reason=data.get("reason", ""),
+            why=Reason(data.get("why", Reason.NONE.value)), detail=data.get("detail", ""),
         )
 
 
