@@ -175,20 +175,6 @@ def _load(path: str):
     return topo
 
 
-def _is_saved_plan(path: str) -> dict[str, Any] | None:
-    from netdecl.engine.planner.plan import PLAN_FORMAT
-
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1)
-            if head != b"{":
-                return None
-            data = json.loads(head + fh.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == PLAN_FORMAT else None
-
-
 def _progress(number: int, total: int, action) -> None:
     if sys.stderr.isatty() or total >= 50:
         from netdecl.tools.render import action_line
@@ -208,6 +194,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _compute_plan(desired, state_root: Path):
     from netdecl.backends.netlink import Kernel
     from netdecl.engine.applier import observe_for
+    from netdecl.engine.planfile import fingerprint
     from netdecl.engine.planner import make_plan
     from netdecl.engine.record import RecordStore
 
@@ -216,7 +203,9 @@ def _compute_plan(desired, state_root: Path):
     _check_nft_if_needed(desired, record)
     with Kernel() as kernel:
         observed = observe_for(kernel, desired, record)
-    return make_plan(desired, observed, record), observed, record
+    plan = make_plan(desired, observed, record)
+    plan.fingerprint = fingerprint(observed)
+    return plan, observed, record
 
 
 def _check_nft_if_needed(desired, record) -> None:
@@ -237,14 +226,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     desired = _load(args.file)
     plan, _, _ = _compute_plan(desired, _state_root(args))
     if args.out:
-        from netdecl.engine.statedir import write_json_atomically
+        from netdecl.engine import planfile
 
-        data = plan.to_json()
-        data["source"] = os.path.abspath(args.file)
-        # the topology itself travels in the plan: apply re-validates it with the loader and
-        # re-plans, so an edited plan file can never run actions the topology did not ask for
-        data["source_text"] = Path(args.file).read_text(encoding="utf-8")
-        write_json_atomically(Path(args.out), data)
+        planfile.save(Path(args.out), plan, os.path.abspath(args.file),
+                      Path(args.file).read_text(encoding="utf-8"))
     _out(plan_json(plan) if args.json else plan_text(plan))
     if args.out and not args.json:
         _out(f"Saved the plan to {args.out}; `netdecl apply {args.out}` applies exactly it.")
@@ -279,13 +264,13 @@ def _recover_pending(state_root: Path, topology: str | None = None) -> None:
         _err(f"netdecl: rolled back {name!r} to the state before that apply")
 
 
-def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
+def _run_apply(desired, state_root: Path, saved,
                as_json: bool, confirm_timeout: float | None = None,
                destroying: bool = False) -> int:
     from netdecl.backends.netlink import Kernel
     from netdecl.engine.applier import Applier, observe_for, snapshot_owned
+    from netdecl.engine.planfile import check_fresh, fingerprint
     from netdecl.engine.planner import make_plan
-    from netdecl.engine.planner.plan import fingerprint
     from netdecl.engine.record import RecordStore
     from netdecl.tools.render import plan_json, plan_text
 
@@ -295,15 +280,9 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
     with Kernel() as kernel:
         observed = observe_for(kernel, desired, record)
         plan = make_plan(desired, observed, record)
+        plan.fingerprint = fingerprint(observed)
         if saved is not None:
-            if saved["fingerprint"] != fingerprint(observed):
-                raise NetdeclError(
-                    "the saved plan is stale: the host changed since it was made; "
-                    "run `netdecl plan --out` again")
-            if [a.to_json() for a in plan.actions] != saved["actions"]:
-                raise NetdeclError(
-                    "the saved plan's actions are not what its topology plans against this "
-                    "host (edited, or made by another netdecl version): nothing was changed")
+            check_fresh(saved, plan)
         if plan.conflicts:
             _err(plan_text(plan))
             _err("apply refused: nothing was changed")
@@ -334,18 +313,14 @@ def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from netdecl.engine import planfile
     from netdecl.engine.lock import HostLock
 
-    saved = _is_saved_plan(args.file)
+    saved = planfile.read(args.file)
     if saved is not None:
         from netdecl.topology.loader import load_topology_text
 
-        try:
-            desired = load_topology_text(saved["source_text"], saved["source"])
-            assert isinstance(saved["fingerprint"], str) and isinstance(saved["actions"], list)
-        except (KeyError, TypeError, AssertionError):
-            raise NetdeclError(f"{args.file} is not a complete saved plan; make one with "
-                               f"`netdecl plan --out PLAN FILE`") from None
+        desired = load_topology_text(saved.source_text, saved.source)
     else:
         desired = _load(args.file)
     _require_privileges("apply")

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from netdecl.engine.planfile import action_from_json, action_to_json
 from netdecl.engine.planner.plan import Action
 from netdecl.engine.record import OwnershipRecord
 from netdecl.engine.statedir import journal_dir, journal_path, write_atomically
@@ -44,7 +45,7 @@ class Journal:
         is saved once, at the end): after a crash, ``claimed()`` replays the claims, and
         ``unfinished()`` names what may be half-made (a link created but not yet marked with
         its owner, for instance)."""
-        self._append({"start": number, "action": action.to_json()})
+        self._append({"start": number, "action": action_to_json(action)})
 
     def step(self, number: int, action: Action) -> None:
         self._append({"step": number})
@@ -96,7 +97,7 @@ class Journal:
         record = self.record_before.copy()
         for entry in self._entries():
             if "start" in entry:
-                claim(Action.from_json(entry["action"]), record)
+                claim(action_from_json(entry["action"]), record)
         return record
 
     def unfinished(self) -> Action | None:
@@ -109,7 +110,7 @@ class Journal:
                 started.pop(entry["step"], None)
         if not started:
             return None
-        return Action.from_json(started[max(started)])
+        return action_from_json(started[max(started)])
 
 
 def pending(state_root: Path) -> list[str]:

@@ -1,17 +1,12 @@
-"""The plan as data: ordered actions, conflicts, and a fingerprint of the state it was made from."""
+"""The plan as data: ordered actions, conflicts, notes. Its file format is planfile.py's."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from netdecl.model import Key, NetObject, Topology, object_from_dict
-
-PLAN_FORMAT = "netdecl-plan/1"
-
+from netdecl.model import Key, NetObject
 
 
 class Op(str, Enum):
@@ -95,47 +90,6 @@ class Action:
     def describe(self) -> str:
         return self.obj.describe()
 
-    def to_json(self) -> dict[str, Any]:
-        def enc(o: NetObject | None) -> dict[str, Any] | None:
-            return o.to_dict() if o is not None else None
-
-        return {
-            "op": self.op.value,
-            "symbol": SYMBOLS[self.op],
-            "type": self.type,
-            "key": list(self.key),
-            "object": self.describe(),
-            "before": enc(self.before),
-            "after": enc(self.after),
-            "peer_before": enc(self.peer_before),
-            "peer_after": enc(self.peer_after),
-            "changes": {k: [_plain(v[0]), _plain(v[1])] for k, v in self.changes.items()},
-            "reason": self.reason,
-            "why": self.why.value,
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Action:
-        def dec(d: dict[str, Any] | None) -> NetObject | None:
-            return object_from_dict(d) if d is not None else None
-
-        return cls(
-            op=data["op"], key=tuple(data["key"]), before=dec(data["before"]),
-            after=dec(data["after"]), peer_before=dec(data.get("peer_before")),
-            peer_after=dec(data.get("peer_after")), changes=dict(data.get("changes", {})),
-            why=Reason(data.get("why", Reason.NONE.value)), detail=data.get("detail", ""),
-        )
-
-
-def _plain(value: Any) -> Any:
-    """Make a change value JSON-friendly (NAT rule tuples, vxlan parameters...)."""
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    return value
-
 
 @dataclass
 class Conflict:
@@ -151,6 +105,8 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. why forwarding will not work
+    # of the observed state the plan was made against (planfile.fingerprint); set by the
+    # service when the plan is shown or saved, not by the planner
     fingerprint: str = ""
 
     def counts(self) -> tuple[int, int, int]:
@@ -159,26 +115,3 @@ class Plan:
         change = sum(a.op == MODIFY for a in self.actions)
         destroy = sum(a.op in (DELETE, REPLACE) for a in self.actions)
         return add, change, destroy
-
-    def to_json(self) -> dict[str, Any]:
-        add, change, destroy = self.counts()
-        return {
-            "format": PLAN_FORMAT,
-            "topology": self.topology,
-            "fingerprint": self.fingerprint,
-            "summary": {"add": add, "change": change, "destroy": destroy},
-            "conflicts": [{"key": list(c.key), "message": c.message} for c in self.conflicts],
-            "notes": list(self.notes),
-            "actions": [a.to_json() for a in self.actions],
-        }
-
-
-def fingerprint(observed: Topology) -> str:
-    """A digest of the observed state a plan was computed against (stale-plan detection)."""
-    items = sorted((repr(k), json.dumps(o.to_dict(), sort_keys=True, default=str))
-                   for k, o in observed.objects.items())
-    digest = hashlib.sha256()
-    for k, v in items:
-        digest.update(k.encode())
-        digest.update(v.encode())
-    return digest.hexdigest()
