@@ -16,7 +16,8 @@ from netdecl.engine.planfile import action_from_json, action_to_json
 from netdecl.engine.planner.plan import Action
 from netdecl.engine.record import OwnershipRecord
 from netdecl.engine.statedir import journal_dir, journal_path, write_atomically
-from netdecl.model import Topology, object_from_dict
+from netdecl.kinds import object_from_dict
+from netdecl.model import Topology
 
 
 class Journal:
