@@ -9,7 +9,17 @@ from typing import Any
 from netdecl.model import Key, NetObject
 
 
-class Op(str, Enum):
+class _Named(str, Enum):
+    """Shown as its value ("create"), in messages as in JSON."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Op(_Named):
     """What an action does to its object."""
 
     CREATE = "create"
@@ -22,7 +32,7 @@ CREATE, DELETE, MODIFY, REPLACE = Op.CREATE, Op.DELETE, Op.MODIFY, Op.REPLACE
 SYMBOLS = {CREATE: "+", DELETE: "-", MODIFY: "~", REPLACE: "-/+"}
 
 
-class Reason(str, Enum):
+class Reason(_Named):
     """Why an action is in the plan, beyond "the file says so". Code decides on this, never on
     the text shown to people (REASON_TEXT, or the action's ``detail``)."""
 
