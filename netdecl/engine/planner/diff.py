@@ -1,14 +1,17 @@
 """Desired vs observed -> unordered actions and conflicts. Pure: no I/O, no kernel.
 
-Ownership decides everything here: an observed object is ours when it carries our mark (links:
-the ifalias owner) or our record names it (namespaces, routes, rules, fdb, neighbours). We change
-or delete only ours; a declared object that exists but is not ours is a conflict.
+Ownership decides everything here (engine/ownership.py says what is ours): we change or delete
+only ours; a declared object that exists but is not ours is a conflict. Each kind of object has
+one diff rule in RULES; kinds whose ownership the record keeps (routes, rules, FDB entries,
+neighbours) share the keyed rule unless they register their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from netdecl.engine.ownership import link_owned, owns
 from netdecl.engine.planner.plan import (
     CREATE,
     DELETE,
@@ -19,18 +22,15 @@ from netdecl.engine.planner.plan import (
     Reason,
 )
 from netdecl.engine.record import OwnershipRecord
+from netdecl.kinds import KINDS, Kind, Ownership
 from netdecl.model import (
-    RTPROT_NETDECL,
     Address,
-    FdbEntry,
     Key,
     Link,
     Namespace,
     NatTable,
-    Neighbor,
     NetObject,
     Route,
-    Rule,
     Sysctl,
     Topology,
     qualify,
@@ -63,21 +63,26 @@ class _Diff:
 def diff(desired: Topology, observed: Topology, record: OwnershipRecord) -> tuple[
         list[Action], list[Conflict]]:
     d = _Diff(desired, observed, record)
-    _namespaces(d)
-    _links(d)
-    _addresses(d)
-    _keyed_objects(d, Route)
-    _keyed_objects(d, Rule)
-    _keyed_objects(d, FdbEntry)
-    _keyed_objects(d, Neighbor)
-    _sysctls(d)
-    _nat(d)
+    for kind in KINDS.values():  # in registration order: links and addresses before routes
+        rule_for(kind)(d, kind)
     return d.actions, d.conflicts
+
+
+DiffRule = Callable[["_Diff", Kind], None]
+
+
+def rule_for(kind: Kind) -> DiffRule:
+    rule = RULES.get(kind.name)
+    if rule is None and kind.ownership is Ownership.RECORD:
+        return _keyed_objects
+    if rule is None:
+        raise KeyError(f"no diff rule for kind {kind.name}")
+    return rule
 
 
 # -- namespaces ----------------------------------------------------------------------------------
 
-def _namespaces(d: _Diff) -> None:
+def _namespaces(d: _Diff, kind: Kind) -> None:
     existing = {o.namespace for o in d.observed.of_type(Namespace)}
     for ns in d.desired.of_type(Namespace):
         if ns.namespace not in existing:
@@ -105,7 +110,7 @@ def _namespaces(d: _Diff) -> None:
 
 
 def _owned(d: _Diff, obj: NetObject | None) -> bool:
-    return isinstance(obj, Link) and obj.owner == d.topology
+    return link_owned(obj, d.topology)
 
 
 def _foreign_message(d: _Diff, link: Link) -> str:
@@ -114,7 +119,7 @@ def _foreign_message(d: _Diff, link: Link) -> str:
             f"netdecl will not adopt it: rename it in the file or delete it")
 
 
-def _links(d: _Diff) -> None:
+def _links(d: _Diff, kind: Kind) -> None:
     desired_links = d.desired.of_type(Link)
     handled: set[Key] = set()
     deleted: set[Key] = set()
@@ -218,7 +223,7 @@ def _replace_reason(ends: list[Link], observed: list[NetObject | None]) -> str:
 
 
 
-def _addresses(d: _Diff) -> None:
+def _addresses(d: _Diff, kind: Kind) -> None:
     desired = {a.key: a for a in d.desired.of_type(Address)}
     observed = {a.key: a for a in d.observed.of_type(Address)}
     for key, a in sorted(desired.items()):
@@ -230,7 +235,7 @@ def _addresses(d: _Diff) -> None:
         link_key = ("link", a.namespace, a.link)
         if key in desired or link_key in d.rebuilt_links:
             continue
-        if not _owned(d, d.observed.get(link_key)):
+        if not owns(a, d.observed, d.record):
             continue  # addresses on links we do not own are not ours to remove
         if a.namespace in d.deleted_namespaces:
             continue
@@ -263,14 +268,8 @@ def _depends_on_rebuilt(d: _Diff, want: NetObject, now: NetObject,
     return isinstance(want, Route) and ns in flushing
 
 
-def _record_owned(d: _Diff, now: NetObject) -> bool:
-    """Ours only if the record names it AND, for routes and rules, the kernel object carries
-    our protocol: someone else's route that took the key of one of ours is not ours."""
-    proto = getattr(now, "proto", RTPROT_NETDECL)
-    return d.record.owns(now.key) and proto in (None, RTPROT_NETDECL)
-
-
-def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
+def _keyed_objects(d: _Diff, kind: Kind) -> None:
+    cls = kind.cls
     desired = {o.key: o for o in d.desired.of_type(cls)}
     observed = {o.key: o for o in d.observed.of_type(cls)}
     flushing = _route_flushing_namespaces(d) if cls is Route else set()
@@ -278,7 +277,7 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
         now = observed.get(key)
         if now is None:
             d.add(Action(CREATE, key, after=want))
-        elif not _record_owned(d, now):
+        elif not owns(now, d.observed, d.record):
             d.conflict(key, f"{want.describe()} already exists and was not created by topology "
                             f"{d.topology}; remove it or change the file")
         elif _depends_on_rebuilt(d, want, now, flushing):
@@ -289,7 +288,7 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
             if changes:
                 d.add(Action(MODIFY, key, before=now, after=want, changes=changes))
     for key, now in sorted(observed.items(), key=lambda kv: repr(kv[0])):
-        if key in desired or not _record_owned(d, now):
+        if key in desired or not owns(now, d.observed, d.record):
             continue
         if now.namespace in d.deleted_namespaces:
             continue
@@ -298,7 +297,7 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
 
 # -- sysctls -------------------------------------------------------------------------------------
 
-def _sysctls(d: _Diff) -> None:
+def _sysctls(d: _Diff, kind: Kind) -> None:
     desired = {o.key: o for o in d.desired.of_type(Sysctl)}
     observed = {o.key: o for o in d.observed.of_type(Sysctl)}
     for key, want in sorted(desired.items()):
@@ -323,7 +322,7 @@ def _sysctls(d: _Diff) -> None:
 
 # -- nat -----------------------------------------------------------------------------------------
 
-def _nat(d: _Diff) -> None:
+def _nat(d: _Diff, kind: Kind) -> None:
     desired = {o.key: o for o in d.desired.of_type(NatTable) if o.rules}
     observed = {o.key: o for o in d.observed.of_type(NatTable)}
     for key, want in sorted(desired.items()):
@@ -339,3 +338,13 @@ def _nat(d: _Diff) -> None:
         if key in desired or now.namespace in d.deleted_namespaces:
             continue
         d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
+
+
+RULES: dict[str, DiffRule] = {
+    "namespace": _namespaces,
+    "link": _links,
+    "address": _addresses,
+    # route, rule, fdb, neighbor: Ownership.RECORD, the keyed rule (see rule_for)
+    "sysctl": _sysctls,
+    "nat": _nat,
+}
