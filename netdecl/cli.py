@@ -250,7 +250,7 @@ def _err(text: str) -> None:
 
 
 def _state_root(args: argparse.Namespace) -> Path:
-    from netdecl.engine.record import state_dir
+    from netdecl.engine.statedir import state_dir
 
     return state_dir(args.state_dir)
 
@@ -300,20 +300,6 @@ def _load(path: str):
     return topo
 
 
-def _is_saved_plan(path: str) -> dict[str, Any] | None:
-    from netdecl.engine.planner.plan import PLAN_FORMAT
-
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1)
-            if head != b"{":
-                return None
-            data = json.loads(head + fh.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == PLAN_FORMAT else None
-
-
 def _progress(number: int, total: int, action) -> None:
     if sys.stderr.isatty() or total >= 50:
         from netdecl.tools.render import action_line
@@ -330,46 +316,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _compute_plan(desired, state_root: Path):
-    from netdecl.backends.netlink import Kernel
-    from netdecl.engine.applier import observe_for
-    from netdecl.engine.planner import make_plan
-    from netdecl.engine.record import RecordStore
-
-    store = RecordStore(state_root)
-    record = store.load(desired.name)
-    _check_nft_if_needed(desired, record)
-    with Kernel() as kernel:
-        observed = observe_for(kernel, desired, record)
-    return make_plan(desired, observed, record), observed, record
-
-
-def _check_nft_if_needed(desired, record) -> None:
-    from netdecl.model import NatTable
-
-    if desired.of_type(NatTable) or record.nat_namespaces:
-        import shutil
-
-        if shutil.which("nft") is None:
-            raise EnvironmentProblem(
-                "this topology has NAT rules but the nft command is missing: install the "
-                "nftables package (apt-get install nftables)")
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
+    from netdecl.engine import service
     from netdecl.tools.render import plan_json, plan_text
 
     desired = _load(args.file)
-    plan, _, _ = _compute_plan(desired, _state_root(args))
+    plan = service.plan(desired, _state_root(args))
     if args.out:
-        from netdecl.engine.record import write_atomically
-
-        data = plan.to_json()
-        data["source"] = os.path.abspath(args.file)
-        # the topology itself travels in the plan: apply re-validates it with the loader and
-        # re-plans, so an edited plan file can never run actions the topology did not ask for
-        data["source_text"] = Path(args.file).read_text(encoding="utf-8")
-        write_atomically(Path(args.out), data)
+        service.save_plan(plan, Path(args.out), Path(args.file))
     _out(plan_json(plan) if args.json else plan_text(plan))
     if args.out and not args.json:
         _out(f"Saved the plan to {args.out}; `netdecl apply {args.out}` applies exactly it.")
@@ -380,139 +334,87 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _recover_pending(state_root: Path, topology: str | None = None) -> None:
-    """Finish what a crashed apply left: roll back to its journal's snapshot, saying so."""
-    from netdecl.engine.applier import Applier
-    from netdecl.engine.journal import Journal, pending
-    from netdecl.engine.record import RecordStore
-
-    store = RecordStore(state_root)
-    for name in pending(state_root):
-        if topology is not None and name != topology:
-            continue
-        journal = Journal.load(state_root, name)
-        if journal is None:
-            continue
-        _err(f"netdecl: an earlier apply of {name!r} did not finish "
-             f"({journal.steps_done()} steps done); rolling it back first")
-        from netdecl.engine.confirm import clear
-
-        Applier(store).rollback_to(journal.snapshot, journal.record_before,
-                                   current=journal.claimed(), unfinished=journal.unfinished())
-        journal.finish()
-        clear(state_root, name)  # markers of an apply that died waiting for confirmation
-        _err(f"netdecl: rolled back {name!r} to the state before that apply")
-
-
-def _run_apply(desired, state_root: Path, saved: dict[str, Any] | None,
-               as_json: bool, confirm_timeout: float | None = None,
-               destroying: bool = False) -> int:
-    from netdecl.backends.netlink import Kernel
-    from netdecl.engine.applier import Applier, observe_for, snapshot_owned
-    from netdecl.engine.planner import make_plan
-    from netdecl.engine.planner.plan import fingerprint
-    from netdecl.engine.record import RecordStore
+def _events(as_json: bool = False):
+    """How apply, destroy and rollback report while they work: plan and summary on stdout,
+    progress and notices on stderr."""
+    from netdecl.engine.service import Events
     from netdecl.tools.render import plan_json, plan_text
 
-    store = RecordStore(state_root)
-    record = store.load(desired.name)
-    _check_nft_if_needed(desired, record)
-    with Kernel() as kernel:
-        observed = observe_for(kernel, desired, record)
-        plan = make_plan(desired, observed, record)
-        if saved is not None:
-            if saved["fingerprint"] != fingerprint(observed):
-                raise NetdeclError(
-                    "the saved plan is stale: the host changed since it was made; "
-                    "run `netdecl plan --out` again")
-            if [a.to_json() for a in plan.actions] != saved["actions"]:
-                raise NetdeclError(
-                    "the saved plan's actions are not what its topology plans against this "
-                    "host (edited, or made by another netdecl version): nothing was changed")
-        if plan.conflicts:
-            _err(plan_text(plan))
-            _err("apply refused: nothing was changed")
-            return ExitStatus.FAILURE
-        if not plan.actions:
-            _out(f"Nothing to destroy: topology {desired.name} owns nothing on this host."
-                 if destroying else f"No changes. Topology {desired.name} matches the host.")
-            return ExitStatus.OK
-        _out(plan_json(plan) if as_json else plan_text(plan))
-        snapshot = snapshot_owned(observed, record)
-        hold = None
-        if confirm_timeout is not None:
-            from netdecl.engine.confirm import Waiter
+    def recovering(name: str, steps: int) -> None:
+        _err(f"netdecl: an earlier apply of {name!r} did not finish ({steps} steps done); "
+             f"rolling it back first")
 
-            hold = Waiter(state_root, desired.name, confirm_timeout, _err)
-        Applier(store, progress=_progress).apply(desired, plan, kernel, snapshot, hold=hold)
-        if hold is not None:
-            from netdecl.engine.confirm import clear
+    return Events(
+        planned=lambda plan: _out(plan_json(plan) if as_json else plan_text(plan)),
+        progress=_progress,
+        notice=_err,
+        recovering=recovering,
+        recovered=lambda name: _err(f"netdecl: rolled back {name!r} to the state before "
+                                    f"that apply"),
+    )
 
-            clear(state_root, desired.name)  # journal gone: now `confirm` may return
-            _err("Confirmed: keeping the changes.")
-    add, change, destroy = plan.counts()
-    if destroying:
-        _out(f"Destroy complete: {destroy} destroyed, {change} restored. Verified.")
-    elif not as_json:
+
+def _refused(exc) -> int:
+    """A plan with conflicts: show it, and say that nothing changed."""
+    from netdecl.tools.render import plan_text
+
+    _err(plan_text(exc.plan))
+    _err(str(exc))
+    return ExitStatus.FAILURE
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from netdecl.engine import service
+
+    loaded = service.load_saved_plan(args.file)
+    saved, desired = loaded if loaded is not None else (None, _load(args.file))
+    _require_privileges("apply")
+    try:
+        result = service.apply(desired, _state_root(args), saved=saved,
+                               lock_timeout=args.lock_timeout,
+                               confirm_timeout=args.confirm_timeout, events=_events(args.json))
+    except service.PlanConflicts as exc:
+        return _refused(exc)
+    if not result.plan.actions:
+        _out(f"No changes. Topology {desired.name} matches the host.")
+    elif not args.json:
+        add, change, destroy = result.counts()
         _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed. Verified.")
     return ExitStatus.OK
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
-    from netdecl.engine.lock import HostLock
-
-    saved = _is_saved_plan(args.file)
-    if saved is not None:
-        from netdecl.topology.loader import load_topology_text
-
-        try:
-            desired = load_topology_text(saved["source_text"], saved["source"])
-            assert isinstance(saved["fingerprint"], str) and isinstance(saved["actions"], list)
-        except (KeyError, TypeError, AssertionError):
-            raise NetdeclError(f"{args.file} is not a complete saved plan; make one with "
-                               f"`netdecl plan --out PLAN FILE`") from None
-    else:
-        desired = _load(args.file)
-    _require_privileges("apply")
-    state_root = _state_root(args)
-    with HostLock(state_root, args.lock_timeout):
-        _recover_pending(state_root)
-        return _run_apply(desired, state_root, saved, args.json, args.confirm_timeout)
-
-
 def cmd_destroy(args: argparse.Namespace) -> int:
-    from netdecl.engine.lock import HostLock
-    from netdecl.model import Topology
+    from netdecl.engine import service
 
-    loaded = _load(args.file)
+    name = _load(args.file).name
     _require_privileges("destroy")
-    state_root = _state_root(args)
-    with HostLock(state_root, args.lock_timeout):
-        _recover_pending(state_root)
-        return _run_apply(Topology(name=loaded.name), state_root, None, False,
-                          destroying=True)
+    try:
+        result = service.destroy(name, _state_root(args), lock_timeout=args.lock_timeout,
+                                 events=_events())
+    except service.PlanConflicts as exc:
+        return _refused(exc)
+    if not result.plan.actions:
+        _out(f"Nothing to destroy: topology {name} owns nothing on this host.")
+    else:
+        _, change, destroy = result.counts()
+        _out(f"Destroy complete: {destroy} destroyed, {change} restored. Verified.")
+    return ExitStatus.OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from netdecl.engine.journal import pending
-    from netdecl.engine.lock import HostLock
+    from netdecl.engine import service
 
     _require_privileges("rollback")
-    state_root = _state_root(args)
-    with HostLock(state_root, args.lock_timeout):
-        names = pending(state_root)
-        if not names:
-            _out("Nothing to roll back: no interrupted apply left a journal.")
-            return ExitStatus.OK
-        _recover_pending(state_root)
+    if not service.rollback(_state_root(args), lock_timeout=args.lock_timeout,
+                            events=_events()):
+        _out("Nothing to roll back: no interrupted apply left a journal.")
     return ExitStatus.OK
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
-    """No lock: the apply being confirmed holds it while it waits."""
-    from netdecl.engine.confirm import confirm
+    from netdecl.engine import service
 
-    name = confirm(_state_root(args), args.name)
+    name = service.confirm(_state_root(args), args.name)
     _out(f"Confirmed the apply of {name}: its changes stay.")
     return ExitStatus.OK
 
@@ -520,19 +422,10 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
-    from netdecl.backends import namespaces
-    from netdecl.backends.netlink import Kernel
-    from netdecl.engine.observer import observe_all
-    from netdecl.model import ROOT
+    from netdecl.engine import service
     from netdecl.topology.export import to_document
 
-    wanted = args.namespace or [ROOT, *namespaces.list_named()]
-    wanted = [ROOT if ns in ("", "root") else ns for ns in wanted]
-    for ns in wanted:
-        if ns != ROOT and not namespaces.exists(ns):
-            raise NetdeclError(f"namespace {ns} does not exist (see `ip netns list`)")
-    with Kernel() as kernel:
-        observed = observe_all(kernel, wanted)
+    observed = service.show(args.namespace)
     _out(yaml.safe_dump(to_document(observed, args.name), sort_keys=False).rstrip())
     return ExitStatus.OK
 

@@ -51,5 +51,19 @@ class ActionFailed(NetdeclError):
         super().__init__(f"{action_description}: {reason}")
 
 
+class VerificationFailed(NetdeclError):
+    """After an apply, re-reading the host still shows differences from the topology."""
+
+
+class ApplyFailed(NetdeclError):
+    """An apply failed and was rolled back completely (exit 1)."""
+
+
+class NotConfirmed(NetdeclError):
+    """--confirm-timeout ran out without `netdecl confirm`: the apply is rolled back."""
+
+
 class RollbackFailed(NetdeclError):
+    """A rollback could not restore everything (exit 4); the journal is kept."""
+
     status = ExitStatus.ROLLBACK_FAILED

@@ -362,26 +362,7 @@ class Probe:
     proto: str = "tcp"
 
 
-OBJECT_TYPES: dict[str, type[NetObject]] = {
-    cls.TYPE: cls for cls in (Namespace, Link, Address, Route, Sysctl, NatTable, FdbEntry,
-                              Neighbor, Rule)
-}
-
 T = TypeVar("T", bound=NetObject)
-
-
-def object_from_dict(data: dict[str, Any]) -> NetObject:
-    """Inverse of NetObject.to_dict, used by saved plans and the journal."""
-    data = dict(data)
-    cls = OBJECT_TYPES[data.pop("object_type")]
-    if cls is Link:
-        if data.get("peer") is not None:
-            data["peer"] = tuple(data["peer"])
-        if data.get("vxlan") is not None:
-            data["vxlan"] = Vxlan(**data["vxlan"])
-    if cls is NatTable and data.get("rules") is not None:
-        data["rules"] = tuple(NatRule(**r) for r in data["rules"])
-    return cls(**data)
 
 
 @dataclass

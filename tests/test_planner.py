@@ -7,8 +7,8 @@ import json
 
 from builders import docker_bridge
 
+from netdecl.engine.planfile import action_from_json
 from netdecl.engine.planner import make_plan
-from netdecl.engine.planner.plan import Action
 from netdecl.engine.record import OwnershipRecord
 from netdecl.model import (
     ROOT,
@@ -198,7 +198,7 @@ def test_plan_json_round_trips_actions():
     plan = make_plan(desired, Topology(name=desired.name), OwnershipRecord(desired.name))
     data = json.loads(plan_json(plan))
     assert data["summary"] == {"add": 10, "change": 1, "destroy": 0}
-    restored = [Action.from_json(a) for a in data["actions"]]
+    restored = [action_from_json(a) for a in data["actions"]]
     assert [(a.op, a.key, a.after) for a in restored] == \
         [(a.op, a.key, a.after) for a in plan.actions]
 

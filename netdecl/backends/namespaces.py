@@ -170,8 +170,6 @@ def run_in_each(names: list[str], fn: Callable[[str], T]) -> dict[str, T]:
     finally:
         os.close(root)
 
-    return in_thread(body, "netns-each")
-
 
 def _ensure_run_dir() -> None:
     """Make /run/netns a shared mount point, as `ip netns add` does, so namespace mounts made

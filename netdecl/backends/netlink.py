@@ -40,7 +40,6 @@ NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 RTNH_F_ONLINK = 0x4
 RT_TABLE_LOCAL = 255
-RTPROT_KERNEL = 2
 ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 ROUTE_TYPE_CODES = {v: k for k, v in ROUTE_TYPES.items()}
 
@@ -279,8 +278,6 @@ class Kernel:
             if name is None or name == "lo":
                 continue
             iface = ipaddress.ip_interface(f"{m.address}/{m.prefixlen}")
-            if iface.version == 6 and iface.ip.is_link_local:
-                continue  # the kernel adds these itself; netdecl does not manage them
             out.append(Address(namespace=ns, link=name, cidr=iface.with_prefixlen))
         return out
 
@@ -290,8 +287,8 @@ class Kernel:
         for m in self.rtnl(ns).routes():  # one dump, both families
             if m.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
-            if m.table == RT_TABLE_LOCAL or m.proto == RTPROT_KERNEL:
-                continue
+            if m.table == RT_TABLE_LOCAL:
+                continue  # local/broadcast addresses: not routes the model can express
             rtype = ROUTE_TYPES.get(m.type)
             if rtype is None:
                 continue  # multicast, broadcast, local...
@@ -315,7 +312,7 @@ class Kernel:
         return out
 
     def read_fdb(self, ns: str, link_names: set[str]) -> list[FdbEntry]:
-        """Static FDB entries (NUD_PERMANENT, "self") on the given links: what netdecl manages."""
+        """Static FDB entries (NUD_PERMANENT) on the given links."""
         names = self._names(ns)
         out = []
         for m in self.ipr(ns).fdb("dump"):

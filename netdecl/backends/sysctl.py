@@ -7,12 +7,13 @@ namespace the files are opened from a thread that has entered it (namespaces.run
 from __future__ import annotations
 
 from netdecl.backends import namespaces
+from netdecl.errors import NetdeclError
 
 PROC_SYS = "/proc/sys"
 
 
-class SysctlError(Exception):
-    pass
+class SysctlError(NetdeclError):
+    """The kernel has no such key in that namespace, or refused the value."""
 
 
 def path_of(name: str) -> str:

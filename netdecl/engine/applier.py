@@ -12,20 +12,24 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from netdecl.backends import namespaces
-from netdecl.backends.netlink import Kernel, KernelError
-from netdecl.backends.sysctl import SysctlError
+from netdecl.backends.host import Host
 from netdecl.engine.executor import execute
 from netdecl.engine.journal import Journal
-from netdecl.engine.observer import observe, scope_for
+from netdecl.engine.observer import observe_for
+from netdecl.engine.ownership import owns
 from netdecl.engine.planner import Plan, make_plan
 from netdecl.engine.planner.plan import CREATE, REPLACE, Action
 from netdecl.engine.record import OwnershipRecord, RecordStore
-from netdecl.errors import ActionFailed, NetdeclError, RollbackFailed
-from netdecl.model import ROOT, Address, Link, Namespace, NatTable, Sysctl, Topology
+from netdecl.errors import (
+    ActionFailed,
+    ApplyFailed,
+    NetdeclError,
+    RollbackFailed,
+    VerificationFailed,
+)
+from netdecl.model import Link, Sysctl, Topology
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
 # testing aid: the N-th action of a rollback fails, to prove what exit 4 reports
@@ -36,70 +40,39 @@ class Interrupted(Exception):
     """SIGTERM (or SIGINT) arrived during an apply."""
 
 
-class VerificationFailed(NetdeclError):
-    pass
-
-
-class ApplyFailed(NetdeclError):
-    """An apply failed and was rolled back completely (exit 1)."""
-
-
-class NotConfirmed(NetdeclError):
-    """--confirm-timeout ran out without `netdecl confirm`: the apply is rolled back."""
-
-
-@dataclass
-class ApplyResult:
-    executed: list[Action] = field(default_factory=list)
-
-
 Progress = Callable[[int, int, Action], None]
 # Waits for confirmation after a verified apply; gets a checkpoint to call while waiting (it
 # raises Interrupted on SIGTERM/Ctrl-C) and raises NotConfirmed to roll back.
 Hold = Callable[[Callable[[], None]], None]
 
 
-def observe_for(kernel: Kernel, desired: Topology, record: OwnershipRecord) -> Topology:
-    return observe(kernel, desired.name, scope_for(desired, record))
-
-
 def snapshot_owned(observed: Topology, record: OwnershipRecord) -> Topology:
     """What the topology owns right now, as a desired-state Topology (for rollback)."""
-    name = observed.name
-    snap = Topology(name=name)
-    owned_links = {o.key for o in observed.of_type(Link) if o.owner == name}
-    for o in observed.objects.values():
-        if isinstance(o, Namespace):
-            keep = o.namespace in record.namespaces
-        elif isinstance(o, Link):
-            keep = o.key in owned_links
-        elif isinstance(o, Address):
-            keep = ("link", o.namespace, o.link) in owned_links
-        elif isinstance(o, (Sysctl, NatTable)):
-            keep = True  # only managed sysctls and netdecl's own table are observed
-        else:
-            keep = record.owns(o.key)
-        if keep:
-            snap.add(o)
+    snap = Topology(name=observed.name)
+    snap.extend(o for o in observed.objects.values() if owns(o, observed, record))
     return snap
 
 
 class Applier:
-    def __init__(self, store: RecordStore, progress: Progress | None = None):
+    """Applies plans on one Host and rolls them back on it."""
+
+    def __init__(self, store: RecordStore, host: Host, progress: Progress | None = None):
         self.store = store
+        self.host = host
         self.progress = progress
 
     # -- the main path -------------------------------------------------------------------------
-    def apply(self, desired: Topology, plan: Plan, kernel: Kernel, snapshot: Topology,
-              hold: Hold | None = None) -> ApplyResult:
+    def apply(self, desired: Topology, plan: Plan, snapshot: Topology,
+              hold: Hold | None = None) -> list[Action]:
         """Execute ``plan``; on failure roll back to ``snapshot`` and raise.
 
         ``hold`` (for --confirm-timeout) runs after verification while the journal still
-        exists; raising NotConfirmed from it rolls everything back like any other failure."""
+        exists; raising NotConfirmed from it rolls everything back like any other failure.
+        Returns the actions executed."""
         record = self.store.load(desired.name)
         _share_sysctl_originals(record, desired)
         journal = Journal.begin(self.store.root, desired.name, snapshot, record)
-        result = ApplyResult()
+        executed: list[Action] = []
         fail_at = _failpoint()
         current: Action | None = None
         with _SignalTrap() as trap:
@@ -113,32 +86,33 @@ class Applier:
                                            f"injected failure ({FAILPOINT_ENV}={fail_at})")
                     journal.intend(number, action)
                     current = action
-                    _execute(action, kernel, desired.name, record)
+                    _execute(action, self.host, desired.name, record)
                     current = None
                     journal.step(number, action)
-                    result.executed.append(action)
+                    executed.append(action)
                 self.store.save(record)
                 trap.checkpoint()
-                self.verify(desired, record, kernel)
+                self.verify(desired, record)
                 if hold is not None:
                     hold(trap.checkpoint)
             except BaseException as exc:  # noqa: BLE001 - whatever it was, undo first
                 # (an error while re-reading for verification, a full disk for the record, a
                 # bug: the host must not be left half-applied, so every exception rolls back)
-                kernel.close()
+                # an interrupted request may have left a reply in flight: start afresh
+                self.host.reconnect()
                 # a second signal during the rollback must not stop it half-way
                 trap.ignore()
                 self.rollback_to(snapshot, journal.record_before, current=record, cause=exc,
                                  unfinished=current)
                 journal.finish()
-                raise ApplyFailed(_failure_message(exc, len(result.executed))) from None
+                raise ApplyFailed(_failure_message(exc, len(executed))) from None
         journal.finish()
-        return result
+        return executed
 
-    def verify(self, desired: Topology, record: OwnershipRecord, kernel: Kernel) -> None:
-        """Re-read the kernel, nothing cached: the plan toward ``desired`` must be empty."""
-        kernel.reset_caches()
-        observed = observe_for(kernel, desired, record)
+    def verify(self, desired: Topology, record: OwnershipRecord) -> None:
+        """Re-read the host, nothing cached: the plan toward ``desired`` must be empty."""
+        self.host.refresh()
+        observed = observe_for(self.host, desired, record)
         remaining = make_plan(desired, observed, record)
         if remaining.actions or remaining.conflicts:
             lines = [f"  {a.op} {a.describe()} {_changes(a)}" for a in remaining.actions]
@@ -167,26 +141,27 @@ class Applier:
         for key, value in record_before.sysctl_originals.items():
             merged.sysctl_originals.setdefault(key, value)
         problems: list[str] = []
-        with Kernel() as kernel:
-            if unfinished is not None:
-                _claim_half_made(kernel, snapshot.name, unfinished)
-            observed = observe_for(kernel, snapshot, merged)
-            plan = make_plan(snapshot, observed, merged)
-            fail_at = _failpoint(ROLLBACK_FAILPOINT_ENV)
-            for number, action in enumerate(plan.actions, start=1):
-                if fail_at == number:
-                    problems.append(f"{_label(action)}: injected failure "
-                                    f"({ROLLBACK_FAILPOINT_ENV}={fail_at})")
-                    continue
-                try:
-                    execute(action, kernel, snapshot.name, merged)
-                except Exception as exc:  # keep going: restore as much as possible
-                    problems.append(f"{_label(action)}: {exc}")
-        _remove_placeholders(merged.namespaces - set(snapshot.namespaces()), problems)
+        host = self.host
+        host.reconnect()  # nothing learnt before (or half-read when interrupted) is trusted
+        if unfinished is not None:
+            _claim_half_made(host, snapshot.name, unfinished)
+        observed = observe_for(host, snapshot, merged)
+        plan = make_plan(snapshot, observed, merged)
+        fail_at = _failpoint(ROLLBACK_FAILPOINT_ENV)
+        for number, action in enumerate(plan.actions, start=1):
+            if fail_at == number:
+                problems.append(f"{_label(action)}: injected failure "
+                                f"({ROLLBACK_FAILPOINT_ENV}={fail_at})")
+                continue
+            try:
+                execute(action, host, snapshot.name, merged)
+            except Exception as exc:  # keep going: restore as much as possible
+                problems.append(f"{_label(action)}: {exc}")
+        problems += host.remove_placeholders(merged.namespaces - set(snapshot.namespaces()))
         self.store.save(record_before)
-        with Kernel() as kernel:
-            observed = observe_for(kernel, snapshot, merged)
-            left = make_plan(snapshot, observed, merged)
+        host.reconnect()
+        observed = observe_for(host, snapshot, merged)
+        left = make_plan(snapshot, observed, merged)
         if left.actions:
             problems += [f"not restored: {a.op} {a.describe()} {_changes(a)}"
                          for a in left.actions]
@@ -209,11 +184,11 @@ def _share_sysctl_originals(record: OwnershipRecord, desired: Topology) -> None:
             record.sysctl_originals.pop(key, None)
 
 
-def _execute(action: Action, kernel: Kernel, topology: str, record: OwnershipRecord) -> None:
+def _execute(action: Action, host: Host, topology: str, record: OwnershipRecord) -> None:
     """One action; every way it can fail becomes ActionFailed naming it and the cause."""
     try:
-        execute(action, kernel, topology, record)
-    except (NetdeclError, SysctlError, OSError) as exc:  # kernel, nft and file errors
+        execute(action, host, topology, record)
+    except (NetdeclError, OSError) as exc:  # kernel, nft, sysctl and file errors
         raise ActionFailed(_label(action), str(exc)) from None
 
 
@@ -227,40 +202,17 @@ def _failure_message(exc: BaseException, done: int) -> str:
             f"failure were undone; the host is as it was before this apply")
 
 
-def _claim_half_made(kernel: Kernel, topology: str, action: Action) -> None:
+def _claim_half_made(host: Host, topology: str, action: Action) -> None:
     """A link is created first and marked with its owner (ifalias) by a second request. If
     the action died between the two, the link exists unmarked and the planner would leave it
-    behind as foreign. The plan proved the name was free, so it is ours: mark it."""
+    behind as foreign. The plan proved the name was free, so it is ours: mark it (only a link
+    of the kind the action made: after a crash, `netdecl rollback` may run much later, and an
+    unmarked link of another kind is surely someone else's)."""
     if action.type != "link" or action.op not in (CREATE, REPLACE):
         return
     for end in (action.after, action.peer_after):
-        if not isinstance(end, Link):
-            continue
-        try:
-            if end.namespace != ROOT and not namespaces.exists(end.namespace):
-                continue
-            # only a link of the kind the action made: after a crash, `netdecl rollback` may
-            # run much later, and an unmarked link of another kind is surely someone else's
-            if any(link.name == end.name and not link.owner and link.kind == end.kind
-                   for link in kernel.read_links(end.namespace, namespaces.list_named())):
-                kernel.configure_link(end, topology, fresh=True, changes=())
-        except (KernelError, OSError):
-            continue  # gone already, or not there: nothing to claim
-
-
-def _remove_placeholders(names: set[str], problems: list[str]) -> None:
-    """A crash inside namespace creation can leave /run/netns/NAME as a plain file that holds
-    no namespace (the bind mount never happened). It is invisible to the observer but would
-    block a later create; our record names it, so remove it."""
-    live = set(namespaces.list_named())
-    for name in sorted(names - live):
-        path = namespaces.netns_path(name)
-        if not os.path.lexists(path):
-            continue
-        try:
-            os.unlink(path)
-        except OSError as exc:
-            problems.append(f"remove stale namespace file {path}: {exc}")
+        if isinstance(end, Link):
+            host.claim_unmarked_link(end, topology)
 
 
 def _label(action: Action) -> str:

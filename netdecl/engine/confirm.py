@@ -17,21 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netdecl.errors import NetdeclError
+from netdecl.engine.statedir import confirm_dir, confirmed_path, pending_path, write_atomically
+from netdecl.errors import NetdeclError, NotConfirmed
 
 POLL = 0.05
-
-
-def confirm_dir(state_root: Path) -> Path:
-    return state_root / "confirm"
-
-
-def pending_path(state_root: Path, topology: str) -> Path:
-    return confirm_dir(state_root) / f"{topology}.pending"
-
-
-def confirmed_path(state_root: Path, topology: str) -> Path:
-    return confirm_dir(state_root) / f"{topology}.confirmed"
 
 
 class Waiter:
@@ -46,16 +35,11 @@ class Waiter:
 
     def __call__(self, checkpoint: Callable[[], None]) -> None:
         """Return when confirmed; raise NotConfirmed when the time runs out."""
-        from netdecl.engine.applier import NotConfirmed
-
         pending = pending_path(self.state_root, self.topology)
         confirmed = confirmed_path(self.state_root, self.topology)
-        pending.parent.mkdir(parents=True, exist_ok=True)
         confirmed.unlink(missing_ok=True)
         # written whole or not at all: `confirm` reads the PID from it at any moment
-        tmp = pending.with_name(pending.name + ".tmp")
-        tmp.write_text(f"{os.getpid()}\n")
-        os.replace(tmp, pending)
+        write_atomically(pending, f"{os.getpid()}\n")
         tty = _stdin_tty()
         how = "press Enter here or run" if tty else "run"
         self.say(f"Applied and verified. Waiting {self.timeout:g}s for confirmation: {how} "

@@ -12,13 +12,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from netdecl.engine.planfile import action_from_json, action_to_json
 from netdecl.engine.planner.plan import Action
-from netdecl.engine.record import OwnershipRecord, write_atomically
-from netdecl.model import Topology, object_from_dict
-
-
-def journal_path(state_root: Path, topology: str) -> Path:
-    return state_root / "journal" / f"{topology}.jsonl"
+from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.statedir import journal_dir, journal_path, write_atomically
+from netdecl.kinds import object_from_dict
+from netdecl.model import Topology
 
 
 class Journal:
@@ -39,14 +38,7 @@ class Journal:
             "record_before": record.to_json(),
         }
         # the header goes down atomically and durably before the first action runs
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(header) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        write_atomically(path, json.dumps(header) + "\n")
         return cls(path, snapshot, record.copy())
 
     def intend(self, number: int, action: Action) -> None:
@@ -54,7 +46,7 @@ class Journal:
         is saved once, at the end): after a crash, ``claimed()`` replays the claims, and
         ``unfinished()`` names what may be half-made (a link created but not yet marked with
         its owner, for instance)."""
-        self._append({"start": number, "action": action.to_json()})
+        self._append({"start": number, "action": action_to_json(action)})
 
     def step(self, number: int, action: Action) -> None:
         self._append({"step": number})
@@ -106,7 +98,7 @@ class Journal:
         record = self.record_before.copy()
         for entry in self._entries():
             if "start" in entry:
-                claim(Action.from_json(entry["action"]), record)
+                claim(action_from_json(entry["action"]), record)
         return record
 
     def unfinished(self) -> Action | None:
@@ -119,20 +111,12 @@ class Journal:
                 started.pop(entry["step"], None)
         if not started:
             return None
-        return Action.from_json(started[max(started)])
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return action_from_json(started[max(started)])
 
 
 def pending(state_root: Path) -> list[str]:
     """Topologies with a journal left behind by an apply that did not finish."""
-    return sorted(p.name[: -len(".jsonl")] for p in (state_root / "journal").glob("*.jsonl"))
+    return sorted(p.name[: -len(".jsonl")] for p in journal_dir(state_root).glob("*.jsonl"))
 
 
-__all__ = ["Journal", "journal_path", "pending", "write_atomically"]
+__all__ = ["Journal", "pending"]

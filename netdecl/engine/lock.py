@@ -8,12 +8,13 @@ import os
 import time
 from pathlib import Path
 
+from netdecl.engine.statedir import lock_path
 from netdecl.errors import EnvironmentProblem
 
 
 class HostLock:
     def __init__(self, state_root: Path, timeout: float):
-        self.path = state_root / "lock"
+        self.path = lock_path(state_root)
         self.timeout = timeout
         self.fd: int | None = None
 

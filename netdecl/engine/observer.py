@@ -1,41 +1,18 @@
-"""The kernel -> model, scoped to what a topology and its ownership record name.
+"""The host -> model, scoped to what a topology and its ownership record name.
 
-Each namespace is read once per object type (one netlink dump each); nothing outside the scope
-is read, so `plan` on a host with hundreds of unrelated namespaces stays cheap.
+scope_for decides what to read (pure); the Host reads it (each namespace once per object type,
+one netlink dump each), and ownership.observed_topology keeps what netdecl manages. Nothing
+outside the scope is read, so `plan` on a host with hundreds of unrelated namespaces stays cheap.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from netdecl.backends import namespaces, sysctl
-from netdecl.backends.netlink import RTPROT_NETDECL, Kernel
+from netdecl.backends.host import Host, Scope
+from netdecl.engine.ownership import observed_topology
 from netdecl.engine.record import OwnershipRecord
-from netdecl.model import (
-    ROOT,
-    FdbEntry,
-    Link,
-    Namespace,
-    NatTable,
-    Neighbor,
-    Rule,
-    Sysctl,
-    Topology,
-)
+from netdecl.model import ROOT, FdbEntry, Link, NatTable, Neighbor, Rule, Sysctl, Topology
 
-
-@dataclass
-class Scope:
-    """What to read: namespaces, sysctl names per namespace, and which optional families."""
-
-    namespaces: list[str]
-    sysctls: dict[str, set[str]]
-    nat: bool
-    rules: bool
-    fdb: bool
-    # where netdecl's NAT table can be (declared there or recorded as made there); None: all.
-    # Reading it costs an `nft` process per namespace, so never in the hundreds of others.
-    nat_namespaces: set[str] | None = None
+__all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_all"]
 
 
 def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
@@ -64,48 +41,16 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
     )
 
 
-def observe(kernel: Kernel, topology: str, scope: Scope) -> Topology:
-    """Everything in scope as model objects (ours and others'; the planner sorts that out)."""
-    seen = Topology(name=topology)
-    existing = set(namespaces.list_named())
-    # the root last: by then each namespace's links are cached, so the root's veth peers
-    # resolve without another dump per namespace
-    present = [ns for ns in scope.namespaces if ns != ROOT and ns in existing]
-    if ROOT in scope.namespaces:
-        present.append(ROOT)
-    # where a veth's peer may live: the namespaces in scope first (they nearly always hold it,
-    # so the netnsid look-up stops there), then any other, to name a peer outside the scope
-    in_scope = [ns for ns in present if ns != ROOT]
-    all_named = in_scope + sorted(existing - set(in_scope))
-    kernel.open_sockets(present)
-    values = sysctl.read_everywhere({ns: sorted(scope.sysctls[ns]) for ns in present
-                                     if scope.sysctls.get(ns)})
-    for ns in present:
-        if ns != ROOT:
-            seen.add(Namespace(ns))
-        links = kernel.read_links(ns, all_named)
-        seen.extend(links)
-        seen.extend(kernel.read_addresses(ns))
-        seen.extend(kernel.read_routes(ns))
-        if scope.rules:
-            seen.extend(r for r in kernel.read_rules(ns) if r.proto == RTPROT_NETDECL)
-        if scope.fdb:
-            ours = {link.name for link in links if link.owner == topology}
-            seen.extend(kernel.read_fdb(ns, ours))
-            seen.extend(kernel.read_neighbors(ns, ours))
-        for name, value in values.get(ns, {}).items():
-            if value is not None:
-                seen.add(Sysctl(ns, name, value))
-        if scope.nat and (scope.nat_namespaces is None or ns in scope.nat_namespaces):
-            from netdecl.backends import nftables  # imported only when a topology uses NAT
-
-            table = nftables.read(topology, ns)
-            if table is not None:
-                seen.add(table)
-    return seen
+def observe(host: Host, topology: str, scope: Scope) -> Topology:
+    """Everything in scope netdecl manages (ours and others'; the planner sorts that out)."""
+    return observed_topology(topology, host.observe(topology, scope))
 
 
-def observe_all(kernel: Kernel, namespaces_to_read: list[str]) -> Topology:
+def observe_for(host: Host, desired: Topology, record: OwnershipRecord) -> Topology:
+    return observe(host, desired.name, scope_for(desired, record))
+
+
+def observe_all(host: Host, namespaces_to_read: list[str]) -> Topology:
     """Everything in the given namespaces, for `show` (no ownership filtering)."""
     scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=False, fdb=False)
-    return observe(kernel, "", scope)
+    return observe(host, "", scope)

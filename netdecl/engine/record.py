@@ -3,40 +3,19 @@
 Links carry their owner in the kernel (ifalias) and routes/rules a protocol number, but the
 protocol number says only "netdecl", not which topology; namespaces carry no mark at all, and a
 sysctl's original value must be remembered to be restored. So each topology has one small JSON
-file in the state dir, written atomically (temp file, fsync, rename) once per apply; during an
-apply, the journal's fsynced intent lines carry the claims (see journal.py).
+file in the state dir (statedir.py), written atomically once per apply; during an apply, the
+journal's intent lines carry the claims (see journal.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netdecl.engine import statedir
 from netdecl.model import Key
-
-DEFAULT_STATE_DIR = "/var/lib/netdecl"
-
-
-def state_dir(override: str | None = None) -> Path:
-    return Path(override or os.environ.get("NETDECL_STATE_DIR") or DEFAULT_STATE_DIR)
-
-
-def write_atomically(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _key_to_json(key: Key) -> list:
@@ -101,10 +80,10 @@ class RecordStore:
 
     def __init__(self, root: Path):
         self.root = root
-        self.dir = root / "topologies"
+        self.dir = statedir.records_dir(root)
 
     def path(self, topology: str) -> Path:
-        return self.dir / f"{topology}.json"
+        return statedir.record_path(self.root, topology)
 
     def load(self, topology: str) -> OwnershipRecord:
         record = self._read(topology) or OwnershipRecord(topology)
@@ -125,13 +104,13 @@ class RecordStore:
         if record.is_empty():
             path = self.path(record.topology)
             # with it the temp file a write killed (SIGKILL) between write and rename left
-            for stale in (path, path.with_name(path.name + ".tmp")):
+            for stale in (path, statedir.temp_path(path)):
                 try:
                     stale.unlink()
                 except FileNotFoundError:
                     pass
             return
-        write_atomically(self.path(record.topology), record.to_json())
+        statedir.write_json_atomically(self.path(record.topology), record.to_json())
 
     def all_topologies(self) -> list[str]:
         return sorted(p.stem for p in self.dir.glob("*.json"))

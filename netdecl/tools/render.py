@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from netdecl.engine.planfile import plan_to_json
 from netdecl.engine.planner.plan import DELETE, MODIFY, SYMBOLS, Action, Plan
 from netdecl.model import Link, NatTable, Route, qualify
 
@@ -96,7 +97,7 @@ def plan_text(plan: Plan) -> str:
 
 
 def plan_json(plan: Plan) -> str:
-    return json.dumps(plan.to_json(), indent=2, sort_keys=False)
+    return json.dumps(plan_to_json(plan), indent=2, sort_keys=False)
 
 
 __all__ = ["plan_text", "plan_json", "action_line"]

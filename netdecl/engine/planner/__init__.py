@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from netdecl.engine.planner.diff import diff
 from netdecl.engine.planner.order import order
-from netdecl.engine.planner.plan import Action, Conflict, Plan, fingerprint
+from netdecl.engine.planner.plan import Action, Conflict, Plan
 from netdecl.engine.record import OwnershipRecord
 from netdecl.model import NatTable, Sysctl, Topology, ns_label
 
@@ -18,7 +18,6 @@ def make_plan(desired: Topology, observed: Topology, record: OwnershipRecord) ->
         actions=order(actions),
         conflicts=conflicts,
         notes=forwarding_notes(desired, observed),
-        fingerprint=fingerprint(observed),
     )
 
 

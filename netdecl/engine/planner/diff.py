@@ -1,28 +1,36 @@
 """Desired vs observed -> unordered actions and conflicts. Pure: no I/O, no kernel.
 
-Ownership decides everything here: an observed object is ours when it carries our mark (links:
-the ifalias owner) or our record names it (namespaces, routes, rules, fdb, neighbours). We change
-or delete only ours; a declared object that exists but is not ours is a conflict.
+Ownership decides everything here (engine/ownership.py says what is ours): we change or delete
+only ours; a declared object that exists but is not ours is a conflict. Each kind of object has
+one diff rule in RULES; kinds whose ownership the record keeps (routes, rules, FDB entries,
+neighbours) share the keyed rule unless they register their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netdecl.engine.planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action, Conflict
+from netdecl.engine.ownership import link_owned, owns
+from netdecl.engine.planner.plan import (
+    CREATE,
+    DELETE,
+    MODIFY,
+    REPLACE,
+    Action,
+    Conflict,
+    Reason,
+)
 from netdecl.engine.record import OwnershipRecord
+from netdecl.kinds import KINDS, Kind, Ownership
 from netdecl.model import (
-    RTPROT_NETDECL,
     Address,
-    FdbEntry,
     Key,
     Link,
     Namespace,
     NatTable,
-    Neighbor,
     NetObject,
     Route,
-    Rule,
     Sysctl,
     Topology,
     qualify,
@@ -55,21 +63,26 @@ class _Diff:
 def diff(desired: Topology, observed: Topology, record: OwnershipRecord) -> tuple[
         list[Action], list[Conflict]]:
     d = _Diff(desired, observed, record)
-    _namespaces(d)
-    _links(d)
-    _addresses(d)
-    _keyed_objects(d, Route)
-    _keyed_objects(d, Rule)
-    _keyed_objects(d, FdbEntry)
-    _keyed_objects(d, Neighbor)
-    _sysctls(d)
-    _nat(d)
+    for kind in KINDS.values():  # in registration order: links and addresses before routes
+        rule_for(kind)(d, kind)
     return d.actions, d.conflicts
+
+
+DiffRule = Callable[["_Diff", Kind], None]
+
+
+def rule_for(kind: Kind) -> DiffRule:
+    rule = RULES.get(kind.name)
+    if rule is None and kind.ownership is Ownership.RECORD:
+        return _keyed_objects
+    if rule is None:
+        raise KeyError(f"no diff rule for kind {kind.name}")
+    return rule
 
 
 # -- namespaces ----------------------------------------------------------------------------------
 
-def _namespaces(d: _Diff) -> None:
+def _namespaces(d: _Diff, kind: Kind) -> None:
     existing = {o.namespace for o in d.observed.of_type(Namespace)}
     for ns in d.desired.of_type(Namespace):
         if ns.namespace not in existing:
@@ -89,7 +102,7 @@ def _namespaces(d: _Diff) -> None:
                        f"({', '.join(sorted(foreign))}); move or delete them first")
             continue
         d.deleted_namespaces.add(name)
-        d.add(Action(DELETE, ("namespace", name), before=Namespace(name), reason="prune"))
+        d.add(Action(DELETE, ("namespace", name), before=Namespace(name), why=Reason.PRUNE))
 
 
 # -- links ---------------------------------------------------------------------------------------
@@ -97,7 +110,7 @@ def _namespaces(d: _Diff) -> None:
 
 
 def _owned(d: _Diff, obj: NetObject | None) -> bool:
-    return isinstance(obj, Link) and obj.owner == d.topology
+    return link_owned(obj, d.topology)
 
 
 def _foreign_message(d: _Diff, link: Link) -> str:
@@ -106,12 +119,12 @@ def _foreign_message(d: _Diff, link: Link) -> str:
             f"netdecl will not adopt it: rename it in the file or delete it")
 
 
-def _links(d: _Diff) -> None:
+def _links(d: _Diff, kind: Kind) -> None:
     desired_links = d.desired.of_type(Link)
     handled: set[Key] = set()
     deleted: set[Key] = set()
 
-    def delete_observed(o: Link, reason: str) -> None:
+    def delete_observed(o: Link, reason: Reason) -> None:
         """Delete an owned observed link (a veth takes its peer along)."""
         if o.key in deleted:
             return
@@ -124,7 +137,7 @@ def _links(d: _Diff) -> None:
                 deleted.add(peer_obs.key)
                 d.rebuilt_links.add(peer_obs.key)
                 peer = peer_obs
-        d.add(Action(DELETE, o.key, before=o, peer_before=peer, reason=reason))
+        d.add(Action(DELETE, o.key, before=o, peer_before=peer, why=reason))
 
     for want in sorted(desired_links, key=lambda link: link.key):
         if want.key in handled:
@@ -161,7 +174,8 @@ def _links(d: _Diff) -> None:
             assert isinstance(before, Link)
             d.add(Action(REPLACE, want.key, before=before, after=want,
                          peer_before=observed_ends[1] if len(observed_ends) > 1 else None,
-                         peer_after=peer_want, reason=_replace_reason(ends, observed_ends)))
+                         peer_after=peer_want, why=Reason.RECREATE,
+                         detail=_replace_reason(ends, observed_ends)))
             continue
         for end, o in zip(ends, observed_ends, strict=True):
             assert isinstance(o, Link)
@@ -174,7 +188,7 @@ def _links(d: _Diff) -> None:
     for o in sorted(d.observed.of_type(Link), key=lambda link: link.key):
         if o.key in desired_keys or o.key in deleted or not _owned(d, o):
             continue
-        delete_observed(o, "prune")
+        delete_observed(o, Reason.PRUNE)
 
 
 def _needs_replace(ends: list[Link], observed: list[NetObject | None]) -> bool:
@@ -209,7 +223,7 @@ def _replace_reason(ends: list[Link], observed: list[NetObject | None]) -> str:
 
 
 
-def _addresses(d: _Diff) -> None:
+def _addresses(d: _Diff, kind: Kind) -> None:
     desired = {a.key: a for a in d.desired.of_type(Address)}
     observed = {a.key: a for a in d.observed.of_type(Address)}
     for key, a in sorted(desired.items()):
@@ -221,11 +235,11 @@ def _addresses(d: _Diff) -> None:
         link_key = ("link", a.namespace, a.link)
         if key in desired or link_key in d.rebuilt_links:
             continue
-        if not _owned(d, d.observed.get(link_key)):
+        if not owns(a, d.observed, d.record):
             continue  # addresses on links we do not own are not ours to remove
         if a.namespace in d.deleted_namespaces:
             continue
-        d.add(Action(DELETE, key, before=a, reason="not in the file"))
+        d.add(Action(DELETE, key, before=a, why=Reason.NOT_IN_FILE))
 
 
 # -- routes, rules, fdb, neighbours: record-owned objects ----------------------------------------
@@ -254,14 +268,8 @@ def _depends_on_rebuilt(d: _Diff, want: NetObject, now: NetObject,
     return isinstance(want, Route) and ns in flushing
 
 
-def _record_owned(d: _Diff, now: NetObject) -> bool:
-    """Ours only if the record names it AND, for routes and rules, the kernel object carries
-    our protocol: someone else's route that took the key of one of ours is not ours."""
-    proto = getattr(now, "proto", RTPROT_NETDECL)
-    return d.record.owns(now.key) and proto in (None, RTPROT_NETDECL)
-
-
-def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
+def _keyed_objects(d: _Diff, kind: Kind) -> None:
+    cls = kind.cls
     desired = {o.key: o for o in d.desired.of_type(cls)}
     observed = {o.key: o for o in d.observed.of_type(cls)}
     flushing = _route_flushing_namespaces(d) if cls is Route else set()
@@ -269,27 +277,27 @@ def _keyed_objects(d: _Diff, cls: type[NetObject]) -> None:
         now = observed.get(key)
         if now is None:
             d.add(Action(CREATE, key, after=want))
-        elif not _record_owned(d, now):
+        elif not owns(now, d.observed, d.record):
             d.conflict(key, f"{want.describe()} already exists and was not created by topology "
                             f"{d.topology}; remove it or change the file")
         elif _depends_on_rebuilt(d, want, now, flushing):
             d.add(Action(CREATE, key, before=now, after=want,
-                         reason="re-added: a link or address it depends on changes"))
+                         why=Reason.DEPENDENCY_REBUILT))
         else:
             changes = {k: list(v) for k, v in want.differences(now).items()}
             if changes:
                 d.add(Action(MODIFY, key, before=now, after=want, changes=changes))
     for key, now in sorted(observed.items(), key=lambda kv: repr(kv[0])):
-        if key in desired or not _record_owned(d, now):
+        if key in desired or not owns(now, d.observed, d.record):
             continue
         if now.namespace in d.deleted_namespaces:
             continue
-        d.add(Action(DELETE, key, before=now, reason="prune"))
+        d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
 
 
 # -- sysctls -------------------------------------------------------------------------------------
 
-def _sysctls(d: _Diff) -> None:
+def _sysctls(d: _Diff, kind: Kind) -> None:
     desired = {o.key: o for o in d.desired.of_type(Sysctl)}
     observed = {o.key: o for o in d.observed.of_type(Sysctl)}
     for key, want in sorted(desired.items()):
@@ -309,12 +317,12 @@ def _sysctls(d: _Diff) -> None:
             continue
         d.add(Action(MODIFY, key, before=now, after=Sysctl(ns, name, original),
                      changes={"value": [now.value, original]},
-                     reason="no longer declared: restore the value from before netdecl"))
+                     why=Reason.RESTORE_ORIGINAL))
 
 
 # -- nat -----------------------------------------------------------------------------------------
 
-def _nat(d: _Diff) -> None:
+def _nat(d: _Diff, kind: Kind) -> None:
     desired = {o.key: o for o in d.desired.of_type(NatTable) if o.rules}
     observed = {o.key: o for o in d.observed.of_type(NatTable)}
     for key, want in sorted(desired.items()):
@@ -325,8 +333,18 @@ def _nat(d: _Diff) -> None:
         elif isinstance(now, NatTable) and now.rules != want.rules:
             d.add(Action(MODIFY, key, before=now, after=want,
                          changes={"rules": [now.rules, want.rules]},
-                         reason="" if now.rules is not None else "table edited by hand"))
+                         why=Reason.NONE if now.rules is not None else Reason.EDITED_BY_HAND))
     for key, now in sorted(observed.items()):
         if key in desired or now.namespace in d.deleted_namespaces:
             continue
-        d.add(Action(DELETE, key, before=now, reason="prune"))
+        d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
+
+
+RULES: dict[str, DiffRule] = {
+    "namespace": _namespaces,
+    "link": _links,
+    "address": _addresses,
+    # route, rule, fdb, neighbor: Ownership.RECORD, the keyed rule (see rule_for)
+    "sysctl": _sysctls,
+    "nat": _nat,
+}

@@ -13,11 +13,13 @@ from collections.abc import Hashable
 from graphlib import TopologicalSorter
 
 from netdecl.engine.planner.plan import DELETE, Action
+from netdecl.kinds import KINDS, Stage
 from netdecl.model import Link
 
-# Build-phase stages within a namespace; teardown runs them backwards.
-_STAGE = {"namespace": 0, "link": 1, "address": 2, "sysctl": 3, "nat": 3,
-          "route": 4, "rule": 4, "fdb": 4, "neighbor": 4}
+
+def _stage(action: Action) -> int:
+    """The kind's build stage within its namespace (kinds.py); teardown runs them backwards."""
+    return KINDS[action.type].stage
 
 
 def order(actions: list[Action]) -> list[Action]:
@@ -27,7 +29,7 @@ def order(actions: list[Action]) -> list[Action]:
 
 
 def _sorted(actions: list[Action], deps_of) -> list[Action]:
-    actions = sorted(actions, key=lambda a: (_STAGE[a.type], repr(a.key)))
+    actions = sorted(actions, key=lambda a: (_stage(a), repr(a.key)))
     by_key = {a.key: i for i, a in enumerate(actions)}
     for i, a in enumerate(actions):  # a veth pair's action stands for both of its ends
         for end in (a.peer_after, a.peer_before):
@@ -68,12 +70,12 @@ def _build_deps(action: Action, by_key: dict) -> list[Dep]:
         if key in by_key:
             deps.append((("action", by_key[key]), None))
 
-    kind = action.type
-    if kind == "namespace":
+    stage = _stage(action)
+    if stage == Stage.NAMESPACE:
         return [(("start",), ("ns-ready", ns))]
     for name in _ns_of_ends(action):
         after_action(("namespace", name))
-    if kind == "link":
+    if stage == Stage.LINK:
         for end in (action.after, action.peer_after):
             if isinstance(end, Link):
                 deps.append((("start",), ("links-ready", end.namespace)))
@@ -81,13 +83,13 @@ def _build_deps(action: Action, by_key: dict) -> list[Dep]:
                     after_action(("link", end.namespace, end.master))
                 if end.vxlan is not None and end.vxlan.dev:
                     after_action(("link", end.namespace, end.vxlan.dev))
-    elif kind == "address":
+    elif stage == Stage.ADDRESS:
         after_action(("link", ns, action.key[2]))
         deps.append((("start",), ("addrs-ready", ns)))
-    elif kind in ("sysctl", "nat"):
+    elif stage == Stage.AFTER_LINKS:
         # per-link sysctls need their link; NAT rules name links (and read better after them)
         deps.append((("links-ready", ns), None))
-    elif kind in ("route", "rule", "fdb", "neighbor"):
+    else:  # Stage.AFTER_ADDRESSES: routes, rules, fdb, neighbours
         deps.append((("links-ready", ns), None))
         deps.append((("addrs-ready", ns), None))
     return deps
@@ -95,12 +97,12 @@ def _build_deps(action: Action, by_key: dict) -> list[Dep]:
 
 def _teardown_deps(action: Action, by_key: dict) -> list[Dep]:
     ns = action.namespace
-    kind = action.type
-    if kind in ("route", "rule", "fdb", "neighbor", "nat", "sysctl"):
+    stage = _stage(action)
+    if stage >= Stage.AFTER_LINKS:
         return [(("start",), ("leaves-gone", ns))]
-    if kind == "address":
+    if stage == Stage.ADDRESS:
         return [(("leaves-gone", ns), ("addrs-gone", ns))]
-    if kind == "link":
+    if stage == Stage.LINK:
         deps: list[Dep] = []
         for name in _ns_of_ends(action):
             deps.append((("leaves-gone", name), ("links-gone", name)))

@@ -1,0 +1,237 @@
+"""The application service: what plan, apply, destroy, rollback, confirm and show do.
+
+The CLI parses arguments, calls these functions, renders what they return and maps their
+exceptions (errors.py) to exit codes; a Python API can call them the same way. Nothing here
+prints: progress and notices go through an ``Events`` object, results come back as data.
+Every function works on a Host (the real kernel unless one is passed in).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netdecl.backends.host import Host
+from netdecl.engine import confirm as confirmation
+from netdecl.engine import planfile
+from netdecl.engine.applier import Applier, snapshot_owned
+from netdecl.engine.journal import Journal, pending
+from netdecl.engine.lock import HostLock
+from netdecl.engine.observer import observe_all, observe_for
+from netdecl.engine.planfile import SavedPlan
+from netdecl.engine.planner import make_plan
+from netdecl.engine.planner.plan import Action, Plan
+from netdecl.engine.record import OwnershipRecord, RecordStore
+from netdecl.errors import EnvironmentProblem, NetdeclError
+from netdecl.model import ROOT, NatTable, Topology
+
+__all__ = ["ApplyResult", "Events", "PlanConflicts", "apply", "confirm", "destroy",
+           "load_saved_plan", "plan", "rollback", "save_plan", "show"]
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+@dataclass
+class Events:
+    """What the service reports while it works (all optional)."""
+
+    # the plan about to be executed (after the checks, before the first action)
+    planned: Callable[[Plan], None] = _ignore
+    # before each action: (number, total, action)
+    progress: Callable[[int, int, Action], None] | None = None
+    # a line for people: waiting for confirmation, confirmed
+    notice: Callable[[str], None] = _ignore
+    # an earlier apply that did not finish is being rolled back: (topology, steps it did)
+    recovering: Callable[[str, int], None] = _ignore
+    recovered: Callable[[str], None] = _ignore
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan  # what was executed (empty: nothing to do)
+    executed: list[Action] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)  # interrupted applies rolled back first
+    confirmed: bool = False  # --confirm-timeout: confirmed in time
+
+    def counts(self) -> tuple[int, int, int]:
+        """(added, changed, destroyed), a replace counting as one added and one destroyed."""
+        return self.plan.counts()
+
+
+class PlanConflicts(NetdeclError):
+    """The plan has conflicts (declared objects netdecl does not own): nothing was changed."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        super().__init__("apply refused: nothing was changed")
+
+
+HostFactory = Callable[[], Host]
+
+
+def _kernel_host() -> Host:
+    from netdecl.backends.kernelhost import KernelHost  # pyroute2 & co only when needed
+
+    return KernelHost()
+
+
+# -- plan ----------------------------------------------------------------------------------------
+
+def plan(desired: Topology, state_root: Path, host: Host | None = None) -> Plan:
+    """Observe what ``desired`` and its record name, and plan toward ``desired``."""
+    record = RecordStore(state_root).load(desired.name)
+    _check_nft_if_needed(desired, record)
+    with _using(host) as h:
+        return _plan_against(h, desired, record)[0]
+
+
+def _plan_against(host: Host, desired: Topology,
+                  record: OwnershipRecord) -> tuple[Plan, Topology]:
+    observed = observe_for(host, desired, record)
+    result = make_plan(desired, observed, record)
+    result.fingerprint = planfile.fingerprint(observed)
+    return result, observed
+
+
+def save_plan(result: Plan, path: Path, source: Path) -> None:
+    """Save a plan for `apply PLAN`; the topology file's text travels with it."""
+    planfile.save(path, result, str(source.resolve()), source.read_text(encoding="utf-8"))
+
+
+def load_saved_plan(path: str) -> tuple[SavedPlan, Topology] | None:
+    """The saved plan at ``path`` and its topology (validated again); None if the file is not
+    a saved plan."""
+    saved = planfile.read(path)
+    if saved is None:
+        return None
+    from netdecl.topology.loader import load_topology_text
+
+    return saved, load_topology_text(saved.source_text, saved.source)
+
+
+# -- apply, destroy, rollback ----------------------------------------------------------------
+
+def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None,
+          lock_timeout: float = 5.0, confirm_timeout: float | None = None,
+          events: Events | None = None, host: Host | None = None) -> ApplyResult:
+    """Make the host match ``desired``: under the host lock, first roll back whatever an
+    interrupted apply left; then observe, plan (a ``saved`` plan must still be exactly what
+    is planned now), snapshot, execute, verify, and wait for confirmation if asked. Any
+    failure rolls back to the snapshot and raises (ApplyFailed, RollbackFailed...)."""
+    events = events or Events()
+    with HostLock(state_root, lock_timeout), _using(host) as h:
+        recovered = _recover_pending(h, state_root, events)
+        result = _apply_locked(h, desired, state_root, saved, confirm_timeout, events)
+        result.recovered = recovered
+        return result
+
+
+def destroy(topology: str, state_root: Path, *, lock_timeout: float = 5.0,
+            events: Events | None = None, host: Host | None = None) -> ApplyResult:
+    """Remove everything ``topology`` owns and restore the root sysctls it changed."""
+    return apply(Topology(name=topology), state_root, lock_timeout=lock_timeout,
+                 events=events, host=host)
+
+
+def rollback(state_root: Path, *, lock_timeout: float = 5.0, events: Events | None = None,
+             host: Host | None = None) -> list[str]:
+    """Roll back every apply that was interrupted (its journal is left); returns their names."""
+    events = events or Events()
+    with HostLock(state_root, lock_timeout):
+        if not pending(state_root):
+            return []
+        with _using(host) as h:
+            return _recover_pending(h, state_root, events)
+
+
+def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedPlan | None,
+                  confirm_timeout: float | None, events: Events) -> ApplyResult:
+    store = RecordStore(state_root)
+    record = store.load(desired.name)
+    _check_nft_if_needed(desired, record)
+    todo, observed = _plan_against(host, desired, record)
+    if saved is not None:
+        planfile.check_fresh(saved, todo)
+    if todo.conflicts:
+        raise PlanConflicts(todo)
+    if not todo.actions:
+        return ApplyResult(plan=todo)
+    events.planned(todo)
+    snapshot = snapshot_owned(observed, record)
+    hold = None
+    if confirm_timeout is not None:
+        hold = confirmation.Waiter(state_root, desired.name, confirm_timeout, events.notice)
+    executed = Applier(store, host, progress=events.progress).apply(
+        desired, todo, snapshot, hold=hold)
+    if hold is not None:
+        confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
+        events.notice("Confirmed: keeping the changes.")
+    return ApplyResult(plan=todo, executed=executed, confirmed=hold is not None)
+
+
+def _recover_pending(host: Host, state_root: Path, events: Events) -> list[str]:
+    """Finish what crashed applies left: roll each back to its journal's snapshot."""
+    store = RecordStore(state_root)
+    done = []
+    for name in pending(state_root):
+        journal = Journal.load(state_root, name)
+        if journal is None:
+            continue
+        events.recovering(name, journal.steps_done())
+        Applier(store, host).rollback_to(journal.snapshot, journal.record_before,
+                                         current=journal.claimed(),
+                                         unfinished=journal.unfinished())
+        journal.finish()
+        confirmation.clear(state_root, name)  # markers of an apply that died waiting
+        events.recovered(name)
+        done.append(name)
+    return done
+
+
+def _check_nft_if_needed(desired: Topology, record: OwnershipRecord) -> None:
+    if (desired.of_type(NatTable) or record.nat_namespaces) and shutil.which("nft") is None:
+        raise EnvironmentProblem(
+            "this topology has NAT rules but the nft command is missing: install the "
+            "nftables package (apt-get install nftables)")
+
+
+# -- confirm, show -------------------------------------------------------------------------------
+
+def confirm(state_root: Path, topology: str | None = None) -> str:
+    """Confirm the apply waiting under --confirm-timeout (no lock: that apply holds it)."""
+    return confirmation.confirm(state_root, topology)
+
+
+def show(namespaces: list[str] | None = None, host: Host | None = None) -> Topology:
+    """Live state of the given namespaces (default: root and every named one), everything in
+    them, netdecl's or not."""
+    with _using(host) as h:
+        wanted = [ROOT if ns in ("", "root") else ns
+                  for ns in (namespaces or [ROOT, *h.named_namespaces()])]
+        existing = set(h.named_namespaces())
+        for ns in wanted:
+            if ns != ROOT and ns not in existing:
+                raise NetdeclError(f"namespace {ns} does not exist (see `ip netns list`)")
+        return observe_all(h, wanted)
+
+
+class _using:
+    """The given host (left open: its owner closes it), or a fresh kernel host closed after."""
+
+    def __init__(self, host: Host | None):
+        self.host = host
+        self.owned = host is None
+
+    def __enter__(self) -> Host:
+        if self.host is None:
+            self.host = _kernel_host()
+        return self.host
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned and self.host is not None:
+            self.host.close()
+            self.host = None

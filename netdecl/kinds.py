@@ -1,0 +1,109 @@
+"""The one registry of object kinds: what each kind of reconciled object is, declaratively.
+
+A kind is a model class (model.py) plus the facts every layer needs about it and that are not
+behaviour: its name (the first item of its keys, the plan's "type"), where it stands in the
+build order, and how netdecl knows it owns one. The layers above register their behaviour per
+kind name and check that every kind here has it (tests/test_kinds.py):
+
+- topology: how the file builds it, its checks, how `show` exports it;
+- engine: its diff rule (engine/planner/diff.py RULES), how ownership is claimed (by
+  ``ownership``, engine/executor.py), and how the host changes it (backends/kernelhost.py,
+  through the Host protocol in backends/host.py).
+
+Adding a kind: a class in model.py, one ``register`` line here, then its entries there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from netdecl.model import (
+    Address,
+    FdbEntry,
+    Link,
+    Namespace,
+    NatRule,
+    NatTable,
+    Neighbor,
+    NetObject,
+    Route,
+    Rule,
+    Sysctl,
+    Vxlan,
+)
+
+
+class Ownership(Enum):
+    """How netdecl knows an observed object is one the topology owns."""
+
+    NAMESPACE = "namespace"  # the record names the namespace (a namespace carries no mark)
+    MARK = "mark"  # the kernel object carries the owner (a link's ifalias)
+    LINK = "link"  # it lives on a link the topology owns (addresses)
+    RECORD = "record"  # the record names its key (and routes/rules carry RTPROT_NETDECL)
+    ORIGINAL = "original"  # declared values; the record keeps the value before netdecl
+    TABLE = "table"  # it is netdecl's own nftables table for the topology
+
+
+class Stage:
+    """Build order within a namespace; teardown runs it backwards. Kinds on one stage have no
+    order between them."""
+
+    NAMESPACE = 0
+    LINK = 1
+    ADDRESS = 2
+    AFTER_LINKS = 3  # needs the links of its namespace (per-link sysctls, NAT naming links)
+    AFTER_ADDRESSES = 4  # needs links and addresses (a gateway must be reachable)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    cls: type[NetObject]
+    stage: int
+    ownership: Ownership
+
+
+KINDS: dict[str, Kind] = {}
+"""name -> Kind, in registration order (the order the planner diffs them in)."""
+
+
+def register(kind: Kind) -> Kind:
+    if kind.name in KINDS:
+        raise ValueError(f"kind {kind.name} is registered twice")
+    if kind.cls.TYPE != kind.name:
+        raise ValueError(f"kind {kind.name}: {kind.cls.__name__}.TYPE is {kind.cls.TYPE!r}")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_of(name: str) -> Kind:
+    return KINDS[name]
+
+
+def object_from_dict(data: dict[str, Any]) -> NetObject:
+    """Inverse of NetObject.to_dict, used by saved plans and the journal."""
+    data = dict(data)
+    cls = KINDS[data.pop("object_type")].cls
+    if cls is Link:
+        if data.get("peer") is not None:
+            data["peer"] = tuple(data["peer"])
+        if data.get("vxlan") is not None:
+            data["vxlan"] = Vxlan(**data["vxlan"])
+    if cls is NatTable and data.get("rules") is not None:
+        data["rules"] = tuple(NatRule(**r) for r in data["rules"])
+    return cls(**data)
+
+
+# The order is the planner's: routes are diffed after links and addresses, whose changes decide
+# which routes the kernel will flush.
+register(Kind("namespace", Namespace, Stage.NAMESPACE, Ownership.NAMESPACE))
+register(Kind("link", Link, Stage.LINK, Ownership.MARK))
+register(Kind("address", Address, Stage.ADDRESS, Ownership.LINK))
+register(Kind("route", Route, Stage.AFTER_ADDRESSES, Ownership.RECORD))
+register(Kind("rule", Rule, Stage.AFTER_ADDRESSES, Ownership.RECORD))
+register(Kind("fdb", FdbEntry, Stage.AFTER_ADDRESSES, Ownership.RECORD))
+register(Kind("neighbor", Neighbor, Stage.AFTER_ADDRESSES, Ownership.RECORD))
+register(Kind("sysctl", Sysctl, Stage.AFTER_LINKS, Ownership.ORIGINAL))
+register(Kind("nat", NatTable, Stage.AFTER_LINKS, Ownership.TABLE))
