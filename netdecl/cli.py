@@ -354,12 +354,12 @@ def _events(as_json: bool = False):
     )
 
 
-def _refused(exc) -> int:
+def _refused(exc, command: str) -> int:
     """A plan with conflicts: show it, and say that nothing changed."""
     from netdecl.tools.render import plan_text
 
     _err(plan_text(exc.plan))
-    _err(str(exc))
+    _err(f"{command} refused: nothing was changed")
     return ExitStatus.FAILURE
 
 
@@ -374,7 +374,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                                lock_timeout=args.lock_timeout,
                                confirm_timeout=args.confirm_timeout, events=_events(args.json))
     except service.PlanConflicts as exc:
-        return _refused(exc)
+        return _refused(exc, "apply")
     if not result.plan.actions:
         _out(f"No changes. Topology {desired.name} matches the host.")
     elif not args.json:
@@ -392,7 +392,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         result = service.destroy(name, _state_root(args), lock_timeout=args.lock_timeout,
                                  events=_events())
     except service.PlanConflicts as exc:
-        return _refused(exc)
+        return _refused(exc, "destroy")
     if not result.plan.actions:
         _out(f"Nothing to destroy: topology {name} owns nothing on this host.")
     else:

@@ -114,7 +114,7 @@ def test_enter_on_a_terminal_confirms(host):
     master, slave = pty.openpty()
     argv = host._argv([sys.executable, "-m", "netdecl", "apply", "--confirm-timeout", "60",
                        BRIDGE], None)
-    env = host._env({"NETDECL_STATE_DIR": STATE_DIR, "PYTHONPATH": str(REPO_ROOT)})
+    env = host._env({"NETDECL_STATE_DIR": STATE_DIR})
     proc = subprocess.Popen(argv, env=env, stdin=slave, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     os.close(slave)

@@ -122,6 +122,19 @@ def test_ownership_conflict_is_refused_and_nothing_changes(host):
     assert host.snapshot() == before
 
 
+def test_a_refused_destroy_says_destroy_and_changes_nothing(host):
+    apply_ok(host, BRIDGE)
+    # a link netdecl did not make inside a namespace it owns: deleting the namespace would
+    # delete that link too, so destroy must refuse
+    host.run(["ip", "-n", "nginx-1", "link", "add", "foreign1", "type", "bridge"])
+    before = host.snapshot()
+    result = host.netdecl("destroy", BRIDGE)
+    assert result.returncode == 1, result.stderr
+    assert "destroy refused: nothing was changed" in result.stderr
+    assert "apply refused" not in result.stderr
+    assert host.snapshot() == before
+
+
 def test_destroy_returns_to_exactly_the_state_before(host):
     # foreign objects that must survive: a link, a namespace, a route, a changed sysctl
     host.run(["ip", "link", "add", "foreign0", "type", "bridge"])
@@ -265,7 +278,7 @@ def test_without_privileges_apply_and_plan_say_so_in_one_line(host):
     before = host.snapshot()
     drop = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-m",
             "netdecl"]
-    env = {"NETDECL_STATE_DIR": "/var/lib/netdecl", "PYTHONPATH": host.cwd}
+    env = {"NETDECL_STATE_DIR": "/var/lib/netdecl"}
     for command in ("apply", "destroy", "plan"):
         result = host.run([*drop, command, BRIDGE], check=False, env=env)
         lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -9,12 +9,11 @@ saw (so nothing on the way may NAT).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from harness import REPO_ROOT, STATE_DIR
+from harness import STATE_DIR
 
 HOST_GW = "topologies/two-node-host-gw.yaml"
 VXLAN = "topologies/two-node-vxlan.yaml"
@@ -197,8 +196,7 @@ def on_machine(host, machine: str, *args: str) -> Any:
     is the machine's), with a state directory of its own. nsenter --net, not `ip netns exec`:
     netdecl must create its pods' namespaces in the shared /run/netns, and `ip netns exec`
     would give it a private mount namespace whose bind mounts die with it."""
-    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = {"NETDECL_STATE_DIR": f"{STATE_DIR}/{machine}", "PYTHONPATH": pythonpath}
+    env = {"NETDECL_STATE_DIR": f"{STATE_DIR}/{machine}"}
     return host.run(["nsenter", f"--net=/run/netns/{machine}", sys.executable, "-m", "netdecl",
                      *args], env=env, check=False, timeout=120)
 

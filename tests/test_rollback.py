@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import pprint
 import signal
 import subprocess
@@ -56,10 +55,8 @@ def plan_actions(host, path: str) -> list[dict]:
 def popen_netdecl(host, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """netdecl in the background inside the host. nsenter execs (no fork for net+mnt), so the
     Popen's pid is netdecl's own: signals reach it directly."""
-    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", ""))
-                                 if p)
     argv = host._argv([sys.executable, "-m", "netdecl", *args], None)
-    full_env = host._env({"NETDECL_STATE_DIR": STATE_DIR, "PYTHONPATH": pythonpath,
+    full_env = host._env({"NETDECL_STATE_DIR": STATE_DIR,
                           **(env or {})})
     return subprocess.Popen(argv, env=full_env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -208,8 +205,7 @@ def test_crash_between_link_create_and_owner_mark_is_cleaned_up(host):
     # what a SIGKILL between `link add` and the ifalias request leaves. Rollback must claim
     # and delete it (unmarked, the planner would leave it as foreign forever).
     before = host.snapshot()
-    host.run([sys.executable, "-c", CRASH_INSIDE_LINK_CREATE, STATE_DIR],
-             env={"PYTHONPATH": str(REPO_ROOT)})
+    host.run([sys.executable, "-c", CRASH_INSIDE_LINK_CREATE, STATE_DIR])
     host.run(["ip", "link", "add", "br-half", "type", "bridge"])
     result = host.netdecl("rollback")
     assert result.returncode == 0, result.stderr

@@ -27,10 +27,9 @@ from netdecl.errors import NetdeclError
 
 
 def py(host: HermeticHost, code: str, *, check: bool = True) -> str:
-    """Run Python code (with this checkout's netdecl importable) in a child process inside the
-    hermetic host; returns its stdout."""
-    result = host.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-                      env={"PYTHONPATH": str(REPO_ROOT)}, check=check)
+    """Run Python code (importing the installed netdecl) in a child process inside the hermetic
+    host; returns its stdout."""
+    result = host.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], check=check)
     return result.stdout
 
 

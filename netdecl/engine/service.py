@@ -67,7 +67,7 @@ class PlanConflicts(NetdeclError):
 
     def __init__(self, plan: Plan):
         self.plan = plan
-        super().__init__("apply refused: nothing was changed")
+        super().__init__("the plan has conflicts: nothing was changed")
 
 
 HostFactory = Callable[[], Host]
