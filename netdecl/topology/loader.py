@@ -37,13 +37,13 @@ from netdecl.model import (
     Vxlan,
 )
 from netdecl.topology import schema_errors
-from netdecl.topology.checks import (
+from netdecl.topology.checks import run_checks
+from netdecl.topology.format import (
     NAT_SECTIONS,
     default_metric,
     default_route_to,
     family_of,
     route_family,
-    run_checks,
     sysctl_value,
 )
 from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
