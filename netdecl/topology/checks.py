@@ -20,6 +20,7 @@ from typing import Any
 from netdecl.errors import Diagnostic
 from netdecl.model import MAIN_TABLE, ROOT
 from netdecl.topology.format import (
+    DEFAULT_ROUTE,
     NAT_SECTIONS,
     IpAddr,
     IpNet,
@@ -33,6 +34,7 @@ from netdecl.topology.format import (
     route_family,
     split_target,
     sysctl_value,
+    vxlan_port,
 )
 from netdecl.topology.yamlsrc import Document, Path, quoted
 
@@ -333,7 +335,7 @@ def check_vxlan(ctx: Context) -> None:
             elif addr is not None and families and addr.version not in families:
                 ctx.error((*path, "remotes", i),
                           f"remote {remote} is IPv{addr.version} but local is not")
-        vni, port = vx.get("id"), vx.get("port", 4789)
+        vni, port = vx.get("id"), vxlan_port(vx)
         if is_int(vni) and is_int(port):
             key = (decl.namespace, vni, port)
             other = seen.setdefault(key, decl.name)
@@ -392,7 +394,7 @@ def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int)
     to = route.get("to")
     if not isinstance(to, str):
         return None
-    if to == "default":
+    if to == DEFAULT_ROUTE:
         return default_route_to(family)
     net, problem = parse_network(to)
     if net is None:

@@ -15,6 +15,7 @@ from netdecl.model import (
     Sysctl,
     Topology,
 )
+from netdecl.topology.format import metric_in_file, route_to_text
 
 
 def _link_fields(link: Link, addresses: list[str], with_name: bool = True) -> dict[str, Any]:
@@ -95,12 +96,12 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
         entry = {}
         if r.namespace:
             entry["namespace"] = r.namespace
-        entry["to"] = "default" if r.to in ("0.0.0.0/0", "::/0") else r.to
+        entry["to"] = route_to_text(r)
         for attr in ("via", "dev", "src"):
             if getattr(r, attr):
                 entry[attr] = getattr(r, attr)
-        if r.metric and not (r.family == 6 and r.metric == 1024):
-            entry["metric"] = r.metric
+        if (metric := metric_in_file(r)) is not None:
+            entry["metric"] = metric
         if r.table != MAIN_TABLE:
             entry["table"] = r.table
         if r.type and r.type != "unicast":

@@ -1,8 +1,12 @@
-"""The file format's spelling of values: addresses, networks, ports, defaults.
+"""The one place that knows how a topology file spells things, and what the model holds for them.
 
-The JSON Schema says which shapes a topology file may have; this module says how a value is
-written in the file and what it means, for everyone who reads or writes the file (checks,
-loader, export).
+The JSON Schema (topology.schema.json) says which shapes a file may have. This module owns
+every other fact of the file's spelling: the grammar of values (addresses, networks,
+``ADDRESS[:PORT]`` targets, port ranges), the words the file uses (``default`` for a default
+route, ``in``/``from`` for the model's ``in_``/``from_``, the NAT sections), what an omitted
+key means (the kernel's default metric, the VXLAN port), and what the file cannot say yet
+(IPv6 NAT). The checks, the loader and the exporter all ask it; the model holds the parsed,
+typed values, so the engine, the backends and the tools never parse file text.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ import ipaddress
 import re
 from typing import Any
 
+from netdecl.model import IPV6_DEFAULT_METRIC, VXLAN_PORT, NatRule, Route
 from netdecl.topology.yamlsrc import quoted
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+PORT_MIN, PORT_MAX = 1, 65535
 _PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
-NAT_SECTIONS = ("masquerade", "snat", "port_forwards")
+_BRACKETED = re.compile(r"\[([^\]]+)\](?::([0-9]{1,5}))?")
 
 
 # ---------------------------------------------------------------------------- address rules
@@ -69,12 +75,26 @@ def parse_interface(text: str) -> tuple[IfAddr | None, str | None]:
         return None, f"{quoted(text)} is not an address with prefix length like 172.17.0.1/16"
 
 
+def normal_ip(text: str | None) -> str | None:
+    """An address the way the model keeps it: as the kernel reports it (IPv6 compressed)."""
+    return None if text is None else str(ipaddress.ip_address(text))
+
+
+def normal_net(text: str | None) -> str | None:
+    """A network the way the model keeps it (the file's are checked to have no host bits)."""
+    return None if text is None else str(ipaddress.ip_network(text, strict=True))
+
+
+# ---------------------------------------------------------------------------- ports
+
+
 def split_target(text: str) -> tuple[IpAddr | None, int | None, str | None]:
-    """Port-forward ``to``: ADDRESS, ADDRESS:PORT, IPV6 or [IPV6]:PORT."""
+    """``ADDRESS[:PORT]`` (a port forward's ``to``, explain's DEST): ADDRESS, ADDRESS:PORT,
+    IPV6 or [IPV6]:PORT -> (address, port or None, problem)."""
     bad = (None, None, f"{quoted(text)} is not ADDRESS[:PORT] like 172.17.0.2:80")
     port_text: str | None = None
     if text.startswith("["):
-        m = re.fullmatch(r"\[([^\]]+)\](?::([0-9]{1,5}))?", text)
+        m = _BRACKETED.fullmatch(text)
         if not m:
             return bad
         host, port_text = m.group(1), m.group(2)
@@ -86,48 +106,61 @@ def split_target(text: str) -> tuple[IpAddr | None, int | None, str | None]:
     if addr is None or (port_text is not None and not port_text.isdigit()):
         return bad
     port = int(port_text) if port_text is not None else None
-    if port is not None and not 1 <= port <= 65535:
-        return None, None, f"port {port} in {quoted(text)} is not in 1..65535"
+    if port is not None and not PORT_MIN <= port <= PORT_MAX:
+        return None, None, f"port {port} in {quoted(text)} is not in {PORT_MIN}..{PORT_MAX}"
     return addr, port, None
 
 
+def split_ports(value: Any) -> tuple[int, int | None] | None:
+    """A port forward's ``port``: 8080, "8080" or a range "8080-8090" -> (first, last or None
+    for a single port); None if it is not written like that. Bounds are port_problem's."""
+    if is_int(value):
+        return int(value), None  # jsonschema counts 80.0 as an integer; the rule says 80
+    if not isinstance(value, str) or not (m := _PORTS.fullmatch(value)):
+        return None
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
+
+
 def port_problem(value: Any) -> str | None:
-    """A forwarded port given as text: "8080" or a range "8080-8090"."""
-    if not isinstance(value, str):
-        return None  # the schema reports wrong types and integers out of range
-    m = _PORTS.fullmatch(str(value))
-    if not m:
-        return None  # the schema's pattern message covers it
-    low = int(m.group(1))
-    high = int(m.group(2)) if m.group(2) else low
-    if not (1 <= low <= 65535 and 1 <= high <= 65535):
-        return f"port {value} is not in 1..65535"
+    """Why a port forward's ``port`` written as text cannot be one."""
+    if not isinstance(value, str) or (ports := split_ports(value)) is None:
+        return None  # the schema reports wrong types, integers out of range and the pattern
+    low, high = ports[0], ports[1] if ports[1] is not None else ports[0]
+    if not (PORT_MIN <= low <= PORT_MAX and PORT_MIN <= high <= PORT_MAX):
+        return f"port {value} is not in {PORT_MIN}..{PORT_MAX}"
     if low > high:
         return f"port range {value} runs backwards"
     return None
 
 
-def is_int(value: Any) -> bool:
-    """An integer as the schema means it (bool is not one; 80.0 is)."""
-    if isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, int) and not isinstance(value, bool)
+# ---------------------------------------------------------------------------- routes
 
-
-def sysctl_value(value: Any) -> str:
-    """Sysctls compare as strings; booleans mean 1/0 like in /proc/sys."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
+DEFAULT_ROUTE = "default"
+"""The file's word for the default route of a family (0.0.0.0/0 or ::/0)."""
 
 
 def default_route_to(family: int) -> str:
     return "0.0.0.0/0" if family == 4 else "::/0"
 
 
+def route_to(text: str, family: int) -> str:
+    """A route's ``to`` (known good) as the model keeps it."""
+    return default_route_to(family) if text == DEFAULT_ROUTE else normal_net(text) or ""
+
+
+def route_to_text(route: Route) -> str:
+    """Inverse of route_to."""
+    return DEFAULT_ROUTE if route.is_default else route.to
+
+
 def default_metric(family: int) -> int:
-    """What the kernel assigns when no metric is given."""
-    return 0 if family == 4 else 1024
+    """An omitted ``metric`` means what the kernel assigns when none is given."""
+    return 0 if family == 4 else IPV6_DEFAULT_METRIC
+
+
+def metric_in_file(route: Route) -> int | None:
+    """The ``metric`` to write for a route, None when omitting it means the same."""
+    return None if route.metric == default_metric(route.family) else route.metric
 
 
 def family_of(text: Any) -> int | None:
@@ -144,6 +177,53 @@ def route_family(route: dict[str, Any]) -> int:
     """A route's family: from ``to`` unless it is 'default', then from via/src, else IPv4."""
     for key in ("to", "via", "src"):
         fam = family_of(route.get(key))
-        if fam is not None and not (key == "to" and route.get("to") == "default"):
+        if fam is not None and not (key == "to" and route.get("to") == DEFAULT_ROUTE):
             return fam
     return 4
+
+
+# ---------------------------------------------------------------------------- vxlan
+
+
+def vxlan_port(spec: dict[str, Any]) -> Any:
+    """A vxlan's ``port``, the IANA port when omitted (the value is the schema's to check)."""
+    return spec.get("port", VXLAN_PORT)
+
+
+# ---------------------------------------------------------------------------- scalars
+
+
+def is_int(value: Any) -> bool:
+    """An integer as the schema means it (bool is not one; 80.0 is)."""
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def sysctl_value(value: Any) -> str:
+    """Sysctls compare as strings; booleans mean 1/0 like in /proc/sys."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- NAT
+
+NAT_SECTIONS: dict[str, str] = {"masquerade": "masquerade", "snat": "snat",
+                                "port_forwards": "dnat"}
+"""The sections under ``nat:`` in file order, and the NatRule kind each one holds."""
+
+def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
+    """One (known good) rule of a ``nat:`` section as the model's NatRule. The file's ``in``
+    and ``from`` are the model's ``in_`` and ``from_`` (Python keywords)."""
+    kind = NAT_SECTIONS[section]
+    if kind != "dnat":
+        return NatRule(kind=kind, source=normal_net(spec.get("source")), out=spec.get("out"),
+                       not_out=spec.get("not_out"), to_source=normal_ip(spec.get("to_source")))
+    ports = split_ports(spec["port"])
+    address, to_port, problem = split_target(spec["to"])
+    if ports is None or address is None:
+        raise ValueError(problem or f"port {spec['port']!r} was not checked")
+    return NatRule(kind=kind, proto=spec["proto"], port=ports[0], port_end=ports[1],
+                   to_address=str(address), to_port=to_port, in_=spec.get("in"),
+                   from_=normal_net(spec.get("from")), address=normal_ip(spec.get("address")))
