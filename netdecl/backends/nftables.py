@@ -7,7 +7,8 @@ that adds the table (so the next command cannot fail on an absent table), delete
 whatever is in it, hand-added chains and sets included) and builds it again. nft commits a
 document atomically, so the kernel never holds a half-written table.
 
-Family ``ip``, not ``inet``: every NatRule is IPv4 (addresses, CIDRs), and an ``inet`` nat
+Family ``ip``, not ``inet``: every NatRule is IPv4 (addresses, CIDRs; the topology checks
+refuse IPv6 NAT, and tests/test_format_agreement.py holds them to it), and an ``inet`` nat
 chain would also see IPv6 packets, where a port forward without an address match (the common
 ``fib daddr type local`` case) would try to DNAT IPv6 traffic to an IPv4 target. An ``ip``
 table also works on kernels older than 5.2, which have no inet nat, and is where Docker and

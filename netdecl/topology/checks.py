@@ -21,6 +21,7 @@ from netdecl.errors import Diagnostic
 from netdecl.model import MAIN_TABLE, ROOT
 from netdecl.topology.format import (
     DEFAULT_ROUTE,
+    NAT_FAMILIES,
     NAT_SECTIONS,
     IpAddr,
     IpNet,
@@ -449,20 +450,32 @@ def check_nat(ctx: Context) -> None:
             for key in ("out", "not_out", "in"):
                 if key in rule:
                     ctx.link_ref((*path, key), ns, rule[key])
-            check_one_family(ctx, path, section, nat_families(ctx, path, rule))
+            families = nat_families(ctx, path, rule)
+            if check_one_family(ctx, path, section, families):
+                check_nat_family(ctx, path, families)
             if section == "port_forwards" and (problem := port_problem(rule.get("port"))):
                 ctx.error((*path, "port"), problem)
 
 
-def check_one_family(ctx: Context, path: Path, section: str, families: dict[str, int]) -> None:
+def check_one_family(ctx: Context, path: Path, section: str, families: dict[str, int]) -> bool:
     """All addresses of a NAT rule must be one family: an nft rule matches only one."""
     if not families:
-        return
+        return True
     first_key, first = next(iter(families.items()))
     for key, family in families.items():
         if family != first:
             ctx.error((*path, key), f"{section} rule mixes address families: {key} is "
                                     f"IPv{family} but {first_key} is IPv{first}")
+            return False
+    return True
+
+
+def check_nat_family(ctx: Context, path: Path, families: dict[str, int]) -> None:
+    """Refuse at validate time what the NAT backend cannot render, rather than fail at apply."""
+    for key, family in families.items():
+        if family not in NAT_FAMILIES:
+            ctx.error((*path, key), f"IPv{family} NAT is not supported yet: netdecl's NAT "
+                                    "tables are IPv4 only (use IPv4 addresses here)")
             return
 
 

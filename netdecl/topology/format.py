@@ -213,6 +213,12 @@ NAT_SECTIONS: dict[str, str] = {"masquerade": "masquerade", "snat": "snat",
                                 "port_forwards": "dnat"}
 """The sections under ``nat:`` in file order, and the NatRule kind each one holds."""
 
+NAT_FAMILIES = (4,)
+"""Address families a NAT rule may use. backends/nftables.py renders IPv4 only (an ``ip``
+table), so the checks refuse IPv6 NAT instead of letting apply fail;
+tests/test_format_agreement.py proves the checks and the backend agree."""
+
+
 def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
     """One (known good) rule of a ``nat:`` section as the model's NatRule. The file's ``in``
     and ``from`` are the model's ``in_`` and ``from_`` (Python keywords)."""
