@@ -25,7 +25,6 @@ from netdecl.topology.format import (
     NAT_SECTIONS,
     IpAddr,
     IpNet,
-    default_metric,
     default_route_to,
     is_int,
     parse_interface,
@@ -33,6 +32,7 @@ from netdecl.topology.format import (
     parse_network,
     port_problem,
     route_family,
+    route_metric,
     split_target,
     sysctl_value,
     vxlan_port,
@@ -378,7 +378,7 @@ def check_routes(ctx: Context) -> None:
         check_route_gateway(ctx, path, route, ns, family)
         if isinstance(route.get("dev"), str):
             ctx.link_ref((*path, "dev"), ns, route["dev"])
-        metric = route.get("metric", default_metric(family))
+        metric = route_metric(route, family)
         table = route.get("table", MAIN_TABLE)
         if to is None or ns is None or not is_int(metric) or not is_int(table):
             continue
@@ -407,14 +407,18 @@ def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int)
 def check_route_gateway(ctx: Context, path: Path, route: dict[str, Any], ns: str | None,
                         family: int) -> None:
     rtype = route.get("type", "unicast")
+    # src applies to every type (and its family must be the route's, or the kernel refuses);
+    # via only to unicast routes
+    checked = ("src",)
     if rtype in ("blackhole", "unreachable", "prohibit"):
         for key in ("via", "dev"):
             if key in route:
                 ctx.error((*path, key), f"a {rtype} route has no '{key}'")
-        return
-    if "via" not in route and "dev" not in route:
-        ctx.error(path, "a route needs 'via' (a gateway) or 'dev' (a link)")
-    for key in ("via", "src"):
+    else:
+        checked = ("via", "src")
+        if "via" not in route and "dev" not in route:
+            ctx.error(path, "a route needs 'via' (a gateway) or 'dev' (a link)")
+    for key in checked:
         text = route.get(key)
         if not isinstance(text, str):
             continue

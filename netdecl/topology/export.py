@@ -106,6 +106,8 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
             entry["table"] = r.table
         if r.type and r.type != "unicast":
             entry["type"] = r.type
+        if r.onlink:
+            entry["onlink"] = True
         routes.append(entry)
     if routes:
         doc["routes"] = routes

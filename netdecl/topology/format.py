@@ -149,13 +149,26 @@ def route_to(text: str, family: int) -> str:
 
 
 def route_to_text(route: Route) -> str:
-    """Inverse of route_to."""
-    return DEFAULT_ROUTE if route.is_default else route.to
+    """Inverse of route_to: 'default' only where reading it back gives the same family (an
+    IPv6 default route without via or src has to be written ::/0, see route_family)."""
+    if route.is_default and (route.family == 4 or route.via or route.src):
+        return DEFAULT_ROUTE
+    return route.to
 
 
 def default_metric(family: int) -> int:
     """An omitted ``metric`` means what the kernel assigns when none is given."""
     return 0 if family == 4 else IPV6_DEFAULT_METRIC
+
+
+def route_metric(spec: dict[str, Any], family: int) -> Any:
+    """A route's metric as the kernel will hold it. Linux stores an IPv6 route added with
+    metric 0 at 1024, so the model must say 1024 too or the route would never match its
+    declaration. (Not an integer: returned as is, for the schema to report.)"""
+    metric = spec.get("metric", default_metric(family))
+    if family == 6 and is_int(metric) and metric == 0:
+        return IPV6_DEFAULT_METRIC
+    return metric
 
 
 def metric_in_file(route: Route) -> int | None:

@@ -40,12 +40,12 @@ from netdecl.topology import schema_errors
 from netdecl.topology.checks import run_checks
 from netdecl.topology.format import (
     NAT_SECTIONS,
-    default_metric,
     family_of,
     nat_rule,
     normal_ip,
     normal_net,
     route_family,
+    route_metric,
     route_to,
     sysctl_value,
     vxlan_port,
@@ -279,7 +279,7 @@ def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> Non
             namespace=spec.get("namespace", ROOT),
             to=route_to(spec["to"], family),
             table=int(spec.get("table", MAIN_TABLE)),
-            metric=int(spec.get("metric", default_metric(family))),
+            metric=int(route_metric(spec, family)),
             via=ip(spec.get("via")),
             dev=spec.get("dev"),
             src=ip(spec.get("src")),
