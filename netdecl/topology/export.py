@@ -1,4 +1,8 @@
-"""Model -> topology document (the file format), so `show` output can be fed back to `apply`."""
+"""Model -> topology document (the file format), so `show` output can be fed back to `apply`.
+
+`show` observes links, addresses and routes (observer.observe_all reads no sysctls and no NAT
+table: it cannot tell which values or rules are the user's), so those are what is written.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,10 @@ from typing import Any
 
 from netdecl.model import (
     MAIN_TABLE,
-    ROOT,
     Address,
     Link,
     Namespace,
-    NatTable,
     Route,
-    Sysctl,
     Topology,
 )
 from netdecl.topology.format import metric_in_file, route_to_text
@@ -52,16 +53,8 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
     for a in sorted(topo.of_type(Address), key=lambda a: a.key):
         addrs.setdefault((a.namespace, a.link), []).append(a.cidr)
     doc: dict[str, Any] = {"version": 1, "name": name}
-    root_sysctls = {s.name: s.value for s in topo.of_type(Sysctl) if s.namespace == ROOT}
-    if root_sysctls:
-        doc["sysctls"] = root_sysctls
-    namespaces: dict[str, Any] = {}
-    for ns in sorted(topo.of_type(Namespace), key=lambda n: n.namespace):
-        entry: dict[str, Any] = {}
-        sysctls = {s.name: s.value for s in topo.of_type(Sysctl) if s.namespace == ns.namespace}
-        if sysctls:
-            entry["sysctls"] = sysctls
-        namespaces[ns.namespace] = entry
+    namespaces: dict[str, Any] = {ns.namespace: {} for ns in
+                                  sorted(topo.of_type(Namespace), key=lambda n: n.namespace)}
     if namespaces:
         doc["namespaces"] = namespaces
     links = []
@@ -111,16 +104,4 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
         routes.append(entry)
     if routes:
         doc["routes"] = routes
-    nat: dict[str, list] = {}
-    for table in topo.of_type(NatTable):
-        for rule in table.rules or ():
-            d = rule.to_dict()
-            kind = d.pop("kind")
-            if table.namespace:
-                d["namespace"] = table.namespace
-            d = {k.rstrip("_"): v for k, v in d.items()}
-            section = {"dnat": "port_forwards"}.get(kind, kind)
-            nat.setdefault(section, []).append(d)
-    if nat:
-        doc["nat"] = nat
     return doc
