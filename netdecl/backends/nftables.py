@@ -439,7 +439,6 @@ def _run(args: list[str], namespace: str, stdin: str | None = None) -> subproces
             raise NftUnavailable() from exc
         raise NftError(f"nft {' '.join(args)}: cannot enter namespace {where}: {exc}",
                        namespace=namespace) from exc
-        raise NftUnavailable() from exc
     except subprocess.TimeoutExpired as exc:
         raise NftError(f"nft {' '.join(args)} in {where}: no answer after {NFT_TIMEOUT:g}s",
                        namespace=namespace) from exc
