@@ -23,6 +23,7 @@ from netdecl.topology.format import (
     DEFAULT_ROUTE,
     NAT_FAMILIES,
     NAT_SECTIONS,
+    UNICAST,
     IpAddr,
     IpNet,
     default_route_to,
@@ -406,7 +407,7 @@ def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int)
 
 def check_route_gateway(ctx: Context, path: Path, route: dict[str, Any], ns: str | None,
                         family: int) -> None:
-    rtype = route.get("type", "unicast")
+    rtype = route.get("type", UNICAST)
     # src applies to every type (and its family must be the route's, or the kernel refuses);
     # via only to unicast routes
     checked = ("src",)

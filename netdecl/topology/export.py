@@ -16,7 +16,7 @@ from netdecl.model import (
     Route,
     Topology,
 )
-from netdecl.topology.format import metric_in_file, route_to_text
+from netdecl.topology.format import UNICAST, metric_in_file, route_to_text
 
 
 def _link_fields(link: Link, addresses: list[str], with_name: bool = True) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
             entry["metric"] = metric
         if r.table != MAIN_TABLE:
             entry["table"] = r.table
-        if r.type and r.type != "unicast":
+        if r.type and r.type != UNICAST:
             entry["type"] = r.type
         if r.onlink:
             entry["onlink"] = True

@@ -139,6 +139,10 @@ DEFAULT_ROUTE = "default"
 """The file's word for the default route of a family (0.0.0.0/0 or ::/0)."""
 
 
+UNICAST = "unicast"
+"""The route ``type`` an omitted one means (the kernel's RTN_UNICAST)."""
+
+
 def default_route_to(family: int) -> str:
     return "0.0.0.0/0" if family == 4 else "::/0"
 

@@ -40,6 +40,7 @@ from netdecl.topology import schema_errors
 from netdecl.topology.checks import run_checks
 from netdecl.topology.format import (
     NAT_SECTIONS,
+    UNICAST,
     family_of,
     nat_rule,
     normal_ip,
@@ -283,7 +284,7 @@ def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> Non
             via=ip(spec.get("via")),
             dev=spec.get("dev"),
             src=ip(spec.get("src")),
-            type=spec.get("type", "unicast"),
+            type=spec.get("type", UNICAST),
             onlink=spec.get("onlink"),
         )
         place(topology, route, doc.value_pos(("routes", i)))
