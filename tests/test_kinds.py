@@ -32,7 +32,7 @@ SAMPLES = [
     FdbEntry(ROOT, "vx0", "00:00:00:00:00:00", dst="192.0.2.2"),
     Neighbor(ROOT, "veth0", "10.0.0.2", "02:00:00:00:00:02"),
     Sysctl(ROOT, "net.ipv4.ip_forward", "1"),
-    NatTable(ROOT, (NatRule("dnat", proto="tcp", port="8080", to="10.0.0.2:80"),)),
+    NatTable(ROOT, (NatRule("dnat", proto="tcp", port=8080, to_address="10.0.0.2", to_port=80),)),
 ]
 
 
