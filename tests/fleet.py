@@ -81,6 +81,33 @@ def ansible_tool(name: str) -> Path:
     return Path(sys.executable).with_name(name)
 
 
+def ansible_env(workdir: Path) -> dict[str, str]:
+    """Everything Ansible would write goes under the test's directory; no host keys are
+    remembered (each test's sshds have a fresh one)."""
+    return {
+        "LC_ALL": "C.UTF-8",
+        "ANSIBLE_HOME": str(workdir / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+        "ANSIBLE_COLLECTIONS_PATH": str(workdir / "collections"),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(workdir / "cp"),
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    }
+
+
+def install_collection(workdir: Path) -> None:
+    """`ansible-galaxy collection install ./ansible`, as the README says, into the test's own
+    collections path (ansible_env's)."""
+    result = subprocess.run(
+        [str(ansible_tool("ansible-galaxy")), "collection", "install", str(COLLECTION_SOURCE),
+         "-p", str(workdir / "collections")],
+        capture_output=True, text=True, env={**os.environ, **ansible_env(workdir)}, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 class Machine(HermeticHost):
     """One managed host seen from the test: every HermeticHost helper (run, ip_json,
     snapshot, start_server, http_get) works inside it, by entering sshd's namespaces."""
@@ -127,7 +154,7 @@ class Fleet:
             self.machines[name] = self._start_machine(name, f"{MGMT_PREFIX}.{10 + number}")
         for machine in self.machines.values():
             self._wait_listening(machine)
-        self._install_collection()
+        install_collection(self.workdir)
         return self
 
     def stop(self) -> None:
@@ -172,33 +199,10 @@ class Fleet:
                                      f"{machine.log.read_text(errors='replace')}")
             time.sleep(0.05)
 
-    def _install_collection(self) -> None:
-        """`ansible-galaxy collection install ./ansible`, as the README says, into the test's
-        own collections path."""
-        result = subprocess.run(
-            [str(ansible_tool("ansible-galaxy")), "collection", "install",
-             str(COLLECTION_SOURCE), "-p", str(self.workdir / "collections")],
-            capture_output=True, text=True, env=self.ansible_env(), timeout=120)
-        assert result.returncode == 0, result.stdout + result.stderr
-
     # -- ansible ------------------------------------------------------------------------------
 
     def ansible_env(self) -> dict[str, str]:
-        """Everything Ansible would write goes under the test's directory; no host keys are
-        remembered (each test's sshds have a fresh one)."""
-        work = self.workdir
-        return {
-            "LC_ALL": "C.UTF-8",
-            "ANSIBLE_HOME": str(work / "ansible-home"),
-            "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
-            "ANSIBLE_COLLECTIONS_PATH": str(work / "collections"),
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_RETRY_FILES_ENABLED": "False",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_DEPRECATION_WARNINGS": "False",
-        }
+        return ansible_env(self.workdir)
 
     def write_inventory(self, host_vars: dict[str, dict[str, Any]] | None = None) -> Path:
         """The example inventory's shape (ansible/examples/inventory.yml) with this fleet's

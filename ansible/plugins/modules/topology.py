@@ -99,10 +99,10 @@ options:
     default: 2.0
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
+    description: Plans only, changing nothing; changed says whether the real run would.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    description: The plan, one line per action, is the diff (also in check mode).
     support: full
 notes:
   - netdecl's exit statuses are returned as RV(exit_status) when the task fails
@@ -156,7 +156,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether the plan had actions (in check mode, whether the real run would change the host).
+  description: Whether the plan had actions (in check mode, whether a real run would change the
+    host).
   returned: always
   type: bool
 topology:
@@ -206,11 +207,12 @@ exit_status:
   type: int
 """
 
-import os
-import sys
-from types import SimpleNamespace
+# Ansible reads the documentation above without importing the module: it comes first.
+import os  # noqa: E402
+import sys  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 CONTENT_NAME = "<content>"  # stands for the content text in FILE:LINE:COL messages
 
