@@ -238,3 +238,24 @@ def test_ansible_doc_documents_every_option_and_the_examples_use_only_them(colle
     examples = yaml.safe_load(doc["examples"])
     used = {key for task in examples if MODULE in task for key in task[MODULE]}
     assert used <= set(spec) and {"src", "content", "state", "verify"} <= used
+
+
+def test_unconfirmed_apply_is_rolled_back_and_says_why(host, topo):
+    before = host.snapshot()
+    run = topo({"content": TOPOLOGY, "confirm_timeout": 0.5})
+    assert run.status == "FAILED!" and run.data["changed"] is False, run
+    assert "rolled back" in run.data["msg"] and "confirm" in run.data["msg"], run
+    assert any("Waiting 0.5s for confirmation" in line for line in run.data["notices"]), run
+    assert host.snapshot() == before
+
+
+def test_sandbox_leaves_the_host_network_alone(host, topo):
+    before = host.snapshot()
+    run = topo({"content": TOPOLOGY, "sandbox": "rehearsal", "verify": True})
+    assert (run.status, run.data["changed"]) == ("CHANGED", True), run
+    assert [p["ok"] for p in run.data["probes"]] == [True]
+    assert host.snapshot() == before
+    run = topo({"content": TOPOLOGY, "sandbox": "rehearsal"}, "--check")
+    assert run.data["changed"] is False, run  # the sandbox keeps what the first run made
+    run = topo({"content": TOPOLOGY}, "--check")
+    assert run.data["changed"] is True, run  # ...and the host never had it
