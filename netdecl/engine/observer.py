@@ -8,9 +8,19 @@ outside the scope is read, so `plan` on a host with hundreds of unrelated namesp
 from __future__ import annotations
 
 from netdecl.backends.host import Host, Scope
-from netdecl.engine.ownership import observed_topology
+from netdecl.engine.ownership import external_views, observed_topology
 from netdecl.engine.record import OwnershipRecord
-from netdecl.model import ROOT, FdbEntry, Link, NatTable, Neighbor, Rule, Sysctl, Topology
+from netdecl.model import (
+    ROOT,
+    ExternalLink,
+    FdbEntry,
+    Link,
+    NatTable,
+    Neighbor,
+    Rule,
+    Sysctl,
+    Topology,
+)
 
 __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_all"]
 
@@ -19,6 +29,7 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
     names = {ROOT} | {o.namespace for o in desired.objects.values()} | record.namespaces
     names |= {key[1] for key in record.objects} | record.nat_namespaces
     names |= {ns for ns, _ in record.sysctl_originals}
+    names |= {ns for ns, _, _ in record.link_originals}
     sysctls: dict[str, set[str]] = {}
     for o in desired.of_type(Sysctl):
         sysctls.setdefault(o.namespace, set()).add(o.name)
@@ -47,7 +58,12 @@ def observe(host: Host, topology: str, scope: Scope) -> Topology:
 
 
 def observe_for(host: Host, desired: Topology, record: OwnershipRecord) -> Topology:
-    return observe(host, desired.name, scope_for(desired, record))
+    seen = observe(host, desired.name, scope_for(desired, record))
+    # external links the file declares or whose old values the record keeps, as the planner
+    # compares them
+    external_views(seen, [(o.namespace, o.name) for o in desired.of_type(ExternalLink)]
+                   + [(ns, name) for ns, name, _ in record.link_originals])
+    return seen
 
 
 def observe_all(host: Host, namespaces_to_read: list[str]) -> Topology:

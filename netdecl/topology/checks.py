@@ -21,6 +21,7 @@ from netdecl.errors import Diagnostic
 from netdecl.model import MAIN_TABLE, ROOT
 from netdecl.topology.format import (
     DEFAULT_ROUTE,
+    EXTERNAL,
     NAT_FAMILIES,
     NAT_SECTIONS,
     UNICAST,
@@ -440,6 +441,8 @@ def check_on_link(ctx: Context, path: Path, gateway: IpAddr, ns: str,
     """The kernel refuses a gateway it cannot reach directly ("Nexthop has invalid gateway")."""
     if gateway.is_link_local and "dev" in route:
         return  # fe80:: gateways are on-link on the given device by definition
+    if any(decl.kind == EXTERNAL and decl.namespace == ns for decl in ctx.links):
+        return  # the host's NIC has addresses only the live kernel knows: plan checks this
     for prefixlen, networks in ctx.networks.get(ns, {}).items():
         if prefixlen <= gateway.max_prefixlen and \
                 ipaddress.ip_network((gateway, prefixlen), strict=False) in networks:

@@ -27,6 +27,14 @@ _PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::([0-9]{1,5}))?")
 
 
+# ---------------------------------------------------------------------------- links
+
+EXTERNAL = "external"
+"""The link ``kind`` naming an interface the host owns (its NIC): netdecl never creates or
+deletes it; routes, NAT, VXLAN and bridge ports may use it, and the attributes declared on it
+(``addresses``, added beside the NIC's own; ``mtu``, ``up``, ``master``) are managed."""
+
+
 # ---------------------------------------------------------------------------- address rules
 
 
