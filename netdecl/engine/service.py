@@ -221,9 +221,11 @@ def confirm(state_root: Path, topology: str | None = None) -> str:
     return confirmation.confirm(state_root, topology)
 
 
-def show(namespaces: list[str] | None = None, host: Host | None = None) -> Topology:
+def show(namespaces: list[str] | None = None, host: Host | None = None,
+         state_root: Path | None = None) -> Topology:
     """Live state of the given namespaces (default: root and every named one), everything in
-    them, netdecl's or not."""
+    them, netdecl's or not; with ``state_root``, also the NAT rules of netdecl's tables and
+    the sysctls topologies manage (their records say where)."""
     with _using(host) as h:
         wanted = [ROOT if ns in ("", "root") else ns
                   for ns in (namespaces or [ROOT, *h.named_namespaces()])]
@@ -231,7 +233,11 @@ def show(namespaces: list[str] | None = None, host: Host | None = None) -> Topol
         for ns in wanted:
             if ns != ROOT and ns not in existing:
                 raise NetdeclError(f"namespace {ns} does not exist (see `ip netns list`)")
-        return observe_all(h, wanted)
+        records = []
+        if state_root is not None:
+            store = RecordStore(state_root)
+            records = [store.load(name) for name in store.all_topologies()]
+        return observe_all(h, wanted, records)
 
 
 class _using:
