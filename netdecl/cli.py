@@ -404,7 +404,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         _out(f"No changes. Topology {desired.name} matches the host.")
     elif not args.json:
         add, change, destroy = result.counts()
-        _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed. Verified.")
+        adopted = result.plan.adoptions()
+        extra = f", {adopted} adopted" if adopted else ""
+        _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed{extra}. "
+             "Verified.")
     return ExitStatus.OK
 
 

@@ -282,3 +282,11 @@ def test_apply_from_ip_netns_exec_is_refused_in_one_line(host):
                       env={"NETDECL_STATE_DIR": STATE_DIR}, check=False)
     assert result.returncode == 0, result.stderr
     assert host.netns_list() == ["machine", "nginx-1", "nginx-2"]
+
+
+def test_show_of_one_namespace_validates_and_names_the_other_veth_end_external(host, tmp_path):
+    ok(host.netdecl("apply", "topologies/docker-bridge.yaml"))
+    text = ok(host.netdecl("show", "--namespace", "nginx-1"))
+    assert "kind: external" in text  # eth0's other end (veth-n1) is not shown
+    path = write(tmp_path, text, "one.yaml")
+    ok(host.netdecl("validate", path))
