@@ -56,3 +56,11 @@ def test_every_kind_round_trips_through_its_dict():
 def test_a_kind_registers_once():
     with pytest.raises(ValueError, match="twice"):
         register(KINDS["link"])
+
+
+def test_every_kind_is_built_from_the_file():
+    from netdecl.topology.loader import BUILDERS, BUILT_WITH
+
+    for name in KINDS:
+        assert name in BUILDERS or BUILT_WITH.get(name) in BUILDERS, name
+    assert set(BUILDERS) <= set(KINDS)

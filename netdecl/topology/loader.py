@@ -191,12 +191,15 @@ def merge(schema: list[tuple[Diagnostic, bool]], semantic: list[Diagnostic]) -> 
 # ---------------------------------------------------------------------------- conversion
 
 
+Builder = Callable[[Topology, dict[str, Any], Document], None]
+
+
 def build(doc: Document) -> Topology:
     data: dict[str, Any] = doc.data
     topology = Topology(name=data["name"])
-    for builder in (build_sysctls, build_namespaces, build_links, build_routes, build_nat,
-                    build_fdb, build_neighbors, build_rules, build_probes):
+    for builder in BUILDERS.values():
         builder(topology, data, doc)
+    build_probes(topology, data, doc)  # probes are for `verify`, not a reconciled kind
     return topology
 
 
@@ -342,6 +345,23 @@ def build_rules(topology: Topology, data: dict[str, Any], doc: Document) -> None
                     table=int(spec.get("table", MAIN_TABLE)), iif=spec.get("iif"),
                     oif=spec.get("oif"))
         place(topology, rule, doc.value_pos(("rules", i)))
+
+
+# The file side of the kind registry (netdecl/kinds.py): kind name -> the function that builds
+# that kind's objects from the file, in build order. tests/test_kinds.py checks every kind is here
+# or in BUILT_WITH.
+BUILDERS: dict[str, Builder] = {
+    "sysctl": build_sysctls,
+    "namespace": build_namespaces,
+    "link": build_links,
+    "route": build_routes,
+    "nat": build_nat,
+    "fdb": build_fdb,
+    "neighbor": build_neighbors,
+    "rule": build_rules,
+}
+# Kinds the file writes inside another kind's entry: a link's `addresses`.
+BUILT_WITH: dict[str, str] = {"address": "link"}
 
 
 def build_probes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
