@@ -360,8 +360,9 @@ BUILDERS: dict[str, Builder] = {
     "neighbor": build_neighbors,
     "rule": build_rules,
 }
-# Kinds the file writes inside another kind's entry: a link's `addresses`.
-BUILT_WITH: dict[str, str] = {"address": "link"}
+# Kinds the file writes inside another kind's entry: a link's `addresses`; an external link is
+# a `links` entry of kind external.
+BUILT_WITH: dict[str, str] = {"address": "link", "external": "link"}
 
 
 def build_probes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
