@@ -18,7 +18,7 @@ from netdecl.backends.host import ALTERNATIVES, Host
 from netdecl.engine.executor import Made, Ticket, execute
 from netdecl.engine.journal import Journal
 from netdecl.engine.observer import observe_for
-from netdecl.engine.ownership import owns
+from netdecl.engine.ownership import identity_of, owns
 from netdecl.engine.planner import Plan, make_plan
 from netdecl.engine.planner.plan import Action
 from netdecl.engine.record import CLAIM_PREFIX, OwnershipRecord, RecordStore
@@ -176,17 +176,15 @@ class Applier:
                 execute(action, host, snapshot.name, merged, ticket, made)
             except Exception as exc:  # keep going: restore as much as possible
                 problems.append(f"{_label(action)}: {exc}")
-        gone = set(merged.namespaces) - set(snapshot.namespaces())
+        # a crash inside a namespace's creation leaves its placeholder file: removed when the
+        # journal proves it netdecl's (a mount, or anyone else's file, is never removed here)
         problems += host.remove_placeholders(
             {key[1]: ident for key, ident in merged.identities.items()
-             if key[0] == "namespace" and (key[1] in gone or key[1] not in merged.namespaces)
-             and key[1] not in snapshot.namespaces()})
-        # what was re-made has a new identity: the record keeps the identities of now
-        restored = record_before.copy()
-        _identify_restored(restored, merged, snapshot)
-        self.store.save(restored)
+             if key[0] == "namespace" and key[1] not in snapshot.namespaces()})
         host.reconnect()
         observed = observe_for(host, snapshot, merged)
+        # what was made again is a new kernel object: the record keeps the identities of now
+        self.store.save(_identified(record_before, observed, merged, snapshot))
         left = make_plan(snapshot, observed, merged)
         if left.actions:
             problems += [f"not restored: {a.op} {a.describe()} {_changes(a)}"
@@ -230,15 +228,18 @@ def _failure_message(exc: BaseException, done: int) -> str:
             f"failure were undone; the host is as it was before this apply")
 
 
-def _identify_restored(restored: OwnershipRecord, merged: OwnershipRecord,
-                       snapshot: Topology) -> None:
-    """The record after a rollback is the one from before the apply, except for identities:
-    an object the rollback made again (a deleted link, namespace or table) is a new kernel
-    object, and the identity the rollback recorded for it is the one to keep."""
-    for key, ident in merged.identities.items():
-        if key in snapshot.objects and key in restored.identities and \
-                ALTERNATIVES not in ident:
+def _identified(record_before: OwnershipRecord, observed: Topology, merged: OwnershipRecord,
+                snapshot: Topology) -> OwnershipRecord:
+    """The record after a rollback: the one from before the apply, with the identities of the
+    snapshot's objects as they are now (an object the rollback made again - a deleted link,
+    namespace or table - is a new kernel object)."""
+    restored = record_before.copy()
+    for key in snapshot.objects:
+        now = observed.get(key)
+        ident = identity_of(now) if now is not None else None
+        if ident and key in merged.identities and owns(now, observed, merged):
             restored.identities[key] = ident
+    return restored
 
 
 def _pause() -> None:
