@@ -337,12 +337,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _events(as_json: bool = False):
     """How apply, destroy and rollback report while they work: plan and summary on stdout,
     progress and notices on stderr."""
+    from netdecl.engine import service
     from netdecl.engine.service import Events
     from netdecl.tools.render import plan_json, plan_text
 
-    def recovering(name: str, steps: int) -> None:
-        _err(f"netdecl: an earlier apply of {name!r} did not finish ({steps} steps done); "
-             f"rolling it back first")
+    def recovering(interrupted: service.PendingApply) -> None:
+        _err(f"netdecl: an earlier apply of {interrupted.topology!r} did not finish (it "
+             f"stopped {interrupted.how_far()}); rolling it back first")
 
     return Events(
         planned=lambda plan: _out(plan_json(plan) if as_json else plan_text(plan)),
