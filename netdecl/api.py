@@ -220,8 +220,9 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | bytes | None
 
 
 def plan(topology: Topology, *, state_dir: StateDir = None) -> Plan:
-    """What ``apply(topology)`` would do on this host now. Raises UnfinishedApply while an
-    interrupted apply waits for ``rollback()`` (or one is running)."""
+    """What ``apply(topology)`` would do on this host now. Raises UnfinishedApply while this
+    topology's last apply waits for ``rollback()`` (or is still running); another topology's
+    interrupted apply, which the next apply rolls back first, is one of the ``notes``."""
     return Plan._of(service.plan(topology, _root(state_dir)), topology)
 
 

@@ -27,7 +27,7 @@ from netdecl.engine.record import OwnershipRecord, RecordStore
 from netdecl.engine.unfinished import (
     PendingApply,
     UnfinishedApply,
-    refuse_if_unfinished,
+    check_before_plan,
     unfinished_applies,
 )
 from netdecl.errors import EnvironmentProblem, NetdeclError
@@ -92,12 +92,14 @@ def _kernel_host() -> Host:
 
 def plan(desired: Topology, state_root: Path, host: Host | None = None) -> Plan:
     """Observe what ``desired`` and its record name, and plan toward ``desired``. Raises
-    UnfinishedApply while an interrupted apply is not rolled back (or one is running)."""
-    refuse_if_unfinished(state_root)
+    UnfinishedApply while its last apply is not rolled back (or still running)."""
+    notes = check_before_plan(state_root, desired.name)
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
     with _using(host) as h:
-        return _plan_against(h, desired, record)[0]
+        result = _plan_against(h, desired, record)[0]
+    result.notes += notes
+    return result
 
 
 def _plan_against(host: Host, desired: Topology,

@@ -2,9 +2,11 @@
 
 A journal left in the state dir means an apply was interrupted (netdecl died: the host is
 half-changed until `netdecl rollback`, or the next apply or destroy, restores the state before
-it) or is running right now. Either way a plan would describe a host in between two states: a
-conflict list for every object the dead apply created, or "No changes" for a change nobody
-will keep. So `plan` refuses, saying which apply and how far it got, and `show` warns.
+it) or is running right now. Either way a plan of that topology would describe a host in
+between two states: a conflict list for every object the dead apply created, or "No changes"
+for a change nobody will keep. So `plan` refuses, saying which apply and how far it got (and
+notes another topology's interrupted apply, which the next apply rolls back first); `show`
+warns.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from netdecl.engine.journal import Journal, pending
 from netdecl.engine.lock import holder
 from netdecl.errors import NetdeclError
 
-__all__ = ["PendingApply", "UnfinishedApply", "refuse_if_unfinished", "unfinished_applies"]
+__all__ = ["PendingApply", "UnfinishedApply", "check_before_plan", "unfinished_applies"]
 
 
 def _plural(count: int, noun: str) -> str:
@@ -52,33 +54,29 @@ class PendingApply:
 
 
 class UnfinishedApply(NetdeclError):
-    """An apply did not finish (or is still running), so a plan would describe a host in
-    between two states: a conflict list, or "No changes" for a change nobody kept."""
+    """This topology's last apply did not finish (or is still running), so a plan would
+    describe a host in between two states: a conflict list, or "No changes" for a change
+    nobody kept."""
 
-    def __init__(self, pending_applies: list[PendingApply]):
-        self.pending = pending_applies
-        super().__init__(_unfinished_message(pending_applies))
+    def __init__(self, unfinished: PendingApply):
+        self.unfinished = unfinished
+        super().__init__(_refusal(unfinished))
 
 
-def _unfinished_message(applies: list[PendingApply]) -> str:
-    running = [p for p in applies if not p.interrupted]
-    if running:
-        first = running[0]
-        who = f"process {first.running}" if first.running else "another process"
-        names = ", ".join(repr(p.topology) for p in running)
-        if any(p.waiting_for_confirmation for p in running):
-            return (f"an apply of {names} is waiting for `netdecl confirm` ({who}); plan again "
+def _refusal(apply: PendingApply) -> str:
+    name = repr(apply.topology)
+    if not apply.interrupted:
+        who = f"process {apply.running}" if apply.running else "another process"
+        if apply.waiting_for_confirmation:
+            return (f"an apply of {name} is waiting for `netdecl confirm` ({who}); plan again "
                     f"once it is confirmed or rolled back")
-        done = (f"{first.steps_done} of {_plural(first.total, 'step')}"
-                if first.total is not None else _plural(first.steps_done, "step"))
-        return (f"an apply of {names} is running right now ({who}, {done} done); plan again "
+        done = (f"{apply.steps_done} of {_plural(apply.total, 'step')}"
+                if apply.total is not None else _plural(apply.steps_done, "step"))
+        return (f"an apply of {name} is running right now ({who}, {done} done); plan again "
                 f"once it has finished")
-    what = " and ".join(f"{p.topology!r} ({p.how_far()})" for p in applies)
-    head = (f"an apply of {applies[0].topology!r} was interrupted {applies[0].how_far()}"
-            if len(applies) == 1 else f"applies of {what} were interrupted")
-    return (f"{head}: the host is half-changed, so there is no plan to show.\n"
-            f"Run `netdecl rollback` to restore the state before it (the next apply or destroy "
-            f"also does that first), then plan again.")
+    return (f"an apply of {name} was interrupted {apply.how_far()}: the host is half-changed, "
+            f"so there is no plan to show.\nRun `netdecl rollback` to restore the state "
+            f"before it (the next apply or destroy also does that first), then plan again.")
 
 
 def unfinished_applies(state_root: Path) -> list[PendingApply]:
@@ -98,7 +96,16 @@ def unfinished_applies(state_root: Path) -> list[PendingApply]:
     return found
 
 
-def refuse_if_unfinished(state_root: Path) -> None:
-    unfinished = unfinished_applies(state_root)
-    if unfinished:
-        raise UnfinishedApply(unfinished)
+def check_before_plan(state_root: Path, topology: str) -> list[str]:
+    """Raise UnfinishedApply when ``topology``'s own apply is unfinished. Return a note for
+    each other topology's interrupted apply: the next apply of this one rolls those back
+    first, and a plan must not hide that. (Another topology's apply that is running is that
+    apply's business: plan needs no lock.)"""
+    notes = []
+    for found in unfinished_applies(state_root):
+        if found.topology == topology:
+            raise UnfinishedApply(found)
+        if found.interrupted:
+            notes.append(f"an apply of {found.topology!r} was interrupted {found.how_far()}; "
+                         f"the next apply rolls it back first (or run `netdecl rollback`)")
+    return notes
