@@ -74,7 +74,7 @@ class Action:
     op: str  # create | delete | modify | replace
     kind: str  # namespace | link | address | route | rule | fdb | neighbor | sysctl | nat
     key: tuple[Any, ...]  # the object's identity, e.g. ("link", "nginx-1", "eth0")
-    object: str  # as people name it: "nginx-1/eth0"
+    object: str  # as people name it: "link nginx-1/eth0"
     reason: str  # why, for people ("" when the file simply asks for it)
     why: str  # the same as a stable code to decide on: none | prune | recreate | ...
     changes: Mapping[str, tuple[Any, Any]]  # modify: attribute -> (before, after)
