@@ -121,3 +121,18 @@ def test_conflicts_and_a_stale_plan_are_errors_that_change_nothing(host):
     host.run(["ip", "netns", "del", "nginx-2"])
     assert_same(host.snapshot(), before)
     assert state_files(host) == []
+
+
+def test_the_readme_example_runs(host, repo_root):
+    readme = (repo_root / "README.md").read_text()
+    section = readme[readme.index("\n## Python API\n"):]
+    start = section.index("```python\n") + len("```python\n")
+    example = section[start:section.index("```\n", start)]
+    before = host.snapshot()
+    result = host.run([sys.executable, "-c", example], env={"NETDECL_STATE_DIR": STATE_DIR},
+                      check=False)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()
+    assert "create namespace ('namespace', 'nginx-1') {}" in printed
+    assert printed[-1] == "(10, 1, 0)"  # the counts of the apply
+    assert_same(host.snapshot(), before)  # it ends with destroy
