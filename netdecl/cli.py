@@ -329,6 +329,10 @@ class Report:
     def __init__(self, args: argparse.Namespace, as_json: bool = False):
         from netdecl.tools.console import ProgressLine, color_wanted, is_terminal
 
+        # apply and destroy roll an interrupted apply back before their own work; rollback
+        # does nothing else
+        self.then = "" if args.command == "rollback" else " first"
+
         self.verbose = bool(getattr(args, "verbose", False))
         self.quiet = bool(getattr(args, "quiet", False))
         self.as_json = as_json
@@ -364,7 +368,7 @@ class Report:
 
     def recovering(self, interrupted: api.PendingApply) -> None:
         self.say(f"netdecl: an earlier apply of {interrupted.topology!r} did not finish (it "
-                 f"stopped {interrupted.how_far()}); rolling it back first")
+                 f"stopped {interrupted.how_far()}); rolling it back{self.then}")
 
     def recovered(self, name: str) -> None:
         self.say(f"netdecl: rolled back {name!r} to the state before that apply")

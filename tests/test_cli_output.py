@@ -179,6 +179,6 @@ def test_a_rollback_shows_progress_on_a_terminal_too(host, tmp_path):
     assert "\r[1/" in raw and " rolling back: - " in raw
     assert screen(raw) == [
         f"netdecl: an earlier apply of 'many' did not finish (it stopped after step "
-        f"{total - 10} of {total}); rolling it back first",
+        f"{total - 10} of {total}); rolling it back",
         "netdecl: rolled back 'many' to the state before that apply"]
     assert host.netns_list() == []
