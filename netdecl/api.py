@@ -172,6 +172,10 @@ class PlanConflicts(service.PlanConflicts):
 Progress = Callable[[int, int, Action], None]
 
 
+def _ignore(*_: object) -> None:
+    return None
+
+
 @dataclass
 class Events:
     """Callbacks for what happens while apply, destroy and rollback work (all optional).
@@ -192,14 +196,13 @@ class Events:
             return lambda number, total, action: callback(number, total, Action._of(action))
 
         planned = self.planned
-        ignore = service.Events().notice
         return service.Events(
-            planned=(lambda p: planned(Plan._of(p, desired))) if planned else ignore,
+            planned=(lambda p: planned(Plan._of(p, desired))) if planned else _ignore,
             progress=each(self.progress),
             rollback_progress=each(self.rollback_progress),
-            notice=self.notice or ignore,
-            recovering=self.recovering or ignore,
-            recovered=self.recovered or ignore,
+            notice=self.notice or _ignore,
+            recovering=self.recovering or _ignore,
+            recovered=self.recovered or _ignore,
         )
 
 
