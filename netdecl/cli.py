@@ -11,12 +11,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
 from netdecl.exitcodes import ExitStatus
+
+if TYPE_CHECKING:
+    from netdecl import api
+    from netdecl.model import Topology
 
 DESCRIPTION = """\
 netdecl: declarative Linux host networking. A YAML topology (namespaces, bridges, veth pairs,
@@ -97,6 +101,17 @@ def _lock_timeout(parser: argparse.ArgumentParser) -> None:
                              "host to finish (default 5)")
 
 
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    """-v and -q: how much apply, destroy and rollback say (see Report)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="print a line per action as it runs (on stderr), on a terminal "
+                            "or not; without it a terminal shows one progress line")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="print only the summary line (and warnings and errors): no plan, "
+                            "no progress")
+
+
 TOPOLOGY_FILE = "the topology (YAML)"
 
 
@@ -142,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "everything on any failure, Ctrl-C or SIGTERM.")
     _file_argument(p, "a topology file, or a plan saved with `plan --out`")
     _lock_timeout(p)
+    _output_options(p)
     p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
     p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
                    help="after applying and verifying, wait SECS for `netdecl confirm` (or "
@@ -155,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "topology created and restore the sysctls it changed.")
     _file_argument(p, TOPOLOGY_FILE)
     _lock_timeout(p)
+    _output_options(p)
 
     p = sub.add_parser("rollback",
                        help="restore the state before an apply that was interrupted (crash)",
@@ -163,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to the state before that apply. Takes no file: the journal "
                                    "knows the topology.")
     _lock_timeout(p)
+    _output_options(p)
 
     p = sub.add_parser("confirm", help="keep an apply that waits for confirmation "
                                        "(apply --confirm-timeout)",
@@ -314,20 +332,74 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _load(path: str):
-    from netdecl.topology.loader import load_topology
+def _load(path: str) -> Topology:
+    from netdecl import api
 
-    topo = load_topology(path)
+    topo = api.load(path)
     for warning in topo.warnings:
         _err(warning)
     return topo
 
 
-def _progress(number: int, total: int, action) -> None:
-    if sys.stderr.isatty() or total >= 50:
-        from netdecl.tools.render import action_line
+class Report:
+    """How apply, destroy and rollback talk while they work, for people and for logs.
 
-        _err(f"[{number}/{total}]{action_line(action)[0]}")
+    stdout: the plan (or its JSON), then the summary the command prints. stderr: notices, and
+    progress: on a terminal one line rewritten in place and cleared at the end; with -v a line
+    per action, terminal or not; otherwise (a log, a pipe) nothing. -q: no plan and no
+    progress. Colour only on a terminal and never with NO_COLOR."""
+
+    def __init__(self, args: argparse.Namespace, as_json: bool = False):
+        from netdecl.tools.console import ProgressLine, color_wanted, is_terminal
+
+        # apply and destroy roll an interrupted apply back before their own work; rollback
+        # does nothing else
+        self.then = "" if args.command == "rollback" else " first"
+
+        self.verbose = bool(getattr(args, "verbose", False))
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.as_json = as_json
+        self.color = color_wanted(sys.stdout)
+        self.err_color = color_wanted(sys.stderr)
+        drawn = not (self.verbose or self.quiet) and is_terminal(sys.stderr)
+        self.line = ProgressLine(sys.stderr) if drawn else None
+
+    def events(self) -> api.Events:
+        from netdecl import api
+
+        return api.Events(planned=self.planned, progress=self._step(""),
+                          rollback_progress=self._step("rolling back: "), notice=self.say,
+                          recovering=self.recovering, recovered=self.recovered)
+
+    def planned(self, plan: api.Plan) -> None:
+        if self.as_json:
+            _out(json.dumps(plan.to_json(), indent=2))
+        elif not self.quiet:
+            _out(plan.text(self.color))
+
+    def _step(self, what: str) -> Callable[[int, int, api.Action], None]:
+        def step(number: int, total: int, action: api.Action) -> None:
+            if self.verbose:
+                _err(f"[{number}/{total}] {what}{action.text(self.err_color)}")
+            elif self.line is not None:
+                self.line.show(f"[{number}/{total}] {what}{action.text()}")
+        return step
+
+    def say(self, text: str) -> None:
+        self.clear()
+        _err(text)
+
+    def recovering(self, interrupted: api.PendingApply) -> None:
+        self.say(f"netdecl: an earlier apply of {interrupted.topology!r} did not finish (it "
+                 f"stopped {interrupted.how_far()}); rolling it back{self.then}")
+
+    def recovered(self, name: str) -> None:
+        self.say(f"netdecl: rolled back {name!r} to the state before that apply")
+
+    def clear(self) -> None:
+        """Wipe the progress line (before any other output, and at the end)."""
+        if self.line is not None:
+            self.line.clear()
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -340,68 +412,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
-    from netdecl.tools.render import plan_json, plan_text
+    from netdecl import api
+    from netdecl.tools.console import color_wanted
 
-    desired = _load(args.file)
-    plan = service.plan(desired, _state_root(args), adopt=args.adopt)
+    plan = api.plan(_load(args.file), state_dir=args.state_dir, adopt=args.adopt)
     if args.out:
-        service.save_plan(plan, Path(args.out), Path(args.file))
-    _out(plan_json(plan) if args.json else plan_text(plan))
+        plan.save(args.out, source=args.file)
+    _out(json.dumps(plan.to_json(), indent=2) if args.json
+         else plan.text(color_wanted(sys.stdout)))
     if args.out and not args.json:
         _out(f"Saved the plan to {args.out}; `netdecl apply {args.out}` applies exactly it.")
     if plan.conflicts:
         return ExitStatus.FAILURE
-    if args.detailed_exitcode and plan.actions:
+    if args.detailed_exitcode and plan.has_changes:
         return ExitStatus.CHANGES_PENDING
     return ExitStatus.OK
 
 
-def _events(as_json: bool = False):
-    """How apply, destroy and rollback report while they work: plan and summary on stdout,
-    progress and notices on stderr."""
-    from netdecl.engine.service import Events
-    from netdecl.tools.render import plan_json, plan_text
-
-    def recovering(name: str, steps: int) -> None:
-        _err(f"netdecl: an earlier apply of {name!r} did not finish ({steps} steps done); "
-             f"rolling it back first")
-
-    return Events(
-        planned=lambda plan: _out(plan_json(plan) if as_json else plan_text(plan)),
-        progress=_progress,
-        notice=_err,
-        recovering=recovering,
-        recovered=lambda name: _err(f"netdecl: rolled back {name!r} to the state before "
-                                    f"that apply"),
-    )
-
-
-def _refused(exc, command: str) -> int:
+def _refused(exc: api.PlanConflicts, command: str) -> int:
     """A plan with conflicts: show it, and say that nothing changed."""
-    from netdecl.tools.render import plan_text
+    from netdecl.tools.console import color_wanted
 
-    _err(plan_text(exc.plan))
+    _err(exc.plan.text(color_wanted(sys.stderr)))
     _err(f"{command} refused: nothing was changed")
     return ExitStatus.FAILURE
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
+    from netdecl import api
 
-    loaded = service.load_saved_plan(args.file)
-    saved, desired = loaded if loaded is not None else (None, _load(args.file))
+    target = api.read_plan(args.file) or _load(args.file)
     _require_privileges("apply")
     _require_lasting_namespaces()
+    report = Report(args, as_json=args.json)
     try:
-        result = service.apply(desired, _state_root(args), saved=saved,
-                               lock_timeout=args.lock_timeout,
-                               confirm_timeout=args.confirm_timeout, events=_events(args.json),
-                               adopt=args.adopt)
-    except service.PlanConflicts as exc:
+        result = api.apply(target, state_dir=args.state_dir, lock_timeout=args.lock_timeout,
+                           confirm_timeout=args.confirm_timeout, events=report.events(),
+                           adopt=args.adopt)
+    except api.PlanConflicts as exc:
+        report.clear()
         return _refused(exc, "apply")
-    if not result.plan.actions:
-        _out(f"No changes. Topology {desired.name} matches the host.")
+    finally:
+        report.clear()
+    if not result.plan.has_changes:
+        _out(f"No changes. Topology {result.topology} matches the host.")
     elif not args.json:
         add, change, destroy = result.counts()
         adopted = result.plan.adoptions()
@@ -412,18 +466,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
+    from netdecl import api
 
-    name = _load(args.file).name
+    topology = _load(args.file)
     _require_privileges("destroy")
     _require_lasting_namespaces()
+    report = Report(args)
     try:
-        result = service.destroy(name, _state_root(args), lock_timeout=args.lock_timeout,
-                                 events=_events())
-    except service.PlanConflicts as exc:
+        result = api.destroy(topology, state_dir=args.state_dir,
+                             lock_timeout=args.lock_timeout, events=report.events())
+    except api.PlanConflicts as exc:
+        report.clear()
         return _refused(exc, "destroy")
-    if not result.plan.actions:
-        _out(f"Nothing to destroy: topology {name} owns nothing on this host.")
+    finally:
+        report.clear()
+    if not result.plan.has_changes:
+        _out(f"Nothing to destroy: topology {topology.name} owns nothing on this host.")
     else:
         _, change, destroy = result.counts()
         _out(f"Destroy complete: {destroy} destroyed, {change} restored. Verified.")
@@ -431,12 +489,17 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
+    from netdecl import api
 
     _require_privileges("rollback")
     _require_lasting_namespaces()
-    if not service.rollback(_state_root(args), lock_timeout=args.lock_timeout,
-                            events=_events()):
+    report = Report(args)
+    try:
+        rolled_back = api.rollback(state_dir=args.state_dir, lock_timeout=args.lock_timeout,
+                                   events=report.events())
+    finally:
+        report.clear()
+    if not rolled_back:
         _out("Nothing to roll back: no interrupted apply left a journal.")
     return ExitStatus.OK
 
@@ -452,12 +515,24 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
+    from netdecl import api
     from netdecl.engine import service
     from netdecl.topology.export import to_document
 
+    for unfinished in api.unfinished(state_dir=args.state_dir):
+        _err(_unfinished_warning(unfinished))
     observed = service.show(args.namespace, state_root=_state_root(args))
     _out(yaml.safe_dump(to_document(observed, args.name), sort_keys=False).rstrip())
     return ExitStatus.OK
+
+
+def _unfinished_warning(unfinished: api.PendingApply) -> str:
+    if not unfinished.interrupted:
+        return (f"netdecl: warning: an apply of {unfinished.topology!r} is running right now: "
+                f"what follows may be half-way between two states")
+    return (f"netdecl: warning: an apply of {unfinished.topology!r} was interrupted "
+            f"{unfinished.how_far()}: what follows is a half-changed host; `netdecl rollback` "
+            f"restores the state before it")
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

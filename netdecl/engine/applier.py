@@ -60,10 +60,13 @@ def snapshot_owned(observed: Topology, record: OwnershipRecord) -> Topology:
 class Applier:
     """Applies plans on one Host and rolls them back on it."""
 
-    def __init__(self, store: RecordStore, host: Host, progress: Progress | None = None):
+    def __init__(self, store: RecordStore, host: Host, progress: Progress | None = None,
+                 rollback_progress: Progress | None = None):
         self.store = store
         self.host = host
         self.progress = progress
+        # a rollback can take as long as the apply it undoes: it reports its steps too
+        self.rollback_progress = rollback_progress
 
     # -- the main path -------------------------------------------------------------------------
     def apply(self, desired: Topology, plan: Plan, snapshot: Topology,
@@ -76,7 +79,8 @@ class Applier:
         actions executed."""
         record = record if record is not None else self.store.load(desired.name)
         _share_sysctl_originals(record, desired)
-        journal = Journal.begin(self.store.root, desired.name, snapshot, record)
+        journal = Journal.begin(self.store.root, desired.name, snapshot, record,
+                                total=len(plan.actions))
         executed: list[Action] = []
         fail_at = _failpoint()
         pause_at = _failpoint(PAUSE_ENV)
@@ -163,6 +167,8 @@ class Applier:
         plan = make_plan(snapshot, observed, merged)
         fail_at = _failpoint(ROLLBACK_FAILPOINT_ENV)
         for number, action in enumerate(plan.actions, start=1):
+            if self.rollback_progress:
+                self.rollback_progress(number, len(plan.actions), action)
             if fail_at == number:
                 problems.append(f"{_label(action)}: injected failure "
                                 f"({ROLLBACK_FAILPOINT_ENV}={fail_at})")

@@ -27,25 +27,29 @@ from netdecl.model import Key, Topology
 
 
 class Journal:
-    def __init__(self, path: Path, snapshot: Topology, record_before: OwnershipRecord):
+    def __init__(self, path: Path, snapshot: Topology, record_before: OwnershipRecord,
+                 total: int | None = None):
         self.path = path
         self.snapshot = snapshot
         self.record_before = record_before
+        self.total = total  # the plan's number of actions (None: an older journal without it)
 
     @classmethod
     def begin(cls, state_root: Path, topology: str, snapshot: Topology,
-              record: OwnershipRecord) -> Journal:
+              record: OwnershipRecord, total: int | None = None) -> Journal:
         path = journal_path(state_root, topology)
         header = {
             "journal": 1,
             "topology": topology,
             "pid": os.getpid(),
+            # so that an interrupted apply can be described as "step N of M"
+            "actions": total,
             "snapshot": [o.to_dict() for o in snapshot.objects.values()],
             "record_before": record.to_json(),
         }
         # the header goes down atomically and durably before the first action runs
         write_atomically(path, json.dumps(header) + "\n")
-        return cls(path, snapshot, record.copy())
+        return cls(path, snapshot, record.copy(), total)
 
     def intend(self, number: int, action: Action, ticket: Ticket,
                undo: bool = False) -> None:
@@ -86,7 +90,8 @@ class Journal:
             return None
         snapshot = Topology(name=header["topology"])
         snapshot.extend(object_from_dict(d) for d in header["snapshot"])
-        return cls(path, snapshot, OwnershipRecord.from_json(header["record_before"]))
+        return cls(path, snapshot, OwnershipRecord.from_json(header["record_before"]),
+                   header.get("actions"))
 
     def _entries(self) -> list[dict[str, Any]]:
         entries = []

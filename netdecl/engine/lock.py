@@ -51,6 +51,26 @@ class HostLock:
             self.fd = None
 
 
+def holder(state_root: Path) -> int | None:
+    """Who holds the lock right now: its PID, 0 when that cannot be read, None when nobody
+    does. Only looks (a shared lock taken and dropped at once), never waits."""
+    try:
+        fd = os.open(lock_path(state_root), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file yet (nothing ever ran), or not ours to read
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            return _read_pid(fd) or 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _read_pid(fd: int) -> int | None:
     try:
         return int(os.pread(fd, 32, 0).decode().strip() or 0) or None

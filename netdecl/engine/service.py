@@ -26,11 +26,18 @@ from netdecl.engine.planner import make_plan
 from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import ADOPT, Action, Plan
 from netdecl.engine.record import OwnershipRecord, RecordStore
+from netdecl.engine.unfinished import (
+    PendingApply,
+    UnfinishedApply,
+    check_before_plan,
+    unfinished_applies,
+)
 from netdecl.errors import EnvironmentProblem, NetdeclError
 from netdecl.model import ROOT, NatTable, Topology
 
-__all__ = ["ApplyResult", "Events", "PlanConflicts", "apply", "confirm", "destroy",
-           "load_saved_plan", "plan", "rollback", "save_plan", "show"]
+__all__ = ["ApplyResult", "Events", "PendingApply", "PlanConflicts", "UnfinishedApply", "apply",
+           "confirm", "destroy", "load_saved_plan", "plan", "rollback", "save_plan", "show",
+           "unfinished_applies"]
 
 
 def _ignore(*_: object) -> None:
@@ -45,10 +52,12 @@ class Events:
     planned: Callable[[Plan], None] = _ignore
     # before each action: (number, total, action)
     progress: Callable[[int, int, Action], None] | None = None
+    # before each action of a rollback (after a failure, or of an interrupted apply)
+    rollback_progress: Callable[[int, int, Action], None] | None = None
     # a line for people: waiting for confirmation, confirmed
     notice: Callable[[str], None] = _ignore
-    # an earlier apply that did not finish is being rolled back: (topology, steps it did)
-    recovering: Callable[[str, int], None] = _ignore
+    # an earlier apply that did not finish is being rolled back (first, under the lock)
+    recovering: Callable[[PendingApply], None] = _ignore
     recovered: Callable[[str], None] = _ignore
 
 
@@ -86,11 +95,15 @@ def _kernel_host() -> Host:
 def plan(desired: Topology, state_root: Path, host: Host | None = None,
          adopt: bool = False) -> Plan:
     """Observe what ``desired`` and its record name, and plan toward ``desired``; ``adopt``
-    takes over declared objects that exist and belong to nobody (ADOPT actions)."""
+    takes over declared objects that exist and belong to nobody (ADOPT actions). Raises
+    UnfinishedApply while its last apply is not rolled back (or still running)."""
+    notes = check_before_plan(state_root, desired.name)
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
     with _using(host) as h:
-        return _plan_against(h, desired, record, adopt)[0]
+        result = _plan_against(h, desired, record, adopt)[0]
+    result.notes += notes
+    return result
 
 
 def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
@@ -202,7 +215,8 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         if waiter is not None:
             waiter(checkpoint)
 
-    executed = Applier(store, host, progress=events.progress).apply(
+    executed = Applier(store, host, progress=events.progress,
+                       rollback_progress=events.rollback_progress).apply(
         desired, todo, snapshot, hold=hold if gate or waiter else None, record=record)
     if waiter is not None:
         confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
@@ -218,9 +232,10 @@ def _recover_pending(host: Host, state_root: Path, events: Events) -> list[str]:
         journal = Journal.load(state_root, name)
         if journal is None:
             continue
-        events.recovering(name, journal.steps_done())
-        Applier(store, host).rollback_to(journal.snapshot, journal.record_before,
-                                         current=journal.claimed(), journal=journal)
+        events.recovering(PendingApply(name, journal.steps_done(), journal.total))
+        applier = Applier(store, host, rollback_progress=events.rollback_progress)
+        applier.rollback_to(journal.snapshot, journal.record_before,
+                            current=journal.claimed(), journal=journal)
         journal.finish()
         confirmation.clear(state_root, name)  # markers of an apply that died waiting
         events.recovered(name)
