@@ -12,7 +12,7 @@ from typing import Any
 from netdecl.backends import namespaces, sysctl
 from netdecl.backends.host import Scope
 from netdecl.backends.netlink import Kernel, KernelError
-from netdecl.model import ROOT, Link, Namespace, NatTable, NetObject, Sysctl
+from netdecl.model import ROOT, Address, Link, Namespace, NatTable, NetObject, Sysctl
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,21 @@ def _delete_link(k: Kernel, link: Link, topology: str, peer: Link | None) -> Non
     for end in (link, peer):
         if end is not None:
             k.delete_link(end.namespace, end.name)
+
+
+def _delete_address(k: Kernel, address: Address) -> None:
+    """Delete ``address``; for IPv4, first let the link promote a secondary address of the same
+    subnet when the primary goes. Without promote_secondaries the kernel deletes every secondary
+    with its primary, and the addresses the topology still declares vanish with it (the plan
+    would never converge). Only links netdecl owns have their addresses deleted, so this never
+    changes a setting on anyone else's link."""
+    if ":" not in address.cidr:
+        try:
+            sysctl.write(address.namespace,
+                         f"net/ipv4/conf/{address.link}/promote_secondaries", "1")
+        except sysctl.SysctlError:
+            pass  # the link is gone (its addresses with it): the delete says what is left
+    k.delete_address(address)
 
 
 def _write_sysctl(k: Kernel, before: Any, after: Sysctl, changes: Any, topology: str) -> None:
@@ -73,7 +88,7 @@ WRITERS: dict[str, _Writer] = {
         modify=lambda k, b, a, c, t: k.configure_link(a, t, changes=c.keys())),
     "address": _Writer(
         create=lambda k, o, t, p: k.add_address(o),
-        delete=lambda k, o, t, p: k.delete_address(o),
+        delete=lambda k, o, t, p: _delete_address(k, o),
         modify=_no_modify("address")),
     # routes and neighbours have an in-place replace; rules and fdb entries do not
     "route": _Writer(
