@@ -449,14 +449,8 @@ def test_removing_a_primary_address_with_secondaries_converges(host, tmp_path):
     assert sorted(a["local"] for a in info if a["family"] == "inet") == ["10.9.0.2", "10.9.0.3"]
 
 
-def test_a_name_with_a_trailing_newline_is_invalid(tmp_path):
-    path = tmp_path / "t.yaml"
-    path.write_text('version: 1\nname: "nl\\n"\n')
-    result = run_cli("validate", str(path))
-    assert result.returncode == 3, result.stdout + result.stderr
-
-
 def test_a_port_with_a_trailing_newline_is_invalid(tmp_path):
+    # (a name with one: tests/test_loader_fuzz.py)
     path = tmp_path / "t.yaml"
     path.write_text('version: 1\nname: nl\nnat:\n  port_forwards:\n'
                     '    - {proto: tcp, port: "8080\\n", to: "10.0.0.2:80"}\n')
