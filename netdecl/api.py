@@ -301,12 +301,19 @@ def destroy(topology: Topology | str, *, state_dir: StateDir = None,
     return _result(result, None)
 
 
-def rollback(*, state_dir: StateDir = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+def rollback(topology: Topology | str | None = None, *, state_dir: StateDir = None,
+             lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
              events: Events | None = None) -> tuple[str, ...]:
-    """Roll back every apply that was interrupted (killed mid-way) to the state before it;
-    returns their topologies' names (none: nothing was interrupted)."""
+    """Roll back the interrupted (killed mid-way) apply of ``topology`` (a Topology or its
+    name), or of every topology when None, to the state before it; returns their topologies'
+    names (none: nothing was interrupted). A damaged journal is reported and does not stop
+    the others."""
+    name = topology.name if isinstance(topology, Topology) else topology
+    if name is not None and (not isinstance(name, str) or not _TOPOLOGY_NAME.fullmatch(name)):
+        raise TypeError(f"rollback() takes a Topology, a topology's name or None, not "
+                        f"{topology!r}")
     events = events or Events()
-    return tuple(service.rollback(_root(state_dir), lock_timeout=lock_timeout,
+    return tuple(service.rollback(_root(state_dir), name, lock_timeout=lock_timeout,
                                   events=events._for_service()))
 
 

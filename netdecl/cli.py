@@ -177,8 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="restore the state before an apply that was interrupted (crash)",
                        description="Roll back an apply that was killed before it finished, "
                                    "from its journal in the state directory: the host returns "
-                                   "to the state before that apply. Takes no file: the journal "
-                                   "knows the topology.")
+                                   "to the state before that apply. With FILE or --name, only "
+                                   "that topology's; without, every interrupted apply's, each "
+                                   "on its own (a damaged journal does not stop the others).")
+    _file_argument(p, "the topology whose interrupted apply to roll back (optional)",
+                   nargs="?")
+    p.add_argument("--name", metavar="TOPOLOGY",
+                   help="the topology whose interrupted apply to roll back, by name")
     _lock_timeout(p)
     _output_options(p)
 
@@ -490,17 +495,27 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from netdecl import api
+    from netdecl.engine import readback
 
+    if args.file and args.name:
+        raise NetdeclError("rollback takes a topology FILE or --name, not both")
+    name = _load(args.file).name if args.file else args.name
+    if name is not None:
+        try:
+            readback.topology_name(name)
+        except readback.Untrusted as exc:
+            raise NetdeclError(f"rollback --name: {exc}") from None
     _require_privileges("rollback")
     _require_lasting_namespaces()
     report = Report(args)
     try:
-        rolled_back = api.rollback(state_dir=args.state_dir, lock_timeout=args.lock_timeout,
-                                   events=report.events())
+        rolled_back = api.rollback(name, state_dir=args.state_dir,
+                                   lock_timeout=args.lock_timeout, events=report.events())
     finally:
         report.clear()
     if not rolled_back:
-        _out("Nothing to roll back: no interrupted apply left a journal.")
+        which = f"of {name} " if name else ""
+        _out(f"Nothing to roll back: no interrupted apply {which}left a journal.")
     return ExitStatus.OK
 
 
@@ -617,6 +632,20 @@ COMMANDS = {
 }
 
 
+def _permission_message(args: argparse.Namespace, exc: PermissionError) -> str:
+    """EPERM/EACCES, blamed on what was refused: the state dir (its files are root's), or the
+    kernel (network namespaces)."""
+    what = exc.filename or exc.strerror or exc
+    state = os.path.abspath(_state_root(args))
+    refused = os.path.abspath(exc.filename) if exc.filename else ""
+    if refused and (refused == state or refused.startswith(state.rstrip("/") + "/")):
+        return (f"{args.command}: permission denied on the state dir {state} ({exc.filename}): "
+                f"it belongs to root; run netdecl as root, or give a state dir of your own "
+                f"with --state-dir")
+    return (f"{args.command} was refused by the kernel ({what}): reading network namespaces "
+            f"needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -639,9 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"netdecl: {exc}")
         return int(exc.status)
     except PermissionError as exc:
-        what = exc.filename or exc.strerror or exc
-        _err(f"netdecl: {args.command} was refused by the kernel ({what}): reading network "
-             f"namespaces needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
+        _err(f"netdecl: {_permission_message(args, exc)}")
         return ExitStatus.FAILURE
     except BrokenPipeError:  # `netdecl show | head`: the reader left; nothing to report
         # Python flushes stdout again at exit and would complain about the same closed pipe

@@ -8,14 +8,13 @@ Every function works on a Host (the real kernel unless one is passed in).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from netdecl.backends.host import Host
 from netdecl.engine import confirm as confirmation
-from netdecl.engine import planfile
+from netdecl.engine import planfile, statedir
 from netdecl.engine.applier import Applier, snapshot_owned
 from netdecl.engine.journal import Journal, pending
 from netdecl.engine.lock import HostLock
@@ -97,6 +96,7 @@ def plan(desired: Topology, state_root: Path, host: Host | None = None,
     """Observe what ``desired`` and its record name, and plan toward ``desired``; ``adopt``
     takes over declared objects that exist and belong to nobody (ADOPT actions). Raises
     UnfinishedApply while its last apply is not rolled back (or still running)."""
+    statedir.secure(state_root, create=False)
     notes = check_before_plan(state_root, desired.name)
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
@@ -156,7 +156,13 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
     if saved is not None:
         adopt = adopt or any(a.get("op") == ADOPT.value for a in saved.actions)
     with HostLock(state_root, lock_timeout), _using(host) as h:
-        recovered = _recover_pending(h, state_root, events)
+        # only this topology's own journal: another's is that topology's business (its next
+        # apply, destroy or `netdecl rollback`), and damage in it must not block this one
+        recovered = _recover(h, state_root, [desired.name], events)
+        for other in pending(state_root):
+            if other != desired.name:
+                events.notice(f"netdecl: an interrupted apply of {other!r} left its journal; "
+                              f"`netdecl rollback --name {other}` rolls it back")
         result = _apply_locked(h, desired, state_root, saved, confirm_timeout, gate, events,
                                adopt)
         result.recovered = recovered
@@ -170,15 +176,20 @@ def destroy(topology: str, state_root: Path, *, lock_timeout: float = 5.0,
                  events=events, host=host)
 
 
-def rollback(state_root: Path, *, lock_timeout: float = 5.0, events: Events | None = None,
-             host: Host | None = None) -> list[str]:
-    """Roll back every apply that was interrupted (its journal is left); returns their names."""
+def rollback(state_root: Path, topology: str | None = None, *, lock_timeout: float = 5.0,
+             events: Events | None = None, host: Host | None = None) -> list[str]:
+    """Roll back the interrupted apply of ``topology`` (None: of every topology that left a
+    journal, each on its own: a damaged journal is reported and does not stop the others);
+    returns the names rolled back."""
     events = events or Events()
     with HostLock(state_root, lock_timeout):
-        if not pending(state_root):
+        names = pending(state_root)
+        if topology is not None:
+            names = [topology] if topology in names else []
+        if not names:
             return []
         with _using(host) as h:
-            return _recover_pending(h, state_root, events)
+            return _recover(h, state_root, names, events)
 
 
 def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedPlan | None,
@@ -224,27 +235,45 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
     return ApplyResult(plan=todo, executed=executed, confirmed=waiter is not None)
 
 
-def _recover_pending(host: Host, state_root: Path, events: Events) -> list[str]:
-    """Finish what crashed applies left: roll each back to its journal's snapshot."""
+def _recover(host: Host, state_root: Path, names: list[str], events: Events) -> list[str]:
+    """Finish what the crashed applies of ``names`` left: roll each back to its journal's
+    snapshot. Each journal is checked whole first (DamagedStateFile: nothing done for that
+    topology); one that cannot be used does not stop the others, and the worst failure is
+    raised at the end (a rollback that could not restore: exit 4)."""
     store = RecordStore(state_root)
-    done = []
-    for name in pending(state_root):
-        journal = Journal.load(state_root, name)
-        if journal is None:
+    done: list[str] = []
+    failures: list[NetdeclError] = []
+    for name in names:
+        try:
+            journal = Journal.load(state_root, name)
+            if journal is None:
+                continue
+            events.recovering(PendingApply(name, journal.steps_done(), journal.total))
+            applier = Applier(store, host, rollback_progress=events.rollback_progress)
+            applier.rollback_to(journal.snapshot, journal.record_before,
+                                current=journal.claimed(), journal=journal)
+        except NetdeclError as exc:
+            failures.append(exc)
             continue
-        events.recovering(PendingApply(name, journal.steps_done(), journal.total))
-        applier = Applier(store, host, rollback_progress=events.rollback_progress)
-        applier.rollback_to(journal.snapshot, journal.record_before,
-                            current=journal.claimed(), journal=journal)
         journal.finish()
         confirmation.clear(state_root, name)  # markers of an apply that died waiting
         events.recovered(name)
         done.append(name)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:  # one line each, with the exit status of the worst (4 before 1)
+        combined = NetdeclError("\n".join(str(exc) for exc in failures))
+        combined.status = max(exc.status for exc in failures)
+        raise combined
     return done
 
 
 def _check_nft_if_needed(desired: Topology, record: OwnershipRecord) -> None:
-    if (desired.of_type(NatTable) or record.nat_namespaces) and shutil.which("nft") is None:
+    if not (desired.of_type(NatTable) or record.nat_namespaces):
+        return
+    from netdecl.backends.nftables import find_nft  # the backend's own lookup, sbin included
+
+    if find_nft() is None:
         raise EnvironmentProblem(
             "this topology has NAT rules but the nft command is missing: install the "
             "nftables package (apt-get install nftables)")
@@ -254,6 +283,7 @@ def _check_nft_if_needed(desired: Topology, record: OwnershipRecord) -> None:
 
 def confirm(state_root: Path, topology: str | None = None) -> str:
     """Confirm the apply waiting under --confirm-timeout (no lock: that apply holds it)."""
+    statedir.secure(state_root, create=False)
     return confirmation.confirm(state_root, topology)
 
 
