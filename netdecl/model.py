@@ -138,7 +138,7 @@ class Link(NetObject):
 
     TYPE: ClassVar[str] = "link"
     REPLACE_FIELDS: ClassVar[tuple[str, ...]] = ("kind", "peer", "vxlan")
-    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("owner", "ifindex", "ident")
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("owner", "alias", "ifindex", "ident")
     NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ("master",)
 
     name: str = ""
@@ -156,6 +156,9 @@ class Link(NetObject):
     vxlan: Vxlan | None = None
     # observed only: the topology named in the link's ownership mark (ifalias), if any
     owner: str | None = None
+    # observed only: the ifalias as the kernel has it (None: none), the mark or any text;
+    # kept so that a failed `apply --adopt` can put back the text its mark replaced
+    alias: str | None = None
     ifindex: int | None = None
     # observed only: the link's identity, its ifindex within the identity of its namespace
     ident: str | None = None

@@ -1,10 +1,10 @@
 """An in-memory Host (netdecl/backends/host.py) with the kernel behaviour the engine relies on.
 
-Links get a MAC, an MTU and an ifindex when created and carry their owner mark; routes and
-rules made through it carry netdecl's protocol; deleting a link takes its veth peer, its
-addresses, the routes through it and its FDB/neighbour entries along; deleting a namespace
-takes everything in it (and the veth ends elsewhere whose peer was in it). ``arm(n)`` makes the
-n-th change from then on fail once, as if the kernel had refused it.
+Links get a MAC, an MTU and an ifindex when created and carry their owner mark (as their
+alias); routes and rules made through it carry netdecl's protocol; deleting a link takes its
+veth peer, its addresses, the routes through it and its FDB/neighbour entries along; deleting
+a namespace takes everything in it (and the veth ends elsewhere whose peer was in it).
+``arm(n)`` makes the n-th change from then on fail once, as if the kernel had refused it.
 
 Identities behave like the kernel's: every namespace, link and NAT table made (by netdecl or
 by ``add_foreign``) gets one that is never reused; a create reports it through its Birth; a
@@ -21,7 +21,7 @@ import errno
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from netdecl.backends.host import Birth, Scope
+from netdecl.backends.host import Birth, Scope, owner_mark, owner_of_alias
 from netdecl.backends.sysctl import SysctlError
 from netdecl.errors import NetdeclError
 from netdecl.model import (
@@ -86,7 +86,8 @@ class FakeHost:
         the kernel's protocol); a NatTable is put under ``topology``'s table name."""
         for o in objs:
             if isinstance(o, Link):
-                o = self._as_created(o, owner=o.owner)
+                o = self._as_created(o, owner=o.owner or owner_of_alias(o.alias),
+                                     alias=o.alias)
             elif isinstance(o, Namespace):
                 o = dataclasses.replace(o, ident=self._new_ident("ns"))
             elif isinstance(o, NatTable):
@@ -149,10 +150,11 @@ class FakeHost:
             self._fail_at = None
             raise FakeKernelError(errno.EPERM, f"{what} (injected)")
 
-    def _as_created(self, link: Link, owner: str | None) -> Link:
+    def _as_created(self, link: Link, owner: str | None, alias: str | None = None) -> Link:
         self._next_index += 1
         return dataclasses.replace(
-            link, owner=owner, ifindex=self._next_index,
+            link, owner=owner, alias=alias or (owner_mark(owner) if owner else None),
+            ifindex=self._next_index,
             ident=f"{self._ns_ident(link.namespace)}/if{self._next_index}",
             mac=link.mac or f"02:00:00:00:{self._next_index // 256:02x}:"
                             f"{self._next_index % 256:02x}",
@@ -303,12 +305,21 @@ class FakeHost:
         for key in [k for k in self.nat if k[1] == ns]:
             del self.nat[key]
 
-    def mark(self, link: NetObject, topology: str) -> None:
-        self._change(f"mark {link.describe()}")
+    def set_alias(self, link: NetObject, alias: str | None) -> None:
+        what = f"set the alias of {link.describe()}"
+        self._change(what)
         now = self.objects.get(link.key)
         if not isinstance(now, Link) or not self._still(link, now):
-            raise FakeKernelError(errno.ENODEV, f"mark {link.describe()}: not the link observed")
-        self.objects[link.key] = dataclasses.replace(now, owner=topology)
+            raise FakeKernelError(errno.ENODEV, f"{what}: not the link observed")
+        self.objects[link.key] = dataclasses.replace(now, owner=owner_of_alias(alias),
+                                                     alias=alias or None)
+
+    def restore_route(self, route: NetObject) -> None:
+        what = f"restore {route.describe()}"
+        self._change(what)
+        assert isinstance(route, Route) and route.proto is not None
+        self._need_link(route.namespace, route.dev, what)
+        self.objects[route.key] = route  # replaced at its key, with the protocol given
 
     def remove_placeholders(self, proven: Mapping[str, str]) -> list[str]:
         return []

@@ -53,6 +53,23 @@ ALTERNATIVES = "|"
 BY_SECRET_NAME = "secret-name"
 
 
+# A link netdecl made or adopted carries its topology's name in its ifalias, behind this
+# prefix: a mark for people and `show` (ownership itself is by identity, engine/ownership.py).
+OWNER_PREFIX = "netdecl:"
+
+
+def owner_mark(topology: str) -> str:
+    """The ifalias that marks a link as ``topology``'s."""
+    return OWNER_PREFIX + topology
+
+
+def owner_of_alias(alias: str | None) -> str | None:
+    """The topology an ifalias marks its link as belonging to; None: no mark."""
+    if alias and alias.startswith(OWNER_PREFIX):
+        return alias[len(OWNER_PREFIX):]
+    return None
+
+
 def temp_link_name(secret: str, end: int) -> str:
     """The name a link is created under before it is renamed (at most IFNAMSIZ-1 bytes)."""
     return f"nd{secret[:12]}{end}"
@@ -87,9 +104,15 @@ class Host(Protocol):
         change that makes a new object (a NAT table is replaced whole) reports it through
         ``birth``."""
 
-    def mark(self, link: NetObject, topology: str) -> None:
-        """Give the observed ``link`` (that very one: its ifindex) ``topology``'s owner mark
-        (adoption, `apply --adopt`); nothing else about it changes."""
+    def set_alias(self, link: NetObject, alias: str | None) -> None:
+        """Set the ifalias of the observed ``link`` (that very one: its ifindex) to ``alias``;
+        None or empty: remove it. Nothing else about it changes. Adoption gives a link its
+        owner mark this way (owner_mark), and a failed adopting apply puts back the text the
+        mark replaced."""
+
+    def restore_route(self, route: NetObject) -> None:
+        """Write the observed ``route`` again, replacing the one at its key, with its own
+        ``proto`` instead of netdecl's: only to put back a route that adoption rewrote."""
 
     def remove_placeholders(self, proven: Mapping[str, str]) -> list[str]:
         """Remove namespace placeholder files (a crash inside namespace creation) that hold no

@@ -21,6 +21,7 @@ from netdecl.model import (
     Namespace,
     NatTable,
     NetObject,
+    Route,
     Sysctl,
 )
 
@@ -252,9 +253,13 @@ class KernelHost:
         WRITERS[after.TYPE].modify(self.kernel, before, after, changes, topology,
                                    birth or _no_birth())
 
-    def mark(self, link: NetObject, topology: str) -> None:
+    def set_alias(self, link: NetObject, alias: str | None) -> None:
         assert isinstance(link, Link)
-        self.kernel.mark_link(link, topology)
+        self.kernel.set_alias(link, alias)
+
+    def restore_route(self, route: NetObject) -> None:
+        assert isinstance(route, Route) and route.proto is not None
+        self.kernel.replace_route(route, proto=route.proto)
 
     def remove_placeholders(self, proven: Mapping[str, str]) -> list[str]:
         problems = []

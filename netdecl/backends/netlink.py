@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from netdecl.backends import namespaces, rtnl
-from netdecl.backends.host import Birth, temp_link_name
+from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
 from netdecl.errors import NetdeclError
 from netdecl.model import (
     ROOT,
@@ -32,8 +32,6 @@ from netdecl.model import (
 
 if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import: only VXLAN, FDB, rules and lookups need it
     from pyroute2 import IPRoute
-
-OWNER_PREFIX = "netdecl:"
 
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
@@ -56,16 +54,6 @@ class KernelError(NetdeclError):
 
 def _netlink_socket(kind: int = socket.SOCK_RAW) -> socket.socket:
     return socket.socket(socket.AF_NETLINK, kind | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-
-
-def owner_mark(topology: str) -> str:
-    return OWNER_PREFIX + topology
-
-
-def _owner_from_alias(alias: str | None) -> str | None:
-    if alias and alias.startswith(OWNER_PREFIX):
-        return alias[len(OWNER_PREFIX):]
-    return None
 
 
 class Kernel:
@@ -199,7 +187,7 @@ class Kernel:
     def link_marked(self, ns: str, name: str, topology: str) -> bool:
         """Whether the link ``name`` carries ``topology``'s owner mark (a fresh dump)."""
         return any(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) == name
-                   and _owner_from_alias(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFALIAS))) == topology
+                   and owner_of_alias(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFALIAS))) == topology
                    for m in self.rtnl(ns).links())
 
     def read_links(self, ns: str, all_namespaces: list[str]) -> list[Link]:
@@ -243,6 +231,7 @@ class Kernel:
         master_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_MASTER))
         stp = rtnl.as_u32(data.get(rtnl.IFLA_BR_STP_STATE)) if kind == "bridge" else None
         hairpin = m.slave_data.get(rtnl.IFLA_BRPORT_MODE) if m.slave_data is not None else None
+        alias = rtnl.as_str(attrs.get(rtnl.IFLA_IFALIAS)) or None
         return Link(
             namespace=ns,
             name=name,
@@ -256,7 +245,8 @@ class Kernel:
             hairpin=bool(hairpin[0]) if hairpin else (False if m.slave_data is not None
                                                       else None),
             vxlan=vxlan,
-            owner=_owner_from_alias(rtnl.as_str(attrs.get(rtnl.IFLA_IFALIAS))),
+            owner=owner_of_alias(alias),
+            alias=alias,
             ifindex=m.index,
         )
 
@@ -475,13 +465,14 @@ class Kernel:
         if "up" in wanted and link.up is not None and port_flags:
             self._raw_call(ns, what, "set_link", idx, up=link.up)
 
-    def mark_link(self, link: Link, topology: str) -> None:
-        """Set netdecl's owner mark on the observed ``link``, addressed by its ifindex (whatever
-        took its name since is not touched)."""
+    def set_alias(self, link: Link, alias: str | None) -> None:
+        """Set the ifalias of the observed ``link`` (None or empty: remove it), addressed by its
+        ifindex (whatever took its name since is not touched)."""
         idx = link.ifindex if link.ifindex is not None else self.index_of(link.namespace,
                                                                           link.name)
-        self._raw_call(link.namespace, f"mark {link.describe()}", "set_link", idx,
-                       alias=owner_mark(topology))
+        what = f"set the alias of {link.describe()}" if alias else \
+            f"remove the alias of {link.describe()}"
+        self._raw_call(link.namespace, what, "set_link", idx, alias=alias or "")
 
     def delete_link(self, ns: str, name: str, index: int | None = None) -> None:
         """Delete the link ``name``; with ``index`` (its ifindex when observed), that very
@@ -523,12 +514,13 @@ class Kernel:
                 raise
 
     # -- routes --------------------------------------------------------------------------------
-    def _route_args(self, route: Route, for_delete: bool = False) -> dict[str, Any]:
+    def _route_args(self, route: Route, for_delete: bool = False,
+                    proto: int = RTPROT_NETDECL) -> dict[str, Any]:
         net = ipaddress.ip_network(route.to)
         args: dict[str, Any] = {
             "family": socket.AF_INET6 if net.version == 6 else socket.AF_INET,
             "dst": str(net.network_address), "dst_len": net.prefixlen,
-            "table": route.table, "metric": route.metric, "proto": RTPROT_NETDECL,
+            "table": route.table, "metric": route.metric, "proto": proto,
             # a delete names the route by its key (and our protocol) only: type 0 matches any
             "rtype": 0 if for_delete else ROUTE_TYPE_CODES[route.type or "unicast"],
         }
@@ -544,9 +536,11 @@ class Kernel:
             args["flags"] = RTNH_F_ONLINK
         return args
 
-    def replace_route(self, route: Route) -> None:
+    def replace_route(self, route: Route, proto: int = RTPROT_NETDECL) -> None:
+        """Add ``route`` or replace the one at its key. It carries netdecl's protocol, except
+        when a failed adopting apply puts back the ``proto`` the route had before."""
         self._raw_call(route.namespace, f"set {route.describe()}", "replace_route",
-                       **self._route_args(route))
+                       **self._route_args(route, proto=proto))
 
     def delete_route(self, route: Route) -> None:
         try:

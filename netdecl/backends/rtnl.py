@@ -277,7 +277,7 @@ class RtnlSocket:
                  alias: str | None = None, name: str | None = None) -> None:
         """One RTM_NEWLINK for all of it, applied by the kernel in its own order (do_setlink),
         the flags last; a rename to a name that is taken fails the request (EEXIST) before
-        the alias and the flags."""
+        the alias and the flags. An empty ``alias`` removes the link's alias."""
         flags = change = 0
         if up is not None:
             flags, change = (IFF_UP if up else 0), IFF_UP
@@ -290,8 +290,12 @@ class RtnlSocket:
             body += attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
         if master is not None:
             body += attr_u32(IFLA_MASTER, master)
-        if alias is not None:
+        if alias:
             body += attr_str(IFLA_IFALIAS, alias)
+        elif alias is not None:
+            # an empty payload, as `ip link set ... alias ""` sends: the kernel frees the
+            # alias (a lone NUL would leave an empty one behind, visible in sysfs)
+            body += attr(IFLA_IFALIAS, b"")
         self.call(RTM_NEWLINK, 0, body)
 
     def del_link(self, index: int) -> None:

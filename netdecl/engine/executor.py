@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netdecl.backends.host import Birth, Host, temp_link_name, temp_namespace_name
+from netdecl.backends.host import Birth, Host, owner_mark, temp_link_name, temp_namespace_name
 from netdecl.engine.ownership import ALTERNATIVES, BY_SECRET_NAME, rules_identity
 from netdecl.engine.planner.plan import (
     ADOPT,
@@ -201,7 +201,8 @@ def _adopt(action: Action, host: Host, topology: str) -> None:
     if action.type == "link":
         for end in (action.before, action.peer_before):
             if isinstance(end, Link):
-                host.mark(end, topology)
+                host.set_alias(end, owner_mark(topology))
     elif action.type != "namespace":
         assert action.before is not None
         host.modify(action.before, action.before, {}, topology)
+

@@ -120,6 +120,20 @@ def _optional_link(value: Any) -> None:
         link_name(value)
 
 
+def _alias(value: Any) -> None:
+    """An ifalias a rollback may write back: text the kernel accepts (at most 255 bytes)."""
+    if value is not None and not (isinstance(value, str) and "\0" not in value
+                                  and len(value.encode()) <= 255):
+        raise Untrusted(f"link alias {value!r} is not one the kernel keeps")
+
+
+def _protocol(value: Any) -> None:
+    """A route protocol a rollback may write back: one byte."""
+    if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
+                                  and 0 <= value <= 255):
+        raise Untrusted(f"route protocol {value!r} is not one byte")
+
+
 def check_object(obj: NetObject) -> NetObject:
     """``obj`` if every name in it is one a topology could declare."""
     namespace(obj.namespace)
@@ -131,6 +145,7 @@ def check_object(obj: NetObject) -> NetObject:
     elif isinstance(obj, Link):
         link_name(obj.name)
         _optional_link(obj.master)
+        _alias(obj.alias)
         if obj.peer is not None:
             if len(obj.peer) != 2:
                 raise Untrusted(f"veth peer {obj.peer!r} is not (namespace, name)")
@@ -142,6 +157,7 @@ def check_object(obj: NetObject) -> NetObject:
         link_name(obj.link)
     elif isinstance(obj, Route):
         _optional_link(obj.dev)
+        _protocol(obj.proto)
     elif isinstance(obj, Rule):
         _optional_link(obj.iif)
         _optional_link(obj.oif)
