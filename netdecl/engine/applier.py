@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from netdecl.backends.host import ALTERNATIVES, Host
-from netdecl.engine.executor import Made, Ticket, execute
+from netdecl.engine.executor import Made, Ticket, execute, put_back
 from netdecl.engine.journal import Journal
 from netdecl.engine.observer import observe_for
 from netdecl.engine.ownership import identity_of, owns
-from netdecl.engine.planner import Plan, make_plan
+from netdecl.engine.planner import Plan, adopt, make_plan
 from netdecl.engine.planner.plan import Action
 from netdecl.engine.record import CLAIM_PREFIX, OwnershipRecord, RecordStore
 from netdecl.errors import (
@@ -209,13 +209,31 @@ class Applier:
              if key[0] == "namespace" and key[1] not in snapshot.namespaces()})
         host.reconnect()
         observed = observe_for(host, snapshot, merged)
+        # Last, what adoption overwrote where the planner does not look (a link's ifalias, a
+        # route's protocol) is put back on the very objects, those owned now. Only at the end:
+        # a route given its old protocol back is no longer netdecl's to reconcile.
+        overwritten = adopt.overwritten(snapshot, observed, merged)
+        for item in overwritten:
+            try:
+                put_back(item, host)
+            except Exception as exc:  # keep going: restore as much as possible
+                problems.append(f"put back {item.describe()}: {exc}")
+        if overwritten:
+            host.reconnect()
+            observed = observe_for(host, snapshot, merged)
         # what was made again is a new kernel object: the record keeps the identities of now
         self.store.save(_identified(record_before, observed, merged, snapshot))
         left = make_plan(snapshot, observed, merged)
         if left.actions:
             problems += [f"not restored: {a.op} {a.describe()} {_changes(a)}"
                          for a in left.actions]
-        problems += [f"not restored: {c.message}" for c in left.conflicts]
+        # An object exactly as the snapshot has it is restored, even if not netdecl's: one that
+        # was adopted and is given back (its old alias or protocol again), or whose adoption
+        # never ran. Anything else that is not ours at a snapshot name was not restored.
+        problems += [f"not restored: {c.message}" for c in left.conflicts
+                     if observed.get(c.key) != snapshot.get(c.key)]
+        problems += [f"not restored: {item.describe()}"
+                     for item in adopt.overwritten(snapshot, observed, merged)]
         if problems:
             reason = f" (after: {cause})" if cause else ""
             raise RollbackFailed("rollback could not restore everything" + reason + ":\n  "
@@ -258,12 +276,14 @@ def _identified(record_before: OwnershipRecord, observed: Topology, merged: Owne
                 snapshot: Topology) -> OwnershipRecord:
     """The record after a rollback: the one from before the apply, with the identities of the
     snapshot's objects as they are now (an object the rollback made again - a deleted link,
-    namespace or table - is a new kernel object)."""
+    namespace or table - is a new kernel object). Only of objects it owned: what an adopting
+    apply took over is in the snapshot too, and goes back to being nobody's."""
     restored = record_before.copy()
     for key in snapshot.objects:
         now = observed.get(key)
         ident = identity_of(now) if now is not None else None
-        if ident and key in merged.identities and owns(now, observed, merged):
+        if ident and key in record_before.identities and key in merged.identities \
+                and owns(now, observed, merged):
             restored.identities[key] = ident
     return restored
 

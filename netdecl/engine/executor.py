@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from netdecl.backends.host import Birth, Host, owner_mark, temp_link_name, temp_namespace_name
 from netdecl.engine.ownership import ALTERNATIVES, BY_SECRET_NAME, rules_identity
+from netdecl.engine.planner.adopt import Overwritten
 from netdecl.engine.planner.plan import (
     ADOPT,
     CREATE,
@@ -206,3 +207,12 @@ def _adopt(action: Action, host: Host, topology: str) -> None:
         assert action.before is not None
         host.modify(action.before, action.before, {}, topology)
 
+
+def put_back(item: Overwritten, host: Host) -> None:
+    """Undo what adopting ``item.now`` overwrote (a rollback of an adopting apply): the link,
+    by its ifindex, gets its alias from before (or none) again; the route is written as it
+    was, with its protocol from before."""
+    if isinstance(item.now, Link):
+        host.set_alias(item.now, getattr(item.before, "alias", None))
+    else:
+        host.restore_route(item.before)

@@ -210,10 +210,13 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         return ApplyResult(plan=todo)
     events.planned(todo)
     if todo.adoptions():
-        # what is adopted is in the snapshot as it is now: a failed apply puts it back as it
-        # was instead of deleting it as something this apply made
+        # what is adopted is in the snapshot, so that a failed apply puts it back as it was
+        # instead of deleting it as something this apply made; and as it is now, unmarked,
+        # with its alias and its route protocol, which the rollback puts back too
         adoption = Adoption.of(desired, observed, record)
-        snapshot = snapshot_owned(adoption.observed, adoption.record)
+        owned = snapshot_owned(adoption.observed, adoption.record)
+        snapshot = Topology(name=owned.name)
+        snapshot.extend(observed.objects.get(key, obj) for key, obj in owned.objects.items())
     else:
         snapshot = snapshot_owned(observed, record)
     waiter = None

@@ -14,6 +14,11 @@ The result is the ADOPT actions and the observed state and record *as they will 
 actions ran (adopted links marked, namespaces and keys recorded), so the diff then reconciles
 adopted objects exactly like owned ones. Whatever is not adopted stays a conflict, with the
 reason in ``refused``.
+
+Adopting overwrites what the planner never compares: a link's ifalias (whatever text it had
+gives way to the owner mark) and a route's protocol (it is written again as netdecl's).
+``overwritten`` names those differences between the snapshot taken before an adopting apply
+and the host now, so that a rollback puts them back.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from netdecl.backends.host import owner_mark
+from netdecl.engine.ownership import owns
 from netdecl.engine.planner.plan import ADOPT, Action
 from netdecl.engine.record import OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
@@ -56,7 +63,7 @@ class Adoption:
         for key in adopted_links:
             link = view.get(key)
             assert isinstance(link, Link)
-            view.add(dataclasses.replace(link, owner=topology))
+            view.add(dataclasses.replace(link, owner=topology, alias=owner_mark(topology)))
             if link.ident:  # ownership is by identity: this very link, not its name
                 mine.identities[key] = link.ident
 
@@ -150,3 +157,42 @@ def _incompatible(ends: list[Link], seen: list[NetObject | None]) -> str | None:
             other = qualify(*o.peer) if o.peer else "an unknown link"
             return f"{name} is paired with {other}, not with {qualify(*want.peer or ('', ''))}"
     return None
+
+
+@dataclass(frozen=True)
+class Overwritten:
+    """An owned object adoption changed where the planner does not look: ``before`` as the
+    pre-apply snapshot has it, ``now`` as it is."""
+
+    before: NetObject
+    now: NetObject
+
+    def describe(self) -> str:
+        if isinstance(self.before, Link) and isinstance(self.now, Link):
+            return (f"the alias of {self.now.describe()} ({self.now.alias!r}, "
+                    f"was {self.before.alias!r})")
+        return (f"the protocol of {self.now.describe()} ({getattr(self.now, 'proto', None)}, "
+                f"was {getattr(self.before, 'proto', None)})")
+
+
+def overwritten(snapshot: Topology, observed: Topology,
+                record: OwnershipRecord) -> list[Overwritten]:
+    """What adoption overwrote and is not as the ``snapshot`` (the host before an adopting
+    apply) had it: the ifalias of a link that was not the topology's before (the mark took the
+    place of its text, or of no alias), the protocol of a route that was not netdecl's (it now
+    carries netdecl's). Only objects the topology owns now (``record``: by identity, by key
+    and protocol) are named; anything else at those names is someone else's and never
+    touched. A link the snapshot shows as the topology's keeps its mark: it was netdecl's
+    before this apply."""
+    found: list[Overwritten] = []
+    for key, before in sorted(snapshot.objects.items(), key=lambda kv: repr(kv[0])):
+        now = observed.get(key)
+        if now is None or not owns(now, observed, record):
+            continue
+        if isinstance(before, Link) and isinstance(now, Link):
+            if before.owner != snapshot.name and (before.alias or None) != (now.alias or None):
+                found.append(Overwritten(before, now))
+        elif isinstance(before, Route) and isinstance(now, Route):
+            if before.proto not in (None, RTPROT_NETDECL) and now.proto == RTPROT_NETDECL:
+                found.append(Overwritten(before, now))
+    return found
