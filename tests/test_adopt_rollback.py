@@ -11,9 +11,12 @@ snapshot.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import STATE_DIR
+from test_identity_kernel import Paused
 from test_rollback import assert_same, records
 
 # what the topology owns already, made by netdecl: so it has a record the failed applies must
@@ -88,12 +91,33 @@ def raw_view(host) -> dict[str, object]:
     return view
 
 
-def test_a_failed_adopt_apply_puts_marks_and_protocols_back_at_every_action(host, tmp_path):
-    path, base = str(tmp_path / "adopted.yaml"), str(tmp_path / "base.yaml")
-    Path(path).write_text(TOPOLOGY)
-    Path(base).write_text(BASE)
+@dataclass
+class Before:
+    """The host before the adopting apply, three ways."""
+
+    path: str  # TOPOLOGY's file
+    snapshot: dict[str, Any]  # the harness's
+    raw: dict[str, object]  # raw_view: aliases, ifindexes, route protocols
+    records: dict[str, str]  # netdecl's state files
+
+    def check(self, host, context: str) -> None:
+        assert_same(host.snapshot(), self.snapshot, context)
+        assert_same(raw_view(host), self.raw, context)
+        # the record is as it was (nothing adopted stays owned), no journal is left, and a
+        # plain plan still refuses the hand-made objects
+        assert records(host) == self.records, context
+        plain = host.netdecl("plan", "--detailed-exitcode", self.path)
+        assert plain.returncode == 1, f"{context}: {plain.stdout}{plain.stderr}"
+
+
+def prepared(host, tmp_path: Path) -> tuple[Before, list[dict[str, Any]]]:
+    """The hand-made setup with BASE applied, and TOPOLOGY's adopting plan."""
+    path = tmp_path / "adopted.yaml"
+    path.write_text(TOPOLOGY)
+    base = tmp_path / "base.yaml"
+    base.write_text(BASE)
     hand_made(host)
-    made = host.netdecl("apply", base)
+    made = host.netdecl("apply", str(base))
     assert made.returncode == 0, made.stdout + made.stderr
     (docker0,) = host.ip_json("-d", "link", "show", "dev", "docker0")
     assert docker0["ifalias"] == "made by hand"
@@ -101,41 +125,58 @@ def test_a_failed_adopt_apply_puts_marks_and_protocols_back_at_every_action(host
     assert static["protocol"] == "static"
     (boot,) = host.ip_json("route", "show", "default", ns="nginx-1")
     assert "protocol" not in boot  # boot: `ip -j` leaves it out
-    before, raw_before, records_before = host.snapshot(), raw_view(host), records(host)
-    assert list(records_before) == [f"{STATE_DIR}/topologies/adopted.json"]
-    conflicts = host.netdecl("plan", "--detailed-exitcode", path)
-    assert conflicts.returncode == 1, conflicts.stdout + conflicts.stderr
+    before = Before(str(path), host.snapshot(), raw_view(host), records(host))
+    assert list(before.records) == [f"{STATE_DIR}/topologies/adopted.json"]
+    before.check(host, "before")
 
-    result = host.netdecl("plan", "--json", "--adopt", path)
+    result = host.netdecl("plan", "--json", "--adopt", before.path)
     assert result.returncode == 0, result.stderr
     actions = json.loads(result.stdout)["actions"]
     adopted = [a["object"] for a in actions if a["op"] == "adopt"]
-    assert len(adopted) >= 7, actions  # 2 namespaces, docker0, 2 veths, 3 routes
+    assert len(adopted) == 8, actions  # 2 namespaces, docker0, 2 veths, 3 routes
     assert len(actions) > len(adopted) + 3, actions  # and it makes and changes things too
+    return before, actions
 
+
+def test_a_failed_adopt_apply_puts_marks_and_protocols_back_at_every_action(host, tmp_path):
+    before, actions = prepared(host, tmp_path)
+    (docker0,) = host.ip_json("-d", "link", "show", "dev", "docker0")
     for number, action in enumerate(actions, start=1):
         label = f"{action['op']} {action['object']}"
-        failed = host.netdecl("apply", "--adopt", path, env={"NETDECL_FAIL_AT": str(number)})
+        failed = host.netdecl("apply", "--adopt", before.path,
+                              env={"NETDECL_FAIL_AT": str(number)})
         assert failed.returncode == 1, (number, label, failed.stdout, failed.stderr)
         assert f"apply failed: {label}: injected failure" in failed.stderr, failed.stderr
-        context = f"after NETDECL_FAIL_AT={number} ({label})"
-        assert_same(host.snapshot(), before, context)
-        assert_same(raw_view(host), raw_before, context)
-        # the record is as it was (nothing adopted stays owned), no journal is left, and a
-        # plain plan still refuses the hand-made objects
-        assert records(host) == records_before, context
-        assert host.netdecl("plan", "--detailed-exitcode", path).returncode == 1, context
+        before.check(host, f"after NETDECL_FAIL_AT={number} ({label})")
 
     # the real thing still works: marked and 211 now, and destroy removes what was adopted
-    applied = host.netdecl("apply", "--adopt", path)
+    applied = host.netdecl("apply", "--adopt", before.path)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     (marked,) = host.ip_json("-d", "link", "show", "dev", "docker0")
     assert (marked["ifindex"], marked["ifalias"]) == (docker0["ifindex"], "netdecl:adopted")
     (route,) = host.ip_json("route", "show", "10.9.0.0/24")
     assert route["protocol"] == "211"
-    destroyed = host.netdecl("destroy", path)
+    destroyed = host.netdecl("destroy", before.path)
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     assert host.netns_list() == []
     assert host.ip_json("link", "show", "type", "bridge") == []
     assert host.ip_json("route", "show", "10.9.0.0/24") == []
     assert host.run(["ls", f"{STATE_DIR}/topologies"]).stdout.strip() == ""
+    assert host.sysctl("net.ipv4.ip_forward") == "0"
+
+
+def test_an_adopt_apply_killed_after_its_adoptions_is_rolled_back_with_them(host, tmp_path):
+    """SIGKILL, then `netdecl rollback`: crash recovery puts marks and protocols back too,
+    from the journal's snapshot."""
+    before, actions = prepared(host, tmp_path)
+    paused = Paused(host, tmp_path, len(actions), "apply", "--adopt", before.path)
+    # all but the last action ran: every adoption, marks and protocols written
+    (docker0,) = host.ip_json("-d", "link", "show", "dev", "docker0")
+    assert docker0["ifalias"] == "netdecl:adopted"
+    (static,) = host.ip_json("route", "show", "10.9.0.0/24")
+    assert static["protocol"] == "211"
+    paused.kill()
+    result = host.netdecl("rollback")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rolled back 'adopted'" in result.stderr, result.stderr
+    before.check(host, "after SIGKILL and netdecl rollback")
