@@ -66,6 +66,8 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise ValueError(f"{text!r} is not ADDR:PORT (e.g. 127.0.0.1:9464 or [::1]:9464)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    elif ":" in host:  # 1::2:80 could be two different things: brackets say which
+        raise ValueError(f"{text!r}: put an IPv6 address in brackets, e.g. [::1]:9464")
     try:
         ipaddress.ip_address(host)
     except ValueError:
