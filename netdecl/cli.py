@@ -562,6 +562,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
                   log=AgentLog(args.log_format))
     agent.load()  # an invalid file at start: every problem as FILE:LINE:COL, exit 3
     _require_privileges("agent", "changes the kernel's network state")
+    # in a mount namespace of its own (ip netns exec, a unit with ProtectSystem= and the like)
+    # the namespaces it made would vanish with it
+    _require_lasting_namespaces()
     return agent.run(args.metrics_listen)
 
 
