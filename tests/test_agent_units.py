@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+from fakehost import FakeHost
 
 from netdecl.agent.backoff import Backoff, hold_back
 from netdecl.agent.files import FileWatch
 from netdecl.agent.log import AgentLog
 from netdecl.agent.metrics import parse_listen
 from netdecl.agent.runner import expand
-from netdecl.engine.planner import make_plan
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine import service
 from netdecl.model import Address, Link, Namespace, Route, Topology
 
 ROUTE = ("t", ("route", "a", 254, "0.0.0.0/0", 0))
@@ -67,58 +67,49 @@ def _desired() -> Topology:
     return t
 
 
-def _observed(desired: Topology, drop: set, change: dict | None = None) -> Topology:
-    seen = Topology(name="t")
-    for key, obj in desired.objects.items():
-        if key in drop:
-            continue
-        if isinstance(obj, Link):
-            obj = Link(**{**obj.__dict__, "owner": "t"})
-        if isinstance(obj, Route):
-            obj = Route(**{**obj.__dict__, "proto": 211})
-        seen.add((change or {}).get(key, obj))
-    return seen
-
-
-def _record(desired: Topology) -> OwnershipRecord:
-    return OwnershipRecord("t", namespaces={"a"},
-                           objects={k for k in desired.objects if k[0] == "route"})
-
-
-def test_hold_back_leaves_a_missing_held_object_missing_and_repairs_the_rest():
+def _applied(tmp_path: Path) -> tuple[Topology, FakeHost]:
+    """_desired() applied to an in-memory host (tests/fakehost.py), state dir in tmp_path."""
+    host = FakeHost()
     desired = _desired()
-    route = ("route", "a", 254, "0.0.0.0/0", 0)
-    other = ("route", "a", 254, "10.9.0.0/16", 0)
-    observed = _observed(desired, drop={route, other})
-    plan = make_plan(desired, observed, _record(desired))
-    assert {a.key for a in plan.actions} == {route, other}
-    target = hold_back(desired, plan, {route})
-    again = make_plan(target, observed, _record(desired))
-    assert [a.key for a in again.actions] == [other]
+    service.apply(desired, tmp_path, host=host)
+    assert not service.plan(desired, tmp_path, host=host).actions
+    return desired, host
 
 
-def test_hold_back_keeps_a_held_object_as_it_is_now_instead_of_changing_it():
-    desired = _desired()
+ROUTE_DEFAULT = ("route", "a", 254, "0.0.0.0/0", 0)
+ROUTE_OTHER = ("route", "a", 254, "10.9.0.0/16", 0)
+
+
+def test_hold_back_leaves_a_missing_held_object_missing_and_repairs_the_rest(tmp_path):
+    desired, host = _applied(tmp_path)
+    for key in (ROUTE_DEFAULT, ROUTE_OTHER):
+        host.delete(desired.objects[key], "t")
+    plan = service.plan(desired, tmp_path, host=host)
+    assert {a.key for a in plan.actions} == {ROUTE_DEFAULT, ROUTE_OTHER}
+    target = hold_back(desired, plan, {ROUTE_DEFAULT})
+    assert [a.key for a in service.plan(target, tmp_path, host=host).actions] == [ROUTE_OTHER]
+
+
+def test_hold_back_keeps_a_held_object_as_it_is_now_instead_of_changing_it(tmp_path):
+    desired, host = _applied(tmp_path)
     bridge = ("link", "", "br")
-    observed = _observed(desired, drop=set(), change={
-        bridge: Link("", name="br", kind="bridge", mtu=1400, owner="t")})
-    desired.add(Link("", name="br", kind="bridge", mtu=1500))
-    plan = make_plan(desired, observed, _record(desired))
+    desired.add(Link("", name="br", kind="bridge", mtu=1400))
+    plan = service.plan(desired, tmp_path, host=host)
     assert [a.key for a in plan.actions] == [bridge]
-    assert make_plan(hold_back(desired, plan, {bridge}), observed, _record(desired)).actions == []
+    assert service.plan(hold_back(desired, plan, {bridge}), tmp_path, host=host).actions == []
 
 
-def test_hold_back_drops_what_needs_a_missing_held_link():
-    desired = _desired()
-    gone = {("link", "", "v"), ("link", "a", "eth0"), ("address", "a", "eth0", "10.0.0.2/24"),
-            ("route", "a", 254, "0.0.0.0/0", 0), ("route", "a", 254, "10.9.0.0/16", 0)}
-    observed = _observed(desired, drop=gone)
-    plan = make_plan(desired, observed, _record(desired))
+def test_hold_back_drops_what_needs_a_missing_held_link(tmp_path):
+    desired, host = _applied(tmp_path)
+    veth = desired.objects[("link", "", "v")]
+    host.delete(veth, "t", peer=desired.objects[("link", "a", "eth0")])
+    plan = service.plan(desired, tmp_path, host=host)
     target = hold_back(desired, plan, {("link", "", "v")})
     # the veth pair stays missing, and with it its address and the route through its device;
     # the route with no device is still desired (the kernel decides whether it can be added)
-    assert set(desired.objects) - set(target.objects) == gone - {
-        ("route", "a", 254, "10.9.0.0/16", 0)}
+    assert set(desired.objects) - set(target.objects) == {
+        ("link", "", "v"), ("link", "a", "eth0"), ("address", "a", "eth0", "10.0.0.2/24"),
+        ROUTE_DEFAULT}
 
 
 @pytest.mark.parametrize("text,expected", [("127.0.0.1:9464", ("127.0.0.1", 9464)),
