@@ -16,8 +16,8 @@ from pathlib import Path
 
 from netdecl.engine import confirm as confirmation
 from netdecl.engine.journal import Journal, pending
-from netdecl.engine.readback import DamagedStateFile
 from netdecl.engine.lock import holder
+from netdecl.engine.readback import DamagedStateFile
 from netdecl.errors import NetdeclError
 
 __all__ = ["PendingApply", "UnfinishedApply", "check_before_plan", "unfinished_applies"]
