@@ -248,3 +248,13 @@ def test_someone_elses_route_on_a_key_we_once_owned_is_a_conflict():
     assert not [a for a in plan.actions if a.key == key]
     pruned = make_plan(Topology(name=desired.name), observed, record)
     assert not [a for a in pruned.actions if a.key == key]
+
+
+def test_a_plan_with_only_conflicts_never_says_the_host_matches():
+    from netdecl.engine.planner.plan import Conflict, Plan
+
+    plan = Plan(topology="t", conflicts=[Conflict(("link", "", "docker0"),
+                                                  "link docker0 already exists")])
+    text = plan_text(plan)
+    assert "No changes" not in text and "matches the host" not in text
+    assert text.splitlines()[-1] == "1 conflict: apply changes nothing until it is resolved."
