@@ -30,9 +30,17 @@ def _no_modify(kind: str) -> Callable[..., None]:
 
 
 def _delete_link(k: Kernel, link: Link, topology: str, peer: Link | None) -> None:
-    for end in (link, peer):
-        if end is not None:
-            k.delete_link(end.namespace, end.name)
+    ends = [end for end in (link, peer) if end is not None]
+    dying = [end for end in ends if k.deleted_namespace(end.namespace)]
+    if dying and len(dying) < len(ends):
+        # The namespace of one end was just deleted: the kernel removes the pair with it, in
+        # one batch for all the namespaces deleted together, far faster than an RTM_DELLINK
+        # (and an RCU grace period) per veth. Wait for the surviving end to go.
+        survivor = next(end for end in ends if end not in dying)
+        if k.await_link_gone(survivor.namespace, survivor.name):
+            return
+    for end in ends:
+        k.delete_link(end.namespace, end.name)
 
 
 def _write_sysctl(k: Kernel, before: Any, after: Sysctl, changes: Any, topology: str) -> None:
@@ -127,6 +135,7 @@ class KernelHost:
         # it, so the netnsid look-up stops there), then any other, to name a peer outside it
         in_scope = [ns for ns in present if ns != ROOT]
         all_named = in_scope + sorted(existing - set(in_scope))
+        kernel.drop_link_dumps()
         kernel.open_sockets(present)
         values = sysctl.read_everywhere({ns: sorted(scope.sysctls[ns]) for ns in present
                                          if scope.sysctls.get(ns)})

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x4, 0x10, 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO, NLM_F_DUMP_INTR = 0x1, 0x4, 0x8, 0x10
+NLM_F_DUMP = 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -43,6 +46,10 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6
 NETNSA_NSID, NETNSA_FD = 1, 3
 NLA_F_NESTED = 1 << 15
 DUMP_ATTEMPTS = 5
+RTNLGRP_LINK = 1
+SO_RCVBUFFORCE = 33
+# room for the notifications of a whole kernel cleanup batch (a thousand veths at ~2 KiB each)
+EVENT_BUFFER = 8 << 20
 
 _HDR = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
@@ -258,19 +265,24 @@ class RtnlSocket:
         return None
 
     # -- writes --------------------------------------------------------------------------------
-    def new_link(self, name: str, kind: str, info_data: bytes = b"") -> None:
+    def new_link(self, name: str, kind: str, info_data: bytes = b"") -> LinkMsg | None:
+        """Create a link; the kernel's echo of it (NLM_F_ECHO, kernels >= 6.3), else None."""
         info = attr_str(IFLA_INFO_KIND, kind)
         if info_data:
             info += nested(IFLA_INFO_DATA, info_data)
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
             nested(IFLA_LINKINFO, info)
-        self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+        for payload in self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, body):
+            msg = _link_msg(payload)
+            if as_str(msg.attrs.get(IFLA_IFNAME)) == name:
+                return msg
+        return None
 
-    def new_veth(self, name: str, peer_name: str, peer_netns_fd: int | None) -> None:
+    def new_veth(self, name: str, peer_name: str, peer_netns_fd: int | None) -> LinkMsg | None:
         peer = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, peer_name)
         if peer_netns_fd is not None:
             peer += attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
-        self.new_link(name, "veth", attr(VETH_INFO_PEER, peer))
+        return self.new_link(name, "veth", attr(VETH_INFO_PEER, peer))
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: int | None = None,
@@ -330,6 +342,56 @@ class RtnlSocket:
 
     def del_route(self, **route: object) -> None:
         self.call(RTM_DELROUTE, 0, self._route_body(**route))
+
+
+class LinkEvents:
+    """A NETLINK_ROUTE socket (made in its namespace by the caller) subscribed to link
+    notifications (RTNLGRP_LINK), to wait for links to disappear without polling.
+
+    Subscribe first, then check whether the link still exists, then read: a link deleted
+    before the check is absent, one deleted after it is announced by an RTM_DELLINK (also sent
+    when a link leaves for another namespace: gone from here all the same)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, EVENT_BUFFER)
+        except OSError:  # without CAP_NET_ADMIN: the default size; an overflow is handled
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, EVENT_BUFFER)
+        self.sock.bind((0, 1 << (RTNLGRP_LINK - 1)))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def wait_gone(self, index: int, exists: Callable[[int], bool], stall: float) -> bool:
+        """Block until link ``index`` is deleted; True when it is gone. False when no link of
+        this namespace went away for ``stall`` seconds while it was still there (the kernel
+        is not tearing it down: the caller deletes it itself). ``exists`` asks the kernel
+        (a request on another socket), after this socket subscribed."""
+        if not exists(index):
+            return True
+        deadline = time.monotonic() + stall
+        while True:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0 or not select.select([self.sock], [], [], timeout)[0]:
+                return not exists(index)
+            try:
+                data = self.sock.recv(1 << 20)
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                # notifications were lost while the buffer was full: ask again
+                if not exists(index):
+                    return True
+                continue
+            offset = 0
+            while offset + _HDR.size <= len(data):
+                length, msg_type, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
+                if msg_type == RTM_DELLINK and length >= _HDR.size + _IFINFO.size:
+                    deadline = time.monotonic() + stall  # the kernel is making progress
+                    if _IFINFO.unpack_from(data, offset + _HDR.size)[2] == index:
+                        return True
+                offset += _align(max(length, _HDR.size))
 
 
 def _link_msg(payload: bytes) -> LinkMsg:
