@@ -550,7 +550,7 @@ class Kernel:
                 raise KernelError(exc.errno, f"look up link {name}") from None
             return msg is not None and rtnl.as_str(msg.attrs.get(rtnl.IFLA_IFNAME)) == name
 
-        gone = events.wait_gone(index, exists, stall)
+        gone = events.wait_gone(index, name, exists, stall)
         if gone:
             self._index_cache.get(ns, {}).pop(name, None)
         return gone
