@@ -23,6 +23,15 @@ MAIN_TABLE = 254
 # "netdecl made this", so a route someone else added is never taken for ours.
 RTPROT_NETDECL = 0xD3
 
+# Kernel defaults a file may leave implicit. topology/format.py maps the file's omissions onto
+# these, backends read them back; neither spells the numbers itself.
+IPV6_DEFAULT_METRIC = 1024
+"""The metric Linux gives an IPv6 route added without one (an IPv4 route gets 0)."""
+
+VXLAN_PORT = 4789
+"""The IANA-assigned VXLAN UDP port, used when none is given. Linux's own default (8472)
+predates the assignment, so netdecl always passes the port explicitly."""
+
 Key = tuple  # ("link", namespace, name) and the like; the first item names the object type
 
 
@@ -111,7 +120,7 @@ class Vxlan:
     id: int
     local: str | None = None
     dev: str | None = None
-    port: int = 4789
+    port: int = VXLAN_PORT
     learning: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,7 +199,7 @@ class Route(NetObject):
     OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("proto",)
     NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ("via", "src")
 
-    to: str = ""  # normalised CIDR; "default" is stored as 0.0.0.0/0 or ::/0
+    to: str = ""  # normalised CIDR; a default route is 0.0.0.0/0 or ::/0
     table: int = MAIN_TABLE
     metric: int = 0
     via: str | None = None
@@ -208,12 +217,17 @@ class Route(NetObject):
     def family(self) -> int:
         return 6 if ":" in self.to else 4
 
+    @property
+    def is_default(self) -> bool:
+        """The default route of its family: prefix length 0."""
+        return self.to.endswith("/0")
+
     def describe(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""
-        to = "default" if self.to in ("0.0.0.0/0", "::/0") else self.to
+        to = "default" if self.is_default else self.to
         extra = f" table {self.table}" if self.table != MAIN_TABLE else ""
         extra += f" metric {self.metric}" if self.metric else ""
-        fam = " (IPv6)" if self.family == 6 and to == "default" else ""
+        fam = " (IPv6)" if self.family == 6 and self.is_default else ""
         return f"route {to}{fam}{extra}{where}"
 
 
@@ -237,7 +251,12 @@ class Sysctl(NetObject):
 
 @dataclass(frozen=True)
 class NatRule:
-    """One NAT rule. ``kind`` is masquerade, snat or dnat (a port forward)."""
+    """One NAT rule. ``kind`` is masquerade, snat or dnat (a port forward).
+
+    Values are parsed and normalised (addresses and CIDRs as ipaddress prints them, ports as
+    integers): nothing downstream parses file text. How a file spells them (``to:
+    "172.17.0.2:80"``, ``port: 8080-8090``, the keys ``in``/``from``) is topology/format.py's.
+    """
 
     kind: str
     source: str | None = None  # CIDR matched as the packet's source (masquerade, snat)
@@ -245,8 +264,10 @@ class NatRule:
     not_out: str | None = None  # only when not leaving through this link
     to_source: str | None = None  # snat: the new source address
     proto: str | None = None  # dnat: tcp | udp
-    port: str | None = None  # dnat: "8080" or "8080-8090"
-    to: str | None = None  # dnat: "172.17.0.2:80" (port optional)
+    port: int | None = None  # dnat: the destination port matched (the first of a range)
+    port_end: int | None = None  # dnat: the last port of a range; None for a single port
+    to_address: str | None = None  # dnat: the new destination address
+    to_port: int | None = None  # dnat: the new destination port; None keeps the packet's own
     in_: str | None = None  # dnat: only arriving on this link
     from_: str | None = None  # dnat: only from this CIDR
     address: str | None = None  # dnat: only to this local address
@@ -255,9 +276,18 @@ class NatRule:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     def describe(self) -> str:
-        d = self.to_dict()
-        kind = d.pop("kind")
-        return kind + " " + " ".join(f"{k.rstrip('_')}={v}" for k, v in d.items())
+        """``dnat proto=tcp port=8080 to=172.17.0.2:80``: how plans, graphs and explain show a
+        rule (its words mirror the file's keys, so a user can find the rule in the file)."""
+        ports = None if self.port is None else \
+            str(self.port) + ("" if self.port_end is None else f"-{self.port_end}")
+        target = self.to_address
+        if target is not None and self.to_port is not None:
+            target = f"[{target}]:{self.to_port}" if ":" in target else f"{target}:{self.to_port}"
+        shown = (("source", self.source), ("out", self.out), ("not_out", self.not_out),
+                 ("to_source", self.to_source), ("proto", self.proto), ("port", ports),
+                 ("to", target), ("in", self.in_), ("from", self.from_),
+                 ("address", self.address))
+        return " ".join([self.kind, *(f"{k}={v}" for k, v in shown if v is not None)])
 
 
 @dataclass(frozen=True)

@@ -91,11 +91,12 @@ def test_unknown_namespace_is_an_error(host):
 
 
 def test_nat_matching_is_netdecls_rendering():
-    fwd = NatRule(kind="dnat", proto="tcp", port="8080-8090", to="172.17.0.2:80")
+    fwd = NatRule(kind="dnat", proto="tcp", port=8080, port_end=8090, to_address="172.17.0.2",
+                  to_port=80)
     assert match_dnat((fwd,), "tcp", "10.0.0.1", 8085, local=True, iif="eth0", src=None) == fwd
     assert match_dnat((fwd,), "tcp", "10.0.0.1", 8085, local=False, iif="eth0", src=None) is None
     assert match_dnat((fwd,), "udp", "10.0.0.1", 8085, local=True, iif=None, src=None) is None
-    only_in = NatRule(kind="dnat", proto="tcp", port="80", to="1.2.3.4", in_="uplink")
+    only_in = NatRule(kind="dnat", proto="tcp", port=80, to_address="1.2.3.4", in_="uplink")
     assert match_dnat((only_in,), "tcp", "10.0.0.1", 80, local=True, iif=None, src=None) is None
     masq = NatRule(kind="masquerade", source="172.17.0.0/16", not_out="docker0")
     assert match_snat((masq,), "172.17.0.2", "uplink") == masq

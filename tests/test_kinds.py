@@ -32,7 +32,7 @@ SAMPLES = [
     FdbEntry(ROOT, "vx0", "00:00:00:00:00:00", dst="192.0.2.2"),
     Neighbor(ROOT, "veth0", "10.0.0.2", "02:00:00:00:00:02"),
     Sysctl(ROOT, "net.ipv4.ip_forward", "1"),
-    NatTable(ROOT, (NatRule("dnat", proto="tcp", port="8080", to="10.0.0.2:80"),)),
+    NatTable(ROOT, (NatRule("dnat", proto="tcp", port=8080, to_address="10.0.0.2", to_port=80),)),
 ]
 
 
@@ -54,3 +54,11 @@ def test_every_kind_round_trips_through_its_dict():
 def test_a_kind_registers_once():
     with pytest.raises(ValueError, match="twice"):
         register(KINDS["link"])
+
+
+def test_every_kind_is_built_from_the_file():
+    from netdecl.topology.loader import BUILDERS, BUILT_WITH
+
+    for name in KINDS:
+        assert name in BUILDERS or BUILT_WITH.get(name) in BUILDERS, name
+    assert set(BUILDERS) <= set(KINDS)

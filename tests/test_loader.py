@@ -124,7 +124,7 @@ def test_docker_nat_objects():
     nat = topo.get(("nat", ROOT))
     assert nat == NatTable(ROOT, rules=(
         NatRule(kind="masquerade", source="172.17.0.0/16", not_out="docker0"),
-        NatRule(kind="dnat", proto="tcp", port="8080", to="172.17.0.2:80"),
+        NatRule(kind="dnat", proto="tcp", port=8080, to_address="172.17.0.2", to_port=80),
     ))
     assert Probe(source="nginx-1", to="10.168.0.3", port=80, expect_source="10.168.0.1") \
         in topo.probes
@@ -244,8 +244,8 @@ def test_every_section_converts():
         "node1", priority=100, family=6, src="fd00::/64", table=100, iif="eth1")
     assert topo.get(("nat", "node1")).rules == (
         NatRule(kind="snat", source="10.244.0.0/16", out="eth1", to_source="192.168.117.207"),
-        NatRule(kind="dnat", proto="udp", port="8080-8090", to="10.244.2.5", in_="eth1",
-                from_="10.0.0.0/8", address="192.168.117.207"),
+        NatRule(kind="dnat", proto="udp", port=8080, port_end=8090, to_address="10.244.2.5",
+                in_="eth1", from_="10.0.0.0/8", address="192.168.117.207"),
     )
     assert topo.probes == [Probe(source="node1", to="10.244.2.5", expect="blocked")]
     assert topo.get(("namespace", "node1")) == Namespace("node1")

@@ -140,3 +140,65 @@ def test_fast_schema_check_agrees_on_the_corpus_and_the_shipped_files():
             continue  # refused before the schema: nothing to compare
         if fast_valid(data):
             assert list(validator().iter_errors(data)) == [], path
+
+
+def schema_patterns() -> list[str]:
+    import json
+
+    from netdecl.topology.loader import SCHEMA_PATH
+
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "pattern":
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    return found
+
+
+@FUZZ
+@given(st.data())
+def test_every_schema_pattern_is_whole_string_in_both_validators(data):
+    # jsonschema runs Python's re.search, where '$' also matches before a trailing newline
+    # (so `name: "nl\n"` once validated); fastjsonschema rewrites '$' to '\Z'. A value that
+    # matches a pattern must stop matching with a newline after it, in both.
+    import fastjsonschema
+    from jsonschema import Draft202012Validator
+
+    patterns = schema_patterns()
+    assert len(patterns) >= 6
+    pattern = data.draw(st.sampled_from(patterns))
+    value = data.draw(st.from_regex(pattern, fullmatch=True))
+    schema = {"type": "string", "pattern": pattern}
+    fast = fastjsonschema.compile(schema)
+    reference = Draft202012Validator(schema)
+    assert reference.is_valid(value)
+    fast(value)
+    for suffix in ("\n", "\r\n", " "):
+        assert not reference.is_valid(value + suffix), (pattern, value + suffix)
+        try:
+            fast(value + suffix)
+        except fastjsonschema.JsonSchemaException:
+            continue
+        raise AssertionError(f"fastjsonschema accepts {value + suffix!r} for {pattern}")
+
+
+def test_a_trailing_newline_is_refused_in_names_the_checks_do_not_reread():
+    # the topology name and sysctl names reach the nft table name, the links' ownership mark
+    # and /proc/sys paths with no semantic check after the schema's
+    for text in ('version: 1\nname: "nl\\n"\n',
+                 'version: 1\nname: t\nsysctls: {"net.ipv4.ip_forward\\n": 1}\n'):
+        try:
+            load_topology_text(text, "nl.yaml")
+        except InvalidTopology as e:
+            assert e.diagnostics[0].line >= 2
+        else:
+            raise AssertionError(f"accepted {text!r}")

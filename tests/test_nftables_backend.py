@@ -29,7 +29,7 @@ from netdecl.backends.nftables import NftError, NftUnavailable
 from netdecl.model import NatRule, NatTable
 
 MASQ = NatRule(kind="masquerade", source="172.17.0.0/16", not_out="docker0")
-FORWARD = NatRule(kind="dnat", proto="tcp", port="8080", to="172.17.0.2:80")
+FORWARD = NatRule(kind="dnat", proto="tcp", port=8080, to_address="172.17.0.2", to_port=80)
 DOCKER_NAT = (MASQ, FORWARD)
 
 EVERY_SHAPE = (
@@ -38,10 +38,11 @@ EVERY_SHAPE = (
     NatRule(kind="masquerade"),
     NatRule(kind="snat", source="10.1.0.0/16", out="eth0", to_source="192.0.2.1"),
     FORWARD,
-    NatRule(kind="dnat", proto="udp", port="5000-5010", to="172.17.0.2"),
-    NatRule(kind="dnat", proto="tcp", port="9000-9010", to="172.17.0.2:90", in_="eth0",
-            from_="10.0.0.0/8", address="10.168.0.1"),
-    NatRule(kind="dnat", proto="tcp", port="7000", to="172.17.0.3:70", address="127.0.0.1"),
+    NatRule(kind="dnat", proto="udp", port=5000, port_end=5010, to_address="172.17.0.2"),
+    NatRule(kind="dnat", proto="tcp", port=9000, port_end=9010, to_address="172.17.0.2",
+            to_port=90, in_="eth0", from_="10.0.0.0/8", address="10.168.0.1"),
+    NatRule(kind="dnat", proto="tcp", port=7000, to_address="172.17.0.3", to_port=70,
+            address="127.0.0.1"),
     FORWARD,  # a duplicate stays a separate rule
 )
 
@@ -150,8 +151,8 @@ def test_render_docker_nat_rules() -> None:
 
 
 def test_render_dnat_variants() -> None:
-    limited = NatRule(kind="dnat", proto="udp", port="9000-9010", to="172.17.0.2:90",
-                      in_="eth0", from_="10.0.0.0/8", address="10.168.0.1")
+    limited = NatRule(kind="dnat", proto="udp", port=9000, port_end=9010, to_address="172.17.0.2",
+                      to_port=90, in_="eth0", from_="10.0.0.0/8", address="10.168.0.1")
     doc = nftables.render("t", (limited,))
     (pre,) = rules_in(doc, "prerouting")
     assert pre["expr"] == [
@@ -166,12 +167,13 @@ def test_render_dnat_variants() -> None:
     assert rules_in(doc, "output") == []
     assert len(rules_in(doc, "postrouting")) == 1
 
-    keep_port = NatRule(kind="dnat", proto="tcp", port="8080-8090", to="172.17.0.2")
+    keep_port = NatRule(kind="dnat", proto="tcp", port=8080, port_end=8090, to_address="172.17.0.2")
     doc = nftables.render("t", (keep_port,))
     assert rules_in(doc, "prerouting")[0]["expr"][-1] == {"dnat": {"addr": "172.17.0.2"}}
     assert _match(TCP_DPORT, {"range": [8080, 8090]}) in rules_in(doc, "postrouting")[0]["expr"]
 
-    on_address = NatRule(kind="dnat", proto="tcp", port="80", to="172.17.0.2", address="10.0.0.1")
+    on_address = NatRule(kind="dnat", proto="tcp", port=80, to_address="172.17.0.2",
+                         address="10.0.0.1")
     doc = nftables.render("t", (on_address,))
     assert len(rules_in(doc, "output")) == 1
     assert len(rules_in(doc, "postrouting")) == 1  # 127.0.0.1:80 is not forwarded: no loopback
@@ -185,11 +187,11 @@ def test_render_dnat_variants() -> None:
 @pytest.mark.parametrize("rule", [
     NatRule(kind="redirect"),
     NatRule(kind="snat", source="10.0.0.0/8"),
-    NatRule(kind="dnat", port="80", to="10.0.0.1"),
-    NatRule(kind="dnat", proto="tcp", to="10.0.0.1"),
-    NatRule(kind="dnat", proto="tcp", port="0", to="10.0.0.1"),
-    NatRule(kind="dnat", proto="tcp", port="90-80", to="10.0.0.1"),
-    NatRule(kind="dnat", proto="tcp", port="80", to="10.0.0.1:70000"),
+    NatRule(kind="dnat", port=80, to_address="10.0.0.1"),
+    NatRule(kind="dnat", proto="tcp", to_address="10.0.0.1"),
+    NatRule(kind="dnat", proto="tcp", port=0, to_address="10.0.0.1"),
+    NatRule(kind="dnat", proto="tcp", port=90, port_end=80, to_address="10.0.0.1"),
+    NatRule(kind="dnat", proto="tcp", port=80, to_address="10.0.0.1", to_port=70000),
     NatRule(kind="masquerade", source="10.0.0.0/8", out="eth 0"),
     NatRule(kind="masquerade", source="2001:db8::/32"),
 ])
@@ -199,7 +201,8 @@ def test_render_refuses_what_it_cannot_express(rule: NatRule) -> None:
 
 
 def test_comment_roundtrips_and_the_longest_rule_fits() -> None:
-    longest = NatRule(kind="dnat", proto="tcp", port="65535-65535", to="255.255.255.255:65535",
+    longest = NatRule(kind="dnat", proto="tcp", port=65535, port_end=65535,
+                      to_address="255.255.255.255", to_port=65535,
                       in_="x" * 15, from_="255.255.255.255/32", address="255.255.255.255")
     comment = nftables.encode_comment(99999, longest)
     assert len(comment.encode()) <= nftables.COMMENT_MAX
@@ -732,9 +735,10 @@ def test_forward_variants_carry_real_traffic(hermetic: Hermetic) -> None:
     """A port range that keeps its port, a forward limited to the uplink, and UDP."""
     rules = (
         MASQ,
-        NatRule(kind="dnat", proto="tcp", port="9000-9001", to="172.17.0.2"),
-        NatRule(kind="dnat", proto="tcp", port="7000", to="172.17.0.2:80", in_="uplink"),
-        NatRule(kind="dnat", proto="udp", port="5353", to="172.17.0.2:53"),
+        NatRule(kind="dnat", proto="tcp", port=9000, port_end=9001, to_address="172.17.0.2"),
+        NatRule(kind="dnat", proto="tcp", port=7000, to_address="172.17.0.2", to_port=80,
+                in_="uplink"),
+        NatRule(kind="dnat", proto="udp", port=5353, to_address="172.17.0.2", to_port=53),
     )
     result = hermetic(f"""
         lab(0)

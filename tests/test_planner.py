@@ -183,7 +183,7 @@ def test_route_not_in_record_is_a_conflict_and_foreign_routes_are_ignored():
 def test_nat_rules_are_diffed_rule_by_rule():
     desired = docker_bridge()
     masq = NatRule("masquerade", source="172.17.0.0/16", not_out="docker0")
-    fwd = NatRule("dnat", proto="tcp", port="8080", to="172.17.0.2:80")
+    fwd = NatRule("dnat", proto="tcp", port=8080, to_address="172.17.0.2", to_port=80)
     desired.add(NatTable(ROOT, rules=(masq, fwd)))
     observed, record = as_observed(desired)
     observed.add(NatTable(ROOT, rules=(masq,)))

@@ -19,6 +19,7 @@ from netdecl.errors import NetdeclError
 from netdecl.model import (
     ROOT,
     RTPROT_NETDECL,
+    VXLAN_PORT,
     Address,
     FdbEntry,
     Link,
@@ -291,7 +292,7 @@ class Kernel:
                 id=rtnl.as_u32(data.get(rtnl.IFLA_VXLAN_ID)) or 0,
                 local=rtnl.as_ip(data.get(rtnl.IFLA_VXLAN_LOCAL)),
                 dev=by_index.get(dev_idx) if dev_idx else None,
-                port=int.from_bytes(port[:2], "big") if port else 4789,
+                port=int.from_bytes(port[:2], "big") if port else VXLAN_PORT,
                 learning=bool(learning and learning[0]),
             )
         master_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_MASTER))

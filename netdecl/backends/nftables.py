@@ -7,7 +7,8 @@ that adds the table (so the next command cannot fail on an absent table), delete
 whatever is in it, hand-added chains and sets included) and builds it again. nft commits a
 document atomically, so the kernel never holds a half-written table.
 
-Family ``ip``, not ``inet``: every NatRule is IPv4 (addresses, CIDRs), and an ``inet`` nat
+Family ``ip``, not ``inet``: every NatRule is IPv4 (addresses, CIDRs; the topology checks
+refuse IPv6 NAT, and tests/test_format_agreement.py holds them to it), and an ``inet`` nat
 chain would also see IPv6 packets, where a port forward without an address match (the common
 ``fib daddr type local`` case) would try to DNAT IPv6 traffic to an IPv4 target. An ``ip``
 table also works on kernels older than 5.2, which have no inet nat, and is where Docker and
@@ -67,20 +68,23 @@ SAME_LINK_MARK = 0x2000
 
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
-# Short keys for the comment encoding, so the longest valid dnat rule fits in 128 bytes.
+# Short keys for the comment encoding, so the longest valid dnat rule fits in 128 bytes: the
+# NatRule fields that are written as they are. Ports and the target are written as
+# "port=FIRST[-LAST]" and "to=ADDRESS[:PORT]" (see encode_comment).
 _SHORT_KEYS = {
     "source": "src",
     "out": "out",
     "not_out": "nout",
     "to_source": "tosrc",
     "proto": "proto",
-    "port": "port",
-    "to": "to",
     "in_": "in",
     "from_": "from",
     "address": "addr",
 }
 _LONG_KEYS = {short: long for long, short in _SHORT_KEYS.items()}
+# The order of the words in a comment (kept from the first version, so tables already on a
+# host keep reading back as netdecl's).
+_COMMENT_ORDER = ("src", "out", "nout", "tosrc", "proto", "port", "to", "in", "from", "addr")
 
 _NOT_FOUND_MESSAGE = "nft not found: install the nftables package (apt-get install nftables)"
 
@@ -181,10 +185,11 @@ def _dnat_exprs(rule: NatRule) -> list[tuple[str, list[dict[str, Any]]]]:
     """
     if rule.proto not in ("tcp", "udp"):
         raise ValueError(f"dnat rule needs proto tcp or udp: {rule.describe()}")
-    if not rule.port or not rule.to:
+    if rule.port is None or rule.to_address is None:
         raise ValueError(f"dnat rule needs port and to: {rule.describe()}")
-    ports = _ports(rule.port)
-    target, target_port = _split_target(rule.to)
+    ports = _ports(rule.port, rule.port_end)
+    target = _address(rule.to_address)
+    target_port = None if rule.to_port is None else _port(rule.to_port)
     # A range forwarded to one port goes to that port; without a target port nft keeps the
     # packet's own port, which is also what forwarding a range onto a range of the same size
     # means.
@@ -268,41 +273,47 @@ def _cidr(text: str) -> Any:
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
 
 
-def _port(text: str) -> int:
-    port = int(text)
+def _port(port: int) -> int:
     if not 0 < port < 65536:
-        raise ValueError(f"port out of range: {text}")
+        raise ValueError(f"port out of range: {port}")
     return port
 
 
-def _ports(text: str) -> Any:
-    """"8080" -> 8080, "8080-8090" -> a range (nft lists "8080-8080" as the single port)."""
-    low, sep, high = text.partition("-")
-    if not sep:
-        return _port(low)
-    first, last = _port(low), _port(high)
-    if first > last:
-        raise ValueError(f"empty port range: {text}")
+def _ports(first: int, last: int | None) -> Any:
+    """8080 -> 8080, (8080, 8090) -> a range (nft lists 8080-8080 as the single port)."""
+    if last is None:
+        return _port(first)
+    if _port(first) > _port(last):
+        raise ValueError(f"empty port range: {first}-{last}")
     return first if first == last else {"range": [first, last]}
-
-
-def _split_target(text: str) -> tuple[str, int | None]:
-    """"172.17.0.2:80" -> ("172.17.0.2", 80); "172.17.0.2" -> ("172.17.0.2", None)."""
-    addr, sep, port = text.partition(":")
-    return _address(addr), (_port(port) if sep else None)
 
 
 # --- the comment: which NatRule an nft rule came from -------------------------------------------
 
 
 def encode_comment(index: int, rule: NatRule) -> str:
-    """``"<index> <kind> key=value ..."``: lossless (the NatRule's own strings), short keys."""
-    fields = rule.to_dict()
-    words = [str(index), fields.pop("kind")]
-    for key, value in fields.items():
+    """``"<index> <kind> key=value ..."``: lossless, short keys. This is a format of its own,
+    stored in live kernels: it must keep reading back what earlier versions wrote."""
+    values: dict[str, str] = {_SHORT_KEYS[k]: v for k, v in rule.to_dict().items()
+                              if k in _SHORT_KEYS}
+    if rule.port is not None:
+        values["port"] = str(rule.port) + ("" if rule.port_end is None else f"-{rule.port_end}")
+    elif rule.port_end is not None:
+        raise ValueError(f"NAT rule has a port range end but no port: {rule.describe()}")
+    if rule.to_address is not None:
+        host = f"[{rule.to_address}]" if ":" in rule.to_address and rule.to_port is not None \
+            else rule.to_address
+        values["to"] = host + ("" if rule.to_port is None else f":{rule.to_port}")
+    elif rule.to_port is not None:
+        raise ValueError(f"NAT rule has a target port but no address: {rule.describe()}")
+    words = [str(index), rule.kind]
+    for key in _COMMENT_ORDER:
+        value = values.get(key)
+        if value is None:
+            continue
         if not isinstance(value, str) or not value or any(c.isspace() for c in value):
             raise ValueError(f"NAT rule field {key}={value!r} cannot be encoded")
-        words.append(f"{_SHORT_KEYS[key]}={value}")
+        words.append(f"{key}={value}")
     comment = " ".join(words)
     if len(comment.encode()) > COMMENT_MAX:
         raise ValueError(f"NAT rule too long for an nft comment ({COMMENT_MAX} bytes): "
@@ -315,16 +326,40 @@ def decode_comment(comment: str) -> tuple[int, NatRule] | None:
     words = comment.split(" ")
     if len(words) < 2 or not words[0].isdigit():
         return None
-    fields: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     for word in words[2:]:
         key, sep, value = word.partition("=")
-        if not sep or key not in _LONG_KEYS or _LONG_KEYS[key] in fields:
+        if not sep or key in fields or key not in (*_LONG_KEYS, "port", "to"):
             return None
-        fields[_LONG_KEYS[key]] = value
+        fields[key] = value
+    typed: dict[str, Any] = {_LONG_KEYS[k]: v for k, v in fields.items() if k in _LONG_KEYS}
+    if "port" in fields:
+        first, sep, last = fields["port"].partition("-")
+        if not first.isdigit() or (sep and not last.isdigit()):
+            return None
+        typed["port"], typed["port_end"] = int(first), (int(last) if sep else None)
+    if "to" in fields:
+        target = _decode_target(fields["to"])
+        if target is None:
+            return None
+        typed["to_address"], typed["to_port"] = target
     try:
-        return int(words[0]), NatRule(kind=words[1], **fields)
+        return int(words[0]), NatRule(kind=words[1], **typed)
     except TypeError:
         return None
+
+
+def _decode_target(text: str) -> tuple[str, int | None] | None:
+    """The comment's ``to=``: ADDRESS, ADDRESS:PORT or [IPV6]:PORT."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    elif text.count(":") == 1:
+        host, sep, port = text.partition(":")
+    else:
+        host, sep, port = text, "", ""
+    if sep and not port.isdigit():
+        return None
+    return host, (int(port) if sep else None)
 
 
 # --- readback (pure part) -----------------------------------------------------------------------
@@ -404,7 +439,6 @@ def _run(args: list[str], namespace: str, stdin: str | None = None) -> subproces
             raise NftUnavailable() from exc
         raise NftError(f"nft {' '.join(args)}: cannot enter namespace {where}: {exc}",
                        namespace=namespace) from exc
-        raise NftUnavailable() from exc
     except subprocess.TimeoutExpired as exc:
         raise NftError(f"nft {' '.join(args)} in {where}: no answer after {NFT_TIMEOUT:g}s",
                        namespace=namespace) from exc

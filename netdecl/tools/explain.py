@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netdecl.model import Link, NatRule, ns_label, qualify
+from netdecl.topology.format import split_target
 
 MAX_HOPS = 32
 NUD_INCOMPLETE = 0x01
@@ -28,11 +29,6 @@ LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 # -- NAT rule matching (pure; verify uses it to place listeners behind port forwards) ---------
-
-def _port_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition("-")
-    return int(low), int(high or low)
-
 
 def _in_cidr(address: str | None, cidr: str) -> bool:
     if address is None:
@@ -48,10 +44,10 @@ def match_dnat(rules: tuple[NatRule, ...], proto: str, dst: str, port: int | Non
     if port is None:
         return None
     for rule in rules:
-        if rule.kind != "dnat" or rule.proto != proto or not rule.port:
+        if rule.kind != "dnat" or rule.proto != proto or rule.port is None:
             continue
-        low, high = _port_range(rule.port)
-        if not low <= port <= high:
+        last = rule.port if rule.port_end is None else rule.port_end
+        if not rule.port <= port <= last:
             continue
         if rule.address:
             if rule.address != dst:
@@ -68,9 +64,8 @@ def match_dnat(rules: tuple[NatRule, ...], proto: str, dst: str, port: int | Non
 
 def dnat_target(rule: NatRule, port: int) -> tuple[str, int]:
     """Where a matching port forward sends a packet for ``port``."""
-    assert rule.to is not None
-    addr, sep, to_port = rule.to.partition(":")
-    return addr, int(to_port) if sep else port
+    assert rule.to_address is not None
+    return rule.to_address, port if rule.to_port is None else rule.to_port
 
 
 def match_snat(rules: tuple[NatRule, ...], src: str | None, out: str) -> NatRule | None:
@@ -459,14 +454,12 @@ def _exits(world: World, start: tuple[str, str]) -> list[str]:
 # -- entry point for the CLI --------------------------------------------------------------------
 
 def parse_destination(text: str) -> tuple[str, int | None]:
-    """"10.0.0.1:80" -> ("10.0.0.1", 80); "[fd00::1]:80" and bare addresses too."""
-    if text.startswith("["):
-        addr, _, rest = text[1:].partition("]")
-        return str(ipaddress.ip_address(addr)), int(rest[1:]) if rest.startswith(":") else None
-    if text.count(":") == 1:
-        addr, port = text.split(":")
-        return str(ipaddress.ip_address(addr)), int(port)
-    return str(ipaddress.ip_address(text)), None
+    """"10.0.0.1:80" -> ("10.0.0.1", 80); "[fd00::1]:80" and bare addresses too: the file's
+    ADDRESS[:PORT] (ValueError saying what is wrong otherwise)."""
+    address, port, problem = split_target(text)
+    if address is None:
+        raise ValueError(problem)
+    return str(address), port
 
 
 def live_nat_rules(topology_name: str | None) -> Callable[[str], tuple[NatRule, ...]]:
@@ -505,7 +498,10 @@ def explain_live(source: str, destination: str, proto: str | None,
     from netdecl.model import ROOT
 
     source = ROOT if source in ("", "root") else source
-    dst, port = parse_destination(destination)
+    try:
+        dst, port = parse_destination(destination)
+    except ValueError as exc:
+        raise NetdeclError(f"explain: {exc}") from None
     proto = proto or ("tcp" if port is not None else "icmp")
     if proto == "icmp" and port is not None:
         raise NetdeclError("icmp has no ports: drop the :PORT or say --proto tcp|udp")

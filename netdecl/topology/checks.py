@@ -19,20 +19,33 @@ from typing import Any
 
 from netdecl.errors import Diagnostic
 from netdecl.model import MAIN_TABLE, ROOT
+from netdecl.topology.format import (
+    DEFAULT_ROUTE,
+    NAT_FAMILIES,
+    NAT_SECTIONS,
+    UNICAST,
+    IpAddr,
+    IpNet,
+    default_route_to,
+    is_int,
+    parse_interface,
+    parse_ip,
+    parse_network,
+    port_problem,
+    route_family,
+    route_metric,
+    split_target,
+    sysctl_value,
+    vxlan_port,
+)
 from netdecl.topology.yamlsrc import Document, Path, quoted
-
-IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
-IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 IFNAMSIZ = 15  # bytes, without the kernel's trailing NUL
 NS_NAME_MAX = 64
 _IFNAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 _NS_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
-_PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 LOOPBACK_LINK = "lo"  # exists in every namespace without being declared
-NAT_SECTIONS = ("masquerade", "snat", "port_forwards")
 
 
 # ---------------------------------------------------------------------------- name rules
@@ -83,134 +96,6 @@ def suggest(word: str, candidates: list[str]) -> str:
         return ""
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-# ---------------------------------------------------------------------------- address rules
-
-
-def scoped(text: str) -> str | None:
-    """ipaddress accepts fe80::1%eth0; a zone is free text we would pass on, so refuse it."""
-    if "%" in text:
-        return f"{quoted(text)}: zone ids ('%...') are not supported; use the route's dev"
-    return None
-
-
-def parse_ip(text: str) -> tuple[IpAddr | None, str | None]:
-    if problem := scoped(text):
-        return None, problem
-    try:
-        return ipaddress.ip_address(text), None
-    except ValueError:
-        return None, f"{quoted(text)} is not an IP address"
-
-
-def parse_network(text: str) -> tuple[IpNet | None, str | None]:
-    """A network (route destination, NAT source): host bits set is an error, with the fix."""
-    if problem := scoped(text):
-        return None, problem
-    try:
-        return ipaddress.ip_network(text, strict=True), None
-    except ValueError:
-        pass
-    try:
-        loose = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None, f"{quoted(text)} is not a network like 10.0.0.0/8"
-    return None, f"{quoted(text)} has host bits set; did you mean {loose}?"
-
-
-def parse_interface(text: str) -> tuple[IfAddr | None, str | None]:
-    """An address on a link; the prefix length is required (it decides what is on-link)."""
-    if problem := scoped(text):
-        return None, problem
-    if "/" not in text:
-        _, problem = parse_ip(text)
-        return None, problem or f"address {quoted(text)} needs a prefix length, " \
-                                f"e.g. {text}/{24 if ':' not in text else 64}"
-    try:
-        return ipaddress.ip_interface(text), None
-    except ValueError:
-        return None, f"{quoted(text)} is not an address with prefix length like 172.17.0.1/16"
-
-
-def split_target(text: str) -> tuple[IpAddr | None, int | None, str | None]:
-    """Port-forward ``to``: ADDRESS, ADDRESS:PORT, IPV6 or [IPV6]:PORT."""
-    bad = (None, None, f"{quoted(text)} is not ADDRESS[:PORT] like 172.17.0.2:80")
-    port_text: str | None = None
-    if text.startswith("["):
-        m = re.fullmatch(r"\[([^\]]+)\](?::([0-9]{1,5}))?", text)
-        if not m:
-            return bad
-        host, port_text = m.group(1), m.group(2)
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host = text
-    addr, _ = parse_ip(host)
-    if addr is None or (port_text is not None and not port_text.isdigit()):
-        return bad
-    port = int(port_text) if port_text is not None else None
-    if port is not None and not 1 <= port <= 65535:
-        return None, None, f"port {port} in {quoted(text)} is not in 1..65535"
-    return addr, port, None
-
-
-def port_problem(value: Any) -> str | None:
-    """A forwarded port given as text: "8080" or a range "8080-8090"."""
-    if not isinstance(value, str):
-        return None  # the schema reports wrong types and integers out of range
-    m = _PORTS.fullmatch(str(value))
-    if not m:
-        return None  # the schema's pattern message covers it
-    low = int(m.group(1))
-    high = int(m.group(2)) if m.group(2) else low
-    if not (1 <= low <= 65535 and 1 <= high <= 65535):
-        return f"port {value} is not in 1..65535"
-    if low > high:
-        return f"port range {value} runs backwards"
-    return None
-
-
-def is_int(value: Any) -> bool:
-    """An integer as the schema means it (bool is not one; 80.0 is)."""
-    if isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def sysctl_value(value: Any) -> str:
-    """Sysctls compare as strings; booleans mean 1/0 like in /proc/sys."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
-
-
-def default_route_to(family: int) -> str:
-    return "0.0.0.0/0" if family == 4 else "::/0"
-
-
-def default_metric(family: int) -> int:
-    """What the kernel assigns when no metric is given."""
-    return 0 if family == 4 else 1024
-
-
-def family_of(text: Any) -> int | None:
-    """Family of an address or network given as text, None if it is neither."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return ipaddress.ip_network(text, strict=False).version
-    except ValueError:
-        return None
-
-
-def route_family(route: dict[str, Any]) -> int:
-    """A route's family: from ``to`` unless it is 'default', then from via/src, else IPv4."""
-    for key in ("to", "via", "src"):
-        fam = family_of(route.get(key))
-        if fam is not None and not (key == "to" and route.get("to") == "default"):
-            return fam
-    return 4
 
 
 # ---------------------------------------------------------------------------- context
@@ -452,7 +337,7 @@ def check_vxlan(ctx: Context) -> None:
             elif addr is not None and families and addr.version not in families:
                 ctx.error((*path, "remotes", i),
                           f"remote {remote} is IPv{addr.version} but local is not")
-        vni, port = vx.get("id"), vx.get("port", 4789)
+        vni, port = vx.get("id"), vxlan_port(vx)
         if is_int(vni) and is_int(port):
             key = (decl.namespace, vni, port)
             other = seen.setdefault(key, decl.name)
@@ -494,7 +379,7 @@ def check_routes(ctx: Context) -> None:
         check_route_gateway(ctx, path, route, ns, family)
         if isinstance(route.get("dev"), str):
             ctx.link_ref((*path, "dev"), ns, route["dev"])
-        metric = route.get("metric", default_metric(family))
+        metric = route_metric(route, family)
         table = route.get("table", MAIN_TABLE)
         if to is None or ns is None or not is_int(metric) or not is_int(table):
             continue
@@ -511,7 +396,7 @@ def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int)
     to = route.get("to")
     if not isinstance(to, str):
         return None
-    if to == "default":
+    if to == DEFAULT_ROUTE:
         return default_route_to(family)
     net, problem = parse_network(to)
     if net is None:
@@ -522,15 +407,19 @@ def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int)
 
 def check_route_gateway(ctx: Context, path: Path, route: dict[str, Any], ns: str | None,
                         family: int) -> None:
-    rtype = route.get("type", "unicast")
+    rtype = route.get("type", UNICAST)
+    # src applies to every type (and its family must be the route's, or the kernel refuses);
+    # via only to unicast routes
+    checked = ("src",)
     if rtype in ("blackhole", "unreachable", "prohibit"):
         for key in ("via", "dev"):
             if key in route:
                 ctx.error((*path, key), f"a {rtype} route has no '{key}'")
-        return
-    if "via" not in route and "dev" not in route:
-        ctx.error(path, "a route needs 'via' (a gateway) or 'dev' (a link)")
-    for key in ("via", "src"):
+    else:
+        checked = ("via", "src")
+        if "via" not in route and "dev" not in route:
+            ctx.error(path, "a route needs 'via' (a gateway) or 'dev' (a link)")
+    for key in checked:
         text = route.get(key)
         if not isinstance(text, str):
             continue
@@ -566,20 +455,32 @@ def check_nat(ctx: Context) -> None:
             for key in ("out", "not_out", "in"):
                 if key in rule:
                     ctx.link_ref((*path, key), ns, rule[key])
-            check_one_family(ctx, path, section, nat_families(ctx, path, rule))
+            families = nat_families(ctx, path, rule)
+            if check_one_family(ctx, path, section, families):
+                check_nat_family(ctx, path, families)
             if section == "port_forwards" and (problem := port_problem(rule.get("port"))):
                 ctx.error((*path, "port"), problem)
 
 
-def check_one_family(ctx: Context, path: Path, section: str, families: dict[str, int]) -> None:
+def check_one_family(ctx: Context, path: Path, section: str, families: dict[str, int]) -> bool:
     """All addresses of a NAT rule must be one family: an nft rule matches only one."""
     if not families:
-        return
+        return True
     first_key, first = next(iter(families.items()))
     for key, family in families.items():
         if family != first:
             ctx.error((*path, key), f"{section} rule mixes address families: {key} is "
                                     f"IPv{family} but {first_key} is IPv{first}")
+            return False
+    return True
+
+
+def check_nat_family(ctx: Context, path: Path, families: dict[str, int]) -> None:
+    """Refuse at validate time what the NAT backend cannot render, rather than fail at apply."""
+    for key, family in families.items():
+        if family not in NAT_FAMILIES:
+            ctx.error((*path, key), f"IPv{family} NAT is not supported yet: netdecl's NAT "
+                                    "tables are IPv4 only (use IPv4 addresses here)")
             return
 
 

@@ -1,4 +1,8 @@
-"""Model -> topology document (the file format), so `show` output can be fed back to `apply`."""
+"""Model -> topology document (the file format), so `show` output can be fed back to `apply`.
+
+`show` observes links, addresses and routes (observer.observe_all reads no sysctls and no NAT
+table: it cannot tell which values or rules are the user's), so those are what is written.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,13 @@ from typing import Any
 
 from netdecl.model import (
     MAIN_TABLE,
-    ROOT,
     Address,
     Link,
     Namespace,
-    NatTable,
     Route,
-    Sysctl,
     Topology,
 )
+from netdecl.topology.format import UNICAST, metric_in_file, route_to_text
 
 
 def _link_fields(link: Link, addresses: list[str], with_name: bool = True) -> dict[str, Any]:
@@ -51,16 +53,8 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
     for a in sorted(topo.of_type(Address), key=lambda a: a.key):
         addrs.setdefault((a.namespace, a.link), []).append(a.cidr)
     doc: dict[str, Any] = {"version": 1, "name": name}
-    root_sysctls = {s.name: s.value for s in topo.of_type(Sysctl) if s.namespace == ROOT}
-    if root_sysctls:
-        doc["sysctls"] = root_sysctls
-    namespaces: dict[str, Any] = {}
-    for ns in sorted(topo.of_type(Namespace), key=lambda n: n.namespace):
-        entry: dict[str, Any] = {}
-        sysctls = {s.name: s.value for s in topo.of_type(Sysctl) if s.namespace == ns.namespace}
-        if sysctls:
-            entry["sysctls"] = sysctls
-        namespaces[ns.namespace] = entry
+    namespaces: dict[str, Any] = {ns.namespace: {} for ns in
+                                  sorted(topo.of_type(Namespace), key=lambda n: n.namespace)}
     if namespaces:
         doc["namespaces"] = namespaces
     links = []
@@ -95,29 +89,19 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
         entry = {}
         if r.namespace:
             entry["namespace"] = r.namespace
-        entry["to"] = "default" if r.to in ("0.0.0.0/0", "::/0") else r.to
+        entry["to"] = route_to_text(r)
         for attr in ("via", "dev", "src"):
             if getattr(r, attr):
                 entry[attr] = getattr(r, attr)
-        if r.metric and not (r.family == 6 and r.metric == 1024):
-            entry["metric"] = r.metric
+        if (metric := metric_in_file(r)) is not None:
+            entry["metric"] = metric
         if r.table != MAIN_TABLE:
             entry["table"] = r.table
-        if r.type and r.type != "unicast":
+        if r.type and r.type != UNICAST:
             entry["type"] = r.type
+        if r.onlink:
+            entry["onlink"] = True
         routes.append(entry)
     if routes:
         doc["routes"] = routes
-    nat: dict[str, list] = {}
-    for table in topo.of_type(NatTable):
-        for rule in table.rules or ():
-            d = rule.to_dict()
-            kind = d.pop("kind")
-            if table.namespace:
-                d["namespace"] = table.namespace
-            d = {k.rstrip("_"): v for k, v in d.items()}
-            section = {"dnat": "port_forwards"}.get(kind, kind)
-            nat.setdefault(section, []).append(d)
-    if nat:
-        doc["nat"] = nat
     return doc

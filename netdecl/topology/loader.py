@@ -37,14 +37,19 @@ from netdecl.model import (
     Vxlan,
 )
 from netdecl.topology import schema_errors
-from netdecl.topology.checks import (
+from netdecl.topology.checks import run_checks
+from netdecl.topology.format import (
     NAT_SECTIONS,
-    default_metric,
-    default_route_to,
+    UNICAST,
     family_of,
+    nat_rule,
+    normal_ip,
+    normal_net,
     route_family,
-    run_checks,
+    route_metric,
+    route_to,
     sysctl_value,
+    vxlan_port,
 )
 from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
 
@@ -184,12 +189,15 @@ def merge(schema: list[tuple[Diagnostic, bool]], semantic: list[Diagnostic]) -> 
 # ---------------------------------------------------------------------------- conversion
 
 
+Builder = Callable[[Topology, dict[str, Any], Document], None]
+
+
 def build(doc: Document) -> Topology:
     data: dict[str, Any] = doc.data
     topology = Topology(name=data["name"])
-    for builder in (build_sysctls, build_namespaces, build_links, build_routes, build_nat,
-                    build_fdb, build_neighbors, build_rules, build_probes):
+    for builder in BUILDERS.values():
         builder(topology, data, doc)
+    build_probes(topology, data, doc)  # probes are for `verify`, not a reconciled kind
     return topology
 
 
@@ -198,13 +206,7 @@ def place(topology: Topology, obj: Any, pos: tuple[int, int]) -> None:
     topology.positions[obj.key] = pos
 
 
-def ip(text: str | None) -> str | None:
-    """Addresses are stored the way the kernel reports them (IPv6 compressed)."""
-    return None if text is None else str(ipaddress.ip_address(text))
-
-
-def net(text: str | None) -> str | None:
-    return None if text is None else str(ipaddress.ip_network(text, strict=True))
+ip, net = normal_ip, normal_net
 
 
 def build_sysctls(topology: Topology, data: dict[str, Any], doc: Document) -> None:
@@ -265,7 +267,7 @@ def link_from(spec: dict[str, Any], namespace: str, kind: str, **extra: Any) -> 
 
 def vxlan_from(spec: dict[str, Any]) -> Vxlan:
     return Vxlan(id=int(spec["id"]), local=ip(spec.get("local")), dev=spec.get("dev"),
-                 port=int(spec.get("port", 4789)), learning=spec.get("learning", True))
+                 port=int(vxlan_port(spec)), learning=spec.get("learning", True))
 
 
 def add_addresses(topology: Topology, link: Link, spec: dict[str, Any], path: tuple[Any, ...],
@@ -279,16 +281,15 @@ def add_addresses(topology: Topology, link: Link, spec: dict[str, Any], path: tu
 def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
     for i, spec in enumerate(data.get("routes") or []):
         family = route_family(spec)
-        to = spec["to"]
         route = Route(
             namespace=spec.get("namespace", ROOT),
-            to=default_route_to(family) if to == "default" else net(to) or "",
+            to=route_to(spec["to"], family),
             table=int(spec.get("table", MAIN_TABLE)),
-            metric=int(spec.get("metric", default_metric(family))),
+            metric=int(route_metric(spec, family)),
             via=ip(spec.get("via")),
             dev=spec.get("dev"),
             src=ip(spec.get("src")),
-            type=spec.get("type", "unicast"),
+            type=spec.get("type", UNICAST),
             onlink=spec.get("onlink"),
         )
         place(topology, route, doc.value_pos(("routes", i)))
@@ -306,18 +307,6 @@ def build_nat(topology: Topology, data: dict[str, Any], doc: Document) -> None:
             first_pos.setdefault(namespace, doc.value_pos(("nat", section, i)))
     for namespace, items in rules.items():
         place(topology, NatTable(namespace, rules=tuple(items)), first_pos[namespace])
-
-
-def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
-    if section == "port_forwards":
-        port = spec["port"]  # jsonschema counts 80.0 as an integer; the rule must say 80
-        port = str(int(port)) if isinstance(port, float) else str(port)
-        return NatRule(kind="dnat", proto=spec["proto"], port=port, to=spec["to"],
-                       in_=spec.get("in"), from_=net(spec.get("from")),
-                       address=ip(spec.get("address")))
-    return NatRule(kind="masquerade" if section == "masquerade" else "snat",
-                   source=net(spec.get("source")), out=spec.get("out"),
-                   not_out=spec.get("not_out"), to_source=ip(spec.get("to_source")))
 
 
 def build_fdb(topology: Topology, data: dict[str, Any], doc: Document) -> None:
@@ -342,6 +331,23 @@ def build_rules(topology: Topology, data: dict[str, Any], doc: Document) -> None
                     table=int(spec.get("table", MAIN_TABLE)), iif=spec.get("iif"),
                     oif=spec.get("oif"))
         place(topology, rule, doc.value_pos(("rules", i)))
+
+
+# The file side of the kind registry (netdecl/kinds.py): kind name -> the function that builds
+# that kind's objects from the file, in build order. tests/test_kinds.py checks every kind is here
+# or in BUILT_WITH.
+BUILDERS: dict[str, Builder] = {
+    "sysctl": build_sysctls,
+    "namespace": build_namespaces,
+    "link": build_links,
+    "route": build_routes,
+    "nat": build_nat,
+    "fdb": build_fdb,
+    "neighbor": build_neighbors,
+    "rule": build_rules,
+}
+# Kinds the file writes inside another kind's entry: a link's `addresses`.
+BUILT_WITH: dict[str, str] = {"address": "link"}
 
 
 def build_probes(topology: Topology, data: dict[str, Any], doc: Document) -> None:

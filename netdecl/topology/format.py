@@ -1,0 +1,252 @@
+"""The one place that knows how a topology file spells things, and what the model holds for them.
+
+The JSON Schema (topology.schema.json) says which shapes a file may have. This module owns
+every other fact of the file's spelling: the grammar of values (addresses, networks,
+``ADDRESS[:PORT]`` targets, port ranges), the words the file uses (``default`` for a default
+route, ``in``/``from`` for the model's ``in_``/``from_``, the NAT sections), what an omitted
+key means (the kernel's default metric, the VXLAN port), and what the file cannot say yet
+(IPv6 NAT). The checks, the loader and the exporter all ask it; the model holds the parsed,
+typed values, so the engine, the backends and the tools never parse file text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from netdecl.model import IPV6_DEFAULT_METRIC, VXLAN_PORT, NatRule, Route
+from netdecl.topology.yamlsrc import quoted
+
+IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PORT_MIN, PORT_MAX = 1, 65535
+_PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
+_BRACKETED = re.compile(r"\[([^\]]+)\](?::([0-9]{1,5}))?")
+
+
+# ---------------------------------------------------------------------------- address rules
+
+
+def scoped(text: str) -> str | None:
+    """ipaddress accepts fe80::1%eth0; a zone is free text we would pass on, so refuse it."""
+    if "%" in text:
+        return f"{quoted(text)}: zone ids ('%...') are not supported; use the route's dev"
+    return None
+
+
+def parse_ip(text: str) -> tuple[IpAddr | None, str | None]:
+    if problem := scoped(text):
+        return None, problem
+    try:
+        return ipaddress.ip_address(text), None
+    except ValueError:
+        return None, f"{quoted(text)} is not an IP address"
+
+
+def parse_network(text: str) -> tuple[IpNet | None, str | None]:
+    """A network (route destination, NAT source): host bits set is an error, with the fix."""
+    if problem := scoped(text):
+        return None, problem
+    try:
+        return ipaddress.ip_network(text, strict=True), None
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None, f"{quoted(text)} is not a network like 10.0.0.0/8"
+    return None, f"{quoted(text)} has host bits set; did you mean {loose}?"
+
+
+def parse_interface(text: str) -> tuple[IfAddr | None, str | None]:
+    """An address on a link; the prefix length is required (it decides what is on-link)."""
+    if problem := scoped(text):
+        return None, problem
+    if "/" not in text:
+        _, problem = parse_ip(text)
+        return None, problem or f"address {quoted(text)} needs a prefix length, " \
+                                f"e.g. {text}/{24 if ':' not in text else 64}"
+    try:
+        return ipaddress.ip_interface(text), None
+    except ValueError:
+        return None, f"{quoted(text)} is not an address with prefix length like 172.17.0.1/16"
+
+
+def normal_ip(text: str | None) -> str | None:
+    """An address the way the model keeps it: as the kernel reports it (IPv6 compressed)."""
+    return None if text is None else str(ipaddress.ip_address(text))
+
+
+def normal_net(text: str | None) -> str | None:
+    """A network the way the model keeps it (the file's are checked to have no host bits)."""
+    return None if text is None else str(ipaddress.ip_network(text, strict=True))
+
+
+# ---------------------------------------------------------------------------- ports
+
+
+def split_target(text: str) -> tuple[IpAddr | None, int | None, str | None]:
+    """``ADDRESS[:PORT]`` (a port forward's ``to``, explain's DEST): ADDRESS, ADDRESS:PORT,
+    IPV6 or [IPV6]:PORT -> (address, port or None, problem)."""
+    bad = (None, None, f"{quoted(text)} is not ADDRESS[:PORT] like 172.17.0.2:80")
+    port_text: str | None = None
+    if text.startswith("["):
+        m = _BRACKETED.fullmatch(text)
+        if not m:
+            return bad
+        host, port_text = m.group(1), m.group(2)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host = text
+    addr, _ = parse_ip(host)
+    if addr is None or (port_text is not None and not port_text.isdigit()):
+        return bad
+    port = int(port_text) if port_text is not None else None
+    if port is not None and not PORT_MIN <= port <= PORT_MAX:
+        return None, None, f"port {port} in {quoted(text)} is not in {PORT_MIN}..{PORT_MAX}"
+    return addr, port, None
+
+
+def split_ports(value: Any) -> tuple[int, int | None] | None:
+    """A port forward's ``port``: 8080, "8080" or a range "8080-8090" -> (first, last or None
+    for a single port); None if it is not written like that. Bounds are port_problem's."""
+    if is_int(value):
+        return int(value), None  # jsonschema counts 80.0 as an integer; the rule says 80
+    if not isinstance(value, str) or not (m := _PORTS.fullmatch(value)):
+        return None
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
+
+
+def port_problem(value: Any) -> str | None:
+    """Why a port forward's ``port`` written as text cannot be one."""
+    if not isinstance(value, str) or (ports := split_ports(value)) is None:
+        return None  # the schema reports wrong types, integers out of range and the pattern
+    low, high = ports[0], ports[1] if ports[1] is not None else ports[0]
+    if not (PORT_MIN <= low <= PORT_MAX and PORT_MIN <= high <= PORT_MAX):
+        return f"port {value} is not in {PORT_MIN}..{PORT_MAX}"
+    if low > high:
+        return f"port range {value} runs backwards"
+    return None
+
+
+# ---------------------------------------------------------------------------- routes
+
+DEFAULT_ROUTE = "default"
+"""The file's word for the default route of a family (0.0.0.0/0 or ::/0)."""
+
+
+UNICAST = "unicast"
+"""The route ``type`` an omitted one means (the kernel's RTN_UNICAST)."""
+
+
+def default_route_to(family: int) -> str:
+    return "0.0.0.0/0" if family == 4 else "::/0"
+
+
+def route_to(text: str, family: int) -> str:
+    """A route's ``to`` (known good) as the model keeps it."""
+    return default_route_to(family) if text == DEFAULT_ROUTE else normal_net(text) or ""
+
+
+def route_to_text(route: Route) -> str:
+    """Inverse of route_to: 'default' only where reading it back gives the same family (an
+    IPv6 default route without via or src has to be written ::/0, see route_family)."""
+    if route.is_default and (route.family == 4 or route.via or route.src):
+        return DEFAULT_ROUTE
+    return route.to
+
+
+def default_metric(family: int) -> int:
+    """An omitted ``metric`` means what the kernel assigns when none is given."""
+    return 0 if family == 4 else IPV6_DEFAULT_METRIC
+
+
+def route_metric(spec: dict[str, Any], family: int) -> Any:
+    """A route's metric as the kernel will hold it. Linux stores an IPv6 route added with
+    metric 0 at 1024, so the model must say 1024 too or the route would never match its
+    declaration. (Not an integer: returned as is, for the schema to report.)"""
+    metric = spec.get("metric", default_metric(family))
+    if family == 6 and is_int(metric) and metric == 0:
+        return IPV6_DEFAULT_METRIC
+    return metric
+
+
+def metric_in_file(route: Route) -> int | None:
+    """The ``metric`` to write for a route, None when omitting it means the same."""
+    return None if route.metric == default_metric(route.family) else route.metric
+
+
+def family_of(text: Any) -> int | None:
+    """Family of an address or network given as text, None if it is neither."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return ipaddress.ip_network(text, strict=False).version
+    except ValueError:
+        return None
+
+
+def route_family(route: dict[str, Any]) -> int:
+    """A route's family: from ``to`` unless it is 'default', then from via/src, else IPv4."""
+    for key in ("to", "via", "src"):
+        fam = family_of(route.get(key))
+        if fam is not None and not (key == "to" and route.get("to") == DEFAULT_ROUTE):
+            return fam
+    return 4
+
+
+# ---------------------------------------------------------------------------- vxlan
+
+
+def vxlan_port(spec: dict[str, Any]) -> Any:
+    """A vxlan's ``port``, the IANA port when omitted (the value is the schema's to check)."""
+    return spec.get("port", VXLAN_PORT)
+
+
+# ---------------------------------------------------------------------------- scalars
+
+
+def is_int(value: Any) -> bool:
+    """An integer as the schema means it (bool is not one; 80.0 is)."""
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def sysctl_value(value: Any) -> str:
+    """Sysctls compare as strings; booleans mean 1/0 like in /proc/sys."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- NAT
+
+NAT_SECTIONS: dict[str, str] = {"masquerade": "masquerade", "snat": "snat",
+                                "port_forwards": "dnat"}
+"""The sections under ``nat:`` in file order, and the NatRule kind each one holds."""
+
+NAT_FAMILIES = (4,)
+"""Address families a NAT rule may use. backends/nftables.py renders IPv4 only (an ``ip``
+table), so the checks refuse IPv6 NAT instead of letting apply fail;
+tests/test_format_agreement.py proves the checks and the backend agree."""
+
+
+def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
+    """One (known good) rule of a ``nat:`` section as the model's NatRule. The file's ``in``
+    and ``from`` are the model's ``in_`` and ``from_`` (Python keywords)."""
+    kind = NAT_SECTIONS[section]
+    if kind != "dnat":
+        return NatRule(kind=kind, source=normal_net(spec.get("source")), out=spec.get("out"),
+                       not_out=spec.get("not_out"), to_source=normal_ip(spec.get("to_source")))
+    ports = split_ports(spec["port"])
+    address, to_port, problem = split_target(spec["to"])
+    if ports is None or address is None:
+        raise ValueError(problem or f"port {spec['port']!r} was not checked")
+    return NatRule(kind=kind, proto=spec["proto"], port=ports[0], port_end=ports[1],
+                   to_address=str(address), to_port=to_port, in_=spec.get("in"),
+                   from_=normal_net(spec.get("from")), address=normal_ip(spec.get("address")))
