@@ -175,6 +175,33 @@ class Link(NetObject):
 
 
 @dataclass(frozen=True)
+class ExternalLink(NetObject):
+    """A link the host owns (its NIC: ``kind: external`` in the file). netdecl never creates
+    or deletes it; it names it (routes, NAT, VXLAN and bridge ports may use it) and manages
+    only the attributes the file declares on it, restoring their values from before netdecl
+    on destroy. ``None`` means "not declared": the host's value stands."""
+
+    TYPE: ClassVar[str] = "external"
+    MANAGED: ClassVar[tuple[str, ...]] = ("up", "mtu", "master")
+
+    name: str = ""
+    up: bool | None = None
+    mtu: int | None = None
+    master: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return ("external", self.namespace, self.name)
+
+    def describe(self) -> str:
+        return f"external link {qualify(self.namespace, self.name)}"
+
+    def declared(self) -> dict[str, Any]:
+        """The managed attributes this (desired) object declares: name -> value."""
+        return {a: getattr(self, a) for a in self.MANAGED if getattr(self, a) is not None}
+
+
+@dataclass(frozen=True)
 class Address(NetObject):
     """An IP address (CIDR, normalised by ipaddress) on a link."""
 

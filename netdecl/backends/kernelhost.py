@@ -12,7 +12,7 @@ from typing import Any
 from netdecl.backends import namespaces, sysctl
 from netdecl.backends.host import Scope
 from netdecl.backends.netlink import Kernel, KernelError
-from netdecl.model import ROOT, Link, Namespace, NatTable, NetObject, Sysctl
+from netdecl.model import ROOT, ExternalLink, Link, Namespace, NatTable, NetObject, Sysctl
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,22 @@ def _delete_link(k: Kernel, link: Link, topology: str, peer: Link | None) -> Non
             return
     for end in ends:
         k.delete_link(end.namespace, end.name)
+
+
+def _never(what: str) -> Callable[..., None]:
+    def refuse(*_: Any) -> None:
+        raise KernelError(95, f"netdecl never {what} an external link")  # EOPNOTSUPP
+
+    return refuse
+
+
+def _configure_external(k: Kernel, before: Any, after: ExternalLink, changes: dict[str, Any],
+                        topology: str) -> None:
+    """Set (or put back) the attributes named in ``changes`` on a link the host owns; no
+    owner mark: it stays the host's."""
+    link = Link(after.namespace, after.name, kind="external", up=after.up, mtu=after.mtu,
+                master=after.master)
+    k.configure_link(link, topology, changes=changes.keys())
 
 
 def _write_sysctl(k: Kernel, before: Any, after: Sysctl, changes: Any, topology: str) -> None:
@@ -79,6 +95,10 @@ WRITERS: dict[str, _Writer] = {
         create=lambda k, o, t, p: k.create_link(o, t, peer=p),
         delete=_delete_link,
         modify=lambda k, b, a, c, t: k.configure_link(a, t, changes=c.keys())),
+    "external": _Writer(
+        create=_never("creates"),
+        delete=_never("deletes"),
+        modify=_configure_external),
     "address": _Writer(
         create=lambda k, o, t, p: k.add_address(o),
         delete=lambda k, o, t, p: k.delete_address(o),

@@ -11,10 +11,10 @@ is gone") only shrinks the record.
 from __future__ import annotations
 
 from netdecl.backends.host import Host
-from netdecl.engine.planner.plan import CREATE, DELETE, MODIFY, REPLACE, Action, Reason
+from netdecl.engine.planner.plan import ADOPT, CREATE, DELETE, MODIFY, REPLACE, Action, Reason
 from netdecl.engine.record import OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
-from netdecl.model import Sysctl
+from netdecl.model import ExternalLink, Link, Sysctl
 
 
 def _restoring(action: Action) -> bool:
@@ -25,8 +25,16 @@ def claim(action: Action, record: OwnershipRecord) -> None:
     """Record what ``action`` is about to make ours (idempotent, no I/O)."""
     how = KINDS[action.type].ownership
     ns = action.key[1]
-    if how is Ownership.NAMESPACE and action.op == CREATE:
+    if how is Ownership.NAMESPACE and action.op in (CREATE, ADOPT):
         record.namespaces.add(ns)
+    elif action.why is Reason.ON_EXTERNAL and action.op == CREATE:
+        # an address netdecl adds to a link the host owns: the record says it is ours
+        record.objects.add(action.key)
+    elif how is Ownership.ORIGINAL and isinstance(action.after, ExternalLink):
+        if not _restoring(action) and isinstance(action.before, ExternalLink):
+            for attr in action.changes:
+                record.link_originals.setdefault((ns, action.key[2], attr),
+                                                 getattr(action.before, attr))
     elif how is Ownership.RECORD and action.op != DELETE:
         record.objects.add(action.key)
     elif how is Ownership.TABLE and action.op != DELETE:
@@ -42,11 +50,19 @@ def settle(action: Action, record: OwnershipRecord) -> None:
     """Forget what ``action`` has just removed."""
     how = KINDS[action.type].ownership
     ns = action.key[1]
-    if how is Ownership.NAMESPACE and action.op == DELETE:
+    if action.type == "address" and action.op == DELETE:
+        record.objects.discard(action.key)  # an address added to an external link
+    elif how is Ownership.ORIGINAL and isinstance(action.after, ExternalLink):
+        if _restoring(action):
+            for attr in action.changes:
+                record.link_originals.pop((ns, action.key[2], attr), None)
+    elif how is Ownership.NAMESPACE and action.op == DELETE:
         record.namespaces.discard(ns)
         record.objects -= {k for k in record.objects if k[1] == ns}
         for key in [k for k in record.sysctl_originals if k[0] == ns]:
             del record.sysctl_originals[key]
+        for key in [k for k in record.link_originals if k[0] == ns]:
+            del record.link_originals[key]
         record.nat_namespaces.discard(ns)
     elif how is Ownership.RECORD and action.op == DELETE:
         record.objects.discard(action.key)
@@ -59,6 +75,9 @@ def settle(action: Action, record: OwnershipRecord) -> None:
 
 def execute(action: Action, host: Host, topology: str, record: OwnershipRecord) -> None:
     claim(action, record)
+    if action.op == ADOPT:
+        _adopt(action, host, topology)
+        return
     if action.op in (DELETE, REPLACE):
         assert action.before is not None
         host.delete(action.before, topology, peer=action.peer_before)
@@ -69,3 +88,16 @@ def execute(action: Action, host: Host, topology: str, record: OwnershipRecord) 
         assert action.after is not None
         host.modify(action.before, action.after, action.changes, topology)
     settle(action, record)
+
+
+def _adopt(action: Action, host: Host, topology: str) -> None:
+    """Take over an existing object (claimed above): a link gets the owner mark (both ends of
+    a veth); a route, FDB or neighbour entry is written again as it is, now carrying netdecl's
+    protocol. A namespace carries no mark: the record is all."""
+    if action.type == "link":
+        for end in (action.after, action.peer_after):
+            if isinstance(end, Link):
+                host.claim_unmarked_link(end, topology)
+    elif action.type != "namespace":
+        assert action.before is not None
+        host.modify(action.before, action.before, {}, topology)

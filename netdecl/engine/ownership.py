@@ -22,6 +22,7 @@ from netdecl.kinds import KINDS, Ownership
 from netdecl.model import (
     RTPROT_NETDECL,
     Address,
+    ExternalLink,
     FdbEntry,
     Link,
     Neighbor,
@@ -68,13 +69,25 @@ def owns(obj: NetObject, observed: Topology, record: OwnershipRecord) -> bool:
     if how is Ownership.MARK:
         return link_owned(obj, observed.name)
     if how is Ownership.LINK:
+        # on a link the topology owns; or, on a link the host owns (external), one the
+        # record says netdecl added
         link = observed.get(("link", obj.namespace, getattr(obj, "link", "")))
-        return link_owned(link, observed.name)
+        return link_owned(link, observed.name) or record.owns(obj.key)
     if how is Ownership.RECORD:
         # the record names the key AND the kernel object carries our protocol (routes; rules
         # are seen only when they do, see manageable): someone else's route that took the
         # key of one of ours is not ours
         proto = getattr(obj, "proto", None)
         return record.owns(obj.key) and proto in (None, RTPROT_NETDECL)
-    # ORIGINAL, TABLE: only the sysctls the topology manages and its own table are observed
+    # ORIGINAL, TABLE: only the sysctls and external links the topology manages and its own
+    # table are observed as such
     return True
+
+
+def external_views(observed: Topology, names: Iterable[tuple[str, str]]) -> None:
+    """Add to ``observed`` an ExternalLink for each (namespace, name) whose link exists: the
+    managed attributes of a link the host owns, as the planner compares them."""
+    for ns, name in sorted(set(names)):
+        link = observed.get(("link", ns, name))
+        if isinstance(link, Link):
+            observed.add(ExternalLink(ns, name, up=link.up, mtu=link.mtu, master=link.master))

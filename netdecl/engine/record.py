@@ -37,6 +37,8 @@ class OwnershipRecord:
     # (namespace, sysctl name) -> value before netdecl first changed it
     sysctl_originals: dict[tuple[str, str], str] = field(default_factory=dict)
     nat_namespaces: set[str] = field(default_factory=set)
+    # (namespace, external link, attribute) -> its value before netdecl first changed it
+    link_originals: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     # not saved: sysctls other topologies manage, with the originals their records keep.
     # Two topologies may both want net.ipv4.ip_forward=1; the value from before netdecl must
     # survive until the last of them lets go, so only that one restores it.
@@ -47,7 +49,7 @@ class OwnershipRecord:
 
     def is_empty(self) -> bool:
         return not (self.namespaces or self.objects or self.sysctl_originals
-                    or self.nat_namespaces)
+                    or self.nat_namespaces or self.link_originals)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,8 @@ class OwnershipRecord:
             "sysctl_originals": [[ns, name, value] for (ns, name), value
                                  in sorted(self.sysctl_originals.items())],
             "nat_namespaces": sorted(self.nat_namespaces),
+            "link_originals": [[ns, link, attr, value] for (ns, link, attr), value
+                               in sorted(self.link_originals.items())],
         }
 
     @classmethod
@@ -69,6 +73,8 @@ class OwnershipRecord:
             sysctl_originals={(ns, name): value
                               for ns, name, value in data.get("sysctl_originals", [])},
             nat_namespaces=set(data.get("nat_namespaces", [])),
+            link_originals={(ns, link, attr): value
+                            for ns, link, attr, value in data.get("link_originals", [])},
         )
 
     def copy(self) -> OwnershipRecord:

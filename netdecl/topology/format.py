@@ -27,6 +27,14 @@ _PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::([0-9]{1,5}))?")
 
 
+# ---------------------------------------------------------------------------- links
+
+EXTERNAL = "external"
+"""The link ``kind`` naming an interface the host owns (its NIC): netdecl never creates or
+deletes it; routes, NAT, VXLAN and bridge ports may use it, and the attributes declared on it
+(``addresses``, added beside the NIC's own; ``mtu``, ``up``, ``master``) are managed."""
+
+
 # ---------------------------------------------------------------------------- address rules
 
 
@@ -250,3 +258,19 @@ def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
     return NatRule(kind=kind, proto=spec["proto"], port=ports[0], port_end=ports[1],
                    to_address=str(address), to_port=to_port, in_=spec.get("in"),
                    from_=normal_net(spec.get("from")), address=normal_ip(spec.get("address")))
+
+
+def nat_rule_spec(rule: NatRule) -> tuple[str, dict[str, Any]]:
+    """Inverse of nat_rule: the ``nat:`` section and the file's mapping for one rule."""
+    section = next(s for s, kind in NAT_SECTIONS.items() if kind == rule.kind)
+    if rule.kind != "dnat":
+        spec = {"source": rule.source, "out": rule.out, "not_out": rule.not_out,
+                "to_source": rule.to_source}
+        return section, {k: v for k, v in spec.items() if v is not None}
+    port: int | str = rule.port if rule.port_end is None else f"{rule.port}-{rule.port_end}"
+    target = rule.to_address or ""
+    if rule.to_port is not None:
+        target = f"[{target}]:{rule.to_port}" if ":" in target else f"{target}:{rule.to_port}"
+    spec = {"proto": rule.proto, "port": port, "to": target, "in": rule.in_,
+            "from": rule.from_, "address": rule.address}
+    return section, {k: v for k, v in spec.items() if v is not None}

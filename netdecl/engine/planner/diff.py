@@ -8,10 +8,12 @@ neighbours) share the keyed rule unless they register their own.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netdecl.engine.ownership import link_owned, owns
+from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import (
     CREATE,
     DELETE,
@@ -25,6 +27,7 @@ from netdecl.engine.record import OwnershipRecord
 from netdecl.kinds import KINDS, Kind, Ownership
 from netdecl.model import (
     Address,
+    ExternalLink,
     Key,
     Link,
     Namespace,
@@ -33,6 +36,7 @@ from netdecl.model import (
     Route,
     Sysctl,
     Topology,
+    ns_label,
     qualify,
 )
 
@@ -48,6 +52,8 @@ class _Diff:
     rebuilt_links: set[Key] = field(default_factory=set)
     deleted_namespaces: set[str] = field(default_factory=set)
     created_namespaces: set[str] = field(default_factory=set)
+    # with --adopt: why a declared object that exists could not be adopted
+    not_adopted: dict[Key, str] = field(default_factory=dict)
 
     @property
     def topology(self) -> str:
@@ -57,15 +63,26 @@ class _Diff:
         self.actions.append(action)
 
     def conflict(self, key: Key, message: str) -> None:
+        why_not = self.not_adopted.get(key)
+        if why_not:
+            message += f" (not adopted: {why_not})"
         self.conflicts.append(Conflict(key, message))
 
 
-def diff(desired: Topology, observed: Topology, record: OwnershipRecord) -> tuple[
-        list[Action], list[Conflict]]:
-    d = _Diff(desired, observed, record)
+def diff(desired: Topology, observed: Topology, record: OwnershipRecord,
+         adopt: bool = False) -> tuple[list[Action], list[Conflict]]:
+    """Actions and conflicts. With ``adopt``, declared objects that exist, belong to nobody
+    and are compatible are taken over first (ADOPT actions), then diffed as if owned."""
+    adopted: list[Action] = []
+    not_adopted: dict[Key, str] = {}
+    if adopt:
+        adoption = Adoption.of(desired, observed, record)
+        adopted, observed, record = adoption.actions, adoption.observed, adoption.record
+        not_adopted = adoption.refused
+    d = _Diff(desired, observed, record, not_adopted=not_adopted)
     for kind in KINDS.values():  # in registration order: links and addresses before routes
         rule_for(kind)(d, kind)
-    return d.actions, d.conflicts
+    return adopted + d.actions, d.conflicts
 
 
 DiffRule = Callable[["_Diff", Kind], None]
@@ -235,7 +252,8 @@ def _addresses(d: _Diff, kind: Kind) -> None:
         link_key = ("link", a.namespace, a.link)
         if key in observed and link_key not in d.rebuilt_links:
             continue
-        d.add(Action(CREATE, key, after=a))
+        external = ("external", a.namespace, a.link) in d.desired.objects
+        d.add(Action(CREATE, key, after=a, why=Reason.ON_EXTERNAL if external else Reason.NONE))
     for key, a in sorted(observed.items()):
         link_key = ("link", a.namespace, a.link)
         if key in desired or link_key in d.rebuilt_links:
@@ -257,7 +275,8 @@ def _route_flushing_namespaces(d: _Diff) -> set[str]:
     for a in d.actions:
         if a.type == "address" and a.op == DELETE:
             out.add(a.namespace)
-        elif a.type == "link" and a.op == MODIFY and ({"up", "mac"} & set(a.changes)):
+        elif a.type in ("link", "external") and a.op == MODIFY and \
+                ({"up", "mac"} & set(a.changes)):
             out.add(a.namespace)
     return out
 
@@ -345,9 +364,75 @@ def _nat(d: _Diff, kind: Kind) -> None:
         d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
 
 
+# -- external links ------------------------------------------------------------------------------
+
+def _externals(d: _Diff, kind: Kind) -> None:
+    """Links the host owns: each must exist (netdecl never creates one) and not be netdecl's;
+    declared attributes are set; attributes no longer declared get their old values back."""
+    desired = {o.key: o for o in d.desired.of_type(ExternalLink)}
+    observed = {o.key: o for o in d.observed.of_type(ExternalLink)}
+    for key, want in sorted(desired.items()):
+        now = observed.get(key)
+        link = d.observed.get(("link", want.namespace, want.name))
+        where = ns_label(want.namespace)
+        if now is None:
+            d.conflict(key, f"external link {want.name} does not exist in namespace {where}: "
+                            "netdecl never creates a link declared external (check its name "
+                            "with `ip link`)")
+        elif isinstance(link, Link) and link.owner:
+            d.conflict(key, f"link {qualify(want.namespace, want.name)} was created by "
+                            f"netdecl (topology {link.owner}), so it cannot be external: "
+                            "declare it with its kind")
+        elif changes := {k: list(v) for k, v in want.differences(now).items()}:
+            d.add(Action(MODIFY, key, before=now, after=want, changes=changes))
+    restore: dict[Key, dict[str, list]] = {}
+    for (ns, name, attr), original in sorted(d.record.link_originals.items(), key=repr):
+        key = ("external", ns, name)
+        want = desired.get(key)
+        now = observed.get(key)
+        if now is None or ns in d.deleted_namespaces or \
+                (isinstance(want, ExternalLink) and attr in want.declared()):
+            continue
+        if getattr(now, attr) != original:
+            restore.setdefault(key, {})[attr] = [getattr(now, attr), original]
+    for key, changes in restore.items():
+        now = observed[key]
+        assert isinstance(now, ExternalLink)
+        after = ExternalLink(now.namespace, now.name,
+                             **{attr: value for attr, (_, value) in changes.items()})
+        d.add(Action(MODIFY, key, before=now, after=after, changes=changes,
+                     why=Reason.RESTORE_ORIGINAL))
+    _check_gateways_on_externals(d)
+
+
+def _check_gateways_on_externals(d: _Diff) -> None:
+    """The on-link check validation cannot make: a gateway in a namespace with external links
+    may be covered by their live addresses, which only the host knows."""
+    externals = {(o.namespace, o.name) for o in d.desired.of_type(ExternalLink)}
+    spaces = {ns for ns, _ in externals}
+    networks: dict[str, list] = {}
+    for a in d.desired.of_type(Address):
+        networks.setdefault(a.namespace, []).append(ipaddress.ip_interface(a.cidr).network)
+    for a in d.observed.of_type(Address):
+        if (a.namespace, a.link) in externals:
+            networks.setdefault(a.namespace, []).append(ipaddress.ip_interface(a.cidr).network)
+    for route in d.desired.of_type(Route):
+        if route.namespace not in spaces or not route.via or route.onlink:
+            continue
+        gateway = ipaddress.ip_address(route.via)
+        if gateway.is_link_local and route.dev:
+            continue
+        if not any(gateway in net for net in networks.get(route.namespace, [])):
+            d.conflict(route.key, f"{route.describe()}: gateway {route.via} is not on-link: no "
+                                  f"address in namespace {ns_label(route.namespace)} covers "
+                                  "it, the external links' live ones included (add one, or "
+                                  "set onlink: true)")
+
+
 RULES: dict[str, DiffRule] = {
     "namespace": _namespaces,
     "link": _links,
+    "external": _externals,
     "address": _addresses,
     # route, rule, fdb, neighbor: Ownership.RECORD, the keyed rule (see rule_for)
     "sysctl": _sysctls,
