@@ -100,6 +100,11 @@ class Namespace(NetObject):
     """A named network namespace, visible to ``ip netns`` as /run/netns/NAME."""
 
     TYPE: ClassVar[str] = "namespace"
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("ident",)
+
+    # observed only: what the kernel says this namespace is (the nsfs device and inode behind
+    # /run/netns/NAME); the same name over a different namespace is a different object
+    ident: str | None = None
 
     @property
     def name(self) -> str:
@@ -133,7 +138,7 @@ class Link(NetObject):
 
     TYPE: ClassVar[str] = "link"
     REPLACE_FIELDS: ClassVar[tuple[str, ...]] = ("kind", "peer", "vxlan")
-    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("owner", "ifindex")
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("owner", "ifindex", "ident")
     NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ("master",)
 
     name: str = ""
@@ -152,6 +157,8 @@ class Link(NetObject):
     # observed only: the topology named in the link's ownership mark (ifalias), if any
     owner: str | None = None
     ifindex: int | None = None
+    # observed only: the link's identity, its ifindex within the identity of its namespace
+    ident: str | None = None
 
     @property
     def key(self) -> Key:
@@ -327,8 +334,12 @@ class NatTable(NetObject):
     """
 
     TYPE: ClassVar[str] = "nat"
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("ident",)
 
     rules: tuple[NatRule, ...] | None = ()
+    # observed only: nft's handle of the table within the identity of its namespace (handles
+    # are never reused in a namespace, so a table deleted and made again by hand differs)
+    ident: str | None = None
 
     @property
     def key(self) -> Key:
@@ -342,6 +353,7 @@ class NatTable(NetObject):
             "object_type": self.TYPE,
             "namespace": self.namespace,
             "rules": None if self.rules is None else [r.to_dict() for r in self.rules],
+            "ident": self.ident,
         }
 
 

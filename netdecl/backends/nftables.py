@@ -460,35 +460,97 @@ def _refused(what: str, namespace: str, proc: subprocess.CompletedProcess) -> Nf
                     stderr=proc.stderr, namespace=namespace)
 
 
-def apply_document(document: dict[str, Any], namespace: str, what: str) -> None:
-    """Feed one JSON document to ``nft -j -f -``: nft commits it as one transaction."""
+def apply_document(document: dict[str, Any], namespace: str, what: str) -> int | None:
+    """Feed one JSON document to ``nft -j -f -``: nft commits it as one transaction. Returns
+    the handle nft gave the table the document made, if it made one."""
+    proc = _run(["-j", "--echo", "--handle", "-f", "-"], namespace, stdin=json.dumps(document))
+    if proc.returncode != 0:
+        raise _refused(what, namespace, proc)
+    return _made_table_handle(proc.stdout)
+
+
+def _made_table_handle(echo: str) -> int | None:
+    """The handle in nft's echo of the last ``create``/``add`` of a table (the one the
+    document leaves behind)."""
+    try:
+        commands = json.loads(echo).get("nftables", []) if echo.strip() else []
+    except ValueError:
+        return None
+    found = None
+    for command in commands:
+        for verb in ("create", "add"):
+            body = command.get(verb) if isinstance(command, dict) else None
+            table = body.get("table") if isinstance(body, dict) else None
+            if not isinstance(table, dict):
+                continue
+            # nft 1.0.6 echoes `add` with the handle in the table, `create` next to it
+            handle = table.get("handle", body.get("handle"))
+            if isinstance(handle, int):
+                found = handle
+    return found
+
+
+def _table_made(handle: int | None, namespace: str, what: str) -> int:
+    if handle is None:
+        raise NftError(f"nft {what} in {ns_label(namespace)}: nft did not report the table's "
+                       f"handle", namespace=namespace)
+    return handle
+
+
+def create(topology: str, namespace: str, rules: tuple[NatRule, ...]) -> int:
+    """Make the table, holding ``rules``, in one transaction; returns its handle. ``create``
+    fails when a table by that name exists (someone else's: it is never rewritten)."""
+    name = table_name(topology)
+    table = {"family": FAMILY, "name": name}
+    commands: list[dict[str, Any]] = [{"create": {"table": table}}]
+    commands += [{"add": obj} for obj in _listing(name, enumerate(rules))[1:]]
+    what = f"create table {FAMILY} {name}"
+    return _table_made(apply_document({"nftables": commands}, namespace, what), namespace,
+                       what)
+
+
+def replace(topology: str, namespace: str, rules: tuple[NatRule, ...],
+            handle: int | None = None) -> int:
+    """Make the table hold exactly ``rules``, in one transaction; returns the new table's
+    handle. With ``handle`` (the table observed), that very table is replaced: if it is gone
+    or someone else's table took the name, the transaction fails and nothing changes."""
+    document = render(topology, rules)
+    if handle is not None:
+        document["nftables"][:2] = [{"delete": {"table": {"family": FAMILY, "handle": handle}}}]
+    what = f"replace table {FAMILY} {table_name(topology)}"
+    return _table_made(apply_document(document, namespace, what), namespace, what)
+
+
+def delete(topology: str, namespace: str, handle: int | None = None) -> None:
+    """Delete our table; an absent table is fine. With ``handle``, only that very table: a
+    table someone made under the name since is left alone."""
+    name = table_name(topology)
+    table: dict[str, Any] = {"family": FAMILY, "name": name}
+    if handle is not None:
+        document = {"nftables": [{"delete": {"table": {"family": FAMILY, "handle": handle}}}]}
+    else:
+        document = {"nftables": [{"add": {"table": table}}, {"delete": {"table": dict(table)}}]}
+    what = f"delete table {FAMILY} {name}"
     proc = _run(["-j", "-f", "-"], namespace, stdin=json.dumps(document))
     if proc.returncode != 0:
+        if handle is not None and "No such file or directory" in proc.stderr:
+            return  # gone already
         raise _refused(what, namespace, proc)
 
 
-def replace(topology: str, namespace: str, rules: tuple[NatRule, ...]) -> None:
-    """Make the table hold exactly ``rules``, in one transaction."""
-    apply_document(render(topology, rules), namespace,
-                   f"replace table {FAMILY} {table_name(topology)}")
-
-
-def delete(topology: str, namespace: str) -> None:
-    """Delete our table; an absent table is fine (the add makes the delete valid)."""
-    table = {"family": FAMILY, "name": table_name(topology)}
-    document = {"nftables": [{"add": {"table": table}}, {"delete": {"table": dict(table)}}]}
-    apply_document(document, namespace, f"delete table {FAMILY} {table['name']}")
-
-
 def read(topology: str, namespace: str) -> NatTable | None:
-    """Our table in ``namespace``: None when absent, rules=None when edited by hand."""
+    """Our table in ``namespace``: None when absent, rules=None when edited by hand. Its
+    ``ident`` is ``nft<handle>`` (nft never reuses a table handle within a namespace)."""
     name = table_name(topology)
     proc = _run(["-j", "list", "table", FAMILY, name], namespace)
     if proc.returncode != 0:
         if "No such file or directory" in proc.stderr:
             return None
         raise _refused(f"list table {FAMILY} {name}", namespace, proc)
-    return NatTable(namespace, rules=decode(topology, json.loads(proc.stdout)))
+    listing = json.loads(proc.stdout)
+    handles = [o["table"].get("handle") for o in listing.get("nftables", []) if "table" in o]
+    ident = f"nft{handles[0]}" if handles and isinstance(handles[0], int) else None
+    return NatTable(namespace, rules=decode(topology, listing), ident=ident)
 
 
 def ruleset(namespace: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_all"]
 def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
     names = {ROOT} | {o.namespace for o in desired.objects.values()} | record.namespaces
     names |= {key[1] for key in record.objects} | record.nat_namespaces
+    names |= {key[1] for key in record.identities if key[0] == "link"}
     names |= {ns for ns, _ in record.sysctl_originals}
     names |= {ns for ns, _, _ in record.link_originals}
     sysctls: dict[str, set[str]] = {}

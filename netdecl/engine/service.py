@@ -20,6 +20,7 @@ from netdecl.engine.applier import Applier, snapshot_owned
 from netdecl.engine.journal import Journal, pending
 from netdecl.engine.lock import HostLock
 from netdecl.engine.observer import observe_all, observe_for
+from netdecl.engine.ownership import forget_gone, pin_identities
 from netdecl.engine.planfile import SavedPlan
 from netdecl.engine.planner import make_plan
 from netdecl.engine.planner.adopt import Adoption
@@ -94,7 +95,11 @@ def plan(desired: Topology, state_root: Path, host: Host | None = None,
 
 def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
                   adopt: bool = False) -> tuple[Plan, Topology]:
+    """Observe and plan. ``record`` is brought up to date first: identities written down for
+    a record from before them, claims dropped whose object is gone or someone else's now."""
     observed = observe_for(host, desired, record)
+    pin_identities(observed, record)
+    forget_gone(observed, record)
     result = make_plan(desired, observed, record, adopt=adopt)
     result.fingerprint = planfile.fingerprint(observed)
     return result, observed
@@ -168,10 +173,13 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
                   events: Events, adopt: bool = False) -> ApplyResult:
     store = RecordStore(state_root)
     record = store.load(desired.name)
+    stored = record.to_json()
     _check_nft_if_needed(desired, record)
     todo, observed = _plan_against(host, desired, record, adopt)
     if saved is not None:
         planfile.check_fresh(saved, todo)
+    if record.to_json() != stored:
+        store.save(record)  # claims dropped, identities written: true whatever happens next
     if todo.conflicts:
         raise PlanConflicts(todo)
     if not todo.actions:
@@ -195,7 +203,7 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
             waiter(checkpoint)
 
     executed = Applier(store, host, progress=events.progress).apply(
-        desired, todo, snapshot, hold=hold if gate or waiter else None)
+        desired, todo, snapshot, hold=hold if gate or waiter else None, record=record)
     if waiter is not None:
         confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
         events.notice("Confirmed: keeping the changes.")
@@ -212,8 +220,7 @@ def _recover_pending(host: Host, state_root: Path, events: Events) -> list[str]:
             continue
         events.recovering(name, journal.steps_done())
         Applier(store, host).rollback_to(journal.snapshot, journal.record_before,
-                                         current=journal.claimed(),
-                                         unfinished=journal.unfinished())
+                                         current=journal.claimed(), journal=journal)
         journal.finish()
         confirmation.clear(state_root, name)  # markers of an apply that died waiting
         events.recovered(name)

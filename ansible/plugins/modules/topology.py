@@ -70,8 +70,8 @@ options:
       - Take over declared objects that exist but netdecl did not create.
       - Only objects that belong to nobody and are compatible with the declaration are
         adopted (same kind; a veth whose peer is the declared one; a namespace holding only
-        adopted objects); the plan shows them as C(= adopt). Adopted objects are then owned:
-        O(state=absent) removes them. Without adoption such objects are conflicts and the
+        adopted objects); the plan shows them as C(= adopt). Adopted objects are then owned,
+        and O(state=absent) removes them. Without adoption such objects are conflicts and the
         task fails with nothing changed.
     type: bool
     default: false

@@ -57,6 +57,8 @@ class Adoption:
             link = view.get(key)
             assert isinstance(link, Link)
             view.add(dataclasses.replace(link, owner=topology))
+            if link.ident:  # ownership is by identity: this very link, not its name
+                mine.identities[key] = link.ident
 
         for want in sorted(desired.objects.values(), key=lambda o: repr(o.key)):
             now = observed.get(want.key)
@@ -82,8 +84,11 @@ class Adoption:
                 refused[ns.key] = f"it holds {', '.join(strangers[:5])}, which the file " \
                                   "does not declare or which cannot be adopted"
                 continue
-            actions.insert(0, Action(ADOPT, ns.key, before=ns, after=ns))
+            now_ns = observed.get(ns.key)
+            actions.insert(0, Action(ADOPT, ns.key, before=now_ns, after=ns))
             mine.namespaces.add(ns.namespace)
+            if getattr(now_ns, "ident", None):
+                mine.identities[ns.key] = now_ns.ident
         return cls(actions, view, mine, refused)
 
 

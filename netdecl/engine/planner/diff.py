@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netdecl.engine.ownership import link_owned, owns
+from netdecl.engine.ownership import owns
 from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import (
     CREATE,
@@ -79,10 +79,36 @@ def diff(desired: Topology, observed: Topology, record: OwnershipRecord,
         adoption = Adoption.of(desired, observed, record)
         adopted, observed, record = adoption.actions, adoption.observed, adoption.record
         not_adopted = adoption.refused
-    d = _Diff(desired, observed, record, not_adopted=not_adopted)
+    impostors = _impostor_namespaces(desired, observed, record)
+    d = _Diff(_without(desired, impostors), _without(observed, impostors), record,
+              not_adopted=not_adopted)
     for kind in KINDS.values():  # in registration order: links and addresses before routes
         rule_for(kind)(d, kind)
     return adopted + d.actions, d.conflicts
+
+
+def _impostor_namespaces(desired: Topology, observed: Topology,
+                         record: OwnershipRecord) -> set[str]:
+    """Namespaces the topology declares or claims whose name is taken by one it does not own
+    (never made by it, or deleted and made again by someone else)."""
+    ours = {ns.namespace for ns in desired.of_type(Namespace)} | record.namespaces
+    return {ns.namespace for ns in observed.of_type(Namespace)
+            if ns.namespace in ours and not owns(ns, observed, record)}
+
+
+def _without(topology: Topology, impostors: set[str]) -> Topology:
+    """``topology`` minus everything in (or reaching into) those namespaces but the namespaces
+    themselves: nothing is ever made, changed or deleted in someone else's namespace, and the
+    namespace itself is a conflict."""
+    if not impostors:
+        return topology
+    kept = Topology(name=topology.name, probes=topology.probes, positions=topology.positions,
+                    warnings=topology.warnings)
+    kept.extend(o for o in topology.objects.values()
+                if isinstance(o, Namespace) or (
+                    o.namespace not in impostors
+                    and not (isinstance(o, Link) and o.peer and o.peer[0] in impostors)))
+    return kept
 
 
 DiffRule = Callable[["_Diff", Kind], None]
@@ -100,12 +126,17 @@ def rule_for(kind: Kind) -> DiffRule:
 # -- namespaces ----------------------------------------------------------------------------------
 
 def _namespaces(d: _Diff, kind: Kind) -> None:
-    existing = {o.namespace for o in d.observed.of_type(Namespace)}
+    existing = {o.namespace: o for o in d.observed.of_type(Namespace)}
     for ns in d.desired.of_type(Namespace):
-        if ns.namespace not in existing:
+        now = existing.get(ns.namespace)
+        if now is None:
             d.created_namespaces.add(ns.namespace)
             d.add(Action(CREATE, ns.key, after=ns))
-        elif ns.namespace not in d.record.namespaces:
+        elif ns.namespace in d.record.namespaces and not owns(now, d.observed, d.record):
+            d.conflict(ns.key, f"namespace {ns.namespace} is not the one topology {d.topology} "
+                               f"created: it was deleted and made again by someone else; "
+                               f"netdecl will not use it: remove it or rename it in the file")
+        elif not owns(now, d.observed, d.record):
             d.conflict(ns.key, f"namespace {ns.namespace} already exists and was not created by "
                                f"topology {d.topology}; remove it or rename it in the file")
     wanted = {ns.namespace for ns in d.desired.of_type(Namespace)}
@@ -115,16 +146,17 @@ def _namespaces(d: _Diff, kind: Kind) -> None:
     for link in d.observed.of_type(Link):
         links_by_ns.setdefault(link.namespace, []).append(link)
     for name in sorted(d.record.namespaces - wanted):
-        if name not in existing:
-            continue
-        foreign = [link.name for link in links_by_ns.get(name, ()) if link.owner != d.topology]
+        now = existing.get(name)
+        if now is None or not owns(now, d.observed, d.record):
+            continue  # gone, or someone else's now: the claim is stale, never a delete
+        foreign = [link.name for link in links_by_ns.get(name, ()) if not _owned(d, link)]
         if foreign:
             d.conflict(("namespace", name),
                        f"namespace {name} is to be deleted but holds links netdecl does not own "
                        f"({', '.join(sorted(foreign))}); move or delete them first")
             continue
         d.deleted_namespaces.add(name)
-        d.add(Action(DELETE, ("namespace", name), before=Namespace(name), why=Reason.PRUNE))
+        d.add(Action(DELETE, ("namespace", name), before=now, why=Reason.PRUNE))
 
 
 # -- links ---------------------------------------------------------------------------------------
@@ -132,11 +164,14 @@ def _namespaces(d: _Diff, kind: Kind) -> None:
 
 
 def _owned(d: _Diff, obj: NetObject | None) -> bool:
-    return link_owned(obj, d.topology)
+    return obj is not None and owns(obj, d.observed, d.record)
 
 
 def _foreign_message(d: _Diff, link: Link) -> str:
     who = f"topology {link.owner}" if link.owner else "no netdecl topology (created by hand?)"
+    if link.owner == d.topology:
+        who = (f"someone else (it carries topology {d.topology}'s mark, but it is not the link "
+               f"netdecl made)")
     return (f"link {qualify(link.namespace, link.name)} already exists and belongs to {who}; "
             f"netdecl will not adopt it: rename it in the file or delete it")
 
@@ -354,6 +389,11 @@ def _nat(d: _Diff, kind: Kind) -> None:
         now = observed.get(key)
         if now is None:
             d.add(Action(CREATE, key, after=want))
+        elif not owns(now, d.observed, d.record):
+            d.conflict(key, f"nftables table ip netdecl-{d.topology} in "
+                            f"{want.namespace or 'root'} was not made by netdecl for topology "
+                            f"{d.topology} (made by hand, or made again after netdecl's was "
+                            f"deleted); netdecl will not rewrite it: delete it")
         elif isinstance(now, NatTable) and now.rules != want.rules:
             d.add(Action(MODIFY, key, before=now, after=want,
                          changes={"rules": [now.rules, want.rules]},
@@ -361,6 +401,8 @@ def _nat(d: _Diff, kind: Kind) -> None:
     for key, now in sorted(observed.items()):
         if key in desired or now.namespace in d.deleted_namespaces:
             continue
+        if not owns(now, d.observed, d.record):
+            continue  # someone else's table by that name: never deleted
         d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
 
 
