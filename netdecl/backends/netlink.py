@@ -462,7 +462,6 @@ class Kernel:
         someone took the real name meanwhile, the rename fails (EEXIST) and theirs is left
         alone."""
         what = f"create {link.describe()}"
-        made: rtnl.LinkMsg | None = None
         ends = [end for end in (link, peer) if end is not None]
         temps = [temp_link_name(birth.secret, number) for number in range(len(ends))]
         if link.kind == "veth":
@@ -471,8 +470,7 @@ class Kernel:
             if peer.namespace != link.namespace:
                 fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
             try:
-                made = self._raw_call(link.namespace, what, "new_veth", temps[0], temps[1],
-                                      fd)
+                self._raw_call(link.namespace, what, "new_veth", temps[0], temps[1], fd)
             finally:
                 if fd is not None:
                     os.close(fd)
@@ -494,13 +492,6 @@ class Kernel:
             raise KernelError(errno.EOPNOTSUPP, f"{what}: kind {link.kind} is not supported")
         for end in ends:  # any cached index for these names is of an older link
             self._index_cache.get(end.namespace, {}).pop(end.name, None)
-        if link.kind == "veth" and made is not None and peer is not None:
-            # the kernel echoed the new link (NLM_F_ECHO): both ends' indices are known, no
-            # look-up needed (IFLA_LINK is the peer's index in its namespace)
-            self._index_cache.setdefault(link.namespace, {})[temps[0]] = made.index
-            peer_index = rtnl.as_u32(made.attrs.get(rtnl.IFLA_LINK))
-            if peer_index:
-                self._index_cache.setdefault(peer.namespace, {})[temps[1]] = peer_index
         if peer is not None and peer.namespace != link.namespace:
             self._nsid_probed.clear()  # the kernel may have just given the peer a netnsid
         indexes = []

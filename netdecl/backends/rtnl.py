@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO, NLM_F_DUMP_INTR = 0x1, 0x4, 0x8, 0x10
-NLM_F_DUMP = 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x4, 0x10, 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -265,24 +264,19 @@ class RtnlSocket:
         return None
 
     # -- writes --------------------------------------------------------------------------------
-    def new_link(self, name: str, kind: str, info_data: bytes = b"") -> LinkMsg | None:
-        """Create a link; the kernel's echo of it (NLM_F_ECHO, kernels >= 6.3), else None."""
+    def new_link(self, name: str, kind: str, info_data: bytes = b"") -> None:
         info = attr_str(IFLA_INFO_KIND, kind)
         if info_data:
             info += nested(IFLA_INFO_DATA, info_data)
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
             nested(IFLA_LINKINFO, info)
-        for payload in self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, body):
-            msg = _link_msg(payload)
-            if as_str(msg.attrs.get(IFLA_IFNAME)) == name:
-                return msg
-        return None
+        self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def new_veth(self, name: str, peer_name: str, peer_netns_fd: int | None) -> LinkMsg | None:
+    def new_veth(self, name: str, peer_name: str, peer_netns_fd: int | None) -> None:
         peer = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, peer_name)
         if peer_netns_fd is not None:
             peer += attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
-        return self.new_link(name, "veth", attr(VETH_INFO_PEER, peer))
+        self.new_link(name, "veth", attr(VETH_INFO_PEER, peer))
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: int | None = None,
