@@ -110,9 +110,11 @@ def test_prune_deletes_in_reverse_dependency_order():
         del smaller.objects[key]
     plan = make_plan(smaller, observed, record)
     kinds = [(a.op, a.key) for a in plan.actions]
+    # the namespace first: the kernel removes the veth pair with it (in one batched cleanup
+    # for every namespace deleted together); the link's action then waits for its root end
     assert kinds == [
-        ("delete", ("link", "", "veth-n2")),
         ("delete", ("namespace", "nginx-2")),
+        ("delete", ("link", "", "veth-n2")),
     ], kinds
     # the route and address inside the deleted namespace go with it, unlisted
     assert plan.counts() == (0, 0, 2)
