@@ -229,7 +229,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | bytes | None
 def plan(topology: Topology, *, state_dir: StateDir = None, adopt: bool = False) -> Plan:
     """What ``apply(topology)`` would do on this host now. Raises UnfinishedApply while this
     topology's last apply waits for ``rollback()`` (or is still running); another topology's
-    interrupted apply, which the next apply rolls back first, is one of the ``notes``. With
+    interrupted apply (only operations on that topology roll it back) is one of the ``notes``. With
     ``adopt``, declared objects that exist and belong to nobody are taken over (op "adopt")
     instead of being conflicts."""
     return Plan._of(service.plan(topology, _root(state_dir), adopt=adopt), topology)
@@ -320,7 +320,8 @@ def rollback(topology: Topology | str | None = None, *, state_dir: StateDir = No
 def unfinished(*, state_dir: StateDir = None) -> tuple[PendingApply, ...]:
     """Applies that did not finish: interrupted (``.interrupted``; ``rollback()`` restores the
     state before them) or running right now in another process (``.running`` is its PID)."""
-    return tuple(service.unfinished_applies(_root(state_dir)))
+    # a damaged journal is not an unfinished apply one can describe: rollback() names it
+    return tuple(service.unfinished_applies(_root(state_dir), damaged=[]))
 
 
 def _root(state_dir: StateDir) -> Path:

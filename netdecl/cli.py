@@ -219,8 +219,55 @@ def build_parser() -> argparse.ArgumentParser:
                                             "rule inside it.")
     rm.add_argument("name", metavar="NAME", help="the sandbox")
     _add_traffic_parsers(sub)
+    _add_agent_parser(sub)
     _add_generated_docs_parsers(sub)
     return parser
+
+
+def _metrics_listen(text: str) -> str:
+    from netdecl.agent.metrics import parse_listen  # checked here: a typo is a usage error
+
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _add_agent_parser(sub: Any) -> None:
+    """agent: the GitOps loop (apply, then repair drift from kernel events)."""
+    p = sub.add_parser("agent", help="keep the host matching the topologies: repair drift "
+                                     "from kernel events, apply file edits",
+                       description="Apply the topologies, then keep the host matching them: "
+                                   "listen to the kernel's netlink events (links, addresses, "
+                                   "routes, rules, neighbours, nftables) in every namespace "
+                                   "in scope and to changes of the files, and repair drift "
+                                   "through the normal apply (lock, journal, rollback). An "
+                                   "invalid edit is logged and the last good version kept. "
+                                   "An object that drifts again and again is repaired less "
+                                   "and less often (back-off). SIGTERM/Ctrl-C: exit 0, the "
+                                   "host left as it is; SIGHUP: re-read the files.")
+    action = p.add_argument("files", nargs="+", metavar="FILE",
+                            help="topology files, or directories of *.yaml files")
+    action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
+    p.add_argument("--metrics-listen", type=_metrics_listen, metavar="ADDR:PORT",
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: none)")
+    p.add_argument("--resync", type=_positive_seconds, default=60.0, metavar="SECS",
+                   help="re-plan every topology every SECS even without events, for what "
+                        "sends none (sysctls) (default 60)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="log lines on stderr as text or as one JSON object each "
+                        "(default text)")
 
 
 def _add_traffic_parsers(sub: Any) -> None:
@@ -299,6 +346,7 @@ PRIVILEGED_USAGE = {
     "rollback": "rollback",
     "verify": "verify FILE",
     "explain": "explain --from NS DEST FILE",
+    "agent": "agent FILE",
 }
 
 
@@ -596,6 +644,20 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from netdecl.agent.log import AgentLog
+    from netdecl.agent.runner import Agent
+
+    agent = Agent(args.files, _state_root(args), resync=args.resync,
+                  log=AgentLog(args.log_format))
+    agent.load()  # an invalid file at start: every problem as FILE:LINE:COL, exit 3
+    _require_privileges("agent", "changes the kernel's network state")
+    # in a mount namespace of its own (ip netns exec, a unit with ProtectSystem= and the like)
+    # the namespaces it made would vanish with it
+    _require_lasting_namespaces()
+    return agent.run(args.metrics_listen)
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     import shtab
 
@@ -627,6 +689,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "explain": cmd_explain,
     "graph": cmd_graph,
+    "agent": cmd_agent,
     "completion": cmd_completion,
     "manpage": cmd_manpage,
 }

@@ -103,11 +103,12 @@ def test_plan_after_a_sigkill_mid_apply_says_how_far_and_to_roll_back(host, tmp_
                        f"netdecl.unfinished(state_dir={STATE_DIR!r})]))"])
     assert json.loads(result.stdout) == [["many", done, total, True]]
 
-    # another topology's plan works, and notes what its apply would roll back first
+    # another topology's plan works, and notes the interrupted apply and how to roll it back
+    # (only operations on 'many' itself replay its journal)
     result = host.netdecl("plan", BRIDGE)
     assert result.returncode == 0, result.stderr
-    assert (f"note: an apply of 'many' was interrupted after step {done} of {total}; the next "
-            f"apply rolls it back first") in result.stdout
+    assert (f"note: an apply of 'many' was interrupted after step {done} of {total}; "
+            f"`netdecl rollback --name many` rolls it back") in result.stdout
 
     result = host.netdecl("rollback", "-v")
     assert result.returncode == 0, result.stderr

@@ -67,8 +67,10 @@ class OwnershipRecord:
         return key in self.objects and key not in self.superseded
 
     def is_empty(self) -> bool:
+        # identities count: links are owned by theirs alone (a topology of root-namespace
+        # links has nothing else in its record)
         return not (self.namespaces or self.objects or self.sysctl_originals
-                    or self.nat_namespaces or self.link_originals)
+                    or self.nat_namespaces or self.link_originals or self.identities)
 
     def to_json(self) -> dict[str, Any]:
         return {

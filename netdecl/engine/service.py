@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netdecl.backends.host import Host
+from netdecl.backends.host import Host, Scope
 from netdecl.engine import confirm as confirmation
 from netdecl.engine import planfile, statedir
 from netdecl.engine.applier import Applier, snapshot_owned
 from netdecl.engine.journal import Journal, pending
 from netdecl.engine.lock import HostLock
-from netdecl.engine.observer import observe_all, observe_for
+from netdecl.engine.observer import observe_all, observe_for, scope_for
 from netdecl.engine.ownership import forget_gone, pin_identities
 from netdecl.engine.planfile import SavedPlan
 from netdecl.engine.planner import make_plan
@@ -35,8 +35,8 @@ from netdecl.errors import EnvironmentProblem, NetdeclError
 from netdecl.model import ROOT, NatTable, Topology
 
 __all__ = ["ApplyResult", "Events", "PendingApply", "PlanConflicts", "UnfinishedApply", "apply",
-           "confirm", "destroy", "load_saved_plan", "plan", "rollback", "save_plan", "show",
-           "unfinished_applies"]
+           "confirm", "destroy", "load_saved_plan", "plan", "rollback", "save_plan", "scope",
+           "show", "unfinished_applies"]
 
 
 def _ignore(*_: object) -> None:
@@ -116,6 +116,12 @@ def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
     result = make_plan(desired, observed, record, adopt=adopt)
     result.fingerprint = planfile.fingerprint(observed)
     return result, observed
+
+
+def scope(desired: Topology, state_root: Path) -> Scope:
+    """What plan and apply read for ``desired``: the namespaces it declares and those its
+    ownership record names, and where its NAT table can be (the agent watches exactly these)."""
+    return scope_for(desired, RecordStore(state_root).load(desired.name))
 
 
 def save_plan(result: Plan, path: Path, source: Path) -> None:

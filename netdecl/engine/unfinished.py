@@ -5,8 +5,8 @@ half-changed until `netdecl rollback`, or the next apply or destroy, restores th
 it) or is running right now. Either way a plan of that topology would describe a host in
 between two states: a conflict list for every object the dead apply created, or "No changes"
 for a change nobody will keep. So `plan` refuses, saying which apply and how far it got (and
-notes another topology's interrupted apply, which the next apply rolls back first); `show`
-warns.
+notes another topology's interrupted apply, which only an operation on that topology rolls
+back); `show` warns.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from netdecl.engine import confirm as confirmation
 from netdecl.engine.journal import Journal, pending
 from netdecl.engine.lock import holder
+from netdecl.engine.readback import DamagedStateFile
 from netdecl.errors import NetdeclError
 
 __all__ = ["PendingApply", "UnfinishedApply", "check_before_plan", "unfinished_applies"]
@@ -79,8 +80,11 @@ def _refusal(apply: PendingApply) -> str:
             f"before it (the next apply or destroy also does that first), then plan again.")
 
 
-def unfinished_applies(state_root: Path) -> list[PendingApply]:
-    """Every apply that left a journal: interrupted ones, or the one running right now."""
+def unfinished_applies(state_root: Path,
+                       damaged: list[str] | None = None) -> list[PendingApply]:
+    """Every apply that left a journal: interrupted ones, or the one running right now. A
+    journal that cannot be trusted raises DamagedStateFile, or with ``damaged`` is named
+    there instead (another topology's damage must not block this one)."""
     names = pending(state_root)
     if not names:
         return []
@@ -88,7 +92,13 @@ def unfinished_applies(state_root: Path) -> list[PendingApply]:
     waiting = confirmation.waiting(state_root) if running is not None else {}
     found = []
     for name in names:
-        journal = Journal.load(state_root, name)
+        try:
+            journal = Journal.load(state_root, name)
+        except DamagedStateFile:
+            if damaged is None:
+                raise
+            damaged.append(name)
+            continue
         if journal is None:  # finished between the listing and now
             continue
         found.append(PendingApply(name, journal.steps_done(), journal.total, running,
@@ -102,10 +112,15 @@ def check_before_plan(state_root: Path, topology: str) -> list[str]:
     first, and a plan must not hide that. (Another topology's apply that is running is that
     apply's business: plan needs no lock.)"""
     notes = []
-    for found in unfinished_applies(state_root):
+    damaged: list[str] = []
+    for found in unfinished_applies(state_root, damaged):
         if found.topology == topology:
             raise UnfinishedApply(found)
         if found.interrupted:
             notes.append(f"an apply of {found.topology!r} was interrupted {found.how_far()}; "
-                         f"the next apply rolls it back first (or run `netdecl rollback`)")
+                         f"`netdecl rollback --name {found.topology}` rolls it back")
+    if topology in damaged:
+        Journal.load(state_root, topology)  # raises its one line: which file, what to do
+    notes += [f"the journal an interrupted apply of {name!r} left is damaged: `netdecl "
+              f"rollback --name {name}` says what to do" for name in damaged]
     return notes
