@@ -26,7 +26,7 @@ import pytest
 
 from netdecl.backends import nftables
 from netdecl.backends.nftables import NftError, NftUnavailable
-from netdecl.model import NatRule, NatTable
+from netdecl.model import COMMENT_MAX, NatRule, NatTable
 
 MASQ = NatRule(kind="masquerade", source="172.17.0.0/16", not_out="docker0")
 FORWARD = NatRule(kind="dnat", proto="tcp", port=8080, to_address="172.17.0.2", to_port=80)
@@ -205,7 +205,7 @@ def test_comment_roundtrips_and_the_longest_rule_fits() -> None:
                       to_address="255.255.255.255", to_port=65535,
                       in_="x" * 15, from_="255.255.255.255/32", address="255.255.255.255")
     comment = nftables.encode_comment(99999, longest)
-    assert len(comment.encode()) <= nftables.COMMENT_MAX
+    assert len(comment.encode()) <= COMMENT_MAX
     for index, rule in enumerate(EVERY_SHAPE):
         assert nftables.decode_comment(nftables.encode_comment(index, rule)) == (index, rule)
     assert nftables.decode_comment("made by hand") is None
@@ -300,7 +300,7 @@ def test_read_of_absent_table_is_none(tmp_path: Path, monkeypatch: pytest.Monkey
 PRELUDE = """
 import json, os, subprocess, sys
 from netdecl.backends import nftables
-from netdecl.model import NatRule, NatTable
+from netdecl.model import COMMENT_MAX, NatRule, NatTable
 
 PY = {python!r}
 

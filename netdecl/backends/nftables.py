@@ -33,7 +33,7 @@ from typing import Any
 
 from netdecl.backends.namespaces import run_in
 from netdecl.errors import EnvironmentProblem, NetdeclError
-from netdecl.model import NatRule, NatTable, ns_label
+from netdecl.model import NatRule, NatTable, decode_comment, encode_comment, ns_label
 
 NFT = "nft"
 """Name of the nft binary, looked up on PATH (tests replace it to simulate a missing nft)."""
@@ -45,9 +45,6 @@ FAMILY = "ip"
 TABLE_PREFIX = "netdecl-"
 NFT_TIMEOUT = 30.0  # seconds; nft talks to the kernel only, so a hang means something is wrong
 
-# nft's command line refuses comments over 128 characters (NFTNL_UDATA_COMMENT_MAXLEN); its
-# JSON parser does not check, and fails obscurely further on, so we enforce the limit ourselves.
-COMMENT_MAX = 128
 
 # (name, type, hook, priority). dstnat = -100, filter = 0, srcnat = 100; nft lists priorities
 # as integers, so we write integers and readback compares like with like. All chains exist even
@@ -68,23 +65,6 @@ SAME_LINK_MARK = 0x2000
 
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
-# Short keys for the comment encoding, so the longest valid dnat rule fits in 128 bytes: the
-# NatRule fields that are written as they are. Ports and the target are written as
-# "port=FIRST[-LAST]" and "to=ADDRESS[:PORT]" (see encode_comment).
-_SHORT_KEYS = {
-    "source": "src",
-    "out": "out",
-    "not_out": "nout",
-    "to_source": "tosrc",
-    "proto": "proto",
-    "in_": "in",
-    "from_": "from",
-    "address": "addr",
-}
-_LONG_KEYS = {short: long for long, short in _SHORT_KEYS.items()}
-# The order of the words in a comment (kept from the first version, so tables already on a
-# host keep reading back as netdecl's).
-_COMMENT_ORDER = ("src", "out", "nout", "tosrc", "proto", "port", "to", "in", "from", "addr")
 
 _NOT_FOUND_MESSAGE = "nft not found: install the nftables package (apt-get install nftables)"
 
@@ -286,80 +266,6 @@ def _ports(first: int, last: int | None) -> Any:
     if _port(first) > _port(last):
         raise ValueError(f"empty port range: {first}-{last}")
     return first if first == last else {"range": [first, last]}
-
-
-# --- the comment: which NatRule an nft rule came from -------------------------------------------
-
-
-def encode_comment(index: int, rule: NatRule) -> str:
-    """``"<index> <kind> key=value ..."``: lossless, short keys. This is a format of its own,
-    stored in live kernels: it must keep reading back what earlier versions wrote."""
-    values: dict[str, str] = {_SHORT_KEYS[k]: v for k, v in rule.to_dict().items()
-                              if k in _SHORT_KEYS}
-    if rule.port is not None:
-        values["port"] = str(rule.port) + ("" if rule.port_end is None else f"-{rule.port_end}")
-    elif rule.port_end is not None:
-        raise ValueError(f"NAT rule has a port range end but no port: {rule.describe()}")
-    if rule.to_address is not None:
-        host = f"[{rule.to_address}]" if ":" in rule.to_address and rule.to_port is not None \
-            else rule.to_address
-        values["to"] = host + ("" if rule.to_port is None else f":{rule.to_port}")
-    elif rule.to_port is not None:
-        raise ValueError(f"NAT rule has a target port but no address: {rule.describe()}")
-    words = [str(index), rule.kind]
-    for key in _COMMENT_ORDER:
-        value = values.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-            raise ValueError(f"NAT rule field {key}={value!r} cannot be encoded")
-        words.append(f"{key}={value}")
-    comment = " ".join(words)
-    if len(comment.encode()) > COMMENT_MAX:
-        raise ValueError(f"NAT rule too long for an nft comment ({COMMENT_MAX} bytes): "
-                         f"{rule.describe()}")
-    return comment
-
-
-def decode_comment(comment: str) -> tuple[int, NatRule] | None:
-    """Inverse of encode_comment; None for anything it did not write."""
-    words = comment.split(" ")
-    if len(words) < 2 or not words[0].isdigit():
-        return None
-    fields: dict[str, Any] = {}
-    for word in words[2:]:
-        key, sep, value = word.partition("=")
-        if not sep or key in fields or key not in (*_LONG_KEYS, "port", "to"):
-            return None
-        fields[key] = value
-    typed: dict[str, Any] = {_LONG_KEYS[k]: v for k, v in fields.items() if k in _LONG_KEYS}
-    if "port" in fields:
-        first, sep, last = fields["port"].partition("-")
-        if not first.isdigit() or (sep and not last.isdigit()):
-            return None
-        typed["port"], typed["port_end"] = int(first), (int(last) if sep else None)
-    if "to" in fields:
-        target = _decode_target(fields["to"])
-        if target is None:
-            return None
-        typed["to_address"], typed["to_port"] = target
-    try:
-        return int(words[0]), NatRule(kind=words[1], **typed)
-    except TypeError:
-        return None
-
-
-def _decode_target(text: str) -> tuple[str, int | None] | None:
-    """The comment's ``to=``: ADDRESS, ADDRESS:PORT or [IPV6]:PORT."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    elif text.count(":") == 1:
-        host, sep, port = text.partition(":")
-    else:
-        host, sep, port = text, "", ""
-    if sep and not port.isdigit():
-        return None
-    return host, (int(port) if sep else None)
 
 
 # --- readback (pure part) -----------------------------------------------------------------------
