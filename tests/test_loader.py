@@ -84,7 +84,7 @@ def test_docker_bridge_objects():
     }
     route = topo.get(("route", "nginx-1", 254, "0.0.0.0/0", 0))
     assert route == Route("nginx-1", to="0.0.0.0/0", table=254, metric=0, via="172.17.0.1",
-                          type="unicast")
+                          type="unicast", scope="global")
     assert len(topo.of_type(Route)) == 2
     assert topo.of_type(NatTable) == []
     # 1 sysctl + 2 namespaces + 5 links + 3 addresses + 2 routes

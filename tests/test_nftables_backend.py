@@ -53,14 +53,21 @@ def rules_in(document: dict[str, Any], chain: str) -> list[dict[str, Any]]:
 
 
 def fake_listing(document: dict[str, Any]) -> dict[str, Any]:
-    """What `nft -j list table` would print after `document`: the added objects, with handles."""
-    objects: list[dict[str, Any]] = [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}]
+    """What `nft -j list table` of each of our tables would print after `document`: the
+    objects added and not deleted since, with handles, each table's objects together."""
+    objects: list[dict[str, Any]] = []
     for handle, command in enumerate(document["nftables"]):
-        if "add" in command:
-            (kind, body), = command["add"].items()
+        (verb, body_of), = command.items()
+        (kind, body), = body_of.items()
+        if verb == "delete" and kind == "table":
+            objects = [o for o in objects
+                       if next(iter(o.values()))["family"] != body["family"]]
+        elif verb == "add" and not (kind == "table" and {kind: {**body, "handle": 0}}
+                                    in [{k: {**b, "handle": 0}} for o in objects
+                                        for k, b in o.items()]):
             objects.append({kind: {**body, "handle": handle}})
-    # nft lists the table once, then chains, then rules; render adds the table once more.
-    return {"nftables": [objects[0], *objects[2:]]}
+    meta = {"metainfo": {"version": "1.0.6", "json_schema_version": 1}}
+    return {"nftables": [meta, *objects]}
 
 
 # --- pure: rendering ---------------------------------------------------------------------------
@@ -88,7 +95,10 @@ def test_render_replaces_the_table_in_one_document() -> None:
     # add (so that delete cannot fail on an absent table), delete (drops anything in it), build
     assert doc["nftables"][:3] == [{"add": {"table": table}}, {"delete": {"table": table}},
                                    {"add": {"table": table}}]
-    for command in doc["nftables"]:
+    # IPv4 rules only: the ip6 table is removed (an IPv6 rule may have been there before)
+    table6 = {"family": "ip6", "name": "netdecl-t"}
+    assert doc["nftables"][-2:] == [{"add": {"table": table6}}, {"delete": {"table": table6}}]
+    for command in doc["nftables"][:-2]:
         (verb, objects), = command.items()
         (kind, body), = objects.items()
         # Only ever our own table, by name and family.
@@ -107,7 +117,7 @@ def test_render_replaces_the_table_in_one_document() -> None:
 def test_render_empty_rules_still_builds_the_chains() -> None:
     doc = nftables.render("t", ())
     assert [next(iter(c["add"])) for c in doc["nftables"] if "add" in c] == [
-        "table", "table", "chain", "chain", "chain", "chain"]
+        "table", "table", "chain", "chain", "chain", "chain", "table"]
 
 
 def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
@@ -193,7 +203,11 @@ def test_render_dnat_variants() -> None:
     NatRule(kind="dnat", proto="tcp", port=90, port_end=80, to_address="10.0.0.1"),
     NatRule(kind="dnat", proto="tcp", port=80, to_address="10.0.0.1", to_port=70000),
     NatRule(kind="masquerade", source="10.0.0.0/8", out="eth 0"),
-    NatRule(kind="masquerade", source="2001:db8::/32"),
+    NatRule(kind="masquerade", source="10.0.0.0/8", destination=("2001:db8::/32",)),
+    NatRule(kind="masquerade", not_destination=("10.0.0.0/8", "10.0.0.0/8")),
+    NatRule(kind="dnat", proto="tcp", port=80, to_addresses=("10.0.0.1", "10.0.0.1")),
+    NatRule(kind="filter", in_="eth0"),
+    NatRule(kind="filter", port=80, action="drop"),
 ])
 def test_render_refuses_what_it_cannot_express(rule: NatRule) -> None:
     with pytest.raises(ValueError):

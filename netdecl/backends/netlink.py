@@ -43,6 +43,9 @@ RTNH_F_ONLINK = 0x4
 RT_TABLE_LOCAL = 255
 ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 ROUTE_TYPE_CODES = {v: k for k, v in ROUTE_TYPES.items()}
+ROUTE_SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
+ROUTE_SCOPE_CODES = {v: k for k, v in ROUTE_SCOPES.items()}
+RT_SCOPE_NOWHERE = 255  # a delete that names no scope: the kernel matches any
 
 
 class KernelError(NetdeclError):
@@ -308,6 +311,7 @@ class Kernel:
                 src=rtnl.as_ip(m.attrs.get(rtnl.RTA_PREFSRC)),
                 type=rtype,
                 onlink=bool(m.flags & RTNH_F_ONLINK),
+                scope=ROUTE_SCOPES.get(m.scope, str(m.scope)),
                 proto=m.proto,
             ))
         return out
@@ -483,7 +487,11 @@ class Kernel:
             "rtype": 0 if for_delete else ROUTE_TYPE_CODES[route.type or "unicast"],
         }
         if for_delete:
-            return args
+            return {**args, "scope": RT_SCOPE_NOWHERE}
+        # No scope in the model: what iproute2 would pick (the loader always gives one)
+        args["scope"] = ROUTE_SCOPE_CODES[route.scope or (
+            "link" if net.version == 4 and not route.via and route.type in (None, "unicast")
+            else "global")]
         if route.via:
             args["gateway"] = route.via
         if route.dev:

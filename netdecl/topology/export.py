@@ -16,7 +16,7 @@ from netdecl.model import (
     Route,
     Topology,
 )
-from netdecl.topology.format import UNICAST, metric_in_file, route_to_text
+from netdecl.topology.format import UNICAST, metric_in_file, route_to_text, scope_in_file
 
 
 def _link_fields(link: Link, addresses: list[str], with_name: bool = True) -> dict[str, Any]:
@@ -101,6 +101,8 @@ def to_document(topo: Topology, name: str) -> dict[str, Any]:
             entry["type"] = r.type
         if r.onlink:
             entry["onlink"] = True
+        if (scope := scope_in_file(r)) is not None:
+            entry["scope"] = scope
         routes.append(entry)
     if routes:
         doc["routes"] = routes
