@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from netdecl.backends import namespaces, rtnl
+from netdecl.backends.announce import Announcer
 from netdecl.errors import NetdeclError
 from netdecl.model import (
     ROOT,
@@ -84,6 +85,7 @@ class Kernel:
         self._nsid_maps: dict[str, dict[int, str]] = {}
         # (ns, candidate) pairs already asked for a netnsid, found or not: never ask twice
         self._nsid_probed: set[tuple[str, str]] = set()
+        self._announcer = Announcer()
 
     # -- sockets -------------------------------------------------------------------------------
     def _new_socket(self, ns: str, kind: int = socket.SOCK_RAW) -> socket.socket:
@@ -137,10 +139,12 @@ class Kernel:
         self._index_cache.pop(ns, None)
         self._nsid_maps.clear()
         self._nsid_probed.clear()
+        self._announcer.forget(ns)
 
     def close(self) -> None:
         for ns in list({*self._raw, *self._sockets}):
             self.forget(ns)
+        self._announcer.close()
 
     def __enter__(self) -> Kernel:
         return self
@@ -458,13 +462,23 @@ class Kernel:
         # Duplicate address detection would leave an IPv6 address "tentative" (unusable) for a
         # second or two after apply; netdecl owns these links and their addresses.
         flags = IFA_F_NODAD if iface.version == 6 else 0
+        index = self.index_of(addr.namespace, addr.link)
         try:
             self._raw_call(addr.namespace, f"add {addr.describe()}", "add_address",
-                           self.index_of(addr.namespace, addr.link), str(iface.ip),
-                           iface.network.prefixlen, flags)
+                           index, str(iface.ip), iface.network.prefixlen, flags)
         except KernelError as exc:
             if exc.errno != errno.EEXIST:
                 raise
+            return
+        self._announce(addr.namespace, addr.link, index, str(iface.ip))
+
+    def _announce(self, ns: str, name: str, index: int, address: str) -> None:
+        """Tell the link's neighbours the address is here now, with this MAC (announce.py):
+        a recreated link has a new one, which they would otherwise learn only after their
+        entry timed out."""
+        msg = self.rtnl(ns).link_by_index(index)
+        if msg is not None and msg.flags & IFF_UP:
+            self._announcer.announce(ns, name, index, msg.attrs.get(rtnl.IFLA_ADDRESS), address)
 
     def delete_address(self, addr: Address) -> None:
         iface = ipaddress.ip_interface(addr.cidr)
