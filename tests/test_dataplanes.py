@@ -1,8 +1,9 @@
 """The data planes real CNI plugins and Docker build, as shipped topologies, proven with traffic.
 
 calico-node.yaml (no bridge, a /32 per pod, the 169.254.1.1 gateway written as Calico writes
-it), docker-networks.yaml (two isolated dual-stack bridges, IPv6 masquerade and published port,
-a load-balanced virtual IP), and the per-machine flannel host-gw files. Every test runs in its
+it), flannel-host-gw.yaml (masquerade only what leaves the cluster network) and
+docker-networks.yaml (two isolated dual-stack bridges, IPv6 masquerade and published port, a
+load-balanced virtual IP). Every test runs in its
 own hermetic host; where NAT (or its absence) matters, the server's view of the source address
 is what is checked.
 """
@@ -15,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 CALICO = "topologies/calico-node.yaml"
+FLANNEL = "topologies/flannel-host-gw.yaml"
 NETWORKS = "topologies/docker-networks.yaml"
 TABLE = "netdecl-docker-networks"
 
@@ -83,6 +85,21 @@ def test_calico_node_routes_as_calico_writes_them(host):
 
     assert_no_changes(host, CALICO)
     assert host.netdecl("destroy", CALICO).returncode == 0
+    assert host.snapshot() == before
+
+
+# -- flannel host-gw ---------------------------------------------------------------------------
+
+
+def test_flannel_masquerades_only_traffic_leaving_the_cluster(host):
+    before = host.snapshot()
+    apply_ok(host, FLANNEL)
+    pod_b = host.start_server("pod-b", 80)
+    assert get(host, "pod-a", "10.244.2.2", 80, pod_b) == ("pod-b", "10.244.1.2")
+    ext = host.start_server("ext", 80)
+    assert get(host, "pod-a", "10.168.0.3", 80, ext) == ("ext", "10.168.0.1")
+    assert_no_changes(host, FLANNEL)
+    assert host.netdecl("destroy", FLANNEL).returncode == 0
     assert host.snapshot() == before
 
 
