@@ -160,6 +160,44 @@ def test_render_docker_nat_rules() -> None:
                         "1 dnat proto=tcp port=8080 to=172.17.0.2:80"}
 
 
+def test_render_ipv6_load_balancing_and_filter_rules() -> None:
+    rules = (
+        NatRule(kind="masquerade", source="fd00::/64", not_destination=("fd01::/64", "fd00::/64")),
+        NatRule(kind="dnat", proto="tcp", port=8080, to_address="fd00::2", to_port=80),
+        NatRule(kind="dnat", proto="tcp", port=80, address="10.96.0.10",
+                to_addresses=("172.18.0.3", "172.18.0.2"), to_port=8080),
+        NatRule(kind="filter", in_="br1", out="br2", action="reject"),
+    )
+    doc = nftables.render("t", rules)
+    by_family: dict[str, list[dict[str, Any]]] = {"ip": [], "ip6": []}
+    for command in doc["nftables"]:
+        if "rule" in command.get("add", {}):
+            by_family[command["add"]["rule"]["family"]].append(command["add"]["rule"])
+    ip6 = {r["comment"].split(" ")[0]: r for r in by_family["ip6"] if r["chain"] == "postrouting"}
+    assert ip6["0"]["expr"] == [
+        _match({"payload": {"protocol": "ip6", "field": "saddr"}},
+               {"prefix": {"addr": "fd00::", "len": 64}}),
+        _match({"payload": {"protocol": "ip6", "field": "daddr"}},
+               {"set": [{"prefix": {"addr": "fd00::", "len": 64}},
+                        {"prefix": {"addr": "fd01::", "len": 64}}]}, "!="),
+        {"masquerade": None}]
+    pre6 = [r["expr"] for r in by_family["ip6"] if r["chain"] == "prerouting"]
+    assert pre6 == [[LOCAL, _match(TCP_DPORT, 8080), {"dnat": {"addr": "fd00::2", "port": 80}}]]
+    # round robin in the order written; the daddr set in the order nft lists it
+    pre4 = [r["expr"] for r in by_family["ip"] if r["chain"] == "prerouting"]
+    assert pre4 == [[_match(DADDR, "10.96.0.10"), _match(TCP_DPORT, 80), {"dnat": {
+        "addr": {"map": {"key": {"numgen": {"mode": "inc", "mod": 2, "offset": 0}},
+                         "data": {"set": [[0, "172.18.0.3"], [1, "172.18.0.2"]]}}},
+        "port": 8080}}]]
+    fwd4 = [r["expr"] for r in by_family["ip"] if r["chain"] == "forward"]
+    assert fwd4[0][0] == _match(DADDR, {"set": ["172.18.0.2", "172.18.0.3"]})
+    # the filter rule comes after the forwards' mark rules, in both families
+    for family, reject in (("ip", "icmp"), ("ip6", "icmpv6")):
+        last = [r for r in by_family[family] if r["chain"] == "forward"][-1]
+        assert last["expr"][-1] == {"reject": {"type": reject, "expr": "port-unreachable"}}
+    assert nftables.decode("t", fake_listing(doc)) == rules
+
+
 def test_render_dnat_variants() -> None:
     limited = NatRule(kind="dnat", proto="udp", port=9000, port_end=9010, to_address="172.17.0.2",
                       to_port=90, in_="eth0", from_="10.0.0.0/8", address="10.168.0.1")
@@ -349,7 +387,9 @@ def table_objects(name):
     return out
 
 def rendered_objects(topology, rules):
-    return [c["add"] for c in nftables.render(topology, rules)["nftables"][2:]]
+    # the ip table's objects (IPv4 rules only: the ip6 table is added and deleted again)
+    return [c["add"] for c in nftables.render(topology, rules)["nftables"][2:]
+            if "add" in c and next(iter(c["add"].values()))["family"] == "ip"]
 
 def read_dict(topology, namespace=""):
     table = nftables.read(topology, namespace)
