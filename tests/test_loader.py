@@ -163,6 +163,24 @@ def test_no_warning_once_ip_forward_is_set_in_that_namespace():
         == []
 
 
+def test_ipv6_nat_warns_about_ipv6_forwarding_on_its_own():
+    text = MINIMAL_NAT + '    - source: "fd00::/64"\nsysctls: {net.ipv4.ip_forward: 1}\n'
+    (warning,) = load_topology_text(text, "t.yaml").warnings
+    assert warning.startswith("t.yaml:8:7: warning: IPv6 nat rules in namespace root")
+    assert "net.ipv6.conf.all.forwarding is not 1" in warning
+    assert load_topology_text(text.replace("ip_forward: 1}", "ip_forward: 1, "
+                                                                "net.ipv6.conf.all.forwarding: 1}")
+                              ).warnings == []
+
+
+def test_hairpin_defaults_on_only_behind_a_forward_and_not_against_the_file():
+    topo = load_topology("topologies/docker-networks.yaml")
+    hairpin = {link.name: link.hairpin for link in topo.of_type(Link) if link.master}
+    assert hairpin == {"veth-web1": True, "veth-web2": True, "veth-db1": None}
+    nat = load_topology("topologies/docker-nat.yaml")  # says hairpin: true itself
+    assert all(link.hairpin for link in nat.of_type(Link) if link.master)
+
+
 def test_forwarding_must_be_set_in_the_namespace_doing_nat():
     text = MINIMAL_NAT.replace("links:", "namespaces: {r: {}}\nlinks:").replace(
         "- source: 10.0.0.0/24", "- {source: 10.0.0.0/24, namespace: r}")
