@@ -24,7 +24,10 @@ from netdecl.topology.yamlsrc import MAX_BYTES
 
 CORPUS = Path(__file__).resolve().parent / "invalid"
 EXPECT = re.compile(rb"^# expect: (\d+):(\d+): (.+)$")
-HOSTILE_SECONDS = 1.0
+# Not a performance target (benchmarks/ measures speed): a bound an order of magnitude above the
+# ~0.1 s these take, so only a blow-up (parsing all of a 10 MB file, exponential aliases) fails,
+# never a busy machine.
+HOSTILE_SECONDS = 10.0
 
 Expectation = tuple[int, int, str]  # line, col, fragment of the message
 
@@ -75,7 +78,7 @@ def test_corpus_file_is_refused_as_announced(path, expected):
 
 
 # ---------------------------------------------------------------------------- hostile input
-# Each must be refused, with a clear message, in well under a second.
+# Each must be refused with a clear message, without parsing its whole bulk.
 
 
 def refused_quickly(text: str | bytes) -> list[str]:

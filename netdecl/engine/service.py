@@ -117,15 +117,21 @@ def load_saved_plan(path: str) -> tuple[SavedPlan, Topology] | None:
 
 def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None,
           lock_timeout: float = 5.0, confirm_timeout: float | None = None,
+          gate: Callable[[], None] | None = None,
           events: Events | None = None, host: Host | None = None) -> ApplyResult:
     """Make the host match ``desired``: under the host lock, first roll back whatever an
     interrupted apply left; then observe, plan (a ``saved`` plan must still be exactly what
-    is planned now), snapshot, execute, verify, and wait for confirmation if asked. Any
-    failure rolls back to the snapshot and raises (ApplyFailed, RollbackFailed...)."""
+    is planned now), snapshot, execute, verify, pass the ``gate`` and wait for confirmation
+    if asked. Any failure rolls back to the snapshot and raises (ApplyFailed,
+    RollbackFailed...).
+
+    ``gate`` runs after the verified apply, still under the lock and with the journal kept,
+    so whatever it raises rolls the apply back like a failed action (a caller runs the
+    topology's probes there: an apply kept only if real traffic passes)."""
     events = events or Events()
     with HostLock(state_root, lock_timeout), _using(host) as h:
         recovered = _recover_pending(h, state_root, events)
-        result = _apply_locked(h, desired, state_root, saved, confirm_timeout, events)
+        result = _apply_locked(h, desired, state_root, saved, confirm_timeout, gate, events)
         result.recovered = recovered
         return result
 
@@ -149,7 +155,8 @@ def rollback(state_root: Path, *, lock_timeout: float = 5.0, events: Events | No
 
 
 def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedPlan | None,
-                  confirm_timeout: float | None, events: Events) -> ApplyResult:
+                  confirm_timeout: float | None, gate: Callable[[], None] | None,
+                  events: Events) -> ApplyResult:
     store = RecordStore(state_root)
     record = store.load(desired.name)
     _check_nft_if_needed(desired, record)
@@ -162,15 +169,22 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         return ApplyResult(plan=todo)
     events.planned(todo)
     snapshot = snapshot_owned(observed, record)
-    hold = None
+    waiter = None
     if confirm_timeout is not None:
-        hold = confirmation.Waiter(state_root, desired.name, confirm_timeout, events.notice)
+        waiter = confirmation.Waiter(state_root, desired.name, confirm_timeout, events.notice)
+
+    def hold(checkpoint: Callable[[], None]) -> None:
+        if gate is not None:
+            gate()  # first: confirmation is asked only of a change that passed it
+        if waiter is not None:
+            waiter(checkpoint)
+
     executed = Applier(store, host, progress=events.progress).apply(
-        desired, todo, snapshot, hold=hold)
-    if hold is not None:
+        desired, todo, snapshot, hold=hold if gate or waiter else None)
+    if waiter is not None:
         confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
         events.notice("Confirmed: keeping the changes.")
-    return ApplyResult(plan=todo, executed=executed, confirmed=hold is not None)
+    return ApplyResult(plan=todo, executed=executed, confirmed=waiter is not None)
 
 
 def _recover_pending(host: Host, state_root: Path, events: Events) -> list[str]:
