@@ -100,6 +100,10 @@ def _lock_timeout(parser: argparse.ArgumentParser) -> None:
 TOPOLOGY_FILE = "the topology (YAML)"
 
 
+def _adopt_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--adopt", action="store_true", help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = UsageErrorParser(
         prog="netdecl", description=DESCRIPTION, epilog=EPILOG,
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "observed state) for `apply PLAN`")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 2 when there are changes, 0 when there are none")
+    _adopt_option(p, "show declared objects that already exist and belong to nobody as "
+                     "adopted (= adopt) instead of as conflicts")
 
     p = sub.add_parser("apply", help="make the host match the topology (or a saved plan)",
                        description="Execute the plan, verify the result, and roll back "
@@ -140,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
                    help="after applying and verifying, wait SECS for `netdecl confirm` (or "
                         "Enter, on a terminal); roll back by itself if none comes")
+    _adopt_option(p, "take over declared objects that already exist and belong to nobody "
+                     "(same kind; a veth paired as declared; a namespace holding only such "
+                     "objects): mark, record and reconcile them like ones netdecl made")
 
     p = sub.add_parser("destroy", help="remove everything the topology owns",
                        description="Delete every namespace, link, route and NAT table the "
@@ -165,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="print live state in the topology format",
                        description="Read the live kernel and print it as a topology file, "
                                    "including objects netdecl does not own (to import an "
-                                   "existing setup).")
+                                   "existing setup): links (the host's NICs, and links "
+                                   "netdecl cannot recreate, as kind: external), addresses, "
+                                   "routes, rules, FDB and neighbour entries, the forwarding "
+                                   "sysctls and the NAT of netdecl's own tables. The output "
+                                   "validates, and applying it rebuilds that state.")
     p.add_argument("--namespace", action="append", default=None, metavar="NS",
                    help="namespace to include (repeatable; default: root and all named ones)")
     p.add_argument("--name", default="imported",
@@ -287,6 +300,16 @@ def _require_privileges(command: str, why: str = "changes the kernel's network s
             f"run it as root: sudo netdecl {usage}{sandbox}")
 
 
+def _require_lasting_namespaces() -> None:
+    """Refuse to change anything from a mount namespace that dies with this command (`ip
+    netns exec`): the namespaces created would vanish after a report of success."""
+    from netdecl.backends.mountns import namespaces_would_vanish
+
+    problem = namespaces_would_vanish()
+    if problem:
+        raise EnvironmentProblem(problem)
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -321,7 +344,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from netdecl.tools.render import plan_json, plan_text
 
     desired = _load(args.file)
-    plan = service.plan(desired, _state_root(args))
+    plan = service.plan(desired, _state_root(args), adopt=args.adopt)
     if args.out:
         service.save_plan(plan, Path(args.out), Path(args.file))
     _out(plan_json(plan) if args.json else plan_text(plan))
@@ -369,17 +392,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
     loaded = service.load_saved_plan(args.file)
     saved, desired = loaded if loaded is not None else (None, _load(args.file))
     _require_privileges("apply")
+    _require_lasting_namespaces()
     try:
         result = service.apply(desired, _state_root(args), saved=saved,
                                lock_timeout=args.lock_timeout,
-                               confirm_timeout=args.confirm_timeout, events=_events(args.json))
+                               confirm_timeout=args.confirm_timeout, events=_events(args.json),
+                               adopt=args.adopt)
     except service.PlanConflicts as exc:
         return _refused(exc, "apply")
     if not result.plan.actions:
         _out(f"No changes. Topology {desired.name} matches the host.")
     elif not args.json:
         add, change, destroy = result.counts()
-        _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed. Verified.")
+        adopted = result.plan.adoptions()
+        extra = f", {adopted} adopted" if adopted else ""
+        _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed{extra}. "
+             "Verified.")
     return ExitStatus.OK
 
 
@@ -388,6 +416,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
     name = _load(args.file).name
     _require_privileges("destroy")
+    _require_lasting_namespaces()
     try:
         result = service.destroy(name, _state_root(args), lock_timeout=args.lock_timeout,
                                  events=_events())
@@ -405,6 +434,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from netdecl.engine import service
 
     _require_privileges("rollback")
+    _require_lasting_namespaces()
     if not service.rollback(_state_root(args), lock_timeout=args.lock_timeout,
                             events=_events()):
         _out("Nothing to roll back: no interrupted apply left a journal.")
@@ -425,7 +455,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from netdecl.engine import service
     from netdecl.topology.export import to_document
 
-    observed = service.show(args.namespace)
+    observed = service.show(args.namespace, state_root=_state_root(args))
     _out(yaml.safe_dump(to_document(observed, args.name), sort_keys=False).rstrip())
     return ExitStatus.OK
 

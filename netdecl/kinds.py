@@ -21,6 +21,7 @@ from typing import Any
 
 from netdecl.model import (
     Address,
+    ExternalLink,
     FdbEntry,
     Link,
     Namespace,
@@ -43,6 +44,7 @@ class Ownership(Enum):
     LINK = "link"  # it lives on a link the topology owns (addresses)
     RECORD = "record"  # the record names its key (and routes/rules carry RTPROT_NETDECL)
     ORIGINAL = "original"  # declared values; the record keeps the value before netdecl
+    # (sysctls, the attributes of external links)
     TABLE = "table"  # it is netdecl's own nftables table for the topology
 
 
@@ -100,6 +102,9 @@ def object_from_dict(data: dict[str, Any]) -> NetObject:
 # which routes the kernel will flush.
 register(Kind("namespace", Namespace, Stage.NAMESPACE, Ownership.NAMESPACE))
 register(Kind("link", Link, Stage.LINK, Ownership.MARK))
+# the host's own NIC: never created or deleted; the attributes declared on it are set, and the
+# record keeps their values from before netdecl to put back (like root sysctls)
+register(Kind("external", ExternalLink, Stage.LINK, Ownership.ORIGINAL))
 register(Kind("address", Address, Stage.ADDRESS, Ownership.LINK))
 register(Kind("route", Route, Stage.AFTER_ADDRESSES, Ownership.RECORD))
 register(Kind("rule", Rule, Stage.AFTER_ADDRESSES, Ownership.RECORD))

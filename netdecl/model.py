@@ -100,6 +100,11 @@ class Namespace(NetObject):
     """A named network namespace, visible to ``ip netns`` as /run/netns/NAME."""
 
     TYPE: ClassVar[str] = "namespace"
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("ident",)
+
+    # observed only: what the kernel says this namespace is (the nsfs device and inode behind
+    # /run/netns/NAME); the same name over a different namespace is a different object
+    ident: str | None = None
 
     @property
     def name(self) -> str:
@@ -133,7 +138,7 @@ class Link(NetObject):
 
     TYPE: ClassVar[str] = "link"
     REPLACE_FIELDS: ClassVar[tuple[str, ...]] = ("kind", "peer", "vxlan")
-    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("owner", "ifindex")
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("owner", "ifindex", "ident")
     NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ("master",)
 
     name: str = ""
@@ -152,6 +157,8 @@ class Link(NetObject):
     # observed only: the topology named in the link's ownership mark (ifalias), if any
     owner: str | None = None
     ifindex: int | None = None
+    # observed only: the link's identity, its ifindex within the identity of its namespace
+    ident: str | None = None
 
     @property
     def key(self) -> Key:
@@ -172,6 +179,33 @@ class Link(NetObject):
         out["peer"] = list(self.peer) if self.peer else None
         out["vxlan"] = self.vxlan.to_dict() if self.vxlan else None
         return out
+
+
+@dataclass(frozen=True)
+class ExternalLink(NetObject):
+    """A link the host owns (its NIC: ``kind: external`` in the file). netdecl never creates
+    or deletes it; it names it (routes, NAT, VXLAN and bridge ports may use it) and manages
+    only the attributes the file declares on it, restoring their values from before netdecl
+    on destroy. ``None`` means "not declared": the host's value stands."""
+
+    TYPE: ClassVar[str] = "external"
+    MANAGED: ClassVar[tuple[str, ...]] = ("up", "mtu", "master")
+
+    name: str = ""
+    up: bool | None = None
+    mtu: int | None = None
+    master: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return ("external", self.namespace, self.name)
+
+    def describe(self) -> str:
+        return f"external link {qualify(self.namespace, self.name)}"
+
+    def declared(self) -> dict[str, Any]:
+        """The managed attributes this (desired) object declares: name -> value."""
+        return {a: getattr(self, a) for a in self.MANAGED if getattr(self, a) is not None}
 
 
 @dataclass(frozen=True)
@@ -356,8 +390,12 @@ class NatTable(NetObject):
     """
 
     TYPE: ClassVar[str] = "nat"
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("ident",)
 
     rules: tuple[NatRule, ...] | None = ()
+    # observed only: nft's handle of the table within the identity of its namespace (handles
+    # are never reused in a namespace, so a table deleted and made again by hand differs)
+    ident: str | None = None
 
     @property
     def key(self) -> Key:
@@ -371,6 +409,7 @@ class NatTable(NetObject):
             "object_type": self.TYPE,
             "namespace": self.namespace,
             "rules": None if self.rules is None else [r.to_dict() for r in self.rules],
+            "ident": self.ident,
         }
 
 

@@ -5,6 +5,12 @@ rules made through it carry netdecl's protocol; deleting a link takes its veth p
 addresses, the routes through it and its FDB/neighbour entries along; deleting a namespace
 takes everything in it (and the veth ends elsewhere whose peer was in it). ``arm(n)`` makes the
 n-th change from then on fail once, as if the kernel had refused it.
+
+Identities behave like the kernel's: every namespace, link and NAT table made (by netdecl or
+by ``add_foreign``) gets one that is never reused; a create reports it through its Birth; a
+create at a taken name fails (EEXIST) and a delete of an object whose identity is no longer
+the one at its name touches nothing. ``race(n, fn)`` runs ``fn`` just before the n-th change
+from then on (someone else acting at the worst moment).
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import errno
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from netdecl.backends.host import Scope
+from netdecl.backends.host import Birth, Scope
 from netdecl.backends.sysctl import SysctlError
 from netdecl.errors import NetdeclError
 from netdecl.model import (
@@ -51,31 +57,53 @@ class FakeHost:
         self.nat: dict[tuple[str, str], NatTable] = {}  # (topology, namespace) -> table
         self.changes = 0  # create/delete/modify calls so far
         self._fail_at: int | None = None
+        self._race: tuple[int, Callable[[], None]] | None = None
         self._next_index = 100
+        self._next_ident = 0
 
     # -- test helpers --------------------------------------------------------------------------
     def arm(self, n: int) -> None:
         """The n-th change from now fails (once)."""
         self._fail_at = self.changes + n
 
+    def race(self, n: int, fn: Callable[[], None]) -> None:
+        """Run ``fn`` just before the n-th change from now."""
+        self._race = (self.changes + n, fn)
+
     def copy(self) -> FakeHost:
         return copy.deepcopy(self)
 
     def state(self) -> dict[str, Any]:
         """Everything, comparable: ifindexes (which the kernel never reuses) left out."""
-        objects = sorted(repr(dataclasses.replace(o, ifindex=None) if isinstance(o, Link) else o)
-                         for o in self.objects.values())
+        objects = sorted(repr(_without_identity(o)) for o in self.objects.values())
         sysctls = {(ns, name): self._sysctl(ns, name)
                    for ns in [ROOT, *self.named_namespaces()] for name in SYSCTL_DEFAULTS}
         return {"objects": objects, "sysctls": sysctls,
-                "nat": {k: repr(v) for k, v in sorted(self.nat.items())}}
+                "nat": {k: repr(_without_identity(v)) for k, v in sorted(self.nat.items())}}
 
-    def add_foreign(self, *objs: NetObject) -> None:
-        """Objects someone else made (no owner mark, the kernel's protocol)."""
+    def add_foreign(self, *objs: NetObject, topology: str = "") -> None:
+        """Objects someone else made (no owner mark unless a Link names one - a forged mark -,
+        the kernel's protocol); a NatTable is put under ``topology``'s table name."""
         for o in objs:
             if isinstance(o, Link):
-                o = self._as_created(o, owner=None)
+                o = self._as_created(o, owner=o.owner)
+            elif isinstance(o, Namespace):
+                o = dataclasses.replace(o, ident=self._new_ident("ns"))
+            elif isinstance(o, NatTable):
+                self.nat[(topology, o.namespace)] = dataclasses.replace(
+                    o, ident=f"{self._ns_ident(o.namespace)}/{self._new_ident('nft')}")
+                continue
             self.objects[o.key] = o
+
+    def _new_ident(self, prefix: str) -> str:
+        self._next_ident += 1
+        return f"{prefix}{self._next_ident}"
+
+    def _ns_ident(self, ns: str) -> str:
+        if ns == ROOT:
+            return "ns-root"
+        now = self.objects.get(("namespace", ns))
+        return now.ident or "ns-unknown" if isinstance(now, Namespace) else "gone"
 
     # -- reading -------------------------------------------------------------------------------
     def named_namespaces(self) -> list[str]:
@@ -113,6 +141,10 @@ class FakeHost:
     # -- changing ------------------------------------------------------------------------------
     def _change(self, what: str) -> None:
         self.changes += 1
+        if self._race is not None and self._race[0] == self.changes:
+            fn = self._race[1]
+            self._race = None
+            fn()
         if self._fail_at == self.changes:
             self._fail_at = None
             raise FakeKernelError(errno.EPERM, f"{what} (injected)")
@@ -121,6 +153,7 @@ class FakeHost:
         self._next_index += 1
         return dataclasses.replace(
             link, owner=owner, ifindex=self._next_index,
+            ident=f"{self._ns_ident(link.namespace)}/if{self._next_index}",
             mac=link.mac or f"02:00:00:00:{self._next_index // 256:02x}:"
                             f"{self._next_index % 256:02x}",
             mtu=link.mtu or 1500, up=True if link.up is None else link.up,
@@ -135,12 +168,16 @@ class FakeHost:
         if name and ("link", ns, name) not in self.objects:
             raise FakeKernelError(errno.ENODEV, f"{what}: no link {name} in {ns or 'root'}")
 
-    def create(self, obj: NetObject, topology: str, peer: NetObject | None = None) -> None:
+    def create(self, obj: NetObject, topology: str, peer: NetObject | None = None,
+               birth: Birth | None = None) -> None:
         what = f"create {obj.describe()}"
         self._change(what)
+        made = birth.made if birth is not None else (lambda key, ident: None)
         if isinstance(obj, NatTable):
             self._need_namespace(obj.namespace, what)
-            self.nat[(topology, obj.namespace)] = NatTable(obj.namespace, obj.rules)
+            if (topology, obj.namespace) in self.nat:
+                raise FakeKernelError(errno.EEXIST, what)  # nft's `create table`
+            self._write_nat(topology, obj, made)
             return
         if isinstance(obj, Sysctl):
             self._write_sysctl(obj)
@@ -148,7 +185,8 @@ class FakeHost:
         if obj.key in self.objects and not isinstance(obj, (Address, Route, Neighbor)):
             raise FakeKernelError(errno.EEXIST, what)
         if isinstance(obj, Namespace):
-            self.objects[obj.key] = obj
+            self.objects[obj.key] = dataclasses.replace(obj, ident=self._new_ident("ns"))
+            made(obj.key, self.objects[obj.key].ident)
             return
         self._need_namespace(obj.namespace, what)
         if isinstance(obj, Link):
@@ -159,7 +197,9 @@ class FakeHost:
                     raise FakeKernelError(errno.EEXIST, what)
                 self._need_link(end.namespace, end.master, what)
             for end in ends:
-                self.objects[end.key] = self._as_created(end, topology)
+                self.objects[end.key] = created = self._as_created(end, topology)
+                assert created.ident is not None
+                made(end.key, created.ident)
             return
         self._need_link(obj.namespace, getattr(obj, "link", None) or getattr(obj, "dev", None),
                         what)
@@ -167,27 +207,45 @@ class FakeHost:
             obj = dataclasses.replace(obj, proto=RTPROT_NETDECL)
         self.objects[obj.key] = obj
 
+    def _still(self, obj: NetObject, now: NetObject | None) -> bool:
+        """Whether ``now`` is the very object ``obj`` was observed as (by identity)."""
+        ident = getattr(obj, "ident", None)
+        return now is not None and (ident is None or getattr(now, "ident", None) == ident)
+
     def delete(self, obj: NetObject, topology: str, peer: NetObject | None = None) -> None:
         self._change(f"delete {obj.describe()}")
         if isinstance(obj, NatTable):
-            self.nat.pop((topology, obj.namespace), None)
+            if self._still(obj, self.nat.get((topology, obj.namespace))):
+                del self.nat[(topology, obj.namespace)]
         elif isinstance(obj, Namespace):
-            self._delete_namespace(obj.namespace)
+            if self._still(obj, self.objects.get(obj.key)):
+                self._delete_namespace(obj.namespace)
         elif isinstance(obj, Link):
             for end in (obj, peer):
-                if isinstance(end, Link):
+                if isinstance(end, Link) and self._still(end, self.objects.get(end.key)):
                     self._delete_link(end.key)
         else:
             self.objects.pop(obj.key, None)
 
+    def _write_nat(self, topology: str, table: NatTable,
+                   made: Callable[[Any, str], None]) -> None:
+        ident = f"{self._ns_ident(table.namespace)}/{self._new_ident('nft')}"
+        self.nat[(topology, table.namespace)] = NatTable(table.namespace, table.rules,
+                                                         ident=ident)
+        made(table.key, ident)
+
     def modify(self, before: NetObject | None, after: NetObject,
-               changes: dict[str, Any], topology: str) -> None:
+               changes: dict[str, Any], topology: str, birth: Birth | None = None) -> None:
         what = f"modify {after.describe()}"
         self._change(what)
         if isinstance(after, Sysctl):
             self._write_sysctl(after)
         elif isinstance(after, NatTable):
-            self.nat[(topology, after.namespace)] = NatTable(after.namespace, after.rules)
+            if not self._still(before, self.nat.get((topology, after.namespace))) \
+                    if before is not None else False:
+                raise FakeKernelError(errno.ENOENT, f"{what}: not the table observed")
+            self._write_nat(topology, after,
+                            birth.made if birth is not None else (lambda key, ident: None))
         elif isinstance(after, Link):
             now = self.objects.get(after.key)
             if not isinstance(now, Link):
@@ -245,12 +303,14 @@ class FakeHost:
         for key in [k for k in self.nat if k[1] == ns]:
             del self.nat[key]
 
-    def claim_unmarked_link(self, link: Link, topology: str) -> None:
+    def mark(self, link: NetObject, topology: str) -> None:
+        self._change(f"mark {link.describe()}")
         now = self.objects.get(link.key)
-        if isinstance(now, Link) and not now.owner and now.kind == link.kind:
-            self.objects[link.key] = dataclasses.replace(now, owner=topology)
+        if not isinstance(now, Link) or not self._still(link, now):
+            raise FakeKernelError(errno.ENODEV, f"mark {link.describe()}: not the link observed")
+        self.objects[link.key] = dataclasses.replace(now, owner=topology)
 
-    def remove_placeholders(self, names: Iterable[str]) -> list[str]:
+    def remove_placeholders(self, proven: Mapping[str, str]) -> list[str]:
         return []
 
     def refresh(self) -> None:
@@ -261,3 +321,12 @@ class FakeHost:
 
     def close(self) -> None:
         pass
+
+
+def _without_identity(obj: NetObject) -> NetObject:
+    """``obj`` without what the kernel never gives twice (ifindexes, identities)."""
+    if isinstance(obj, Link):
+        return dataclasses.replace(obj, ifindex=None, ident=None)
+    if isinstance(obj, (Namespace, NatTable)):
+        return dataclasses.replace(obj, ident=None)
+    return obj

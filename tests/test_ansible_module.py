@@ -149,9 +149,6 @@ def test_invalid_topology_fails_with_file_line_col_and_changes_nothing(host, top
 
 def test_refusals_say_why_and_change_nothing(host, topo):
     before = host.snapshot()
-    run = topo({"content": TOPOLOGY, "adopt": True})
-    assert run.status == "FAILED!" and "adopt is not available in this netdecl" in \
-        run.data["msg"], run
     no_probes = TOPOLOGY.split("probes:")[0]
     run = topo({"content": no_probes, "verify": True})
     assert run.status == "FAILED!" and "has no probes" in run.data["msg"], run
@@ -259,3 +256,26 @@ def test_sandbox_leaves_the_host_network_alone(host, topo):
     assert run.data["changed"] is False, run  # the sandbox keeps what the first run made
     run = topo({"content": TOPOLOGY}, "--check")
     assert run.data["changed"] is True, run  # ...and the host never had it
+
+
+def test_adopt_takes_over_a_hand_made_pair_and_check_mode_shows_it(host, topo):
+    host.run(["ip", "netns", "add", "app"])
+    host.run(["ip", "link", "add", "veth-app", "type", "veth", "peer", "name", "eth0",
+              "netns", "app"])
+    host.run(["ip", "addr", "add", "10.80.0.1/24", "dev", "veth-app"])
+    host.run(["ip", "link", "set", "veth-app", "up"])
+    ifindex = json.loads(host.run(["ip", "-j", "link", "show", "veth-app"]).stdout)[0]["ifindex"]
+    before = host.snapshot()
+    run = topo({"content": TOPOLOGY})  # without adopt: a conflict, nothing changed
+    assert run.status == "FAILED!" and "conflict" in run.data["msg"], run
+    assert host.snapshot() == before
+    run = topo({"content": TOPOLOGY, "adopt": True}, "--check")
+    assert run.status == "CHANGED", run
+    assert any(a["op"] == "adopt" for a in run.data["plan"]["actions"]), run.data["plan"]
+    assert host.snapshot() == before
+    run = topo({"content": TOPOLOGY, "adopt": True})
+    assert run.status == "CHANGED", run
+    link = json.loads(host.run(["ip", "-j", "link", "show", "veth-app"]).stdout)[0]
+    assert link["ifindex"] == ifindex  # taken over, not recreated
+    assert link.get("ifalias") == "netdecl:mod"
+    assert topo({"content": TOPOLOGY}).status == "SUCCESS"  # owned now: converged

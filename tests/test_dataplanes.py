@@ -1,7 +1,8 @@
 """The data planes real CNI plugins and Docker build, as shipped topologies, proven with traffic.
 
 calico-node.yaml (no bridge, a /32 per pod, the 169.254.1.1 gateway written as Calico writes
-it), flannel-host-gw.yaml (masquerade only what leaves the cluster network) and
+it), flannel-host-gw.yaml and the per-machine flannel-node1/2.yaml (masquerade only what
+leaves the cluster network) and
 docker-networks.yaml (two isolated dual-stack bridges, IPv6 masquerade and published port, a
 load-balanced virtual IP). Every test runs in its
 own hermetic host; where NAT (or its absence) matters, the server's view of the source address
@@ -15,8 +16,11 @@ import sys
 from collections import Counter
 from typing import Any
 
+from test_overlay import make_machines, on_machine
+
 CALICO = "topologies/calico-node.yaml"
 FLANNEL = "topologies/flannel-host-gw.yaml"
+FLANNEL_NODES = ("topologies/flannel-node1.yaml", "topologies/flannel-node2.yaml")
 NETWORKS = "topologies/docker-networks.yaml"
 TABLE = "netdecl-docker-networks"
 
@@ -100,6 +104,25 @@ def test_flannel_masquerades_only_traffic_leaving_the_cluster(host):
     assert get(host, "pod-a", "10.168.0.3", 80, ext) == ("ext", "10.168.0.1")
     assert_no_changes(host, FLANNEL)
     assert host.netdecl("destroy", FLANNEL).returncode == 0
+    assert host.snapshot() == before
+
+
+def test_per_machine_flannel_files_masquerade_only_what_leaves_the_cluster(host):
+    """flannel-node1.yaml and flannel-node2.yaml, each applied on its own "machine" (a
+    namespace with a NIC netdecl does not own, declared kind: external)."""
+    make_machines(host)
+    before = host.snapshot()
+    for machine, path in (("hosta", FLANNEL_NODES[0]), ("hostb", FLANNEL_NODES[1])):
+        result = on_machine(host, machine, "apply", path)
+        assert result.returncode == 0, f"{machine}:\n{result.stdout}\n{result.stderr}"
+    pod = host.start_server("pod-n2", 80)
+    assert get(host, "pod-n1", "10.244.2.2", 80, pod) == ("pod-n2", "10.244.1.2")
+    lan = host.start_server("hostb", 80)  # a server on node 2 itself: outside the pod network
+    assert get(host, "pod-n1", "192.168.117.208", 80, lan) == ("hostb", "192.168.117.207")
+    for machine, path in (("hosta", FLANNEL_NODES[0]), ("hostb", FLANNEL_NODES[1])):
+        plan = on_machine(host, machine, "plan", "--detailed-exitcode", path)
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert on_machine(host, machine, "destroy", path).returncode == 0
     assert host.snapshot() == before
 
 

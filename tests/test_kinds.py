@@ -10,6 +10,7 @@ from netdecl.kinds import KINDS, Kind, Ownership, Stage, object_from_dict, regis
 from netdecl.model import (
     ROOT,
     Address,
+    ExternalLink,
     FdbEntry,
     Link,
     Namespace,
@@ -26,6 +27,7 @@ SAMPLES = [
     Namespace("ns1"),
     Link(ROOT, "vx0", "vxlan", vxlan=Vxlan(id=42, local="192.0.2.1"), owner="t"),
     Link(ROOT, "veth0", "veth", peer=("ns1", "eth0")),
+    ExternalLink(ROOT, "eth0", mtu=9000, master="br0"),
     Address(ROOT, "veth0", "10.0.0.1/24"),
     Route("ns1", "0.0.0.0/0", via="10.0.0.1"),
     Rule(ROOT, priority=100, table=100, src="10.0.0.0/24"),

@@ -25,19 +25,26 @@ from netdecl.tools.render import plan_json, plan_text
 
 
 def as_observed(desired: Topology, owner: str | None = None) -> tuple[Topology, OwnershipRecord]:
-    """What the kernel would report after applying ``desired`` (links marked, record filled)."""
+    """What the kernel would report after applying ``desired`` (links marked, identities
+    observed and recorded: the record names what ``owner``, default the topology, made)."""
     owner = owner or desired.name
     seen = Topology(name=desired.name)
     record = OwnershipRecord(desired.name)
-    for obj in desired.objects.values():
+    for number, obj in enumerate(desired.objects.values()):
         if isinstance(obj, Link):
             obj = dataclasses.replace(obj, owner=owner, mtu=obj.mtu or 1500,
-                                      mac=obj.mac or "02:00:00:00:00:01")
+                                      mac=obj.mac or "02:00:00:00:00:01", ident=f"if{number}")
+        if isinstance(obj, (Namespace, NatTable)):
+            obj = dataclasses.replace(obj, ident=f"id{number}")
         if isinstance(obj, Namespace):
             record.namespaces.add(obj.namespace)
         if isinstance(obj, Route):
             record.objects.add(obj.key)
             obj = dataclasses.replace(obj, dev="eth0", proto=211)
+        if isinstance(obj, NatTable):
+            record.nat_namespaces.add(obj.namespace)
+        if isinstance(obj, (Namespace, Link, NatTable)) and owner == desired.name:
+            record.identities[obj.key] = obj.ident
         seen.add(obj)
     return seen, record
 
@@ -184,7 +191,7 @@ def test_nat_rules_are_diffed_rule_by_rule():
     fwd = NatRule("dnat", proto="tcp", port=8080, to_address="172.17.0.2", to_port=80)
     desired.add(NatTable(ROOT, rules=(masq, fwd)))
     observed, record = as_observed(desired)
-    observed.add(NatTable(ROOT, rules=(masq,)))
+    observed.add(dataclasses.replace(observed.get(("nat", ROOT)), rules=(masq,)))
     plan = make_plan(desired, observed, record)
     nat = [a for a in plan.actions if a.type == "nat"]
     assert len(nat) == 1 and nat[0].op == "modify"

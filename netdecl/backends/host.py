@@ -9,11 +9,11 @@ modify of model objects. Which objects are netdecl's is the engine's business
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from netdecl.model import Link, NetObject
+from netdecl.model import Key, NetObject
 
 
 @dataclass
@@ -30,6 +30,39 @@ class Scope:
     nat_namespaces: set[str] | None = None
 
 
+@dataclass(frozen=True)
+class Birth:
+    """How one create proves what it made.
+
+    ``secret`` is drawn at random and written to the journal before the create: an object made
+    under a name derived from it (a link's temporary name, see temp_link_name) is provably
+    netdecl's, since nobody else could know that name in advance. ``made(key, identity)`` is
+    called as soon as an object exists, with what the kernel says identifies it, and before it
+    takes its real name; the caller writes it down, so that an object at a real name whose
+    identity was never written down is never taken for netdecl's."""
+
+    secret: str
+    made: Callable[[Key, str], None]
+
+
+# A reported identity may name alternatives (a namespace between its placeholder file and its
+# mount is one or the other), separated by this.
+ALTERNATIVES = "|"
+# The identity of an object made under a name derived from a Birth's secret (a link's temporary
+# name, a namespace's placeholder file): only that apply knew the name, so the name proves it.
+BY_SECRET_NAME = "secret-name"
+
+
+def temp_link_name(secret: str, end: int) -> str:
+    """The name a link is created under before it is renamed (at most IFNAMSIZ-1 bytes)."""
+    return f"nd{secret[:12]}{end}"
+
+
+def temp_namespace_name(secret: str) -> str:
+    """The placeholder file a namespace mount point starts as, under /run/netns."""
+    return f".nd{secret[:12]}"
+
+
 class Host(Protocol):
     def observe(self, topology: str, scope: Scope) -> list[NetObject]:
         """Every object in scope (netdecl's and others'); the topology's NAT table only."""
@@ -37,24 +70,31 @@ class Host(Protocol):
     def named_namespaces(self) -> list[str]:
         """Named namespaces that exist (the root always does)."""
 
-    def create(self, obj: NetObject, topology: str, peer: NetObject | None = None) -> None:
+    def create(self, obj: NetObject, topology: str, peer: NetObject | None = None,
+               birth: Birth | None = None) -> None:
         """Make ``obj`` (a veth: with its ``peer`` end) and mark it as ``topology``'s where the
-        kernel can carry a mark (links)."""
+        kernel can carry a mark (links). With ``birth``, report the identity of what was made
+        (namespaces, links, NAT tables) through it before the object takes its name."""
 
     def delete(self, obj: NetObject, topology: str, peer: NetObject | None = None) -> None:
-        """Remove ``obj`` (a veth: both ends). Gone already is not an error."""
+        """Remove the observed ``obj`` (a veth: both ends), only if it still is the object
+        observed (its ``ident``); another object at its name is left alone. Gone already is
+        not an error."""
 
     def modify(self, before: NetObject | None, after: NetObject,
-               changes: dict[str, Any], topology: str) -> None:
-        """Change ``before`` into ``after``; ``changes`` names the attributes that differ."""
+               changes: dict[str, Any], topology: str, birth: Birth | None = None) -> None:
+        """Change ``before`` into ``after``; ``changes`` names the attributes that differ. A
+        change that makes a new object (a NAT table is replaced whole) reports it through
+        ``birth``."""
 
-    def claim_unmarked_link(self, link: Link, topology: str) -> None:
-        """If a link of ``link``'s name and kind exists without any owner mark, mark it as
-        ``topology``'s (a crash between creating a link and marking it)."""
+    def mark(self, link: NetObject, topology: str) -> None:
+        """Give the observed ``link`` (that very one: its ifindex) ``topology``'s owner mark
+        (adoption, `apply --adopt`); nothing else about it changes."""
 
-    def remove_placeholders(self, names: Iterable[str]) -> list[str]:
-        """Remove namespace files that hold no namespace (a crash inside namespace creation);
-        returns the problems met."""
+    def remove_placeholders(self, proven: Mapping[str, str]) -> list[str]:
+        """Remove namespace placeholder files (a crash inside namespace creation) that hold no
+        namespace, each only if it is the file netdecl made: ``proven`` maps a name under
+        /run/netns to the identity recorded for it. Returns the problems met."""
 
     def refresh(self) -> None:
         """Forget what was learnt while reading: the next observe sees the host as it is now."""

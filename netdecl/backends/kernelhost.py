@@ -4,22 +4,24 @@ and nftables. Per kind, one writer says how a model object is created, deleted a
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
+import dataclasses
+import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from netdecl.backends import namespaces, sysctl
-from netdecl.backends.host import Scope
+from netdecl.backends.host import Birth, Scope, temp_namespace_name
 from netdecl.backends.netlink import Kernel, KernelError
-from netdecl.model import ROOT, Link, Namespace, NatTable, NetObject, Sysctl
+from netdecl.model import ROOT, ExternalLink, Link, Namespace, NatTable, NetObject, Sysctl
 
 
 @dataclass(frozen=True)
 class _Writer:
-    create: Callable[[Kernel, Any, str, Any], None]  # (kernel, obj, topology, peer)
+    create: Callable[[Kernel, Any, str, Any, Birth], None]  # (kernel, obj, topology, peer, ...)
     delete: Callable[[Kernel, Any, str, Any], None]
-    modify: Callable[[Kernel, Any, Any, dict[str, Any], str], None]  # (k, before, after, ...)
+    # (kernel, before, after, changes, topology, birth)
+    modify: Callable[[Kernel, Any, Any, dict[str, Any], str, Birth], None]
 
 
 def _no_modify(kind: str) -> Callable[..., None]:
@@ -29,32 +31,80 @@ def _no_modify(kind: str) -> Callable[..., None]:
     return refuse
 
 
+def _create_namespace(k: Kernel, ns: Namespace, topology: str, peer: Any, birth: Birth) -> None:
+    k.create_namespace(ns.namespace, temp_namespace_name(birth.secret),
+                       lambda ident: birth.made(ns.key, ident))
+
+
 def _delete_link(k: Kernel, link: Link, topology: str, peer: Link | None) -> None:
     for end in (link, peer):
         if end is not None:
-            k.delete_link(end.namespace, end.name)
+            k.delete_link(end.namespace, end.name, end.ifindex)
 
 
-def _write_sysctl(k: Kernel, before: Any, after: Sysctl, changes: Any, topology: str) -> None:
+def _never(what: str) -> Callable[..., None]:
+    def refuse(*_: Any) -> None:
+        raise KernelError(95, f"netdecl never {what} an external link")  # EOPNOTSUPP
+
+    return refuse
+
+
+def _configure_external(k: Kernel, before: Any, after: ExternalLink, changes: dict[str, Any],
+                        topology: str, birth: Birth | None) -> None:
+    """Set (or put back) the attributes named in ``changes`` on a link the host owns; no
+    owner mark: it stays the host's."""
+    link = Link(after.namespace, after.name, kind="external", up=after.up, mtu=after.mtu,
+                master=after.master)
+    k.configure_link(link, topology, changes=changes.keys())
+
+
+def _write_sysctl(k: Kernel, before: Any, after: Sysctl, changes: Any, topology: str,
+                  birth: Birth) -> None:
     sysctl.write(after.namespace, after.name, after.value)
 
 
-def _replace_nat(topology: str, table: NatTable) -> None:
+def nat_handle(table: NatTable | None) -> int | None:
+    """nft's handle of an observed table, from its identity (see KernelHost.observe)."""
+    ident = table.ident if table is not None else None
+    if not ident or "/nft" not in ident:
+        return None
+    try:
+        return int(ident.rsplit("/nft", 1)[1])
+    except ValueError:
+        return None
+
+
+def _nat_identity(k: Kernel, ns: str, handle: int) -> str:
+    return f"{k.namespace_identity(ns)}/nft{handle}"
+
+
+def _create_nat(k: Kernel, table: NatTable, topology: str, birth: Birth) -> None:
     from netdecl.backends import nftables  # only topologies with NAT need nft at all
 
-    nftables.replace(topology, table.namespace, table.rules or ())
+    handle = nftables.create(topology, table.namespace, table.rules or ())
+    birth.made(table.key, _nat_identity(k, table.namespace, handle))
+
+
+def _replace_nat(k: Kernel, before: NatTable | None, table: NatTable, topology: str,
+                 birth: Birth) -> None:
+    from netdecl.backends import nftables
+
+    handle = nftables.replace(topology, table.namespace, table.rules or (),
+                              nat_handle(before))
+    birth.made(table.key, _nat_identity(k, table.namespace, handle))
 
 
 def _delete_nat(topology: str, table: NatTable) -> None:
     from netdecl.backends import nftables
 
-    nftables.delete(topology, table.namespace)
+    nftables.delete(topology, table.namespace, nat_handle(table))
 
 
 def _readd(add: Callable[[Kernel, Any], None], remove: Callable[[Kernel, Any], None]):
     """modify for objects the kernel cannot change in place: delete the old, add the new."""
 
-    def modify(k: Kernel, before: Any, after: Any, changes: Any, topology: str) -> None:
+    def modify(k: Kernel, before: Any, after: Any, changes: Any, topology: str,
+               birth: Birth) -> None:
         if before is not None:
             remove(k, before)
         add(k, after)
@@ -64,43 +114,52 @@ def _readd(add: Callable[[Kernel, Any], None], remove: Callable[[Kernel, Any], N
 
 WRITERS: dict[str, _Writer] = {
     "namespace": _Writer(
-        create=lambda k, o, t, p: k.create_namespace(o.namespace),
-        delete=lambda k, o, t, p: k.delete_namespace(o.namespace),
+        create=_create_namespace,
+        delete=lambda k, o, t, p: k.delete_namespace(o.namespace, o.ident),
         modify=_no_modify("namespace")),
     "link": _Writer(
-        create=lambda k, o, t, p: k.create_link(o, t, peer=p),
+        create=lambda k, o, t, p, b: k.create_link(o, t, p, b),
         delete=_delete_link,
-        modify=lambda k, b, a, c, t: k.configure_link(a, t, changes=c.keys())),
+        modify=lambda k, b, a, c, t, _: k.configure_link(a, t, changes=c.keys())),
+    "external": _Writer(
+        create=_never("creates"),
+        delete=_never("deletes"),
+        modify=_configure_external),
     "address": _Writer(
-        create=lambda k, o, t, p: k.add_address(o),
+        create=lambda k, o, t, p, _: k.add_address(o),
         delete=lambda k, o, t, p: k.delete_address(o),
         modify=_no_modify("address")),
     # routes and neighbours have an in-place replace; rules and fdb entries do not
     "route": _Writer(
-        create=lambda k, o, t, p: k.replace_route(o),
+        create=lambda k, o, t, p, _: k.replace_route(o),
         delete=lambda k, o, t, p: k.delete_route(o),
-        modify=lambda k, b, a, c, t: k.replace_route(a)),
+        modify=lambda k, b, a, c, t, _: k.replace_route(a)),
     "rule": _Writer(
-        create=lambda k, o, t, p: k.add_rule(o),
+        create=lambda k, o, t, p, _: k.add_rule(o),
         delete=lambda k, o, t, p: k.delete_rule(o),
         modify=_readd(lambda k, o: k.add_rule(o), lambda k, o: k.delete_rule(o))),
     "fdb": _Writer(
-        create=lambda k, o, t, p: k.add_fdb(o),
+        create=lambda k, o, t, p, _: k.add_fdb(o),
         delete=lambda k, o, t, p: k.delete_fdb(o),
         modify=_readd(lambda k, o: k.add_fdb(o), lambda k, o: k.delete_fdb(o))),
     "neighbor": _Writer(
-        create=lambda k, o, t, p: k.replace_neighbor(o),
+        create=lambda k, o, t, p, _: k.replace_neighbor(o),
         delete=lambda k, o, t, p: k.delete_neighbor(o),
-        modify=lambda k, b, a, c, t: k.replace_neighbor(a)),
+        modify=lambda k, b, a, c, t, _: k.replace_neighbor(a)),
     "sysctl": _Writer(
-        create=lambda k, o, t, p: sysctl.write(o.namespace, o.name, o.value),
+        create=lambda k, o, t, p, _: sysctl.write(o.namespace, o.name, o.value),
         delete=_no_modify("sysctl"),  # a sysctl is never deleted: its old value is restored
         modify=_write_sysctl),
     "nat": _Writer(
-        create=lambda k, o, t, p: _replace_nat(t, o),
+        create=lambda k, o, t, p, b: _create_nat(k, o, t, b),
         delete=lambda k, o, t, p: _delete_nat(t, o),
-        modify=lambda k, b, a, c, t: _replace_nat(t, a)),
+        modify=lambda k, b, a, c, t, birth: _replace_nat(k, b, a, t, birth)),
 }
+
+
+def _no_birth() -> Birth:
+    """For a caller that does not need to know what a create made."""
+    return Birth(secrets.token_hex(6), lambda key, ident: None)
 
 
 class KernelHost:
@@ -131,9 +190,11 @@ class KernelHost:
         values = sysctl.read_everywhere({ns: sorted(scope.sysctls[ns]) for ns in present
                                          if scope.sysctls.get(ns)})
         for ns in present:
+            ns_ident = kernel.namespace_identity(ns)
             if ns != ROOT:
-                seen.append(Namespace(ns))
-            links = kernel.read_links(ns, all_named)
+                seen.append(Namespace(ns, ident=ns_ident))
+            links = [dataclasses.replace(link, ident=f"{ns_ident}/if{link.ifindex}")
+                     for link in kernel.read_links(ns, all_named)]
             seen.extend(links)
             seen.extend(kernel.read_addresses(ns))
             seen.extend(kernel.read_routes(ns))
@@ -151,41 +212,34 @@ class KernelHost:
 
                 table = nftables.read(topology, ns)
                 if table is not None:
-                    seen.append(table)
+                    seen.append(dataclasses.replace(table, ident=f"{ns_ident}/{table.ident}"))
         return seen
 
     # -- writing -------------------------------------------------------------------------------
-    def create(self, obj: NetObject, topology: str, peer: NetObject | None = None) -> None:
-        WRITERS[obj.TYPE].create(self.kernel, obj, topology, peer)
+    def create(self, obj: NetObject, topology: str, peer: NetObject | None = None,
+               birth: Birth | None = None) -> None:
+        WRITERS[obj.TYPE].create(self.kernel, obj, topology, peer, birth or _no_birth())
 
     def delete(self, obj: NetObject, topology: str, peer: NetObject | None = None) -> None:
         WRITERS[obj.TYPE].delete(self.kernel, obj, topology, peer)
 
     def modify(self, before: NetObject | None, after: NetObject,
-               changes: dict[str, Any], topology: str) -> None:
-        WRITERS[after.TYPE].modify(self.kernel, before, after, changes, topology)
+               changes: dict[str, Any], topology: str, birth: Birth | None = None) -> None:
+        WRITERS[after.TYPE].modify(self.kernel, before, after, changes, topology,
+                                   birth or _no_birth())
 
-    def claim_unmarked_link(self, link: Link, topology: str) -> None:
-        try:
-            if link.namespace != ROOT and not namespaces.exists(link.namespace):
-                return
-            if any(o.name == link.name and not o.owner and o.kind == link.kind
-                   for o in self.kernel.read_links(link.namespace, namespaces.list_named())):
-                self.kernel.configure_link(link, topology, fresh=True, changes=())
-        except (KernelError, OSError):
-            return  # gone already, or not there: nothing to claim
+    def mark(self, link: NetObject, topology: str) -> None:
+        assert isinstance(link, Link)
+        self.kernel.mark_link(link, topology)
 
-    def remove_placeholders(self, names: Iterable[str]) -> list[str]:
+    def remove_placeholders(self, proven: Mapping[str, str]) -> list[str]:
         problems = []
-        live = set(namespaces.list_named())
-        for name in sorted(set(names) - live):
-            path = namespaces.netns_path(name)
-            if not os.path.lexists(path):
-                continue
+        for name, ident in sorted(proven.items()):
             try:
-                os.unlink(path)
+                namespaces.remove_placeholder(name, ident)
             except OSError as exc:
-                problems.append(f"remove stale namespace file {path}: {exc}")
+                problems.append(f"remove stale namespace file {namespaces.netns_path(name)}: "
+                                f"{exc}")
         return problems
 
     # -- connections ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from netdecl.backends.host import ALTERNATIVES, BY_SECRET_NAME
 from netdecl.model import ROOT
 
 NETNS_RUN_DIR = "/run/netns"
@@ -184,37 +185,105 @@ def _ensure_run_dir() -> None:
         mount("", NETNS_RUN_DIR, "none", MS_SHARED | MS_REC)
 
 
-def create(name: str) -> None:
-    """Create /run/netns/NAME holding a fresh network namespace (like `ip netns add`)."""
+def _ident(prefix: str, st: os.stat_result) -> str:
+    return f"{prefix}:{st.st_dev}:{st.st_ino}"
+
+
+def identity(name: str) -> str | None:
+    """What the kernel says the namespace named ``name`` is: the device and inode of its nsfs
+    file (``nsfs:DEV:INO``); None when there is no namespace by that name."""
+    try:
+        st = os.stat(netns_path(name))
+        if name != ROOT and st.st_dev == os.stat(NETNS_RUN_DIR).st_dev:
+            return None  # a plain file, not a namespace mount
+    except OSError:
+        return None
+    return _ident("nsfs", st)
+
+
+def placeholder_identity(path: str) -> str | None:
+    """``file:DEV:INO`` of a plain file (a mount point not mounted on yet), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return _ident("file", st) if os.path.isfile(path) and not os.path.islink(path) and \
+        st.st_dev == os.stat(NETNS_RUN_DIR).st_dev else None
+
+
+Report = Callable[[str], None]
+
+
+def create(name: str, placeholder: str, report: Report) -> str:
+    """Create /run/netns/NAME holding a fresh network namespace (like `ip netns add`), and
+    return its identity.
+
+    Every step is provable after a crash: the mount point is made under the secret name
+    ``placeholder`` (only the caller knows it), its identity is reported, then it is linked to
+    NAME (link(2) never replaces a file someone else put there); the namespace's identity is
+    reported before it is mounted there. ``report`` gets ``file:...`` and then
+    ``file:...|nsfs:...`` (either may be at NAME until the mount is done)."""
     _ensure_run_dir()
     path = netns_path(name)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
-    os.close(fd)
+    temp = os.path.join(NETNS_RUN_DIR, placeholder)
+    fd = os.open(temp, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0)
+    try:
+        file_ident = _ident("file", os.fstat(fd))
+    finally:
+        os.close(fd)
+    try:
+        report(file_ident)
+        os.link(temp, path)  # EEXIST when the name is taken: then nothing of theirs is touched
+    finally:
+        os.unlink(temp)
 
-    def body() -> None:
+    def body() -> str:
         unshare(CLONE_NEWNET)
-        mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, "none", MS_BIND)
+        own = f"/proc/self/task/{threading.get_native_id()}/ns/net"
+        ns_ident = _ident("nsfs", os.stat(own))
+        report(f"{file_ident}{ALTERNATIVES}{ns_ident}")
+        mount(own, path, "none", MS_BIND)
+        return ns_ident
 
     try:
-        in_thread(body)
+        return in_thread(body)
     except BaseException:
-        try:
+        if placeholder_identity(path) == file_ident:
             os.unlink(path)
-        except OSError:
-            pass
         raise
 
 
-def delete(name: str) -> None:
-    """Remove /run/netns/NAME (like `ip netns del`). The namespace itself goes away when the
-    last socket or process in it is gone, so callers close their sockets first."""
+def delete(name: str, ident: str | None) -> None:
+    """Remove /run/netns/NAME (like `ip netns del`), only if it is the namespace ``ident``:
+    a plain file, or another namespace someone mounted there since, is left alone. The
+    namespace itself goes away when the last socket or process in it is gone, so callers
+    close their sockets first."""
     path = netns_path(name)
-    try:
-        umount(path)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):
-            raise
+    now = identity(name)
+    if now is None:
+        return  # gone (or a plain file: not a namespace, not ours to remove)
+    if ident is not None and now != ident:
+        raise OSError(errno.EEXIST, f"namespace {name} is not the one observed ({now}, "
+                                    f"expected {ident}): someone made it again; left alone")
+    umount(path)
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def remove_placeholder(name: str, proven: str) -> bool:
+    """Remove the plain file /run/netns/NAME if ``proven`` (identities, see host.py) proves
+    netdecl made it; returns whether it did."""
+    path = os.path.join(NETNS_RUN_DIR, name)
+    if "/" in name or name in ("", ".", ".."):
+        return False
+    now = placeholder_identity(path)
+    if now is None:
+        return False  # absent, a mount, or not a plain file: never removed here
+    alternatives = proven.split(ALTERNATIVES)
+    if now not in alternatives and not (BY_SECRET_NAME in alternatives
+                                        and name.startswith(".nd")):
+        return False
+    os.unlink(path)
+    return True

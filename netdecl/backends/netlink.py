@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from netdecl.backends import namespaces, rtnl
 from netdecl.backends.announce import Announcer
+from netdecl.backends.host import Birth, temp_link_name
 from netdecl.errors import NetdeclError
 from netdecl.model import (
     ROOT,
@@ -362,36 +363,60 @@ class Kernel:
         return out
 
     # -- namespaces ----------------------------------------------------------------------------
-    def create_namespace(self, name: str) -> None:
-        namespaces.create(name)
+    def create_namespace(self, name: str, placeholder: str,
+                         report: namespaces.Report) -> str:
+        """Make namespace ``name`` (see namespaces.create) and return its identity."""
+        ident = namespaces.create(name, placeholder, report)
+        report(ident)
         # lo is down in a new namespace; everything users run there expects it up
         self._raw_call(name, "bring lo up", "set_link", 1, up=True)
+        return ident
 
-    def delete_namespace(self, name: str) -> None:
+    def delete_namespace(self, name: str, ident: str | None) -> None:
         self.forget(name)
-        namespaces.delete(name)
+        namespaces.delete(name, ident)
+
+    @staticmethod
+    def namespace_identity(ns: str) -> str:
+        return namespaces.identity(ns) or "gone"
+
+    def link_identity(self, ns: str, index: int) -> str:
+        """A link is its ifindex within its namespace (a namespace made again by someone else
+        starts counting ifindexes afresh, so the index alone would not tell them apart)."""
+        return f"{self.namespace_identity(ns)}/if{index}"
 
     # -- links ---------------------------------------------------------------------------------
-    def create_link(self, link: Link, topology: str, peer: Link | None = None) -> None:
-        """Create a link (for a veth: both ends), then give it every attribute it should have."""
+    def create_link(self, link: Link, topology: str, peer: Link | None, birth: Birth) -> None:
+        """Create a link (for a veth: both ends), then give it every attribute it should have.
+
+        The kernel ignores IFLA_IFALIAS in the request that creates a link (tested on 6.18 for
+        bridge, veth - both ends - and vxlan), so a link cannot be born with netdecl's mark.
+        Instead it is born under a temporary name derived from ``birth.secret`` (journaled
+        before: a link by that name is provably netdecl's), its identity is reported, and only
+        then does one request give it its real name, its mark and its attributes together. A
+        link at a real name that lacks the mark was therefore never netdecl's; and when
+        someone took the real name meanwhile, the rename fails (EEXIST) and theirs is left
+        alone."""
         what = f"create {link.describe()}"
+        ends = [end for end in (link, peer) if end is not None]
+        temps = [temp_link_name(birth.secret, number) for number in range(len(ends))]
         if link.kind == "veth":
             assert peer is not None
             fd = None
             if peer.namespace != link.namespace:
                 fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
             try:
-                self._raw_call(link.namespace, what, "new_veth", link.name, peer.name, fd)
+                self._raw_call(link.namespace, what, "new_veth", temps[0], temps[1], fd)
             finally:
                 if fd is not None:
                     os.close(fd)
         elif link.kind == "bridge":
-            self._raw_call(link.namespace, what, "new_link", link.name, "bridge",
+            self._raw_call(link.namespace, what, "new_link", temps[0], "bridge",
                            rtnl.attr_u32(rtnl.IFLA_BR_STP_STATE, 1 if link.stp else 0))
         elif link.kind == "vxlan":
             assert link.vxlan is not None
             vx = link.vxlan
-            kwargs: dict[str, Any] = {"ifname": link.name, "kind": "vxlan", "vxlan_id": vx.id,
+            kwargs: dict[str, Any] = {"ifname": temps[0], "kind": "vxlan", "vxlan_id": vx.id,
                                       "vxlan_port": vx.port,
                                       "vxlan_learning": 1 if vx.learning else 0}
             if vx.local:
@@ -401,27 +426,36 @@ class Kernel:
             self._call(link.namespace, what, "link", "add", **kwargs)
         else:
             raise KernelError(errno.EOPNOTSUPP, f"{what}: kind {link.kind} is not supported")
-        for end in (link, peer):  # any cached index for these names is of an older link
-            if end is not None:
-                self._index_cache.get(end.namespace, {}).pop(end.name, None)
+        for end in ends:  # any cached index for these names is of an older link
+            self._index_cache.get(end.namespace, {}).pop(end.name, None)
         if peer is not None and peer.namespace != link.namespace:
             self._nsid_probed.clear()  # the kernel may have just given the peer a netnsid
-        for end in (link, peer):
-            if end is not None:
-                self.configure_link(end, topology, fresh=True)
+        indexes = []
+        for end, temp in zip(ends, temps, strict=True):
+            index = self.index_of(end.namespace, temp)
+            indexes.append(index)
+            birth.made(end.key, self.link_identity(end.namespace, index))
+        for end, temp, index in zip(ends, temps, indexes, strict=True):
+            self.configure_link(end, topology, fresh=True, index=index)
+            cache = self._index_cache.setdefault(end.namespace, {})
+            cache.pop(temp, None)
+            cache[end.name] = index
 
     def configure_link(self, link: Link, topology: str, fresh: bool = False,
-                       changes: Iterable[str] | None = None) -> None:
-        """Set a link's attributes. ``changes`` limits which (None: all that are specified)."""
+                       changes: Iterable[str] | None = None, index: int | None = None) -> None:
+        """Set a link's attributes. ``changes`` limits which (None: all that are specified).
+        ``fresh``: a link just made (at ``index``, under its temporary name) gets its real
+        name and netdecl's mark in the same request."""
         ns = link.namespace
-        idx = self.index_of(ns, link.name)
+        idx = index if index is not None else self.index_of(ns, link.name)
         wanted = set(changes) if changes is not None else {
             "mtu", "mac", "master", "stp", "hairpin", "up"}
         what = f"configure {link.describe()}"
-        # mtu, mac, master, alias and up go in one RTM_NEWLINK: the kernel applies them in
-        # that order (do_setlink: address, mtu, master, ifalias ... flags last)
+        # name, mtu, mac, master, alias and up go in one RTM_NEWLINK (do_setlink applies
+        # them in its own order, flags last)
         attrs: dict[str, Any] = {}
         if fresh:
+            attrs["name"] = link.name
             attrs["alias"] = owner_mark(topology)
         if "mtu" in wanted and link.mtu is not None:
             attrs["mtu"] = link.mtu
@@ -443,9 +477,19 @@ class Kernel:
         if "up" in wanted and link.up is not None and port_flags:
             self._raw_call(ns, what, "set_link", idx, up=link.up)
 
-    def delete_link(self, ns: str, name: str) -> None:
+    def mark_link(self, link: Link, topology: str) -> None:
+        """Set netdecl's owner mark on the observed ``link``, addressed by its ifindex (whatever
+        took its name since is not touched)."""
+        idx = link.ifindex if link.ifindex is not None else self.index_of(link.namespace,
+                                                                          link.name)
+        self._raw_call(link.namespace, f"mark {link.describe()}", "set_link", idx,
+                       alias=owner_mark(topology))
+
+    def delete_link(self, ns: str, name: str, index: int | None = None) -> None:
+        """Delete the link ``name``; with ``index`` (its ifindex when observed), that very
+        link, by its ifindex: whatever took the name since is not touched."""
         try:
-            idx = self.index_of(ns, name)
+            idx = index if index is not None else self.index_of(ns, name)
         except KernelError:
             return  # already gone (e.g. the other end of a veth that was deleted)
         try:

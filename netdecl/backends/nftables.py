@@ -1,9 +1,11 @@
 """NAT and forward filtering through nftables' JSON interface: netdecl's own tables.
 
 Per (topology, namespace) netdecl owns ``ip netdecl-<topology>`` (IPv4) and, when a rule needs
-it, ``ip6 netdecl-<topology>`` (IPv6), and only ever addresses them by name, so tables somebody
-else owns (Docker's, firewalld's, iptables-nft's ``ip nat``, other topologies') are never
-touched. Their contents are replaced as a whole in one nft transaction: one JSON document that,
+it, ``ip6 netdecl-<topology>`` (IPv6), so tables somebody else owns (Docker's, firewalld's,
+iptables-nft's ``ip nat``, other topologies') are never touched. The ip table, always there, is
+netdecl's by identity (its handle, which the engine records: a table someone else made under
+the name since is never rewritten); the ip6 table beside it is addressed by name. Their
+contents are replaced as a whole in one nft transaction: one JSON document that,
 per family, adds the table (so the next command cannot fail on an absent table), deletes it
 (dropping whatever is in it, hand-added chains and sets included) and builds it again. nft
 commits a document atomically, so the kernel never holds a half-written pair of tables.
@@ -467,28 +469,102 @@ def _refused(what: str, namespace: str, proc: subprocess.CompletedProcess) -> Nf
                     stderr=proc.stderr, namespace=namespace)
 
 
-def apply_document(document: dict[str, Any], namespace: str, what: str) -> None:
-    """Feed one JSON document to ``nft -j -f -``: nft commits it as one transaction."""
-    proc = _run(["-j", "-f", "-"], namespace, stdin=json.dumps(document))
+def apply_document(document: dict[str, Any], namespace: str, what: str) -> int | None:
+    """Feed one JSON document to ``nft -j -f -``: nft commits it as one transaction. Returns
+    the handle nft gave the table the document made, if it made one."""
+    proc = _run(["-j", "--echo", "--handle", "-f", "-"], namespace, stdin=json.dumps(document))
     if proc.returncode != 0:
         raise _refused(what, namespace, proc)
+    return _made_table_handle(proc.stdout)
 
 
-def replace(topology: str, namespace: str, rules: tuple[NatRule, ...]) -> None:
-    """Make the tables hold exactly ``rules``, in one transaction."""
-    families = f"{FAMILY}/{FAMILY6}" if needs_ip6(rules) else FAMILY
-    apply_document(render(topology, rules), namespace,
-                   f"replace table {families} {table_name(topology)}")
+def _made_table_handle(echo: str) -> int | None:
+    """The handle in nft's echo of the last ``create``/``add`` of the ip table (the one the
+    document leaves behind)."""
+    try:
+        commands = json.loads(echo).get("nftables", []) if echo.strip() else []
+    except ValueError:
+        return None
+    found = None
+    for command in commands:
+        for verb in ("create", "add"):
+            body = command.get(verb) if isinstance(command, dict) else None
+            table = body.get("table") if isinstance(body, dict) else None
+            if not isinstance(table, dict) or table.get("family") != FAMILY:
+                continue  # the ip table carries the identity (the ip6 one goes by name)
+            # nft 1.0.6 echoes `add` with the handle in the table, `create` next to it
+            handle = table.get("handle", body.get("handle"))
+            if isinstance(handle, int):
+                found = handle
+    return found
 
 
-def delete(topology: str, namespace: str) -> None:
-    """Delete our tables; absent tables are fine (each add makes its delete valid)."""
-    commands: list[dict[str, Any]] = []
-    for family in (FAMILY, FAMILY6):
-        table = {"family": family, "name": table_name(topology)}
-        commands += [{"add": {"table": table}}, {"delete": {"table": dict(table)}}]
-    apply_document({"nftables": commands}, namespace,
-                   f"delete tables {FAMILY}/{FAMILY6} {table_name(topology)}")
+def _table_made(handle: int | None, namespace: str, what: str) -> int:
+    if handle is None:
+        raise NftError(f"nft {what} in {ns_label(namespace)}: nft did not report the table's "
+                       f"handle", namespace=namespace)
+    return handle
+
+
+def _ip6_commands(name: str, rules: tuple[NatRule, ...]) -> list[dict[str, Any]]:
+    """The ip6 table's part of a document: dropped, and built again if a rule needs it. It is
+    addressed by name; the ip table beside it, always there, carries the identity."""
+    table = {"family": FAMILY6, "name": name}
+    commands: list[dict[str, Any]] = [{"add": {"table": table}},
+                                      {"delete": {"table": dict(table)}}]
+    if needs_ip6(rules):
+        commands += [{"add": obj} for obj in _listing(name, enumerate(rules), 6)]
+    return commands
+
+
+def create(topology: str, namespace: str, rules: tuple[NatRule, ...]) -> int:
+    """Make the tables, holding ``rules``, in one transaction; returns the ip table's handle.
+    ``create`` fails when an ip table by that name exists (someone else's: it is never
+    rewritten)."""
+    name = table_name(topology)
+    table = {"family": FAMILY, "name": name}
+    commands: list[dict[str, Any]] = [{"create": {"table": table}}]
+    commands += [{"add": obj} for obj in _listing(name, enumerate(rules))[1:]]
+    commands += _ip6_commands(name, rules)
+    what = f"create table {_families(rules)} {name}"
+    return _table_made(apply_document({"nftables": commands}, namespace, what), namespace,
+                       what)
+
+
+def _families(rules: tuple[NatRule, ...]) -> str:
+    return f"{FAMILY}/{FAMILY6}" if needs_ip6(rules) else FAMILY
+
+
+def replace(topology: str, namespace: str, rules: tuple[NatRule, ...],
+            handle: int | None = None) -> int:
+    """Make the tables hold exactly ``rules``, in one transaction; returns the new ip table's
+    handle. With ``handle`` (the ip table observed), that very table is replaced: if it is
+    gone or someone else's table took the name, the transaction fails and nothing changes."""
+    document = render(topology, rules)
+    if handle is not None:
+        document["nftables"][:2] = [{"delete": {"table": {"family": FAMILY, "handle": handle}}}]
+    what = f"replace table {_families(rules)} {table_name(topology)}"
+    return _table_made(apply_document(document, namespace, what), namespace, what)
+
+
+def delete(topology: str, namespace: str, handle: int | None = None) -> None:
+    """Delete our tables; absent tables are fine. With ``handle``, only that very ip table: a
+    table someone made under the name since is left alone (the ip6 table goes by name)."""
+    name = table_name(topology)
+    table: dict[str, Any] = {"family": FAMILY, "name": name}
+    ip6 = _ip6_commands(name, ())
+    if handle is not None:
+        commands = [{"delete": {"table": {"family": FAMILY, "handle": handle}}}, *ip6]
+    else:
+        commands = [{"add": {"table": table}}, {"delete": {"table": dict(table)}}, *ip6]
+    what = f"delete tables {FAMILY}/{FAMILY6} {name}"
+    proc = _run(["-j", "-f", "-"], namespace, stdin=json.dumps({"nftables": commands}))
+    if proc.returncode != 0:
+        if handle is not None and "No such file or directory" in proc.stderr:
+            # the ip table is gone already: still remove an ip6 table of ours by name
+            apply_document({"nftables": ip6}, namespace, what)
+            return
+        raise _refused(what, namespace, proc)
 
 
 def _list_table(family: str, name: str, namespace: str) -> list[dict[str, Any]] | None:
@@ -502,14 +578,17 @@ def _list_table(family: str, name: str, namespace: str) -> list[dict[str, Any]] 
 
 
 def read(topology: str, namespace: str) -> NatTable | None:
-    """Our tables in ``namespace``: None when both are absent, rules=None when edited by hand
-    (or when only the ip6 one is there)."""
+    """Our tables in ``namespace``: None when the ip table is absent, rules=None when edited by
+    hand. Its ``ident`` is ``nft<handle>`` of the ip table (nft never reuses a table handle
+    within a namespace); the ip6 table's objects are read beside it, by name."""
     name = table_name(topology)
-    listings = [_list_table(family, name, namespace) for family in (FAMILY, FAMILY6)]
-    if all(listing is None for listing in listings):
+    listing = _list_table(FAMILY, name, namespace)
+    if listing is None:
         return None
-    objects = [obj for listing in listings for obj in listing or []]
-    return NatTable(namespace, rules=decode(topology, {"nftables": objects}))
+    handles = [o["table"].get("handle") for o in listing if "table" in o]
+    ident = f"nft{handles[0]}" if handles and isinstance(handles[0], int) else None
+    objects = listing + (_list_table(FAMILY6, name, namespace) or [])
+    return NatTable(namespace, rules=decode(topology, {"nftables": objects}), ident=ident)
 
 
 def ruleset(namespace: str) -> dict[str, Any]:

@@ -275,12 +275,16 @@ class RtnlSocket:
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: int | None = None,
-                 alias: str | None = None) -> None:
-        """One RTM_NEWLINK for all of it; the kernel applies mtu, mac, master, then flags."""
+                 alias: str | None = None, name: str | None = None) -> None:
+        """One RTM_NEWLINK for all of it, applied by the kernel in its own order (do_setlink),
+        the flags last; a rename to a name that is taken fails the request (EEXIST) before
+        the alias and the flags."""
         flags = change = 0
         if up is not None:
             flags, change = (IFF_UP if up else 0), IFF_UP
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change)
+        if name is not None:
+            body += attr_str(IFLA_IFNAME, name)
         if mtu is not None:
             body += attr_u32(IFLA_MTU, mtu)
         if mac is not None:

@@ -14,14 +14,14 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from netdecl.backends.host import Host
-from netdecl.engine.executor import execute
+from netdecl.backends.host import ALTERNATIVES, Host
+from netdecl.engine.executor import Made, Ticket, execute
 from netdecl.engine.journal import Journal
 from netdecl.engine.observer import observe_for
-from netdecl.engine.ownership import owns
+from netdecl.engine.ownership import identity_of, owns
 from netdecl.engine.planner import Plan, make_plan
-from netdecl.engine.planner.plan import CREATE, REPLACE, Action
-from netdecl.engine.record import OwnershipRecord, RecordStore
+from netdecl.engine.planner.plan import Action
+from netdecl.engine.record import CLAIM_PREFIX, OwnershipRecord, RecordStore
 from netdecl.errors import (
     ActionFailed,
     ApplyFailed,
@@ -29,11 +29,15 @@ from netdecl.errors import (
     RollbackFailed,
     VerificationFailed,
 )
-from netdecl.model import Link, Sysctl, Topology
+from netdecl.model import Sysctl, Topology
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
 # testing aid: the N-th action of a rollback fails, to prove what exit 4 reports
 ROLLBACK_FAILPOINT_ENV = "NETDECL_FAIL_ROLLBACK_AT"
+# testing aid: before the N-th action, wait until a line can be read from the FIFO named by
+# NETDECL_TEST_PAUSE_FIFO; a test makes a race deterministic by acting while apply waits
+PAUSE_ENV = "NETDECL_TEST_PAUSE_BEFORE"
+PAUSE_FIFO_ENV = "NETDECL_TEST_PAUSE_FIFO"
 
 
 class Interrupted(Exception):
@@ -63,31 +67,33 @@ class Applier:
 
     # -- the main path -------------------------------------------------------------------------
     def apply(self, desired: Topology, plan: Plan, snapshot: Topology,
-              hold: Hold | None = None) -> list[Action]:
+              hold: Hold | None = None, record: OwnershipRecord | None = None) -> list[Action]:
         """Execute ``plan``; on failure roll back to ``snapshot`` and raise.
 
         ``hold`` (for --confirm-timeout) runs after verification while the journal still
         exists; raising NotConfirmed from it rolls everything back like any other failure.
-        Returns the actions executed."""
-        record = self.store.load(desired.name)
+        ``record`` is the one the plan was made with (default: the stored one). Returns the
+        actions executed."""
+        record = record if record is not None else self.store.load(desired.name)
         _share_sysctl_originals(record, desired)
         journal = Journal.begin(self.store.root, desired.name, snapshot, record)
         executed: list[Action] = []
         fail_at = _failpoint()
-        current: Action | None = None
+        pause_at = _failpoint(PAUSE_ENV)
         with _SignalTrap() as trap:
             try:
                 for number, action in enumerate(plan.actions, start=1):
                     trap.checkpoint()
                     if self.progress:
                         self.progress(number, len(plan.actions), action)
+                    if pause_at == number:
+                        _pause()
                     if fail_at == number:
                         raise ActionFailed(_label(action),
                                            f"injected failure ({FAILPOINT_ENV}={fail_at})")
-                    journal.intend(number, action)
-                    current = action
-                    _execute(action, self.host, desired.name, record)
-                    current = None
+                    ticket = Ticket()
+                    journal.intend(number, action, ticket)
+                    _execute(action, self.host, desired.name, record, ticket, journal.made)
                     journal.step(number, action)
                     executed.append(action)
                 self.store.save(record)
@@ -103,7 +109,7 @@ class Applier:
                 # a second signal during the rollback must not stop it half-way
                 trap.ignore()
                 self.rollback_to(snapshot, journal.record_before, current=record, cause=exc,
-                                 unfinished=current)
+                                 journal=journal)
                 journal.finish()
                 raise ApplyFailed(_failure_message(exc, len(executed))) from None
         journal.finish()
@@ -125,13 +131,14 @@ class Applier:
     def rollback_to(self, snapshot: Topology, record_before: OwnershipRecord,
                     current: OwnershipRecord | None = None,
                     cause: BaseException | None = None,
-                    unfinished: Action | None = None) -> Plan:
+                    journal: Journal | None = None) -> Plan:
         """Reconcile back to ``snapshot``; raise RollbackFailed listing what could not be.
 
         ``current`` is what the topology owns now (the apply's record, or after a crash the
-        journal's claims). ``unfinished`` is the action that was cut off (by an error or a
-        crash): what it may have half-made is claimed first, so the reconcile sees it as ours
-        and removes it."""
+        journal's claims): only objects whose identity it or ``record_before`` proves are
+        changed or deleted. ``journal``: where the rollback's own claims and the identities
+        of what it re-makes are written, so that a crash during the rollback is recovered
+        too."""
         record = current if current is not None else self.store.load(snapshot.name)
         # everything either record knows about is in scope (and owned) while rolling back
         merged = record.copy()
@@ -140,11 +147,18 @@ class Applier:
         merged.nat_namespaces |= record_before.nat_namespaces
         for key, value in record_before.sysctl_originals.items():
             merged.sysctl_originals.setdefault(key, value)
+        for key, ident in record_before.identities.items():
+            # an object may be as it was before the apply, or as the apply (or an earlier
+            # rollback) made it: either identity is ours
+            now = merged.identities.get(key)
+            if now is None or ident.startswith(CLAIM_PREFIX):
+                merged.identities.setdefault(key, ident)  # a claim's time is not an identity
+            elif ident not in now.split(ALTERNATIVES):
+                merged.identities[key] = f"{now}{ALTERNATIVES}{ident}"
+        merged.legacy = merged.legacy or record_before.legacy
         problems: list[str] = []
         host = self.host
         host.reconnect()  # nothing learnt before (or half-read when interrupted) is trusted
-        if unfinished is not None:
-            _claim_half_made(host, snapshot.name, unfinished)
         observed = observe_for(host, snapshot, merged)
         plan = make_plan(snapshot, observed, merged)
         fail_at = _failpoint(ROLLBACK_FAILPOINT_ENV)
@@ -153,18 +167,29 @@ class Applier:
                 problems.append(f"{_label(action)}: injected failure "
                                 f"({ROLLBACK_FAILPOINT_ENV}={fail_at})")
                 continue
+            ticket = Ticket()
+            made: Made | None = None
+            if journal is not None:
+                journal.intend(number, action, ticket, undo=True)
+                made = journal.made
             try:
-                execute(action, host, snapshot.name, merged)
+                execute(action, host, snapshot.name, merged, ticket, made)
             except Exception as exc:  # keep going: restore as much as possible
                 problems.append(f"{_label(action)}: {exc}")
-        problems += host.remove_placeholders(merged.namespaces - set(snapshot.namespaces()))
-        self.store.save(record_before)
+        # a crash inside a namespace's creation leaves its placeholder file: removed when the
+        # journal proves it netdecl's (a mount, or anyone else's file, is never removed here)
+        problems += host.remove_placeholders(
+            {key[1]: ident for key, ident in merged.identities.items()
+             if key[0] == "namespace" and key[1] not in snapshot.namespaces()})
         host.reconnect()
         observed = observe_for(host, snapshot, merged)
+        # what was made again is a new kernel object: the record keeps the identities of now
+        self.store.save(_identified(record_before, observed, merged, snapshot))
         left = make_plan(snapshot, observed, merged)
         if left.actions:
             problems += [f"not restored: {a.op} {a.describe()} {_changes(a)}"
                          for a in left.actions]
+        problems += [f"not restored: {c.message}" for c in left.conflicts]
         if problems:
             reason = f" (after: {cause})" if cause else ""
             raise RollbackFailed("rollback could not restore everything" + reason + ":\n  "
@@ -184,10 +209,11 @@ def _share_sysctl_originals(record: OwnershipRecord, desired: Topology) -> None:
             record.sysctl_originals.pop(key, None)
 
 
-def _execute(action: Action, host: Host, topology: str, record: OwnershipRecord) -> None:
+def _execute(action: Action, host: Host, topology: str, record: OwnershipRecord,
+             ticket: Ticket, made: Made) -> None:
     """One action; every way it can fail becomes ActionFailed naming it and the cause."""
     try:
-        execute(action, host, topology, record)
+        execute(action, host, topology, record, ticket, made)
     except (NetdeclError, OSError) as exc:  # kernel, nft, sysctl and file errors
         raise ActionFailed(_label(action), str(exc)) from None
 
@@ -202,17 +228,26 @@ def _failure_message(exc: BaseException, done: int) -> str:
             f"failure were undone; the host is as it was before this apply")
 
 
-def _claim_half_made(host: Host, topology: str, action: Action) -> None:
-    """A link is created first and marked with its owner (ifalias) by a second request. If
-    the action died between the two, the link exists unmarked and the planner would leave it
-    behind as foreign. The plan proved the name was free, so it is ours: mark it (only a link
-    of the kind the action made: after a crash, `netdecl rollback` may run much later, and an
-    unmarked link of another kind is surely someone else's)."""
-    if action.type != "link" or action.op not in (CREATE, REPLACE):
-        return
-    for end in (action.after, action.peer_after):
-        if isinstance(end, Link):
-            host.claim_unmarked_link(end, topology)
+def _identified(record_before: OwnershipRecord, observed: Topology, merged: OwnershipRecord,
+                snapshot: Topology) -> OwnershipRecord:
+    """The record after a rollback: the one from before the apply, with the identities of the
+    snapshot's objects as they are now (an object the rollback made again - a deleted link,
+    namespace or table - is a new kernel object)."""
+    restored = record_before.copy()
+    for key in snapshot.objects:
+        now = observed.get(key)
+        ident = identity_of(now) if now is not None else None
+        if ident and key in merged.identities and owns(now, observed, merged):
+            restored.identities[key] = ident
+    return restored
+
+
+def _pause() -> None:
+    """The test hook PAUSE_ENV: block until a line arrives on the FIFO (see README)."""
+    path = os.environ.get(PAUSE_FIFO_ENV)
+    if path:
+        with open(path) as fifo:
+            fifo.readline()
 
 
 def _label(action: Action) -> str:

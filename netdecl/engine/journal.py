@@ -1,5 +1,10 @@
 """The apply journal: the pre-apply snapshot, then each action's intent and completion.
 
+Between an intent and its completion, a ``made`` line names the identity of each object the
+action made (journal.made), written as soon as the kernel reports it; a rollback writes its own
+intents (``undo``) and ``made`` lines to the same journal, so what a crashed rollback re-made is
+known too. Recovery trusts only what these lines prove (engine/ownership.py).
+
 If netdecl dies mid-apply (SIGKILL, power loss), the journal is still there; `netdecl rollback`
 (and the next apply or destroy, by itself) reads it and reconciles back to the snapshot. A
 journal is removed once its apply finished or was rolled back.
@@ -12,12 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from netdecl.engine.executor import Ticket, claim
 from netdecl.engine.planfile import action_from_json, action_to_json
 from netdecl.engine.planner.plan import Action
 from netdecl.engine.record import OwnershipRecord
 from netdecl.engine.statedir import journal_dir, journal_path, write_atomically
 from netdecl.kinds import object_from_dict
-from netdecl.model import Topology
+from netdecl.model import Key, Topology
 
 
 class Journal:
@@ -41,12 +47,17 @@ class Journal:
         write_atomically(path, json.dumps(header) + "\n")
         return cls(path, snapshot, record.copy())
 
-    def intend(self, number: int, action: Action) -> None:
+    def intend(self, number: int, action: Action, ticket: Ticket,
+               undo: bool = False) -> None:
         """Written before an action runs. It is the action's ownership claim (the record itself
-        is saved once, at the end): after a crash, ``claimed()`` replays the claims, and
-        ``unfinished()`` names what may be half-made (a link created but not yet marked with
-        its owner, for instance)."""
-        self._append({"start": number, "action": action_to_json(action)})
+        is saved once, at the end): after a crash, ``claimed()`` replays the claims. ``undo``:
+        an action of a rollback."""
+        self._append({"undo" if undo else "start": number, "action": action_to_json(action),
+                      **ticket.to_json()})
+
+    def made(self, key: Key, ident: str) -> None:
+        """The identity of an object an action has just made (before it takes its name)."""
+        self._append({"made": list(key), "ident": ident})
 
     def step(self, number: int, action: Action) -> None:
         self._append({"step": number})
@@ -92,26 +103,15 @@ class Journal:
         return sum(1 for e in self._entries() if "step" in e)
 
     def claimed(self) -> OwnershipRecord:
-        """The record as it stood when netdecl died: the one before, plus every claim made."""
-        from netdecl.engine.executor import claim
-
+        """The record as it stood when netdecl died: the one before, plus every claim made and
+        every identity reported, in the order they were written."""
         record = self.record_before.copy()
         for entry in self._entries():
-            if "start" in entry:
-                claim(action_from_json(entry["action"]), record)
+            if "start" in entry or "undo" in entry:
+                claim(action_from_json(entry["action"]), record, Ticket.from_json(entry))
+            elif "made" in entry and isinstance(entry.get("ident"), str):
+                record.identities[tuple(entry["made"])] = entry["ident"]
         return record
-
-    def unfinished(self) -> Action | None:
-        """The action that was started but never completed (we died inside it), if any."""
-        started: dict[int, dict[str, Any]] = {}
-        for entry in self._entries():
-            if "start" in entry:
-                started[entry["start"]] = entry["action"]
-            elif "step" in entry:
-                started.pop(entry["step"], None)
-        if not started:
-            return None
-        return action_from_json(started[max(started)])
 
 
 def pending(state_root: Path) -> list[str]:

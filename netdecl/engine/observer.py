@@ -7,10 +7,24 @@ outside the scope is read, so `plan` on a host with hundreds of unrelated namesp
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from netdecl.backends.host import Host, Scope
-from netdecl.engine.ownership import observed_topology
+from netdecl.engine.ownership import external_views, manageable, observed_topology
 from netdecl.engine.record import OwnershipRecord
-from netdecl.model import ROOT, FdbEntry, Link, NatTable, Neighbor, Rule, Sysctl, Topology
+from netdecl.model import (
+    MAIN_TABLE,
+    ROOT,
+    ExternalLink,
+    FdbEntry,
+    Link,
+    NatTable,
+    Neighbor,
+    NetObject,
+    Rule,
+    Sysctl,
+    Topology,
+)
 
 __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_all"]
 
@@ -18,7 +32,9 @@ __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_all"]
 def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
     names = {ROOT} | {o.namespace for o in desired.objects.values()} | record.namespaces
     names |= {key[1] for key in record.objects} | record.nat_namespaces
+    names |= {key[1] for key in record.identities if key[0] == "link"}
     names |= {ns for ns, _ in record.sysctl_originals}
+    names |= {ns for ns, _, _ in record.link_originals}
     sysctls: dict[str, set[str]] = {}
     for o in desired.of_type(Sysctl):
         sysctls.setdefault(o.namespace, set()).add(o.name)
@@ -47,10 +63,99 @@ def observe(host: Host, topology: str, scope: Scope) -> Topology:
 
 
 def observe_for(host: Host, desired: Topology, record: OwnershipRecord) -> Topology:
-    return observe(host, desired.name, scope_for(desired, record))
+    seen = observe(host, desired.name, scope_for(desired, record))
+    # external links the file declares or whose old values the record keeps, as the planner
+    # compares them
+    external_views(seen, [(o.namespace, o.name) for o in desired.of_type(ExternalLink)]
+                   + [(ns, name) for ns, name, _ in record.link_originals])
+    return seen
 
 
-def observe_all(host: Host, namespaces_to_read: list[str]) -> Topology:
-    """Everything in the given namespaces, for `show` (no ownership filtering)."""
-    scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=False, fdb=False)
-    return observe(host, "", scope)
+# What `show` writes out of the sysctls (IPv4 forwarding is net.ipv4.ip_forward: writing it
+# sets every conf.*.forwarding, so those are not listed again).
+SHOWN_SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
+    *(f"net.ipv4.conf.{where}.{name}" for where in ("all", "default")
+      for name in ("rp_filter", "proxy_arp", "route_localnet")),
+    *(f"net.ipv6.conf.{where}.accept_ra" for where in ("all", "default")),
+)
+# Per-link values, shown where they differ from what the namespace gives a new link.
+PER_LINK_SYSCTLS = {
+    "net.ipv4.conf.{}.rp_filter": "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.{}.proxy_arp": "net.ipv4.conf.default.proxy_arp",
+    "net.ipv4.conf.{}.route_localnet": "net.ipv4.conf.default.route_localnet",
+    "net.ipv4.conf.{}.forwarding": "net.ipv4.ip_forward",
+    "net.ipv6.conf.{}.accept_ra": "net.ipv6.conf.default.accept_ra",
+    "net.ipv6.conf.{}.forwarding": "net.ipv6.conf.all.forwarding",
+}
+# The kernel's own policy rules (local, main, default): every namespace has them.
+KERNEL_RULES = {(0, 255), (32766, MAIN_TABLE), (32767, 253)}
+
+
+def link_sysctl(template: str, link: str) -> str:
+    """A per-link sysctl's name; written with '/' when the link name has a dot (eth0.100)."""
+    return template.replace(".", "/").format(link) if "." in link else template.format(link)
+
+
+def observe_all(host: Host, namespaces_to_read: list[str],
+                records: Iterable[OwnershipRecord] = ()) -> Topology:
+    """Everything in the given namespaces, for `show` (no ownership filtering): links,
+    addresses, routes, policy rules (but the kernel's own), static FDB and neighbour entries,
+    the sysctls that matter for forwarding (and any a topology manages), and the NAT rules of
+    netdecl's tables (the topologies' ``records`` say where they are)."""
+    records = list(records)
+    scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=True, fdb=True)
+    seen = Topology(name="")
+    seen.extend(o for o in host.observe("", scope) if _shown(o))
+    seen.extend(_sysctls(host, seen, namespaces_to_read, records))
+    for table in _nat_tables(host, namespaces_to_read, records):
+        seen.add(table)
+    return seen
+
+
+def _shown(obj: NetObject) -> bool:
+    if isinstance(obj, Rule):
+        return (obj.priority, obj.table) not in KERNEL_RULES
+    return manageable(obj)
+
+
+def _sysctls(host: Host, seen: Topology, names: list[str],
+             records: list[OwnershipRecord]) -> list[Sysctl]:
+    wanted: dict[str, set[str]] = {ns: set(SHOWN_SYSCTLS) for ns in names}
+    reference: dict[tuple[str, str], str] = {}  # a per-link sysctl -> the namespace's value
+    for link in seen.of_type(Link):
+        for template, ref in PER_LINK_SYSCTLS.items():
+            name = link_sysctl(template, link.name)
+            wanted[link.namespace].add(name)
+            reference[(link.namespace, name)] = ref
+    for record in records:
+        for ns, name in record.sysctl_originals:
+            if ns in wanted:
+                wanted[ns].add(name)
+    scope = Scope(namespaces=names, sysctls=wanted, nat=False, rules=False, fdb=False)
+    values = {o.key: o for o in host.observe("", scope) if isinstance(o, Sysctl)}
+    managed = {(ns, name) for record in records for ns, name in record.sysctl_originals}
+    kept = []
+    for key, sysctl in sorted(values.items()):
+        _, ns, name = key
+        ref = values.get(("sysctl", ns, reference.get((ns, name), "")))
+        if ref is not None and ref.value == sysctl.value and (ns, name) not in managed:
+            continue  # a link with the namespace's value: nothing to say
+        kept.append(sysctl)
+    return kept
+
+
+def _nat_tables(host: Host, names: list[str], records: list[OwnershipRecord]) -> list[NatTable]:
+    """The rules of every topology's netdecl table in each namespace, in topology order."""
+    rules: dict[str, list] = {}
+    for record in sorted(records, key=lambda r: r.topology):
+        where = sorted(record.nat_namespaces & set(names))
+        if not where:
+            continue
+        scope = Scope(namespaces=where, sysctls={}, nat=True, rules=False, fdb=False,
+                      nat_namespaces=set(where))
+        for table in host.observe(record.topology, scope):
+            if isinstance(table, NatTable) and table.rules:
+                rules.setdefault(table.namespace, []).extend(table.rules)
+    return [NatTable(ns, tuple(items)) for ns, items in sorted(rules.items())]

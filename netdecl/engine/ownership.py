@@ -10,20 +10,33 @@ Two questions, asked of observed objects only (desired objects are the file's):
 - ``owns``: does the topology own this observed object? Changes and deletes are made only to
   owned objects; a declared object that exists but is not owned is a conflict. How ownership
   is known is declared per kind (kinds.Ownership).
+
+Ownership is by identity, not by name. When netdecl makes a namespace, a link or a NAT table,
+the record keeps what the kernel says that object is (``ident``: a namespace's nsfs device and
+inode, a link's ifindex in its namespace, a table's nft handle in its namespace); an object at
+a claimed name whose identity differs was made by someone else (deleted and made again by hand,
+or a foreign link carrying a forged ``netdecl:`` mark) and is never adopted, changed or
+deleted. The backends observe identities; here they are only compared, as data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 from collections.abc import Iterable
 
+from netdecl.backends.host import ALTERNATIVES, BY_SECRET_NAME
 from netdecl.engine.record import OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import (
     RTPROT_NETDECL,
     Address,
+    ExternalLink,
     FdbEntry,
     Link,
+    NatRule,
+    NatTable,
     Neighbor,
     NetObject,
     Route,
@@ -32,6 +45,39 @@ from netdecl.model import (
 )
 
 RTPROT_KERNEL = 2
+
+# A recorded identity may list alternatives (after a crash inside an action the object may be
+# in its state before or after it), separated by ALTERNATIVES.
+# The identity of a NAT table whose creation was cut off before nft's handle was known: a table
+# holding exactly the rules that action wrote (and nothing else) is the one it made.
+RULES_PREFIX = "rules:"
+
+
+def rules_identity(rules: tuple[NatRule, ...] | None) -> str:
+    text = json.dumps([r.to_dict() for r in rules] if rules is not None else None,
+                      sort_keys=True)
+    return RULES_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def identity_of(obj: NetObject) -> str | None:
+    return getattr(obj, "ident", None)
+
+
+def _identities(obj: NetObject) -> set[str]:
+    """Every recorded identity the observed ``obj`` satisfies."""
+    found = {i for i in (identity_of(obj),) if i}
+    if isinstance(obj, NatTable) and obj.rules is not None:
+        found.add(rules_identity(obj.rules))
+    return found
+
+
+def identity_proven(obj: NetObject, record: OwnershipRecord) -> bool | None:
+    """Whether the record's identity for ``obj``'s key is ``obj``'s; None: none recorded."""
+    recorded = record.identities.get(obj.key)
+    if recorded is None:
+        return None
+    alternatives = set(recorded.split(ALTERNATIVES))
+    return BY_SECRET_NAME in alternatives or bool(alternatives & _identities(obj))
 
 
 def manageable(obj: NetObject) -> bool:
@@ -56,25 +102,92 @@ def observed_topology(topology: str, objects: Iterable[NetObject]) -> Topology:
     return seen
 
 
-def link_owned(link: NetObject | None, topology: str) -> bool:
-    return isinstance(link, Link) and link.owner == topology
-
-
 def owns(obj: NetObject, observed: Topology, record: OwnershipRecord) -> bool:
     """Whether the observed ``obj`` belongs to the topology (``observed.name``)."""
     how = KINDS[obj.TYPE].ownership
     if how is Ownership.NAMESPACE:
-        return obj.namespace in record.namespaces
+        if obj.namespace not in record.namespaces:
+            return False
+        proven = identity_proven(obj, record)
+        # a record from before identities: trusted by name once, then its identity is written
+        return proven if proven is not None else record.legacy
     if how is Ownership.MARK:
-        return link_owned(obj, observed.name)
+        proven = identity_proven(obj, record)
+        if proven is not None:
+            return proven
+        # before identities the mark was the proof; now a mark alone proves nothing
+        return record.legacy and isinstance(obj, Link) and obj.owner == observed.name
     if how is Ownership.LINK:
         link = observed.get(("link", obj.namespace, getattr(obj, "link", "")))
-        return link_owned(link, observed.name)
+        if link is None:
+            return record.owns(obj.key)
+        # on a link the topology owns; or, on a link the host owns (external), one the record
+        # says netdecl added
+        return owns(link, observed, record) or record.owns(obj.key)
+    if how is Ownership.TABLE:
+        proven = identity_proven(obj, record)
+        if proven is not None:
+            return proven
+        return record.legacy and obj.namespace in record.nat_namespaces
     if how is Ownership.RECORD:
         # the record names the key AND the kernel object carries our protocol (routes; rules
         # are seen only when they do, see manageable): someone else's route that took the
         # key of one of ours is not ours
         proto = getattr(obj, "proto", None)
         return record.owns(obj.key) and proto in (None, RTPROT_NETDECL)
-    # ORIGINAL, TABLE: only the sysctls the topology manages and its own table are observed
+    # ORIGINAL: only the sysctls and external links the topology manages are observed as
+    # such, and their values are ours
     return True
+
+
+def external_views(observed: Topology, names: Iterable[tuple[str, str]]) -> None:
+    """Add to ``observed`` an ExternalLink for each (namespace, name) whose link exists: the
+    managed attributes of a link the host owns, as the planner compares them."""
+    for ns, name in sorted(set(names)):
+        link = observed.get(("link", ns, name))
+        if isinstance(link, Link):
+            observed.add(ExternalLink(ns, name, up=link.up, mtu=link.mtu, master=link.master))
+
+
+def pin_identities(observed: Topology, record: OwnershipRecord) -> None:
+    """A record from before identities: write down the identity of everything it owns now
+    (by name and mark, for the last time), so that from here on identity decides."""
+    if not record.legacy:
+        return
+    for obj in observed.objects.values():
+        ident = identity_of(obj)
+        if ident and owns(obj, observed, record):
+            record.identities.setdefault(obj.key, ident)
+    record.legacy = False
+
+
+def forget_gone(observed: Topology, record: OwnershipRecord) -> bool:
+    """Drop the claims whose object is gone, or is someone else's now, or that a newer claim of
+    another topology superseded: a claim must not outlive its object, or the name it held
+    would be taken for ours when someone else uses it. Returns whether anything was dropped.
+
+    Only what was observed is judged: the observer reads every namespace the record names."""
+    before = record.to_json()
+    present = {o.namespace: o for o in observed.objects.values()
+               if KINDS[o.TYPE].ownership is Ownership.NAMESPACE}
+    for name in sorted(record.namespaces):
+        ns = present.get(name)
+        if ns is None or not owns(ns, observed, record):
+            record.namespaces.discard(name)
+            record.identities.pop(("namespace", name), None)
+    for key in sorted(record.objects, key=repr):
+        now = observed.get(key)
+        if key in record.superseded or now is None or not owns(now, observed, record):
+            record.objects.discard(key)
+            record.identities.pop(key, None)
+    for name in sorted(record.nat_namespaces):
+        now = observed.get(("nat", name))
+        if now is None or not owns(now, observed, record):
+            record.nat_namespaces.discard(name)
+            record.identities.pop(("nat", name), None)
+    for key in [k for k in record.identities if k[0] == "link"]:
+        now = observed.get(key)
+        if now is None or not owns(now, observed, record):
+            del record.identities[key]
+    record.superseded.clear()
+    return record.to_json() != before

@@ -20,9 +20,11 @@ from netdecl.engine.applier import Applier, snapshot_owned
 from netdecl.engine.journal import Journal, pending
 from netdecl.engine.lock import HostLock
 from netdecl.engine.observer import observe_all, observe_for
+from netdecl.engine.ownership import forget_gone, pin_identities
 from netdecl.engine.planfile import SavedPlan
 from netdecl.engine.planner import make_plan
-from netdecl.engine.planner.plan import Action, Plan
+from netdecl.engine.planner.adopt import Adoption
+from netdecl.engine.planner.plan import ADOPT, Action, Plan
 from netdecl.engine.record import OwnershipRecord, RecordStore
 from netdecl.errors import EnvironmentProblem, NetdeclError
 from netdecl.model import ROOT, NatTable, Topology
@@ -81,18 +83,24 @@ def _kernel_host() -> Host:
 
 # -- plan ----------------------------------------------------------------------------------------
 
-def plan(desired: Topology, state_root: Path, host: Host | None = None) -> Plan:
-    """Observe what ``desired`` and its record name, and plan toward ``desired``."""
+def plan(desired: Topology, state_root: Path, host: Host | None = None,
+         adopt: bool = False) -> Plan:
+    """Observe what ``desired`` and its record name, and plan toward ``desired``; ``adopt``
+    takes over declared objects that exist and belong to nobody (ADOPT actions)."""
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
     with _using(host) as h:
-        return _plan_against(h, desired, record)[0]
+        return _plan_against(h, desired, record, adopt)[0]
 
 
-def _plan_against(host: Host, desired: Topology,
-                  record: OwnershipRecord) -> tuple[Plan, Topology]:
+def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
+                  adopt: bool = False) -> tuple[Plan, Topology]:
+    """Observe and plan. ``record`` is brought up to date first: identities written down for
+    a record from before them, claims dropped whose object is gone or someone else's now."""
     observed = observe_for(host, desired, record)
-    result = make_plan(desired, observed, record)
+    pin_identities(observed, record)
+    forget_gone(observed, record)
+    result = make_plan(desired, observed, record, adopt=adopt)
     result.fingerprint = planfile.fingerprint(observed)
     return result, observed
 
@@ -118,7 +126,8 @@ def load_saved_plan(path: str) -> tuple[SavedPlan, Topology] | None:
 def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None,
           lock_timeout: float = 5.0, confirm_timeout: float | None = None,
           gate: Callable[[], None] | None = None,
-          events: Events | None = None, host: Host | None = None) -> ApplyResult:
+          events: Events | None = None, host: Host | None = None,
+          adopt: bool = False) -> ApplyResult:
     """Make the host match ``desired``: under the host lock, first roll back whatever an
     interrupted apply left; then observe, plan (a ``saved`` plan must still be exactly what
     is planned now), snapshot, execute, verify, pass the ``gate`` and wait for confirmation
@@ -127,11 +136,16 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
 
     ``gate`` runs after the verified apply, still under the lock and with the journal kept,
     so whatever it raises rolls the apply back like a failed action (a caller runs the
-    topology's probes there: an apply kept only if real traffic passes)."""
+    topology's probes there: an apply kept only if real traffic passes). ``adopt`` takes
+    over declared objects that exist and belong to nobody; a saved plan adopts when it was
+    made with --adopt."""
     events = events or Events()
+    if saved is not None:
+        adopt = adopt or any(a.get("op") == ADOPT.value for a in saved.actions)
     with HostLock(state_root, lock_timeout), _using(host) as h:
         recovered = _recover_pending(h, state_root, events)
-        result = _apply_locked(h, desired, state_root, saved, confirm_timeout, gate, events)
+        result = _apply_locked(h, desired, state_root, saved, confirm_timeout, gate, events,
+                               adopt)
         result.recovered = recovered
         return result
 
@@ -156,19 +170,28 @@ def rollback(state_root: Path, *, lock_timeout: float = 5.0, events: Events | No
 
 def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedPlan | None,
                   confirm_timeout: float | None, gate: Callable[[], None] | None,
-                  events: Events) -> ApplyResult:
+                  events: Events, adopt: bool = False) -> ApplyResult:
     store = RecordStore(state_root)
     record = store.load(desired.name)
+    stored = record.to_json()
     _check_nft_if_needed(desired, record)
-    todo, observed = _plan_against(host, desired, record)
+    todo, observed = _plan_against(host, desired, record, adopt)
     if saved is not None:
         planfile.check_fresh(saved, todo)
+    if record.to_json() != stored:
+        store.save(record)  # claims dropped, identities written: true whatever happens next
     if todo.conflicts:
         raise PlanConflicts(todo)
     if not todo.actions:
         return ApplyResult(plan=todo)
     events.planned(todo)
-    snapshot = snapshot_owned(observed, record)
+    if todo.adoptions():
+        # what is adopted is in the snapshot as it is now: a failed apply puts it back as it
+        # was instead of deleting it as something this apply made
+        adoption = Adoption.of(desired, observed, record)
+        snapshot = snapshot_owned(adoption.observed, adoption.record)
+    else:
+        snapshot = snapshot_owned(observed, record)
     waiter = None
     if confirm_timeout is not None:
         waiter = confirmation.Waiter(state_root, desired.name, confirm_timeout, events.notice)
@@ -180,7 +203,7 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
             waiter(checkpoint)
 
     executed = Applier(store, host, progress=events.progress).apply(
-        desired, todo, snapshot, hold=hold if gate or waiter else None)
+        desired, todo, snapshot, hold=hold if gate or waiter else None, record=record)
     if waiter is not None:
         confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
         events.notice("Confirmed: keeping the changes.")
@@ -197,8 +220,7 @@ def _recover_pending(host: Host, state_root: Path, events: Events) -> list[str]:
             continue
         events.recovering(name, journal.steps_done())
         Applier(store, host).rollback_to(journal.snapshot, journal.record_before,
-                                         current=journal.claimed(),
-                                         unfinished=journal.unfinished())
+                                         current=journal.claimed(), journal=journal)
         journal.finish()
         confirmation.clear(state_root, name)  # markers of an apply that died waiting
         events.recovered(name)
@@ -220,9 +242,11 @@ def confirm(state_root: Path, topology: str | None = None) -> str:
     return confirmation.confirm(state_root, topology)
 
 
-def show(namespaces: list[str] | None = None, host: Host | None = None) -> Topology:
+def show(namespaces: list[str] | None = None, host: Host | None = None,
+         state_root: Path | None = None) -> Topology:
     """Live state of the given namespaces (default: root and every named one), everything in
-    them, netdecl's or not."""
+    them, netdecl's or not; with ``state_root``, also the NAT rules of netdecl's tables and
+    the sysctls topologies manage (their records say where)."""
     with _using(host) as h:
         wanted = [ROOT if ns in ("", "root") else ns
                   for ns in (namespaces or [ROOT, *h.named_namespaces()])]
@@ -230,7 +254,11 @@ def show(namespaces: list[str] | None = None, host: Host | None = None) -> Topol
         for ns in wanted:
             if ns != ROOT and ns not in existing:
                 raise NetdeclError(f"namespace {ns} does not exist (see `ip netns list`)")
-        return observe_all(h, wanted)
+        records = []
+        if state_root is not None:
+            store = RecordStore(state_root)
+            records = [store.load(name) for name in store.all_topologies()]
+        return observe_all(h, wanted, records)
 
 
 class _using:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from netdecl.engine.planfile import plan_to_json
-from netdecl.engine.planner.plan import DELETE, MODIFY, SYMBOLS, Action, Plan
+from netdecl.engine.planner.plan import ADOPT, DELETE, MODIFY, SYMBOLS, Action, Plan
 from netdecl.model import Link, NatTable, Route, qualify
 
 
@@ -60,7 +60,8 @@ def _rule_lines(action: Action) -> list[str]:
 
 def action_line(action: Action) -> list[str]:
     symbol = SYMBOLS[action.op]
-    head = f"  {symbol:>3} {_object_details(action)}"
+    verb = "adopt " if action.op == ADOPT else ""
+    head = f"  {symbol:>3} {verb}{_object_details(action)}"
     if action.op == MODIFY and action.type != "nat":
         changes = ", ".join(f"{k} {_fmt(v[0])} -> {_fmt(v[1])}"
                             for k, v in action.changes.items())
@@ -92,7 +93,8 @@ def plan_text(plan: Plan) -> str:
     if not plan.actions:
         lines.append(f"No changes. Topology {plan.topology} matches the host.")
     else:
-        lines.append(f"Plan: {add} to add, {change} to change, {destroy} to destroy.")
+        adopt = f", {plan.adoptions()} to adopt" if plan.adoptions() else ""
+        lines.append(f"Plan: {add} to add, {change} to change, {destroy} to destroy{adopt}.")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from netdecl.errors import Diagnostic
 from netdecl.model import COMMENT_MAX, MAIN_TABLE, ROOT, NatRule, encode_comment
 from netdecl.topology.format import (
     DEFAULT_ROUTE,
+    EXTERNAL,
     FILTER_SECTIONS,
     NAT_FAMILIES,
     NAT_SECTIONS,
@@ -135,6 +136,9 @@ class Context:
     # gateway they cover is on-link too (Calico's `169.254.1.1 dev eth0 scope link`).
     link_routes: dict[str, list[tuple[IpNet, Any]]] = field(default_factory=dict)
     addresses: set[tuple[str, IpAddr]] = field(default_factory=set)  # (namespace, address)
+    # namespaces with a link the host owns (kind external): their live addresses decide
+    # what is on-link there, which only plan can know
+    external_namespaces: set[str] = field(default_factory=set)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -221,6 +225,7 @@ def collect(ctx: Context) -> None:
                 and isinstance(peer.get("name"), str):
             peer_ns = peer.get("namespace") if isinstance(peer.get("namespace"), str) else ROOT
             ctx.links.append(LinkDecl(peer_ns, peer["name"], "veth", (*path, "peer"), peer))
+    ctx.external_namespaces = {d.namespace for d in ctx.links if d.kind == EXTERNAL}
     for decl in ctx.links:
         if (decl.namespace, decl.name) not in ctx.link_index:
             ctx.link_index[(decl.namespace, decl.name)] = decl
@@ -484,6 +489,8 @@ def check_on_link(ctx: Context, path: Path, gateway: IpAddr, ns: str,
     """The kernel refuses a gateway it cannot reach directly ("Nexthop has invalid gateway")."""
     if gateway.is_link_local and "dev" in route:
         return  # fe80:: gateways are on-link on the given device by definition
+    if ns in ctx.external_namespaces:
+        return  # the host's NIC has addresses only the live kernel knows: plan checks this
     for prefixlen, networks in ctx.networks.get(ns, {}).items():
         if prefixlen <= gateway.max_prefixlen and \
                 ipaddress.ip_network((gateway, prefixlen), strict=False) in networks:

@@ -1,109 +1,259 @@
 """Model -> topology document (the file format), so `show` output can be fed back to `apply`.
 
-`show` observes links, addresses and routes (observer.observe_all reads no sysctls and no NAT
-table: it cannot tell which values or rules are the user's), so those are what is written.
+What `show` observed (engine/observer.observe_all) is written so that the file always
+validates and, applied to an empty host, rebuilds the same state:
+
+- bridges, VXLANs and veth pairs whose both ends are shown are written as netdecl links; every
+  other link (a physical NIC, a tunnel or bond netdecl does not make, a veth whose other end
+  is in a namespace not shown) as ``kind: external``, with its addresses, MTU and master;
+- routes, policy rules (not the kernel's own), static FDB entries (a VXLAN's all-zero ones as
+  its ``remotes``; not the kernel's entries for the links' own and multicast MACs) and
+  permanent neighbours on the links written;
+- the forwarding sysctls observed, and the NAT rules of netdecl's tables.
+
+What the format cannot say (a name it refuses, a second copy of an address in a namespace) is
+left out rather than written invalid.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from netdecl.model import (
     MAIN_TABLE,
+    ROOT,
     Address,
+    FdbEntry,
     Link,
     Namespace,
+    NatTable,
+    Neighbor,
     Route,
+    Rule,
+    Sysctl,
     Topology,
 )
-from netdecl.topology.format import UNICAST, metric_in_file, route_to_text, scope_in_file
+from netdecl.topology.checks import ifname_problem, nsname_problem
+from netdecl.topology.format import (
+    EXTERNAL,
+    UNICAST,
+    metric_in_file,
+    nat_rule_spec,
+    route_to_text,
+    scope_in_file,
+)
+
+ZERO_MAC = "00:00:00:00:00:00"
+_SYSCTL_NAME = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)+")
 
 
-def _link_fields(link: Link, addresses: list[str], with_name: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if with_name:
-        out["name"] = link.name
-    if link.namespace and with_name:
-        out["namespace"] = link.namespace
-    if addresses:
-        out["addresses"] = addresses
-    if link.mtu is not None:
-        out["mtu"] = link.mtu
-    if link.mac:
-        out["mac"] = link.mac
-    if link.up is False:
-        out["up"] = False
-    if link.master:
-        out["master"] = link.master
-    if link.hairpin:
-        out["hairpin"] = True
-    return out
+def _multicast(mac: str) -> bool:
+    return bool(int(mac[:2], 16) & 1)
 
 
-def _expressible(link: Link) -> bool:
-    """Physical NICs, tunnels of kinds netdecl does not manage, and veths whose other end is in
-    a namespace not shown cannot be written as a topology that would apply; leave them out."""
-    if link.kind == "veth":
-        return link.peer is not None
-    return link.kind in ("bridge", "vxlan")
+class _Exporter:
+    def __init__(self, topo: Topology, name: str):
+        self.topo = topo
+        self.doc: dict[str, Any] = {"version": 1, "name": name}
+        self.spaces = {ROOT} | {ns.namespace for ns in topo.of_type(Namespace)
+                                if nsname_problem(ns.namespace) is None}
+        self.links = {(link.namespace, link.name): link for link in topo.of_type(Link)
+                      if link.namespace in self.spaces and ifname_problem(link.name) is None}
+        self.kinds = {key: self._kind(link) for key, link in self.links.items()}
+        self.addresses = self._addresses()
+
+    def _kind(self, link: Link) -> str:
+        """What the file can make of a link: netdecl's own kinds, or external."""
+        if link.kind in ("bridge", "vxlan"):
+            return link.kind
+        if link.kind == "veth" and link.peer is not None and link.peer in self.links \
+                and self.links[link.peer].kind == "veth":
+            return "veth"
+        return EXTERNAL
+
+    def _addresses(self) -> dict[tuple[str, str], list[str]]:
+        out: dict[tuple[str, str], list[str]] = {}
+        seen_ips: set[tuple[str, str]] = set()
+        for a in sorted(self.topo.of_type(Address), key=lambda a: a.key):
+            ip = a.cidr.split("/")[0]
+            if (a.namespace, a.link) not in self.links or (a.namespace, ip) in seen_ips:
+                continue  # on a link not written, or a second copy the format refuses
+            seen_ips.add((a.namespace, ip))
+            out.setdefault((a.namespace, a.link), []).append(a.cidr)
+        return out
+
+    def _master(self, link: Link) -> str | None:
+        if link.master and self.kinds.get((link.namespace, link.master)) == "bridge":
+            return link.master
+        return None
+
+    def _fields(self, link: Link, kind: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if addresses := self.addresses.get((link.namespace, link.name)):
+            out["addresses"] = addresses
+        if link.mtu is not None:
+            out["mtu"] = link.mtu
+        if link.mac and kind != EXTERNAL:
+            out["mac"] = link.mac
+        if link.up is False:
+            out["up"] = False
+        if master := self._master(link):
+            out["master"] = master
+            if link.hairpin and kind != EXTERNAL:
+                out["hairpin"] = True
+        return out
+
+    def links_section(self) -> None:
+        entries = []
+        done: set[tuple[str, str]] = set()
+        for key, link in sorted(self.links.items()):
+            if key in done:
+                continue
+            done.add(key)
+            kind = self.kinds[key]
+            entry: dict[str, Any] = {"name": link.name, "kind": kind}
+            if link.namespace:
+                entry["namespace"] = link.namespace
+            entry.update(self._fields(link, kind))
+            if kind == "bridge" and link.stp is not None:
+                entry["bridge"] = {"stp": link.stp}
+            if kind == "vxlan" and link.vxlan is not None:
+                vx = {k: v for k, v in link.vxlan.to_dict().items() if v is not None}
+                if vx.get("dev") and (link.namespace, vx["dev"]) not in self.links:
+                    vx.pop("dev")
+                if remotes := self._remotes(link):
+                    vx["remotes"] = remotes
+                entry["vxlan"] = vx
+            if kind == "veth" and link.peer is not None:
+                peer = self.links[link.peer]
+                done.add(link.peer)
+                peer_doc: dict[str, Any] = {"name": peer.name}
+                if peer.namespace:
+                    peer_doc["namespace"] = peer.namespace
+                peer_doc.update(self._fields(peer, "veth"))
+                entry["peer"] = peer_doc
+            entries.append(entry)
+        if entries:
+            self.doc["links"] = entries
+
+    def _remotes(self, link: Link) -> list[str]:
+        return sorted(e.dst for e in self.topo.of_type(FdbEntry)
+                      if (e.namespace, e.link) == (link.namespace, link.name)
+                      and e.mac == ZERO_MAC and e.dst)
+
+    def routes_section(self) -> None:
+        routes, keys = [], set()
+        for r in sorted(self.topo.of_type(Route), key=lambda r: repr(r.key)):
+            unicast = (r.type or UNICAST) == UNICAST
+            if r.namespace not in self.spaces or r.key in keys or \
+                    (unicast and r.dev and (r.namespace, r.dev) not in self.links):
+                continue  # through a link not written (lo, say)
+            keys.add(r.key)
+            entry: dict[str, Any] = {}
+            if r.namespace:
+                entry["namespace"] = r.namespace
+            entry["to"] = route_to_text(r)
+            for attr in (("via", "dev", "src") if unicast else ("src",)):
+                if getattr(r, attr):
+                    entry[attr] = getattr(r, attr)
+            if (metric := metric_in_file(r)) is not None:
+                entry["metric"] = metric
+            if r.table != MAIN_TABLE:
+                entry["table"] = r.table
+            if not unicast:
+                entry["type"] = r.type
+            if r.onlink:
+                entry["onlink"] = True
+            if (scope := scope_in_file(r)) is not None:
+                entry["scope"] = scope
+            routes.append(entry)
+        if routes:
+            self.doc["routes"] = routes
+
+    def rules_section(self) -> None:
+        rules, keys = [], set()
+        for r in sorted(self.topo.of_type(Rule), key=lambda r: repr(r.key)):
+            # the file infers a rule's family from its addresses: an IPv6 rule needs one
+            if r.namespace not in self.spaces or r.key in keys or \
+                    (r.family == 6 and not (r.src or r.dst)):
+                continue
+            keys.add(r.key)
+            entry: dict[str, Any] = {"namespace": r.namespace} if r.namespace else {}
+            entry["priority"] = r.priority
+            for key, value in (("from", r.src), ("to", r.dst), ("iif", r.iif), ("oif", r.oif)):
+                if value and (key in ("from", "to") or ifname_problem(value) is None):
+                    entry[key] = value
+            if r.table != MAIN_TABLE:
+                entry["table"] = r.table
+            rules.append(entry)
+        if rules:
+            self.doc["rules"] = rules
+
+    def neighbour_sections(self) -> None:
+        own_macs = {(link.namespace, link.mac) for link in self.links.values() if link.mac}
+        fdb = []
+        for e in sorted(self.topo.of_type(FdbEntry), key=lambda e: repr(e.key)):
+            if (e.namespace, e.link) not in self.links or _multicast(e.mac) \
+                    or (e.namespace, e.mac) in own_macs:
+                continue  # the kernel's own entries
+            if e.mac == ZERO_MAC and e.dst and self.kinds[(e.namespace, e.link)] == "vxlan":
+                continue  # written as the vxlan's remotes
+            entry: dict[str, Any] = {"namespace": e.namespace} if e.namespace else {}
+            entry.update({"link": e.link, "mac": e.mac})
+            if e.dst:
+                entry["dst"] = e.dst
+            fdb.append(entry)
+        if fdb:
+            self.doc["fdb"] = fdb
+        neighbors = []
+        for n in sorted(self.topo.of_type(Neighbor), key=lambda n: repr(n.key)):
+            if (n.namespace, n.link) not in self.links or not n.mac:
+                continue
+            entry = {"namespace": n.namespace} if n.namespace else {}
+            entry.update({"link": n.link, "address": n.address, "mac": n.mac})
+            neighbors.append(entry)
+        if neighbors:
+            self.doc["neighbors"] = neighbors
+
+    def nat_section(self) -> None:
+        """The NAT rules and the forward filter of netdecl's tables."""
+        sections: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for table in sorted(self.topo.of_type(NatTable), key=lambda t: t.namespace):
+            if table.namespace not in self.spaces:
+                continue
+            for rule in table.rules or ():
+                top, section, spec = nat_rule_spec(rule)
+                if table.namespace:
+                    spec = {"namespace": table.namespace, **spec}
+                sections.setdefault(top, {}).setdefault(section, []).append(spec)
+        for top in ("nat", "filter"):
+            if top in sections:
+                self.doc[top] = sections[top]
+
+    def sysctls_of(self, namespace: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for s in sorted(self.topo.of_type(Sysctl), key=lambda s: s.name):
+            if s.namespace == namespace and _SYSCTL_NAME.fullmatch(s.name):
+                out[s.name] = int(s.value) if s.value.isdigit() else s.value
+        return out
+
+    def document(self) -> dict[str, Any]:
+        if sysctls := self.sysctls_of(ROOT):
+            self.doc["sysctls"] = sysctls
+        namespaces: dict[str, Any] = {}
+        for ns in sorted(self.spaces - {ROOT}):
+            sysctls = self.sysctls_of(ns)
+            namespaces[ns] = {"sysctls": sysctls} if sysctls else {}
+        if namespaces:
+            self.doc["namespaces"] = namespaces
+        self.links_section()
+        self.routes_section()
+        self.rules_section()
+        self.nat_section()
+        self.neighbour_sections()
+        return self.doc
 
 
 def to_document(topo: Topology, name: str) -> dict[str, Any]:
-    addrs: dict[tuple[str, str], list[str]] = {}
-    for a in sorted(topo.of_type(Address), key=lambda a: a.key):
-        addrs.setdefault((a.namespace, a.link), []).append(a.cidr)
-    doc: dict[str, Any] = {"version": 1, "name": name}
-    namespaces: dict[str, Any] = {ns.namespace: {} for ns in
-                                  sorted(topo.of_type(Namespace), key=lambda n: n.namespace)}
-    if namespaces:
-        doc["namespaces"] = namespaces
-    links = []
-    emitted: set[tuple] = set()
-    for link in sorted(topo.of_type(Link), key=lambda link: link.key):
-        if link.key in emitted or not _expressible(link):
-            continue
-        emitted.add(link.key)
-        entry = {"name": link.name, "kind": link.kind}
-        entry.update(_link_fields(link, addrs.get((link.namespace, link.name), [])))
-        if link.kind == "bridge" and link.stp is not None:
-            entry["bridge"] = {"stp": link.stp}
-        if link.kind == "vxlan" and link.vxlan is not None:
-            entry["vxlan"] = {k: v for k, v in link.vxlan.to_dict().items() if v is not None}
-        if link.kind == "veth" and link.peer is not None:
-            peer = topo.get(("link", *link.peer))
-            if isinstance(peer, Link):
-                emitted.add(peer.key)
-                peer_doc = {"name": peer.name}
-                if peer.namespace:
-                    peer_doc["namespace"] = peer.namespace
-                peer_doc.update(_link_fields(peer, addrs.get((peer.namespace, peer.name), []),
-                                             with_name=False))
-                entry["peer"] = peer_doc
-        links.append(entry)
-    if links:
-        doc["links"] = links
-    routes = []
-    for r in sorted(topo.of_type(Route), key=lambda r: repr(r.key)):
-        if r.dev and ("link", r.namespace, r.dev) not in emitted:
-            continue  # through a link left out above
-        entry = {}
-        if r.namespace:
-            entry["namespace"] = r.namespace
-        entry["to"] = route_to_text(r)
-        for attr in ("via", "dev", "src"):
-            if getattr(r, attr):
-                entry[attr] = getattr(r, attr)
-        if (metric := metric_in_file(r)) is not None:
-            entry["metric"] = metric
-        if r.table != MAIN_TABLE:
-            entry["table"] = r.table
-        if r.type and r.type != UNICAST:
-            entry["type"] = r.type
-        if r.onlink:
-            entry["onlink"] = True
-        if (scope := scope_in_file(r)) is not None:
-            entry["scope"] = scope
-        routes.append(entry)
-    if routes:
-        doc["routes"] = routes
-    return doc
+    return _Exporter(topo, name).document()

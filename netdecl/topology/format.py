@@ -27,6 +27,14 @@ _PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::([0-9]{1,5}))?")
 
 
+# ---------------------------------------------------------------------------- links
+
+EXTERNAL = "external"
+"""The link ``kind`` naming an interface the host owns (its NIC): netdecl never creates or
+deletes it; routes, NAT, VXLAN and bridge ports may use it, and the attributes declared on it
+(``addresses``, added beside the NIC's own; ``mtu``, ``up``, ``master``) are managed."""
+
+
 # ---------------------------------------------------------------------------- address rules
 
 
@@ -180,9 +188,14 @@ def route_scope(spec: dict[str, Any], family: int) -> Any:
 
 
 def scope_in_file(route: Route) -> str | None:
-    """The ``scope`` to write for a route, None when omitting it means the same."""
+    """The ``scope`` to write for a route, None when omitting it means the same (or when the
+    file cannot say it: an IPv4 unicast route's scope other than these three, or a gateway
+    route's other than global without onlink, which only another tool can make)."""
     default = default_scope(route.family, route.type, route.via)
-    return None if route.scope in (None, default) else route.scope
+    if route.scope in (None, default) or route.scope not in SCOPES or route.family != 4 or \
+            route.type not in (None, UNICAST) or (route.via and not route.onlink):
+        return None
+    return route.scope
 
 
 def default_metric(family: int) -> int:
@@ -308,3 +321,38 @@ def filter_rule(spec: dict[str, Any]) -> NatRule:
                    destination=networks(spec.get("destination")), proto=spec.get("proto"),
                    port=ports[0] if ports else None, port_end=ports[1] if ports else None,
                    action=spec["action"])
+
+
+def _one_or_list(values: tuple[str, ...] | None) -> Any:
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else list(values)
+
+
+def nat_rule_spec(rule: NatRule) -> tuple[str, str, dict[str, Any]]:
+    """Inverse of nat_rule and filter_rule: the top-level key (``nat`` or ``filter``), the
+    section under it and the file's mapping for one rule."""
+    port: int | str | None = None if rule.port is None else \
+        rule.port if rule.port_end is None else f"{rule.port}-{rule.port_end}"
+    if rule.kind == FILTER:
+        spec = {"in": rule.in_, "out": rule.out, "source": rule.source,
+                "destination": _one_or_list(rule.destination), "proto": rule.proto,
+                "port": port, "action": rule.action}
+        return "filter", "forward", {k: v for k, v in spec.items() if v is not None}
+    section = next(s for s, kind in NAT_SECTIONS.items() if kind == rule.kind)
+    if rule.kind != "dnat":
+        spec = {"source": rule.source, "out": rule.out, "not_out": rule.not_out,
+                "to_source": rule.to_source, "destination": _one_or_list(rule.destination),
+                "not_destination": _one_or_list(rule.not_destination)}
+        return "nat", section, {k: v for k, v in spec.items() if v is not None}
+    targets: list[str] = []
+    for address in rule.targets:
+        target = address
+        if rule.to_port is not None:
+            target = f"[{address}]:{rule.to_port}" if ":" in address \
+                else f"{address}:{rule.to_port}"
+        targets.append(target)
+    spec = {"proto": rule.proto, "port": port,
+            "to": targets[0] if len(targets) == 1 else targets, "in": rule.in_,
+            "from": rule.from_, "address": rule.address}
+    return "nat", section, {k: v for k, v in spec.items() if v is not None}

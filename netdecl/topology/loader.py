@@ -24,6 +24,7 @@ from netdecl.model import (
     MAIN_TABLE,
     ROOT,
     Address,
+    ExternalLink,
     FdbEntry,
     Link,
     Namespace,
@@ -40,6 +41,7 @@ from netdecl.model import (
 from netdecl.topology import schema_errors
 from netdecl.topology.checks import run_checks
 from netdecl.topology.format import (
+    EXTERNAL,
     FILTER_SECTIONS,
     NAT_SECTIONS,
     UNICAST,
@@ -233,6 +235,11 @@ def build_links(topology: Topology, data: dict[str, Any], doc: Document) -> None
         path = ("links", i)
         namespace = spec.get("namespace", ROOT)
         kind = spec["kind"]
+        if kind == EXTERNAL:
+            external = external_from(spec, namespace)
+            place(topology, external, doc.value_pos(path))
+            add_addresses(topology, external, spec, path, doc)
+            continue
         peer = spec.get("peer")
         peer_ns = peer.get("namespace", ROOT) if peer else None
         vxlan = spec.get("vxlan")
@@ -269,13 +276,20 @@ def link_from(spec: dict[str, Any], namespace: str, kind: str, **extra: Any) -> 
     )
 
 
+def external_from(spec: dict[str, Any], namespace: str) -> ExternalLink:
+    """A link the host owns: only what the file says about it is managed (no default up)."""
+    mtu = spec.get("mtu")
+    return ExternalLink(namespace=namespace, name=spec["name"], up=spec.get("up"),
+                        mtu=int(mtu) if mtu is not None else None, master=spec.get("master"))
+
+
 def vxlan_from(spec: dict[str, Any]) -> Vxlan:
     return Vxlan(id=int(spec["id"]), local=ip(spec.get("local")), dev=spec.get("dev"),
                  port=int(vxlan_port(spec)), learning=spec.get("learning", True))
 
 
-def add_addresses(topology: Topology, link: Link, spec: dict[str, Any], path: tuple[Any, ...],
-                  doc: Document) -> None:
+def add_addresses(topology: Topology, link: Link | ExternalLink, spec: dict[str, Any],
+                  path: tuple[Any, ...], doc: Document) -> None:
     for k, text in enumerate(spec.get("addresses") or []):
         cidr = ipaddress.ip_interface(text).with_prefixlen
         place(topology, Address(link.namespace, link.name, cidr),
@@ -374,8 +388,9 @@ BUILDERS: dict[str, Builder] = {
 }
 # What the file implies rather than says, run after every builder.
 DERIVED: tuple[Builder, ...] = (hairpin_by_default,)
-# Kinds the file writes inside another kind's entry: a link's `addresses`.
-BUILT_WITH: dict[str, str] = {"address": "link"}
+# Kinds the file writes inside another kind's entry: a link's `addresses`; an external link is
+# a `links` entry of kind external.
+BUILT_WITH: dict[str, str] = {"address": "link", "external": "link"}
 
 
 def build_probes(topology: Topology, data: dict[str, Any], doc: Document) -> None:

@@ -106,9 +106,12 @@ def missing_keys(error: ValidationError, path: Path, doc: Document) -> list[Sche
 def forbidden_key(path: Path, doc: Document) -> SchemaProblem:
     key = path[-1] if path else "?"
     message = f"'{key}' is not allowed here"
-    if isinstance(key, str) and key in KIND_ONLY:
-        parent = lookup(doc.data, path[:-1])
-        kind = parent.get("kind") if isinstance(parent, dict) else None
+    parent = lookup(doc.data, path[:-1])
+    kind = parent.get("kind") if isinstance(parent, dict) else None
+    if kind == "external":
+        message = f"'{key}' is not allowed on an external link: netdecl manages only the " \
+                  "addresses, mtu, up and master declared on a link the host owns"
+    elif isinstance(key, str) and key in KIND_ONLY:
         message = f"'{key}' is only for kind {KIND_ONLY[key]}, not {kind}"
     return SchemaProblem(doc.key_pos(path), message)
 

@@ -68,9 +68,11 @@ options:
   adopt:
     description:
       - Take over declared objects that exist but netdecl did not create.
-      - Passed to netdecl when the installed netdecl supports it; otherwise a task with
-        O(adopt=true) fails before changing anything, saying so. Without adoption such
-        objects are conflicts and the task fails with nothing changed.
+      - Only objects that belong to nobody and are compatible with the declaration are
+        adopted (same kind; a veth whose peer is the declared one; a namespace holding only
+        adopted objects); the plan shows them as C(= adopt). Adopted objects are then owned,
+        and O(state=absent) removes them. Without adoption such objects are conflicts and the
+        task fails with nothing changed.
     type: bool
     default: false
   lock_timeout:
@@ -245,16 +247,17 @@ def netdecl_calls():
         return load_topology(src) if src is not None else \
             load_topology_text(content, CONTENT_NAME)
 
-    def plan(topology, root):
-        return service.plan(topology, root)
+    def plan(topology, root, adopt):
+        return service.plan(topology, root, adopt=adopt)
 
     def plan_destroy(name, root):
         return service.plan(Topology(name=name), root)
 
-    def apply(topology, root, lock_timeout, confirm_timeout, gate, notice, planned):
+    def apply(topology, root, lock_timeout, confirm_timeout, gate, notice, planned, adopt):
         events = service.Events(notice=notice, planned=planned)
         return service.apply(topology, root, lock_timeout=lock_timeout,
-                             confirm_timeout=confirm_timeout, gate=gate, events=events)
+                             confirm_timeout=confirm_timeout, gate=gate, events=events,
+                             adopt=adopt)
 
     def destroy(name, root, lock_timeout, notice, planned):
         return service.destroy(name, root, lock_timeout=lock_timeout,
@@ -263,7 +266,7 @@ def netdecl_calls():
     return SimpleNamespace(
         version=__version__, load=load, plan=plan, plan_destroy=plan_destroy, apply=apply,
         destroy=destroy, state_dir=state_dir, enter_sandbox=enter, run_probes=run_probes,
-        plan_data=plan_to_json, plan_text=plan_text, supports_adopt=False,
+        plan_data=plan_to_json, plan_text=plan_text,
         InvalidTopology=InvalidTopology, NetdeclError=NetdeclError,
         PlanConflicts=service.PlanConflicts, ProbesFailed=VerificationFailed,
     )
@@ -302,10 +305,6 @@ def plan_diff(api, plan):
 
 def run(module, api, outcome):
     params = module.params
-    if params["adopt"] and not api.supports_adopt:
-        module.fail_json(msg=f"adopt is not available in this netdecl ({api.version}): it "
-                             "never takes over objects it did not create; delete or rename "
-                             "them, or drop adopt: true. Nothing was changed.", **outcome.result)
     if params["sandbox"]:
         api.enter_sandbox(params["sandbox"])  # first: it must run before any thread starts
     topology = api.load(params["src"], params["content"])
@@ -320,7 +319,8 @@ def run(module, api, outcome):
                          **outcome.result)
 
     if module.check_mode:
-        plan = api.plan(topology, root) if present else api.plan_destroy(topology.name, root)
+        plan = api.plan(topology, root, params["adopt"]) if present else \
+            api.plan_destroy(topology.name, root)
         outcome.set_plan(api, plan)
         if plan.conflicts:  # the real run would refuse: so does check mode
             raise api.PlanConflicts(plan)
@@ -348,7 +348,7 @@ def run(module, api, outcome):
 
     if present:
         applied = api.apply(topology, root, params["lock_timeout"], params["confirm_timeout"],
-                            gate, outcome.notices.append, planned)
+                            gate, outcome.notices.append, planned, params["adopt"])
     else:
         applied = api.destroy(topology.name, root, params["lock_timeout"],
                               outcome.notices.append, planned)

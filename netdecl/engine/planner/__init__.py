@@ -11,8 +11,11 @@ from netdecl.model import NatTable, Sysctl, Topology, ns_label
 __all__ = ["Action", "Conflict", "Plan", "make_plan", "forwarding_notes"]
 
 
-def make_plan(desired: Topology, observed: Topology, record: OwnershipRecord) -> Plan:
-    actions, conflicts = diff(desired, observed, record)
+def make_plan(desired: Topology, observed: Topology, record: OwnershipRecord,
+              adopt: bool = False) -> Plan:
+    """``adopt``: take over declared objects that exist and belong to nobody (planner/adopt.py)
+    instead of reporting them as conflicts."""
+    actions, conflicts = diff(desired, observed, record, adopt=adopt)
     return Plan(
         topology=desired.name,
         actions=order(actions),

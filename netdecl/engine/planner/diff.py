@@ -8,10 +8,12 @@ neighbours) share the keyed rule unless they register their own.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netdecl.engine.ownership import link_owned, owns
+from netdecl.engine.ownership import owns
+from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import (
     CREATE,
     DELETE,
@@ -25,6 +27,7 @@ from netdecl.engine.record import OwnershipRecord
 from netdecl.kinds import KINDS, Kind, Ownership
 from netdecl.model import (
     Address,
+    ExternalLink,
     Key,
     Link,
     Namespace,
@@ -33,6 +36,7 @@ from netdecl.model import (
     Route,
     Sysctl,
     Topology,
+    ns_label,
     qualify,
 )
 
@@ -48,6 +52,8 @@ class _Diff:
     rebuilt_links: set[Key] = field(default_factory=set)
     deleted_namespaces: set[str] = field(default_factory=set)
     created_namespaces: set[str] = field(default_factory=set)
+    # with --adopt: why a declared object that exists could not be adopted
+    not_adopted: dict[Key, str] = field(default_factory=dict)
 
     @property
     def topology(self) -> str:
@@ -57,15 +63,52 @@ class _Diff:
         self.actions.append(action)
 
     def conflict(self, key: Key, message: str) -> None:
+        why_not = self.not_adopted.get(key)
+        if why_not:
+            message += f" (not adopted: {why_not})"
         self.conflicts.append(Conflict(key, message))
 
 
-def diff(desired: Topology, observed: Topology, record: OwnershipRecord) -> tuple[
-        list[Action], list[Conflict]]:
-    d = _Diff(desired, observed, record)
+def diff(desired: Topology, observed: Topology, record: OwnershipRecord,
+         adopt: bool = False) -> tuple[list[Action], list[Conflict]]:
+    """Actions and conflicts. With ``adopt``, declared objects that exist, belong to nobody
+    and are compatible are taken over first (ADOPT actions), then diffed as if owned."""
+    adopted: list[Action] = []
+    not_adopted: dict[Key, str] = {}
+    if adopt:
+        adoption = Adoption.of(desired, observed, record)
+        adopted, observed, record = adoption.actions, adoption.observed, adoption.record
+        not_adopted = adoption.refused
+    impostors = _impostor_namespaces(desired, observed, record)
+    d = _Diff(_without(desired, impostors), _without(observed, impostors), record,
+              not_adopted=not_adopted)
     for kind in KINDS.values():  # in registration order: links and addresses before routes
         rule_for(kind)(d, kind)
-    return d.actions, d.conflicts
+    return adopted + d.actions, d.conflicts
+
+
+def _impostor_namespaces(desired: Topology, observed: Topology,
+                         record: OwnershipRecord) -> set[str]:
+    """Namespaces the topology declares or claims whose name is taken by one it does not own
+    (never made by it, or deleted and made again by someone else)."""
+    ours = {ns.namespace for ns in desired.of_type(Namespace)} | record.namespaces
+    return {ns.namespace for ns in observed.of_type(Namespace)
+            if ns.namespace in ours and not owns(ns, observed, record)}
+
+
+def _without(topology: Topology, impostors: set[str]) -> Topology:
+    """``topology`` minus everything in (or reaching into) those namespaces but the namespaces
+    themselves: nothing is ever made, changed or deleted in someone else's namespace, and the
+    namespace itself is a conflict."""
+    if not impostors:
+        return topology
+    kept = Topology(name=topology.name, probes=topology.probes, positions=topology.positions,
+                    warnings=topology.warnings)
+    kept.extend(o for o in topology.objects.values()
+                if isinstance(o, Namespace) or (
+                    o.namespace not in impostors
+                    and not (isinstance(o, Link) and o.peer and o.peer[0] in impostors)))
+    return kept
 
 
 DiffRule = Callable[["_Diff", Kind], None]
@@ -83,26 +126,32 @@ def rule_for(kind: Kind) -> DiffRule:
 # -- namespaces ----------------------------------------------------------------------------------
 
 def _namespaces(d: _Diff, kind: Kind) -> None:
-    existing = {o.namespace for o in d.observed.of_type(Namespace)}
+    existing = {o.namespace: o for o in d.observed.of_type(Namespace)}
     for ns in d.desired.of_type(Namespace):
-        if ns.namespace not in existing:
+        now = existing.get(ns.namespace)
+        if now is None:
             d.created_namespaces.add(ns.namespace)
             d.add(Action(CREATE, ns.key, after=ns))
-        elif ns.namespace not in d.record.namespaces:
+        elif ns.namespace in d.record.namespaces and not owns(now, d.observed, d.record):
+            d.conflict(ns.key, f"namespace {ns.namespace} is not the one topology {d.topology} "
+                               f"created: it was deleted and made again by someone else; "
+                               f"netdecl will not use it: remove it or rename it in the file")
+        elif not owns(now, d.observed, d.record):
             d.conflict(ns.key, f"namespace {ns.namespace} already exists and was not created by "
                                f"topology {d.topology}; remove it or rename it in the file")
     wanted = {ns.namespace for ns in d.desired.of_type(Namespace)}
     for name in sorted(d.record.namespaces - wanted):
-        if name not in existing:
-            continue
-        foreign = [link.name for link in d.observed.links_in(name) if link.owner != d.topology]
+        now = existing.get(name)
+        if now is None or not owns(now, d.observed, d.record):
+            continue  # gone, or someone else's now: the claim is stale, never a delete
+        foreign = [link.name for link in d.observed.links_in(name) if not _owned(d, link)]
         if foreign:
             d.conflict(("namespace", name),
                        f"namespace {name} is to be deleted but holds links netdecl does not own "
                        f"({', '.join(sorted(foreign))}); move or delete them first")
             continue
         d.deleted_namespaces.add(name)
-        d.add(Action(DELETE, ("namespace", name), before=Namespace(name), why=Reason.PRUNE))
+        d.add(Action(DELETE, ("namespace", name), before=now, why=Reason.PRUNE))
 
 
 # -- links ---------------------------------------------------------------------------------------
@@ -110,11 +159,14 @@ def _namespaces(d: _Diff, kind: Kind) -> None:
 
 
 def _owned(d: _Diff, obj: NetObject | None) -> bool:
-    return link_owned(obj, d.topology)
+    return obj is not None and owns(obj, d.observed, d.record)
 
 
 def _foreign_message(d: _Diff, link: Link) -> str:
     who = f"topology {link.owner}" if link.owner else "no netdecl topology (created by hand?)"
+    if link.owner == d.topology:
+        who = (f"someone else (it carries topology {d.topology}'s mark, but it is not the link "
+               f"netdecl made)")
     return (f"link {qualify(link.namespace, link.name)} already exists and belongs to {who}; "
             f"netdecl will not adopt it: rename it in the file or delete it")
 
@@ -230,7 +282,8 @@ def _addresses(d: _Diff, kind: Kind) -> None:
         link_key = ("link", a.namespace, a.link)
         if key in observed and link_key not in d.rebuilt_links:
             continue
-        d.add(Action(CREATE, key, after=a))
+        external = ("external", a.namespace, a.link) in d.desired.objects
+        d.add(Action(CREATE, key, after=a, why=Reason.ON_EXTERNAL if external else Reason.NONE))
     for key, a in sorted(observed.items()):
         link_key = ("link", a.namespace, a.link)
         if key in desired or link_key in d.rebuilt_links:
@@ -252,7 +305,8 @@ def _route_flushing_namespaces(d: _Diff) -> set[str]:
     for a in d.actions:
         if a.type == "address" and a.op == DELETE:
             out.add(a.namespace)
-        elif a.type == "link" and a.op == MODIFY and ({"up", "mac"} & set(a.changes)):
+        elif a.type in ("link", "external") and a.op == MODIFY and \
+                ({"up", "mac"} & set(a.changes)):
             out.add(a.namespace)
     return out
 
@@ -330,6 +384,11 @@ def _nat(d: _Diff, kind: Kind) -> None:
         now = observed.get(key)
         if now is None:
             d.add(Action(CREATE, key, after=want))
+        elif not owns(now, d.observed, d.record):
+            d.conflict(key, f"nftables table ip netdecl-{d.topology} in "
+                            f"{want.namespace or 'root'} was not made by netdecl for topology "
+                            f"{d.topology} (made by hand, or made again after netdecl's was "
+                            f"deleted); netdecl will not rewrite it: delete it")
         elif isinstance(now, NatTable) and now.rules != want.rules:
             d.add(Action(MODIFY, key, before=now, after=want,
                          changes={"rules": [now.rules, want.rules]},
@@ -337,12 +396,80 @@ def _nat(d: _Diff, kind: Kind) -> None:
     for key, now in sorted(observed.items()):
         if key in desired or now.namespace in d.deleted_namespaces:
             continue
+        if not owns(now, d.observed, d.record):
+            continue  # someone else's table by that name: never deleted
         d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
+
+
+# -- external links ------------------------------------------------------------------------------
+
+def _externals(d: _Diff, kind: Kind) -> None:
+    """Links the host owns: each must exist (netdecl never creates one) and not be netdecl's;
+    declared attributes are set; attributes no longer declared get their old values back."""
+    desired = {o.key: o for o in d.desired.of_type(ExternalLink)}
+    observed = {o.key: o for o in d.observed.of_type(ExternalLink)}
+    for key, want in sorted(desired.items()):
+        now = observed.get(key)
+        link = d.observed.get(("link", want.namespace, want.name))
+        where = ns_label(want.namespace)
+        if now is None:
+            d.conflict(key, f"external link {want.name} does not exist in namespace {where}: "
+                            "netdecl never creates a link declared external (check its name "
+                            "with `ip link`)")
+        elif isinstance(link, Link) and link.owner:
+            d.conflict(key, f"link {qualify(want.namespace, want.name)} was created by "
+                            f"netdecl (topology {link.owner}), so it cannot be external: "
+                            "declare it with its kind")
+        elif changes := {k: list(v) for k, v in want.differences(now).items()}:
+            d.add(Action(MODIFY, key, before=now, after=want, changes=changes))
+    restore: dict[Key, dict[str, list]] = {}
+    for (ns, name, attr), original in sorted(d.record.link_originals.items(), key=repr):
+        key = ("external", ns, name)
+        want = desired.get(key)
+        now = observed.get(key)
+        if now is None or ns in d.deleted_namespaces or \
+                (isinstance(want, ExternalLink) and attr in want.declared()):
+            continue
+        if getattr(now, attr) != original:
+            restore.setdefault(key, {})[attr] = [getattr(now, attr), original]
+    for key, changes in restore.items():
+        now = observed[key]
+        assert isinstance(now, ExternalLink)
+        after = ExternalLink(now.namespace, now.name,
+                             **{attr: value for attr, (_, value) in changes.items()})
+        d.add(Action(MODIFY, key, before=now, after=after, changes=changes,
+                     why=Reason.RESTORE_ORIGINAL))
+    _check_gateways_on_externals(d)
+
+
+def _check_gateways_on_externals(d: _Diff) -> None:
+    """The on-link check validation cannot make: a gateway in a namespace with external links
+    may be covered by their live addresses, which only the host knows."""
+    externals = {(o.namespace, o.name) for o in d.desired.of_type(ExternalLink)}
+    spaces = {ns for ns, _ in externals}
+    networks: dict[str, list] = {}
+    for a in d.desired.of_type(Address):
+        networks.setdefault(a.namespace, []).append(ipaddress.ip_interface(a.cidr).network)
+    for a in d.observed.of_type(Address):
+        if (a.namespace, a.link) in externals:
+            networks.setdefault(a.namespace, []).append(ipaddress.ip_interface(a.cidr).network)
+    for route in d.desired.of_type(Route):
+        if route.namespace not in spaces or not route.via or route.onlink:
+            continue
+        gateway = ipaddress.ip_address(route.via)
+        if gateway.is_link_local and route.dev:
+            continue
+        if not any(gateway in net for net in networks.get(route.namespace, [])):
+            d.conflict(route.key, f"{route.describe()}: gateway {route.via} is not on-link: no "
+                                  f"address in namespace {ns_label(route.namespace)} covers "
+                                  "it, the external links' live ones included (add one, or "
+                                  "set onlink: true)")
 
 
 RULES: dict[str, DiffRule] = {
     "namespace": _namespaces,
     "link": _links,
+    "external": _externals,
     "address": _addresses,
     # route, rule, fdb, neighbor: Ownership.RECORD, the keyed rule (see rule_for)
     "sysctl": _sysctls,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from graphlib import TopologicalSorter
 
-from netdecl.engine.planner.plan import DELETE, Action
+from netdecl.engine.planner.plan import ADOPT, DELETE, Action
 from netdecl.kinds import KINDS, Stage
-from netdecl.model import Link, Route
+from netdecl.model import ExternalLink, Link, Route
 
 
 def _stage(action: Action) -> int:
@@ -23,9 +23,12 @@ def _stage(action: Action) -> int:
 
 
 def order(actions: list[Action]) -> list[Action]:
+    # adoption only marks and records what exists (a route is rewritten as it is): it goes
+    # first, namespaces before what is in them, so everything after works on owned objects
+    adopt = sorted((a for a in actions if a.op == ADOPT), key=lambda a: (_stage(a), repr(a.key)))
     teardown = [a for a in actions if a.op == DELETE]
-    build = [a for a in actions if a.op != DELETE]
-    return _sorted(teardown, _teardown_deps) + _sorted(build, _build_deps)
+    build = [a for a in actions if a.op not in (DELETE, ADOPT)]
+    return adopt + _sorted(teardown, _teardown_deps) + _sorted(build, _build_deps)
 
 
 def _sorted(actions: list[Action], deps_of) -> list[Action]:
@@ -83,6 +86,10 @@ def _build_deps(action: Action, by_key: dict) -> list[Dep]:
                     after_action(("link", end.namespace, end.master))
                 if end.vxlan is not None and end.vxlan.dev:
                     after_action(("link", end.namespace, end.vxlan.dev))
+            elif isinstance(end, ExternalLink):  # the host's NIC made a port of our bridge
+                deps.append((("start",), ("links-ready", end.namespace)))
+                if end.master:
+                    after_action(("link", end.namespace, end.master))
     elif stage == Stage.ADDRESS:
         after_action(("link", ns, action.key[2]))
         deps.append((("start",), ("addrs-ready", ns)))

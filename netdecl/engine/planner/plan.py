@@ -26,10 +26,11 @@ class Op(_Named):
     DELETE = "delete"
     MODIFY = "modify"
     REPLACE = "replace"  # delete and create again: a field the kernel cannot change in place
+    ADOPT = "adopt"  # take over an existing object nobody owns (apply --adopt): mark, record
 
 
-CREATE, DELETE, MODIFY, REPLACE = Op.CREATE, Op.DELETE, Op.MODIFY, Op.REPLACE
-SYMBOLS = {CREATE: "+", DELETE: "-", MODIFY: "~", REPLACE: "-/+"}
+CREATE, DELETE, MODIFY, REPLACE, ADOPT = Op.CREATE, Op.DELETE, Op.MODIFY, Op.REPLACE, Op.ADOPT
+SYMBOLS = {CREATE: "+", DELETE: "-", MODIFY: "~", REPLACE: "-/+", ADOPT: "="}
 
 
 class Reason(_Named):
@@ -43,6 +44,7 @@ class Reason(_Named):
     DEPENDENCY_REBUILT = "dependency-rebuilt"  # present, but a link or address under it changes
     RESTORE_ORIGINAL = "restore-original"  # a sysctl no longer declared gets its old value back
     EDITED_BY_HAND = "edited-by-hand"  # our nft table holds what netdecl did not write
+    ON_EXTERNAL = "on-external"  # an address added to a link the host owns: only it is ours
 
 
 REASON_TEXT = {
@@ -53,6 +55,7 @@ REASON_TEXT = {
     Reason.DEPENDENCY_REBUILT: "re-added: a link or address it depends on changes",
     Reason.RESTORE_ORIGINAL: "no longer declared: restore the value from before netdecl",
     Reason.EDITED_BY_HAND: "table edited by hand",
+    Reason.ON_EXTERNAL: "added to an external link; the link's own addresses stay",
 }
 
 
@@ -125,3 +128,7 @@ class Plan:
         change = sum(a.op == MODIFY for a in self.actions)
         destroy = sum(a.op in (DELETE, REPLACE) for a in self.actions)
         return add, change, destroy
+
+    def adoptions(self) -> int:
+        """Existing objects the plan takes over (apply --adopt)."""
+        return sum(a.op == ADOPT for a in self.actions)
