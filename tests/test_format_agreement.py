@@ -169,6 +169,16 @@ def assert_nat_renders(topology: Topology) -> None:
                 assert decoded is not None
                 assert {"ip": 4, "ip6": 6}[body["family"]] in decoded[1].families
         assert nftables.decode(topology.name, listing) == table.rules
+    assert_rules_survive_export(topology)
+
+
+def assert_rules_survive_export(topology: Topology) -> None:
+    """`show` writes the rules of netdecl's tables back in the file's words (nat: and filter:
+    sections, lists where the file had lists); loading that gives the very same rules."""
+    text = yaml.safe_dump(to_document(topology, topology.name), sort_keys=False)
+    again = load_topology_text(text, "exported.yaml")
+    assert {t.namespace: t.rules for t in again.of_type(NatTable)} == \
+        {t.namespace: t.rules for t in topology.of_type(NatTable)}
 
 
 class Addressless(Kernel):
