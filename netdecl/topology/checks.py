@@ -551,20 +551,17 @@ def check_label(ctx: Context, path: Path, build: Callable[[], NatRule]) -> NatRu
         rule = build()
     except (AttributeError, IndexError, KeyError, TypeError, ValueError):
         return None  # a malformed rule: the schema reports it (the checks run on raw data)
-    label = encode_comment(9999, rule) if _encodable(rule) else ""
-    if len(label.encode()) > COMMENT_MAX or not label:
+    try:
+        label = encode_comment(9999, rule)
+    except TypeError:
+        return None  # a value of the wrong type: the schema reports it
+    except ValueError:
+        label = ""  # too long, once written out
+    if not label or len(label.encode()) > COMMENT_MAX:
         ctx.error(path, f"this rule is too long for netdecl to label in nftables (its "
                         f"description may be at most {COMMENT_MAX} bytes): shorten its link "
                         "names or split its lists over several rules")
     return rule
-
-
-def _encodable(rule: NatRule) -> bool:
-    try:
-        encode_comment(9999, rule)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass
