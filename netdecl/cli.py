@@ -11,12 +11,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
 from netdecl.exitcodes import ExitStatus
+
+if TYPE_CHECKING:
+    from netdecl import api
+    from netdecl.model import Topology
 
 DESCRIPTION = """\
 netdecl: declarative Linux host networking. A YAML topology (namespaces, bridges, veth pairs,
@@ -97,6 +101,17 @@ def _lock_timeout(parser: argparse.ArgumentParser) -> None:
                              "host to finish (default 5)")
 
 
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    """-v and -q: how much apply, destroy and rollback say (see Report)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="print a line per action as it runs (on stderr), on a terminal "
+                            "or not; without it a terminal shows one progress line")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="print only the summary line (and warnings and errors): no plan, "
+                            "no progress")
+
+
 TOPOLOGY_FILE = "the topology (YAML)"
 
 
@@ -142,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "everything on any failure, Ctrl-C or SIGTERM.")
     _file_argument(p, "a topology file, or a plan saved with `plan --out`")
     _lock_timeout(p)
+    _output_options(p)
     p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
     p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
                    help="after applying and verifying, wait SECS for `netdecl confirm` (or "
@@ -155,14 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "topology created and restore the sysctls it changed.")
     _file_argument(p, TOPOLOGY_FILE)
     _lock_timeout(p)
+    _output_options(p)
 
     p = sub.add_parser("rollback",
                        help="restore the state before an apply that was interrupted (crash)",
                        description="Roll back an apply that was killed before it finished, "
                                    "from its journal in the state directory: the host returns "
-                                   "to the state before that apply. Takes no file: the journal "
-                                   "knows the topology.")
+                                   "to the state before that apply. With FILE or --name, only "
+                                   "that topology's; without, every interrupted apply's, each "
+                                   "on its own (a damaged journal does not stop the others).")
+    _file_argument(p, "the topology whose interrupted apply to roll back (optional)",
+                   nargs="?")
+    p.add_argument("--name", metavar="TOPOLOGY",
+                   help="the topology whose interrupted apply to roll back, by name")
     _lock_timeout(p)
+    _output_options(p)
 
     p = sub.add_parser("confirm", help="keep an apply that waits for confirmation "
                                        "(apply --confirm-timeout)",
@@ -196,8 +219,55 @@ def build_parser() -> argparse.ArgumentParser:
                                             "rule inside it.")
     rm.add_argument("name", metavar="NAME", help="the sandbox")
     _add_traffic_parsers(sub)
+    _add_agent_parser(sub)
     _add_generated_docs_parsers(sub)
     return parser
+
+
+def _metrics_listen(text: str) -> str:
+    from netdecl.agent.metrics import parse_listen  # checked here: a typo is a usage error
+
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _add_agent_parser(sub: Any) -> None:
+    """agent: the GitOps loop (apply, then repair drift from kernel events)."""
+    p = sub.add_parser("agent", help="keep the host matching the topologies: repair drift "
+                                     "from kernel events, apply file edits",
+                       description="Apply the topologies, then keep the host matching them: "
+                                   "listen to the kernel's netlink events (links, addresses, "
+                                   "routes, rules, neighbours, nftables) in every namespace "
+                                   "in scope and to changes of the files, and repair drift "
+                                   "through the normal apply (lock, journal, rollback). An "
+                                   "invalid edit is logged and the last good version kept. "
+                                   "An object that drifts again and again is repaired less "
+                                   "and less often (back-off). SIGTERM/Ctrl-C: exit 0, the "
+                                   "host left as it is; SIGHUP: re-read the files.")
+    action = p.add_argument("files", nargs="+", metavar="FILE",
+                            help="topology files, or directories of *.yaml files")
+    action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
+    p.add_argument("--metrics-listen", type=_metrics_listen, metavar="ADDR:PORT",
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: none)")
+    p.add_argument("--resync", type=_positive_seconds, default=60.0, metavar="SECS",
+                   help="re-plan every topology every SECS even without events, for what "
+                        "sends none (sysctls) (default 60)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="log lines on stderr as text or as one JSON object each "
+                        "(default text)")
 
 
 def _add_traffic_parsers(sub: Any) -> None:
@@ -276,6 +346,7 @@ PRIVILEGED_USAGE = {
     "rollback": "rollback",
     "verify": "verify FILE",
     "explain": "explain --from NS DEST FILE",
+    "agent": "agent FILE",
 }
 
 
@@ -314,20 +385,74 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _load(path: str):
-    from netdecl.topology.loader import load_topology
+def _load(path: str) -> Topology:
+    from netdecl import api
 
-    topo = load_topology(path)
+    topo = api.load(path)
     for warning in topo.warnings:
         _err(warning)
     return topo
 
 
-def _progress(number: int, total: int, action) -> None:
-    if sys.stderr.isatty() or total >= 50:
-        from netdecl.tools.render import action_line
+class Report:
+    """How apply, destroy and rollback talk while they work, for people and for logs.
 
-        _err(f"[{number}/{total}]{action_line(action)[0]}")
+    stdout: the plan (or its JSON), then the summary the command prints. stderr: notices, and
+    progress: on a terminal one line rewritten in place and cleared at the end; with -v a line
+    per action, terminal or not; otherwise (a log, a pipe) nothing. -q: no plan and no
+    progress. Colour only on a terminal and never with NO_COLOR."""
+
+    def __init__(self, args: argparse.Namespace, as_json: bool = False):
+        from netdecl.tools.console import ProgressLine, color_wanted, is_terminal
+
+        # apply and destroy roll an interrupted apply back before their own work; rollback
+        # does nothing else
+        self.then = "" if args.command == "rollback" else " first"
+
+        self.verbose = bool(getattr(args, "verbose", False))
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.as_json = as_json
+        self.color = color_wanted(sys.stdout)
+        self.err_color = color_wanted(sys.stderr)
+        drawn = not (self.verbose or self.quiet) and is_terminal(sys.stderr)
+        self.line = ProgressLine(sys.stderr) if drawn else None
+
+    def events(self) -> api.Events:
+        from netdecl import api
+
+        return api.Events(planned=self.planned, progress=self._step(""),
+                          rollback_progress=self._step("rolling back: "), notice=self.say,
+                          recovering=self.recovering, recovered=self.recovered)
+
+    def planned(self, plan: api.Plan) -> None:
+        if self.as_json:
+            _out(json.dumps(plan.to_json(), indent=2))
+        elif not self.quiet:
+            _out(plan.text(self.color))
+
+    def _step(self, what: str) -> Callable[[int, int, api.Action], None]:
+        def step(number: int, total: int, action: api.Action) -> None:
+            if self.verbose:
+                _err(f"[{number}/{total}] {what}{action.text(self.err_color)}")
+            elif self.line is not None:
+                self.line.show(f"[{number}/{total}] {what}{action.text()}")
+        return step
+
+    def say(self, text: str) -> None:
+        self.clear()
+        _err(text)
+
+    def recovering(self, interrupted: api.PendingApply) -> None:
+        self.say(f"netdecl: an earlier apply of {interrupted.topology!r} did not finish (it "
+                 f"stopped {interrupted.how_far()}); rolling it back{self.then}")
+
+    def recovered(self, name: str) -> None:
+        self.say(f"netdecl: rolled back {name!r} to the state before that apply")
+
+    def clear(self) -> None:
+        """Wipe the progress line (before any other output, and at the end)."""
+        if self.line is not None:
+            self.line.clear()
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -340,68 +465,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
-    from netdecl.tools.render import plan_json, plan_text
+    from netdecl import api
+    from netdecl.tools.console import color_wanted
 
-    desired = _load(args.file)
-    plan = service.plan(desired, _state_root(args), adopt=args.adopt)
+    plan = api.plan(_load(args.file), state_dir=args.state_dir, adopt=args.adopt)
     if args.out:
-        service.save_plan(plan, Path(args.out), Path(args.file))
-    _out(plan_json(plan) if args.json else plan_text(plan))
+        plan.save(args.out, source=args.file)
+    _out(json.dumps(plan.to_json(), indent=2) if args.json
+         else plan.text(color_wanted(sys.stdout)))
     if args.out and not args.json:
         _out(f"Saved the plan to {args.out}; `netdecl apply {args.out}` applies exactly it.")
     if plan.conflicts:
         return ExitStatus.FAILURE
-    if args.detailed_exitcode and plan.actions:
+    if args.detailed_exitcode and plan.has_changes:
         return ExitStatus.CHANGES_PENDING
     return ExitStatus.OK
 
 
-def _events(as_json: bool = False):
-    """How apply, destroy and rollback report while they work: plan and summary on stdout,
-    progress and notices on stderr."""
-    from netdecl.engine.service import Events
-    from netdecl.tools.render import plan_json, plan_text
-
-    def recovering(name: str, steps: int) -> None:
-        _err(f"netdecl: an earlier apply of {name!r} did not finish ({steps} steps done); "
-             f"rolling it back first")
-
-    return Events(
-        planned=lambda plan: _out(plan_json(plan) if as_json else plan_text(plan)),
-        progress=_progress,
-        notice=_err,
-        recovering=recovering,
-        recovered=lambda name: _err(f"netdecl: rolled back {name!r} to the state before "
-                                    f"that apply"),
-    )
-
-
-def _refused(exc, command: str) -> int:
+def _refused(exc: api.PlanConflicts, command: str) -> int:
     """A plan with conflicts: show it, and say that nothing changed."""
-    from netdecl.tools.render import plan_text
+    from netdecl.tools.console import color_wanted
 
-    _err(plan_text(exc.plan))
+    _err(exc.plan.text(color_wanted(sys.stderr)))
     _err(f"{command} refused: nothing was changed")
     return ExitStatus.FAILURE
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
+    from netdecl import api
 
-    loaded = service.load_saved_plan(args.file)
-    saved, desired = loaded if loaded is not None else (None, _load(args.file))
+    target = api.read_plan(args.file) or _load(args.file)
     _require_privileges("apply")
     _require_lasting_namespaces()
+    report = Report(args, as_json=args.json)
     try:
-        result = service.apply(desired, _state_root(args), saved=saved,
-                               lock_timeout=args.lock_timeout,
-                               confirm_timeout=args.confirm_timeout, events=_events(args.json),
-                               adopt=args.adopt)
-    except service.PlanConflicts as exc:
+        result = api.apply(target, state_dir=args.state_dir, lock_timeout=args.lock_timeout,
+                           confirm_timeout=args.confirm_timeout, events=report.events(),
+                           adopt=args.adopt)
+    except api.PlanConflicts as exc:
+        report.clear()
         return _refused(exc, "apply")
-    if not result.plan.actions:
-        _out(f"No changes. Topology {desired.name} matches the host.")
+    finally:
+        report.clear()
+    if not result.plan.has_changes:
+        _out(f"No changes. Topology {result.topology} matches the host.")
     elif not args.json:
         add, change, destroy = result.counts()
         adopted = result.plan.adoptions()
@@ -412,18 +519,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
+    from netdecl import api
 
-    name = _load(args.file).name
+    topology = _load(args.file)
     _require_privileges("destroy")
     _require_lasting_namespaces()
+    report = Report(args)
     try:
-        result = service.destroy(name, _state_root(args), lock_timeout=args.lock_timeout,
-                                 events=_events())
-    except service.PlanConflicts as exc:
+        result = api.destroy(topology, state_dir=args.state_dir,
+                             lock_timeout=args.lock_timeout, events=report.events())
+    except api.PlanConflicts as exc:
+        report.clear()
         return _refused(exc, "destroy")
-    if not result.plan.actions:
-        _out(f"Nothing to destroy: topology {name} owns nothing on this host.")
+    finally:
+        report.clear()
+    if not result.plan.has_changes:
+        _out(f"Nothing to destroy: topology {topology.name} owns nothing on this host.")
     else:
         _, change, destroy = result.counts()
         _out(f"Destroy complete: {destroy} destroyed, {change} restored. Verified.")
@@ -431,13 +542,28 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
+    from netdecl import api
+    from netdecl.engine import readback
 
+    if args.file and args.name:
+        raise NetdeclError("rollback takes a topology FILE or --name, not both")
+    name = _load(args.file).name if args.file else args.name
+    if name is not None:
+        try:
+            readback.topology_name(name)
+        except readback.Untrusted as exc:
+            raise NetdeclError(f"rollback --name: {exc}") from None
     _require_privileges("rollback")
     _require_lasting_namespaces()
-    if not service.rollback(_state_root(args), lock_timeout=args.lock_timeout,
-                            events=_events()):
-        _out("Nothing to roll back: no interrupted apply left a journal.")
+    report = Report(args)
+    try:
+        rolled_back = api.rollback(name, state_dir=args.state_dir,
+                                   lock_timeout=args.lock_timeout, events=report.events())
+    finally:
+        report.clear()
+    if not rolled_back:
+        which = f"of {name} " if name else ""
+        _out(f"Nothing to roll back: no interrupted apply {which}left a journal.")
     return ExitStatus.OK
 
 
@@ -452,12 +578,24 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
+    from netdecl import api
     from netdecl.engine import service
     from netdecl.topology.export import to_document
 
+    for unfinished in api.unfinished(state_dir=args.state_dir):
+        _err(_unfinished_warning(unfinished))
     observed = service.show(args.namespace, state_root=_state_root(args))
     _out(yaml.safe_dump(to_document(observed, args.name), sort_keys=False).rstrip())
     return ExitStatus.OK
+
+
+def _unfinished_warning(unfinished: api.PendingApply) -> str:
+    if not unfinished.interrupted:
+        return (f"netdecl: warning: an apply of {unfinished.topology!r} is running right now: "
+                f"what follows may be half-way between two states")
+    return (f"netdecl: warning: an apply of {unfinished.topology!r} was interrupted "
+            f"{unfinished.how_far()}: what follows is a half-changed host; `netdecl rollback` "
+            f"restores the state before it")
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -506,6 +644,20 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from netdecl.agent.log import AgentLog
+    from netdecl.agent.runner import Agent
+
+    agent = Agent(args.files, _state_root(args), resync=args.resync,
+                  log=AgentLog(args.log_format))
+    agent.load()  # an invalid file at start: every problem as FILE:LINE:COL, exit 3
+    _require_privileges("agent", "changes the kernel's network state")
+    # in a mount namespace of its own (ip netns exec, a unit with ProtectSystem= and the like)
+    # the namespaces it made would vanish with it
+    _require_lasting_namespaces()
+    return agent.run(args.metrics_listen)
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     import shtab
 
@@ -537,9 +689,24 @@ COMMANDS = {
     "verify": cmd_verify,
     "explain": cmd_explain,
     "graph": cmd_graph,
+    "agent": cmd_agent,
     "completion": cmd_completion,
     "manpage": cmd_manpage,
 }
+
+
+def _permission_message(args: argparse.Namespace, exc: PermissionError) -> str:
+    """EPERM/EACCES, blamed on what was refused: the state dir (its files are root's), or the
+    kernel (network namespaces)."""
+    what = exc.filename or exc.strerror or exc
+    state = os.path.abspath(_state_root(args))
+    refused = os.path.abspath(exc.filename) if exc.filename else ""
+    if refused and (refused == state or refused.startswith(state.rstrip("/") + "/")):
+        return (f"{args.command}: permission denied on the state dir {state} ({exc.filename}): "
+                f"it belongs to root; run netdecl as root, or give a state dir of your own "
+                f"with --state-dir")
+    return (f"{args.command} was refused by the kernel ({what}): reading network namespaces "
+            f"needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -564,9 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"netdecl: {exc}")
         return int(exc.status)
     except PermissionError as exc:
-        what = exc.filename or exc.strerror or exc
-        _err(f"netdecl: {args.command} was refused by the kernel ({what}): reading network "
-             f"namespaces needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
+        _err(f"netdecl: {_permission_message(args, exc)}")
         return ExitStatus.FAILURE
     except BrokenPipeError:  # `netdecl show | head`: the reader left; nothing to report
         # Python flushes stdout again at exit and would complain about the same closed pipe

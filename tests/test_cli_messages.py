@@ -68,7 +68,8 @@ def test_without_privileges_each_command_names_a_real_command(host):
             "netdecl"]
     invocations = {"apply": ["apply", BRIDGE], "destroy": ["destroy", BRIDGE],
                    "rollback": ["rollback"], "verify": ["verify", BRIDGE],
-                   "explain": ["explain", "--from", "root", "127.0.0.1"]}
+                   "explain": ["explain", "--from", "root", "127.0.0.1"],
+                   "agent": ["agent", BRIDGE]}
     assert set(invocations) == set(PRIVILEGED_USAGE)
     before = host.snapshot()
     for command, argv in invocations.items():
@@ -107,3 +108,16 @@ def test_validate_prints_each_warning_once_and_counts_in_the_singular(tmp_path, 
 def test_validate_counts_in_the_plural(capsys):
     assert main(["validate", BRIDGE]) == ExitStatus.OK
     assert capsys.readouterr().out.endswith("objects, 2 namespaces)\n")
+
+
+@pytest.mark.parametrize("passed, failed, summary", [
+    (1, 0, "1 probe: 1 passed, 0 failed"),
+    (1, 1, "2 probes: 1 passed, 1 failed"),
+])
+def test_verify_counts_probes_in_the_right_number(passed, failed, summary):
+    from netdecl.model import Probe
+    from netdecl.tools.verify import ProbeResult, render_table
+
+    results = [ProbeResult(Probe("a", "10.0.0.1", 80), None, True, "reachable", "")] * passed
+    results += [ProbeResult(Probe("a", "10.0.0.2", 80), None, False, "error", "refused")] * failed
+    assert render_table(results).splitlines()[-1] == summary

@@ -36,7 +36,7 @@ NAME = "docker-bridge"
 @pytest.fixture(autouse=True)
 def _nft_present(monkeypatch):
     # the service refuses NAT topologies when the nft command is missing; the fake needs none
-    monkeypatch.setattr("netdecl.engine.service.shutil.which", lambda _: "/usr/sbin/nft")
+    monkeypatch.setattr("netdecl.backends.nftables.find_nft", lambda: "/usr/sbin/nft")
 
 
 def with_foreign_objects() -> FakeHost:

@@ -29,7 +29,7 @@ from netdecl.model import ROOT, Link, Namespace, NatRule, NatTable, Route, Topol
 
 @pytest.fixture(autouse=True)
 def _nft_present(monkeypatch):
-    monkeypatch.setattr("netdecl.engine.service.shutil.which", lambda _: "/usr/sbin/nft")
+    monkeypatch.setattr("netdecl.backends.nftables.find_nft", lambda: "/usr/sbin/nft")
 
 
 def record_of(state: Path) -> dict:

@@ -6,6 +6,7 @@ Each test gets its own hermetic host; traffic flows only between namespaces it c
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 
 NAT = "topologies/docker-nat.yaml"
@@ -139,6 +140,10 @@ def test_nat_without_nft_fails_in_plan_with_one_line(host, tmp_path):
     # install, in one line, and exit 1
     for tool in ("nsenter", "ip"):
         (tmp_path / tool).symlink_to(shutil.which(tool))
+    # netdecl also looks in the sbin directories (cron's PATH lacks them): hide nft there too
+    for sbin in ("/usr/local/sbin/nft", "/usr/sbin/nft", "/sbin/nft"):
+        if os.path.exists(sbin):
+            host.run(["mount", "--bind", "/dev/null", sbin])
     result = host.netdecl("plan", NAT, env={"PATH": str(tmp_path)})
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]

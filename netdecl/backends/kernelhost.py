@@ -13,7 +13,16 @@ from typing import Any
 from netdecl.backends import namespaces, sysctl
 from netdecl.backends.host import Birth, Scope, temp_namespace_name
 from netdecl.backends.netlink import Kernel, KernelError
-from netdecl.model import ROOT, ExternalLink, Link, Namespace, NatTable, NetObject, Sysctl
+from netdecl.model import (
+    ROOT,
+    Address,
+    ExternalLink,
+    Link,
+    Namespace,
+    NatTable,
+    NetObject,
+    Sysctl,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,21 @@ def _configure_external(k: Kernel, before: Any, after: ExternalLink, changes: di
     link = Link(after.namespace, after.name, kind="external", up=after.up, mtu=after.mtu,
                 master=after.master)
     k.configure_link(link, topology, changes=changes.keys())
+
+
+def _delete_address(k: Kernel, address: Address, topology: str) -> None:
+    """Delete ``address``; for IPv4 on a link netdecl made, first let the link promote a
+    secondary address of the same subnet when the primary goes. Without promote_secondaries the
+    kernel deletes every secondary with its primary, and the addresses the topology still
+    declares vanish with it (the plan would never converge). A link that does not carry the
+    topology's mark (an external NIC netdecl added an address to) keeps its settings."""
+    if ":" not in address.cidr and k.link_marked(address.namespace, address.link, topology):
+        try:
+            sysctl.write(address.namespace,
+                         f"net/ipv4/conf/{address.link}/promote_secondaries", "1")
+        except sysctl.SysctlError:
+            pass  # the link is gone (its addresses with it): the delete says what is left
+    k.delete_address(address)
 
 
 def _write_sysctl(k: Kernel, before: Any, after: Sysctl, changes: Any, topology: str,
@@ -127,7 +151,7 @@ WRITERS: dict[str, _Writer] = {
         modify=_configure_external),
     "address": _Writer(
         create=lambda k, o, t, p, _: k.add_address(o),
-        delete=lambda k, o, t, p: k.delete_address(o),
+        delete=lambda k, o, t, p: _delete_address(k, o, t),
         modify=_no_modify("address")),
     # routes and neighbours have an in-place replace; rules and fdb entries do not
     "route": _Writer(

@@ -203,6 +203,12 @@ class Kernel:
                 return known[nsid]
         return None
 
+    def link_marked(self, ns: str, name: str, topology: str) -> bool:
+        """Whether the link ``name`` carries ``topology``'s owner mark (a fresh dump)."""
+        return any(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) == name
+                   and _owner_from_alias(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFALIAS))) == topology
+                   for m in self.rtnl(ns).links())
+
     def read_links(self, ns: str, all_namespaces: list[str]) -> list[Link]:
         msgs = self.rtnl(ns).links()
         by_index = {m.index: rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "" for m in msgs}

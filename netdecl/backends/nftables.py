@@ -424,8 +424,14 @@ def _canonical(objects: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
 # --- talking to nft -----------------------------------------------------------------------------
 
 
+def find_nft() -> str | None:
+    """Where nft is: on PATH, else in the sbin directories (cron's and sudo's PATH lack them).
+    The one lookup: the CLI's pre-check and every nft run agree on whether nft exists."""
+    return shutil.which(NFT) or shutil.which(NFT, path=_SBIN_PATH)
+
+
 def _nft_binary() -> str:
-    path = shutil.which(NFT) or shutil.which(NFT, path=_SBIN_PATH)
+    path = find_nft()
     if path is None:
         raise NftUnavailable()
     return path

@@ -19,10 +19,13 @@ class SysctlError(NetdeclError):
 def path_of(name: str) -> str:
     """net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward. A name written with '/' is taken
     as it is (that is how a link name with a dot, net/ipv4/conf/eth0.100/rp_filter, is said).
-    Names are validated by the loader (no '..', no leading '/'): this cannot leave /proc/sys."""
-    if "/" in name:
-        return f"{PROC_SYS}/{name}"
-    return f"{PROC_SYS}/{name.replace('.', '/')}"
+    Names are validated by the loader and when read back from the state dir; this refuses, once
+    more, any name that would leave /proc/sys (root reads and writes these files)."""
+    relative = name if "/" in name else name.replace(".", "/")
+    parts = relative.split("/")
+    if not name or any(part in ("", ".", "..") for part in parts) or "\0" in name:
+        raise SysctlError(f"sysctl {name!r}: not a sysctl name (it would leave {PROC_SYS})")
+    return f"{PROC_SYS}/{relative}"
 
 
 def normalise(value: str) -> str:

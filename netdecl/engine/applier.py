@@ -60,10 +60,13 @@ def snapshot_owned(observed: Topology, record: OwnershipRecord) -> Topology:
 class Applier:
     """Applies plans on one Host and rolls them back on it."""
 
-    def __init__(self, store: RecordStore, host: Host, progress: Progress | None = None):
+    def __init__(self, store: RecordStore, host: Host, progress: Progress | None = None,
+                 rollback_progress: Progress | None = None):
         self.store = store
         self.host = host
         self.progress = progress
+        # a rollback can take as long as the apply it undoes: it reports its steps too
+        self.rollback_progress = rollback_progress
 
     # -- the main path -------------------------------------------------------------------------
     def apply(self, desired: Topology, plan: Plan, snapshot: Topology,
@@ -76,7 +79,8 @@ class Applier:
         actions executed."""
         record = record if record is not None else self.store.load(desired.name)
         _share_sysctl_originals(record, desired)
-        journal = Journal.begin(self.store.root, desired.name, snapshot, record)
+        journal = Journal.begin(self.store.root, desired.name, snapshot, record,
+                                total=len(plan.actions))
         executed: list[Action] = []
         fail_at = _failpoint()
         pause_at = _failpoint(PAUSE_ENV)
@@ -93,21 +97,26 @@ class Applier:
                                            f"injected failure ({FAILPOINT_ENV}={fail_at})")
                     ticket = Ticket()
                     journal.intend(number, action, ticket)
-                    _execute(action, self.host, desired.name, record, ticket, journal.made)
+                    trap.in_action = True  # a second signal may cut only an action short
+                    try:
+                        _execute(action, self.host, desired.name, record, ticket, journal.made)
+                    finally:
+                        trap.in_action = False
                     journal.step(number, action)
                     executed.append(action)
                 self.store.save(record)
                 trap.checkpoint()
                 self.verify(desired, record)
+                trap.checkpoint()  # a signal during verification: not "Verified"
                 if hold is not None:
                     hold(trap.checkpoint)
             except BaseException as exc:  # noqa: BLE001 - whatever it was, undo first
                 # (an error while re-reading for verification, a full disk for the record, a
                 # bug: the host must not be left half-applied, so every exception rolls back)
-                # an interrupted request may have left a reply in flight: start afresh
-                self.host.reconnect()
-                # a second signal during the rollback must not stop it half-way
-                trap.ignore()
+                # First of all: no signal may stop the rollback half-way (rollback_to then
+                # starts afresh: an interrupted request may have left a reply in flight)
+                trap.disarm()
+                # RollbackFailed (exit 4) keeps the journal: `netdecl rollback` tries again
                 self.rollback_to(snapshot, journal.record_before, current=record, cause=exc,
                                  journal=journal)
                 journal.finish()
@@ -138,7 +147,22 @@ class Applier:
         journal's claims): only objects whose identity it or ``record_before`` proves are
         changed or deleted. ``journal``: where the rollback's own claims and the identities
         of what it re-makes are written, so that a crash during the rollback is recovered
-        too."""
+        too. Whatever stops the rollback itself (the host cannot be read, nft has vanished,
+        the record cannot be written) is RollbackFailed too: exit 4, journal kept."""
+        try:
+            return self._rollback_to(snapshot, record_before, current, cause, journal)
+        except RollbackFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the host may be anything now: say so, exit 4
+            reason = f" (after: {cause})" if cause else ""
+            what = str(exc) if isinstance(exc, NetdeclError) else f"{type(exc).__name__}: {exc}"
+            raise RollbackFailed(f"rollback could not restore everything{reason}: the rollback "
+                                 f"itself failed: {what}\nthe journal is kept: `netdecl "
+                                 f"rollback` tries again") from None
+
+    def _rollback_to(self, snapshot: Topology, record_before: OwnershipRecord,
+                     current: OwnershipRecord | None, cause: BaseException | None,
+                     journal: Journal | None) -> Plan:
         record = current if current is not None else self.store.load(snapshot.name)
         # everything either record knows about is in scope (and owned) while rolling back
         merged = record.copy()
@@ -163,6 +187,8 @@ class Applier:
         plan = make_plan(snapshot, observed, merged)
         fail_at = _failpoint(ROLLBACK_FAILPOINT_ENV)
         for number, action in enumerate(plan.actions, start=1):
+            if self.rollback_progress:
+                self.rollback_progress(number, len(plan.actions), action)
             if fail_at == number:
                 problems.append(f"{_label(action)}: injected failure "
                                 f"({ROLLBACK_FAILPOINT_ENV}={fail_at})")
@@ -273,12 +299,16 @@ def _failpoint(env: str = FAILPOINT_ENV) -> int | None:
 class _SignalTrap:
     """SIGTERM and SIGINT during an apply: noted, and acted on at the next action boundary
     (checkpoint), so an action is never cut in half in-process (a namespace half-mounted, a
-    link created but not yet marked). A second signal while an action hangs raises at once."""
+    link created but not yet marked). A second signal while an action hangs raises at once;
+    anywhere else (verification, the rollback, closing sockets) it changes nothing more: the
+    first one already decided that the apply is rolled back."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.armed = True  # a second signal may raise (to cut a hanging action short)
+        self.in_action = False
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _SignalTrap:
@@ -290,15 +320,22 @@ class _SignalTrap:
         return self
 
     def _handler(self, signum: int, frame: object) -> None:
-        if self.received is not None:
+        if self.received is None:
+            self.received = signum
+            return
+        if self.armed and self.in_action:
+            # Only inside an action (one that hangs must be cut short), and only once: so this
+            # raise can never land in the rollback that follows, nor in the code leading to it
+            self.armed = False
             raise Interrupted(f"interrupted by {signal.Signals(signum).name} (twice)")
-        self.received = signum
 
     def checkpoint(self) -> None:
         if self.received is not None:
             raise Interrupted(f"interrupted by {signal.Signals(self.received).name}")
 
-    def ignore(self) -> None:
+    def disarm(self) -> None:
+        """From now on SIGTERM/SIGINT are ignored: the rollback must finish."""
+        self.armed = False
         for signum in self.previous:
             signal.signal(signum, signal.SIG_IGN)
 

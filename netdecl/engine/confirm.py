@@ -17,7 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netdecl.engine.statedir import confirm_dir, confirmed_path, pending_path, write_atomically
+from netdecl.engine.statedir import (
+    confirm_dir,
+    confirmed_path,
+    pending_path,
+    read_state_file,
+    write_atomically,
+)
 from netdecl.errors import NetdeclError, NotConfirmed
 
 POLL = 0.05
@@ -52,14 +58,16 @@ class Waiter:
             try:
                 checkpoint()
             except BaseException:
-                if self._claim(pending):  # we decide: not confirmed
+                if self._claim(pending) or not confirmed.exists():  # we decide: not confirmed
                     raise
                 return  # confirmed in the same instant: keep it
             if confirmed.exists():
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                if self._claim(pending):
+                # Only an explicit confirmation confirms: a .pending marker that vanished
+                # without a .confirmed one (removed by hand, by a cleaner) is no consent
+                if self._claim(pending) or not confirmed.exists():
                     raise NotConfirmed(
                         f"not confirmed within {self.timeout:g}s (--confirm-timeout)")
                 return  # `confirm` renamed it just before the deadline: it counts
@@ -78,6 +86,7 @@ class Waiter:
             return False
 
     def _claim_by_enter(self, pending: Path) -> bool:
+        """Enter confirms when it takes the marker, or when `confirm` already had."""
         return self._claim(pending) or confirmed_path(self.state_root, self.topology).exists()
 
 
@@ -100,9 +109,11 @@ def waiting(state_root: Path) -> dict[str, int | None]:
     """Topologies whose apply is waiting for confirmation -> the waiting PID."""
     out: dict[str, int | None] = {}
     for path in sorted(confirm_dir(state_root).glob("*.pending")):
+        if path.name.startswith("."):
+            continue  # a temp file of write_atomically
         try:
-            out[path.name[: -len(".pending")]] = int(path.read_text().strip())
-        except (OSError, ValueError):
+            out[path.name[: -len(".pending")]] = int(read_state_file(path).decode().strip())
+        except (OSError, ValueError, NetdeclError):
             out[path.name[: -len(".pending")]] = None
     return out
 

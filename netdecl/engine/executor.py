@@ -12,6 +12,7 @@ record.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from netdecl.engine.record import CLAIM_PREFIX, OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import ExternalLink, Key, Link, NatTable, Sysctl
 
+_SECRET = re.compile(r"[0-9a-f]{12}")
+
 
 @dataclass(frozen=True)
 class Ticket:
@@ -47,7 +50,9 @@ class Ticket:
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Ticket | None:
         secret, stamp = data.get("secret"), data.get("stamp")
-        if isinstance(secret, str) and isinstance(stamp, int):
+        # read back from a journal: the secret becomes part of link and /run/netns names
+        if isinstance(secret, str) and _SECRET.fullmatch(secret) and isinstance(stamp, int) \
+                and not isinstance(stamp, bool) and stamp >= 0:
             return cls(secret, stamp)
         return None
 

@@ -8,6 +8,11 @@ known too. Recovery trusts only what these lines prove (engine/ownership.py).
 If netdecl dies mid-apply (SIGKILL, power loss), the journal is still there; `netdecl rollback`
 (and the next apply or destroy, by itself) reads it and reconciles back to the snapshot. A
 journal is removed once its apply finished or was rolled back.
+
+Each line goes down in one write(2), so a process killed around it leaves the line whole or
+absent: a journal that does not end in a complete line, or holds anything but what netdecl
+writes, was damaged (cut, edited, planted) and is refused as a whole (readback.DamagedStateFile)
+rather than half-replayed, which would take the claims after the cut for someone else's.
 """
 
 from __future__ import annotations
@@ -17,35 +22,47 @@ import os
 from pathlib import Path
 from typing import Any
 
+from netdecl.engine import readback, statedir
 from netdecl.engine.executor import Ticket, claim
 from netdecl.engine.planfile import action_from_json, action_to_json
 from netdecl.engine.planner.plan import Action
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.readback import DamagedStateFile, Untrusted
+from netdecl.engine.record import OwnershipRecord, record_shape, validated
 from netdecl.engine.statedir import journal_dir, journal_path, write_atomically
 from netdecl.kinds import object_from_dict
 from netdecl.model import Key, Topology
 
+_ADVICE = ("the interrupted apply of {topology} cannot be rolled back from it: see what it "
+           "left with `netdecl plan FILE`, remove by hand what that apply made, then move the "
+           "file away")
+
 
 class Journal:
-    def __init__(self, path: Path, snapshot: Topology, record_before: OwnershipRecord):
+    def __init__(self, path: Path, snapshot: Topology, record_before: OwnershipRecord,
+                 total: int | None = None, entries: list[dict[str, Any]] | None = None):
         self.path = path
         self.snapshot = snapshot
         self.record_before = record_before
+        self.total = total  # the plan's number of actions (None: an older journal without it)
+        self.entries = entries or []  # read back by load(): what the dead apply wrote
 
     @classmethod
     def begin(cls, state_root: Path, topology: str, snapshot: Topology,
-              record: OwnershipRecord) -> Journal:
+              record: OwnershipRecord, total: int | None = None) -> Journal:
+        statedir.secure(state_root)
         path = journal_path(state_root, topology)
         header = {
             "journal": 1,
             "topology": topology,
             "pid": os.getpid(),
+            # so that an interrupted apply can be described as "step N of M"
+            "actions": total,
             "snapshot": [o.to_dict() for o in snapshot.objects.values()],
             "record_before": record.to_json(),
         }
         # the header goes down atomically and durably before the first action runs
         write_atomically(path, json.dumps(header) + "\n")
-        return cls(path, snapshot, record.copy())
+        return cls(path, snapshot, record.copy(), total)
 
     def intend(self, number: int, action: Action, ticket: Ticket,
                undo: bool = False) -> None:
@@ -67,37 +84,62 @@ class Journal:
         # (SIGKILL, OOM, a bug), and written data survives that. What it describes - links,
         # routes, namespaces - lives in kernel memory and does not survive a reboot either, so
         # an fsync per action (a third of a cold apply's time at 500 namespaces) buys nothing.
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(entry) + "\n")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            statedir.write_all(fd, (json.dumps(entry) + "\n").encode())
+        finally:
+            os.close(fd)
 
     def finish(self) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self.path.unlink(missing_ok=True)
+        statedir.remove_stale_temps(self.path)
 
     @classmethod
     def load(cls, state_root: Path, topology: str) -> Journal | None:
+        """The journal ``topology``'s interrupted apply left, checked line by line; None when
+        there is none; DamagedStateFile when it cannot be trusted whole."""
         path = journal_path(state_root, topology)
+        advice = _ADVICE.format(topology=topology)
         try:
-            with open(path) as fh:
-                header: dict[str, Any] = json.loads(fh.readline())
+            raw = statedir.read_state_file(path)
         except FileNotFoundError:
             return None
-        snapshot = Topology(name=header["topology"])
-        snapshot.extend(object_from_dict(d) for d in header["snapshot"])
-        return cls(path, snapshot, OwnershipRecord.from_json(header["record_before"]))
+        except statedir.UnreadableStateFile as exc:
+            raise DamagedStateFile(path, str(exc), advice) from None
+        line_number = 1
+        try:
+            if not raw.strip():
+                raise Untrusted("empty")
+            if not raw.endswith(b"\n"):
+                raise Untrusted("cut short: its last line is incomplete")
+            lines = raw.decode("utf-8").split("\n")[:-1]
+            journal = cls._header(path, topology, json.loads(lines[0]))
+            for at, line in enumerate(lines[1:], start=2):
+                line_number = at  # named in the message if this line is the damaged one
+                journal.entries.append(_entry(json.loads(line)))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            problem = str(exc) if isinstance(exc, Untrusted) else _problem(exc)
+            raise DamagedStateFile(path, f"line {line_number}: {problem}", advice) from None
+        return journal
+
+    @classmethod
+    def _header(cls, path: Path, topology: str, header: Any) -> Journal:
+        if not (isinstance(header, dict) and header.get("journal") == 1
+                and isinstance(header.get("snapshot"), list)):
+            raise Untrusted("not a netdecl journal header")
+        if readback.topology_name(header.get("topology")) != topology:
+            raise Untrusted(f"it names topology {header['topology']!r}, not {topology!r}")
+        snapshot = Topology(name=topology)
+        snapshot.extend(readback.check_object(object_from_dict(d)) for d in header["snapshot"])
+        before = validated(OwnershipRecord.from_json(record_shape(header["record_before"])),
+                           topology)
+        total = header.get("actions")
+        if total is not None and not _number(total):
+            raise Untrusted("its number of actions is not a number")
+        return cls(path, snapshot, before, total)
 
     def _entries(self) -> list[dict[str, Any]]:
-        entries = []
-        with open(self.path) as fh:
-            next(fh, None)  # the header
-            for line in fh:
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    break  # a line torn by a crash: nothing after it was written either
-        return entries
+        return self.entries
 
     def steps_done(self) -> int:
         return sum(1 for e in self._entries() if "step" in e)
@@ -114,9 +156,60 @@ class Journal:
         return record
 
 
+_TICKET = {"secret", "stamp"}  # executor.Ticket: optional in journals written before it
+
+
+def _entry(data: Any) -> dict[str, Any]:
+    """One line after the header, checked: {"step": N}; {"start": N, "action": ..., ticket}
+    (an apply's action) or {"undo": N, ...} (a rollback's); {"made": KEY, "ident": ...} (the
+    identity of an object an action has just made)."""
+    if not isinstance(data, dict):
+        raise Untrusted("not a journal entry")
+    if set(data) == {"step"} and _number(data["step"]):
+        return data
+    for mark in ("start", "undo"):
+        if mark in data and {mark, "action"} <= set(data) <= {mark, "action", *_TICKET} \
+                and _number(data[mark]):
+            check_action(action_from_json(data["action"]))
+            if _TICKET & set(data) and Ticket.from_json(data) is None:
+                raise Untrusted("its claim's secret or time is not what netdecl writes")
+            return data
+    if set(data) == {"made", "ident"}:
+        readback.check_key(data["made"])
+        readback.identity(data["ident"])
+        return data
+    raise Untrusted("not a journal entry")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_action(action: Action) -> Action:
+    """``action`` if its kind, key and objects pass the loader's rules."""
+    readback.check_key(action.key)
+    if action.key[0] != action.type:
+        raise Untrusted(f"action key {list(action.key)!r} is not of a {action.type}")
+    for obj in (action.before, action.after, action.peer_before, action.peer_after):
+        if obj is not None:
+            readback.check_object(obj)
+    return action
+
+
+def _problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not text"
+    if isinstance(exc, ValueError):
+        return "not JSON"
+    return "not what netdecl writes there"
+
+
 def pending(state_root: Path) -> list[str]:
     """Topologies with a journal left behind by an apply that did not finish."""
-    return sorted(p.name[: -len(".jsonl")] for p in journal_dir(state_root).glob("*.jsonl"))
+    return sorted(p.name[: -len(".jsonl")] for p in journal_dir(state_root).glob("*.jsonl")
+                  if not p.name.startswith("."))
 
 
-__all__ = ["Journal", "pending"]
+__all__ = ["Journal", "check_action", "pending"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,11 @@ from netdecl.kinds import object_from_dict
 from netdecl.model import NetObject, Topology
 
 PLAN_FORMAT = "netdecl-plan/1"
+# A saved plan carries its topology's text (at most the loader's 10 MiB) and its actions: a
+# plan of 500 namespaces is ~3 MB. The bounds keep a hostile file from costing gigabytes of
+# memory or a RecursionError; real plans nest 6 levels deep.
+MAX_PLAN_BYTES = 64 * 1024 * 1024
+MAX_PLAN_DEPTH = 32
 
 
 class StalePlan(NetdeclError):
@@ -131,18 +138,36 @@ def save(path: Path, plan: Plan, source: str, source_text: str) -> None:
 
 
 def read(path: str) -> SavedPlan | None:
-    """The saved plan at ``path``; None when the file is not one (a topology, say).
-    Raises NetdeclError for a plan file that lacks what apply needs."""
+    """The saved plan at ``path``; None when the file is not one (a topology, say, or not a
+    regular file: the loader says what is wrong with it). Raises NetdeclError for a plan file
+    that is too big, too deep or lacks what apply needs."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(1)
-            if head != b"{":
-                return None
-            data = json.loads(head + fh.read())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or os.pread(fd, 1, 0) != b"{":
+            return None
+        if info.st_size > MAX_PLAN_BYTES:
+            raise NetdeclError(f"{path} is {info.st_size} bytes; a saved plan is at most "
+                               f"{MAX_PLAN_BYTES} bytes")
+        raw = os.pread(fd, MAX_PLAN_BYTES + 1, 0)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_PLAN_BYTES:
+        raise NetdeclError(f"{path} grew over {MAX_PLAN_BYTES} bytes while being read")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise NetdeclError(f"{path} is nested too deeply to be a saved plan") from None
+    except ValueError:
         return None
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
         return None
+    if _depth(data) > MAX_PLAN_DEPTH:
+        raise NetdeclError(f"{path} is nested more than {MAX_PLAN_DEPTH} levels deep; a saved "
+                           f"plan is not")
     try:
         saved = SavedPlan(path=path, source=data["source"], source_text=data["source_text"],
                           fingerprint=data["fingerprint"], actions=data["actions"])
@@ -153,6 +178,20 @@ def read(path: str) -> SavedPlan | None:
         raise NetdeclError(f"{path} is not a complete saved plan; make one with "
                            f"`netdecl plan --out PLAN FILE`") from None
     return saved
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and objects nest in ``data`` (iterative: no recursion to exhaust)."""
+    deepest = 0
+    todo = [(data, 1)]
+    while todo:
+        node, level = todo.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_PLAN_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node
+        todo += [(c, level + 1) for c in children if isinstance(c, (dict, list))]
+    return deepest
 
 
 def check_fresh(saved: SavedPlan, plan: Plan) -> None:

@@ -15,11 +15,14 @@ claimed name whose identity differs is someone else's.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netdecl.engine import statedir
+from netdecl.engine import readback, statedir
+from netdecl.engine.readback import DamagedStateFile, Untrusted
+from netdecl.kinds import Ownership
 from netdecl.model import Key
 
 
@@ -64,8 +67,10 @@ class OwnershipRecord:
         return key in self.objects and key not in self.superseded
 
     def is_empty(self) -> bool:
+        # identities count: links are owned by theirs alone (a topology of root-namespace
+        # links has nothing else in its record)
         return not (self.namespaces or self.objects or self.sysctl_originals
-                    or self.nat_namespaces or self.link_originals)
+                    or self.nat_namespaces or self.link_originals or self.identities)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,32 +142,113 @@ class RecordStore:
         return statedir.record_path(self.root, topology)
 
     def load(self, topology: str) -> OwnershipRecord:
+        """The record of ``topology`` (empty if it has none), knowing the sysctl originals the
+        others keep. DamagedStateFile if its own record cannot be trusted; another topology's
+        damaged record is left out (it must not block this one)."""
         record = self._read(topology) or OwnershipRecord(topology)
         for other in self.all_topologies():
-            if other != topology and (theirs := self._read(other)) is not None:
+            if other == topology:
+                continue
+            try:
+                theirs = self._read(other)
+            except DamagedStateFile:
+                continue
+            if theirs is not None:
                 for key, original in theirs.sysctl_originals.items():
                     record.shared_sysctls.setdefault(key, original)
                 record.superseded |= superseded_by(record, theirs)
         return record
 
     def _read(self, topology: str) -> OwnershipRecord | None:
+        path = self.path(topology)
         try:
-            with open(self.path(topology)) as fh:
-                return OwnershipRecord.from_json(json.load(fh))
+            raw = statedir.read_state_file(path)
         except FileNotFoundError:
             return None
+        except statedir.UnreadableStateFile as exc:
+            raise DamagedStateFile(path, str(exc), _ADVICE.format(topology=topology)) from None
+        try:
+            return validated(OwnershipRecord.from_json(record_shape(json.loads(raw))), topology)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            problem = str(exc) if isinstance(exc, Untrusted) else _shape_problem(raw, exc)
+            raise DamagedStateFile(path, problem, _ADVICE.format(topology=topology)) from None
 
     def save(self, record: OwnershipRecord) -> None:
+        statedir.secure(self.root)
+        path = self.path(record.topology)
+        # with it the temp files a write killed (SIGKILL) between write and rename left
+        statedir.remove_stale_temps(path)
         if record.is_empty():
-            path = self.path(record.topology)
-            # with it the temp file a write killed (SIGKILL) between write and rename left
-            for stale in (path, statedir.temp_path(path)):
-                try:
-                    stale.unlink()
-                except FileNotFoundError:
-                    pass
+            path.unlink(missing_ok=True)
             return
-        statedir.write_json_atomically(self.path(record.topology), record.to_json())
+        statedir.write_json_atomically(path, record.to_json())
 
     def all_topologies(self) -> list[str]:
-        return sorted(p.stem for p in self.dir.glob("*.json"))
+        return sorted(p.stem for p in self.dir.glob("*.json") if not p.name.startswith("."))
+
+
+_ADVICE = ("netdecl cannot tell what topology {topology} owns, so it changes nothing for it: "
+           "restore the file from a backup, or move it away and remove what {topology} made by "
+           "hand (without the file netdecl treats it as foreign)")
+
+
+def _shape_problem(raw: bytes, exc: BaseException) -> str:
+    if not raw.strip():
+        return "empty"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, ValueError):
+        return "not JSON, or cut short"
+    return "not the shape of an ownership record"
+
+
+def record_shape(data: Any) -> dict[str, Any]:
+    """``data`` if it has the shape to_json writes (TypeError otherwise)."""
+    if not isinstance(data, dict) or data.get("format") != 1:
+        raise TypeError("not a format 1 record")
+    for field_name in ("namespaces", "objects", "sysctl_originals", "nat_namespaces",
+                       "link_originals", "identities"):
+        if not isinstance(data.get(field_name, []), list):
+            raise TypeError(f"{field_name} is not a list")
+    for entry in data.get("sysctl_originals", []):
+        if not (isinstance(entry, list) and len(entry) == 3):
+            raise TypeError("a sysctl original is not [namespace, name, value]")
+    for entry in data.get("link_originals", []):
+        if not (isinstance(entry, list) and len(entry) == 4):
+            raise TypeError("a link original is not [namespace, link, attribute, value]")
+    for entry in data.get("identities", []):
+        if not (isinstance(entry, list) and len(entry) >= 3):
+            raise TypeError("an identity is not [key..., identity]")
+    return data
+
+
+# what netdecl manages on an external link, and the values it may have had before
+_LINK_ORIGINALS: dict[str, Callable[[Any], bool]] = {
+    "mtu": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+    "up": lambda v: v is None or isinstance(v, bool),
+    "master": lambda v: v is None or (isinstance(v, str) and readback.link_name(v) == v),
+}
+
+
+def validated(record: OwnershipRecord, topology: str) -> OwnershipRecord:
+    """``record`` if it is ``topology``'s and every name in it passes the loader's rules."""
+    if readback.topology_name(record.topology) != topology:
+        raise Untrusted(f"it names topology {record.topology!r}, not {topology!r}")
+    for ns in record.namespaces | record.nat_namespaces:
+        readback.namespace(ns)
+    for key in record.objects:
+        # keyed claims; and addresses netdecl added to an external link (owned by the record)
+        readback.check_key(key, (Ownership.RECORD, Ownership.LINK))
+    for key, ident in record.identities.items():
+        readback.check_key(key)
+        readback.identity(ident)
+    for (ns, link, attr), value in record.link_originals.items():
+        readback.namespace(ns)
+        readback.link_name(link)
+        if attr not in _LINK_ORIGINALS or not _LINK_ORIGINALS[attr](value):
+            raise Untrusted(f"link original {attr}={value!r} of {link} is not one netdecl keeps")
+    for (ns, name), value in record.sysctl_originals.items():
+        readback.namespace(ns)
+        readback.sysctl_name(name)
+        readback.sysctl_value(value)
+    return record

@@ -8,29 +8,35 @@ Every function works on a Host (the real kernel unless one is passed in).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netdecl.backends.host import Host
+from netdecl.backends.host import Host, Scope
 from netdecl.engine import confirm as confirmation
-from netdecl.engine import planfile
+from netdecl.engine import planfile, statedir
 from netdecl.engine.applier import Applier, snapshot_owned
 from netdecl.engine.journal import Journal, pending
 from netdecl.engine.lock import HostLock
-from netdecl.engine.observer import observe_all, observe_for
+from netdecl.engine.observer import observe_all, observe_for, scope_for
 from netdecl.engine.ownership import forget_gone, pin_identities
 from netdecl.engine.planfile import SavedPlan
 from netdecl.engine.planner import make_plan
 from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import ADOPT, Action, Plan
 from netdecl.engine.record import OwnershipRecord, RecordStore
+from netdecl.engine.unfinished import (
+    PendingApply,
+    UnfinishedApply,
+    check_before_plan,
+    unfinished_applies,
+)
 from netdecl.errors import EnvironmentProblem, NetdeclError
 from netdecl.model import ROOT, NatTable, Topology
 
-__all__ = ["ApplyResult", "Events", "PlanConflicts", "apply", "confirm", "destroy",
-           "load_saved_plan", "plan", "rollback", "save_plan", "show"]
+__all__ = ["ApplyResult", "Events", "PendingApply", "PlanConflicts", "UnfinishedApply", "apply",
+           "confirm", "destroy", "load_saved_plan", "plan", "rollback", "save_plan", "scope",
+           "show", "unfinished_applies"]
 
 
 def _ignore(*_: object) -> None:
@@ -45,10 +51,12 @@ class Events:
     planned: Callable[[Plan], None] = _ignore
     # before each action: (number, total, action)
     progress: Callable[[int, int, Action], None] | None = None
+    # before each action of a rollback (after a failure, or of an interrupted apply)
+    rollback_progress: Callable[[int, int, Action], None] | None = None
     # a line for people: waiting for confirmation, confirmed
     notice: Callable[[str], None] = _ignore
-    # an earlier apply that did not finish is being rolled back: (topology, steps it did)
-    recovering: Callable[[str, int], None] = _ignore
+    # an earlier apply that did not finish is being rolled back (first, under the lock)
+    recovering: Callable[[PendingApply], None] = _ignore
     recovered: Callable[[str], None] = _ignore
 
 
@@ -86,11 +94,16 @@ def _kernel_host() -> Host:
 def plan(desired: Topology, state_root: Path, host: Host | None = None,
          adopt: bool = False) -> Plan:
     """Observe what ``desired`` and its record name, and plan toward ``desired``; ``adopt``
-    takes over declared objects that exist and belong to nobody (ADOPT actions)."""
+    takes over declared objects that exist and belong to nobody (ADOPT actions). Raises
+    UnfinishedApply while its last apply is not rolled back (or still running)."""
+    statedir.secure(state_root, create=False)
+    notes = check_before_plan(state_root, desired.name)
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
     with _using(host) as h:
-        return _plan_against(h, desired, record, adopt)[0]
+        result = _plan_against(h, desired, record, adopt)[0]
+    result.notes += notes
+    return result
 
 
 def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
@@ -103,6 +116,12 @@ def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
     result = make_plan(desired, observed, record, adopt=adopt)
     result.fingerprint = planfile.fingerprint(observed)
     return result, observed
+
+
+def scope(desired: Topology, state_root: Path) -> Scope:
+    """What plan and apply read for ``desired``: the namespaces it declares and those its
+    ownership record names, and where its NAT table can be (the agent watches exactly these)."""
+    return scope_for(desired, RecordStore(state_root).load(desired.name))
 
 
 def save_plan(result: Plan, path: Path, source: Path) -> None:
@@ -143,7 +162,13 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
     if saved is not None:
         adopt = adopt or any(a.get("op") == ADOPT.value for a in saved.actions)
     with HostLock(state_root, lock_timeout), _using(host) as h:
-        recovered = _recover_pending(h, state_root, events)
+        # only this topology's own journal: another's is that topology's business (its next
+        # apply, destroy or `netdecl rollback`), and damage in it must not block this one
+        recovered = _recover(h, state_root, [desired.name], events)
+        for other in pending(state_root):
+            if other != desired.name:
+                events.notice(f"netdecl: an interrupted apply of {other!r} left its journal; "
+                              f"`netdecl rollback --name {other}` rolls it back")
         result = _apply_locked(h, desired, state_root, saved, confirm_timeout, gate, events,
                                adopt)
         result.recovered = recovered
@@ -157,15 +182,20 @@ def destroy(topology: str, state_root: Path, *, lock_timeout: float = 5.0,
                  events=events, host=host)
 
 
-def rollback(state_root: Path, *, lock_timeout: float = 5.0, events: Events | None = None,
-             host: Host | None = None) -> list[str]:
-    """Roll back every apply that was interrupted (its journal is left); returns their names."""
+def rollback(state_root: Path, topology: str | None = None, *, lock_timeout: float = 5.0,
+             events: Events | None = None, host: Host | None = None) -> list[str]:
+    """Roll back the interrupted apply of ``topology`` (None: of every topology that left a
+    journal, each on its own: a damaged journal is reported and does not stop the others);
+    returns the names rolled back."""
     events = events or Events()
     with HostLock(state_root, lock_timeout):
-        if not pending(state_root):
+        names = pending(state_root)
+        if topology is not None:
+            names = [topology] if topology in names else []
+        if not names:
             return []
         with _using(host) as h:
-            return _recover_pending(h, state_root, events)
+            return _recover(h, state_root, names, events)
 
 
 def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedPlan | None,
@@ -202,7 +232,8 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         if waiter is not None:
             waiter(checkpoint)
 
-    executed = Applier(store, host, progress=events.progress).apply(
+    executed = Applier(store, host, progress=events.progress,
+                       rollback_progress=events.rollback_progress).apply(
         desired, todo, snapshot, hold=hold if gate or waiter else None, record=record)
     if waiter is not None:
         confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
@@ -210,26 +241,45 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
     return ApplyResult(plan=todo, executed=executed, confirmed=waiter is not None)
 
 
-def _recover_pending(host: Host, state_root: Path, events: Events) -> list[str]:
-    """Finish what crashed applies left: roll each back to its journal's snapshot."""
+def _recover(host: Host, state_root: Path, names: list[str], events: Events) -> list[str]:
+    """Finish what the crashed applies of ``names`` left: roll each back to its journal's
+    snapshot. Each journal is checked whole first (DamagedStateFile: nothing done for that
+    topology); one that cannot be used does not stop the others, and the worst failure is
+    raised at the end (a rollback that could not restore: exit 4)."""
     store = RecordStore(state_root)
-    done = []
-    for name in pending(state_root):
-        journal = Journal.load(state_root, name)
-        if journal is None:
+    done: list[str] = []
+    failures: list[NetdeclError] = []
+    for name in names:
+        try:
+            journal = Journal.load(state_root, name)
+            if journal is None:
+                continue
+            events.recovering(PendingApply(name, journal.steps_done(), journal.total))
+            applier = Applier(store, host, rollback_progress=events.rollback_progress)
+            applier.rollback_to(journal.snapshot, journal.record_before,
+                                current=journal.claimed(), journal=journal)
+        except NetdeclError as exc:
+            failures.append(exc)
             continue
-        events.recovering(name, journal.steps_done())
-        Applier(store, host).rollback_to(journal.snapshot, journal.record_before,
-                                         current=journal.claimed(), journal=journal)
         journal.finish()
         confirmation.clear(state_root, name)  # markers of an apply that died waiting
         events.recovered(name)
         done.append(name)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:  # one line each, with the exit status of the worst (4 before 1)
+        combined = NetdeclError("\n".join(str(exc) for exc in failures))
+        combined.status = max(exc.status for exc in failures)
+        raise combined
     return done
 
 
 def _check_nft_if_needed(desired: Topology, record: OwnershipRecord) -> None:
-    if (desired.of_type(NatTable) or record.nat_namespaces) and shutil.which("nft") is None:
+    if not (desired.of_type(NatTable) or record.nat_namespaces):
+        return
+    from netdecl.backends.nftables import find_nft  # the backend's own lookup, sbin included
+
+    if find_nft() is None:
         raise EnvironmentProblem(
             "this topology has NAT rules but the nft command is missing: install the "
             "nftables package (apt-get install nftables)")
@@ -239,6 +289,7 @@ def _check_nft_if_needed(desired: Topology, record: OwnershipRecord) -> None:
 
 def confirm(state_root: Path, topology: str | None = None) -> str:
     """Confirm the apply waiting under --confirm-timeout (no lock: that apply holds it)."""
+    statedir.secure(state_root, create=False)
     return confirmation.confirm(state_root, topology)
 
 

@@ -1,4 +1,8 @@
-"""Plans and states as text for people and as JSON for machines."""
+"""Plans and states as text for people and as JSON for machines.
+
+``color=True`` paints the action symbols (+ green, - red, ~ yellow) with ANSI escapes; the
+caller decides when (tools/console.py: a terminal, and NO_COLOR unset).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,16 @@ from typing import Any
 from netdecl.engine.planfile import plan_to_json
 from netdecl.engine.planner.plan import ADOPT, DELETE, MODIFY, SYMBOLS, Action, Plan
 from netdecl.model import Link, NatTable, Route, qualify
+
+_GREEN, _RED, _YELLOW, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"
+_PAINT = {"+": _GREEN, "-": _RED, "~": _YELLOW}
+
+
+def paint_symbol(symbol: str, color: bool) -> str:
+    """'+', '-', '~' in their colour; '-/+' as a red minus and a green plus."""
+    if not color:
+        return symbol
+    return "".join(f"{_PAINT[c]}{c}{_RESET}" if c in _PAINT else c for c in symbol)
 
 
 def _fmt(value: Any) -> str:
@@ -43,7 +57,7 @@ def _object_details(action: Action) -> str:
     return obj.describe()
 
 
-def _rule_lines(action: Action) -> list[str]:
+def _rule_lines(action: Action, color: bool) -> list[str]:
     before = action.before.rules if isinstance(action.before, NatTable) else ()
     after = action.after.rules if isinstance(action.after, NatTable) else ()
     before = before or ()
@@ -51,17 +65,19 @@ def _rule_lines(action: Action) -> list[str]:
     lines = []
     for rule in before:
         if rule not in after:
-            lines.append(f"      - {rule.describe()}")
+            lines.append(f"      {paint_symbol('-', color)} {rule.describe()}")
     for rule in after:
         if rule not in before:
-            lines.append(f"      + {rule.describe()}")
+            lines.append(f"      {paint_symbol('+', color)} {rule.describe()}")
     return lines
 
 
-def action_line(action: Action) -> list[str]:
+def action_line(action: Action, color: bool = False) -> list[str]:
+    """The action as people read it: one line, plus a line per NAT rule it adds or removes."""
     symbol = SYMBOLS[action.op]
     verb = "adopt " if action.op == ADOPT else ""
-    head = f"  {symbol:>3} {verb}{_object_details(action)}"
+    head = (f"  {' ' * (3 - len(symbol))}{paint_symbol(symbol, color)} "
+            f"{verb}{_object_details(action)}")
     if action.op == MODIFY and action.type != "nat":
         changes = ", ".join(f"{k} {_fmt(v[0])} -> {_fmt(v[1])}"
                             for k, v in action.changes.items())
@@ -73,18 +89,19 @@ def action_line(action: Action) -> list[str]:
         if action.op == MODIFY and action.before is not None and \
                 getattr(action.before, "rules", ()) is None:
             lines.append("      (the live table was edited by hand; it is rewritten whole)")
-        lines += _rule_lines(action)
+        lines += _rule_lines(action, color)
     return lines
 
 
-def plan_text(plan: Plan) -> str:
+def plan_text(plan: Plan, color: bool = False) -> str:
     lines: list[str] = []
-    for conflict in plan.conflicts:
-        lines.append(f"conflict: {conflict.message}")
+    conflict = f"{_RED}conflict:{_RESET}" if color else "conflict:"
+    for found in plan.conflicts:
+        lines.append(f"{conflict} {found.message}")
     if plan.conflicts:
         lines.append("")
     for action in plan.actions:
-        lines += action_line(action)
+        lines += action_line(action, color)
     if plan.actions:
         lines.append("")
     for note in plan.notes:
@@ -102,4 +119,4 @@ def plan_json(plan: Plan) -> str:
     return json.dumps(plan_to_json(plan), indent=2, sort_keys=False)
 
 
-__all__ = ["plan_text", "plan_json", "action_line"]
+__all__ = ["action_line", "paint_symbol", "plan_json", "plan_text"]

@@ -140,6 +140,8 @@ def _child_setup() -> None:
         os.makedirs(path, mode=0o755, exist_ok=True)
         _detach_all(path)
         mount("tmpfs", path, "tmpfs", 0)
+        # a fresh tmpfs is 1777, which netdecl refuses for its state dir (anyone could plant)
+        os.chmod(path, 0o755)
     # sysfs shows the network namespace of whoever mounted it: remount so /sys/class/net
     # shows the sandbox's links (`ip netns exec` does the same).
     mount("sysfs", "/sys", "sysfs", 0)

@@ -430,5 +430,6 @@ def render_table(results: list[ProbeResult]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
              + "  " + row[-1] for row in rows]
     failed = sum(not r.ok for r in results)
-    lines.append(f"{len(results)} probes: {len(results) - failed} passed, {failed} failed")
+    count = f"{len(results)} probe{'' if len(results) == 1 else 's'}"
+    lines.append(f"{count}: {len(results) - failed} passed, {failed} failed")
     return "\n".join(lines)

@@ -227,48 +227,39 @@ except ImportError:
 
 
 def netdecl_calls():
-    """Everything this module asks of netdecl, in one place: the seam to netdecl's Python API.
-
-    Built on the application service (netdecl.engine.service) and the loader; results come
-    back as data (Plan objects, probe results), never as text to parse.
-    """
-    from netdecl import __version__
-    from netdecl.engine import service
-    from netdecl.engine.planfile import plan_to_json
-    from netdecl.engine.statedir import state_dir
-    from netdecl.errors import InvalidTopology, NetdeclError, VerificationFailed
-    from netdecl.model import Topology
-    from netdecl.tools.render import plan_text
+    """Everything this module asks of netdecl, in one place: netdecl's public Python API
+    (netdecl.api). Results come back as data (Plan objects, probe results), never as text to
+    parse."""
+    import netdecl
     from netdecl.tools.sandbox import enter
     from netdecl.tools.verify import run_probes
-    from netdecl.topology.loader import load_topology, load_topology_text
 
     def load(src, content):
-        return load_topology(src) if src is not None else \
-            load_topology_text(content, CONTENT_NAME)
+        return netdecl.load(src) if src is not None else \
+            netdecl.load(text=content, name=CONTENT_NAME)
 
     def plan(topology, root, adopt):
-        return service.plan(topology, root, adopt=adopt)
+        return netdecl.plan(topology, state_dir=root, adopt=adopt)
 
     def plan_destroy(name, root):
-        return service.plan(Topology(name=name), root)
+        return netdecl.plan(netdecl.Topology(name=name), state_dir=root)
 
     def apply(topology, root, lock_timeout, confirm_timeout, gate, notice, planned, adopt):
-        events = service.Events(notice=notice, planned=planned)
-        return service.apply(topology, root, lock_timeout=lock_timeout,
-                             confirm_timeout=confirm_timeout, gate=gate, events=events,
-                             adopt=adopt)
+        return netdecl.apply(topology, state_dir=root, lock_timeout=lock_timeout,
+                             confirm_timeout=confirm_timeout, adopt=adopt, gate=gate,
+                             events=netdecl.Events(notice=notice, planned=planned))
 
     def destroy(name, root, lock_timeout, notice, planned):
-        return service.destroy(name, root, lock_timeout=lock_timeout,
-                               events=service.Events(notice=notice, planned=planned))
+        return netdecl.destroy(name, state_dir=root, lock_timeout=lock_timeout,
+                               events=netdecl.Events(notice=notice, planned=planned))
 
     return SimpleNamespace(
-        version=__version__, load=load, plan=plan, plan_destroy=plan_destroy, apply=apply,
-        destroy=destroy, state_dir=state_dir, enter_sandbox=enter, run_probes=run_probes,
-        plan_data=plan_to_json, plan_text=plan_text,
-        InvalidTopology=InvalidTopology, NetdeclError=NetdeclError,
-        PlanConflicts=service.PlanConflicts, ProbesFailed=VerificationFailed,
+        version=netdecl.__version__, load=load, plan=plan, plan_destroy=plan_destroy,
+        apply=apply, destroy=destroy, state_dir=lambda path: path, enter_sandbox=enter,
+        run_probes=run_probes, plan_data=lambda plan: plan.to_json(),
+        plan_text=lambda plan: plan.text(),
+        InvalidTopology=netdecl.InvalidTopology, NetdeclError=netdecl.NetdeclError,
+        PlanConflicts=netdecl.PlanConflicts, ProbesFailed=netdecl.VerificationFailed,
     )
 
 

@@ -1,0 +1,173 @@
+"""Nothing read back is trusted: names from records, journals and saved plans are checked with
+the loader's own rules before any of them reaches a path, a netlink request or nft.
+
+A namespace name becomes /run/netns/NAME (mounted, unmounted, unlinked), a sysctl name a file
+under /proc/sys (read, written): a record or journal naming namespace ``../../tmp/x`` or sysctl
+``../../etc/shadow`` would make root unlink or print files far outside them. The rules are the
+topology format's (topology/checks.py for interface and namespace names, the JSON Schema's
+patterns for topology and sysctl names), so whatever a valid topology can name passes and nothing
+else does. A file that fails them, or that is not what netdecl writes at all (garbage, binary,
+cut short, the wrong shape), is a DamagedStateFile: one line naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from netdecl.errors import NetdeclError
+from netdecl.kinds import KINDS, Ownership
+from netdecl.model import (
+    ROOT,
+    Address,
+    ExternalLink,
+    FdbEntry,
+    Link,
+    NatTable,
+    Neighbor,
+    NetObject,
+    Route,
+    Rule,
+    Sysctl,
+)
+from netdecl.topology.checks import ifname_problem, nsname_problem
+from netdecl.topology.loader import SCHEMA_PATH
+
+
+class DamagedStateFile(NetdeclError):
+    """A record or journal that netdecl cannot trust: nothing was changed because of it."""
+
+    def __init__(self, path: Path | str, problem: str, advice: str):
+        self.path = str(path)
+        one_line = " ".join(f"{path} is damaged or not netdecl's ({problem}); {advice}".split())
+        super().__init__(one_line)
+
+
+class Untrusted(ValueError):
+    """A value read back breaks the format's rules (the message says which and how)."""
+
+
+@lru_cache(maxsize=1)
+def _schema_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(topology name, sysctl name): the patterns the loader validates files with."""
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    topology = schema["properties"]["name"]["pattern"]
+    sysctl = schema["$defs"]["sysctls"]["propertyNames"]["pattern"]
+    return re.compile(topology), re.compile(sysctl)
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise Untrusted(f"{what} {value!r} is not a string")
+    return value
+
+
+def topology_name(value: Any) -> str:
+    name = _text(value, "topology name")
+    if not _schema_patterns()[0].fullmatch(name):
+        raise Untrusted(f"topology name {name!r} is not a valid topology name")
+    return name
+
+
+def namespace(value: Any) -> str:
+    name = _text(value, "namespace")
+    if name != ROOT and (problem := nsname_problem(name)):
+        raise Untrusted(problem)
+    return name
+
+
+def link_name(value: Any) -> str:
+    name = _text(value, "link name")
+    if problem := ifname_problem(name):
+        raise Untrusted(problem)
+    return name
+
+
+def sysctl_name(value: Any) -> str:
+    name = _text(value, "sysctl name")
+    if not _schema_patterns()[1].fullmatch(name):
+        raise Untrusted(f"sysctl name {name!r} is not a valid sysctl name")
+    return name
+
+
+def sysctl_value(value: Any) -> str:
+    """One line of printable text, as the loader accepts (it is written to a /proc/sys file)."""
+    text = _text(value, "sysctl value")
+    if not text.isprintable() or len(text) > 1024:
+        raise Untrusted("a sysctl value is not one line of printable text")
+    return text
+
+
+# what the backends write as identities: nsfs:DEV:INO, .../if<ifindex>, .../nft<handle>,
+# claim:<time>, rules:<hash>, secret-name, alternatives joined by "|"
+_IDENTITY = re.compile(r"[A-Za-z0-9:/._|-]{1,512}")
+
+
+def identity(value: Any) -> str:
+    """An identity as netdecl records it: compared with what the kernel reports, never used
+    as a name or path."""
+    if not isinstance(value, str) or not _IDENTITY.fullmatch(value):
+        raise Untrusted(f"identity {value!r} is not one netdecl writes")
+    return value
+
+
+def _optional_link(value: Any) -> None:
+    if value is not None:
+        link_name(value)
+
+
+def check_object(obj: NetObject) -> NetObject:
+    """``obj`` if every name in it is one a topology could declare."""
+    namespace(obj.namespace)
+    if getattr(obj, "ident", None) is not None:
+        identity(obj.ident)
+    if isinstance(obj, ExternalLink):
+        link_name(obj.name)
+        _optional_link(obj.master)
+    elif isinstance(obj, Link):
+        link_name(obj.name)
+        _optional_link(obj.master)
+        if obj.peer is not None:
+            if len(obj.peer) != 2:
+                raise Untrusted(f"veth peer {obj.peer!r} is not (namespace, name)")
+            namespace(obj.peer[0])
+            link_name(obj.peer[1])
+        if obj.vxlan is not None:
+            _optional_link(obj.vxlan.dev)
+    elif isinstance(obj, (Address, FdbEntry, Neighbor)):
+        link_name(obj.link)
+    elif isinstance(obj, Route):
+        _optional_link(obj.dev)
+    elif isinstance(obj, Rule):
+        _optional_link(obj.iif)
+        _optional_link(obj.oif)
+    elif isinstance(obj, Sysctl):
+        sysctl_name(obj.name)
+        sysctl_value(obj.value)
+    elif isinstance(obj, NatTable):
+        for rule in obj.rules or ():
+            for value in (rule.out, rule.not_out, rule.in_):
+                _optional_link(value)
+    return obj
+
+
+def check_key(key: Any, kinds: Iterable[Ownership] | None = None) -> tuple[Any, ...]:
+    """An object key as the record keeps it: (kind, namespace, scalar...)."""
+    if not isinstance(key, (list, tuple)) or len(key) < 2:
+        raise Untrusted(f"key {key!r} is not (kind, namespace, ...)")
+    kind = KINDS.get(key[0]) if isinstance(key[0], str) else None
+    if kind is None or (kinds is not None and kind.ownership not in kinds):
+        raise Untrusted(f"key {list(key)!r} names no kind netdecl records")
+    namespace(key[1])
+    for part in key[2:]:
+        if part is not None and not isinstance(part, (str, int)):
+            raise Untrusted(f"key {list(key)!r} holds {part!r}")
+    if kind.name in ("link", "fdb", "neighbor", "address") and len(key) > 2:
+        link_name(key[2])
+    if kind.name == "sysctl" and len(key) > 2:
+        sysctl_name(key[2])
+    return tuple(key)

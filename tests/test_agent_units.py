@@ -1,0 +1,193 @@
+"""The agent's pure parts: back-off arithmetic, hold_back, option parsing, the file watch, log
+lines. No root needed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fakehost import FakeHost
+
+from netdecl.agent.backoff import Backoff, hold_back
+from netdecl.agent.files import FileWatch
+from netdecl.agent.log import AgentLog
+from netdecl.agent.metrics import parse_listen
+from netdecl.agent.runner import expand
+from netdecl.engine import service
+from netdecl.model import Address, Link, Namespace, Route, Topology
+
+ROUTE = ("t", ("route", "a", 254, "0.0.0.0/0", 0))
+
+
+def test_the_first_repair_is_free_then_the_delay_doubles_up_to_the_cap():
+    b = Backoff(first=1, cap=8, forgive_after=30)
+    now = 100.0
+    delays = []
+    for _ in range(7):
+        delays.append(b.repaired(ROUTE, now))
+        now += delays[-1] + 0.1  # drifts again right after each hold ends
+    assert delays == [0, 1, 2, 4, 8, 8, 8]
+    assert b.flapping(now) == [ROUTE]
+
+
+def test_held_until_the_delay_has_passed_and_next_release_names_that_time():
+    b = Backoff(first=1, cap=300, forgive_after=30)
+    b.repaired(ROUTE, 10.0)
+    assert b.held(10.5) == set()  # the first repair holds nothing back
+    b.repaired(ROUTE, 11.0)
+    assert b.held(11.5) == {ROUTE}
+    assert b.next_release(11.5) == 12.0
+    assert b.held(12.0) == set() and b.next_release(12.0) is None
+
+
+def test_an_object_left_alone_long_enough_is_forgiven():
+    b = Backoff(first=1, cap=300, forgive_after=30)
+    b.repaired(ROUTE, 0.0)
+    b.repaired(ROUTE, 1.0)
+    assert b.flapping(2.0) == [ROUTE]
+    assert b.repaired(ROUTE, 40.0) == 0  # > 30 s after the last repair: a fresh start
+    assert b.flapping(41.0) == []
+    b.repaired(ROUTE, 41.0)
+    b.forget()
+    assert b.held(41.5) == set() and b.flapping(41.5) == []
+
+
+def _desired() -> Topology:
+    t = Topology(name="t")
+    t.extend([Namespace("a"), Link("", name="br", kind="bridge"),
+              Link("", name="v", kind="veth", master="br", peer=("a", "eth0")),
+              Link("a", name="eth0", kind="veth", peer=("", "v")),
+              Address("a", link="eth0", cidr="10.0.0.2/24"),
+              Route("a", to="0.0.0.0/0", via="10.0.0.1", dev="eth0"),
+              Route("a", to="10.9.0.0/16", via="10.0.0.1")])
+    return t
+
+
+def _applied(tmp_path: Path) -> tuple[Topology, FakeHost]:
+    """_desired() applied to an in-memory host (tests/fakehost.py), state dir in tmp_path."""
+    host = FakeHost()
+    desired = _desired()
+    service.apply(desired, tmp_path, host=host)
+    assert not service.plan(desired, tmp_path, host=host).actions
+    return desired, host
+
+
+ROUTE_DEFAULT = ("route", "a", 254, "0.0.0.0/0", 0)
+ROUTE_OTHER = ("route", "a", 254, "10.9.0.0/16", 0)
+
+
+def test_hold_back_leaves_a_missing_held_object_missing_and_repairs_the_rest(tmp_path):
+    desired, host = _applied(tmp_path)
+    for key in (ROUTE_DEFAULT, ROUTE_OTHER):
+        host.delete(desired.objects[key], "t")
+    plan = service.plan(desired, tmp_path, host=host)
+    assert {a.key for a in plan.actions} == {ROUTE_DEFAULT, ROUTE_OTHER}
+    target = hold_back(desired, plan, {ROUTE_DEFAULT})
+    assert [a.key for a in service.plan(target, tmp_path, host=host).actions] == [ROUTE_OTHER]
+
+
+def test_hold_back_keeps_a_held_object_as_it_is_now_instead_of_changing_it(tmp_path):
+    desired, host = _applied(tmp_path)
+    bridge = ("link", "", "br")
+    desired.add(Link("", name="br", kind="bridge", mtu=1400))
+    plan = service.plan(desired, tmp_path, host=host)
+    assert [a.key for a in plan.actions] == [bridge]
+    assert service.plan(hold_back(desired, plan, {bridge}), tmp_path, host=host).actions == []
+
+
+def test_hold_back_drops_what_needs_a_missing_held_link(tmp_path):
+    desired, host = _applied(tmp_path)
+    veth = desired.objects[("link", "", "v")]
+    host.delete(veth, "t", peer=desired.objects[("link", "a", "eth0")])
+    plan = service.plan(desired, tmp_path, host=host)
+    target = hold_back(desired, plan, {("link", "", "v")})
+    # the veth pair stays missing, and with it its address and the route through its device;
+    # the route with no device is still desired (the kernel decides whether it can be added)
+    assert set(desired.objects) - set(target.objects) == {
+        ("link", "", "v"), ("link", "a", "eth0"), ("address", "a", "eth0", "10.0.0.2/24"),
+        ROUTE_DEFAULT}
+
+
+@pytest.mark.parametrize("text,expected", [("127.0.0.1:9464", ("127.0.0.1", 9464)),
+                                           ("[::1]:80", ("::1", 80)),
+                                           ("0.0.0.0:1", ("0.0.0.0", 1))])
+def test_parse_listen(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9464", "localhost:9464", "127.0.0.1:", "127.0.0.1:0",
+                                  "127.0.0.1:70000", "::1:80"])
+def test_parse_listen_refuses(text):
+    with pytest.raises(ValueError):
+        parse_listen(text)
+
+
+def test_a_directory_stands_for_its_yaml_files(tmp_path):
+    (tmp_path / "b.yaml").write_text("")
+    (tmp_path / "a.yml").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    single = tmp_path / "single.yaml"
+    files, dirs = expand([str(tmp_path), str(single)])
+    assert files == [tmp_path / "a.yml", tmp_path / "b.yaml", single]
+    assert dirs == [tmp_path]
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_the_file_watch_sees_an_edit_and_a_rename_over_the_file(tmp_path, monkeypatch,
+                                                                 polling):
+    path = tmp_path / "t.yaml"
+    path.write_text("one")
+    if polling:
+        import netdecl.agent.files as files
+
+        monkeypatch.setattr(files, "_Inotify", _no_inotify)
+    watch = FileWatch([path])
+    assert watch.polling == polling
+    assert watch.changed() == set()
+    path.write_text("two, longer")
+    assert _changed_soon(watch) == {path}
+    replacement = tmp_path / "t.yaml.tmp"
+    replacement.write_text("three")
+    replacement.replace(path)
+    assert _changed_soon(watch) == {path}
+    (tmp_path / "other.yaml").write_text("x")
+    assert watch.changed() == set()
+    watch.close()
+
+
+def _no_inotify() -> None:
+    raise OSError(38, "Function not implemented")
+
+
+def _changed_soon(watch: FileWatch) -> set[Path]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        found = watch.changed()
+        if found:
+            return found
+        time.sleep(0.01)
+    return set()
+
+
+def test_log_lines_as_text_and_as_json():
+    out = io.StringIO()
+    AgentLog("json", out)("repaired", "fixed it", topology="t", ms=12)
+    event = json.loads(out.getvalue())
+    assert event["event"] == "repaired" and event["topology"] == "t" and event["ms"] == 12
+    assert event["time"].endswith("Z")
+    out = io.StringIO()
+    AgentLog("text", out)("invalid", "bad", level="error")
+    assert out.getvalue().split(" ", 1)[1] == "error invalid: bad\n"
+    with pytest.raises(ValueError):
+        AgentLog("xml")
+
+
+def test_the_agent_module_is_importable_without_root():
+    import netdecl.agent.runner as runner
+
+    assert runner.DEBOUNCE < runner.DEBOUNCE_MAX < 1
+    assert os.path.basename(runner.__file__) == "runner.py"
