@@ -3,16 +3,22 @@
 
 For each N, a star topology (N namespaces s0..sN-1, each with a veth on bridge br0 in the root
 namespace, an address, a default route via the bridge, ip_forward and one masquerade rule) is
-built twice, each time in its own throwaway network + mount namespace (tests/harness.py
-HermeticHost), so nothing touches the real host and the two runs share no state:
+built three times, each time in its own throwaway network + mount namespace
+(tests/harness.py HermeticHost), so nothing touches the real host and the runs share no state:
 
 - the floor: one `ip -batch` for the root namespace, one `ip -n sI -batch` per namespace,
-  `sysctl -w`, `nft -f` - the fastest thing a person would write by hand;
-- netdecl: `apply` cold, `plan` with nothing to do, `apply` changing one link's MTU, `destroy`.
+  `sysctl -w`, `nft -f` - the fastest thing a person would write by hand; then its teardown:
+  one `ip -batch` of `netns del sI` for every namespace and `link del br0`, then waiting (by
+  link notifications, not polling) until every root-side veth is gone;
+- netdecl: `apply` cold, `plan` with nothing to do, `apply` changing one link's MTU, `plan`
+  again, `destroy`;
+- netdecl's rollback: a cold `apply` made to fail at its last action (NETDECL_FAIL_AT), which
+  rolls everything back; the rollback is timed from that action's progress line to the exit.
 
 Each command runs as a child of a small runner inside the throwaway namespace, which times it
 (wall clock) and reads its peak RSS from wait4()'s rusage, so nsenter start-up is not counted.
-Run as root:  python3 benchmarks/bench_star.py [--sizes 10,100,500] [--no-write]
+Run as root:  python3 benchmarks/bench_star.py [--sizes 100,500,1000] [--no-write]
+               [--runs 3] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -53,29 +59,107 @@ STATE_DIR = "/var/lib/netdecl"  # a private tmpfs inside every HermeticHost
 
 # Runs inside the throwaway namespace. Reads a JSON list of steps ({"name", "commands"}), runs
 # each step's commands in order, and prints per step: wall seconds (sum), peak RSS in KiB (max
-# over the step's commands, from wait4), and the first failure, if any.
+# over the step's commands, from wait4), and the first failure, if any. A step with
+# "fail_at_last" first asks `netdecl plan --json` (untimed) how many actions its apply has and
+# makes the last one fail; "since_mark" is the time from the stderr line that announces that
+# action (rollback starts there) to the exit (netdecl prints progress from 50 actions on, so
+# small runs have none).
 RUNNER = r"""
 import json, os, subprocess, sys, time
 steps = json.load(open(sys.argv[1]))
 out = []
 for step in steps:
-    wall, peak, error = 0.0, 0, None
+    wall, peak, error, since_mark = 0.0, 0, None, None
+    env = dict(os.environ, **step.get("env", {}))
+    mark = None
+    if step.get("fail_at_last"):
+        planned = subprocess.run(step["fail_at_last"], capture_output=True, text=True, env=env)
+        last = len(json.loads(planned.stdout)["actions"])
+        env["NETDECL_FAIL_AT"] = str(last)
+        mark = f"[{last}/{last}]"
     for argv in step["commands"]:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=dict(os.environ, **step.get("env", {})))
-        err = proc.stderr.read()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        err, marked_at = [], None
+        for line in proc.stderr:
+            if marked_at is None and mark is not None and line.startswith(mark.encode()):
+                marked_at = time.perf_counter()
+            err.append(line)
         _, status, usage = os.wait4(proc.pid, 0)
-        wall += time.perf_counter() - start
+        end = time.perf_counter()
+        wall += end - start
+        if marked_at is not None:
+            since_mark = end - marked_at
         peak = max(peak, usage.ru_maxrss)
         rc = os.waitstatus_to_exitcode(status)
         proc.returncode = rc
         proc.stderr.close()
+        text = b"".join(err).decode(errors="replace")
         if rc not in step.get("ok", [0]):
-            error = f"{argv[:6]} exited {rc}: {err.decode(errors='replace')[-2000:]}"
+            error = f"{argv[:6]} exited {rc}: {text[-2000:]}"
             break
-    out.append({"name": step["name"], "wall": wall, "rss_kb": peak, "error": error})
+        injected = f"NETDECL_FAIL_AT={env.get('NETDECL_FAIL_AT')})"
+        if mark is not None and (injected not in text or "rolled back" not in text):
+            error = f"{argv[:6]} did not fail at {mark} and roll back: {text[-2000:]}"
+            break
+    out.append({"name": step["name"], "wall": wall, "rss_kb": peak, "error": error,
+                "since_mark": since_mark})
 json.dump(out, sys.stdout)
+"""
+
+# The floor's teardown wait, as a person would write it with a netlink socket (or `ip monitor
+# link`): subscribe to link notifications, note the root-side veths, run the batch, and read
+# notifications until every one of them has been deleted.
+FLOOR_TEARDOWN = r"""
+import errno, socket, struct, subprocess, sys
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, NLMSG_DONE = 16, 17, 18, 3
+sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+sock.bind((0, 1))  # RTNLGRP_LINK
+
+def messages(data):
+    offset = 0
+    while offset + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        yield kind, data[offset + 16: offset + length]
+        offset += (length + 3) & ~3
+
+def name_of(body):  # IFLA_IFNAME among the attributes after the 16-byte ifinfomsg
+    offset = 16
+    while offset + 4 <= len(body):
+        size, kind = struct.unpack_from("=HH", body, offset)
+        if size < 4:
+            break
+        if kind == 3:
+            return body[offset + 4: offset + size].rstrip(b"\0")
+        offset += (size + 3) & ~3
+    return b""
+
+def veths():
+    dump = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    dump.send(struct.pack("=IHHII", 32, RTM_GETLINK, 0x301, 1, 0) + bytes(16))
+    found = set()
+    while True:
+        for kind, body in messages(dump.recv(1 << 20)):
+            if kind == NLMSG_DONE:
+                dump.close()
+                return found
+            if kind == RTM_NEWLINK and name_of(body).startswith(b"vs"):  # root-side veths
+                found.add(struct.unpack_from("=i", body, 4)[0])
+
+waiting = veths()
+subprocess.run(["ip", "-batch", sys.argv[1]], check=True)
+while waiting:
+    try:
+        data = sock.recv(1 << 20)
+    except OSError as exc:
+        if exc.errno != errno.ENOBUFS:
+            raise
+        waiting &= veths()
+        continue
+    for kind, body in messages(data):
+        if kind == RTM_DELLINK:
+            waiting.discard(struct.unpack_from("=i", body, 4)[0])
 """
 
 
@@ -142,10 +226,23 @@ def floor_files(n: int, workdir: Path) -> list[list[str]]:
     return commands
 
 
+def floor_teardown(n: int, workdir: Path) -> list[list[str]]:
+    """The hand-written teardown: every namespace and the bridge in one batch, then wait for
+    the kernel to have removed every root-side veth (by notifications)."""
+    batch = [f"netns del s{i}" for i in range(n)] + ["link del br0"]
+    (workdir / "teardown.batch").write_text("\n".join(batch) + "\n")
+    (workdir / "teardown.py").write_text(FLOOR_TEARDOWN)
+    return [[sys.executable, str(workdir / "teardown.py"), str(workdir / "teardown.batch")]]
+
+
 # -- running ----------------------------------------------------------------------------------
 
-def netdecl_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "netdecl", *args]
+def netdecl_argv(*args: str, profile: Path | None = None, label: str = "") -> list[str]:
+    if profile is None:
+        return [sys.executable, "-m", "netdecl", *args]
+    out = profile / (label.replace(" ", "-").replace("(", "").replace(")", "") + ".txt")
+    return [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(out),
+            "-m", "netdecl", *args]
 
 
 def run_steps(steps: list[dict[str, Any]], workdir: Path) -> dict[str, dict[str, Any]]:
@@ -162,24 +259,37 @@ def run_steps(steps: list[dict[str, Any]], workdir: Path) -> dict[str, dict[str,
     return results
 
 
-def bench_size(n: int) -> dict[str, dict[str, Any]]:
+def bench_size(n: int, profile: Path | None = None) -> dict[str, dict[str, Any]]:
+    def step(name: str, *args: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "commands": [netdecl_argv(*args, profile=profile,
+                                                        label=f"{n}-{name}")], **extra}
+
     with tempfile.TemporaryDirectory(prefix=f"bench-star-{n}-") as tmp:
         workdir = Path(tmp)
         topo = workdir / "star.yaml"
         topo.write_text(star_yaml(n))
         changed = workdir / "star-mtu.yaml"
         changed.write_text(star_yaml(n, mtu_of_s0=1400))
-        floor = run_steps([{"name": "floor", "commands": floor_files(n, workdir)}], workdir)
-        ours = run_steps([
-            {"name": "apply (cold)", "commands": [netdecl_argv("apply", str(topo))]},
-            {"name": "plan (no changes)",
-             "commands": [netdecl_argv("plan", "--detailed-exitcode", str(topo))]},
-            {"name": "apply (one mtu)", "commands": [netdecl_argv("apply", str(changed))]},
-            {"name": "plan (no changes, again)",
-             "commands": [netdecl_argv("plan", "--detailed-exitcode", str(changed))]},
-            {"name": "destroy", "commands": [netdecl_argv("destroy", str(changed))]},
+        floor = run_steps([
+            {"name": "floor", "commands": floor_files(n, workdir)},
+            {"name": "floor teardown", "commands": floor_teardown(n, workdir)},
         ], workdir)
-    return {**floor, **ours}
+        ours = run_steps([
+            step("apply (cold)", "apply", str(topo)),
+            step("plan (no changes)", "plan", "--detailed-exitcode", str(topo)),
+            step("apply (one mtu)", "apply", str(changed)),
+            step("plan (no changes, again)", "plan", "--detailed-exitcode", str(changed)),
+            step("destroy", "destroy", str(changed)),
+        ], workdir)
+        failed = run_steps([
+            step("apply failing at the last action", "apply", str(topo), ok=[1],
+                 fail_at_last=netdecl_argv("plan", "--json", str(topo))),
+        ], workdir)["apply failing at the last action"]
+    out = {**floor, **ours, failed["name"]: failed}
+    if failed["since_mark"] is not None:
+        out["rollback (of that apply)"] = dict(failed, name="rollback (of that apply)",
+                                               wall=failed["since_mark"])
+    return out
 
 
 def bench_startup() -> dict[str, dict[str, Any]]:
@@ -193,24 +303,35 @@ def bench_startup() -> dict[str, dict[str, Any]]:
 
 # -- reporting --------------------------------------------------------------------------------
 
+# the floor step each netdecl step is compared with
+BASELINE = {"floor teardown": "floor teardown", "destroy": "floor teardown",
+            "rollback (of that apply)": "floor teardown"}
+
+
 def table(results: dict[int, dict[str, dict[str, Any]]],
           startup: dict[str, dict[str, Any]]) -> str:
-    rows = ["| N | what | wall s | peak RSS MB | netdecl/floor |",
+    rows = ["| N | what | wall s | peak RSS MB | against the floor |",
             "|---:|---|---:|---:|---:|"]
     for n, steps in results.items():
-        floor = steps["floor"]["wall"]
         for name, r in steps.items():
-            ratio = "" if name == "floor" else f"{r['wall'] / floor:.2f}x"
-            rows.append(f"| {n} | {name} | {r['wall']:.3f} | {r['rss_kb'] / 1024:.0f} | "
-                        f"{ratio} |")
+            if name == "floor":
+                ratio = ""
+            elif name == "floor teardown":
+                ratio = "(teardown floor)"
+            else:
+                base = BASELINE.get(name, "floor")
+                ratio = f"{r['wall'] / steps[base]['wall']:.2f}x {base}"
+            if name == "rollback (of that apply)":
+                ratio += f"; {r['wall'] / steps['destroy']['wall']:.2f}x destroy"
+            rss = "" if name == "rollback (of that apply)" else f"{r['rss_kb'] / 1024:.0f}"
+            rows.append(f"| {n} | {name} | {r['wall']:.3f} | {rss} | {ratio} |")
     for name, r in startup.items():
         rows.append(f"| - | {name} | {r['wall']:.3f} | {r['rss_kb'] / 1024:.0f} | |")
     sizes = sorted(results)
     pairs = list(zip(sizes, sizes[1:], strict=False))  # neighbouring sizes: linear?
-    if 100 in results and 500 in results and (100, 500) not in pairs:
-        pairs.append((100, 500))  # the growth the targets name
     for lo, hi in pairs:
-        for name in ("floor", "apply (cold)", "plan (no changes)"):
+        for name in ("floor", "apply (cold)", "plan (no changes)", "apply (one mtu)",
+                     "destroy"):
             growth = results[hi][name]["wall"] / results[lo][name]["wall"]
             rows.append(f"| {hi}/{lo} | {name}: t({hi})/t({lo}) | {growth:.2f} | | |")
     return "\n".join(rows)
@@ -249,25 +370,37 @@ def write_readme(text: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10,100,500",
-                        help="comma-separated N values (default 10,100,500)")
+    parser.add_argument("--sizes", default="100,500,1000",
+                        help="comma-separated N values (default 100,500,1000)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the whole measurement; every run is printed and kept")
     parser.add_argument("--no-write", action="store_true",
                         help="print the table only; leave benchmarks/README.md alone")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run every netdecl step under pyinstrument (it must be installed) "
+                             "and write each profile to DIR (the times then include its cost)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_star.py needs root (it makes throwaway network namespaces)",
               file=sys.stderr)
         return 1
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    results: dict[int, dict[str, dict[str, Any]]] = {}
-    for n in sizes:
-        print(f"star-{n} ...", file=sys.stderr, flush=True)
-        results[n] = bench_size(n)
-    startup = bench_startup()
-    text = table(results, startup)
-    print(text)
+    texts = []
+    for run in range(1, args.runs + 1):
+        results: dict[int, dict[str, dict[str, Any]]] = {}
+        for n in sizes:
+            print(f"run {run}: star-{n} ...", file=sys.stderr, flush=True)
+            results[n] = bench_size(n, args.profile)
+        startup = bench_startup()
+        text = table(results, startup)
+        if args.runs > 1:
+            text = f"Run {run} of {args.runs}:\n\n{text}"
+        print(text, flush=True)
+        texts.append(text)
     if not args.no_write:
-        write_readme("\n".join(machine()) + "\n\n" + text)
+        write_readme("\n".join(machine()) + "\n\n" + "\n\n".join(texts))
         print(f"results written to {README.relative_to(REPO_ROOT)}", file=sys.stderr)
     return 0
 

@@ -27,5 +27,6 @@ def test_bench_star_smoke() -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("| N | what |")
-    for step in ("floor", "apply (cold)", "plan (no changes)", "apply (one mtu)", "destroy"):
+    for step in ("floor", "floor teardown", "apply (cold)", "plan (no changes)",
+                 "apply (one mtu)", "destroy", "apply failing at the last action"):
         assert any(line.startswith(f"| 10 | {step} |") for line in lines), result.stdout

@@ -59,8 +59,12 @@ def test_mutated_topologies_apply_cleanly_or_change_nothing(data, tmp_path_facto
         before = host.snapshot()
         result = host.netdecl("apply", str(file))
         assert "Traceback" not in result.stderr, result.stderr
-        assert result.returncode in (0, 3), f"rc {result.returncode}\n{text}\n{result.stderr}"
-        if result.returncode == 3:
+        assert result.returncode in (0, 1, 3), f"rc {result.returncode}\n{text}\n{result.stderr}"
+        if result.returncode == 1:
+            # valid, but the kernel refused a value the format cannot judge (a sysctl's value
+            # is the kernel's to check: `net.ipv4.ip_forward: default` is EINVAL): rolled back
+            assert "rolled back" in result.stderr, result.stderr
+        if result.returncode in (1, 3):
             assert host.snapshot() == before
             return
         destroyed = host.netdecl("destroy", str(file))

@@ -110,9 +110,11 @@ def test_prune_deletes_in_reverse_dependency_order():
         del smaller.objects[key]
     plan = make_plan(smaller, observed, record)
     kinds = [(a.op, a.key) for a in plan.actions]
+    # the namespace first: the kernel removes the veth pair with it (in one batched cleanup
+    # for every namespace deleted together); the link's action then waits for its root end
     assert kinds == [
-        ("delete", ("link", "", "veth-n2")),
         ("delete", ("namespace", "nginx-2")),
+        ("delete", ("link", "", "veth-n2")),
     ], kinds
     # the route and address inside the deleted namespace go with it, unlisted
     assert plan.counts() == (0, 0, 2)
@@ -248,3 +250,13 @@ def test_someone_elses_route_on_a_key_we_once_owned_is_a_conflict():
     assert not [a for a in plan.actions if a.key == key]
     pruned = make_plan(Topology(name=desired.name), observed, record)
     assert not [a for a in pruned.actions if a.key == key]
+
+
+def test_a_plan_with_only_conflicts_never_says_the_host_matches():
+    from netdecl.engine.planner.plan import Conflict, Plan
+
+    plan = Plan(topology="t", conflicts=[Conflict(("link", "", "docker0"),
+                                                  "link docker0 already exists")])
+    text = plan_text(plan)
+    assert "No changes" not in text and "matches the host" not in text
+    assert text.splitlines()[-1] == "1 conflict: apply changes nothing until it is resolved."

@@ -48,6 +48,9 @@ ROUTE_TYPE_CODES = {v: k for k, v in ROUTE_TYPES.items()}
 ROUTE_SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
 ROUTE_SCOPE_CODES = {v: k for k, v in ROUTE_SCOPES.items()}
 RT_SCOPE_NOWHERE = 255  # a delete that names no scope: the kernel matches any
+# how long a link that the kernel should be tearing down may go without any link of its
+# namespace going away before netdecl deletes it itself (a process holding the namespace)
+LINK_GONE_STALL = 5.0
 
 
 class KernelError(NetdeclError):
@@ -72,6 +75,22 @@ def _owner_from_alias(alias: str | None) -> str | None:
     return None
 
 
+def _cidr(family: int, address: str, prefixlen: int) -> str:
+    """ADDRESS/PREFIX as ipaddress writes it. inet_ntop already writes IPv4 that way; parsing
+    a thousand of them with ipaddress was a tenth of a no-op plan."""
+    if family == socket.AF_INET:
+        return f"{address}/{prefixlen}"
+    return ipaddress.ip_interface(f"{address}/{prefixlen}").with_prefixlen
+
+
+def _network(family: int, dst: str, dst_len: int) -> str:
+    """A route's destination as ipaddress writes it (the kernel refuses IPv4 routes with host
+    bits set, so their text needs no masking)."""
+    if family == socket.AF_INET:
+        return f"{dst}/{dst_len}"
+    return str(ipaddress.ip_network(f"{dst}/{dst_len}", strict=False))
+
+
 class Kernel:
     """Netlink access to the root namespace and any named namespaces.
 
@@ -87,6 +106,19 @@ class Kernel:
         # (ns, candidate) pairs already asked for a netnsid, found or not: never ask twice
         self._nsid_probed: set[tuple[str, str]] = set()
         self._announcer = Announcer()
+        self._events: dict[str, rtnl.LinkEvents] = {}  # link notifications, per namespace
+        # veth ends already resolved from the other side: (ns, index) -> (peer ns, peer name,
+        # peer index). A pair is symmetric, so the root's end of a veth whose namespace end was
+        # read first needs no netnsid look-up (one per namespace, a thousand at N=1000).
+        self._peer_seen: dict[tuple[str, int], tuple[str, str, int]] = {}
+        # a namespace's last link dump, made to name a peer; read_links takes it instead of
+        # dumping again within the same observation (reset_caches drops it)
+        self._link_dumps: dict[str, list[rtnl.LinkMsg]] = {}
+        # index -> name as of the last dump per namespace (trusted only where it agrees with
+        # _index_cache, which writes keep current): a scan of every name per peer look-up was
+        # quadratic in the root's links
+        self._index_names: dict[str, dict[int, str]] = {}
+        self._deleted_namespaces: set[str] = set()  # by this Kernel: the kernel is cleaning up
 
     # -- sockets -------------------------------------------------------------------------------
     def _new_socket(self, ns: str, kind: int = socket.SOCK_RAW) -> socket.socket:
@@ -128,6 +160,9 @@ class Kernel:
         self._index_cache.clear()
         self._nsid_maps.clear()
         self._nsid_probed.clear()
+        self._peer_seen.clear()
+        self._link_dumps.clear()
+        self._index_names.clear()
 
     def forget(self, ns: str) -> None:
         """Close the sockets of a namespace (they would keep a deleted namespace alive)."""
@@ -137,13 +172,19 @@ class Kernel:
         sock = self._sockets.pop(ns, None)
         if sock is not None:
             sock.close()
+        events = self._events.pop(ns, None)
+        if events is not None:
+            events.close()
         self._index_cache.pop(ns, None)
         self._nsid_maps.clear()
         self._nsid_probed.clear()
         self._announcer.forget(ns)
+        self._peer_seen.clear()
+        self._link_dumps.clear()
+        self._index_names.clear()
 
     def close(self) -> None:
-        for ns in list({*self._raw, *self._sockets}):
+        for ns in list({*self._raw, *self._sockets, *self._events}):
             self.forget(ns)
         self._announcer.close()
 
@@ -209,9 +250,24 @@ class Kernel:
                    and _owner_from_alias(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFALIAS))) == topology
                    for m in self.rtnl(ns).links())
 
-    def read_links(self, ns: str, all_namespaces: list[str]) -> list[Link]:
+    def _dump_links(self, ns: str) -> list[rtnl.LinkMsg]:
+        """A fresh dump of ``ns``'s links, which also fills its name <-> index cache."""
         msgs = self.rtnl(ns).links()
+        names = {m.index: rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "" for m in msgs}
+        self._index_names[ns] = names
+        self._index_cache[ns] = {name: idx for idx, name in names.items()}
+        return msgs
+
+    def drop_link_dumps(self) -> None:
+        """Dumps kept for read_links are for one observation only."""
+        self._link_dumps.clear()
+
+    def read_links(self, ns: str, all_namespaces: list[str]) -> list[Link]:
+        msgs = self._link_dumps.pop(ns, None)
+        if msgs is None:
+            msgs = self.rtnl(ns).links()
         by_index = {m.index: rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "" for m in msgs}
+        self._index_names[ns] = by_index
         self._index_cache[ns] = {name: idx for idx, name in by_index.items()}
         return [link for m in msgs
                 if (link := self._link_from(ns, m, by_index, all_namespaces)) is not None]
@@ -226,15 +282,21 @@ class Kernel:
         if kind == "veth":
             peer_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_LINK))
             raw_nsid = attrs.get(rtnl.IFLA_LINK_NETNSID)
-            peer_ns: str | None = ns
-            if raw_nsid is not None:
-                nsid = int.from_bytes(raw_nsid[:4], "little", signed=True)
-                peer_ns = self._nsid_to_name(ns, nsid, [ROOT, *all_namespaces])
-            if peer_ns is not None and peer_idx:
-                peer_name = (by_index.get(peer_idx) if peer_ns == ns
-                             else self._name_of_index(peer_ns, peer_idx))
-                if peer_name:
-                    peer = (peer_ns, peer_name)
+            seen = self._peer_seen.get((ns, m.index))
+            if seen is not None and raw_nsid is not None and seen[2] == peer_idx:
+                peer = (seen[0], seen[1])  # resolved from the other end (see __init__)
+            else:
+                peer_ns: str | None = ns
+                if raw_nsid is not None:
+                    nsid = int.from_bytes(raw_nsid[:4], "little", signed=True)
+                    peer_ns = self._nsid_to_name(ns, nsid, [ROOT, *all_namespaces])
+                if peer_ns is not None and peer_idx:
+                    peer_name = (by_index.get(peer_idx) if peer_ns == ns
+                                 else self._name_of_index(peer_ns, peer_idx))
+                    if peer_name:
+                        peer = (peer_ns, peer_name)
+                        if peer_ns != ns:
+                            self._peer_seen[(peer_ns, peer_idx)] = (ns, name, m.index)
         vxlan = None
         if kind == "vxlan":
             dev_idx = rtnl.as_u32(data.get(rtnl.IFLA_VXLAN_LINK))
@@ -270,9 +332,11 @@ class Kernel:
     def _name_of_index(self, ns: str, index: int) -> str | None:
         cache = self._index_cache.get(ns)
         if cache is None:
-            cache = {rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "": m.index
-                     for m in self.rtnl(ns).links()}
-            self._index_cache[ns] = cache
+            self._link_dumps[ns] = self._dump_links(ns)
+            cache = self._index_cache[ns]
+        known = self._index_names.get(ns, {}).get(index)
+        if known is not None and cache.get(known) == index:
+            return known
         for name, idx in cache.items():
             if idx == index:
                 return name
@@ -292,8 +356,8 @@ class Kernel:
             name = names.get(m.index) or self._name_of_index(ns, m.index)
             if name is None or name == "lo":
                 continue
-            iface = ipaddress.ip_interface(f"{m.address}/{m.prefixlen}")
-            out.append(Address(namespace=ns, link=name, cidr=iface.with_prefixlen))
+            out.append(Address(namespace=ns, link=name, cidr=_cidr(m.family, m.address,
+                                                                   m.prefixlen)))
         return out
 
     def read_routes(self, ns: str) -> list[Route]:
@@ -314,7 +378,7 @@ class Kernel:
             oif = rtnl.as_u32(m.attrs.get(rtnl.RTA_OIF))
             out.append(Route(
                 namespace=ns,
-                to=str(ipaddress.ip_network(f"{dst}/{m.dst_len}", strict=False)),
+                to=_network(m.family, dst, m.dst_len),
                 table=m.table,
                 metric=rtnl.as_u32(m.attrs.get(rtnl.RTA_PRIORITY)) or 0,
                 via=rtnl.as_ip(m.attrs.get(rtnl.RTA_GATEWAY)),
@@ -379,8 +443,16 @@ class Kernel:
         return ident
 
     def delete_namespace(self, name: str, ident: str | None) -> None:
+        """Unmount the namespace; the kernel then destroys it and every link in it (a veth's
+        other end included) in its own batched cleanup, a moment later."""
         self.forget(name)
         namespaces.delete(name, ident)
+        self._deleted_namespaces.add(name)
+
+    def deleted_namespace(self, name: str) -> bool:
+        """Whether this Kernel deleted namespace ``name`` (the kernel may still be cleaning
+        it up)."""
+        return name in self._deleted_namespaces
 
     @staticmethod
     def namespace_identity(ns: str) -> str:
@@ -505,6 +577,34 @@ class Kernel:
                 raise
         # forget this name only: a dump per deleted link would make teardown O(N^2)
         self._index_cache.get(ns, {}).pop(name, None)
+
+    def await_link_gone(self, ns: str, name: str, index: int | None = None,
+                        stall: float = LINK_GONE_STALL) -> bool:
+        """Wait, by link notifications rather than polling, until link ``name`` of ``ns`` (at
+        ``index`` when observed) is gone: the kernel removes the surviving end of a veth whose
+        peer's namespace was deleted. False when nothing left the namespace for ``stall``
+        seconds while the link was still there: something keeps that namespace alive, the
+        caller deletes the link."""
+        events = self._events.get(ns)
+        if events is None:  # subscribed before looking the link up: no deletion is missed
+            events = self._events[ns] = rtnl.LinkEvents(self._new_socket(ns))
+        if index is None:
+            try:
+                index = self.index_of(ns, name)
+            except KernelError:
+                return True  # gone already
+
+        def exists(idx: int) -> bool:
+            try:
+                msg = self.rtnl(ns).link_by_index(idx)
+            except rtnl.RtnlError as exc:
+                raise KernelError(exc.errno, f"look up link {name}") from None
+            return msg is not None and rtnl.as_str(msg.attrs.get(rtnl.IFLA_IFNAME)) == name
+
+        gone = events.wait_gone(index, name, exists, stall)
+        if gone:
+            self._index_cache.get(ns, {}).pop(name, None)
+        return gone
 
     # -- addresses -----------------------------------------------------------------------------
     def add_address(self, addr: Address) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -43,6 +45,10 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6
 NETNSA_NSID, NETNSA_FD = 1, 3
 NLA_F_NESTED = 1 << 15
 DUMP_ATTEMPTS = 5
+RTNLGRP_LINK = 1
+SO_RCVBUFFORCE = 33
+# room for the notifications of a whole kernel cleanup batch (a thousand veths at ~2 KiB each)
+EVENT_BUFFER = 8 << 20
 
 _HDR = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
@@ -335,6 +341,79 @@ class RtnlSocket:
 
     def del_route(self, **route: object) -> None:
         self.call(RTM_DELROUTE, 0, self._route_body(**route))
+
+
+class LinkEvents:
+    """A NETLINK_ROUTE socket (made in its namespace by the caller) subscribed to link
+    notifications (RTNLGRP_LINK), to wait for links to disappear without polling.
+
+    Subscribe first, then check whether the link still exists, then read: a link deleted
+    before the check is absent, one deleted after it is announced by an RTM_DELLINK (also sent
+    when a link leaves for another namespace: gone from here all the same)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, EVENT_BUFFER)
+        except OSError:  # without CAP_NET_ADMIN: the default size; an overflow is handled
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, EVENT_BUFFER)
+        self.sock.bind((0, 1 << (RTNLGRP_LINK - 1)))
+        self.gone: set[tuple[int, str]] = set()  # (index, name) of every deletion announced
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def wait_gone(self, index: int, name: str, exists: Callable[[int], bool],
+                  stall: float) -> bool:
+        """Block until link ``index`` (named ``name``) is deleted; True when it is gone. False
+        when no link of this namespace went away for ``stall`` seconds while it was still
+        there (the kernel is not tearing it down: the caller deletes it itself). ``exists``
+        asks the kernel (a request on another socket), after this socket subscribed; it is
+        skipped when a notification already announced the deletion (a thousand veths going
+        in one kernel batch are announced together)."""
+        self._read(block=False)
+        if (index, name) in self.gone or not exists(index):
+            return True
+        deadline = time.monotonic() + stall
+        while (index, name) not in self.gone:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0 or not select.select([self.sock], [], [], timeout)[0]:
+                return not exists(index)
+            try:
+                if self._read(block=True):
+                    deadline = time.monotonic() + stall  # the kernel is making progress
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                # notifications were lost while the buffer was full: ask again
+                if not exists(index):
+                    return True
+        return True
+
+    def _read(self, block: bool) -> bool:
+        """Note the deletions announced so far (one read when ``block``, else all that are
+        waiting); whether there were any."""
+        found = False
+        while True:
+            try:
+                data = self.sock.recv(1 << 20, 0 if block else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return found
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS or block:
+                    raise
+                continue  # lost some: exists() answers for those
+            offset = 0
+            while offset + _HDR.size <= len(data):
+                length, msg_type, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
+                if msg_type == RTM_DELLINK and length >= _HDR.size + _IFINFO.size:
+                    payload = data[offset + _HDR.size: offset + length]
+                    msg = _link_msg(payload)
+                    self.gone.add((msg.index, as_str(msg.attrs.get(IFLA_IFNAME)) or ""))
+                    found = True
+                offset += _align(max(length, _HDR.size))
+            if block:
+                return found
 
 
 def _link_msg(payload: bytes) -> LinkMsg:

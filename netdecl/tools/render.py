@@ -107,11 +107,15 @@ def plan_text(plan: Plan, color: bool = False) -> str:
     for note in plan.notes:
         lines.append(f"note: {note}")
     add, change, destroy = plan.counts()
-    if not plan.actions:
-        lines.append(f"No changes. Topology {plan.topology} matches the host.")
-    else:
+    if plan.actions:
         adopt = f", {plan.adoptions()} to adopt" if plan.adoptions() else ""
         lines.append(f"Plan: {add} to add, {change} to change, {destroy} to destroy{adopt}.")
+    elif not plan.conflicts:
+        lines.append(f"No changes. Topology {plan.topology} matches the host.")
+    if plan.conflicts:  # never "matches the host": apply would refuse
+        n = len(plan.conflicts)
+        lines.append(f"{n} conflict{'s' if n != 1 else ''}: apply changes nothing until "
+                     f"{'they are' if n != 1 else 'it is'} resolved.")
     return "\n".join(lines)
 
 

@@ -140,11 +140,16 @@ def _namespaces(d: _Diff, kind: Kind) -> None:
             d.conflict(ns.key, f"namespace {ns.namespace} already exists and was not created by "
                                f"topology {d.topology}; remove it or rename it in the file")
     wanted = {ns.namespace for ns in d.desired.of_type(Namespace)}
+    # links by namespace, gathered once: a scan of every link per namespace to delete was
+    # quadratic (0.9 s of a 1000-namespace destroy)
+    links_by_ns: dict[str, list[Link]] = {}
+    for link in d.observed.of_type(Link):
+        links_by_ns.setdefault(link.namespace, []).append(link)
     for name in sorted(d.record.namespaces - wanted):
         now = existing.get(name)
         if now is None or not owns(now, d.observed, d.record):
             continue  # gone, or someone else's now: the claim is stale, never a delete
-        foreign = [link.name for link in d.observed.links_in(name) if not _owned(d, link)]
+        foreign = [link.name for link in links_by_ns.get(name, ()) if not _owned(d, link)]
         if foreign:
             d.conflict(("namespace", name),
                        f"namespace {name} is to be deleted but holds links netdecl does not own "

@@ -1,7 +1,8 @@
 """Order actions by their dependencies (graphlib), deletes first and in reverse.
 
-Two phases: first everything that removes (routes before the addresses and links they use,
-links before their namespace), then everything that builds (namespaces before the links in
+Two phases: first everything that removes (routes before the addresses and links they use;
+a namespace that goes before the links with an end in it, see _teardown_deps), then everything
+that builds (namespaces before the links in
 them, bridges before their ports, addresses and link-up before routes). Per-namespace barrier
 nodes ("all links of ns X are done") keep the graph linear in size even for hundreds of
 namespaces, where "every route depends on every link" would be quadratic.
@@ -121,6 +122,14 @@ def _teardown_deps(action: Action, by_key: dict) -> list[Dep]:
         for name in _ns_of_ends(action):
             deps.append((("leaves-gone", name), ("links-gone", name)))
             deps.append((("addrs-gone", name), None))
+            if ("namespace", name) in by_key:
+                # Namespace first: the kernel tears down every link in it, and a veth's other
+                # end with it, in one batched cleanup instead of an RTM_DELLINK and an RCU
+                # grace period per veth; this action then waits for what is left to vanish
+                # (kernelhost._delete_link). The planner deletes a namespace only when all of
+                # its links are ours.
+                deps.append((("action", by_key[("namespace", name)]), None))
         return deps
-    # namespace: last of all in it
-    return [(("links-gone", ns), None), (("addrs-gone", ns), None), (("leaves-gone", ns), None)]
+    # namespace: after the addresses and leaves in it (the planner leaves those to the
+    # namespace anyway), before its links (above)
+    return [(("addrs-gone", ns), None), (("leaves-gone", ns), None)]
