@@ -94,7 +94,7 @@ def object_from_dict(data: dict[str, Any]) -> NetObject:
         if data.get("vxlan") is not None:
             data["vxlan"] = Vxlan(**data["vxlan"])
     if cls is NatTable and data.get("rules") is not None:
-        data["rules"] = tuple(NatRule(**r) for r in data["rules"])
+        data["rules"] = tuple(NatRule.from_dict(r) for r in data["rules"])
     return cls(**data)
 
 

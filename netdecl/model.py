@@ -244,6 +244,9 @@ class Route(NetObject):
     src: str | None = None
     type: str | None = "unicast"
     onlink: bool | None = None
+    # global | link | host, as the kernel keeps it (IPv6 routes are always global); None in a
+    # desired route means "whatever the kernel chooses"
+    scope: str | None = None
     proto: int | None = None
 
     @property
@@ -286,9 +289,16 @@ class Sysctl(NetObject):
         return f"sysctl {self.name}{where}"
 
 
+NAT_KINDS = ("masquerade", "snat", "dnat")
+FILTER = "filter"
+"""The kind of a forward-filter rule; it lives in the same nft table as the NAT rules."""
+FILTER_ACTIONS = ("accept", "drop", "reject")
+
+
 @dataclass(frozen=True)
 class NatRule:
-    """One NAT rule. ``kind`` is masquerade, snat or dnat (a port forward).
+    """One rule of netdecl's nftables table. ``kind`` is masquerade, snat, dnat (a port
+    forward) or filter (a forward-filter rule, see ``action``).
 
     Values are parsed and normalised (addresses and CIDRs as ipaddress prints them, ports as
     integers): nothing downstream parses file text. How a file spells them (``to:
@@ -296,35 +306,81 @@ class NatRule:
     """
 
     kind: str
-    source: str | None = None  # CIDR matched as the packet's source (masquerade, snat)
+    source: str | None = None  # CIDR matched as the packet's source (masquerade, snat, filter)
     out: str | None = None  # only when leaving through this link
     not_out: str | None = None  # only when not leaving through this link
     to_source: str | None = None  # snat: the new source address
-    proto: str | None = None  # dnat: tcp | udp
-    port: int | None = None  # dnat: the destination port matched (the first of a range)
-    port_end: int | None = None  # dnat: the last port of a range; None for a single port
+    proto: str | None = None  # dnat, filter: tcp | udp
+    port: int | None = None  # dnat, filter: the destination port matched (first of a range)
+    port_end: int | None = None  # dnat, filter: the last port of a range; None for one port
     to_address: str | None = None  # dnat: the new destination address
     to_port: int | None = None  # dnat: the new destination port; None keeps the packet's own
-    in_: str | None = None  # dnat: only arriving on this link
+    in_: str | None = None  # dnat, filter: only arriving on this link
     from_: str | None = None  # dnat: only from this CIDR
-    address: str | None = None  # dnat: only to this local address
+    address: str | None = None  # dnat: only to this address (local, or a virtual IP)
+    # masquerade, snat, filter: only to one of these CIDRs
+    destination: tuple[str, ...] | None = None
+    not_destination: tuple[str, ...] | None = None  # masquerade, snat: not to any of these
+    # dnat to several targets (a load-balanced virtual IP): new connections spread evenly over
+    # these addresses (to_address is None then), all on to_port
+    to_addresses: tuple[str, ...] | None = None
+    action: str | None = None  # filter: accept | drop | reject
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every address a port forward may send a connection to."""
+        if self.to_addresses:
+            return self.to_addresses
+        return (self.to_address,) if self.to_address else ()
+
+    @property
+    def family(self) -> int | None:
+        """4 or 6, from the rule's addresses; None when it names none (a NAT rule without
+        addresses is IPv4, as it always was; a filter rule without them matches both)."""
+        texts = (self.source, self.to_source, self.to_address, self.from_, self.address,
+                 *(self.destination or ()), *(self.not_destination or ()),
+                 *(self.to_addresses or ()))
+        for text in texts:
+            if text:
+                return 6 if ":" in text else 4
+        return None
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The address families whose traffic this rule applies to."""
+        family = self.family
+        if family is not None:
+            return (family,)
+        return (4, 6) if self.kind == FILTER else (4,)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NatRule:
+        """Inverse of to_dict (saved plans and the journal hold rules as JSON)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def describe(self) -> str:
         """``dnat proto=tcp port=8080 to=172.17.0.2:80``: how plans, graphs and explain show a
         rule (its words mirror the file's keys, so a user can find the rule in the file)."""
         ports = None if self.port is None else \
             str(self.port) + ("" if self.port_end is None else f"-{self.port_end}")
-        target = self.to_address
+        target = ",".join(self.targets) or None
         if target is not None and self.to_port is not None:
             target = f"[{target}]:{self.to_port}" if ":" in target else f"{target}:{self.to_port}"
-        shown = (("source", self.source), ("out", self.out), ("not_out", self.not_out),
-                 ("to_source", self.to_source), ("proto", self.proto), ("port", ports),
-                 ("to", target), ("in", self.in_), ("from", self.from_),
-                 ("address", self.address))
-        return " ".join([self.kind, *(f"{k}={v}" for k, v in shown if v is not None)])
+        shown = (("source", self.source), ("destination", _joined(self.destination)),
+                 ("not_destination", _joined(self.not_destination)), ("out", self.out),
+                 ("not_out", self.not_out), ("to_source", self.to_source),
+                 ("proto", self.proto), ("port", ports), ("to", target), ("in", self.in_),
+                 ("from", self.from_), ("address", self.address))
+        head = [self.kind] if self.action is None else [self.kind, self.action]
+        return " ".join([*head, *(f"{k}={v}" for k, v in shown if v is not None)])
+
+
+def _joined(values: tuple[str, ...] | None) -> str | None:
+    return None if values is None else ",".join(values)
 
 
 @dataclass(frozen=True)
@@ -478,3 +534,120 @@ class Topology:
     def extend(self, objs: Iterable[NetObject]) -> None:
         for o in objs:
             self.add(o)
+
+
+# --- the label of a NAT rule (its nft comment) -------------------------------------------
+
+# nft's command line refuses comments over 128 characters (NFTNL_UDATA_COMMENT_MAXLEN); its
+# JSON parser does not check, and fails obscurely further on, so we enforce the limit ourselves.
+COMMENT_MAX = 128
+
+# Short keys for the comment encoding, so the longest valid dnat rule fits in 128 bytes: the
+# NatRule fields that are written as they are. Ports and the target are written as
+# "port=FIRST[-LAST]" and "to=ADDRESS[:PORT]" (see encode_comment).
+_SHORT_KEYS = {
+    "source": "src",
+    "out": "out",
+    "not_out": "nout",
+    "to_source": "tosrc",
+    "proto": "proto",
+    "in_": "in",
+    "from_": "from",
+    "address": "addr",
+    "destination": "dst",
+    "not_destination": "ndst",
+    "action": "act",
+}
+# Fields holding several values, written comma-separated (no value contains a comma).
+_LIST_KEYS = ("dst", "ndst", "lb")
+_LONG_KEYS = {short: long for long, short in _SHORT_KEYS.items()}
+# The order of the words in a comment (kept from the first version, so tables already on a
+# host keep reading back as netdecl's).
+# Words added later go at the end. "lb" and "tport" are a load-balanced forward's targets
+# and their common port.
+_COMMENT_ORDER = ("src", "out", "nout", "tosrc", "proto", "port", "to", "in", "from", "addr",
+                  "dst", "ndst", "lb", "tport", "act")
+
+
+def encode_comment(index: int, rule: NatRule) -> str:
+    """``"<index> <kind> key=value ..."``: lossless, short keys. This is a format of its own,
+    stored in live kernels: it must keep reading back what earlier versions wrote."""
+    values: dict[str, str] = {_SHORT_KEYS[k]: ",".join(v) if isinstance(v, list) else v
+                              for k, v in rule.to_dict().items() if k in _SHORT_KEYS}
+    if rule.port is not None:
+        values["port"] = str(rule.port) + ("" if rule.port_end is None else f"-{rule.port_end}")
+    elif rule.port_end is not None:
+        raise ValueError(f"NAT rule has a port range end but no port: {rule.describe()}")
+    if rule.to_address is not None:
+        host = f"[{rule.to_address}]" if ":" in rule.to_address and rule.to_port is not None \
+            else rule.to_address
+        values["to"] = host + ("" if rule.to_port is None else f":{rule.to_port}")
+    elif rule.to_addresses:
+        values["lb"] = ",".join(rule.to_addresses)
+        if rule.to_port is not None:
+            values["tport"] = str(rule.to_port)
+    elif rule.to_port is not None:
+        raise ValueError(f"NAT rule has a target port but no address: {rule.describe()}")
+    words = [str(index), rule.kind]
+    for key in _COMMENT_ORDER:
+        value = values.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+            raise ValueError(f"NAT rule field {key}={value!r} cannot be encoded")
+        words.append(f"{key}={value}")
+    comment = " ".join(words)
+    if len(comment.encode()) > COMMENT_MAX:
+        raise ValueError(f"NAT rule too long for an nft comment ({COMMENT_MAX} bytes): "
+                         f"{rule.describe()}")
+    return comment
+
+
+def decode_comment(comment: str) -> tuple[int, NatRule] | None:
+    """Inverse of encode_comment; None for anything it did not write."""
+    words = comment.split(" ")
+    if len(words) < 2 or not words[0].isdigit():
+        return None
+    fields: dict[str, Any] = {}
+    for word in words[2:]:
+        key, sep, value = word.partition("=")
+        if not sep or key in fields or key not in (*_LONG_KEYS, "port", "to", "lb", "tport"):
+            return None
+        fields[key] = value
+    typed: dict[str, Any] = {_LONG_KEYS[k]: tuple(v.split(",")) if k in _LIST_KEYS else v
+                             for k, v in fields.items() if k in _LONG_KEYS}
+    if "port" in fields:
+        first, sep, last = fields["port"].partition("-")
+        if not first.isdigit() or (sep and not last.isdigit()):
+            return None
+        typed["port"], typed["port_end"] = int(first), (int(last) if sep else None)
+    if "to" in fields:
+        target = _decode_target(fields["to"])
+        if target is None:
+            return None
+        typed["to_address"], typed["to_port"] = target
+    if "lb" in fields:
+        typed["to_addresses"] = tuple(fields["lb"].split(","))
+        if "tport" in fields:
+            if not fields["tport"].isdigit():
+                return None
+            typed["to_port"] = int(fields["tport"])
+    elif "tport" in fields:
+        return None
+    try:
+        return int(words[0]), NatRule(kind=words[1], **typed)
+    except TypeError:
+        return None
+
+
+def _decode_target(text: str) -> tuple[str, int | None] | None:
+    """The comment's ``to=``: ADDRESS, ADDRESS:PORT or [IPV6]:PORT."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    elif text.count(":") == 1:
+        host, sep, port = text.partition(":")
+    else:
+        host, sep, port = text, "", ""
+    if sep and not port.isdigit():
+        return None
+    return host, (int(port) if sep else None)

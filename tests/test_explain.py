@@ -8,7 +8,13 @@ import json
 import pytest
 
 from netdecl.model import NatRule
-from netdecl.tools.explain import match_dnat, match_snat, parse_destination
+from netdecl.tools.explain import (
+    dnat_target,
+    match_dnat,
+    match_filter,
+    match_snat,
+    parse_destination,
+)
 
 NAT = "topologies/docker-nat.yaml"
 
@@ -107,3 +113,31 @@ def test_nat_matching_is_netdecls_rendering():
     assert parse_destination("fd00::1") == ("fd00::1", None)
     with pytest.raises(ValueError):
         parse_destination("nginx-1")
+
+
+def test_new_rule_words_match_like_the_rendered_nft_rules():
+    flannel = (NatRule("masquerade", source="10.244.0.0/16", not_destination=("10.244.0.0/16",)),)
+    assert match_snat(flannel, "10.244.1.2", "eth0", "10.244.2.2") is None  # pod to pod
+    assert match_snat(flannel, "10.244.1.2", "eth0", "8.8.8.8") == flannel[0]
+    # an IPv4 rule (a masquerade without addresses is IPv4) never catches IPv6 packets
+    assert match_snat((NatRule("masquerade", out="eth0"),), "fd00::2", "eth0", "fd01::1") is None
+    v6 = (NatRule("masquerade", source="fd00::/64"),)
+    assert match_snat(v6, "fd00::2", "eth0", "fd01::1") == v6[0]
+
+    vip = (NatRule("dnat", proto="tcp", port=80, address="10.96.0.10",
+                   to_addresses=("172.18.0.2", "172.18.0.3"), to_port=8080),)
+    rule = match_dnat(vip, "tcp", "10.96.0.10", 80, local=False, iif="br0", src="172.18.0.3")
+    assert rule == vip[0] and dnat_target(rule, 80) == ("172.18.0.2", 8080)
+
+    rules = (NatRule("filter", in_="br1", out="br2", action="drop"),
+             NatRule("filter", destination=("10.0.0.0/8",), proto="tcp", port=22,
+                     action="reject"),
+             NatRule("filter", source="fd00::/64", action="accept"))
+    assert match_filter(rules, iif="br1", out="br2", src="1.2.3.4", dst="5.6.7.8",
+                        proto="icmp", port=None) == rules[0]
+    assert match_filter(rules, iif="br2", out="br1", src="fd00::1", dst="fd01::1",
+                        proto="tcp", port=22) == rules[2]  # a filter without addresses: both
+    assert match_filter(rules, iif="x", out="y", src="1.2.3.4", dst="10.1.1.1",
+                        proto="tcp", port=22) == rules[1]
+    assert match_filter(rules, iif="x", out="y", src="1.2.3.4", dst="10.1.1.1",
+                        proto="tcp", port=23) is None

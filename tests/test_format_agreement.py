@@ -2,12 +2,14 @@
 
 `validate` and `plan` must never pass a value that `apply` then cannot write (IPv6 NAT once
 did: the checks accepted it, the IPv4-only nftables backend failed with AddressValueError). So
-this test generates NAT rules and routes from values near every edge (both families, /0 and
-/32, the port bounds, ranges, the longest names) and, for each topology:
+this test generates NAT rules, forward-filter rules and routes from values near every edge
+(both families, /0 and /32, the port bounds, ranges, lists, the longest names) and, for each
+topology:
 
 * refused: with InvalidTopology whose every diagnostic points into the file (LINE:COL);
 * accepted: every NatTable renders as the nft document the backend would commit, and reads
-  back from that document as the same rules (the comment codec agrees with the renderer);
+  back from that document as the same rules (the comment codec agrees with the renderer),
+  IPv4 rules in the ip table and IPv6 ones in the ip6 table;
   every route gives the netlink arguments of its own family, and survives ``show``'s export
   and a reload unchanged.
 
@@ -31,7 +33,7 @@ from hypothesis import strategies as st
 from netdecl.backends import nftables
 from netdecl.backends.netlink import ROUTE_TYPE_CODES, Kernel
 from netdecl.errors import InvalidTopology
-from netdecl.model import VXLAN_PORT, Link, NatTable, Route, Topology
+from netdecl.model import VXLAN_PORT, Link, NatTable, Route, Topology, decode_comment
 from netdecl.topology import format as fmt
 from netdecl.topology.export import to_document
 from netdecl.topology.loader import SCHEMA_PATH, load_topology_text
@@ -66,6 +68,14 @@ PORTS: list[Any] = [1, 80, 65535, 0, 65536, 80.0, "8080", "8080-8090", "1-65535"
 TARGETS = ["172.17.0.2", "172.17.0.2:80", "255.255.255.255:65535", "10.0.0.2:1",
            "172.17.0.2:0", "172.17.0.2:65536", "172.17.0.2:http", "[172.17.0.2]:80",
            "fd00::2", "[fd00::2]:80", "[fd00::2]", "fd00::2:80", ":80"]
+TARGET_LISTS: list[Any] = [["172.17.0.2:80", "172.17.0.3:80"], ["172.17.0.2", "172.17.0.3"],
+                           ["[fd00::2]:80", "[fd00::3]:80"], ["172.17.0.2:80", "172.17.0.3:81"],
+                           ["172.17.0.2", "172.17.0.2"], ["172.17.0.2:80", "[fd00::3]:80"],
+                           ["172.17.0.2"], [], [f"10.0.0.{i}:65535" for i in range(2, 12)]]
+NETWORK_LISTS: list[Any] = [["10.244.0.0/16"], ["10.244.0.0/16", "10.96.0.0/12"],
+                            ["10.0.0.0/8", "10.1.0.0/16"], ["fd00::/64", "fd01::/64"],
+                            ["10.0.0.0/8", "fd00::/64"], [], ["10.0.0.1/8"],
+                            [f"2001:db8:{i}::/48" for i in range(6)]]
 LINKS = ["eth0", "uplink", "up0", LONGEST_IFNAME, "lo", "nope"]
 NAMESPACES = [None, "ns1"]
 
@@ -79,19 +89,28 @@ def spec(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+destinations = maybe(NETWORKS + NETWORK_LISTS)
 masquerade = st.builds(spec, namespace=maybe(NAMESPACES), source=maybe(NETWORKS),
-                       out=maybe(LINKS), not_out=maybe(LINKS))
+                       out=maybe(LINKS), not_out=maybe(LINKS), destination=destinations,
+                       not_destination=destinations)
 snat = st.builds(spec, namespace=maybe(NAMESPACES), source=maybe(NETWORKS), out=maybe(LINKS),
-                 not_out=maybe(LINKS), to_source=st.sampled_from(ADDRESSES))
+                 not_out=maybe(LINKS), to_source=st.sampled_from(ADDRESSES),
+                 destination=destinations, not_destination=destinations)
 port_forward = st.builds(spec, namespace=maybe(NAMESPACES), proto=st.sampled_from(["tcp", "udp"]),
-                         port=st.sampled_from(PORTS), to=st.sampled_from(TARGETS),
+                         port=st.sampled_from(PORTS), to=st.sampled_from(TARGETS + TARGET_LISTS),
                          **{"in": maybe(LINKS), "from": maybe(NETWORKS),
                             "address": maybe(ADDRESSES)})
+filter_rule = st.builds(spec, namespace=maybe(NAMESPACES), source=maybe(NETWORKS),
+                        destination=destinations, proto=maybe(["tcp", "udp"]),
+                        port=maybe(PORTS), action=st.sampled_from(["accept", "drop", "reject"]),
+                        **{"in": maybe(LINKS), "out": maybe(LINKS)})
 nat_sections = st.fixed_dictionaries({}, optional={
     "masquerade": st.lists(masquerade, min_size=1, max_size=3),
     "snat": st.lists(snat, min_size=1, max_size=3),
     "port_forwards": st.lists(port_forward, min_size=1, max_size=3),
 })
+filter_sections = st.fixed_dictionaries({"forward": st.lists(filter_rule, min_size=1,
+                                                              max_size=3)})
 
 route = st.builds(
     spec, namespace=maybe(NAMESPACES),
@@ -101,6 +120,7 @@ route = st.builds(
     dev=maybe(["eth0", "nope"]), src=maybe(["10.0.0.1", "fd00::1", "10.0.0.2"]),
     metric=maybe([0, 5, 1024, 4294967295]), table=maybe([1, 100, 254, 4294967295]),
     type=maybe(["unicast", "blackhole", "unreachable", "prohibit"]), onlink=maybe([True, False]),
+    scope=maybe(["global", "link", "host"]),
 )
 
 
@@ -117,16 +137,48 @@ def load(extra: dict[str, Any]) -> Topology | None:
         return None
 
 
+def committed(document: dict[str, Any]) -> dict[str, Any]:
+    """What nft lists for our tables after committing ``document``: per family, what was
+    added after the table's last delete."""
+    objects: list[dict[str, Any]] = []
+    for command in document["nftables"]:
+        (verb, body_of), = command.items()
+        (kind, body), = body_of.items()
+        if verb == "delete":
+            assert kind == "table"
+            objects = [o for o in objects if next(iter(o.values()))["family"] != body["family"]]
+        else:
+            objects.append(body_of)
+    return json.loads(json.dumps({"nftables": objects}))
+
+
 def assert_nat_renders(topology: Topology) -> None:
     for table in topology.of_type(NatTable):
         assert table.rules
         document = nftables.render(topology.name, table.rules)  # raises if it cannot
         commands = document["nftables"]
-        assert commands[:2] == [{"add": {"table": {"family": "ip", "name": "netdecl-agree"}}},
-                                {"delete": {"table": {"family": "ip", "name": "netdecl-agree"}}}]
-        # What nft lists after committing the document is what the document added.
-        listing = {"nftables": [command["add"] for command in commands[2:]]}
-        assert nftables.decode(topology.name, json.loads(json.dumps(listing))) == table.rules
+        for family in ("ip", "ip6"):
+            ours = {"family": family, "name": "netdecl-agree"}
+            assert {"add": {"table": ours}} in commands and {"delete": {"table": ours}} in commands
+        listing = committed(document)
+        for obj in listing["nftables"]:
+            body = next(iter(obj.values()))
+            assert body.get("table", body.get("name")) == "netdecl-agree"
+            if "rule" in obj:  # each rule in the table of its own family
+                decoded = decode_comment(body["comment"])
+                assert decoded is not None
+                assert {"ip": 4, "ip6": 6}[body["family"]] in decoded[1].families
+        assert nftables.decode(topology.name, listing) == table.rules
+    assert_rules_survive_export(topology)
+
+
+def assert_rules_survive_export(topology: Topology) -> None:
+    """`show` writes the rules of netdecl's tables back in the file's words (nat: and filter:
+    sections, lists where the file had lists); loading that gives the very same rules."""
+    text = yaml.safe_dump(to_document(topology, topology.name), sort_keys=False)
+    again = load_topology_text(text, "exported.yaml")
+    assert {t.namespace: t.rules for t in again.of_type(NatTable)} == \
+        {t.namespace: t.rules for t in topology.of_type(NatTable)}
 
 
 class Addressless(Kernel):
@@ -177,6 +229,23 @@ def test_every_accepted_nat_rule_renders_and_reads_back(nat: dict[str, Any]) -> 
 
 
 @SETTINGS
+@given(filter_sections)
+def test_every_accepted_filter_rule_renders_and_reads_back(filters: dict[str, Any]) -> None:
+    topology = load({"filter": filters})
+    if topology is not None:
+        assert_nat_renders(topology)
+
+
+@SETTINGS
+@given(nat_sections, filter_sections)
+def test_nat_and_filter_rules_share_the_tables(nat: dict[str, Any],
+                                               filters: dict[str, Any]) -> None:
+    topology = load({"nat": nat, "filter": filters})
+    if topology is not None:
+        assert_nat_renders(topology)
+
+
+@SETTINGS
 @given(st.lists(route, min_size=1, max_size=3))
 def test_every_accepted_route_renders_and_survives_export(routes: list[dict[str, Any]]) -> None:
     topology = load({"routes": routes})
@@ -199,20 +268,45 @@ ACCEPTED_NAT = [
                         "address": "255.255.255.255"}]},
     {"port_forwards": [{"namespace": "ns1", "proto": "tcp", "port": 80.0,
                         "to": "127.0.0.1:1", "address": "127.0.0.1"}]},
+    # IPv6, as Docker's dual-stack networks write it
+    {"masquerade": [{"source": "fd00::/64"}]},
+    {"snat": [{"to_source": "fd00::1"}]},
+    {"port_forwards": [{"proto": "tcp", "port": 80, "to": "[fd00::2]:80"}]},
+    {"masquerade": [{"source": "::/0", "out": "eth0"}]},
+    {"port_forwards": [{"proto": "tcp", "port": 80, "to": "fd00::2", "from": "::/0",
+                        "address": "::1"}]},
+    # flannel: pod-to-pod across nodes keeps its source
+    {"masquerade": [{"source": "10.244.1.0/24", "not_destination": "10.244.0.0/16"}]},
+    {"snat": [{"to_source": "192.0.2.10", "destination": ["198.51.100.0/24", "10.0.0.0/8"],
+               "not_destination": ["10.1.0.0/16"]}]},
+    # kube-proxy: a virtual IP spread over several pods
+    {"port_forwards": [{"proto": "tcp", "port": 80, "address": "10.96.0.10",
+                        "to": ["172.17.0.2:8080", "172.17.0.3:8080", "172.17.0.4:8080"]}]},
+    {"port_forwards": [{"proto": "udp", "port": 53, "address": "fd00::53",
+                        "to": ["fd00::2", "fd00::3"]}]},
+    {"port_forwards": [{"proto": "tcp", "port": 80, "to": ["172.17.0.2:80"]}]},
+    # the same port on two different addresses is two forwards, not an overlap
+    {"port_forwards": [{"proto": "tcp", "port": 80, "address": "10.96.0.10", "to": "10.0.0.2"},
+                       {"proto": "tcp", "port": 80, "address": "10.96.0.11", "to": "10.0.0.2"},
+                       {"proto": "tcp", "port": 80, "to": "10.0.0.2:8080"},
+                       {"proto": "tcp", "port": 80, "to": "[fd00::2]:80"}]},
+]
+
+ACCEPTED_FILTERS = [
+    [{"in": "eth0", "out": "uplink", "action": "drop"}],  # both families
+    [{"source": "10.0.0.0/24", "destination": ["192.0.2.0/24", "198.51.100.0/24"],
+      "proto": "tcp", "port": "8000-8080", "action": "reject"}],
+    [{"destination": "fd00::/64", "proto": "udp", "action": "accept"},
+     {"namespace": "ns1", "in": "up0", "action": "reject"}],
 ]
 
 REFUSED_NAT = [
-    ({"masquerade": [{"source": "fd00::/64"}]}, "IPv6 NAT is not supported yet"),
-    ({"snat": [{"to_source": "fd00::1"}]}, "IPv6 NAT is not supported yet"),
-    ({"port_forwards": [{"proto": "tcp", "port": 80, "to": "[fd00::2]:80"}]},
-     "IPv6 NAT is not supported yet"),
-    ({"masquerade": [{"source": "::/0", "out": "eth0"}]}, "IPv6 NAT is not supported yet"),
-    ({"port_forwards": [{"proto": "tcp", "port": 80, "to": "fd00::2", "from": "::/0",
-                         "address": "::1"}]}, "IPv6 NAT is not supported yet"),
     ({"port_forwards": [{"proto": "tcp", "port": 80, "to": "10.0.0.2", "address": "::1"}]},
      "mixes address families"),
     ({"port_forwards": [{"proto": "tcp", "port": 80, "to": "[fd00::2]:80",
                          "from": "10.0.0.0/8"}]}, "mixes address families"),
+    ({"masquerade": [{"source": "10.0.0.0/8", "not_destination": "fd00::/8"}]},
+     "mixes address families"),
     ({"port_forwards": [{"proto": "tcp", "port": "90-80", "to": "10.0.0.2"}]},
      "runs backwards"),
     ({"port_forwards": [{"proto": "tcp", "port": "0-10", "to": "10.0.0.2"}]},
@@ -222,7 +316,28 @@ REFUSED_NAT = [
     ({"port_forwards": [{"proto": "tcp", "port": 80, "to": "10.0.0.2:http"}]},
      "is not ADDRESS[:PORT]"),
     ({"masquerade": [{"out": "nope"}]}, "no link 'nope'"),
+    ({"masquerade": [{"not_destination": ["10.0.0.0/8", "10.1.0.0/16"]}]}, "overlaps"),
+    ({"port_forwards": [{"proto": "tcp", "port": 80, "to": ["10.0.0.2:80", "10.0.0.3:81"]}]},
+     "must share one port"),
+    ({"port_forwards": [{"proto": "tcp", "port": 80, "to": ["10.0.0.2", "10.0.0.2"]}]},
+     "listed twice"),
+    ({"port_forwards": [{"proto": "tcp", "port": 80, "to": "10.0.0.2"},
+                        {"proto": "tcp", "port": "79-81", "to": "10.0.0.3"}]},
+     "catches the same connections"),
+    ({"port_forwards": [{"proto": "tcp", "port": 80, "to": "10.0.0.2", "address": "10.0.0.1"},
+                        {"proto": "tcp", "port": 80, "to": "10.0.0.3"}]},
+     "catches the same connections"),  # 10.0.0.1 is a local address: both catch it
+    ({"port_forwards": [{"proto": "tcp", "port": 80,
+                         "to": [f"10.0.0.{i}:65535" for i in range(2, 12)]}]},
+     "too long for netdecl to label"),
 ]
+
+
+@pytest.mark.parametrize("filters", ACCEPTED_FILTERS)
+def test_these_filter_rules_are_accepted_and_render(filters: list[dict[str, Any]]) -> None:
+    topology = load({"filter": {"forward": filters}})
+    assert topology is not None
+    assert_nat_renders(topology)
 
 
 @pytest.mark.parametrize("nat", ACCEPTED_NAT)

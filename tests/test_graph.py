@@ -15,7 +15,8 @@ from netdecl.tools.graph import edges, to_dot, to_mermaid
 from netdecl.topology.loader import load_topology
 
 SHIPPED = ["topologies/docker-nat.yaml", "topologies/docker-bridge.yaml",
-           "topologies/two-node-vxlan.yaml"]
+           "topologies/two-node-vxlan.yaml", "topologies/calico-node.yaml",
+           "topologies/flannel-host-gw.yaml", "topologies/docker-networks.yaml"]
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -51,6 +52,18 @@ def test_dot_is_accepted_by_graphviz_and_shows_everything(path: str):
         names = {f"{ns_label(a[0])}/{a[1]}--{ns_label(b[0])}/{b[1]}",
                  f"{ns_label(b[0])}/{b[1]}--{ns_label(a[0])}/{a[1]}"}
         assert names & texts  # edge title
+
+
+def test_the_rules_of_netdecls_table_are_drawn_with_the_files_words():
+    topo = load_topology("topologies/docker-networks.yaml")
+    for text in (to_dot(topo), to_mermaid(topo)):
+        assert "NAT: masquerade source=fd00:18::/64 not_out=br-net1" in text
+        assert "NAT: dnat proto=tcp port=8080 to=[fd00:18::2]:80" in text
+        assert "NAT: dnat proto=tcp port=80 to=172.18.0.2,172.18.0.3:80 address=10.96.0.10" \
+            in text
+        assert "forward filter: drop out=br-net2 in=br-net1" in text
+    flannel = to_dot(load_topology("topologies/flannel-host-gw.yaml"))
+    assert "NAT: masquerade source=10.244.0.0/16 not_destination=10.244.0.0/16" in flannel
 
 
 def test_vxlan_devices_with_matching_id_and_remote_are_joined():

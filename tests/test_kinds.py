@@ -34,7 +34,12 @@ SAMPLES = [
     FdbEntry(ROOT, "vx0", "00:00:00:00:00:00", dst="192.0.2.2"),
     Neighbor(ROOT, "veth0", "10.0.0.2", "02:00:00:00:00:02"),
     Sysctl(ROOT, "net.ipv4.ip_forward", "1"),
-    NatTable(ROOT, (NatRule("dnat", proto="tcp", port=8080, to_address="10.0.0.2", to_port=80),)),
+    NatTable(ROOT, (NatRule("dnat", proto="tcp", port=8080, to_address="10.0.0.2", to_port=80),
+                    NatRule("masquerade", source="fd00::/64", not_destination=("fd01::/64",)),
+                    NatRule("dnat", proto="tcp", port=80, address="10.96.0.10",
+                            to_addresses=("10.0.0.2", "10.0.0.3"), to_port=8080),
+                    NatRule("filter", in_="br1", out="br2", destination=("10.0.0.0/8",),
+                            action="drop"))),
 ]
 
 

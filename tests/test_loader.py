@@ -84,7 +84,7 @@ def test_docker_bridge_objects():
     }
     route = topo.get(("route", "nginx-1", 254, "0.0.0.0/0", 0))
     assert route == Route("nginx-1", to="0.0.0.0/0", table=254, metric=0, via="172.17.0.1",
-                          type="unicast")
+                          type="unicast", scope="global")
     assert len(topo.of_type(Route)) == 2
     assert topo.of_type(NatTable) == []
     # 1 sysctl + 2 namespaces + 5 links + 3 addresses + 2 routes
@@ -161,6 +161,24 @@ def test_warns_when_nat_without_ip_forward():
 def test_no_warning_once_ip_forward_is_set_in_that_namespace():
     assert load_topology_text(MINIMAL_NAT + "sysctls: {net.ipv4.ip_forward: true}\n").warnings \
         == []
+
+
+def test_ipv6_nat_warns_about_ipv6_forwarding_on_its_own():
+    text = MINIMAL_NAT + '    - source: "fd00::/64"\nsysctls: {net.ipv4.ip_forward: 1}\n'
+    (warning,) = load_topology_text(text, "t.yaml").warnings
+    assert warning.startswith("t.yaml:8:7: warning: IPv6 nat rules in namespace root")
+    assert "net.ipv6.conf.all.forwarding is not 1" in warning
+    assert load_topology_text(text.replace("ip_forward: 1}", "ip_forward: 1, "
+                                                                "net.ipv6.conf.all.forwarding: 1}")
+                              ).warnings == []
+
+
+def test_hairpin_defaults_on_only_behind_a_forward_and_not_against_the_file():
+    topo = load_topology("topologies/docker-networks.yaml")
+    hairpin = {link.name: link.hairpin for link in topo.of_type(Link) if link.master}
+    assert hairpin == {"veth-web1": True, "veth-web2": True, "veth-db1": None}
+    nat = load_topology("topologies/docker-nat.yaml")  # says hairpin: true itself
+    assert all(link.hairpin for link in nat.of_type(Link) if link.master)
 
 
 def test_forwarding_must_be_set_in_the_namespace_doing_nat():

@@ -26,7 +26,7 @@ import pytest
 
 from netdecl.backends import nftables
 from netdecl.backends.nftables import NftError, NftUnavailable
-from netdecl.model import NatRule, NatTable
+from netdecl.model import COMMENT_MAX, NatRule, NatTable
 
 MASQ = NatRule(kind="masquerade", source="172.17.0.0/16", not_out="docker0")
 FORWARD = NatRule(kind="dnat", proto="tcp", port=8080, to_address="172.17.0.2", to_port=80)
@@ -53,14 +53,21 @@ def rules_in(document: dict[str, Any], chain: str) -> list[dict[str, Any]]:
 
 
 def fake_listing(document: dict[str, Any]) -> dict[str, Any]:
-    """What `nft -j list table` would print after `document`: the added objects, with handles."""
-    objects: list[dict[str, Any]] = [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}]
+    """What `nft -j list table` of each of our tables would print after `document`: the
+    objects added and not deleted since, with handles, each table's objects together."""
+    objects: list[dict[str, Any]] = []
     for handle, command in enumerate(document["nftables"]):
-        if "add" in command:
-            (kind, body), = command["add"].items()
+        (verb, body_of), = command.items()
+        (kind, body), = body_of.items()
+        if verb == "delete" and kind == "table":
+            objects = [o for o in objects
+                       if next(iter(o.values()))["family"] != body["family"]]
+        elif verb == "add" and not (kind == "table" and {kind: {**body, "handle": 0}}
+                                    in [{k: {**b, "handle": 0}} for o in objects
+                                        for k, b in o.items()]):
             objects.append({kind: {**body, "handle": handle}})
-    # nft lists the table once, then chains, then rules; render adds the table once more.
-    return {"nftables": [objects[0], *objects[2:]]}
+    meta = {"metainfo": {"version": "1.0.6", "json_schema_version": 1}}
+    return {"nftables": [meta, *objects]}
 
 
 # --- pure: rendering ---------------------------------------------------------------------------
@@ -88,7 +95,10 @@ def test_render_replaces_the_table_in_one_document() -> None:
     # add (so that delete cannot fail on an absent table), delete (drops anything in it), build
     assert doc["nftables"][:3] == [{"add": {"table": table}}, {"delete": {"table": table}},
                                    {"add": {"table": table}}]
-    for command in doc["nftables"]:
+    # IPv4 rules only: the ip6 table is removed (an IPv6 rule may have been there before)
+    table6 = {"family": "ip6", "name": "netdecl-t"}
+    assert doc["nftables"][-2:] == [{"add": {"table": table6}}, {"delete": {"table": table6}}]
+    for command in doc["nftables"][:-2]:
         (verb, objects), = command.items()
         (kind, body), = objects.items()
         # Only ever our own table, by name and family.
@@ -107,7 +117,7 @@ def test_render_replaces_the_table_in_one_document() -> None:
 def test_render_empty_rules_still_builds_the_chains() -> None:
     doc = nftables.render("t", ())
     assert [next(iter(c["add"])) for c in doc["nftables"] if "add" in c] == [
-        "table", "table", "chain", "chain", "chain", "chain"]
+        "table", "table", "chain", "chain", "chain", "chain", "table"]
 
 
 def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
@@ -148,6 +158,44 @@ def test_render_docker_nat_rules() -> None:
     comments = {r["comment"] for c in exprs for r in rules_in(doc, c)}
     assert comments == {"0 masquerade src=172.17.0.0/16 nout=docker0",
                         "1 dnat proto=tcp port=8080 to=172.17.0.2:80"}
+
+
+def test_render_ipv6_load_balancing_and_filter_rules() -> None:
+    rules = (
+        NatRule(kind="masquerade", source="fd00::/64", not_destination=("fd01::/64", "fd00::/64")),
+        NatRule(kind="dnat", proto="tcp", port=8080, to_address="fd00::2", to_port=80),
+        NatRule(kind="dnat", proto="tcp", port=80, address="10.96.0.10",
+                to_addresses=("172.18.0.3", "172.18.0.2"), to_port=8080),
+        NatRule(kind="filter", in_="br1", out="br2", action="reject"),
+    )
+    doc = nftables.render("t", rules)
+    by_family: dict[str, list[dict[str, Any]]] = {"ip": [], "ip6": []}
+    for command in doc["nftables"]:
+        if "rule" in command.get("add", {}):
+            by_family[command["add"]["rule"]["family"]].append(command["add"]["rule"])
+    ip6 = {r["comment"].split(" ")[0]: r for r in by_family["ip6"] if r["chain"] == "postrouting"}
+    assert ip6["0"]["expr"] == [
+        _match({"payload": {"protocol": "ip6", "field": "saddr"}},
+               {"prefix": {"addr": "fd00::", "len": 64}}),
+        _match({"payload": {"protocol": "ip6", "field": "daddr"}},
+               {"set": [{"prefix": {"addr": "fd00::", "len": 64}},
+                        {"prefix": {"addr": "fd01::", "len": 64}}]}, "!="),
+        {"masquerade": None}]
+    pre6 = [r["expr"] for r in by_family["ip6"] if r["chain"] == "prerouting"]
+    assert pre6 == [[LOCAL, _match(TCP_DPORT, 8080), {"dnat": {"addr": "fd00::2", "port": 80}}]]
+    # round robin in the order written; the daddr set in the order nft lists it
+    pre4 = [r["expr"] for r in by_family["ip"] if r["chain"] == "prerouting"]
+    assert pre4 == [[_match(DADDR, "10.96.0.10"), _match(TCP_DPORT, 80), {"dnat": {
+        "addr": {"map": {"key": {"numgen": {"mode": "inc", "mod": 2, "offset": 0}},
+                         "data": {"set": [[0, "172.18.0.3"], [1, "172.18.0.2"]]}}},
+        "port": 8080}}]]
+    fwd4 = [r["expr"] for r in by_family["ip"] if r["chain"] == "forward"]
+    assert fwd4[0][0] == _match(DADDR, {"set": ["172.18.0.2", "172.18.0.3"]})
+    # the filter rule comes after the forwards' mark rules, in both families
+    for family, reject in (("ip", "icmp"), ("ip6", "icmpv6")):
+        last = [r for r in by_family[family] if r["chain"] == "forward"][-1]
+        assert last["expr"][-1] == {"reject": {"type": reject, "expr": "port-unreachable"}}
+    assert nftables.decode("t", fake_listing(doc)) == rules
 
 
 def test_render_dnat_variants() -> None:
@@ -193,7 +241,11 @@ def test_render_dnat_variants() -> None:
     NatRule(kind="dnat", proto="tcp", port=90, port_end=80, to_address="10.0.0.1"),
     NatRule(kind="dnat", proto="tcp", port=80, to_address="10.0.0.1", to_port=70000),
     NatRule(kind="masquerade", source="10.0.0.0/8", out="eth 0"),
-    NatRule(kind="masquerade", source="2001:db8::/32"),
+    NatRule(kind="masquerade", source="10.0.0.0/8", destination=("2001:db8::/32",)),
+    NatRule(kind="masquerade", not_destination=("10.0.0.0/8", "10.0.0.0/8")),
+    NatRule(kind="dnat", proto="tcp", port=80, to_addresses=("10.0.0.1", "10.0.0.1")),
+    NatRule(kind="filter", in_="eth0"),
+    NatRule(kind="filter", port=80, action="drop"),
 ])
 def test_render_refuses_what_it_cannot_express(rule: NatRule) -> None:
     with pytest.raises(ValueError):
@@ -205,7 +257,7 @@ def test_comment_roundtrips_and_the_longest_rule_fits() -> None:
                       to_address="255.255.255.255", to_port=65535,
                       in_="x" * 15, from_="255.255.255.255/32", address="255.255.255.255")
     comment = nftables.encode_comment(99999, longest)
-    assert len(comment.encode()) <= nftables.COMMENT_MAX
+    assert len(comment.encode()) <= COMMENT_MAX
     for index, rule in enumerate(EVERY_SHAPE):
         assert nftables.decode_comment(nftables.encode_comment(index, rule)) == (index, rule)
     assert nftables.decode_comment("made by hand") is None
@@ -300,7 +352,7 @@ def test_read_of_absent_table_is_none(tmp_path: Path, monkeypatch: pytest.Monkey
 PRELUDE = """
 import json, os, subprocess, sys
 from netdecl.backends import nftables
-from netdecl.model import NatRule, NatTable
+from netdecl.model import COMMENT_MAX, NatRule, NatTable
 
 PY = {python!r}
 
@@ -335,7 +387,9 @@ def table_objects(name):
     return out
 
 def rendered_objects(topology, rules):
-    return [c["add"] for c in nftables.render(topology, rules)["nftables"][2:]]
+    # the ip table's objects (IPv4 rules only: the ip6 table is added and deleted again)
+    return [c["add"] for c in nftables.render(topology, rules)["nftables"][2:]
+            if "add" in c and next(iter(c["add"].values()))["family"] == "ip"]
 
 def read_dict(topology, namespace=""):
     table = nftables.read(topology, namespace)

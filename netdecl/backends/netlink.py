@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from netdecl.backends import namespaces, rtnl
+from netdecl.backends.announce import Announcer
 from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
 from netdecl.errors import NetdeclError
 from netdecl.model import (
@@ -42,6 +43,9 @@ RTNH_F_ONLINK = 0x4
 RT_TABLE_LOCAL = 255
 ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 ROUTE_TYPE_CODES = {v: k for k, v in ROUTE_TYPES.items()}
+ROUTE_SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
+ROUTE_SCOPE_CODES = {v: k for k, v in ROUTE_SCOPES.items()}
+RT_SCOPE_NOWHERE = 255  # a delete that names no scope: the kernel matches any
 # how long a link that the kernel should be tearing down may go without any link of its
 # namespace going away before netdecl deletes it itself (a process holding the namespace)
 LINK_GONE_STALL = 5.0
@@ -89,6 +93,7 @@ class Kernel:
         self._nsid_maps: dict[str, dict[int, str]] = {}
         # (ns, candidate) pairs already asked for a netnsid, found or not: never ask twice
         self._nsid_probed: set[tuple[str, str]] = set()
+        self._announcer = Announcer()
         self._events: dict[str, rtnl.LinkEvents] = {}  # link notifications, per namespace
         # veth ends already resolved from the other side: (ns, index) -> (peer ns, peer name,
         # peer index). A pair is symmetric, so the root's end of a veth whose namespace end was
@@ -161,6 +166,7 @@ class Kernel:
         self._index_cache.pop(ns, None)
         self._nsid_maps.clear()
         self._nsid_probed.clear()
+        self._announcer.forget(ns)
         self._peer_seen.clear()
         self._link_dumps.clear()
         self._index_names.clear()
@@ -168,6 +174,7 @@ class Kernel:
     def close(self) -> None:
         for ns in list({*self._raw, *self._sockets, *self._events}):
             self.forget(ns)
+        self._announcer.close()
 
     def __enter__(self) -> Kernel:
         return self
@@ -369,6 +376,7 @@ class Kernel:
                 src=rtnl.as_ip(m.attrs.get(rtnl.RTA_PREFSRC)),
                 type=rtype,
                 onlink=bool(m.flags & RTNH_F_ONLINK),
+                scope=ROUTE_SCOPES.get(m.scope, str(m.scope)),
                 proto=m.proto,
             ))
         return out
@@ -595,13 +603,23 @@ class Kernel:
         # Duplicate address detection would leave an IPv6 address "tentative" (unusable) for a
         # second or two after apply; netdecl owns these links and their addresses.
         flags = IFA_F_NODAD if iface.version == 6 else 0
+        index = self.index_of(addr.namespace, addr.link)
         try:
             self._raw_call(addr.namespace, f"add {addr.describe()}", "add_address",
-                           self.index_of(addr.namespace, addr.link), str(iface.ip),
-                           iface.network.prefixlen, flags)
+                           index, str(iface.ip), iface.network.prefixlen, flags)
         except KernelError as exc:
             if exc.errno != errno.EEXIST:
                 raise
+            return
+        self._announce(addr.namespace, addr.link, index, str(iface.ip))
+
+    def _announce(self, ns: str, name: str, index: int, address: str) -> None:
+        """Tell the link's neighbours the address is here now, with this MAC (announce.py):
+        a recreated link has a new one, which they would otherwise learn only after their
+        entry timed out."""
+        msg = self.rtnl(ns).link_by_index(index)
+        if msg is not None and msg.flags & IFF_UP:
+            self._announcer.announce(ns, name, index, msg.attrs.get(rtnl.IFLA_ADDRESS), address)
 
     def delete_address(self, addr: Address) -> None:
         iface = ipaddress.ip_interface(addr.cidr)
@@ -625,7 +643,11 @@ class Kernel:
             "rtype": 0 if for_delete else ROUTE_TYPE_CODES[route.type or "unicast"],
         }
         if for_delete:
-            return args
+            return {**args, "scope": RT_SCOPE_NOWHERE}
+        # No scope in the model: what iproute2 would pick (the loader always gives one)
+        args["scope"] = ROUTE_SCOPE_CODES[route.scope or (
+            "link" if net.version == 4 and not route.via and route.type in (None, "unicast")
+            else "global")]
         if route.via:
             args["gateway"] = route.via
         if route.dev:

@@ -1,28 +1,35 @@
-"""NAT through nftables' JSON interface: one table per (topology, namespace), owned by netdecl.
+"""NAT and forward filtering through nftables' JSON interface: netdecl's own tables.
 
-The table is ``ip netdecl-<topology>`` and is only ever addressed by that name, so tables
-somebody else owns (Docker's, firewalld's, iptables-nft's ``ip nat``, other topologies') are
-never touched. Its contents are replaced as a whole in one nft transaction: one JSON document
-that adds the table (so the next command cannot fail on an absent table), deletes it (dropping
-whatever is in it, hand-added chains and sets included) and builds it again. nft commits a
-document atomically, so the kernel never holds a half-written table.
+Per (topology, namespace) netdecl owns ``ip netdecl-<topology>`` (IPv4) and, when a rule needs
+it, ``ip6 netdecl-<topology>`` (IPv6), so tables somebody else owns (Docker's, firewalld's,
+iptables-nft's ``ip nat``, other topologies') are never touched. The ip table, always there, is
+netdecl's by identity (its handle, which the engine records: a table someone else made under
+the name since is never rewritten); the ip6 table beside it is addressed by name. Their
+contents are replaced as a whole in one nft transaction: one JSON document that,
+per family, adds the table (so the next command cannot fail on an absent table), deletes it
+(dropping whatever is in it, hand-added chains and sets included) and builds it again. nft
+commits a document atomically, so the kernel never holds a half-written pair of tables.
 
-Family ``ip``, not ``inet``: every NatRule is IPv4 (addresses, CIDRs; the topology checks
-refuse IPv6 NAT, and tests/test_format_agreement.py holds them to it), and an ``inet`` nat
-chain would also see IPv6 packets, where a port forward without an address match (the common
-``fib daddr type local`` case) would try to DNAT IPv6 traffic to an IPv4 target. An ``ip``
-table also works on kernels older than 5.2, which have no inet nat, and is where Docker and
-iptables-nft keep their NAT too.
+``ip`` + ``ip6``, not one ``inet`` table: each rule is rendered with its own family's matches
+and NAT statements, so an IPv4 rule can never touch IPv6 traffic (in an ``inet`` nat chain a
+port forward matched by ``fib daddr type local`` would try to DNAT IPv6 packets to an IPv4
+target unless every rule carried a family guard); IPv4 rules render exactly as before IPv6
+existed, so tables already on a host read back unchanged and an upgrade changes nothing; and
+``ip``/``ip6`` nat work on kernels older than 5.2, which have no ``inet`` nat. A NAT rule
+without any address is IPv4 (as it always was); a filter rule without any address goes into
+both tables.
 
 Readback: every nft rule carries a comment naming the NatRule it was rendered from (its index
-and a compact, lossless ``key=value`` encoding). ``read`` decodes those comments, renders the
-decoded rules again and compares the result with what nft lists; only an exact match (chain by
-chain, rule by rule, expression by expression) is reported as netdecl's rules. A hand-edited
-rule therefore reads back as ``rules=None`` and a flushed table as ``rules=()``.
+and a compact, lossless ``key=value`` encoding, model.encode_comment). ``read`` decodes those
+comments, renders the decoded rules again and compares the result with what nft lists; only an
+exact match (table by table, chain by chain, rule by rule, expression by expression) is
+reported as netdecl's rules. A hand-edited rule therefore reads back as ``rules=None`` and a
+flushed table as ``rules=()``.
 """
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import json
 import os
@@ -33,7 +40,7 @@ from typing import Any
 
 from netdecl.backends.namespaces import run_in
 from netdecl.errors import EnvironmentProblem, NetdeclError
-from netdecl.model import NatRule, NatTable, ns_label
+from netdecl.model import FILTER, NatRule, NatTable, decode_comment, encode_comment, ns_label
 
 NFT = "nft"
 """Name of the nft binary, looked up on PATH (tests replace it to simulate a missing nft)."""
@@ -42,12 +49,12 @@ NFT = "nft"
 _SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 
 FAMILY = "ip"
+"""The family of the table every topology with rules has (IPv4; the first netdecl had only it)."""
+FAMILY6 = "ip6"
+FAMILIES = {4: FAMILY, 6: FAMILY6}
 TABLE_PREFIX = "netdecl-"
 NFT_TIMEOUT = 30.0  # seconds; nft talks to the kernel only, so a hang means something is wrong
 
-# nft's command line refuses comments over 128 characters (NFTNL_UDATA_COMMENT_MAXLEN); its
-# JSON parser does not check, and fails obscurely further on, so we enforce the limit ourselves.
-COMMENT_MAX = 128
 
 # (name, type, hook, priority). dstnat = -100, filter = 0, srcnat = 100; nft lists priorities
 # as integers, so we write integers and readback compares like with like. All chains exist even
@@ -68,23 +75,14 @@ SAME_LINK_MARK = 0x2000
 
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
-# Short keys for the comment encoding, so the longest valid dnat rule fits in 128 bytes: the
-# NatRule fields that are written as they are. Ports and the target are written as
-# "port=FIRST[-LAST]" and "to=ADDRESS[:PORT]" (see encode_comment).
-_SHORT_KEYS = {
-    "source": "src",
-    "out": "out",
-    "not_out": "nout",
-    "to_source": "tosrc",
-    "proto": "proto",
-    "in_": "in",
-    "from_": "from",
-    "address": "addr",
+# How each filter action is written, per family, as nft lists it back (a plain `reject` is
+# listed as an ICMP port-unreachable, which TCP clients see as "connection refused").
+_VERDICTS: dict[str, dict[int, dict[str, Any]]] = {
+    "accept": {4: {"accept": None}, 6: {"accept": None}},
+    "drop": {4: {"drop": None}, 6: {"drop": None}},
+    "reject": {4: {"reject": {"type": "icmp", "expr": "port-unreachable"}},
+               6: {"reject": {"type": "icmpv6", "expr": "port-unreachable"}}},
 }
-_LONG_KEYS = {short: long for long, short in _SHORT_KEYS.items()}
-# The order of the words in a comment (kept from the first version, so tables already on a
-# host keep reading back as netdecl's).
-_COMMENT_ORDER = ("src", "out", "nout", "tosrc", "proto", "port", "to", "in", "from", "addr")
 
 _NOT_FOUND_MESSAGE = "nft not found: install the nftables package (apt-get install nftables)"
 
@@ -112,56 +110,77 @@ def table_name(topology: str) -> str:
     return TABLE_PREFIX + topology
 
 
+def needs_ip6(rules: Iterable[NatRule]) -> bool:
+    """Whether these rules need the ip6 table (the ip table is always there)."""
+    return any(6 in rule.families for rule in rules)
+
+
 def render(topology: str, rules: tuple[NatRule, ...]) -> dict[str, Any]:
-    """The complete nft JSON document that replaces the table's contents with ``rules``."""
+    """The complete nft JSON document that replaces the tables' contents with ``rules``."""
     name = table_name(topology)
-    table = {"family": FAMILY, "name": name}
-    commands: list[dict[str, Any]] = [
-        {"add": {"table": table}},  # makes the delete below valid when the table is absent
-        {"delete": {"table": dict(table)}},
-    ]
-    commands += [{"add": obj} for obj in _listing(name, enumerate(rules))]
+    commands: list[dict[str, Any]] = []
+    for family in (4, 6):
+        table = {"family": FAMILIES[family], "name": name}
+        commands += [
+            {"add": {"table": table}},  # makes the delete below valid when the table is absent
+            {"delete": {"table": dict(table)}},
+        ]
+        if family == 4 or needs_ip6(rules):
+            commands += [{"add": obj} for obj in _listing(name, enumerate(rules), family)]
     return {"nftables": commands}
 
 
-def _listing(name: str, indexed: Iterable[tuple[int, NatRule]]) -> list[dict[str, Any]]:
-    """Table, chains and rules as nft lists them (minus handles), in nft's listing order."""
-    objects: list[dict[str, Any]] = [{"table": {"family": FAMILY, "name": name}}]
-    objects += [{"chain": _chain(name, *chain)} for chain in CHAINS]
+def _listing(name: str, indexed: Iterable[tuple[int, NatRule]],
+             family: int = 4) -> list[dict[str, Any]]:
+    """One table, its chains and rules as nft lists them (minus handles), in nft's listing
+    order: the rules of ``indexed`` that apply to ``family``."""
+    nft_family = FAMILIES[family]
+    objects: list[dict[str, Any]] = [{"table": {"family": nft_family, "name": name}}]
+    objects += [{"chain": _chain(nft_family, name, *chain)} for chain in CHAINS]
     by_chain: dict[str, list[dict[str, Any]]] = {chain: [] for chain, *_ in CHAINS}
     for index, rule in indexed:
+        if family not in rule.families:
+            continue
         comment = encode_comment(index, rule)
-        for chain, expr in _rule_exprs(rule):
-            by_chain[chain].append({"rule": {"family": FAMILY, "table": name, "chain": chain,
-                                             "comment": comment, "expr": expr}})
+        for chain, expr in _rule_exprs(rule, family):
+            by_chain[chain].append({"rule": {"family": nft_family, "table": name,
+                                             "chain": chain, "comment": comment,
+                                             "expr": expr}})
     for chain, *_ in CHAINS:
         objects += by_chain[chain]
     return objects
 
 
-def _chain(table: str, name: str, type_: str, hook: str, prio: int) -> dict[str, Any]:
-    return {"family": FAMILY, "table": table, "name": name, "type": type_, "hook": hook,
+def _chain(family: str, table: str, name: str, type_: str, hook: str,
+           prio: int) -> dict[str, Any]:
+    return {"family": family, "table": table, "name": name, "type": type_, "hook": hook,
             "prio": prio, "policy": "accept"}
 
 
-def _rule_exprs(rule: NatRule) -> list[tuple[str, list[dict[str, Any]]]]:
+def _rule_exprs(rule: NatRule, family: int = 4) -> list[tuple[str, list[dict[str, Any]]]]:
     """(chain, expression list) for every nft rule one NatRule needs, in chain order."""
     if rule.kind == "masquerade":
-        return [("postrouting", [*_source_nat_matches(rule), {"masquerade": None}])]
+        return [("postrouting", [*_source_nat_matches(rule, family), {"masquerade": None}])]
     if rule.kind == "snat":
         if not rule.to_source:
             raise ValueError(f"snat rule needs to_source: {rule.describe()}")
-        return [("postrouting", [*_source_nat_matches(rule),
-                                 {"snat": {"addr": _address(rule.to_source)}}])]
+        return [("postrouting", [*_source_nat_matches(rule, family),
+                                 {"snat": {"addr": _address(rule.to_source, family)}}])]
     if rule.kind == "dnat":
-        return _dnat_exprs(rule)
+        return _dnat_exprs(rule, family)
+    if rule.kind == FILTER:
+        return [("forward", _filter_exprs(rule, family))]
     raise ValueError(f"unknown NAT rule kind {rule.kind!r}")
 
 
-def _source_nat_matches(rule: NatRule) -> list[dict[str, Any]]:
+def _source_nat_matches(rule: NatRule, family: int) -> list[dict[str, Any]]:
     matches = []
     if rule.source:
-        matches.append(_match(_ip("saddr"), _cidr(rule.source)))
+        matches.append(_match(_ip("saddr", family), _cidr(rule.source, family)))
+    if rule.destination:
+        matches.append(_match(_ip("daddr", family), _cidrs(rule.destination, family)))
+    if rule.not_destination:
+        matches.append(_match(_ip("daddr", family), _cidrs(rule.not_destination, family), "!="))
     if rule.out:
         matches.append(_match(_meta("oifname"), rule.out))
     if rule.not_out:
@@ -169,11 +188,36 @@ def _source_nat_matches(rule: NatRule) -> list[dict[str, Any]]:
     return matches
 
 
-def _dnat_exprs(rule: NatRule) -> list[tuple[str, list[dict[str, Any]]]]:
+def _filter_exprs(rule: NatRule, family: int) -> list[dict[str, Any]]:
+    """A forward-filter rule: its matches, then its verdict."""
+    verdict = _VERDICTS.get(rule.action or "")
+    if verdict is None:
+        raise ValueError(f"filter rule needs action accept, drop or reject: {rule.describe()}")
+    exprs = []
+    if rule.in_:
+        exprs.append(_match(_meta("iifname"), rule.in_))
+    if rule.out:
+        exprs.append(_match(_meta("oifname"), rule.out))
+    if rule.source:
+        exprs.append(_match(_ip("saddr", family), _cidr(rule.source, family)))
+    if rule.destination:
+        exprs.append(_match(_ip("daddr", family), _cidrs(rule.destination, family)))
+    if rule.port is not None:
+        if rule.proto not in ("tcp", "udp"):
+            raise ValueError(f"a filter rule with a port needs proto tcp or udp: "
+                             f"{rule.describe()}")
+        exprs.append(_match(_payload(rule.proto, "dport"), _ports(rule.port, rule.port_end)))
+    elif rule.proto:
+        exprs.append(_match(_meta("l4proto"), rule.proto))
+    return [*exprs, verdict[family]]
+
+
+def _dnat_exprs(rule: NatRule, family: int = 4) -> list[tuple[str, list[dict[str, Any]]]]:
     """A port forward that works from every direction a user tries:
 
     * prerouting: traffic from other hosts and from containers (the target itself included);
-    * output: traffic the host itself sends (to its own addresses, 127.0.0.1 included);
+    * output: traffic the host itself sends (to its own addresses, 127.0.0.1 included, and to
+      a virtual IP no link holds);
     * forward + postrouting: masquerade DNATed flows that leave through the interface they came
       in on. Without it a client on the target's own bridge gets the target's reply straight
       over the bridge, from an address it never talked to, and resets the connection (Docker
@@ -182,42 +226,56 @@ def _dnat_exprs(rule: NatRule) -> list[tuple[str, list[dict[str, Any]]]]:
       is the case where that client is the target: Docker's `ip saddr T ip daddr T masquerade`.
     * postrouting: masquerade DNATed flows from 127.0.0.0/8, which may not leave the host with
       that source (this also needs route_localnet=1, which the topology declares).
+
+    Several targets (a load-balanced virtual IP): ``numgen inc mod N`` picks one per new
+    connection, round robin, so connections spread evenly; conntrack keeps every packet of a
+    connection on the target its first packet got.
     """
     if rule.proto not in ("tcp", "udp"):
         raise ValueError(f"dnat rule needs proto tcp or udp: {rule.describe()}")
-    if rule.port is None or rule.to_address is None:
+    if rule.port is None or not rule.targets:
         raise ValueError(f"dnat rule needs port and to: {rule.describe()}")
     ports = _ports(rule.port, rule.port_end)
-    target = _address(rule.to_address)
+    targets = sorted({_address(t, family) for t in rule.targets}, key=ipaddress.ip_address)
+    if len(targets) != len(rule.targets):
+        raise ValueError(f"dnat rule names a target twice: {rule.describe()}")
     target_port = None if rule.to_port is None else _port(rule.to_port)
     # A range forwarded to one port goes to that port; without a target port nft keeps the
     # packet's own port, which is also what forwarding a range onto a range of the same size
     # means.
-    dnat: dict[str, Any] = {"addr": target}
+    dnat: dict[str, Any] = {"addr": targets[0] if len(targets) == 1 else _round_robin(
+        [_address(t, family) for t in rule.targets])}
     if target_port is not None:
         dnat["port"] = target_port
     dport = _match(_payload(rule.proto, "dport"), ports)
     # Without an address, forward what is addressed to any local address (like Docker).
-    daddr = (_match(_ip("daddr"), _address(rule.address)) if rule.address
+    daddr = (_match(_ip("daddr", family), _address(rule.address, family)) if rule.address
              else _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"))
-    from_ = [_match(_ip("saddr"), _cidr(rule.from_))] if rule.from_ else []
+    from_ = [_match(_ip("saddr", family), _cidr(rule.from_, family))] if rule.from_ else []
     in_ = [_match(_meta("iifname"), rule.in_)] if rule.in_ else []
 
     result = [("prerouting", [*in_, *from_, daddr, dport, {"dnat": dnat}])]
     # Locally generated packets arrive on no interface: a forward limited to one does not apply.
     local = rule.in_ is None
     if local:
-        result.append(("output", [*from_, daddr, dport, {"dnat": dict(dnat)}]))
+        result.append(("output", [*from_, daddr, dport, {"dnat": copy.deepcopy(dnat)}]))
     target_dport = _match(_payload(rule.proto, "dport"),
                           target_port if target_port is not None else ports)
     dnatted = _match({"ct": {"key": "status"}}, "dnat", "in")
-    to_target = [_match(_ip("daddr"), target), target_dport, dnatted]
+    to_target = [_match(_ip("daddr", family), targets[0] if len(targets) == 1
+                        else {"set": targets}), target_dport, dnatted]
     result += _same_link_masquerade(to_target)
-    if local and _may_reach_loopback(rule):
+    if local and family == 4 and _may_reach_loopback(rule):
         result.append(("postrouting", [_match(_ip("saddr"), _cidr(str(LOOPBACK))),
-                                       _match(_ip("daddr"), target), target_dport, dnatted,
+                                       *copy.deepcopy(to_target),
                                        {"masquerade": None}]))
     return result
+
+
+def _round_robin(targets: list[str]) -> dict[str, Any]:
+    """``numgen inc mod N map { 0 : T0, 1 : T1, ... }``, as nft lists it."""
+    return {"map": {"key": {"numgen": {"mode": "inc", "mod": len(targets), "offset": 0}},
+                    "data": {"set": [[i, t] for i, t in enumerate(targets)]}}}
 
 
 def _same_link_masquerade(to_target: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
@@ -232,8 +290,9 @@ def _same_link_masquerade(to_target: list[dict[str, Any]]) -> list[tuple[str, li
     marked = _match({"&": [mark, SAME_LINK_MARK]}, SAME_LINK_MARK)
     clear = {"mangle": {"key": _meta("mark"),
                         "value": {"&": [_meta("mark"), 0xFFFFFFFF ^ SAME_LINK_MARK]}}}
+    again = copy.deepcopy(to_target)
     return [("forward", [*to_target, first, same_link, set_mark]),
-            ("postrouting", [*to_target, marked, clear, {"masquerade": None}])]
+            ("postrouting", [*again, marked, clear, {"masquerade": None}])]
 
 
 def _may_reach_loopback(rule: NatRule) -> bool:
@@ -253,24 +312,45 @@ def _payload(protocol: str, field: str) -> dict[str, Any]:
     return {"payload": {"protocol": protocol, "field": field}}
 
 
-def _ip(field: str) -> dict[str, Any]:
-    return _payload("ip", field)
+def _ip(field: str, family: int = 4) -> dict[str, Any]:
+    return _payload(FAMILIES[family], field)
 
 
 def _meta(key: str) -> dict[str, Any]:
     return {"meta": {"key": key}}
 
 
-def _address(text: str) -> str:
+def _address(text: str, family: int = 4) -> str:
+    """An address of the table's family (ValueError for the other one)."""
+    if family == 6:
+        return str(ipaddress.IPv6Address(text))
     return str(ipaddress.IPv4Address(text))
 
 
-def _cidr(text: str) -> Any:
-    """A CIDR the way nft lists it: host bits cleared, a /32 as a plain address."""
-    net = ipaddress.IPv4Network(text, strict=False)
-    if net.prefixlen == 32:
+def _network(text: str, family: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if family == 6:
+        return ipaddress.IPv6Network(text, strict=False)
+    return ipaddress.IPv4Network(text, strict=False)
+
+
+def _cidr(text: str, family: int = 4) -> Any:
+    """A CIDR the way nft lists it: host bits cleared, a /32 (/128) as a plain address."""
+    net = _network(text, family)
+    if net.prefixlen == net.max_prefixlen:
         return str(net.network_address)
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _cidrs(texts: tuple[str, ...], family: int) -> Any:
+    """One CIDR, or an anonymous set of them in the order nft lists it (by address). nft
+    refuses overlapping intervals in one set; the topology checks refuse them first."""
+    if len(texts) == 1:
+        return _cidr(texts[0], family)
+    nets = sorted({_network(t, family) for t in texts},
+                  key=lambda n: (int(n.network_address), n.prefixlen))
+    if len(nets) != len(texts):
+        raise ValueError(f"a network is listed twice: {', '.join(texts)}")
+    return {"set": [_cidr(str(n), family) for n in nets]}
 
 
 def _port(port: int) -> int:
@@ -288,86 +368,13 @@ def _ports(first: int, last: int | None) -> Any:
     return first if first == last else {"range": [first, last]}
 
 
-# --- the comment: which NatRule an nft rule came from -------------------------------------------
-
-
-def encode_comment(index: int, rule: NatRule) -> str:
-    """``"<index> <kind> key=value ..."``: lossless, short keys. This is a format of its own,
-    stored in live kernels: it must keep reading back what earlier versions wrote."""
-    values: dict[str, str] = {_SHORT_KEYS[k]: v for k, v in rule.to_dict().items()
-                              if k in _SHORT_KEYS}
-    if rule.port is not None:
-        values["port"] = str(rule.port) + ("" if rule.port_end is None else f"-{rule.port_end}")
-    elif rule.port_end is not None:
-        raise ValueError(f"NAT rule has a port range end but no port: {rule.describe()}")
-    if rule.to_address is not None:
-        host = f"[{rule.to_address}]" if ":" in rule.to_address and rule.to_port is not None \
-            else rule.to_address
-        values["to"] = host + ("" if rule.to_port is None else f":{rule.to_port}")
-    elif rule.to_port is not None:
-        raise ValueError(f"NAT rule has a target port but no address: {rule.describe()}")
-    words = [str(index), rule.kind]
-    for key in _COMMENT_ORDER:
-        value = values.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-            raise ValueError(f"NAT rule field {key}={value!r} cannot be encoded")
-        words.append(f"{key}={value}")
-    comment = " ".join(words)
-    if len(comment.encode()) > COMMENT_MAX:
-        raise ValueError(f"NAT rule too long for an nft comment ({COMMENT_MAX} bytes): "
-                         f"{rule.describe()}")
-    return comment
-
-
-def decode_comment(comment: str) -> tuple[int, NatRule] | None:
-    """Inverse of encode_comment; None for anything it did not write."""
-    words = comment.split(" ")
-    if len(words) < 2 or not words[0].isdigit():
-        return None
-    fields: dict[str, Any] = {}
-    for word in words[2:]:
-        key, sep, value = word.partition("=")
-        if not sep or key in fields or key not in (*_LONG_KEYS, "port", "to"):
-            return None
-        fields[key] = value
-    typed: dict[str, Any] = {_LONG_KEYS[k]: v for k, v in fields.items() if k in _LONG_KEYS}
-    if "port" in fields:
-        first, sep, last = fields["port"].partition("-")
-        if not first.isdigit() or (sep and not last.isdigit()):
-            return None
-        typed["port"], typed["port_end"] = int(first), (int(last) if sep else None)
-    if "to" in fields:
-        target = _decode_target(fields["to"])
-        if target is None:
-            return None
-        typed["to_address"], typed["to_port"] = target
-    try:
-        return int(words[0]), NatRule(kind=words[1], **typed)
-    except TypeError:
-        return None
-
-
-def _decode_target(text: str) -> tuple[str, int | None] | None:
-    """The comment's ``to=``: ADDRESS, ADDRESS:PORT or [IPV6]:PORT."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    elif text.count(":") == 1:
-        host, sep, port = text.partition(":")
-    else:
-        host, sep, port = text, "", ""
-    if sep and not port.isdigit():
-        return None
-    return host, (int(port) if sep else None)
-
-
 # --- readback (pure part) -----------------------------------------------------------------------
 
 
 def decode(topology: str, listing: dict[str, Any]) -> tuple[NatRule, ...] | None:
-    """The NatRules a ``nft -j list table`` document holds, or None when the table holds anything
-    render() would not have written for them."""
+    """The NatRules that ``nft -j list table`` documents of netdecl's tables hold (the ip
+    table's objects and the ip6 table's, if it exists, in one list), or None when the tables
+    hold anything render() would not have written for them."""
     name = table_name(topology)
     observed = _normalise(listing.get("nftables", []))
     indexed: dict[int, NatRule] = {}
@@ -380,7 +387,9 @@ def decode(topology: str, listing: dict[str, Any]) -> tuple[NatRule, ...] | None
             return None
     ordered = sorted(indexed.items())
     try:
-        expected = _listing(name, ordered)
+        expected = _listing(name, ordered, 4)
+        if needs_ip6(rule for _, rule in ordered):
+            expected += _listing(name, ordered, 6)
     except ValueError:  # a comment that decodes but is not a rule render() accepts
         return None
     # Indices are kept as found: a NatRule whose nft rules were all removed by hand leaves a
@@ -406,7 +415,7 @@ def _canonical(objects: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     in creation order, which says nothing about the ruleset's meaning."""
     # sorted() is stable: rules keep their order within each chain.
     in_chains = sorted((o for o in objects if "rule" in o),
-                       key=lambda o: str(o["rule"].get("chain")))
+                       key=lambda o: (str(o["rule"].get("family")), str(o["rule"].get("chain"))))
     rules = [json.dumps(o, sort_keys=True) for o in in_chains]
     others = sorted(json.dumps(o, sort_keys=True) for o in objects if "rule" not in o)
     return others, rules
@@ -476,7 +485,7 @@ def apply_document(document: dict[str, Any], namespace: str, what: str) -> int |
 
 
 def _made_table_handle(echo: str) -> int | None:
-    """The handle in nft's echo of the last ``create``/``add`` of a table (the one the
+    """The handle in nft's echo of the last ``create``/``add`` of the ip table (the one the
     document leaves behind)."""
     try:
         commands = json.loads(echo).get("nftables", []) if echo.strip() else []
@@ -487,8 +496,8 @@ def _made_table_handle(echo: str) -> int | None:
         for verb in ("create", "add"):
             body = command.get(verb) if isinstance(command, dict) else None
             table = body.get("table") if isinstance(body, dict) else None
-            if not isinstance(table, dict):
-                continue
+            if not isinstance(table, dict) or table.get("family") != FAMILY:
+                continue  # the ip table carries the identity (the ip6 one goes by name)
             # nft 1.0.6 echoes `add` with the handle in the table, `create` next to it
             handle = table.get("handle", body.get("handle"))
             if isinstance(handle, int):
@@ -503,60 +512,89 @@ def _table_made(handle: int | None, namespace: str, what: str) -> int:
     return handle
 
 
+def _ip6_commands(name: str, rules: tuple[NatRule, ...]) -> list[dict[str, Any]]:
+    """The ip6 table's part of a document: dropped, and built again if a rule needs it. It is
+    addressed by name; the ip table beside it, always there, carries the identity."""
+    table = {"family": FAMILY6, "name": name}
+    commands: list[dict[str, Any]] = [{"add": {"table": table}},
+                                      {"delete": {"table": dict(table)}}]
+    if needs_ip6(rules):
+        commands += [{"add": obj} for obj in _listing(name, enumerate(rules), 6)]
+    return commands
+
+
 def create(topology: str, namespace: str, rules: tuple[NatRule, ...]) -> int:
-    """Make the table, holding ``rules``, in one transaction; returns its handle. ``create``
-    fails when a table by that name exists (someone else's: it is never rewritten)."""
+    """Make the tables, holding ``rules``, in one transaction; returns the ip table's handle.
+    ``create`` fails when an ip table by that name exists (someone else's: it is never
+    rewritten)."""
     name = table_name(topology)
     table = {"family": FAMILY, "name": name}
     commands: list[dict[str, Any]] = [{"create": {"table": table}}]
     commands += [{"add": obj} for obj in _listing(name, enumerate(rules))[1:]]
-    what = f"create table {FAMILY} {name}"
+    commands += _ip6_commands(name, rules)
+    what = f"create table {_families(rules)} {name}"
     return _table_made(apply_document({"nftables": commands}, namespace, what), namespace,
                        what)
 
 
+def _families(rules: tuple[NatRule, ...]) -> str:
+    return f"{FAMILY}/{FAMILY6}" if needs_ip6(rules) else FAMILY
+
+
 def replace(topology: str, namespace: str, rules: tuple[NatRule, ...],
             handle: int | None = None) -> int:
-    """Make the table hold exactly ``rules``, in one transaction; returns the new table's
-    handle. With ``handle`` (the table observed), that very table is replaced: if it is gone
-    or someone else's table took the name, the transaction fails and nothing changes."""
+    """Make the tables hold exactly ``rules``, in one transaction; returns the new ip table's
+    handle. With ``handle`` (the ip table observed), that very table is replaced: if it is
+    gone or someone else's table took the name, the transaction fails and nothing changes."""
     document = render(topology, rules)
     if handle is not None:
         document["nftables"][:2] = [{"delete": {"table": {"family": FAMILY, "handle": handle}}}]
-    what = f"replace table {FAMILY} {table_name(topology)}"
+    what = f"replace table {_families(rules)} {table_name(topology)}"
     return _table_made(apply_document(document, namespace, what), namespace, what)
 
 
 def delete(topology: str, namespace: str, handle: int | None = None) -> None:
-    """Delete our table; an absent table is fine. With ``handle``, only that very table: a
-    table someone made under the name since is left alone."""
+    """Delete our tables; absent tables are fine. With ``handle``, only that very ip table: a
+    table someone made under the name since is left alone (the ip6 table goes by name)."""
     name = table_name(topology)
     table: dict[str, Any] = {"family": FAMILY, "name": name}
+    ip6 = _ip6_commands(name, ())
     if handle is not None:
-        document = {"nftables": [{"delete": {"table": {"family": FAMILY, "handle": handle}}}]}
+        commands = [{"delete": {"table": {"family": FAMILY, "handle": handle}}}, *ip6]
     else:
-        document = {"nftables": [{"add": {"table": table}}, {"delete": {"table": dict(table)}}]}
-    what = f"delete table {FAMILY} {name}"
-    proc = _run(["-j", "-f", "-"], namespace, stdin=json.dumps(document))
+        commands = [{"add": {"table": table}}, {"delete": {"table": dict(table)}}, *ip6]
+    what = f"delete tables {FAMILY}/{FAMILY6} {name}"
+    proc = _run(["-j", "-f", "-"], namespace, stdin=json.dumps({"nftables": commands}))
     if proc.returncode != 0:
         if handle is not None and "No such file or directory" in proc.stderr:
-            return  # gone already
+            # the ip table is gone already: still remove an ip6 table of ours by name
+            apply_document({"nftables": ip6}, namespace, what)
+            return
         raise _refused(what, namespace, proc)
 
 
-def read(topology: str, namespace: str) -> NatTable | None:
-    """Our table in ``namespace``: None when absent, rules=None when edited by hand. Its
-    ``ident`` is ``nft<handle>`` (nft never reuses a table handle within a namespace)."""
-    name = table_name(topology)
-    proc = _run(["-j", "list", "table", FAMILY, name], namespace)
+def _list_table(family: str, name: str, namespace: str) -> list[dict[str, Any]] | None:
+    """The objects nft lists for one table, None when it does not exist."""
+    proc = _run(["-j", "list", "table", family, name], namespace)
     if proc.returncode != 0:
         if "No such file or directory" in proc.stderr:
             return None
-        raise _refused(f"list table {FAMILY} {name}", namespace, proc)
-    listing = json.loads(proc.stdout)
-    handles = [o["table"].get("handle") for o in listing.get("nftables", []) if "table" in o]
+        raise _refused(f"list table {family} {name}", namespace, proc)
+    return json.loads(proc.stdout).get("nftables", [])
+
+
+def read(topology: str, namespace: str) -> NatTable | None:
+    """Our tables in ``namespace``: None when the ip table is absent, rules=None when edited by
+    hand. Its ``ident`` is ``nft<handle>`` of the ip table (nft never reuses a table handle
+    within a namespace); the ip6 table's objects are read beside it, by name."""
+    name = table_name(topology)
+    listing = _list_table(FAMILY, name, namespace)
+    if listing is None:
+        return None
+    handles = [o["table"].get("handle") for o in listing if "table" in o]
     ident = f"nft{handles[0]}" if handles and isinstance(handles[0], int) else None
-    return NatTable(namespace, rules=decode(topology, listing), ident=ident)
+    objects = listing + (_list_table(FAMILY6, name, namespace) or [])
+    return NatTable(namespace, rules=decode(topology, {"nftables": objects}), ident=ident)
 
 
 def ruleset(namespace: str) -> dict[str, Any]:

@@ -152,6 +152,7 @@ class RouteMsg:
     type: int
     flags: int
     attrs: dict[int, bytes]
+    scope: int = 0
 
 
 class RtnlSocket:
@@ -243,10 +244,10 @@ class RtnlSocket:
         out = []
         body = _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
         for p in self.dump(RTM_GETROUTE, body):
-            family, dst_len, _s, _t, table, proto, _scope, rtype, flags = _RTMSG.unpack_from(p)
+            family, dst_len, _s, _t, table, proto, scope, rtype, flags = _RTMSG.unpack_from(p)
             attrs = parse_attrs(p, _RTMSG.size)
             out.append(RouteMsg(family, dst_len, as_u32(attrs.get(RTA_TABLE)) or table,
-                                proto, rtype, flags, attrs))
+                                proto, rtype, flags, attrs, scope))
         return out
 
     def nsid_of(self, fd: int) -> int | None:
@@ -325,8 +326,8 @@ class RtnlSocket:
     def _route_body(self, *, family: int, dst: str, dst_len: int, table: int, metric: int,
                     proto: int, rtype: int = 1, gateway: str | None = None,
                     oif: int | None = None, prefsrc: str | None = None,
-                    flags: int = 0) -> bytes:
-        body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else 252, proto, 0,
+                    flags: int = 0, scope: int = 0) -> bytes:
+        body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else 252, proto, scope,
                            rtype, flags)
         if dst_len:
             body += attr(RTA_DST, ip_bytes(dst)[1])

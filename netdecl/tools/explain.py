@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from netdecl.model import Link, NatRule, ns_label, qualify
+from netdecl.model import FILTER, Link, NatRule, ns_label, qualify
 from netdecl.topology.format import split_target
 
 MAX_HOPS = 32
@@ -36,6 +36,10 @@ def _in_cidr(address: str | None, cidr: str) -> bool:
     return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)
 
 
+def _family(address: str) -> int:
+    return ipaddress.ip_address(address).version
+
+
 def match_dnat(rules: tuple[NatRule, ...], proto: str, dst: str, port: int | None, *,
                local: bool, iif: str | None, src: str | None) -> NatRule | None:
     """The first port forward that catches (proto, dst:port) arriving on ``iif`` (None: sent
@@ -44,7 +48,8 @@ def match_dnat(rules: tuple[NatRule, ...], proto: str, dst: str, port: int | Non
     if port is None:
         return None
     for rule in rules:
-        if rule.kind != "dnat" or rule.proto != proto or rule.port is None:
+        if rule.kind != "dnat" or rule.proto != proto or rule.port is None or \
+                _family(dst) not in rule.families:
             continue
         last = rule.port if rule.port_end is None else rule.port_end
         if not rule.port <= port <= last:
@@ -63,21 +68,55 @@ def match_dnat(rules: tuple[NatRule, ...], proto: str, dst: str, port: int | Non
 
 
 def dnat_target(rule: NatRule, port: int) -> tuple[str, int]:
-    """Where a matching port forward sends a packet for ``port``."""
-    assert rule.to_address is not None
-    return rule.to_address, port if rule.to_port is None else rule.to_port
+    """Where a matching port forward sends a packet for ``port`` (a load-balanced one: its
+    first target; the others are equally likely)."""
+    return rule.targets[0], port if rule.to_port is None else rule.to_port
 
 
-def match_snat(rules: tuple[NatRule, ...], src: str | None, out: str) -> NatRule | None:
-    """The first masquerade/snat rule that applies to a packet from ``src`` leaving via ``out``."""
+def _in_any(address: str | None, cidrs: tuple[str, ...]) -> bool:
+    return any(_in_cidr(address, cidr) for cidr in cidrs)
+
+
+def match_snat(rules: tuple[NatRule, ...], src: str | None, out: str,
+               dst: str | None = None) -> NatRule | None:
+    """The first masquerade/snat rule that applies to a packet from ``src`` to ``dst``
+    leaving via ``out``."""
     for rule in rules:
         if rule.kind not in ("masquerade", "snat"):
             continue
+        if src is not None and _family(src) not in rule.families:
+            continue
         if rule.source and not _in_cidr(src, rule.source):
+            continue
+        if rule.destination and not _in_any(dst, rule.destination):
+            continue
+        if rule.not_destination and _in_any(dst, rule.not_destination):
             continue
         if rule.out and rule.out != out:
             continue
         if rule.not_out and rule.not_out == out:
+            continue
+        return rule
+    return None
+
+
+def match_filter(rules: tuple[NatRule, ...], *, iif: str, out: str, src: str | None, dst: str,
+                 proto: str, port: int | None) -> NatRule | None:
+    """The first forward-filter rule that decides a forwarded packet (after DNAT, before SNAT,
+    as the forward hook sees it)."""
+    for rule in rules:
+        if rule.kind != FILTER or _family(dst) not in rule.families:
+            continue
+        if (rule.in_ and rule.in_ != iif) or (rule.out and rule.out != out):
+            continue
+        if rule.source and not _in_cidr(src, rule.source):
+            continue
+        if rule.destination and not _in_any(dst, rule.destination):
+            continue
+        if rule.proto and rule.proto != proto:
+            continue
+        if rule.port is not None and (port is None or not
+                                      rule.port <= port <= (rule.port_end or rule.port)):
             continue
         return rule
     return None
@@ -163,7 +202,8 @@ class World:
     def address_towards(self, ns: str, link: str, nexthop: str) -> str | None:
         """The address masquerade picks on ``link``: the one on the next hop's subnet, else the
         first."""
-        ifaces = [i for i in self.addrs.get((ns, link), []) if i.version == 4]
+        family = ipaddress.ip_address(nexthop).version
+        ifaces = [i for i in self.addrs.get((ns, link), []) if i.version == family]
         for iface in ifaces:
             if ipaddress.ip_address(nexthop) in iface.network:
                 return str(iface.ip)
@@ -250,6 +290,8 @@ def _one_namespace(world: World, result: Explanation, pkt: Packet) -> bool:
     if not link.up:
         _finish(result, pkt, "dropped", f"link {qualify(ns, out)} is down")
         return True
+    if pkt.iif is not None and _filtered(world, result, pkt, out):
+        return True
     _apply_snat(world, result, pkt, out, nexthop)
     return _cross(world, result, pkt, (ns, out), nexthop)
 
@@ -261,8 +303,10 @@ def _apply_dnat(world: World, result: Explanation, pkt: Packet) -> None:
         return
     addr, port = dnat_target(rule, pkt.port)
     hook = "prerouting" if pkt.iif else "output"
+    spread = f" (round robin over {', '.join(rule.targets)}; following the first)" \
+        if len(rule.targets) > 1 else ""
     result.add(pkt.ns, f"DNAT ({hook}, netdecl rule: {rule.describe()}): "
-                       f"{pkt.dst}:{pkt.port} -> {addr}:{port}")
+                       f"{pkt.dst}:{pkt.port} -> {addr}:{port}{spread}")
     pkt.dst, pkt.port, pkt.dnatted_here = addr, port, True
 
 
@@ -293,6 +337,20 @@ def _route(world: World, result: Explanation, pkt: Packet) -> dict[str, Any] | N
     return route
 
 
+def _filtered(world: World, result: Explanation, pkt: Packet, out: str) -> bool:
+    """netdecl's forward filter on a forwarded packet; True when it drops or rejects it."""
+    rule = match_filter(world.nat(pkt.ns), iif=pkt.iif or "", out=out, src=pkt.src,
+                        dst=pkt.dst, proto=pkt.proto, port=pkt.port)
+    if rule is None:
+        return False
+    result.add(pkt.ns, f"filter (forward, netdecl rule: {rule.describe()}): {rule.action}")
+    if rule.action == "accept":
+        return False
+    _finish(result, pkt, "dropped", f"by netdecl's forward filter in {ns_label(pkt.ns)}: "
+                                    f"{rule.describe()}")
+    return True
+
+
 def _unreachable_reason(ns: str, pkt: Packet) -> str:
     """EHOSTUNREACH from an input lookup: forwarding off, or an unreachable route."""
     from netdecl.backends import sysctl
@@ -311,7 +369,7 @@ def _full(node: tuple[str, str]) -> str:
 
 
 def _apply_snat(world: World, result: Explanation, pkt: Packet, out: str, nexthop: str) -> None:
-    rule = match_snat(world.nat(pkt.ns), pkt.src, out)
+    rule = match_snat(world.nat(pkt.ns), pkt.src, out, pkt.dst)
     label = rule.describe() if rule else None
     if rule is None and pkt.dnatted_here and pkt.iif == out:
         label = "masquerade of a DNATed flow that leaves the way it came"

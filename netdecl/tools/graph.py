@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 
 from netdecl.errors import EnvironmentProblem, NetdeclError
-from netdecl.model import Address, FdbEntry, Link, NatTable, Topology, ns_label
+from netdecl.model import FILTER, Address, FdbEntry, Link, NatTable, Topology, ns_label
 
 DOT_TIMEOUT = 30.0
 
@@ -78,7 +78,8 @@ def _nat_lines(topo: Topology, ns: str) -> list[str]:
     table = topo.get(("nat", ns))
     if not isinstance(table, NatTable) or not table.rules:
         return []
-    return [f"NAT: {rule.describe()}" for rule in table.rules]
+    return [f"forward filter: {rule.describe().split(' ', 1)[1]}" if rule.kind == FILTER
+            else f"NAT: {rule.describe()}" for rule in table.rules]
 
 
 # -- dot ----------------------------------------------------------------------------------------

@@ -46,11 +46,16 @@ class Target:
     listen_ns: str  # namespace the packet is finally delivered to (after a port forward)
     listen_address: str
     listen_port: int | None
+    # a load-balanced forward's other targets, (namespace, address), on listen_port: the
+    # connection may land on any of them
+    also: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         where = f"{self.address}:{self.port}" if self.port else self.address
         if (self.listen_address, self.listen_port) != (self.address, self.port):
-            where += f" (-> {self.listen_address}:{self.listen_port})"
+            targets = " | ".join(f"{a}:{self.listen_port}" for a in
+                                 (self.listen_address, *(a for _, a in self.also)))
+            where += f" (-> {targets})"
         return f"{where}/{self.proto}"
 
 
@@ -105,25 +110,31 @@ def resolve(topo: Topology, probe: Probe) -> Target:
         address = str(ipaddress.ip_address(probe.to))
         owners = [a.namespace for a in addresses if str(ipaddress.ip_interface(a.cidr).ip)
                   == address]
+        # a virtual IP (a port forward's address no link holds) lives where its forward is
+        owners += [t.namespace for t in topo.of_type(NatTable) for r in t.rules or ()
+                   if r.kind == "dnat" and r.address == address]
         if not owners:
             raise Refused(f"{address} is not an address of this topology; verify only sends "
                           "traffic to the topology's own addresses")
         owner = owners[0]
     proto = "icmp" if probe.port is None else probe.proto
     listen_ns, listen_address, listen_port = owner, address, probe.port
+    also: list[tuple[str, str]] = []
     if proto != "icmp":
         forward = _port_forward(topo, owner, proto, address, probe.port)
         if forward is not None:
-            listen_address, listen_port = forward
-            listen_ns = next((a.namespace for a in addresses
-                              if str(ipaddress.ip_interface(a.cidr).ip) == listen_address),
-                             owner)
-    return Target(address, probe.port, proto, owner, listen_ns, listen_address, listen_port)
+            (listen_address, *others), listen_port = forward
+            holder = {str(ipaddress.ip_interface(a.cidr).ip): a.namespace for a in addresses}
+            listen_ns = holder.get(listen_address, owner)
+            also = [(holder.get(other, owner), other) for other in others]
+    return Target(address, probe.port, proto, owner, listen_ns, listen_address, listen_port,
+                  tuple(also))
 
 
 def _port_forward(topo: Topology, owner: str, proto: str, address: str,
-                  port: int | None) -> tuple[str, int] | None:
-    """The (address, port) a port forward of the topology in ``owner`` sends this probe to.
+                  port: int | None) -> tuple[tuple[str, ...], int] | None:
+    """The (addresses, port) a port forward of the topology in ``owner`` sends this probe to
+    (several for a load-balanced one).
     Interface and source conditions are ignored: they only decide *whether* it applies, and
     the listener must be there in case it does."""
     table = topo.get(("nat", owner))
@@ -131,7 +142,9 @@ def _port_forward(topo: Topology, owner: str, proto: str, address: str,
         return None
     loose = tuple(dataclasses.replace(r, in_=None, from_=None) for r in table.rules)
     rule = match_dnat(loose, proto, address, port, local=True, iif=None, src=None)
-    return dnat_target(rule, port) if rule is not None else None
+    if rule is None:
+        return None
+    return rule.targets, dnat_target(rule, port)[1]
 
 
 # -- sockets in namespaces ----------------------------------------------------------------------
@@ -221,8 +234,17 @@ def _failure(exc: BaseException, timeout: float) -> str:
 
 # -- the three kinds of probe -------------------------------------------------------------------
 
+def _ready(listener: socket.socket, extra: list[socket.socket], timeout: float) -> socket.socket:
+    """The listener the probe arrived at (a load-balanced forward picks one target)."""
+    if not extra:
+        return listener
+    ready = select.select([listener, *extra], [], [], timeout)[0]
+    return ready[0] if ready else listener
+
+
 def _tcp(probe: Probe, target: Target, listener: socket.socket | None,
-         timeout: float) -> tuple[bool, str, str | None]:
+         timeout: float, extra: list[socket.socket] | None = None
+         ) -> tuple[bool, str, str | None]:
     """(connected, what happened, source the listener accepted)."""
     client = _in_ns(probe.source, _family(target.address), socket.SOCK_STREAM)
     try:
@@ -233,6 +255,7 @@ def _tcp(probe: Probe, target: Target, listener: socket.socket | None,
             return False, _failure(exc, timeout), None
         if listener is None:
             return True, "connected (to a program already listening)", None
+        listener = _ready(listener, extra or [], timeout)
         listener.settimeout(timeout)
         try:
             conn, peer = listener.accept()
@@ -246,7 +269,8 @@ def _tcp(probe: Probe, target: Target, listener: socket.socket | None,
 
 
 def _udp(probe: Probe, target: Target, listener: socket.socket | None,
-         timeout: float, token: bytes) -> tuple[bool, str, str | None]:
+         timeout: float, token: bytes, extra: list[socket.socket] | None = None
+         ) -> tuple[bool, str, str | None]:
     client = _in_ns(probe.source, _family(target.address), socket.SOCK_DGRAM)
     try:
         client.settimeout(timeout)
@@ -254,6 +278,7 @@ def _udp(probe: Probe, target: Target, listener: socket.socket | None,
             client.sendto(token, (target.address, target.port))
             seen = None
             if listener is not None:
+                listener = _ready(listener, extra or [], timeout)
                 listener.settimeout(timeout)
                 data, peer = listener.recvfrom(65535)
                 seen = peer[0]
@@ -328,20 +353,26 @@ def run_probe(topo: Topology, probe: Probe, timeout: float) -> ProbeResult:
     started = time.monotonic()
     sniffer = Sniffer(target.listen_ns, target, token)
     listener = None
+    extra: list[socket.socket] = []
     try:
         if target.proto != "icmp":
             listener = _listen(target)
+            for ns, address in target.also:
+                other = _listen(dataclasses.replace(target, listen_ns=ns,
+                                                    listen_address=address))
+                if other is not None:
+                    extra.append(other)
         if target.proto == "tcp":
-            passed, what, accepted = _tcp(probe, target, listener, timeout)
+            passed, what, accepted = _tcp(probe, target, listener, timeout, extra)
         elif target.proto == "udp":
-            passed, what, accepted = _udp(probe, target, listener, timeout, token)
+            passed, what, accepted = _udp(probe, target, listener, timeout, token, extra)
         else:
             passed, what, accepted = _icmp(probe, target, timeout, token)
         seen = accepted or sniffer.first_source()
     finally:
         sniffer.close()
-        if listener is not None:
-            listener.close()
+        for sock in ([listener] if listener is not None else []) + extra:
+            sock.close()
     result = ProbeResult(probe, target, False, "reachable" if passed else "blocked", what,
                          time.monotonic() - started, seen,
                          None if target.proto == "icmp" else

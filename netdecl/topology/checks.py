@@ -18,17 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netdecl.errors import Diagnostic
-from netdecl.model import MAIN_TABLE, ROOT
+from netdecl.model import COMMENT_MAX, MAIN_TABLE, ROOT, NatRule, encode_comment
 from netdecl.topology.format import (
     DEFAULT_ROUTE,
     EXTERNAL,
+    FILTER_SECTIONS,
     NAT_FAMILIES,
     NAT_SECTIONS,
     UNICAST,
     IpAddr,
     IpNet,
+    as_list,
     default_route_to,
+    default_scope,
+    filter_rule,
     is_int,
+    nat_rule,
     parse_interface,
     parse_ip,
     parse_network,
@@ -127,6 +132,10 @@ class Context:
     # Declared networks per namespace by prefix length, so an on-link test is a few set lookups
     # however many addresses there are: namespace -> prefixlen -> networks.
     networks: dict[str, dict[int, set[IpNet]]] = field(default_factory=dict)
+    # Destinations of the scope-link routes (no gateway) per namespace, with their dev: a
+    # gateway they cover is on-link too (Calico's `169.254.1.1 dev eth0 scope link`).
+    link_routes: dict[str, list[tuple[IpNet, Any]]] = field(default_factory=dict)
+    addresses: set[tuple[str, IpAddr]] = field(default_factory=set)  # (namespace, address)
     # namespaces with a link the host owns (kind external): their live addresses decide
     # what is on-link there, which only plan can know
     external_namespaces: set[str] = field(default_factory=set)
@@ -312,6 +321,7 @@ def check_addresses(ctx: Context) -> None:
                                 f"{ctx.doc.value_pos(first)[0]}) in namespace "
                                 f"{decl.namespace or 'root'}")
                 continue
+            ctx.addresses.add((decl.namespace, iface.ip))
             by_len = ctx.networks.setdefault(decl.namespace, {})
             by_len.setdefault(iface.network.prefixlen, set()).add(iface.network)
 
@@ -375,12 +385,46 @@ def check_sysctls(ctx: Context) -> None:
                                          "printable text (at most 1024 characters)")
 
 
+def collect_link_routes(ctx: Context) -> None:
+    """Index the routes that make their destination on-link (before any gateway is checked)."""
+    for _, route in ctx.items("routes"):
+        family = route_family(route)
+        scope = route.get("scope", default_scope(family, route.get("type", UNICAST),
+                                                 route.get("via")))
+        ns = route.get("namespace", ROOT)
+        to = route.get("to")
+        if scope != "link" or "via" in route or not isinstance(ns, str) or \
+                not isinstance(to, str) or to == DEFAULT_ROUTE:
+            continue
+        net, _ = parse_network(to)
+        if net is not None:
+            ctx.link_routes.setdefault(ns, []).append((net, route.get("dev")))
+
+
+def check_route_scope(ctx: Context, path: Path, route: dict[str, Any], family: int) -> None:
+    scope = route.get("scope")
+    if scope is None or scope == "global":
+        return
+    if family == 6:
+        ctx.error((*path, "scope"), f"an IPv6 route has no scope {scope}: the kernel keeps "
+                                    "every IPv6 route global (leave scope out)")
+    elif route.get("type", UNICAST) != UNICAST:
+        ctx.error((*path, "scope"), f"a {route.get('type')} route is scope global")
+    elif scope == "link" and "via" in route and route.get("onlink") is not True:
+        ctx.error((*path, "scope"), "a route via a gateway cannot be scope link (the gateway "
+                                    "is reached through another route): leave scope out")
+    elif scope == "host" and "via" in route:
+        ctx.error((*path, "scope"), "a route via a gateway cannot be scope host")
+
+
 def check_routes(ctx: Context) -> None:
     seen: dict[tuple[Any, ...], Path] = {}
+    collect_link_routes(ctx)
     for path, route in ctx.items("routes"):
         ns = ctx.ns_ref((*path, "namespace"), route.get("namespace"))
         family = route_family(route)
         to = check_route_to(ctx, path, route, family)
+        check_route_scope(ctx, path, route, family)
         check_route_gateway(ctx, path, route, ns, family)
         if isinstance(route.get("dev"), str):
             ctx.link_ref((*path, "dev"), ns, route["dev"])
@@ -451,69 +495,201 @@ def check_on_link(ctx: Context, path: Path, gateway: IpAddr, ns: str,
         if prefixlen <= gateway.max_prefixlen and \
                 ipaddress.ip_network((gateway, prefixlen), strict=False) in networks:
             return
+    dev = route.get("dev")
+    for net, link in ctx.link_routes.get(ns, []):
+        if gateway in net and (dev is None or link is None or dev == link):
+            return
     ctx.error(path, f"gateway {gateway} is not on-link: no address in namespace {ns or 'root'} "
-                    "covers it (add one, or set onlink: true)")
+                    "covers it, nor does a scope-link route (add one, or set onlink: true)")
 
 
 def check_nat(ctx: Context) -> None:
+    forwards: list[Forward] = []
     for section in NAT_SECTIONS:
         for path, rule in ctx.items("nat", section):
+            errors = len(ctx.errors)
             ns = ctx.ns_ref((*path, "namespace"), rule.get("namespace"))
             for key in ("out", "not_out", "in"):
                 if key in rule:
                     ctx.link_ref((*path, key), ns, rule[key])
-            families = nat_families(ctx, path, rule)
+            families = rule_families(ctx, path, rule)
             if check_one_family(ctx, path, section, families):
                 check_nat_family(ctx, path, families)
             if section == "port_forwards" and (problem := port_problem(rule.get("port"))):
                 ctx.error((*path, "port"), problem)
+            if section == "port_forwards":
+                check_targets(ctx, path, rule)
+            if len(ctx.errors) == errors:
+                built = check_label(ctx, path, lambda r=rule, s=section: nat_rule(s, r))
+                if built is not None and built.kind == "dnat" and ns is not None:
+                    forwards.append(Forward(path, ns, built))
+    check_forward_overlaps(ctx, forwards)
 
 
-def check_one_family(ctx: Context, path: Path, section: str, families: dict[str, int]) -> bool:
-    """All addresses of a NAT rule must be one family: an nft rule matches only one."""
+def check_filter(ctx: Context) -> None:
+    for section in FILTER_SECTIONS:
+        for path, rule in ctx.items("filter", section):
+            errors = len(ctx.errors)
+            ns = ctx.ns_ref((*path, "namespace"), rule.get("namespace"))
+            for key in ("in", "out"):
+                if key in rule:
+                    ctx.link_ref((*path, key), ns, rule[key])
+            check_one_family(ctx, path, f"filter {section}", rule_families(ctx, path, rule))
+            if "port" in rule:
+                if problem := port_problem(rule.get("port")):
+                    ctx.error((*path, "port"), problem)
+                elif "proto" not in rule:
+                    ctx.error((*path, "port"), "a port needs a proto (tcp or udp)")
+            if len(ctx.errors) == errors:
+                check_label(ctx, path, lambda r=rule: filter_rule(r))
+
+
+def check_label(ctx: Context, path: Path, build: Callable[[], NatRule]) -> NatRule | None:
+    """Every rule carries its own description as its nft comment, which nft limits to 128
+    bytes: refuse here what would not fit, rather than fail at apply."""
+    try:
+        rule = build()
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None  # a malformed rule: the schema reports it (the checks run on raw data)
+    try:
+        label = encode_comment(9999, rule)
+    except TypeError:
+        return None  # a value of the wrong type: the schema reports it
+    except ValueError:
+        label = ""  # too long, once written out
+    if not label or len(label.encode()) > COMMENT_MAX:
+        ctx.error(path, f"this rule is too long for netdecl to label in nftables (its "
+                        f"description may be at most {COMMENT_MAX} bytes): shorten its link "
+                        "names or split its lists over several rules")
+    return rule
+
+
+@dataclass
+class Forward:
+    path: Path
+    namespace: str
+    rule: NatRule
+
+
+def check_forward_overlaps(ctx: Context, forwards: list[Forward]) -> None:
+    """Two port forwards that catch the same connections: nft would silently use the first."""
+    for i, later in enumerate(forwards):
+        for earlier in forwards[:i]:
+            if earlier.namespace == later.namespace and \
+                    _same_traffic(ctx, later.namespace, earlier.rule, later.rule):
+                line = ctx.doc.value_pos(earlier.path)[0]
+                ctx.error(later.path, f"this port forward catches the same connections as the "
+                                      f"one at line {line} ({earlier.rule.describe()}), which "
+                                      "would always win: give one of them another port, "
+                                      "address, in or from")
+                break
+
+
+def _same_traffic(ctx: Context, ns: str, a: NatRule, b: NatRule) -> bool:
+    if a.proto != b.proto or a.family != b.family or a.port is None or b.port is None:
+        return False
+    if max(a.port, b.port) > min(a.port_end or a.port, b.port_end or b.port):
+        return False
+    if a.address != b.address:
+        one = a.address or b.address
+        local = {str(ip) for (where, ip) in ctx.addresses if where == ns}
+        if a.address and b.address or one not in local:
+            return False  # different addresses, or a virtual IP next to the local addresses
+    if a.in_ and b.in_ and a.in_ != b.in_:
+        return False
+    if a.from_ and b.from_ and not ipaddress.ip_network(a.from_).overlaps(
+            ipaddress.ip_network(b.from_)):
+        return False
+    return True
+
+
+def check_targets(ctx: Context, path: Path, rule: dict[str, Any]) -> None:
+    """A load-balanced forward: distinct addresses, all on one port (nft maps the new
+    connection to an address and then rewrites the port once)."""
+    targets = rule.get("to")
+    if not isinstance(targets, list):
+        return
+    ports: set[int | None] = set()
+    seen: set[Any] = set()
+    for i, text in enumerate(targets):
+        if not isinstance(text, str):
+            continue
+        address, port, _ = split_target(text)
+        if address is None:
+            continue  # reported by rule_families
+        if address in seen:
+            ctx.error((*path, "to", i), f"target {address} is listed twice")
+        seen.add(address)
+        ports.add(port)
+    if len(ports) > 1:
+        ctx.error((*path, "to"), "the targets of one port forward must share one port (or all "
+                                 "give none): write one port forward per target port")
+
+
+def check_one_family(ctx: Context, path: Path, section: str,
+                     families: dict[Path, int]) -> bool:
+    """All addresses of a rule must be one family: an nft rule matches only one."""
     if not families:
         return True
     first_key, first = next(iter(families.items()))
     for key, family in families.items():
         if family != first:
-            ctx.error((*path, key), f"{section} rule mixes address families: {key} is "
-                                    f"IPv{family} but {first_key} is IPv{first}")
+            ctx.error((*path, *key), f"{section} rule mixes address families: {key[0]} is "
+                                     f"IPv{family} but {first_key[0]} is IPv{first}")
             return False
     return True
 
 
-def check_nat_family(ctx: Context, path: Path, families: dict[str, int]) -> None:
+def check_nat_family(ctx: Context, path: Path, families: dict[Path, int]) -> None:
     """Refuse at validate time what the NAT backend cannot render, rather than fail at apply."""
     for key, family in families.items():
         if family not in NAT_FAMILIES:
-            ctx.error((*path, key), f"IPv{family} NAT is not supported yet: netdecl's NAT "
-                                    "tables are IPv4 only (use IPv4 addresses here)")
+            ctx.error((*path, *key), f"IPv{family} NAT is not supported")
             return
 
 
-def nat_families(ctx: Context, path: Path, rule: dict[str, Any]) -> dict[str, int]:
-    """Check the addresses of one NAT rule; return the family of each valid one."""
-    families: dict[str, int] = {}
-    for key in ("source", "from"):
-        if isinstance(rule.get(key), str):
-            net, problem = parse_network(rule[key])
+def rule_families(ctx: Context, path: Path, rule: dict[str, Any]) -> dict[Path, int]:
+    """Check the addresses of one NAT or filter rule; return the family of each valid one,
+    keyed by where it is (``("to", 1)`` for the second of a list)."""
+    families: dict[Path, int] = {}
+    for key in ("source", "from", "destination", "not_destination"):
+        values = rule.get(key)
+        if values is None:
+            continue
+        listed = isinstance(values, list)
+        nets: list[tuple[Path, IpNet]] = []
+        for i, text in enumerate(as_list(values)):
+            where = (key, i) if listed else (key,)
+            if not isinstance(text, str):
+                continue
+            net, problem = parse_network(text)
             if net is None:
-                ctx.error((*path, key), problem or "bad network")
-            else:
-                families[key] = net.version
+                ctx.error((*path, *where), problem or "bad network")
+                continue
+            families[where] = net.version
+            for _, other in nets:
+                if other.version == net.version and other.overlaps(net):  # type: ignore[arg-type]
+                    ctx.error((*path, *where), f"{net} overlaps {other}, also in this list: "
+                                               "list each network once")
+                    break
+            nets.append((where, net))
     for key in ("to_source", "address"):
         if isinstance(rule.get(key), str):
             addr, problem = parse_ip(rule[key])
             if addr is None:
                 ctx.error((*path, key), problem or "bad address")
             else:
-                families[key] = addr.version
-    if isinstance(rule.get("to"), str):
-        addr, _, problem = split_target(rule["to"])
+                families[(key,)] = addr.version
+    targets = rule.get("to")
+    for i, text in enumerate(as_list(targets) if targets is not None else []):
+        where = ("to", i) if isinstance(targets, list) else ("to",)
+        if not isinstance(text, str):
+            continue
+        addr, _, problem = split_target(text)
         if addr is None:
-            ctx.error((*path, "to"), problem or "bad target")
+            ctx.error((*path, *where), problem or "bad target")
         else:
-            families["to"] = addr.version
+            families[where] = addr.version
     return families
 
 
@@ -586,21 +762,35 @@ def sysctl_is_one(ctx: Context, namespace: str, *names: str) -> bool:
     return any(sysctl_value(table.get(n)) == "1" for n in names if n in table)
 
 
+FORWARDING = {4: ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"),
+              6: ("net.ipv6.conf.all.forwarding",)}
+
+
 def warn_nat_without_forwarding(ctx: Context) -> None:
-    """NAT in a namespace that doesn't forward is almost always a forgotten sysctl."""
-    warned: set[str] = set()
+    """NAT in a namespace that doesn't forward (that family) is almost always a forgotten
+    sysctl."""
+    warned: set[tuple[str, int]] = set()
     for section in NAT_SECTIONS:
         for path, rule in ctx.items("nat", section):
             ns = rule.get("namespace", ROOT)
-            if not isinstance(ns, str) or ns in warned:
+            if not isinstance(ns, str):
                 continue
-            warned.add(ns)
-            if not sysctl_is_one(ctx, ns, "net.ipv4.ip_forward",
-                                 "net.ipv4.conf.all.forwarding"):
+            family = next(iter(rule_families(_quiet(ctx), path, rule).values()), 4)
+            if (ns, family) in warned:
+                continue
+            warned.add((ns, family))
+            names = FORWARDING[family]
+            if not sysctl_is_one(ctx, ns, *names):
                 where = f"namespaces.{ns}.sysctls" if ns else "sysctls"
-                ctx.warn(path, f"nat rules in namespace {ns or 'root'} but net.ipv4.ip_forward "
-                               f"is not 1 there: forwarded traffic will be dropped (set it "
-                               f"under {where})")
+                what = "nat rules" if family == 4 else "IPv6 nat rules"
+                ctx.warn(path, f"{what} in namespace {ns or 'root'} but "
+                               f"{names[0]} is not 1 there: forwarded traffic will be dropped "
+                               f"(set it under {where})")
+
+
+def _quiet(ctx: Context) -> Context:
+    """A context whose errors go nowhere (to ask a check's helper, not to report twice)."""
+    return Context(ctx.doc, ctx.file)
 
 
 def warn_localnet(ctx: Context) -> None:
@@ -631,6 +821,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     check_sysctls,
     check_routes,
     check_nat,
+    check_filter,
     check_fdb,
     check_neighbors,
     check_rules,

@@ -41,6 +41,7 @@ from netdecl.topology.format import (
     metric_in_file,
     nat_rule_spec,
     route_to_text,
+    scope_in_file,
 )
 
 ZERO_MAC = "00:00:00:00:00:00"
@@ -164,6 +165,8 @@ class _Exporter:
                 entry["type"] = r.type
             if r.onlink:
                 entry["onlink"] = True
+            if (scope := scope_in_file(r)) is not None:
+                entry["scope"] = scope
             routes.append(entry)
         if routes:
             self.doc["routes"] = routes
@@ -214,17 +217,19 @@ class _Exporter:
             self.doc["neighbors"] = neighbors
 
     def nat_section(self) -> None:
-        nat: dict[str, list[dict[str, Any]]] = {}
+        """The NAT rules and the forward filter of netdecl's tables."""
+        sections: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for table in sorted(self.topo.of_type(NatTable), key=lambda t: t.namespace):
             if table.namespace not in self.spaces:
                 continue
             for rule in table.rules or ():
-                section, spec = nat_rule_spec(rule)
+                top, section, spec = nat_rule_spec(rule)
                 if table.namespace:
                     spec = {"namespace": table.namespace, **spec}
-                nat.setdefault(section, []).append(spec)
-        if nat:
-            self.doc["nat"] = nat
+                sections.setdefault(top, {}).setdefault(section, []).append(spec)
+        for top in ("nat", "filter"):
+            if top in sections:
+                self.doc[top] = sections[top]
 
     def sysctls_of(self, namespace: str) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -3,10 +3,10 @@
 The JSON Schema (topology.schema.json) says which shapes a file may have. This module owns
 every other fact of the file's spelling: the grammar of values (addresses, networks,
 ``ADDRESS[:PORT]`` targets, port ranges), the words the file uses (``default`` for a default
-route, ``in``/``from`` for the model's ``in_``/``from_``, the NAT sections), what an omitted
-key means (the kernel's default metric, the VXLAN port), and what the file cannot say yet
-(IPv6 NAT). The checks, the loader and the exporter all ask it; the model holds the parsed,
-typed values, so the engine, the backends and the tools never parse file text.
+route, ``in``/``from`` for the model's ``in_``/``from_``, the NAT and filter sections), what an
+omitted key means (the kernel's default metric, iproute2's route scope, the VXLAN port). The
+checks, the loader and the exporter all ask it; the model holds the parsed, typed values, so
+the engine, the backends and the tools never parse file text.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ipaddress
 import re
 from typing import Any
 
-from netdecl.model import IPV6_DEFAULT_METRIC, VXLAN_PORT, NatRule, Route
+from netdecl.model import FILTER, IPV6_DEFAULT_METRIC, VXLAN_PORT, NatRule, Route
 from netdecl.topology.yamlsrc import quoted
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -168,6 +168,36 @@ def route_to_text(route: Route) -> str:
     return route.to
 
 
+SCOPES = ("global", "link", "host")
+"""A route's ``scope`` values: RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST."""
+
+
+def default_scope(family: int, rtype: Any, via: Any) -> str:
+    """The scope an omitted ``scope`` means, as iproute2 decides it: a unicast IPv4 route
+    without a gateway reaches its destination directly, so it is scope link (this is what
+    makes `169.254.1.1 dev eth0` usable as a gateway, as Calico writes it); everything else
+    is global. The kernel keeps every IPv6 route global."""
+    if family == 4 and rtype in (None, UNICAST) and via is None:
+        return "link"
+    return "global"
+
+
+def route_scope(spec: dict[str, Any], family: int) -> Any:
+    """A route's scope: the file's, or what omitting it means."""
+    return spec.get("scope", default_scope(family, spec.get("type", UNICAST), spec.get("via")))
+
+
+def scope_in_file(route: Route) -> str | None:
+    """The ``scope`` to write for a route, None when omitting it means the same (or when the
+    file cannot say it: an IPv4 unicast route's scope other than these three, or a gateway
+    route's other than global without onlink, which only another tool can make)."""
+    default = default_scope(route.family, route.type, route.via)
+    if route.scope in (None, default) or route.scope not in SCOPES or route.family != 4 or \
+            route.type not in (None, UNICAST) or (route.via and not route.onlink):
+        return None
+    return route.scope
+
+
 def default_metric(family: int) -> int:
     """An omitted ``metric`` means what the kernel assigns when none is given."""
     return 0 if family == 4 else IPV6_DEFAULT_METRIC
@@ -238,10 +268,26 @@ NAT_SECTIONS: dict[str, str] = {"masquerade": "masquerade", "snat": "snat",
                                 "port_forwards": "dnat"}
 """The sections under ``nat:`` in file order, and the NatRule kind each one holds."""
 
-NAT_FAMILIES = (4,)
-"""Address families a NAT rule may use. backends/nftables.py renders IPv4 only (an ``ip``
-table), so the checks refuse IPv6 NAT instead of letting apply fail;
-tests/test_format_agreement.py proves the checks and the backend agree."""
+FILTER_SECTIONS: dict[str, str] = {"forward": FILTER}
+"""The sections under ``filter:``, and the NatRule kind each one holds (a filter rule lives in
+the same nft table as the NAT rules, after them)."""
+
+NAT_FAMILIES = (4, 6)
+"""Address families a NAT rule may use (backends/nftables.py renders an ``ip`` and an ``ip6``
+table); tests/test_format_agreement.py proves the checks and the backend agree."""
+
+
+def as_list(value: Any) -> list[Any]:
+    """A value the file may give as one item or as a list of them."""
+    return value if isinstance(value, list) else [value]
+
+
+def networks(value: Any) -> tuple[str, ...] | None:
+    """``destination``/``not_destination`` (a CIDR or a list; known good) as the model keeps
+    them."""
+    if value is None:
+        return None
+    return tuple(normal_net(text) or "" for text in as_list(value))
 
 
 def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
@@ -250,27 +296,63 @@ def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
     kind = NAT_SECTIONS[section]
     if kind != "dnat":
         return NatRule(kind=kind, source=normal_net(spec.get("source")), out=spec.get("out"),
-                       not_out=spec.get("not_out"), to_source=normal_ip(spec.get("to_source")))
+                       not_out=spec.get("not_out"), to_source=normal_ip(spec.get("to_source")),
+                       destination=networks(spec.get("destination")),
+                       not_destination=networks(spec.get("not_destination")))
     ports = split_ports(spec["port"])
-    address, to_port, problem = split_target(spec["to"])
-    if ports is None or address is None:
-        raise ValueError(problem or f"port {spec['port']!r} was not checked")
+    targets = [split_target(text) for text in as_list(spec["to"])]
+    if ports is None or any(address is None for address, _, _ in targets):
+        problem = next((p for _, _, p in targets if p), f"port {spec['port']!r}")
+        raise ValueError(f"{problem} was not checked")
+    to_port = targets[0][1]
+    addresses = tuple(str(address) for address, _, _ in targets)
     return NatRule(kind=kind, proto=spec["proto"], port=ports[0], port_end=ports[1],
-                   to_address=str(address), to_port=to_port, in_=spec.get("in"),
+                   to_address=addresses[0] if len(addresses) == 1 else None,
+                   to_addresses=addresses if len(addresses) > 1 else None,
+                   to_port=to_port, in_=spec.get("in"),
                    from_=normal_net(spec.get("from")), address=normal_ip(spec.get("address")))
 
 
-def nat_rule_spec(rule: NatRule) -> tuple[str, dict[str, Any]]:
-    """Inverse of nat_rule: the ``nat:`` section and the file's mapping for one rule."""
+def filter_rule(spec: dict[str, Any]) -> NatRule:
+    """One (known good) ``filter: forward:`` rule as the model's NatRule (kind filter)."""
+    ports = split_ports(spec["port"]) if "port" in spec else None
+    return NatRule(kind=FILTER, in_=spec.get("in"), out=spec.get("out"),
+                   source=normal_net(spec.get("source")),
+                   destination=networks(spec.get("destination")), proto=spec.get("proto"),
+                   port=ports[0] if ports else None, port_end=ports[1] if ports else None,
+                   action=spec["action"])
+
+
+def _one_or_list(values: tuple[str, ...] | None) -> Any:
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else list(values)
+
+
+def nat_rule_spec(rule: NatRule) -> tuple[str, str, dict[str, Any]]:
+    """Inverse of nat_rule and filter_rule: the top-level key (``nat`` or ``filter``), the
+    section under it and the file's mapping for one rule."""
+    port: int | str | None = None if rule.port is None else \
+        rule.port if rule.port_end is None else f"{rule.port}-{rule.port_end}"
+    if rule.kind == FILTER:
+        spec = {"in": rule.in_, "out": rule.out, "source": rule.source,
+                "destination": _one_or_list(rule.destination), "proto": rule.proto,
+                "port": port, "action": rule.action}
+        return "filter", "forward", {k: v for k, v in spec.items() if v is not None}
     section = next(s for s, kind in NAT_SECTIONS.items() if kind == rule.kind)
     if rule.kind != "dnat":
         spec = {"source": rule.source, "out": rule.out, "not_out": rule.not_out,
-                "to_source": rule.to_source}
-        return section, {k: v for k, v in spec.items() if v is not None}
-    port: int | str = rule.port if rule.port_end is None else f"{rule.port}-{rule.port_end}"
-    target = rule.to_address or ""
-    if rule.to_port is not None:
-        target = f"[{target}]:{rule.to_port}" if ":" in target else f"{target}:{rule.to_port}"
-    spec = {"proto": rule.proto, "port": port, "to": target, "in": rule.in_,
+                "to_source": rule.to_source, "destination": _one_or_list(rule.destination),
+                "not_destination": _one_or_list(rule.not_destination)}
+        return "nat", section, {k: v for k, v in spec.items() if v is not None}
+    targets: list[str] = []
+    for address in rule.targets:
+        target = address
+        if rule.to_port is not None:
+            target = f"[{address}]:{rule.to_port}" if ":" in address \
+                else f"{address}:{rule.to_port}"
+        targets.append(target)
+    spec = {"proto": rule.proto, "port": port,
+            "to": targets[0] if len(targets) == 1 else targets, "in": rule.in_,
             "from": rule.from_, "address": rule.address}
-    return section, {k: v for k, v in spec.items() if v is not None}
+    return "nat", section, {k: v for k, v in spec.items() if v is not None}

@@ -9,6 +9,7 @@ Three stages, each reporting with file positions:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -41,14 +42,17 @@ from netdecl.topology import schema_errors
 from netdecl.topology.checks import run_checks
 from netdecl.topology.format import (
     EXTERNAL,
+    FILTER_SECTIONS,
     NAT_SECTIONS,
     UNICAST,
     family_of,
+    filter_rule,
     nat_rule,
     normal_ip,
     normal_net,
     route_family,
     route_metric,
+    route_scope,
     route_to,
     sysctl_value,
     vxlan_port,
@@ -197,7 +201,7 @@ Builder = Callable[[Topology, dict[str, Any], Document], None]
 def build(doc: Document) -> Topology:
     data: dict[str, Any] = doc.data
     topology = Topology(name=data["name"])
-    for builder in BUILDERS.values():
+    for builder in (*BUILDERS.values(), *DERIVED):
         builder(topology, data, doc)
     build_probes(topology, data, doc)  # probes are for `verify`, not a reconciled kind
     return topology
@@ -305,22 +309,44 @@ def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> Non
             src=ip(spec.get("src")),
             type=spec.get("type", UNICAST),
             onlink=spec.get("onlink"),
+            scope=route_scope(spec, family),
         )
         place(topology, route, doc.value_pos(("routes", i)))
 
 
 def build_nat(topology: Topology, data: dict[str, Any], doc: Document) -> None:
-    """One table per namespace; rules in file order by section: masquerade, snat, dnat."""
+    """One table per namespace; rules in file order by section: masquerade, snat, dnat, then
+    the forward filter (its rules follow the port forwards' own forward-hook rules)."""
     rules: dict[str, list[NatRule]] = {}
     first_pos: dict[str, tuple[int, int]] = {}
-    nat = data.get("nat") or {}
-    for section in NAT_SECTIONS:
-        for i, spec in enumerate(nat.get(section) or []):
+    sections = [("nat", section, lambda spec, s=section: nat_rule(s, spec))
+                for section in NAT_SECTIONS]
+    sections += [("filter", section, filter_rule) for section in FILTER_SECTIONS]
+    for top, section, make in sections:
+        for i, spec in enumerate((data.get(top) or {}).get(section) or []):
             namespace = spec.get("namespace", ROOT)
-            rules.setdefault(namespace, []).append(nat_rule(section, spec))
-            first_pos.setdefault(namespace, doc.value_pos(("nat", section, i)))
+            rules.setdefault(namespace, []).append(make(spec))
+            first_pos.setdefault(namespace, doc.value_pos((top, section, i)))
     for namespace, items in rules.items():
         place(topology, NatTable(namespace, rules=tuple(items)), first_pos[namespace])
+
+
+def hairpin_by_default(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    """A port forward whose target sits behind a bridge port of the forward's namespace needs
+    hairpin on that port (the target reaching its own published port, or a virtual IP that
+    picks it): turn it on where the file says nothing, as Docker and kubelet do."""
+    holders = {ipaddress.ip_interface(a.cidr).ip.compressed: (a.namespace, a.link)
+               for a in topology.of_type(Address)}
+    for table in topology.of_type(NatTable):
+        for rule in table.rules or ():
+            for target in rule.targets if rule.kind == "dnat" else ():
+                holder = topology.get(("link", *holders.get(target, ("", ""))))
+                if not isinstance(holder, Link) or holder.peer is None:
+                    continue
+                port = topology.get(("link", *holder.peer))
+                if isinstance(port, Link) and port.namespace == table.namespace and \
+                        port.master and port.hairpin is None:
+                    topology.add(dataclasses.replace(port, hairpin=True))
 
 
 def build_fdb(topology: Topology, data: dict[str, Any], doc: Document) -> None:
@@ -360,6 +386,8 @@ BUILDERS: dict[str, Builder] = {
     "neighbor": build_neighbors,
     "rule": build_rules,
 }
+# What the file implies rather than says, run after every builder.
+DERIVED: tuple[Builder, ...] = (hairpin_by_default,)
 # Kinds the file writes inside another kind's entry: a link's `addresses`; an external link is
 # a `links` entry of kind external.
 BUILT_WITH: dict[str, str] = {"address": "link", "external": "link"}

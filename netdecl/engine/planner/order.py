@@ -15,7 +15,7 @@ from graphlib import TopologicalSorter
 
 from netdecl.engine.planner.plan import ADOPT, DELETE, Action
 from netdecl.kinds import KINDS, Stage
-from netdecl.model import ExternalLink, Link
+from netdecl.model import ExternalLink, Link, Route
 
 
 def _stage(action: Action) -> int:
@@ -100,6 +100,13 @@ def _build_deps(action: Action, by_key: dict) -> list[Dep]:
     else:  # Stage.AFTER_ADDRESSES: routes, rules, fdb, neighbours
         deps.append((("links-ready", ns), None))
         deps.append((("addrs-ready", ns), None))
+        if isinstance(action.after, Route):
+            # a gateway may be on-link only through a route without one (Calico's
+            # `169.254.1.1 dev eth0` before `default via 169.254.1.1`)
+            if action.after.via is None:
+                deps.append((("start",), ("direct-routes-ready", ns)))
+            else:
+                deps.append((("direct-routes-ready", ns), None))
     return deps
 
 
