@@ -17,6 +17,7 @@ from typing import Any
 
 from harness import STATE_DIR
 from test_identity_kernel import Paused
+from test_realhost import hand_made_docker
 from test_rollback import assert_same, records
 
 # what the topology owns already, made by netdecl: so it has a record the failed applies must
@@ -60,19 +61,7 @@ ALIASES = {"docker0": "made by hand", "veth-n1": "web one: the first container's
 def hand_made(host) -> None:
     """docker0 (with an alias), two veths into two namespaces (one with an alias), their
     default routes (protocol boot, as `ip route add` makes them) and a static route."""
-    host.run(["ip", "link", "add", "docker0", "type", "bridge"])
-    host.run(["ip", "addr", "add", "172.17.0.1/16", "dev", "docker0"])
-    host.run(["ip", "link", "set", "docker0", "up"])
-    for n in (1, 2):
-        ns = f"nginx-{n}"
-        host.run(["ip", "netns", "add", ns])
-        host.run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        host.run(["ip", "link", "add", f"veth-n{n}", "type", "veth", "peer", "name", "eth0",
-                  "netns", ns])
-        host.run(["ip", "link", "set", f"veth-n{n}", "master", "docker0", "up"])
-        host.run(["ip", "-n", ns, "addr", "add", f"172.17.0.{n + 1}/16", "dev", "eth0"])
-        host.run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        host.run(["ip", "-n", ns, "route", "add", "default", "via", "172.17.0.1"])
+    hand_made_docker(host)
     for link, alias in ALIASES.items():
         host.run(["ip", "link", "set", "dev", link, "alias", alias])
     host.run(["ip", "route", "add", "10.9.0.0/24", "via", "172.17.0.2", "proto", "static"])
