@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import socket
 import struct
+import threading
 
 from netdecl.backends import namespaces
 
@@ -30,6 +31,7 @@ ND_OPT_TARGET_LL_ADDR = 2
 ALL_NODES = "ff02::1"
 BROADCAST = b"\xff" * 6
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+CLOSE_BATCH = 128  # threads closing sockets at once (see close_all)
 
 
 def garp_frame(mac: bytes, address: str) -> bytes:
@@ -91,6 +93,23 @@ class Announcer:
             self._sockets.pop(key).close()
 
     def close(self) -> None:
-        for sock in self._sockets.values():
-            sock.close()
+        close_all(list(self._sockets.values()))
         self._sockets.clear()
+
+
+def close_all(sockets: list[socket.socket]) -> None:
+    """Close many sockets at once. Releasing a packet socket waits for an RCU grace period
+    (packet_release -> synchronize_net, ~12 ms here): closed one after another, the sockets of
+    a 500-namespace apply cost 6 s; closed from concurrent threads, they share grace periods
+    (200 sockets: 2.4 s in turn, 0.03 s together)."""
+    if len(sockets) < 2:
+        for sock in sockets:
+            sock.close()
+        return
+    for start in range(0, len(sockets), CLOSE_BATCH):
+        threads = [threading.Thread(target=sock.close, name="netdecl-close")
+                   for sock in sockets[start:start + CLOSE_BATCH]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()

@@ -172,9 +172,9 @@ class Kernel:
         self._index_names.clear()
 
     def close(self) -> None:
+        self._announcer.close()  # first: all its sockets at once, not one namespace at a time
         for ns in list({*self._raw, *self._sockets, *self._events}):
             self.forget(ns)
-        self._announcer.close()
 
     def __enter__(self) -> Kernel:
         return self
@@ -598,7 +598,7 @@ class Kernel:
         return gone
 
     # -- addresses -----------------------------------------------------------------------------
-    def add_address(self, addr: Address) -> None:
+    def add_address(self, addr: Address, announce: bool = True) -> None:
         iface = ipaddress.ip_interface(addr.cidr)
         # Duplicate address detection would leave an IPv6 address "tentative" (unusable) for a
         # second or two after apply; netdecl owns these links and their addresses.
@@ -611,7 +611,8 @@ class Kernel:
             if exc.errno != errno.EEXIST:
                 raise
             return
-        self._announce(addr.namespace, addr.link, index, str(iface.ip))
+        if announce:
+            self._announce(addr.namespace, addr.link, index, str(iface.ip))
 
     def _announce(self, ns: str, name: str, index: int, address: str) -> None:
         """Tell the link's neighbours the address is here now, with this MAC (announce.py):
