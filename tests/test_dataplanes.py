@@ -12,6 +12,7 @@ is what is checked.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections import Counter
 from typing import Any
@@ -292,3 +293,58 @@ def test_a_hand_edited_filter_rule_is_drift_that_apply_repairs(host):
     assert not host.http_get("db-1", "fd00:18::2", 80, timeout=1).ok
     assert web1.seen_sources() == []
 
+
+
+# Runs in the hermetic host's root namespace: an unbound packet socket sees every ARP frame on
+# every root link (a frame sent in a container crosses its veth into the root, then the bridge
+# floods it). Prints "ready", then, when its stdin closes, the sender addresses of the
+# gratuitous ARPs seen (sender address = target address) as a JSON list.
+GARP_SNIFFER = r"""
+import json, select, socket, sys
+ETH_P_ARP = 0x0806
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+print("ready", flush=True)
+seen = []
+while True:
+    ready, _, _ = select.select([sock, sys.stdin], [], [])
+    if sys.stdin in ready:
+        break
+    frame = sock.recv(2048)
+    arp = frame[14:]
+    if len(arp) >= 28 and arp[14:18] == arp[24:28]:
+        seen.append(socket.inet_ntoa(arp[14:18]))
+while True:  # what arrived before the stop
+    ready, _, _ = select.select([sock], [], [], 0)
+    if not ready:
+        break
+    arp = sock.recv(2048)[14:]
+    if len(arp) >= 28 and arp[14:18] == arp[24:28]:
+        seen.append(socket.inet_ntoa(arp[14:18]))
+print(json.dumps(sorted(set(seen))), flush=True)
+"""
+
+
+def _sniff_garps(host, during) -> list[str]:
+    proc = subprocess.Popen(host._argv([sys.executable, "-c", GARP_SNIFFER], None),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        during()
+        out, _ = proc.communicate("", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return json.loads(out)
+
+
+def test_only_addresses_the_neighbours_may_know_are_announced(host):
+    """A cold apply announces nothing: every link of each segment is new, so no neighbour
+    entry for its addresses exists anywhere (and a broadcast per address to every port would
+    cost O(N^2) at a thousand containers). An address re-added after its veth was deleted by
+    hand goes onto a bridge whose other ports remember the old MAC: it is announced."""
+    cold = _sniff_garps(host, lambda: apply_ok(host, NETWORKS))
+    assert cold == [], f"a cold apply announced {cold}"
+    host.run(["ip", "link", "del", "veth-web1"])  # the runtime crashed
+    repair = _sniff_garps(host, lambda: apply_ok(host, NETWORKS))
+    assert repair == ["172.18.0.2"], repair  # only the re-added address, web-1's

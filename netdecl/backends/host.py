@@ -43,6 +43,9 @@ class Birth:
 
     secret: str
     made: Callable[[Key, str], None]
+    # Whether an address this create adds is announced to its neighbours (backends/announce.py;
+    # the engine decides, engine/announcements.py).
+    announce: bool = True
 
 
 # A reported identity may name alternatives (a namespace between its placeholder file and its

@@ -161,7 +161,7 @@ WRITERS: dict[str, _Writer] = {
         delete=_never("deletes"),
         modify=_configure_external),
     "address": _Writer(
-        create=lambda k, o, t, p, _: k.add_address(o),
+        create=lambda k, o, t, p, b: k.add_address(o, announce=b.announce),
         delete=lambda k, o, t, p: _delete_address(k, o, t),
         modify=_no_modify("address")),
     # routes and neighbours have an in-place replace; rules and fdb entries do not

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netdecl.backends.host import ALTERNATIVES, Host
+from netdecl.engine.announcements import Announcements
 from netdecl.engine.executor import Made, Ticket, execute, put_back
 from netdecl.engine.journal import Journal
 from netdecl.engine.observer import observe_for
@@ -82,6 +83,7 @@ class Applier:
         journal = Journal.begin(self.store.root, desired.name, snapshot, record,
                                 total=len(plan.actions))
         executed: list[Action] = []
+        announcements = Announcements.for_apply(desired, plan.actions)
         fail_at = _failpoint()
         pause_at = _failpoint(PAUSE_ENV)
         with _SignalTrap() as trap:
@@ -99,7 +101,8 @@ class Applier:
                     journal.intend(number, action, ticket)
                     trap.in_action = True  # a second signal may cut only an action short
                     try:
-                        _execute(action, self.host, desired.name, record, ticket, journal.made)
+                        _execute(action, self.host, desired.name, record, ticket, journal.made,
+                                 announcements)
                     finally:
                         trap.in_action = False
                     journal.step(number, action)
@@ -254,10 +257,10 @@ def _share_sysctl_originals(record: OwnershipRecord, desired: Topology) -> None:
 
 
 def _execute(action: Action, host: Host, topology: str, record: OwnershipRecord,
-             ticket: Ticket, made: Made) -> None:
+             ticket: Ticket, made: Made, announcements: Announcements) -> None:
     """One action; every way it can fail becomes ActionFailed naming it and the cause."""
     try:
-        execute(action, host, topology, record, ticket, made)
+        execute(action, host, topology, record, ticket, made, announcements)
     except (NetdeclError, OSError) as exc:  # kernel, nft, sysctl and file errors
         raise ActionFailed(_label(action), str(exc)) from None
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netdecl.backends.host import Birth, Host, owner_mark, temp_link_name, temp_namespace_name
+from netdecl.engine.announcements import Announcements
 from netdecl.engine.ownership import ALTERNATIVES, BY_SECRET_NAME, rules_identity
 from netdecl.engine.planner.adopt import Overwritten
 from netdecl.engine.planner.plan import (
@@ -163,10 +164,13 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
 
 
 def execute(action: Action, host: Host, topology: str, record: OwnershipRecord,
-            ticket: Ticket | None = None, made: Made | None = None) -> None:
+            ticket: Ticket | None = None, made: Made | None = None,
+            announcements: Announcements | None = None) -> None:
     """Carry out ``action``. ``made`` is told the identity of every object it makes, as soon
-    as it exists (the applier writes it to the journal)."""
+    as it exists (the applier writes it to the journal). ``announcements`` says whether an
+    address added is announced (default: it is)."""
     ticket = ticket or Ticket()
+    announce = announcements is None or announcements.wanted(action.after)
     claim(action, record, ticket)
 
     def identified(key: Key, ident: str) -> None:
@@ -174,7 +178,7 @@ def execute(action: Action, host: Host, topology: str, record: OwnershipRecord,
         if made is not None:
             made(key, ident)
 
-    birth = Birth(ticket.secret, identified)
+    birth = Birth(ticket.secret, identified, announce=announce)
     if action.op == ADOPT:
         _adopt(action, host, topology)
         settle(action, record, ticket)
