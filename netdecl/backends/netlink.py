@@ -64,17 +64,20 @@ def _netlink_socket(kind: int = socket.SOCK_RAW) -> socket.socket:
 
 
 def _cidr(family: int, address: str, prefixlen: int) -> str:
-    """ADDRESS/PREFIX as ipaddress writes it. inet_ntop already writes IPv4 that way; parsing
-    a thousand of them with ipaddress was a tenth of a no-op plan."""
-    if family == socket.AF_INET:
+    """ADDRESS/PREFIX as ipaddress writes it. inet_ntop already writes IPv4 that way, and
+    IPv6 too (RFC 5952: lower case, the longest run of zeros compressed, the first of equal
+    ones) except for an embedded IPv4 address, which ipaddress writes in hex; parsing
+    thousands of addresses with ipaddress was a tenth of a no-op plan."""
+    if family == socket.AF_INET or "." not in address:
         return f"{address}/{prefixlen}"
     return ipaddress.ip_interface(f"{address}/{prefixlen}").with_prefixlen
 
 
 def _network(family: int, dst: str, dst_len: int) -> str:
     """A route's destination as ipaddress writes it (the kernel refuses IPv4 routes with host
-    bits set, so their text needs no masking)."""
-    if family == socket.AF_INET:
+    bits set and stores IPv6 destinations masked, so their text needs no masking; on the
+    spelling of IPv6 see _cidr)."""
+    if family == socket.AF_INET or "." not in dst:
         return f"{dst}/{dst_len}"
     return str(ipaddress.ip_network(f"{dst}/{dst_len}", strict=False))
 
@@ -353,14 +356,14 @@ class Kernel:
     def read_routes(self, ns: str) -> list[Route]:
         names = self._names(ns)
         out = []
-        for m in self.rtnl(ns).routes():  # one dump, both families
+        # one dump, both families; the local table (local and broadcast addresses) and other
+        # types (multicast, broadcast, local...) are not routes the model can express
+        for m in self.rtnl(ns).routes(types=ROUTE_TYPES, skip_table=RT_TABLE_LOCAL):
             if m.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
             if m.table == RT_TABLE_LOCAL:
-                continue  # local/broadcast addresses: not routes the model can express
-            rtype = ROUTE_TYPES.get(m.type)
-            if rtype is None:
-                continue  # multicast, broadcast, local...
+                continue
+            rtype = ROUTE_TYPES[m.type]
             dst = rtnl.as_ip(m.attrs.get(rtnl.RTA_DST)) or (
                 "0.0.0.0" if m.family == socket.AF_INET else "::")
             if m.family == socket.AF_INET6 and m.dst_len == 8 and dst.startswith("ff00"):

@@ -16,7 +16,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -85,15 +85,17 @@ def nested(kind: int, *parts: bytes) -> bytes:
 
 
 def parse_attrs(buf: bytes, offset: int = 0, end: int | None = None) -> dict[int, bytes]:
-    """Attribute type -> raw payload (the last one wins; netdecl reads no repeated ones)."""
+    """Attribute type -> raw payload (the last one wins; netdecl reads no repeated ones).
+    Written for speed: a no-op plan at 1000 namespaces parses 16 000 messages."""
     out: dict[int, bytes] = {}
     end = len(buf) if end is None else end
-    while offset + _ATTR.size <= end:
-        size, kind = _ATTR.unpack_from(buf, offset)
-        if size < _ATTR.size:
+    unpack = _ATTR.unpack_from
+    while offset + 4 <= end:  # 4: the attribute header, _ATTR.size
+        size, kind = unpack(buf, offset)
+        if size < 4:
             break
-        out[kind & ~NLA_F_NESTED & 0x7FFF] = buf[offset + _ATTR.size: offset + size]
-        offset += _align(size)
+        out[kind & 0x7FFF & ~NLA_F_NESTED] = buf[offset + 4: offset + size]
+        offset += (size + 3) & ~3  # _align
     return out
 
 
@@ -240,11 +242,17 @@ class RtnlSocket:
                 out.append(AddrMsg(family, prefixlen, index, address))
         return out
 
-    def routes(self) -> list[RouteMsg]:
+    def routes(self, types: Container[int] | None = None,
+               skip_table: int | None = None) -> list[RouteMsg]:
+        """Every route (both families), or only those of ``types`` and not in table
+        ``skip_table``: those are left before their attributes are parsed (in a container's
+        namespace, most of its dozen routes are the local table's)."""
         out = []
         body = _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
         for p in self.dump(RTM_GETROUTE, body):
             family, dst_len, _s, _t, table, proto, scope, rtype, flags = _RTMSG.unpack_from(p)
+            if (types is not None and rtype not in types) or table == skip_table:
+                continue  # (a table above 255 says RT_TABLE_COMPAT here, never skip_table)
             attrs = parse_attrs(p, _RTMSG.size)
             out.append(RouteMsg(family, dst_len, as_u32(attrs.get(RTA_TABLE)) or table,
                                 proto, rtype, flags, attrs, scope))
