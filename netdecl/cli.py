@@ -521,12 +521,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_destroy(args: argparse.Namespace) -> int:
     from netdecl import api
 
-    topology = _load(args.file)
+    name = api.topology_name(args.file)  # the name is all destroy needs (see topology_name)
     _require_privileges("destroy")
     _require_lasting_namespaces()
     report = Report(args)
     try:
-        result = api.destroy(topology, state_dir=args.state_dir,
+        result = api.destroy(name, state_dir=args.state_dir,
                              lock_timeout=args.lock_timeout, events=report.events())
     except api.PlanConflicts as exc:
         report.clear()
@@ -534,7 +534,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     finally:
         report.clear()
     if not result.plan.has_changes:
-        _out(f"Nothing to destroy: topology {topology.name} owns nothing on this host.")
+        _out(f"Nothing to destroy: topology {name} owns nothing on this host.")
     else:
         _, change, destroy = result.counts()
         _out(f"Destroy complete: {destroy} destroyed, {change} restored. Verified.")
@@ -547,7 +547,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     if args.file and args.name:
         raise NetdeclError("rollback takes a topology FILE or --name, not both")
-    name = _load(args.file).name if args.file else args.name
+    name = api.topology_name(args.file) if args.file else args.name
     if name is not None:
         try:
             readback.topology_name(name)

@@ -324,7 +324,7 @@ class FakeHost:
     def remove_placeholders(self, proven: Mapping[str, str]) -> list[str]:
         return []
 
-    def refresh(self) -> None:
+    def refresh(self, namespaces=None) -> None:
         pass
 
     def reconnect(self) -> None:

@@ -213,3 +213,48 @@ def test_a_saved_plan_is_refused_once_the_host_changed(tmp_path):
         service.apply(docker_bridge(), tmp_path, saved=loaded, host=host)
     assert ("namespace", "nginx-1") not in host.objects
     assert record_path(tmp_path, NAME).exists() is False
+
+
+class _Watched(FakeHost):
+    """Records the namespaces each observation reads; ``lie_about`` makes modify report
+    success while leaving those attributes as they were (a kernel that ignores a request)."""
+
+    def __init__(self, lie_about: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.reads: list[list[str]] = []
+        self.lie_about = lie_about
+
+    def observe(self, topology, scope):
+        self.reads.append(list(scope.namespaces))
+        return super().observe(topology, scope)
+
+    def modify(self, before, after, changes, topology, birth=None):
+        honest = {k: v for k, v in changes.items() if k not in self.lie_about}
+        if honest or not changes:
+            super().modify(before, after, honest, topology, birth)
+
+
+def test_verification_rereads_only_the_namespaces_the_apply_changed(tmp_path):
+    host = _Watched()
+    applied(host, docker_bridge(), tmp_path)
+    changed = docker_bridge()
+    changed.add(Link(ROOT, "docker0", "bridge", mtu=1400))
+    host.reads.clear()
+    result = applied(host, changed, tmp_path)
+    assert [a.op for a in result.executed] == [Op.MODIFY]
+    everything = sorted([ROOT, "nginx-1", "nginx-2"])
+    assert sorted(host.reads[0]) == everything  # the plan reads all the topology's namespaces
+    assert host.reads[1:] == [[ROOT]]  # the verification only the one it changed
+
+
+def test_verification_of_a_partial_read_still_catches_a_change_that_did_not_happen(tmp_path):
+    host = _Watched(lie_about=("mtu",))
+    applied(host, docker_bridge(), tmp_path)
+    before = host.state()
+    changed = docker_bridge()
+    changed.add(Link(ROOT, "docker0", "bridge", mtu=1400))
+    with pytest.raises(ApplyFailed) as failed:
+        applied(host, changed, tmp_path)
+    assert "verification failed" in str(failed.value)
+    assert "mtu" in str(failed.value)
+    assert host.state() == before

@@ -9,7 +9,7 @@ modify of model objects. Which objects are netdecl's is the engine's business
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,8 +122,9 @@ class Host(Protocol):
         namespace, each only if it is the file netdecl made: ``proven`` maps a name under
         /run/netns to the identity recorded for it. Returns the problems met."""
 
-    def refresh(self) -> None:
-        """Forget what was learnt while reading: the next observe sees the host as it is now."""
+    def refresh(self, namespaces: Collection[str] | None = None) -> None:
+        """Forget what was learnt while reading (about ``namespaces`` only, when given): the
+        next observe sees the host as it is now."""
 
     def reconnect(self) -> None:
         """Drop every connection (an interrupted request may have left a reply in flight);

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,8 +283,8 @@ class KernelHost:
         return problems
 
     # -- connections ---------------------------------------------------------------------------
-    def refresh(self) -> None:
-        self.kernel.reset_caches()
+    def refresh(self, namespaces: Collection[str] | None = None) -> None:
+        self.kernel.reset_caches(namespaces)
 
     def reconnect(self) -> None:
         self.kernel.close()

@@ -11,7 +11,7 @@ import errno
 import ipaddress
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from netdecl.backends import namespaces, rtnl
@@ -144,16 +144,34 @@ class Kernel:
         for ns, raw in namespaces.run_in_each(wanted, lambda _ns: _netlink_socket()).items():
             self._raw[ns] = rtnl.RtnlSocket(raw)
 
-    def reset_caches(self) -> None:
+    def reset_caches(self, namespaces: Collection[str] | None = None) -> None:
         """Forget every name/index/netnsid learnt so far (the sockets stay): the next reads see
         the kernel as it is now, as a fresh Kernel would, without re-opening a socket per
-        namespace."""
+        namespace. With ``namespaces``, only what was learnt about those (an apply's
+        verification re-reads the namespaces it changed, and names a veth's peer in another one
+        from what was read there a moment ago)."""
+        if namespaces is not None:
+            self._reset_caches_of(set(namespaces))
+            return
         self._index_cache.clear()
         self._nsid_maps.clear()
         self._nsid_probed.clear()
         self._peer_seen.clear()
         self._link_dumps.clear()
         self._index_names.clear()
+
+    def _reset_caches_of(self, changed: set[str]) -> None:
+        for cache in (self._index_cache, self._nsid_maps, self._link_dumps, self._index_names):
+            for ns in changed:
+                cache.pop(ns, None)
+        for known in self._nsid_maps.values():
+            for nsid in [nsid for nsid, name in known.items() if name in changed]:
+                del known[nsid]  # the namespace may have been made again: another netnsid
+        self._nsid_probed = {pair for pair in self._nsid_probed
+                             if pair[0] not in changed and pair[1] not in changed}
+        # an end resolved from the other side is trusted only if that side did not change
+        self._peer_seen = {key: seen for key, seen in self._peer_seen.items()
+                           if seen[0] not in changed}
 
     def forget(self, ns: str) -> None:
         """Close the sockets of a namespace (they would keep a deleted namespace alive)."""
@@ -439,7 +457,8 @@ class Kernel:
         """Unmount the namespace; the kernel then destroys it and every link in it (a veth's
         other end included) in its own batched cleanup, a moment later."""
         self.forget(name)
-        namespaces.delete(name, ident)
+        self._link_events(ROOT)  # from now on: the root ends going are announced (see
+        namespaces.delete(name, ident)  # await_link_gone), none needs asking about
         self._deleted_namespaces.add(name)
 
     def deleted_namespace(self, name: str) -> bool:
@@ -572,6 +591,12 @@ class Kernel:
         # forget this name only: a dump per deleted link would make teardown O(N^2)
         self._index_cache.get(ns, {}).pop(name, None)
 
+    def _link_events(self, ns: str) -> rtnl.LinkEvents:
+        events = self._events.get(ns)
+        if events is None:
+            events = self._events[ns] = rtnl.LinkEvents(self._new_socket(ns))
+        return events
+
     def await_link_gone(self, ns: str, name: str, index: int | None = None,
                         stall: float = LINK_GONE_STALL) -> bool:
         """Wait, by link notifications rather than polling, until link ``name`` of ``ns`` (at
@@ -579,9 +604,7 @@ class Kernel:
         peer's namespace was deleted. False when nothing left the namespace for ``stall``
         seconds while the link was still there: something keeps that namespace alive, the
         caller deletes the link."""
-        events = self._events.get(ns)
-        if events is None:  # subscribed before looking the link up: no deletion is missed
-            events = self._events[ns] = rtnl.LinkEvents(self._new_socket(ns))
+        events = self._link_events(ns)  # before looking the link up: no deletion is missed
         if index is None:
             try:
                 index = self.index_of(ns, name)

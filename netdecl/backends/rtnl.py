@@ -418,7 +418,9 @@ class LinkEvents:
             offset = 0
             while offset + _HDR.size <= len(data):
                 length, msg_type, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
-                if msg_type == RTM_DELLINK and length >= _HDR.size + _IFINFO.size:
+                if msg_type == RTM_DELLINK and length >= _HDR.size + _IFINFO.size \
+                        and data[offset + _HDR.size] != socket.AF_BRIDGE:
+                    # (an AF_BRIDGE RTM_DELLINK says a port left its bridge: the link lives)
                     payload = data[offset + _HDR.size: offset + length]
                     msg = _link_msg(payload)
                     self.gone.add((msg.index, as_str(msg.attrs.get(IFLA_IFNAME)) or ""))

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from netdecl.backends.host import ALTERNATIVES, Host
 from netdecl.engine.announcements import Announcements
 from netdecl.engine.executor import Made, Ticket, execute, put_back
 from netdecl.engine.journal import Journal
-from netdecl.engine.observer import observe_for
+from netdecl.engine.observer import observe_again, observe_for
 from netdecl.engine.ownership import identity_of, owns
 from netdecl.engine.planner import Plan, adopt, make_plan
 from netdecl.engine.planner.plan import Action
@@ -71,13 +71,15 @@ class Applier:
 
     # -- the main path -------------------------------------------------------------------------
     def apply(self, desired: Topology, plan: Plan, snapshot: Topology,
-              hold: Hold | None = None, record: OwnershipRecord | None = None) -> list[Action]:
+              hold: Hold | None = None, record: OwnershipRecord | None = None,
+              observed: Topology | None = None) -> list[Action]:
         """Execute ``plan``; on failure roll back to ``snapshot`` and raise.
 
         ``hold`` (for --confirm-timeout) runs after verification while the journal still
         exists; raising NotConfirmed from it rolls everything back like any other failure.
-        ``record`` is the one the plan was made with (default: the stored one). Returns the
-        actions executed."""
+        ``record`` is the one the plan was made with (default: the stored one), ``observed``
+        what the plan was made against: given, verification re-reads only the namespaces the
+        actions changed. Returns the actions executed."""
         record = record if record is not None else self.store.load(desired.name)
         _share_sysctl_originals(record, desired)
         journal = Journal.begin(self.store.root, desired.name, snapshot, record,
@@ -109,7 +111,7 @@ class Applier:
                     executed.append(action)
                 self.store.save(record)
                 trap.checkpoint()
-                self.verify(desired, record)
+                self.verify(desired, record, observed, executed)
                 trap.checkpoint()  # a signal during verification: not "Verified"
                 if hold is not None:
                     hold(trap.checkpoint)
@@ -127,10 +129,17 @@ class Applier:
         journal.finish()
         return executed
 
-    def verify(self, desired: Topology, record: OwnershipRecord) -> None:
-        """Re-read the host, nothing cached: the plan toward ``desired`` must be empty."""
-        self.host.refresh()
-        observed = observe_for(self.host, desired, record)
+    def verify(self, desired: Topology, record: OwnershipRecord,
+               before: Topology | None = None, executed: Iterable[Action] = ()) -> None:
+        """Re-read the host, nothing cached: the plan toward ``desired`` must be empty. With
+        ``before`` (what the plan was made against), only the namespaces the ``executed``
+        actions changed are re-read."""
+        if before is None:
+            self.host.refresh()
+            observed = observe_for(self.host, desired, record)
+        else:
+            observed = observe_again(self.host, desired, record, changed_namespaces(executed),
+                                     before)
         remaining = make_plan(desired, observed, record)
         if remaining.actions or remaining.conflicts:
             lines = [f"  {a.op} {a.describe()} {_changes(a)}" for a in remaining.actions]
@@ -254,6 +263,17 @@ def _share_sysctl_originals(record: OwnershipRecord, desired: Topology) -> None:
             record.sysctl_originals.setdefault(key, original)
         else:
             record.sysctl_originals.pop(key, None)
+
+
+def changed_namespaces(actions: Iterable[Action]) -> set[str]:
+    """Every namespace an action made, changed or deleted something in (both ends of a
+    veth; a namespace itself counts as in itself)."""
+    changed = set()
+    for action in actions:
+        changed.add(action.key[1])
+        changed |= {obj.namespace for obj in (action.before, action.after, action.peer_before,
+                                              action.peer_after) if obj is not None}
+    return changed
 
 
 def _execute(action: Action, host: Host, topology: str, record: OwnershipRecord,

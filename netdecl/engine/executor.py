@@ -85,6 +85,8 @@ def temp_keys(action: Action, ticket: Ticket) -> list[Key]:
 def claim(action: Action, record: OwnershipRecord, ticket: Ticket | None = None) -> None:
     """Record what ``action`` is about to make ours (idempotent, no I/O)."""
     how = KINDS[action.type].ownership
+    if not (how is Ownership.NAMESPACE and action.op == DELETE):
+        record.flush()  # see OwnershipRecord.forget_namespace
     ns = action.key[1]
     if how is Ownership.NAMESPACE and action.op in (CREATE, ADOPT):
         record.namespaces.add(ns)
@@ -128,6 +130,8 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
     """Forget what ``action`` has just removed."""
     how = KINDS[action.type].ownership
     ns = action.key[1]
+    if not (how is Ownership.NAMESPACE and action.op == DELETE):
+        record.flush()  # see OwnershipRecord.forget_namespace
     if ticket is not None:
         for key in temp_keys(action, ticket):  # renamed: nothing is left under those names
             record.identities.pop(key, None)
@@ -139,15 +143,7 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
             for attr in action.changes:
                 record.link_originals.pop((ns, action.key[2], attr), None)
     elif how is Ownership.NAMESPACE and action.op == DELETE:
-        record.namespaces.discard(ns)
-        record.objects -= {k for k in record.objects if k[1] == ns}
-        for key in [k for k in record.sysctl_originals if k[0] == ns]:
-            del record.sysctl_originals[key]
-        for key in [k for k in record.link_originals if k[0] == ns]:
-            del record.link_originals[key]
-        record.nat_namespaces.discard(ns)
-        for key in [k for k in record.identities if k[1] == ns or k == action.key]:
-            del record.identities[key]
+        record.forget_namespace(ns)  # (action.key is ("namespace", ns): it goes too)
     elif how is Ownership.MARK and action.op == DELETE:
         for end in (action.before, action.peer_before):
             if end is not None:

@@ -101,7 +101,8 @@ def plan(desired: Topology, state_root: Path, host: Host | None = None,
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
     with _using(host) as h:
-        result = _plan_against(h, desired, record, adopt)[0]
+        result, observed = _plan_against(h, desired, record, adopt)
+        result.fingerprint = planfile.fingerprint(observed)  # shown, and saved with --out
     result.notes += notes
     return result
 
@@ -113,9 +114,7 @@ def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
     observed = observe_for(host, desired, record)
     pin_identities(observed, record)
     forget_gone(observed, record)
-    result = make_plan(desired, observed, record, adopt=adopt)
-    result.fingerprint = planfile.fingerprint(observed)
-    return result, observed
+    return make_plan(desired, observed, record, adopt=adopt), observed
 
 
 def scope(desired: Topology, state_root: Path) -> Scope:
@@ -207,6 +206,7 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
     _check_nft_if_needed(desired, record)
     todo, observed = _plan_against(host, desired, record, adopt)
     if saved is not None:
+        todo.fingerprint = planfile.fingerprint(observed)
         planfile.check_fresh(saved, todo)
     if record.to_json() != stored:
         store.save(record)  # claims dropped, identities written: true whatever happens next
@@ -237,7 +237,8 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
 
     executed = Applier(store, host, progress=events.progress,
                        rollback_progress=events.rollback_progress).apply(
-        desired, todo, snapshot, hold=hold if gate or waiter else None, record=record)
+        desired, todo, snapshot, hold=hold if gate or waiter else None, record=record,
+        observed=observed)
     if waiter is not None:
         confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
         events.notice("Confirmed: keeping the changes.")

@@ -119,7 +119,8 @@ class Plan:
     conflicts: list[Conflict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. why forwarding will not work
     # of the observed state the plan was made against (planfile.fingerprint); set by the
-    # service when the plan is shown or saved, not by the planner
+    # service only where it is used (a plan shown or saved; a saved plan's staleness check),
+    # not by the planner
     fingerprint: str = ""
 
     def counts(self) -> tuple[int, int, int]:
