@@ -153,16 +153,17 @@ def external_views(observed: Topology, names: Iterable[tuple[str, str]]) -> None
             observed.add(ExternalLink(ns, name, up=link.up, mtu=link.mtu, master=link.master))
 
 
-def pin_identities(observed: Topology, record: OwnershipRecord) -> None:
+def pin_identities(observed: Topology, record: OwnershipRecord) -> bool:
     """A record from before identities: write down the identity of everything it owns now
     (by name and mark, for the last time), so that from here on identity decides."""
     if not record.legacy:
-        return
+        return False
     for obj in observed.objects.values():
         ident = identity_of(obj)
         if ident and owns(obj, observed, record):
             record.identities.setdefault(obj.key, ident)
     record.legacy = False
+    return True
 
 
 def forget_gone(observed: Topology, record: OwnershipRecord) -> bool:
@@ -171,7 +172,8 @@ def forget_gone(observed: Topology, record: OwnershipRecord) -> bool:
     would be taken for ours when someone else uses it. Returns whether anything was dropped.
 
     Only what was observed is judged: the observer reads every namespace the record names."""
-    before = record.to_json()
+    record.flush()
+    dropped = False
     present = {o.namespace: o for o in observed.objects.values()
                if KINDS[o.TYPE].ownership is Ownership.NAMESPACE}
     for name in sorted(record.namespaces):
@@ -179,19 +181,23 @@ def forget_gone(observed: Topology, record: OwnershipRecord) -> bool:
         if ns is None or not owns(ns, observed, record):
             record.namespaces.discard(name)
             record.identities.pop(("namespace", name), None)
-    for key in sorted(record.objects, key=repr):
+            dropped = True
+    for key in list(record.objects):
         now = observed.get(key)
         if key in record.superseded or now is None or not owns(now, observed, record):
             record.objects.discard(key)
             record.identities.pop(key, None)
+            dropped = True
     for name in sorted(record.nat_namespaces):
         now = observed.get(("nat", name))
         if now is None or not owns(now, observed, record):
             record.nat_namespaces.discard(name)
             record.identities.pop(("nat", name), None)
+            dropped = True
     for key in [k for k in record.identities if k[0] == "link"]:
         now = observed.get(key)
         if now is None or not owns(now, observed, record):
             del record.identities[key]
+            dropped = True
     record.superseded.clear()
-    return record.to_json() != before
+    return dropped

@@ -101,20 +101,21 @@ def plan(desired: Topology, state_root: Path, host: Host | None = None,
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
     with _using(host) as h:
-        result, observed = _plan_against(h, desired, record, adopt)
+        result, observed, _ = _plan_against(h, desired, record, adopt)
         result.fingerprint = planfile.fingerprint(observed)  # shown, and saved with --out
     result.notes += notes
     return result
 
 
 def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
-                  adopt: bool = False) -> tuple[Plan, Topology]:
+                  adopt: bool = False) -> tuple[Plan, Topology, bool]:
     """Observe and plan. ``record`` is brought up to date first: identities written down for
-    a record from before them, claims dropped whose object is gone or someone else's now."""
+    a record from before them, claims dropped whose object is gone or someone else's now
+    (the last value: whether that changed it)."""
     observed = observe_for(host, desired, record)
-    pin_identities(observed, record)
-    forget_gone(observed, record)
-    return make_plan(desired, observed, record, adopt=adopt), observed
+    pinned = pin_identities(observed, record)
+    dropped = forget_gone(observed, record)
+    return make_plan(desired, observed, record, adopt=adopt), observed, pinned or dropped
 
 
 def scope(desired: Topology, state_root: Path) -> Scope:
@@ -202,13 +203,12 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
                   events: Events, adopt: bool = False) -> ApplyResult:
     store = RecordStore(state_root)
     record = store.load(desired.name)
-    stored = record.to_json()
     _check_nft_if_needed(desired, record)
-    todo, observed = _plan_against(host, desired, record, adopt)
+    todo, observed, brought_up_to_date = _plan_against(host, desired, record, adopt)
     if saved is not None:
         todo.fingerprint = planfile.fingerprint(observed)
         planfile.check_fresh(saved, todo)
-    if record.to_json() != stored:
+    if brought_up_to_date:
         store.save(record)  # claims dropped, identities written: true whatever happens next
     if todo.conflicts:
         raise PlanConflicts(todo)
