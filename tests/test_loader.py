@@ -325,3 +325,14 @@ def test_accepts_path_objects_and_null_namespace_bodies(tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text("version: 1\nname: t\nnamespaces:\n  a:\n  b: {}\n")
     assert load_topology(path).namespaces() == ["a", "b"]
+
+
+def test_the_schema_compiled_ahead_is_made_from_the_installed_schema():
+    """schema_compiled.py (see compile_schema.py) is used only when made from this very schema;
+    a stale one would cost every command 60 ms of compiling. After editing the schema, run
+    `python -m netdecl.topology.compile_schema`."""
+    from netdecl.topology import loader, schema_compiled
+
+    assert schema_compiled.SCHEMA_SHA256 == loader.schema_digest(), \
+        "run: python -m netdecl.topology.compile_schema"
+    assert loader.fast_check() is schema_compiled.validate

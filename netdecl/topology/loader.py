@@ -10,6 +10,7 @@ Three stages, each reporting with file positions:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import os
@@ -183,13 +184,24 @@ def inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def schema_digest() -> str:
+    return hashlib.sha256(SCHEMA_PATH.read_bytes()).hexdigest()
+
+
 @lru_cache(maxsize=1)
 def fast_check() -> Callable[[Any], Any]:
     """The same schema compiled to Python by fastjsonschema: ~10x faster than jsonschema and
     no 80 ms import, but it stops at the first error and its messages are poor. So it only
     answers "valid?" for the common case (a GitOps drift check on a file that is fine);
     jsonschema remains the reference and produces every diagnostic. tests/test_loader_fuzz.py
-    checks that the fast path never accepts what jsonschema refuses."""
+    checks that the fast path never accepts what jsonschema refuses.
+
+    Compiled ahead (schema_compiled.py, see compile_schema.py) when that was made from this
+    very schema; compiled here otherwise."""
+    from netdecl.topology import schema_compiled
+
+    if schema_compiled.SCHEMA_SHA256 == schema_digest():
+        return schema_compiled.validate
     import fastjsonschema
 
     # with its $refs kept: fastjsonschema turns each definition into one function, which is
