@@ -62,8 +62,7 @@ STATE_DIR = "/var/lib/netdecl"  # a private tmpfs inside every HermeticHost
 # over the step's commands, from wait4), and the first failure, if any. A step with
 # "fail_at_last" first asks `netdecl plan --json` (untimed) how many actions its apply has and
 # makes the last one fail; "since_mark" is the time from the stderr line that announces that
-# action (rollback starts there) to the exit (netdecl prints progress from 50 actions on, so
-# small runs have none).
+# action (rollback starts there) to the exit (`apply -v` prints a line per action).
 RUNNER = r"""
 import json, os, subprocess, sys, time
 steps = json.load(open(sys.argv[1]))
@@ -293,7 +292,9 @@ def bench_size(n: int, profile: Path | None = None) -> dict[str, dict[str, Any]]
             step("destroy", "destroy", str(changed)),
         ], workdir)
         failed = run_steps([
-            step("apply failing at the last action", "apply", str(topo), ok=[1],
+            # -v: a progress line per action (to a pipe there is none without it), from which
+            # the runner times the rollback
+            step("apply failing at the last action", "apply", "-v", str(topo), ok=[1],
                  fail_at_last=netdecl_argv("plan", "--json", str(topo))),
         ], workdir)["apply failing at the last action"]
     out = {**floor, **ours, failed["name"]: failed}
