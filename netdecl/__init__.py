@@ -38,14 +38,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
         plan,
         read_plan,
         rollback,
-        topology_name,
         unfinished,
     )
 
 # the names netdecl.api exports (tests/test_api_unit.py checks that they agree)
 __all__ = [
     "__version__",
-    "load", "topology_name", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished",
+    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished",
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "Topology",
     "Diagnostic", "NetdeclError", "InvalidTopology", "EnvironmentProblem", "PlanConflicts",
     "StalePlan", "UnfinishedApply", "ActionFailed", "ApplyFailed", "VerificationFailed",

@@ -49,7 +49,7 @@ from netdecl.tools.render import action_line, plan_text
 
 __all__ = [
     # functions
-    "load", "topology_name", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished",
+    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished",
     # data
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "Topology",
     "Diagnostic",
@@ -213,14 +213,6 @@ class Events:
 
 
 # -- functions -----------------------------------------------------------------------------------
-
-def topology_name(path: str | os.PathLike[str]) -> str:
-    """The name of the topology in the file at ``path``, all ``destroy`` and ``rollback``
-    need: only the file's YAML and its ``name`` are checked (InvalidTopology otherwise), so
-    a topology can be torn down even from a file broken since it was applied."""
-    from netdecl.topology.loader import load_name
-
-    return load_name(path)
 
 
 def load(path: str | os.PathLike[str] | None = None, *, text: str | bytes | None = None,

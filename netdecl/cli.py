@@ -521,7 +521,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_destroy(args: argparse.Namespace) -> int:
     from netdecl import api
 
-    name = api.topology_name(args.file)  # the name is all destroy needs (see topology_name)
+    # the whole file is validated, though only its name is used: bad input changes nothing
+    name = _load(args.file).name
     _require_privileges("destroy")
     _require_lasting_namespaces()
     report = Report(args)
@@ -547,7 +548,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     if args.file and args.name:
         raise NetdeclError("rollback takes a topology FILE or --name, not both")
-    name = api.topology_name(args.file) if args.file else args.name
+    name = _load(args.file).name if args.file else args.name
     if name is not None:
         try:
             readback.topology_name(name)

@@ -94,25 +94,3 @@ def test_a_namespace_holding_a_foreign_link_is_still_refused(host):
     assert host.snapshot() == before
     assert "handmade" in {link["ifname"] for link in host.ip_json("link", "show", ns="nginx-2")}
 
-
-def test_destroy_needs_only_the_name_from_a_file_broken_since(host, tmp_path: Path):
-    """destroy reads the file's name and nothing else (api.topology_name): a file edited into
-    something invalid after the apply still tears its topology down, and a bad name is still
-    FILE:LINE:COL, exit 3, nothing changed."""
-    topo = tmp_path / "star.yaml"
-    topo.write_text(star(3))
-    before = host.snapshot()
-    host.netdecl("apply", str(topo), check=True)
-    topo.write_text(star(3).replace("via: 10.77.0.1", "via: nowhere"))
-    assert host.netdecl("validate", str(topo)).returncode == 3  # broken, as promised
-    applied = host.snapshot()
-    topo.write_text("version: 1\nname: Teardown\n")
-    refused = host.netdecl("destroy", str(topo))
-    assert refused.returncode == 3, refused.stderr
-    assert f"{topo}:2:7: name: expected a topology name" in refused.stderr
-    assert host.snapshot() == applied
-    topo.write_text(star(3).replace("via: 10.77.0.1", "via: nowhere"))
-    result = host.netdecl("destroy", str(topo))
-    assert result.returncode == 0, result.stderr
-    assert "Destroy complete" in result.stdout
-    assert host.snapshot() == before

@@ -14,7 +14,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import re
 import stat
 from collections.abc import Callable
 from functools import lru_cache
@@ -70,7 +69,7 @@ MAX_DIAGNOSTICS = 500  # past this nobody reads on, and a hostile file could mak
 # (a wheel in site-packages, a zip, an editable checkout). A Traversable: use .read_text().
 SCHEMA_PATH = resources.files("netdecl.topology").joinpath("topology.schema.json")
 
-__all__ = ["SCHEMA_PATH", "load_name", "load_topology", "load_topology_text"]
+__all__ = ["SCHEMA_PATH", "load_topology", "load_topology_text"]
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -98,38 +97,6 @@ def load_topology_text(text: str | bytes, filename: str = "<string>") -> Topolog
     topology = build(doc)
     topology.warnings = [str(w) for w in sorted(set(ctx.warnings))]
     return topology
-
-
-def load_name(path: str | os.PathLike[str]) -> str:
-    """Only the topology's name, from a file that must still be YAML with a valid ``name``:
-    all destroy and rollback need (what a topology owns on this host is known by its name),
-    the rest of the file may have changed or broken since. Validating a whole file of 1000
-    namespaces would be a tenth of destroying them. Raises InvalidTopology as load_topology
-    does, with the same message for a bad or missing name."""
-    filename = os.fspath(path)
-    try:
-        doc = parse(decode(read_file(filename)))
-    except YamlProblem as e:
-        raise InvalidTopology([Diagnostic(filename, e.line, e.col, e.message)]) from None
-    data = doc.data
-    name = data.get("name") if isinstance(data, dict) else None
-    if isinstance(name, str) and _name_pattern().search(name):
-        return name
-    if data is None:
-        raise InvalidTopology([Diagnostic(filename, 1, 1, "the file is empty; a topology needs "
-                                                          "at least 'version: 1' and 'name:'")])
-    # what a full load says about the name (and version), and nothing about the rest
-    head = Document(data={k: v for k, v in data.items() if k in ("version", "name")}
-                    if isinstance(data, dict) else data, values=doc.values, keys=doc.keys)
-    found = schema_errors.problems(validator().iter_errors(head.data), head)
-    raise InvalidTopology([Diagnostic(filename, p.pos[0], p.pos[1], p.message) for p in found]
-                          or [Diagnostic(filename, 1, 1, "no valid topology name")])
-
-
-@lru_cache(maxsize=1)
-def _name_pattern() -> re.Pattern[str]:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return re.compile(schema["properties"]["name"]["pattern"])
 
 
 def read_file(filename: str) -> bytes:
