@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x4, 0x10, 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
+NLM_F_ECHO = 0x8
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
@@ -273,19 +274,28 @@ class RtnlSocket:
         return None
 
     # -- writes --------------------------------------------------------------------------------
-    def new_link(self, name: str, kind: str, info_data: bytes = b"") -> None:
+    def new_link(self, name: str, kind: str, info_data: bytes = b"") -> LinkMsg | None:
+        """Create a link; returns the kernel's own description of the link it made (NLM_F_ECHO,
+        honoured for links since Linux 6.3), or None from a kernel that only acknowledges:
+        the caller then looks the link up by its name."""
         info = attr_str(IFLA_INFO_KIND, kind)
         if info_data:
             info += nested(IFLA_INFO_DATA, info_data)
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
             nested(IFLA_LINKINFO, info)
-        self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+        for payload in self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, body):
+            msg = _link_msg(payload)
+            if as_str(msg.attrs.get(IFLA_IFNAME)) == name:
+                return msg
+        return None
 
-    def new_veth(self, name: str, peer_name: str, peer_netns_fd: int | None) -> None:
+    def new_veth(self, name: str, peer_name: str, peer_netns_fd: int | None) -> LinkMsg | None:
+        """A veth pair (see new_link); the echo's IFLA_LINK is the peer's ifindex, in the
+        peer's namespace."""
         peer = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, peer_name)
         if peer_netns_fd is not None:
             peer += attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
-        self.new_link(name, "veth", attr(VETH_INFO_PEER, peer))
+        return self.new_link(name, "veth", attr(VETH_INFO_PEER, peer))
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: int | None = None,
