@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from collections.abc import Callable
+from functools import lru_cache, wraps
+from typing import Any, TypeVar
 
 from netdecl.model import FILTER, IPV6_DEFAULT_METRIC, VXLAN_PORT, NatRule, Route
 from netdecl.topology.yamlsrc import quoted
@@ -37,6 +39,22 @@ deletes it; routes, NAT, VXLAN and bridge ports may use it, and the attributes d
 
 # ---------------------------------------------------------------------------- address rules
 
+R = TypeVar("R")
+
+
+def remembered(parse: Callable[[str], R]) -> Callable[[Any], R]:
+    """``parse`` of a text it saw before answers from memory (its results are immutable): a
+    file of a thousand containers names its gateway a thousand times, and ipaddress was a
+    third of loading it."""
+    cached = lru_cache(maxsize=16384)(parse)
+
+    @wraps(parse)
+    def parse_text(text: Any) -> R:
+        return cached(text) if isinstance(text, str) else parse(text)
+
+    return parse_text
+
+
 
 def scoped(text: str) -> str | None:
     """ipaddress accepts fe80::1%eth0; a zone is free text we would pass on, so refuse it."""
@@ -45,6 +63,7 @@ def scoped(text: str) -> str | None:
     return None
 
 
+@remembered
 def parse_ip(text: str) -> tuple[IpAddr | None, str | None]:
     if problem := scoped(text):
         return None, problem
@@ -54,6 +73,7 @@ def parse_ip(text: str) -> tuple[IpAddr | None, str | None]:
         return None, f"{quoted(text)} is not an IP address"
 
 
+@remembered
 def parse_network(text: str) -> tuple[IpNet | None, str | None]:
     """A network (route destination, NAT source): host bits set is an error, with the fix."""
     if problem := scoped(text):
@@ -69,6 +89,7 @@ def parse_network(text: str) -> tuple[IpNet | None, str | None]:
     return None, f"{quoted(text)} has host bits set; did you mean {loose}?"
 
 
+@remembered
 def parse_interface(text: str) -> tuple[IfAddr | None, str | None]:
     """An address on a link; the prefix length is required (it decides what is on-link)."""
     if problem := scoped(text):
@@ -85,12 +106,22 @@ def parse_interface(text: str) -> tuple[IfAddr | None, str | None]:
 
 def normal_ip(text: str | None) -> str | None:
     """An address the way the model keeps it: as the kernel reports it (IPv6 compressed)."""
-    return None if text is None else str(ipaddress.ip_address(text))
+    return None if text is None else _normal_ip(text)
 
 
 def normal_net(text: str | None) -> str | None:
     """A network the way the model keeps it (the file's are checked to have no host bits)."""
-    return None if text is None else str(ipaddress.ip_network(text, strict=True))
+    return None if text is None else _normal_net(text)
+
+
+@remembered
+def _normal_ip(text: str) -> str:
+    return str(ipaddress.ip_address(text))
+
+
+@remembered
+def _normal_net(text: str) -> str:
+    return str(ipaddress.ip_network(text, strict=True))
 
 
 # ---------------------------------------------------------------------------- ports
@@ -218,6 +249,7 @@ def metric_in_file(route: Route) -> int | None:
     return None if route.metric == default_metric(route.family) else route.metric
 
 
+@remembered
 def family_of(text: Any) -> int | None:
     """Family of an address or network given as text, None if it is neither."""
     if not isinstance(text, str):

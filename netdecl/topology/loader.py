@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import ipaddress
 import json
 import os
 import stat
@@ -51,6 +50,7 @@ from netdecl.topology.format import (
     nat_rule,
     normal_ip,
     normal_net,
+    parse_interface,
     route_family,
     route_metric,
     route_scope,
@@ -303,7 +303,9 @@ def vxlan_from(spec: dict[str, Any]) -> Vxlan:
 def add_addresses(topology: Topology, link: Link | ExternalLink, spec: dict[str, Any],
                   path: tuple[Any, ...], doc: Document) -> None:
     for k, text in enumerate(spec.get("addresses") or []):
-        cidr = ipaddress.ip_interface(text).with_prefixlen
+        iface, _ = parse_interface(text)  # valid: the checks said so (and parsed it once)
+        assert iface is not None
+        cidr = iface.with_prefixlen
         place(topology, Address(link.namespace, link.name, cidr),
               doc.value_pos((*path, "addresses", k)))
 
@@ -347,7 +349,11 @@ def hairpin_by_default(topology: Topology, data: dict[str, Any], doc: Document) 
     """A port forward whose target sits behind a bridge port of the forward's namespace needs
     hairpin on that port (the target reaching its own published port, or a virtual IP that
     picks it): turn it on where the file says nothing, as Docker and kubelet do."""
-    holders = {ipaddress.ip_interface(a.cidr).ip.compressed: (a.namespace, a.link)
+    if not any(rule.kind == "dnat" for table in topology.of_type(NatTable)
+               for rule in table.rules or ()):
+        return
+    # (an Address's cidr is normalised: its address part is the compressed form)
+    holders = {a.cidr.rsplit("/", 1)[0]: (a.namespace, a.link)
                for a in topology.of_type(Address)}
     for table in topology.of_type(NatTable):
         for rule in table.rules or ():
