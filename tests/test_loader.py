@@ -336,3 +336,22 @@ def test_the_schema_compiled_ahead_is_made_from_the_installed_schema():
     assert schema_compiled.SCHEMA_SHA256 == loader.schema_digest(), \
         "run: python -m netdecl.topology.compile_schema"
     assert loader.fast_check() is schema_compiled.validate
+
+
+def bridge_with_ports(count: int) -> str:
+    lines = ["version: 1", "name: ports", "links:", "  - {name: br0, kind: bridge}"]
+    lines += [f"  - {{name: v{i}, kind: veth, master: br0, peer: {{name: p{i}}}}}"
+              for i in range(count)]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_bridge_takes_at_most_1024_ports():
+    """The kernel refuses a bridge's 1025th port (EXFULL, "Exchange full") in the middle of
+    an apply; the file says so first, at the port that is one too many."""
+    load_topology_text(bridge_with_ports(1024), "ok.yaml")
+    with pytest.raises(InvalidTopology) as refused:
+        load_topology_text(bridge_with_ports(1026), "full.yaml")
+    [problem] = refused.value.diagnostics
+    line = "  - {name: v1024, kind: veth, master: br0, peer: {name: p1024}}"
+    assert (problem.line, problem.col) == (4 + 1025, line.index("br0") + 1)  # the 1025th
+    assert "bridge 'br0' would have more than 1024 ports" in problem.message

@@ -265,7 +265,13 @@ def check_duplicate_links(ctx: Context) -> None:
                       f"{decl.namespace or 'root'} (first at line {line})")
 
 
+# A Linux bridge has at most 1024 ports (BR_MAX_PORTS: 10 bits of port number); the 1025th is
+# refused with EXFULL ("Exchange full"), so a star of 2000 containers needs two bridges.
+BRIDGE_MAX_PORTS = 1024
+
+
 def check_masters(ctx: Context) -> None:
+    ports: dict[tuple[str, str], int] = {}
     for decl in ctx.links:
         master = decl.spec.get("master")
         path = (*decl.path, "master")
@@ -284,6 +290,12 @@ def check_masters(ctx: Context) -> None:
             ctx.error(path, f"master '{master}' is a {target.kind}, not a bridge")
         elif target is not None and decl.kind == "bridge":
             ctx.error(path, f"bridge {quoted(decl.name)} cannot be a port of another bridge")
+        elif target is not None:
+            count = ports[(decl.namespace, master)] = ports.get((decl.namespace, master), 0) + 1
+            if count == BRIDGE_MAX_PORTS + 1:
+                ctx.error(path, f"bridge '{master}' would have more than {BRIDGE_MAX_PORTS} "
+                                "ports, the most a Linux bridge holds (the kernel refuses the "
+                                "next one); spread the links over more bridges")
 
 
 def check_link_macs(ctx: Context) -> None:
