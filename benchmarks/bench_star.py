@@ -2,7 +2,8 @@
 """Star-N benchmark: netdecl against the hand-written iproute2 script it replaces.
 
 For each N, a star topology (N namespaces s0..sN-1, each with a veth on bridge br0 in the root
-namespace, an address, a default route via the bridge, ip_forward and one masquerade rule) is
+namespace, an address, a default route via the bridge, ip_forward and one masquerade rule; past
+N=1000 a bridge per 1000 namespaces, as a Linux bridge holds at most 1024 ports) is
 built three times, each time in its own throwaway network + mount namespace
 (tests/harness.py HermeticHost), so nothing touches the real host and the runs share no state:
 
@@ -164,10 +165,29 @@ while waiting:
 
 # -- the topology, twice ----------------------------------------------------------------------
 
+# A Linux bridge holds at most 1024 ports (the kernel refuses the next with EXFULL), so past
+# N=1000 the star has a bridge per 1000 namespaces: br<k> with 10.<k>.0.1/16, its namespaces'
+# default route and a masquerade rule of its own. Up to N=1000 it is one bridge, br0.
+PORTS_PER_BRIDGE = 1000
+
+
+def bridge_of(i: int) -> int:
+    return i // PORTS_PER_BRIDGE
+
+
+def bridges(n: int) -> range:
+    return range(max(1, -(-n // PORTS_PER_BRIDGE)))
+
+
+def gateway_of(k: int) -> str:
+    return f"10.{k}.0.1"
+
+
 def address_of(i: int) -> str:
-    """s<i>'s address in 10.0.0.0/16 (10.0.0.1 is the bridge): room for 65k namespaces."""
-    host = i + 2
-    return f"10.0.{host >> 8}.{host & 255}"
+    """s<i>'s address in 10.<k>.0.0/16, k its bridge (10.<k>.0.1 is the bridge)."""
+    k = bridge_of(i)
+    host = i - k * PORTS_PER_BRIDGE + 2
+    return f"10.{k}.{host >> 8}.{host & 255}"
 
 
 def star_yaml(n: int, mtu_of_s0: int | None = None) -> str:
@@ -179,47 +199,48 @@ def star_yaml(n: int, mtu_of_s0: int | None = None) -> str:
         "namespaces:",
         *(f"  s{i}: {{}}" for i in range(n)),
         "links:",
-        "  - name: br0",
-        "    kind: bridge",
-        "    addresses: [10.0.0.1/16]",
     ]
+    for k in bridges(n):
+        lines += [f"  - name: br{k}", "    kind: bridge", f"    addresses: [{gateway_of(k)}/16]"]
     for i in range(n):
-        lines += [f"  - name: vs{i}", "    kind: veth", "    master: br0"]
+        lines += [f"  - name: vs{i}", "    kind: veth", f"    master: br{bridge_of(i)}"]
         if i == 0 and mtu_of_s0 is not None:
             lines.append(f"    mtu: {mtu_of_s0}")
         lines.append(f"    peer: {{name: eth0, namespace: s{i}, "
                      f"addresses: [{address_of(i)}/16]}}")
     lines.append("routes:")
-    lines += [f"  - {{namespace: s{i}, to: default, via: 10.0.0.1}}" for i in range(n)]
-    lines += ["nat:", "  masquerade:", "    - {source: 10.0.0.0/16, not_out: br0}"]
+    lines += [f"  - {{namespace: s{i}, to: default, via: {gateway_of(bridge_of(i))}}}"
+              for i in range(n)]
+    lines += ["nat:", "  masquerade:"]
+    lines += [f"    - {{source: 10.{k}.0.0/16, not_out: br{k}}}" for k in bridges(n)]
     return "\n".join(lines) + "\n"
 
 
-NFT_RULES = """\
-table ip floor {
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    ip saddr 10.0.0.0/16 oifname != "br0" masquerade
-  }
-}
-"""
+def nft_rules(n: int) -> str:
+    rules = "".join(f'    ip saddr 10.{k}.0.0/16 oifname != "br{k}" masquerade\n'
+                    for k in bridges(n))
+    return ("table ip floor {\n  chain postrouting {\n"
+            "    type nat hook postrouting priority srcnat; policy accept;\n"
+            f"{rules}  }}\n}}\n")
 
 
 def floor_files(n: int, workdir: Path) -> list[list[str]]:
     """Write the hand-written script's batch files; return its commands in order."""
     root = [f"netns add s{i}" for i in range(n)]
-    root += ["link add br0 type bridge", "addr add 10.0.0.1/16 dev br0", "link set br0 up"]
+    for k in bridges(n):
+        root += [f"link add br{k} type bridge", f"addr add {gateway_of(k)}/16 dev br{k}",
+                 f"link set br{k} up"]
     for i in range(n):
         root += [f"link add vs{i} type veth peer name eth0 netns s{i}",
-                 f"link set vs{i} master br0 up"]
+                 f"link set vs{i} master br{bridge_of(i)} up"]
     (workdir / "root.batch").write_text("\n".join(root) + "\n")
     commands = [["ip", "-batch", str(workdir / "root.batch")]]
     for i in range(n):
         path = workdir / f"s{i}.batch"
         path.write_text(f"link set lo up\naddr add {address_of(i)}/16 dev eth0\n"
-                        f"link set eth0 up\nroute add default via 10.0.0.1\n")
+                        f"link set eth0 up\nroute add default via {gateway_of(bridge_of(i))}\n")
         commands.append(["ip", "-n", f"s{i}", "-batch", str(path)])
-    (workdir / "nat.nft").write_text(NFT_RULES)
+    (workdir / "nat.nft").write_text(nft_rules(n))
     commands.append(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
     commands.append(["nft", "-f", str(workdir / "nat.nft")])
     return commands
@@ -228,7 +249,7 @@ def floor_files(n: int, workdir: Path) -> list[list[str]]:
 def floor_teardown(n: int, workdir: Path) -> list[list[str]]:
     """The hand-written teardown: every namespace and the bridge in one batch, then wait for
     the kernel to have removed every root-side veth (by notifications)."""
-    batch = [f"netns del s{i}" for i in range(n)] + ["link del br0"]
+    batch = [f"netns del s{i}" for i in range(n)] + [f"link del br{k}" for k in bridges(n)]
     (workdir / "teardown.batch").write_text("\n".join(batch) + "\n")
     (workdir / "teardown.py").write_text(FLOOR_TEARDOWN)
     return [[sys.executable, str(workdir / "teardown.py"), str(workdir / "teardown.batch")]]
