@@ -108,9 +108,6 @@ class Plan:
     actions: tuple[Action, ...]
     conflicts: tuple[Conflict, ...]
     notes: tuple[str, ...]  # e.g. why forwarding will not work
-    # of the host state it was planned against; "" in what apply and destroy return (only a
-    # plan to show, save or apply later needs it, and at 1000 namespaces it costs 40 ms)
-    fingerprint: str
     _plan: _engine.Plan = field(repr=False, compare=False)
     _desired: Topology | None = field(default=None, repr=False, compare=False)
     _saved: SavedPlan | None = field(default=None, repr=False, compare=False)
@@ -120,8 +117,15 @@ class Plan:
             saved: SavedPlan | None = None) -> Plan:
         return cls(topology=plan.topology, actions=tuple(Action._of(a) for a in plan.actions),
                    conflicts=tuple(Conflict(tuple(c.key), c.message) for c in plan.conflicts),
-                   notes=tuple(plan.notes), fingerprint=plan.fingerprint, _plan=plan,
+                   notes=tuple(plan.notes), _plan=plan,
                    _desired=desired, _saved=saved)
+
+    @property
+    def fingerprint(self) -> str:
+        """Of the host state it was planned against (computed when first asked for: only a
+        plan saved, printed as JSON or applied later needs it); "" in what apply and destroy
+        return."""
+        return self._plan.fingerprint
 
     @property
     def has_changes(self) -> bool:
@@ -247,7 +251,7 @@ def read_plan(path: str | os.PathLike[str]) -> Plan | None:
     saved, desired = loaded
     engine_plan = _engine.Plan(topology=desired.name,
                                actions=[action_from_json(a) for a in saved.actions],
-                               fingerprint=saved.fingerprint)
+                               known_fingerprint=saved.fingerprint)
     return Plan._of(engine_plan, desired, saved)
 
 

@@ -102,7 +102,7 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         actions=[action_from_json(a) for a in data["actions"]],
         conflicts=[Conflict(tuple(c["key"]), c["message"]) for c in data.get("conflicts", [])],
         notes=list(data.get("notes", [])),
-        fingerprint=data.get("fingerprint", ""),
+        known_fingerprint=data.get("fingerprint", ""),
     )
 
 

@@ -102,7 +102,7 @@ def plan(desired: Topology, state_root: Path, host: Host | None = None,
     _check_nft_if_needed(desired, record)
     with _using(host) as h:
         result, observed, _ = _plan_against(h, desired, record, adopt)
-        result.fingerprint = planfile.fingerprint(observed)  # shown, and saved with --out
+        result.fingerprint_of = lambda: planfile.fingerprint(observed)  # if asked for
     result.notes += notes
     return result
 
@@ -206,7 +206,7 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
     _check_nft_if_needed(desired, record)
     todo, observed, brought_up_to_date = _plan_against(host, desired, record, adopt)
     if saved is not None:
-        todo.fingerprint = planfile.fingerprint(observed)
+        todo.fingerprint_of = lambda: planfile.fingerprint(observed)
         planfile.check_fresh(saved, todo)
     if brought_up_to_date:
         store.save(record)  # claims dropped, identities written: true whatever happens next

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -118,10 +119,18 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. why forwarding will not work
-    # of the observed state the plan was made against (planfile.fingerprint); set by the
-    # service only where it is used (a plan shown or saved; a saved plan's staleness check),
-    # not by the planner
-    fingerprint: str = ""
+    # how to compute the fingerprint of the observed state the plan was made against
+    # (planfile.fingerprint): set by the service, not by the planner, and run only when the
+    # fingerprint is asked for (a plan saved or printed as JSON, a saved plan's staleness
+    # check): hashing 5000 observed objects was 40 ms of every plan at N=1000
+    fingerprint_of: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    known_fingerprint: str = field(default="", repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        if not self.known_fingerprint and self.fingerprint_of is not None:
+            self.known_fingerprint = self.fingerprint_of()
+        return self.known_fingerprint
 
     def counts(self) -> tuple[int, int, int]:
         """(to add, to change, to destroy), counting a replace as one add and one destroy."""
