@@ -232,7 +232,7 @@ class KernelHost:
             links = [dataclasses.replace(link, ident=f"{ns_ident}/if{link.ifindex}")
                      for link in kernel.read_links(ns, all_named)]
             seen.extend(links)
-            seen.extend(kernel.read_addresses(ns))
+            seen.extend(kernel.read_addresses(ns, link_local=False))  # never managed
             seen.extend(kernel.read_routes(ns))
             if scope.rules:
                 seen.extend(kernel.read_rules(ns))

@@ -371,10 +371,15 @@ class Kernel:
     def _names(self, ns: str) -> dict[int, str]:
         return {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
 
-    def read_addresses(self, ns: str) -> list[Address]:
+    def read_addresses(self, ns: str, link_local: bool = True) -> list[Address]:
+        """Addresses on every link but loopback (IPv6 link-local ones only with
+        ``link_local``): netdecl manages neither (engine/ownership.py), and every namespace
+        has three of them, left unparsed."""
         names = self._names(ns)
+        loopback = [idx for idx, name in names.items() if name == "lo"]
         out = []
-        for m in self.rtnl(ns).addresses():
+        for m in self.rtnl(ns).addresses(skip_links=loopback,
+                                         skip_link_local=not link_local):
             name = names.get(m.index) or self._name_of_index(ns, m.index)
             if name is None or name == "lo":
                 continue
@@ -387,7 +392,10 @@ class Kernel:
         out = []
         # one dump, both families; the local table (local and broadcast addresses) and other
         # types (multicast, broadcast, local...) are not routes the model can express
-        for m in self.rtnl(ns).routes(types=ROUTE_TYPES, skip_table=RT_TABLE_LOCAL):
+        # nor are routes the kernel derives from addresses (proto kernel), which netdecl
+        # never manages (engine/ownership.py)
+        for m in self.rtnl(ns).routes(types=ROUTE_TYPES, skip_table=RT_TABLE_LOCAL,
+                                      skip_protocols=(rtnl.RTPROT_KERNEL,)):
             if m.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
             if m.table == RT_TABLE_LOCAL:

@@ -40,6 +40,9 @@ IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 7, 15
 VETH_INFO_PEER = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
+RT_SCOPE_LINK = 253
+RTPROT_KERNEL = 2  # routes the kernel derives from addresses (connected, IPv6 link-local)
 
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
@@ -211,9 +214,12 @@ class RtnlSocket:
 
     # -- reads ---------------------------------------------------------------------------------
     def links(self) -> list[LinkMsg]:
+        """Every link; a loopback device (IFF_LOOPBACK) with its name only, as netdecl reads
+        nothing else of it (every namespace has one: a thousand left unparsed at N=1000)."""
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_u32(
             IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
-        return [_link_msg(p) for p in self.dump(RTM_GETLINK, body)]
+        return [_loopback_msg(p) if _IFINFO.unpack_from(p)[3] & IFF_LOOPBACK else _link_msg(p)
+                for p in self.dump(RTM_GETLINK, body)]
 
     def link_by_name(self, name: str) -> LinkMsg | None:
         return self._get_link(0, attr_str(IFLA_IFNAME, name))
@@ -233,26 +239,33 @@ class RtnlSocket:
             raise
         return _link_msg(replies[0]) if replies else None
 
-    def addresses(self) -> list[AddrMsg]:
+    def addresses(self, skip_links: Container[int] = (),
+                  skip_link_local: bool = False) -> list[AddrMsg]:
+        """Every address, but those on the links ``skip_links`` and (``skip_link_local``)
+        IPv6 link-local ones, left before their attributes are parsed."""
         out = []
         for p in self.dump(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
-            family, prefixlen, _flags, _scope, index = _IFADDR.unpack_from(p)
+            family, prefixlen, _flags, scope, index = _IFADDR.unpack_from(p)
+            if index in skip_links or (skip_link_local and family == socket.AF_INET6
+                                       and scope == RT_SCOPE_LINK):
+                continue
             attrs = parse_attrs(p, _IFADDR.size)
             address = as_ip(attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS))
             if address is not None:
                 out.append(AddrMsg(family, prefixlen, index, address))
         return out
 
-    def routes(self, types: Container[int] | None = None,
-               skip_table: int | None = None) -> list[RouteMsg]:
-        """Every route (both families), or only those of ``types`` and not in table
-        ``skip_table``: those are left before their attributes are parsed (in a container's
-        namespace, most of its dozen routes are the local table's)."""
+    def routes(self, types: Container[int] | None = None, skip_table: int | None = None,
+               skip_protocols: Container[int] = ()) -> list[RouteMsg]:
+        """Every route (both families), or only those of ``types``, not in table
+        ``skip_table`` and not of ``skip_protocols``: those are left before their attributes
+        are parsed (in a container's namespace, most of its dozen routes)."""
         out = []
         body = _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
         for p in self.dump(RTM_GETROUTE, body):
             family, dst_len, _s, _t, table, proto, scope, rtype, flags = _RTMSG.unpack_from(p)
-            if (types is not None and rtype not in types) or table == skip_table:
+            if (types is not None and rtype not in types) or table == skip_table \
+                    or proto in skip_protocols:
                 continue  # (a table above 255 says RT_TABLE_COMPAT here, never skip_table)
             attrs = parse_attrs(p, _RTMSG.size)
             out.append(RouteMsg(family, dst_len, as_u32(attrs.get(RTA_TABLE)) or table,
@@ -438,6 +451,21 @@ class LinkEvents:
                 offset += _align(max(length, _HDR.size))
             if block:
                 return found
+
+
+def _loopback_msg(payload: bytes) -> LinkMsg:
+    """A loopback device's message with only its name (IFLA_IFNAME comes first)."""
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(payload)
+    offset = _IFINFO.size
+    while offset + 4 <= len(payload):
+        size, kind = _ATTR.unpack_from(payload, offset)
+        if size < 4:
+            break
+        if kind == IFLA_IFNAME:
+            return LinkMsg(index=index, flags=flags,
+                           attrs={IFLA_IFNAME: payload[offset + 4: offset + size]})
+        offset += (size + 3) & ~3
+    return LinkMsg(index=index, flags=flags, attrs={})
 
 
 def _link_msg(payload: bytes) -> LinkMsg:
