@@ -390,10 +390,10 @@ class Kernel:
     def read_routes(self, ns: str) -> list[Route]:
         names = self._names(ns)
         out = []
-        # one dump, both families; the local table (local and broadcast addresses) and other
-        # types (multicast, broadcast, local...) are not routes the model can express
-        # nor are routes the kernel derives from addresses (proto kernel), which netdecl
-        # never manages (engine/ownership.py)
+        # One dump, both families. Left unparsed: the local table (local and broadcast
+        # addresses) and other types (multicast, broadcast...), which the model cannot express,
+        # and the routes the kernel derives from addresses (proto kernel), which netdecl never
+        # manages (engine/ownership.py).
         for m in self.rtnl(ns).routes(types=ROUTE_TYPES, skip_table=RT_TABLE_LOCAL,
                                       skip_protocols=(rtnl.RTPROT_KERNEL,)):
             if m.family not in (socket.AF_INET, socket.AF_INET6):
@@ -476,8 +476,10 @@ class Kernel:
         """Unmount the namespace; the kernel then destroys it and every link in it (a veth's
         other end included) in its own batched cleanup, a moment later."""
         self.forget(name)
-        self._link_events(ROOT)  # from now on: the root ends going are announced (see
-        namespaces.delete(name, ident)  # await_link_gone), none needs asking about
+        # subscribed before the namespace goes: the root ends the kernel removes with it are
+        # announced, none needs asking about (await_link_gone)
+        self._link_events(ROOT)
+        namespaces.delete(name, ident)
         self._deleted_namespaces.add(name)
 
     def deleted_namespace(self, name: str) -> bool:
