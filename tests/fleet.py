@@ -254,3 +254,5 @@ class Playbook:
 
     def __str__(self) -> str:
         return f"ansible-playbook exited {self.returncode}\n{self.stdout}\n{self.stderr}"
+
+    __repr__ = __str__  # what pytest shows when an assertion about a run fails

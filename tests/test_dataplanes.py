@@ -348,3 +348,51 @@ def test_only_addresses_the_neighbours_may_know_are_announced(host):
     host.run(["ip", "link", "del", "veth-web1"])  # the runtime crashed
     repair = _sniff_garps(host, lambda: apply_ok(host, NETWORKS))
     assert repair == ["172.18.0.2"], repair  # only the re-added address, web-1's
+
+
+BRIDGE_PODS = """version: 1
+name: bridge-mac
+namespaces:
+{namespaces}
+links:
+  - {{name: br-mac, kind: bridge, addresses: [10.50.0.1/24]}}
+{ports}
+routes:
+{routes}
+"""
+
+
+def bridge_pods(*ports: tuple[str, str | None]) -> str:
+    """A bridge with a veth per (namespace, MAC of its root end or None) on it."""
+    return BRIDGE_PODS.format(
+        namespaces="\n".join(f"  {ns}: {{}}" for ns, _ in ports),
+        ports="\n".join(
+            f"  - {{name: v-{ns}, kind: veth, master: br-mac"
+            + (f", mac: '{mac}'" if mac else "")
+            + f", peer: {{name: eth0, namespace: {ns}, addresses: [10.50.0.{i + 2}/24]}}}}"
+            for i, (ns, mac) in enumerate(ports)),
+        routes="\n".join(f"  - {{namespace: {ns}, to: default, via: 10.50.0.1}}"
+                         for ns, _ in ports))
+
+
+def test_a_port_joining_a_bridge_keeps_the_bridges_mac(host, tmp_path):
+    """Linux gives a bridge whose MAC was never set its lowest port's MAC, so a port with a
+    lower one moved it, and a pod holding its gateway at the old MAC (another port's) had its
+    packets dropped for seconds (a third of the fleet test's runs failed their probe so).
+    netdecl sets the MAC of a bridge it makes: a joining port changes nothing for the pods."""
+    path = tmp_path / "pods.yaml"
+    # (without the fix the bridge would take pod-a's port MAC, the lowest)
+    path.write_text(bridge_pods(("pod-a", "02:00:00:00:00:20"), ("pod-c", "02:00:00:00:00:30")))
+    apply_ok(host, str(path))
+    server = host.start_server(None, 7946, address="10.50.0.1")
+    assert host.http_get("pod-c", "10.50.0.1", 7946).ok  # pod-c now holds the gateway's MAC
+    bridge_mac = host.ip_json("link", "show", "dev", "br-mac")[0]["address"]
+    path.write_text(bridge_pods(("pod-a", "02:00:00:00:00:20"), ("pod-c", "02:00:00:00:00:30"),
+                                ("pod-b", "02:00:00:00:00:01")))
+    apply_ok(host, str(path))
+    result = host.http_get("pod-c", "10.50.0.1", 7946, timeout=1)
+    assert result.ok, f"pod-c lost its gateway when pod-b joined: {result.error}"
+    assert server.seen_sources()[-1] == "10.50.0.3"
+    assert host.ip_json("link", "show", "dev", "v-pod-b")[0]["address"] == "02:00:00:00:00:01"
+    assert host.ip_json("link", "show", "dev", "br-mac")[0]["address"] == bridge_mac
+    assert_no_changes(host, str(path))

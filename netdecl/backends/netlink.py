@@ -7,9 +7,11 @@ messages into model objects and model objects into netlink requests. It decides 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 import os
+import secrets
 import socket
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
@@ -80,6 +82,13 @@ def _network(family: int, dst: str, dst_len: int) -> str:
     if family == socket.AF_INET or "." not in dst:
         return f"{dst}/{dst_len}"
     return str(ipaddress.ip_network(f"{dst}/{dst_len}", strict=False))
+
+
+def random_local_mac() -> str:
+    """A random unicast, locally administered MAC, like the kernel's own eth_hw_addr_random."""
+    octets = bytearray(secrets.token_bytes(6))
+    octets[0] = (octets[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in octets)
 
 
 def _echoed_indexes(echoed: rtnl.LinkMsg | None, ends: int) -> list[int]:
@@ -551,6 +560,12 @@ class Kernel:
             index = known[number] if known else self.index_of(end.namespace, temp)
             indexes.append(index)
             birth.made(end.key, self.link_identity(end.namespace, index))
+        if link.kind == "bridge" and link.mac is None:
+            # A bridge whose MAC was never set takes its lowest port's, so a port joining later
+            # can change it, and every neighbour holding the bridge's address at the old MAC
+            # loses it (until its entry is probed again: seconds). Set, it stays put, as Docker
+            # and systemd-networkd do for theirs.
+            ends[0] = dataclasses.replace(link, mac=random_local_mac())
         for end, temp, index in zip(ends, temps, indexes, strict=True):
             self.configure_link(end, topology, fresh=True, index=index)
             cache = self._index_cache.setdefault(end.namespace, {})
