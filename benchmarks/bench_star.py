@@ -271,9 +271,10 @@ def write_bytecode() -> None:
     schema validator alone is 60 ms), and the numbers would not be an installed netdecl's."""
     import netdecl
 
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(netdecl.__file__).parent)],
-                   check=True, stdout=subprocess.DEVNULL, env=dict(os.environ,
-                                                               PYTHONDONTWRITEBYTECODE=""))
+    package = Path(netdecl.__file__).parent
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="")  # (empty: unset, for Python)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)],
+                   check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def run_steps(steps: list[dict[str, Any]], workdir: Path) -> dict[str, dict[str, Any]]:

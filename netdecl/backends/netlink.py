@@ -407,8 +407,6 @@ class Kernel:
                                       skip_protocols=(rtnl.RTPROT_KERNEL,)):
             if m.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
-            if m.table == RT_TABLE_LOCAL:
-                continue
             rtype = ROUTE_TYPES[m.type]
             dst = rtnl.as_ip(m.attrs.get(rtnl.RTA_DST)) or (
                 "0.0.0.0" if m.family == socket.AF_INET else "::")

@@ -82,11 +82,17 @@ def temp_keys(action: Action, ticket: Ticket) -> list[Key]:
     return []
 
 
+def _flush_unless_namespace_deletion(action: Action, record: OwnershipRecord) -> None:
+    """Drop the keys of the namespaces deleted so far, except between one namespace deletion
+    and the next: a destroy's thousand deletions then cost one pass (OwnershipRecord.flush)."""
+    if not (KINDS[action.type].ownership is Ownership.NAMESPACE and action.op == DELETE):
+        record.flush()
+
+
 def claim(action: Action, record: OwnershipRecord, ticket: Ticket | None = None) -> None:
     """Record what ``action`` is about to make ours (idempotent, no I/O)."""
     how = KINDS[action.type].ownership
-    if not (how is Ownership.NAMESPACE and action.op == DELETE):
-        record.flush()  # see OwnershipRecord.forget_namespace
+    _flush_unless_namespace_deletion(action, record)
     ns = action.key[1]
     if how is Ownership.NAMESPACE and action.op in (CREATE, ADOPT):
         record.namespaces.add(ns)
@@ -130,8 +136,7 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
     """Forget what ``action`` has just removed."""
     how = KINDS[action.type].ownership
     ns = action.key[1]
-    if not (how is Ownership.NAMESPACE and action.op == DELETE):
-        record.flush()  # see OwnershipRecord.forget_namespace
+    _flush_unless_namespace_deletion(action, record)
     if ticket is not None:
         for key in temp_keys(action, ticket):  # renamed: nothing is left under those names
             record.identities.pop(key, None)
