@@ -229,8 +229,7 @@ class KernelHost:
             ns_ident = kernel.namespace_identity(ns)
             if ns != ROOT:
                 seen.append(Namespace(ns, ident=ns_ident))
-            links = [dataclasses.replace(link, ident=f"{ns_ident}/if{link.ifindex}")
-                     for link in kernel.read_links(ns, all_named)]
+            links = kernel.read_links(ns, all_named, ns_ident)
             seen.extend(links)
             seen.extend(kernel.read_addresses(ns, link_local=False))  # never managed
             seen.extend(kernel.read_routes(ns))

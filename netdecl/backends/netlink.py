@@ -291,7 +291,10 @@ class Kernel:
         """Dumps kept for read_links are for one observation only."""
         self._link_dumps.clear()
 
-    def read_links(self, ns: str, all_namespaces: list[str]) -> list[Link]:
+    def read_links(self, ns: str, all_namespaces: list[str],
+                   ns_ident: str | None = None) -> list[Link]:
+        """The links of ``ns``; with ``ns_ident`` (the namespace's identity), each carries its
+        own identity, ``NS_IDENT/ifINDEX`` (link_identity)."""
         msgs = self._link_dumps.pop(ns, None)
         if msgs is None:
             msgs = self.rtnl(ns).links()
@@ -299,10 +302,11 @@ class Kernel:
         self._index_names[ns] = by_index
         self._index_cache[ns] = {name: idx for idx, name in by_index.items()}
         return [link for m in msgs
-                if (link := self._link_from(ns, m, by_index, all_namespaces)) is not None]
+                if (link := self._link_from(ns, m, by_index, all_namespaces, ns_ident))
+                is not None]
 
     def _link_from(self, ns: str, m: rtnl.LinkMsg, by_index: dict[int, str],
-                   all_namespaces: list[str]) -> Link | None:
+                   all_namespaces: list[str], ns_ident: str | None = None) -> Link | None:
         name = by_index[m.index]
         if name == "lo":
             return None
@@ -358,6 +362,7 @@ class Kernel:
             owner=owner_of_alias(alias),
             alias=alias,
             ifindex=m.index,
+            ident=f"{ns_ident}/if{m.index}" if ns_ident is not None else None,
         )
 
     def _name_of_index(self, ns: str, index: int) -> str | None:

@@ -59,6 +59,8 @@ LOOPBACK_LINK = "lo"  # exists in every namespace without being declared
 
 def ifname_problem(name: str) -> str | None:
     """Why ``name`` cannot be a Linux interface name (or be written into an nft rule)."""
+    if len(name) <= IFNAMSIZ and _IFNAME_CHARS.fullmatch(name) and name not in (".", ".."):
+        return None  # the common case, first: a file names thousands of links
     q = quoted(name)
     if not name:
         return "interface name is empty"
@@ -79,6 +81,9 @@ def ifname_problem(name: str) -> str | None:
 
 def nsname_problem(name: str) -> str | None:
     """Why ``name`` cannot be a namespace name: it becomes the file /run/netns/NAME."""
+    if len(name) <= NS_NAME_MAX and _NS_CHARS.fullmatch(name) and ".." not in name \
+            and not name.startswith("."):
+        return None  # the common case, first: a file names a namespace thousands of times
     q = quoted(name)
     if not name:
         return "namespace name is empty"
