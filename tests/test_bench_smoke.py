@@ -28,5 +28,6 @@ def test_bench_star_smoke() -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("| N | what |")
     for step in ("floor", "floor teardown", "apply (cold)", "plan (no changes)",
-                 "apply (one mtu)", "destroy", "apply failing at the last action"):
+                 "apply (one mtu)", "destroy", "destroy, from its first change",
+                 "apply failing at the last action", "rollback (of that apply)"):
         assert any(line.startswith(f"| 10 | {step} |") for line in lines), result.stdout
