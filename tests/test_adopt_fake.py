@@ -77,7 +77,9 @@ def test_a_failure_at_every_step_of_an_adopting_apply_puts_aliases_and_protocols
     adopted = [a for a in result.plan.actions if a.op is Op.ADOPT]
     assert len(adopted) == 8  # 2 namespaces, docker0, 2 veth pairs, 3 routes
     assert len(result.plan.actions) > len(adopted)  # and it makes and changes things too
-    assert steps == 12  # a veth pair: two marks; a namespace: none
+    # a veth pair adopted: two marks; a namespace: none; the veth pair it makes: its second
+    # end brought up after it (engine/linkup.py)
+    assert steps == 13
     docker0 = dry.objects[("link", ROOT, "docker0")]
     assert (docker0.owner, docker0.alias) == (NAME, f"netdecl:{NAME}")
     assert dry.objects[("route", ROOT, 254, "10.9.0.0/24", 0)].proto == RTPROT_NETDECL

@@ -18,6 +18,7 @@ from netdecl.backends.host import ALTERNATIVES, Host
 from netdecl.engine.announcements import Announcements
 from netdecl.engine.executor import Made, Ticket, execute, put_back
 from netdecl.engine.journal import Journal
+from netdecl.engine.linkup import LateUp
 from netdecl.engine.observer import observe_again, observe_for
 from netdecl.engine.ownership import identity_of, owns
 from netdecl.engine.planner import Plan, adopt, make_plan
@@ -30,7 +31,7 @@ from netdecl.errors import (
     RollbackFailed,
     VerificationFailed,
 )
-from netdecl.model import Sysctl, Topology
+from netdecl.model import NetObject, Sysctl, Topology
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
 # testing aid: the N-th action of a rollback fails, to prove what exit 4 reports
@@ -86,12 +87,15 @@ class Applier:
                                 total=len(plan.actions))
         executed: list[Action] = []
         announcements = Announcements.for_apply(desired, plan.actions)
+        late_up = LateUp()  # veth ends made down, brought up after their run of links
         fail_at = _failpoint()
         pause_at = _failpoint(PAUSE_ENV)
         with _SignalTrap() as trap:
             try:
                 for number, action in enumerate(plan.actions, start=1):
                     trap.checkpoint()
+                    if late_up.pending and not late_up.defers(action):
+                        self._bring_up(late_up, desired.name, trap)
                     if self.progress:
                         self.progress(number, len(plan.actions), action)
                     if pause_at == number:
@@ -104,11 +108,12 @@ class Applier:
                     trap.in_action = True  # a second signal may cut only an action short
                     try:
                         _execute(action, self.host, desired.name, record, ticket, journal.made,
-                                 announcements)
+                                 announcements, late_up)
                     finally:
                         trap.in_action = False
                     journal.step(number, action)
                     executed.append(action)
+                self._bring_up(late_up, desired.name, trap)
                 self.store.save(record)
                 trap.checkpoint()
                 self.verify(desired, record, observed, executed)
@@ -128,6 +133,21 @@ class Applier:
                 raise ApplyFailed(_failure_message(exc, len(executed))) from None
         journal.finish()
         return executed
+
+    def _bring_up(self, late_up: LateUp, topology: str, trap: _SignalTrap) -> None:
+        """Bring up the veth ends ``late_up`` holds (a failure is the failure of an action)."""
+
+        def bring_up(down: NetObject, up: NetObject) -> None:
+            try:
+                self.host.modify(down, up, {"up": (False, True)}, topology)
+            except (NetdeclError, OSError) as exc:
+                raise ActionFailed(f"bring up {up.describe()}", str(exc)) from None
+
+        trap.in_action = True  # as for an action: a second signal may cut it short
+        try:
+            late_up.release(bring_up)
+        finally:
+            trap.in_action = False
 
     def verify(self, desired: Topology, record: OwnershipRecord,
                before: Topology | None = None, executed: Iterable[Action] = ()) -> None:
@@ -277,10 +297,11 @@ def changed_namespaces(actions: Iterable[Action]) -> set[str]:
 
 
 def _execute(action: Action, host: Host, topology: str, record: OwnershipRecord,
-             ticket: Ticket, made: Made, announcements: Announcements) -> None:
+             ticket: Ticket, made: Made, announcements: Announcements,
+             late_up: LateUp | None = None) -> None:
     """One action; every way it can fail becomes ActionFailed naming it and the cause."""
     try:
-        execute(action, host, topology, record, ticket, made, announcements)
+        execute(action, host, topology, record, ticket, made, announcements, late_up)
     except (NetdeclError, OSError) as exc:  # kernel, nft, sysctl and file errors
         raise ActionFailed(_label(action), str(exc)) from None
 

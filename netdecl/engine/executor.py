@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from netdecl.backends.host import Birth, Host, owner_mark, temp_link_name, temp_namespace_name
 from netdecl.engine.announcements import Announcements
+from netdecl.engine.linkup import LateUp
 from netdecl.engine.ownership import ALTERNATIVES, BY_SECRET_NAME, rules_identity
 from netdecl.engine.planner.adopt import Overwritten
 from netdecl.engine.planner.plan import (
@@ -166,10 +167,11 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
 
 def execute(action: Action, host: Host, topology: str, record: OwnershipRecord,
             ticket: Ticket | None = None, made: Made | None = None,
-            announcements: Announcements | None = None) -> None:
+            announcements: Announcements | None = None, late_up: LateUp | None = None) -> None:
     """Carry out ``action``. ``made`` is told the identity of every object it makes, as soon
     as it exists (the applier writes it to the journal). ``announcements`` says whether an
-    address added is announced (default: it is)."""
+    address added is announced (default: it is). With ``late_up``, a veth pair it makes
+    leaves its second end down for ``late_up`` to bring up later (engine/linkup.py)."""
     ticket = ticket or Ticket()
     announce = announcements is None or announcements.wanted(action.after)
     claim(action, record, ticket)
@@ -193,7 +195,11 @@ def execute(action: Action, host: Host, topology: str, record: OwnershipRecord,
                     record.identities.pop(end.key, None)
     if action.op in (CREATE, REPLACE):
         assert action.after is not None
-        host.create(action.after, topology, peer=action.peer_after, birth=birth)
+        peer = action.peer_after
+        if late_up is not None and late_up.defers(action):
+            assert isinstance(peer, Link)
+            peer = late_up.hold(peer)
+        host.create(action.after, topology, peer=peer, birth=birth)
     elif action.op == MODIFY:
         assert action.after is not None
         host.modify(action.before, action.after, action.changes, topology, birth=birth)
