@@ -65,11 +65,32 @@ STATE_DIR = "/var/lib/netdecl"  # a private tmpfs inside every HermeticHost
 # makes the last one fail; "since_mark" is the time from the stderr line that announces that
 # action (rollback starts there) to the exit (`apply -v` prints a line per action). A step
 # with "mark" (a line prefix) measures "since_mark" from the first line that starts with it.
+# Before each step the runner waits until the machine is quiet (quiet() below): the kernel
+# goes on working after a command exits (a thousand new interfaces' IPv6 start-up traffic,
+# flooded to every bridge port, keeps both cores busy for seconds), and that work belongs to
+# neither the next step of the floor nor netdecl's. The wait itself is not timed.
 RUNNER = r"""
 import json, os, subprocess, sys, time
+
+def busy_fraction(seconds):
+    def sample():
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # idle + iowait
+    total, idle = sample()
+    time.sleep(seconds)
+    total2, idle2 = sample()
+    return 1 - (idle2 - idle) / max(total2 - total, 1)
+
+def quiet(threshold=0.15, window=0.5, needed=2, limit=30.0):
+    # under `threshold` busy for `needed` windows in a row, or `limit` seconds at most
+    deadline, calm = time.monotonic() + limit, 0
+    while calm < needed and time.monotonic() < deadline:
+        calm = calm + 1 if busy_fraction(window) < threshold else 0
+
 steps = json.load(open(sys.argv[1]))
 out = []
 for step in steps:
+    quiet()
     wall, peak, error, since_mark = 0.0, 0, None, None
     env = dict(os.environ, **step.get("env", {}))
     mark = step.get("mark")
@@ -114,6 +135,7 @@ json.dump(out, sys.stdout)
 FLOOR_TEARDOWN = r"""
 import errno, socket, struct, subprocess, sys
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, NLMSG_DONE = 16, 17, 18, 3
+AF_BRIDGE = 7
 sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
 sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
 sock.bind((0, 1))  # RTNLGRP_LINK
@@ -159,8 +181,12 @@ while waiting:
         waiting &= veths()
         continue
     for kind, body in messages(data):
-        if kind == RTM_DELLINK:
+        # (an AF_BRIDGE RTM_DELLINK says a port left its bridge, as every port does when the
+        # bridge is deleted: the link itself is still there)
+        if kind == RTM_DELLINK and body[0] != AF_BRIDGE:
             waiting.discard(struct.unpack_from("=i", body, 4)[0])
+if veths():  # (one dump of what is left: none, or the wait above is wrong)
+    sys.exit("the floor's teardown stopped waiting with root-side veths left")
 """
 
 
