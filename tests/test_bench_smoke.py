@@ -1,4 +1,5 @@
-"""Keeps benchmarks/bench_star.py working: a star-10 run must finish and print its table.
+"""Keeps the benchmarks working: a star-10 run of bench_star.py must finish and print its table,
+and bench_linkup.py must measure its three orders at N=5.
 
 Timing is never asserted (CI machines vary); the script itself fails when a netdecl step
 fails - e.g. `plan` after `apply` is not empty (plan --detailed-exitcode exits 2) - so this
@@ -31,3 +32,14 @@ def test_bench_star_smoke() -> None:
                  "apply (one mtu)", "destroy", "destroy, from its first change",
                  "apply failing at the last action", "rollback (of that apply)"):
         assert any(line.startswith(f"| 10 | {step} |") for line in lines), result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for throwaway network namespaces")
+def test_bench_linkup_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_linkup.py"), "--sizes", "5"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 5 |")]
+    assert [row.split("|")[2].strip() for row in rows] == [
+        "pair-by-pair", "all-then-up", "pair-by-pair, IPv6 off"], result.stdout
