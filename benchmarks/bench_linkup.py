@@ -20,7 +20,6 @@ Run as root:  python3 benchmarks/bench_linkup.py [--sizes 500,1000] [--runs 1]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import socket
@@ -31,15 +30,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ORDERS = ("pair-by-pair", "all-then-up", "pair-by-pair, IPv6 off")
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def inside(order: str, n: int) -> dict[str, float]:
@@ -112,16 +102,16 @@ def main() -> int:
         print("bench_linkup.py needs root (it makes throwaway network namespaces)",
               file=sys.stderr)
         return 1
-    harness = _load("harness", REPO_ROOT / "tests" / "harness.py")
-    star = _load("bench_star", REPO_ROOT / "benchmarks" / "bench_star.py")
-    quiet = {}
+    import bench_star as star  # beside this script; it loads tests/harness.py
+
+    quiet: dict = {}
     exec(star.RUNNER.split("steps = json.load")[0], quiet)  # its quiet(), nothing else
     print("| N | order | links s | addresses and routes s | read back s | total s |")
     print("|---:|---|---:|---:|---:|---:|")
     for _ in range(args.runs):
         for n in [int(size) for size in args.sizes.split(",")]:
             for order in ORDERS:
-                with harness.HermeticHost(cwd=REPO_ROOT) as host:
+                with star.HermeticHost(cwd=REPO_ROOT) as host:
                     quiet["quiet"]()
                     result = host.run([sys.executable, str(Path(__file__).resolve()),
                                        "--inside", order, str(n)], timeout=1800)
