@@ -31,7 +31,7 @@ from netdecl.errors import (
     RollbackFailed,
     VerificationFailed,
 )
-from netdecl.model import NetObject, Sysctl, Topology
+from netdecl.model import NatTable, NetObject, Sysctl, Topology
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
 # testing aid: the N-th action of a rollback fails, to prove what exit 4 reports
@@ -212,10 +212,19 @@ class Applier:
             elif ident not in now.split(ALTERNATIVES):
                 merged.identities[key] = f"{now}{ALTERNATIVES}{ident}"
         merged.legacy = merged.legacy or record_before.legacy
+        from netdecl.backends.nftables import NftUnavailable  # (only a rollback needs it)
+
         problems: list[str] = []
         host = self.host
         host.reconnect()  # nothing learnt before (or half-read when interrupted) is trusted
-        observed = observe_for(host, snapshot, merged)
+        try:
+            observed = observe_for(host, snapshot, merged)
+        except NftUnavailable as exc:
+            # nft is gone (the apply may have failed for that): restore everything else now,
+            # and leave the NAT tables, unread, to `netdecl rollback` once nft is back
+            problems.append(f"NAT tables not checked nor restored: {exc}")
+            snapshot, merged = _without_nat(snapshot), _without_nat_record(merged)
+            observed = observe_for(host, snapshot, merged)
         plan = make_plan(snapshot, observed, merged)
         fail_at = _failpoint(ROLLBACK_FAILPOINT_ENV)
         for number, action in enumerate(plan.actions, start=1):
@@ -272,6 +281,20 @@ class Applier:
                                  + "\n  ".join(problems)
                                  + "\nthe journal is kept: `netdecl rollback` tries again")
         return plan
+
+
+def _without_nat(snapshot: Topology) -> Topology:
+    """``snapshot`` without its NAT tables (a rollback that cannot run nft)."""
+    out = Topology(name=snapshot.name)
+    out.extend(o for o in snapshot.objects.values() if not isinstance(o, NatTable))
+    return out
+
+
+def _without_nat_record(record: OwnershipRecord) -> OwnershipRecord:
+    """``record`` as if it owned no NAT table, so that none is read or planned for."""
+    out = record.copy()
+    out.nat_namespaces = set()
+    return out
 
 
 def _share_sysctl_originals(record: OwnershipRecord, desired: Topology) -> None:
