@@ -413,6 +413,14 @@ class NatTable(NetObject):
     def describe(self) -> str:
         return f"nat table in {ns_label(self.namespace)}"
 
+    def forwarded_families(self) -> set[int]:
+        """The address families whose forwarding this table's rules need: those its NAT rules
+        translate; IPv4 for a table of filter rules only (empty: no rules)."""
+        rules = self.rules or ()
+        families = {family for rule in rules if rule.kind != FILTER
+                    for family in rule.families}
+        return families or ({4} if rules else set())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "object_type": self.TYPE,

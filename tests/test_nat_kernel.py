@@ -148,3 +148,20 @@ def test_nat_without_nft_fails_in_plan_with_one_line(host, tmp_path):
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nftables" in lines[0], result.stderr
+
+
+def test_plan_notes_ipv6_nat_while_the_kernel_does_not_forward_ipv6(host, tmp_path):
+    # docker-networks.yaml masquerades IPv6 too; without its IPv6 forwarding switch, the plan
+    # says what the kernel has (the note reads the live sysctl), and stops once it is on
+    text = open("topologies/docker-networks.yaml").read()
+    assert "  net.ipv6.conf.all.forwarding: 1\n" in text
+    path = tmp_path / "no-v6-forwarding.yaml"
+    path.write_text(text.replace("  net.ipv6.conf.all.forwarding: 1\n", ""))
+    note = "note: nat in root: net.ipv6.conf.all.forwarding is 0"
+    assert note in host.netdecl("plan", str(path)).stdout
+    host.run(["sysctl", "-w", "net.ipv6.conf.all.forwarding=1"])
+    assert host.run(["sysctl", "-n", "net.ipv6.conf.all.forwarding"]).stdout.strip() == "1"
+    result = host.netdecl("plan", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "net.ipv6.conf.all.forwarding is" not in result.stdout
+    assert "net.ipv4.ip_forward: value 0 -> 1" in result.stdout  # the IPv4 half is declared

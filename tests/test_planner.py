@@ -260,3 +260,29 @@ def test_a_plan_with_only_conflicts_never_says_the_host_matches():
     text = plan_text(plan)
     assert "No changes" not in text and "matches the host" not in text
     assert text.splitlines()[-1] == "1 conflict: apply changes nothing until it is resolved."
+
+
+def test_forwarding_note_for_each_family_the_nat_rules_translate():
+    v6 = NatRule("masquerade", source="fd00:18::/64")
+    desired = Topology(name="t")
+    desired.add(NatTable(ROOT, rules=(NatRule("masquerade", source="10.0.0.0/8"), v6)))
+    notes = make_plan(desired, Topology(name="t"), OwnershipRecord("t")).notes
+    assert [note.split(" is ")[0] for note in notes] == [
+        "nat in root: net.ipv4.ip_forward", "nat in root: net.ipv6.conf.all.forwarding"]
+    assert "IPv6 packets" in notes[1]
+    # on in the kernel (IPv4 under its other name, declared): nothing to say
+    observed = Topology(name="t")
+    observed.add(Sysctl(ROOT, "net.ipv6.conf.all.forwarding", "1"))
+    desired.add(Sysctl(ROOT, "net.ipv4.conf.all.forwarding", "1"))
+    assert make_plan(desired, observed, OwnershipRecord("t")).notes == []
+    # declared off in the file: said even though the kernel has it on now
+    desired.add(Sysctl(ROOT, "net.ipv6.conf.all.forwarding", "0"))
+    notes = make_plan(desired, observed, OwnershipRecord("t")).notes
+    assert len(notes) == 1 and "net.ipv6.conf.all.forwarding is 0" in notes[0]
+
+
+def test_a_filter_only_table_still_needs_ipv4_forwarding_and_nothing_more():
+    desired = Topology(name="t")
+    desired.add(NatTable(ROOT, rules=(NatRule("filter", action="drop", source="fd00::/8"),)))
+    notes = make_plan(desired, Topology(name="t"), OwnershipRecord("t")).notes
+    assert len(notes) == 1 and "net.ipv4.ip_forward is unset" in notes[0]

@@ -25,6 +25,7 @@ from netdecl.model import (
     Sysctl,
     Topology,
 )
+from netdecl.topology.checks import FORWARDING
 
 __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_again", "observe_all"]
 
@@ -41,9 +42,10 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
     for ns, name in record.sysctl_originals:
         sysctls.setdefault(ns, set()).add(name)
     for table in desired.of_type(NatTable):
-        # the planner explains NAT that cannot forward, so it needs ip_forward there
-        if table.rules:
-            sysctls.setdefault(table.namespace, set()).add("net.ipv4.ip_forward")
+        # the planner explains NAT that cannot forward, so it needs the forwarding switch of
+        # each family the table's rules translate (planner.forwarding_notes)
+        for family in table.forwarded_families():
+            sysctls.setdefault(table.namespace, set()).add(FORWARDING[family][0])
     types = {key[0] for key in record.objects}
     return Scope(
         namespaces=sorted(names),

@@ -7,6 +7,7 @@ from netdecl.engine.planner.order import order
 from netdecl.engine.planner.plan import Action, Conflict, Plan
 from netdecl.engine.record import OwnershipRecord
 from netdecl.model import NatTable, Sysctl, Topology, ns_label
+from netdecl.topology.checks import FORWARDING
 
 __all__ = ["Action", "Conflict", "Plan", "make_plan", "forwarding_notes"]
 
@@ -25,20 +26,31 @@ def make_plan(desired: Topology, observed: Topology, record: OwnershipRecord,
 
 
 def forwarding_notes(desired: Topology, observed: Topology) -> list[str]:
-    """Explain why NAT will not forward when the sysctls it depends on are off."""
+    """Explain why NAT will not forward when the sysctls it depends on are off: IPv4
+    forwarding for the table's IPv4 rules, IPv6 forwarding for its IPv6 ones."""
     notes = []
     for table in desired.of_type(NatTable):
-        if not table.rules:
-            continue
         ns = table.namespace
-        want = desired.get(("sysctl", ns, "net.ipv4.ip_forward"))
-        now = observed.get(("sysctl", ns, "net.ipv4.ip_forward"))
-        value = want.value if isinstance(want, Sysctl) else (
-            now.value if isinstance(now, Sysctl) else None)
-        if value != "1":
-            notes.append(
-                f"nat in {ns_label(ns)}: net.ipv4.ip_forward is {value or 'unset'}, so the "
-                f"kernel will not forward packets between links there and masquerade/port "
-                f"forwards to other namespaces will not work; declare "
-                f"net.ipv4.ip_forward: 1 in that namespace's sysctls")
+        for family in sorted(table.forwarded_families()):
+            names = FORWARDING[family]
+            value = _declared_or_observed(desired, observed, ns, names)
+            if value != "1":
+                what = "packets" if family == 4 else "IPv6 packets"
+                notes.append(
+                    f"nat in {ns_label(ns)}: {names[0]} is {value or 'unset'}, so the kernel "
+                    f"will not forward {what} between links there and masquerade/port "
+                    f"forwards to other namespaces will not work; declare {names[0]}: 1 in "
+                    f"that namespace's sysctls")
     return notes
+
+
+def _declared_or_observed(desired: Topology, observed: Topology, ns: str,
+                          names: tuple[str, ...]) -> str | None:
+    """The value the file gives any of ``names`` (one switch under several names), else the
+    one the kernel has for the first."""
+    for name in names:
+        want = desired.get(("sysctl", ns, name))
+        if isinstance(want, Sysctl):
+            return want.value
+    now = observed.get(("sysctl", ns, names[0]))
+    return now.value if isinstance(now, Sysctl) else None
