@@ -35,6 +35,7 @@ ORDERS = ("pair-by-pair", "all-then-up", "pair-by-pair, IPv6 off")
 def inside(order: str, n: int) -> dict[str, float]:
     """The measurement itself, run inside a throwaway namespace."""
     from netdecl.backends import namespaces, rtnl
+    from netdecl.model import ROOT
 
     def netlink() -> socket.socket:
         return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
@@ -49,7 +50,7 @@ def inside(order: str, n: int) -> dict[str, float]:
             for conf in ("all", "default"):
                 with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as fh:
                     fh.write("1")
-        namespaces.run_in_each(["", *names], ipv6_off)
+        namespaces.run_in_each([ROOT, *names], ipv6_off)
     root = rtnl.RtnlSocket(netlink())
     inner = {name: rtnl.RtnlSocket(sock)
              for name, sock in namespaces.run_in_each(names, lambda _name: netlink()).items()}
@@ -103,16 +104,13 @@ def main() -> int:
               file=sys.stderr)
         return 1
     import bench_star as star  # beside this script; it loads tests/harness.py
-
-    quiet: dict = {}
-    exec(star.RUNNER.split("steps = json.load")[0], quiet)  # its quiet(), nothing else
     print("| N | order | links s | addresses and routes s | read back s | total s |")
     print("|---:|---|---:|---:|---:|---:|")
     for _ in range(args.runs):
         for n in [int(size) for size in args.sizes.split(",")]:
             for order in ORDERS:
                 with star.HermeticHost(cwd=REPO_ROOT) as host:
-                    quiet["quiet"]()
+                    star.quiet()
                     result = host.run([sys.executable, str(Path(__file__).resolve()),
                                        "--inside", order, str(n)], timeout=1800)
                 t = json.loads(result.stdout)

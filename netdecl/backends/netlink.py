@@ -65,6 +65,11 @@ def _netlink_socket(kind: int = socket.SOCK_RAW) -> socket.socket:
     return socket.socket(socket.AF_NETLINK, kind | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
 
 
+def link_ident(ns_ident: str, index: int) -> str:
+    """The identity of link ``index`` in the namespace whose identity is ``ns_ident``."""
+    return f"{ns_ident}/if{index}"
+
+
 def _cidr(family: int, address: str, prefixlen: int) -> str:
     """ADDRESS/PREFIX as ipaddress writes it. inet_ntop already writes IPv4 that way, and
     IPv6 too (RFC 5952: lower case, the longest run of zeros compressed, the first of equal
@@ -294,7 +299,7 @@ class Kernel:
     def read_links(self, ns: str, all_namespaces: list[str],
                    ns_ident: str | None = None) -> list[Link]:
         """The links of ``ns``; with ``ns_ident`` (the namespace's identity), each carries its
-        own identity, ``NS_IDENT/ifINDEX`` (link_identity)."""
+        own identity (link_ident)."""
         msgs = self._link_dumps.pop(ns, None)
         if msgs is None:
             msgs = self.rtnl(ns).links()
@@ -362,7 +367,7 @@ class Kernel:
             owner=owner_of_alias(alias),
             alias=alias,
             ifindex=m.index,
-            ident=f"{ns_ident}/if{m.index}" if ns_ident is not None else None,
+            ident=link_ident(ns_ident, m.index) if ns_ident is not None else None,
         )
 
     def _name_of_index(self, ns: str, index: int) -> str | None:
@@ -506,7 +511,7 @@ class Kernel:
     def link_identity(self, ns: str, index: int) -> str:
         """A link is its ifindex within its namespace (a namespace made again by someone else
         starts counting ifindexes afresh, so the index alone would not tell them apart)."""
-        return f"{self.namespace_identity(ns)}/if{index}"
+        return link_ident(self.namespace_identity(ns), index)
 
     # -- links ---------------------------------------------------------------------------------
     def create_link(self, link: Link, topology: str, peer: Link | None, birth: Birth) -> None:

@@ -6,8 +6,8 @@ duplicate address detection, MLD reports and router solicitations, multicast tha
 floods to every port. Made one pair at a time with both ends up, the thousand pairs of a
 1000-namespace lab each start that traffic while the next ones are still being made, so every
 new port receives the traffic of all the ports before it: work that grows with the square of
-the ports and lands inside the apply's own requests (at N=1000 the links took 3.8-5.3 s this
-way, 1.2 s with IPv6 off, 1.3 s made as below; benchmarks/README.md).
+the ports and lands inside the apply's own requests (at N=1000 the links took 3.4-4.6 s this
+way, 1.0 s with IPv6 off, 0.95 s made as below: benchmarks/bench_linkup.py).
 
 So, as a hand-written script does (all links made, then every container's end brought up),
 an action that makes a veth pair whose ends should both be up leaves its second end down;
