@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 from agentproc import AgentProcess, wait_until
 from harness import REPO_ROOT, STATE_DIR
-from test_rollback import assert_same, many_namespaces, popen_netdecl, state_files
+from test_rollback import (
+    assert_same,
+    many_namespaces,
+    popen_netdecl,
+    state_files,
+    wait_for_steps,
+)
 
 NAT = "topologies/docker-nat.yaml"
 BRIDGE = "topologies/docker-bridge.yaml"
@@ -292,6 +298,28 @@ def test_an_invalid_file_at_start_exits_3_and_changes_nothing(host, tmp_path):
     assert result.returncode == 3
     assert re.search(rf"{re.escape(str(path))}:7:\d+: ", result.stderr), result.stderr
     assert_same(host.snapshot(), before)
+
+
+def test_the_agent_rolls_back_an_interrupted_apply_at_start_and_goes_on(host, tmp_path):
+    """An apply killed half-way leaves its journal; the agent started next rolls it back
+    first (it crashed with a TypeError here: the service reports a PendingApply, the agent's
+    callback took two arguments), then applies its own file."""
+    path = tmp_path / "many.yaml"
+    path.write_text(many_namespaces(40))
+    proc = popen_netdecl(host, "apply", str(path))
+    wait_for_steps(host, proc, "many", 30)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert any("/journal/many.jsonl" in f for f in state_files(host))
+    with AgentProcess(host, str(path)) as agent:
+        event = agent.wait_for("recovering")
+        assert event["topology"] == "many" and "did not finish" in event["message"]
+        assert re.search(r"it stopped after step \d+ of \d+", event["message"]), event["message"]
+        wait_settled(agent, host, str(path))
+        assert not agent.other, agent.transcript()
+        assert not [f for f in state_files(host) if "/journal/" in f]
+        assert len(host.netns_list()) == 40
+        assert agent.stop() == 0
 
 
 def test_json_log_lines_are_json(host):

@@ -518,9 +518,10 @@ class Agent:
         return service.Events(
             planned=planned,
             notice=lambda text: self.log("notice", text),
-            recovering=lambda name, steps: self.log(
-                "recovering", f"an earlier apply of {name!r} did not finish ({steps} steps "
-                f"done); rolling it back first", level="warning", topology=name))
+            recovering=lambda pending: self.log(
+                "recovering", f"an earlier apply of {pending.topology!r} did not finish "
+                f"(it stopped {pending.how_far()}); rolling it back first", level="warning",
+                topology=pending.topology))
 
     # -- watches and gauges ------------------------------------------------------------------
     def _sync_watches(self) -> None:
