@@ -35,7 +35,15 @@ ORDERS = ("pair-by-pair", "all-then-up", "pair-by-pair, IPv6 off")
 def inside(order: str, n: int) -> dict[str, float]:
     """The measurement itself, run inside a throwaway namespace."""
     from netdecl.backends import namespaces, rtnl
-    from netdecl.model import ROOT
+    from netdecl.links import veth
+    from netdecl.model import ROOT, Link
+
+    class _Peer:  # the other end's name and namespace, as links.base.KernelRequest has them
+        def __init__(self, name: str, fd: int):
+            self.temp_names, self.peer_netns_fd = ("", name), fd
+
+        def index_of(self, name: str) -> int:
+            raise LookupError(name)
 
     def netlink() -> socket.socket:
         return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
@@ -61,7 +69,8 @@ def inside(order: str, n: int) -> dict[str, float]:
     for i, name in enumerate(names):
         fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            root.new_veth(f"v{i}", "eth0", fd)
+            pair = Link(ROOT, f"v{i}", veth.NAME)
+            root.new_link(pair.name, veth.NAME, veth.KIND.create_data(pair, _Peer("eth0", fd)))
         finally:
             os.close(fd)
         outer, end = root.link_by_name(f"v{i}"), inner[name].link_by_name("eth0")

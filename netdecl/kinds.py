@@ -15,11 +15,14 @@ Adding a kind: a class in model.py, one ``register`` line here, then its entries
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from netdecl.links import link_kind
 from netdecl.model import (
+    RECORD_SETTINGS,
     Address,
     ExternalLink,
     FdbEntry,
@@ -32,7 +35,6 @@ from netdecl.model import (
     Route,
     Rule,
     Sysctl,
-    Vxlan,
 )
 
 
@@ -89,13 +91,23 @@ def object_from_dict(data: dict[str, Any]) -> NetObject:
     data = dict(data)
     cls = KINDS[data.pop("object_type")].cls
     if cls is Link:
-        if data.get("peer") is not None:
-            data["peer"] = tuple(data["peer"])
-        if data.get("vxlan") is not None:
-            data["vxlan"] = Vxlan(**data["vxlan"])
+        data = _link_fields(data)
     if cls is NatTable and data.get("rules") is not None:
         data["rules"] = tuple(NatRule.from_dict(r) for r in data["rules"])
     return cls(**data)
+
+
+def _link_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A recorded link's fields: its kind's flat settings (model.RECORD_SETTINGS and any of
+    the kind's own) gathered into its spec."""
+    kind = link_kind(data.get("kind"))
+    common = {f.name for f in dataclasses.fields(Link)}
+    settings = {k: data.pop(k) for k in list(data) if k not in common}
+    if kind is None and set(settings) - set(RECORD_SETTINGS):
+        raise TypeError(f"unexpected link fields {sorted(set(settings) - set(RECORD_SETTINGS))}")
+    if kind is not None:
+        data["spec"] = kind.spec_from_record(settings)
+    return data
 
 
 # The order is the planner's: routes are diffed after links and addresses, whose changes decide

@@ -29,10 +29,6 @@ RTPROT_NETDECL = 0xD3
 IPV6_DEFAULT_METRIC = 1024
 """The metric Linux gives an IPv6 route added without one (an IPv4 route gets 0)."""
 
-VXLAN_PORT = 4789
-"""The IANA-assigned VXLAN UDP port, used when none is given. Linux's own default (8472)
-predates the assignment, so netdecl always passes the port explicitly."""
-
 Key = tuple  # ("link", namespace, name) and the like; the first item names the object type
 
 
@@ -50,7 +46,8 @@ def _compared_fields(cls: type) -> tuple[str, ...]:
     """The fields the planner compares, per class (dataclasses.fields() per object per plan
     was a tenth of diffing a thousand containers)."""
     return tuple(f.name for f in dataclasses.fields(cls)
-                 if f.name != "namespace" and f.name not in cls.OBSERVED_ONLY)
+                 if f.name != "namespace" and f.name not in cls.OBSERVED_ONLY
+                 and f.name not in cls.NESTED)
 
 
 @dataclass(frozen=True)
@@ -58,12 +55,12 @@ class NetObject:
     """Base of every object the planner reconciles."""
 
     TYPE: ClassVar[str] = ""
-    # Attributes whose change the kernel cannot apply in place: the planner replaces (-/+).
-    REPLACE_FIELDS: ClassVar[tuple[str, ...]] = ()
     # Attributes that are read from the kernel but never compared (ownership marks and such).
     OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ()
     # Attributes where a desired None is a value ("no master", "no gateway"), not "don't care".
     NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ()
+    # Attributes compared by the class's own ``differences``, not as a whole.
+    NESTED: ClassVar[tuple[str, ...]] = ()
 
     namespace: str
 
@@ -125,27 +122,51 @@ class Namespace(NetObject):
 
 
 @dataclass(frozen=True)
-class Vxlan:
-    """VXLAN device parameters; changing any of them needs a new device (the kernel refuses)."""
+class LinkSpec:
+    """A link kind's own settings: each kind module (netdecl/links/<kind>.py) defines one.
 
-    id: int
-    local: str | None = None
-    dev: str | None = None
-    port: int = VXLAN_PORT
-    learning: bool = True
+    The planner and the records see a spec through ``flat``: its settings by the names the
+    plan shows and records store (a bridge's ``stp``, a veth's ``peer``, a VXLAN's ``vxlan``).
+    """
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    # setting -> why changing it needs a new device (the kernel cannot change it in place)
+    RECREATE: ClassVar[dict[str, str]] = {}
+
+    def flat(self) -> dict[str, Any]:
+        """Setting name -> value, as plans compare and show them."""
+        return {}
+
+    def flat_json(self) -> dict[str, Any]:
+        """``flat`` in JSON's types (records, journals, saved plans)."""
+        return self.flat()
+
+    def pair(self) -> tuple[str, str] | None:
+        """(namespace, name) of the link made together with this one, if any (a veth's
+        other end)."""
+        return None
+
+    def uses(self) -> tuple[str, ...]:
+        """Links of the same namespace this link is made on: created first, and their
+        loss takes this link along (a VXLAN's underlay device)."""
+        return ()
+
+
+# Before each kind had its module, every link in a record, journal or saved plan carried these
+# keys, None where not its kind; they are still written that way, so those files read the same
+# in both directions and a saved plan's fingerprint does not move.
+RECORD_SETTINGS = ("peer", "stp", "vxlan")
 
 
 @dataclass(frozen=True)
 class Link(NetObject):
-    """A network interface in a namespace. A veth pair is two Links naming each other as peer."""
+    """A network interface in a namespace. ``kind`` is the kernel's name for its kind
+    ("device" when it has none); ``spec`` holds what only that kind has (netdecl/links/)."""
 
     TYPE: ClassVar[str] = "link"
-    REPLACE_FIELDS: ClassVar[tuple[str, ...]] = ("kind", "peer", "vxlan")
     OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("owner", "alias", "ifindex", "ident")
     NONE_IS_VALUE: ClassVar[tuple[str, ...]] = ("master",)
+    # compared through its settings (LinkSpec.flat), not as one value
+    NESTED: ClassVar[tuple[str, ...]] = ("spec",)
 
     name: str = ""
     kind: str = ""
@@ -153,13 +174,9 @@ class Link(NetObject):
     mtu: int | None = None
     mac: str | None = None
     master: str | None = None
-    # veth: (namespace, name) of the other end
-    peer: tuple[str, str] | None = None
-    # bridge: spanning tree on/off
-    stp: bool | None = None
     # bridge port: hairpin mode, lets a port receive frames it sent (NAT hairpin)
     hairpin: bool | None = None
-    vxlan: Vxlan | None = None
+    spec: LinkSpec | None = None
     # observed only: the topology named in the link's ownership mark (ifalias), if any
     owner: str | None = None
     # observed only: the ifalias as the kernel has it (None: none), the mark or any text;
@@ -173,20 +190,46 @@ class Link(NetObject):
     def key(self) -> Key:
         return ("link", self.namespace, self.name)
 
+    @property
+    def peer(self) -> tuple[str, str] | None:
+        """The other end of a pair (a veth's), as (namespace, name)."""
+        return self.spec.pair() if self.spec is not None else None
+
+    def settings(self) -> dict[str, Any]:
+        return self.spec.flat() if self.spec is not None else {}
+
+    def recreated_by(self) -> dict[str, str]:
+        """Setting -> why a change of it needs a new link."""
+        return type(self.spec).RECREATE if self.spec is not None else {}
+
     def differences(self, observed: NetObject) -> dict[str, tuple[Any, Any]]:
         changes = super().differences(observed)
         if not self.master:
             # hairpin is a bridge-port flag: without a master the kernel has nowhere to keep it
             changes.pop("hairpin", None)
+        mine = self.settings()
+        if mine:
+            same_kind = isinstance(observed, Link) and type(observed.spec) is type(self.spec)
+            theirs = observed.settings() if same_kind and isinstance(observed, Link) else {}
+            for name, want in mine.items():
+                now = theirs.get(name)
+                if want is not None and want != now:
+                    changes[name] = (now, want)
         return changes
 
     def describe(self) -> str:
         return f"link {qualify(self.namespace, self.name)}"
 
     def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out["peer"] = list(self.peer) if self.peer else None
-        out["vxlan"] = self.vxlan.to_dict() if self.vxlan else None
+        settings = self.spec.flat_json() if self.spec is not None else {}
+        out: dict[str, Any] = {"object_type": self.TYPE}
+        for name in ("namespace", "name", "kind", "up", "mtu", "mac", "master"):
+            out[name] = getattr(self, name)
+        peer, stp, vxlan = (settings.pop(name, None) for name in RECORD_SETTINGS)
+        out.update(peer=peer, stp=stp, hairpin=self.hairpin, vxlan=vxlan)
+        out.update(settings)
+        for name in ("owner", "alias", "ifindex", "ident"):
+            out[name] = getattr(self, name)
         return out
 
 

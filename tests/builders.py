@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from netdecl.links.veth import VethSpec
 from netdecl.model import ROOT, Address, Link, Namespace, Route, Sysctl, Topology
 
 
@@ -14,8 +15,9 @@ def docker_bridge(name: str = "docker-bridge") -> Topology:
     topo.add(Link(ROOT, "docker0", "bridge"))
     topo.add(Address(ROOT, "docker0", "172.17.0.1/16"))
     for i, ns in ((1, "nginx-1"), (2, "nginx-2")):
-        topo.add(Link(ROOT, f"veth-n{i}", "veth", master="docker0", peer=(ns, "eth0")))
-        topo.add(Link(ns, "eth0", "veth", peer=(ROOT, f"veth-n{i}")))
+        topo.add(Link(ROOT, f"veth-n{i}", "veth", master="docker0",
+                      spec=VethSpec(peer=(ns, "eth0"))))
+        topo.add(Link(ns, "eth0", "veth", spec=VethSpec(peer=(ROOT, f"veth-n{i}"))))
         topo.add(Address(ns, "eth0", f"172.17.0.{i + 1}/16"))
         topo.add(Route(ns, "0.0.0.0/0", via="172.17.0.1"))
     return topo

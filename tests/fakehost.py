@@ -24,6 +24,7 @@ from typing import Any
 from netdecl.backends.host import Birth, Scope, owner_mark, owner_of_alias
 from netdecl.backends.sysctl import SysctlError
 from netdecl.errors import NetdeclError
+from netdecl.links.bridge import BridgeSpec
 from netdecl.model import (
     ROOT,
     RTPROT_NETDECL,
@@ -159,7 +160,8 @@ class FakeHost:
             mac=link.mac or f"02:00:00:00:{self._next_index // 256:02x}:"
                             f"{self._next_index % 256:02x}",
             mtu=link.mtu or 1500, up=True if link.up is None else link.up,
-            stp=(bool(link.stp) if link.kind == "bridge" else None),
+            spec=(BridgeSpec(stp=isinstance(link.spec, BridgeSpec) and bool(link.spec.stp))
+                  if link.kind == "bridge" else link.spec),
             hairpin=(bool(link.hairpin) if link.master else None))
 
     def _need_namespace(self, ns: str, what: str) -> None:
@@ -254,8 +256,11 @@ class FakeHost:
                 raise FakeKernelError(errno.ENODEV, what)
             self._need_link(after.namespace, after.master if "master" in changes else None,
                             what)
-            self.objects[after.key] = dataclasses.replace(
-                now, **{k: getattr(after, k) for k in changes})
+            settings = after.settings()
+            fields = {k: getattr(after, k) for k in changes if k not in settings}
+            if set(changes) & set(settings):  # the kind's own: the spec carries them
+                fields["spec"] = after.spec
+            self.objects[after.key] = dataclasses.replace(now, **fields)
         elif isinstance(after, (Route, Rule, FdbEntry, Neighbor)):
             self._need_link(after.namespace,
                             getattr(after, "link", None) or getattr(after, "dev", None), what)
@@ -276,7 +281,7 @@ class FakeHost:
         link = self.objects.pop(key, None)
         if not isinstance(link, Link):
             return
-        if link.kind == "veth" and link.peer is not None:
+        if link.peer is not None:
             self.objects.pop(("link", *link.peer), None)
             self._forget_link(*link.peer)
         self._forget_link(link.namespace, link.name)

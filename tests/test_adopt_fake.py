@@ -14,6 +14,7 @@ from netdecl.engine import readback, service
 from netdecl.engine.planner.plan import Op
 from netdecl.engine.statedir import journal_path
 from netdecl.errors import ApplyFailed, RollbackFailed
+from netdecl.links.veth import VethSpec
 from netdecl.model import ROOT, RTPROT_NETDECL, Address, Link, Namespace, Route, Topology
 
 NAME = "docker-bridge"
@@ -30,9 +31,9 @@ def hand_made() -> FakeHost:
     for i in (1, 2):
         ns = f"nginx-{i}"
         host.add_foreign(
-            Link(ROOT, f"veth-n{i}", "veth", master="docker0", peer=(ns, "eth0"),
+            Link(ROOT, f"veth-n{i}", "veth", master="docker0", spec=VethSpec(peer=(ns, "eth0")),
                  alias="web one" if i == 1 else None),
-            Link(ns, "eth0", "veth", peer=(ROOT, f"veth-n{i}")),
+            Link(ns, "eth0", "veth", spec=VethSpec(peer=(ROOT, f"veth-n{i}"))),
             Address(ns, "eth0", f"172.17.0.{i + 1}/16"),
             Route(ns, "0.0.0.0/0", via="172.17.0.1", proto=RTPROT_BOOT))
     host.add_foreign(Route(ROOT, "10.9.0.0/24", via="172.17.0.2", proto=RTPROT_STATIC))
@@ -44,8 +45,9 @@ def declared() -> Topology:
     topo = docker_bridge()
     topo.add(Route(ROOT, "10.9.0.0/24", via="172.17.0.2"))
     topo.add(Namespace("nginx-3"))
-    topo.add(Link(ROOT, "veth-n3", "veth", master="docker0", peer=("nginx-3", "eth0")))
-    topo.add(Link("nginx-3", "eth0", "veth", peer=(ROOT, "veth-n3")))
+    topo.add(Link(ROOT, "veth-n3", "veth", master="docker0",
+                  spec=VethSpec(peer=("nginx-3", "eth0"))))
+    topo.add(Link("nginx-3", "eth0", "veth", spec=VethSpec(peer=(ROOT, "veth-n3"))))
     topo.add(Address("nginx-3", "eth0", "172.17.0.4/16"))
     return topo
 

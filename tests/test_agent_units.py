@@ -18,6 +18,7 @@ from netdecl.agent.log import AgentLog
 from netdecl.agent.metrics import parse_listen
 from netdecl.agent.runner import expand
 from netdecl.engine import service
+from netdecl.links.veth import VethSpec
 from netdecl.model import Address, Link, Namespace, Route, Topology
 
 ROUTE = ("t", ("route", "a", 254, "0.0.0.0/0", 0))
@@ -59,8 +60,8 @@ def test_an_object_left_alone_long_enough_is_forgiven():
 def _desired() -> Topology:
     t = Topology(name="t")
     t.extend([Namespace("a"), Link("", name="br", kind="bridge"),
-              Link("", name="v", kind="veth", master="br", peer=("a", "eth0")),
-              Link("a", name="eth0", kind="veth", peer=("", "v")),
+              Link("", name="v", kind="veth", master="br", spec=VethSpec(peer=("a", "eth0"))),
+              Link("a", name="eth0", kind="veth", spec=VethSpec(peer=("", "v"))),
               Address("a", link="eth0", cidr="10.0.0.2/24"),
               Route("a", to="0.0.0.0/0", via="10.0.0.1", dev="eth0"),
               Route("a", to="10.9.0.0/16", via="10.0.0.1")])

@@ -9,7 +9,9 @@ from test_planner import as_observed
 from netdecl.engine.announcements import Announcements
 from netdecl.engine.planner import make_plan
 from netdecl.engine.record import OwnershipRecord
-from netdecl.model import ROOT, Address, ExternalLink, Link, Topology, Vxlan
+from netdecl.links.veth import VethSpec
+from netdecl.links.vxlan import Vxlan
+from netdecl.model import ROOT, Address, ExternalLink, Link, Topology
 
 
 def announced(desired: Topology, observed: Topology, record: OwnershipRecord) -> set[str]:
@@ -36,7 +38,7 @@ def test_a_veth_made_again_on_a_bridge_that_stays_is_announced():
 def test_a_segment_reaching_beyond_the_host_is_never_new():
     for beyond in (ExternalLink(ROOT, "eth0", master="docker0"),
                    Link(ROOT, "vx0", "vxlan", master="docker0",
-                        vxlan=Vxlan(id=42, local="10.0.0.1", dev=None))):
+                        spec=Vxlan(id=42, local="10.0.0.1", dev=None))):
         desired = docker_bridge()
         desired.add(beyond)
         observed = Topology(desired.name)
@@ -49,10 +51,11 @@ def test_a_segment_reaching_beyond_the_host_is_never_new():
 def test_a_new_point_to_point_veth_is_not_announced_but_one_into_an_old_bridge_is():
     desired = docker_bridge()
     observed, record = as_observed(desired)
-    desired.add(Link(ROOT, "veth-p", "veth", peer=(ROOT, "veth-q")))
-    desired.add(Link(ROOT, "veth-q", "veth", peer=(ROOT, "veth-p")))
+    desired.add(Link(ROOT, "veth-p", "veth", spec=VethSpec(peer=(ROOT, "veth-q"))))
+    desired.add(Link(ROOT, "veth-q", "veth", spec=VethSpec(peer=(ROOT, "veth-p"))))
     desired.add(Address(ROOT, "veth-p", "10.9.0.1/30"))
-    desired.add(Link(ROOT, "veth-n3", "veth", master="docker0", peer=(ROOT, "veth-n3b")))
-    desired.add(Link(ROOT, "veth-n3b", "veth", peer=(ROOT, "veth-n3")))
+    desired.add(Link(ROOT, "veth-n3", "veth", master="docker0",
+                     spec=VethSpec(peer=(ROOT, "veth-n3b"))))
+    desired.add(Link(ROOT, "veth-n3b", "veth", spec=VethSpec(peer=(ROOT, "veth-n3"))))
     desired.add(Address(ROOT, "veth-n3b", "172.17.0.9/16"))
     assert announced(desired, observed, record) == {"172.17.0.9/16"}

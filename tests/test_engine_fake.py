@@ -17,6 +17,7 @@ from netdecl.engine import service
 from netdecl.engine.planner.plan import Op
 from netdecl.engine.statedir import journal_path, record_path
 from netdecl.errors import ApplyFailed, RollbackFailed
+from netdecl.links.veth import VethSpec
 from netdecl.model import (
     ROOT,
     Address,
@@ -60,16 +61,18 @@ def version_two() -> Topology:
         del topo.objects[key]  # prune a namespace and its veth pair
     topo.add(Link(ROOT, "docker0", "bridge", mtu=1400))  # modify
     topo.add(Namespace("nginx-3"))  # create
-    topo.add(Link(ROOT, "veth-n3", "veth", master="docker0", peer=("nginx-3", "eth0")))
-    topo.add(Link("nginx-3", "eth0", "veth", peer=(ROOT, "veth-n3")))
+    topo.add(Link(ROOT, "veth-n3", "veth", master="docker0",
+                  spec=VethSpec(peer=("nginx-3", "eth0"))))
+    topo.add(Link("nginx-3", "eth0", "veth", spec=VethSpec(peer=(ROOT, "veth-n3"))))
     topo.add(Address("nginx-3", "eth0", "172.17.0.4/16"))
     topo.add(Route("nginx-3", "0.0.0.0/0", via="172.17.0.1"))
     # the veth of nginx-1 moves its peer: a replace, with the address and route re-added
     del topo.objects[("link", "nginx-1", "eth0")]
     del topo.objects[("address", "nginx-1", "eth0", "172.17.0.2/16")]
     del topo.objects[("route", "nginx-1", 254, "0.0.0.0/0", 0)]
-    topo.add(Link(ROOT, "veth-n1", "veth", master="docker0", peer=("nginx-3", "eth1")))
-    topo.add(Link("nginx-3", "eth1", "veth", peer=(ROOT, "veth-n1")))
+    topo.add(Link(ROOT, "veth-n1", "veth", master="docker0",
+                  spec=VethSpec(peer=("nginx-3", "eth1"))))
+    topo.add(Link("nginx-3", "eth1", "veth", spec=VethSpec(peer=(ROOT, "veth-n1"))))
     topo.add(Route(ROOT, "10.99.0.0/16", via="172.17.0.4"))
     topo.add(Sysctl(ROOT, "net.ipv4.conf.all.rp_filter", "0"))
     topo.add(NatTable(ROOT, (NatRule("masquerade", source="172.17.0.0/16", not_out="docker0"),)))

@@ -33,7 +33,9 @@ from hypothesis import strategies as st
 from netdecl.backends import nftables
 from netdecl.backends.netlink import ROUTE_TYPE_CODES, Kernel
 from netdecl.errors import InvalidTopology
-from netdecl.model import VXLAN_PORT, Link, NatTable, Route, Topology, decode_comment
+from netdecl.links.vxlan import PORT as VXLAN_PORT
+from netdecl.links.vxlan import Vxlan
+from netdecl.model import Link, NatTable, Route, Topology, decode_comment
 from netdecl.topology import format as fmt
 from netdecl.topology.export import to_document
 from netdecl.topology.loader import SCHEMA_PATH, load_topology_text
@@ -403,9 +405,9 @@ def test_the_schema_defaults_are_what_the_loader_applies() -> None:
     topology = load({"links": [*BASE["links"], vxlan]})
     assert topology is not None
     vx0 = topology.get(("link", "", "vx0"))
-    assert isinstance(vx0, Link) and vx0.vxlan is not None
-    assert vx0.vxlan.port == defs["vxlan"]["properties"]["port"]["default"]
-    assert vx0.vxlan.learning is defs["vxlan"]["properties"]["learning"]["default"]
+    assert isinstance(vx0, Link) and isinstance(vx0.spec, Vxlan)
+    assert vx0.spec.port == defs["vxlan"]["properties"]["port"]["default"]
+    assert vx0.spec.learning is defs["vxlan"]["properties"]["learning"]["default"]
     assert vx0.up is defs["link"]["properties"]["up"]["default"]
     peer = topology.get(("link", "ns1", "eth0"))
     assert isinstance(peer, Link) and peer.up is defs["peer"]["properties"]["up"]["default"]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+from pathlib import Path
 
+import pytest
+import yaml
+
+import netdecl
 from netdecl.backends.kernelhost import WRITERS
 from netdecl.engine.planner.diff import rule_for
 from netdecl.kinds import KINDS, Kind, Ownership, Stage, object_from_dict, register
+from netdecl.links import LINK_KINDS
+from netdecl.links.veth import VethSpec
+from netdecl.links.vxlan import Vxlan
 from netdecl.model import (
     ROOT,
     Address,
@@ -20,13 +28,15 @@ from netdecl.model import (
     Route,
     Rule,
     Sysctl,
-    Vxlan,
+    Topology,
 )
+from netdecl.topology.export import to_document
+from netdecl.topology.loader import load_topology_text
 
 SAMPLES = [
     Namespace("ns1"),
-    Link(ROOT, "vx0", "vxlan", vxlan=Vxlan(id=42, local="192.0.2.1"), owner="t"),
-    Link(ROOT, "veth0", "veth", peer=("ns1", "eth0")),
+    Link(ROOT, "vx0", "vxlan", spec=Vxlan(id=42, local="192.0.2.1"), owner="t"),
+    Link(ROOT, "veth0", "veth", spec=VethSpec(peer=("ns1", "eth0"))),
     ExternalLink(ROOT, "eth0", mtu=9000, master="br0"),
     Address(ROOT, "veth0", "10.0.0.1/24"),
     Route("ns1", "0.0.0.0/0", via="10.0.0.1"),
@@ -69,3 +79,89 @@ def test_every_kind_is_built_from_the_file():
     for name in KINDS:
         assert name in BUILDERS or BUILT_WITH.get(name) in BUILDERS, name
     assert set(BUILDERS) <= set(KINDS)
+
+
+# -- link kinds: one module each (netdecl/links/) ------------------------------------------------
+
+# A links entry of every link kind, with what it needs around it. A kind registered without a
+# sample here fails test_every_link_kind_has_a_sample, so every piece below covers it.
+LINK_SAMPLES = {
+    "bridge": "  - {name: br0, kind: bridge, bridge: {stp: true}, addresses: [10.0.0.1/24]}\n",
+    "veth": "  - {name: v0, kind: veth, master: br0, hairpin: true,\n"
+            "     peer: {name: eth0, namespace: ns1, mtu: 1400, addresses: [10.0.0.2/24]}}\n",
+    "vxlan": "  - {name: vx0, kind: vxlan, master: br0,\n"
+             "     vxlan: {id: 42, local: 192.0.2.1, dev: uplink, remotes: [192.0.2.2]}}\n",
+    "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
+}
+SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"
+               + "".join(LINK_SAMPLES.values()))
+
+
+def _sample() -> Topology:
+    return load_topology_text(SAMPLE_FILE)
+
+
+def test_every_link_kind_has_a_sample():
+    assert set(LINK_SAMPLES) == set(LINK_KINDS)
+
+
+@pytest.mark.parametrize("name", list(LINK_KINDS))
+def test_a_link_kind_builds_from_the_file_and_round_trips_through_records(name):
+    kind = LINK_KINDS[name]
+    topo = _sample()
+    built = [o for o in topo.objects.values()
+             if (isinstance(o, Link) and o.kind == name)
+             or (not kind.made and isinstance(o, ExternalLink))]
+    assert built, f"the sample of {name} built no link"
+    for obj in built:
+        assert object_from_dict(obj.to_dict()) == obj
+        if isinstance(obj, Link) and kind.settings_key:
+            assert obj.spec is not None, f"{name}: the file's settings were not read"
+
+
+@pytest.mark.parametrize("name", [k.name for k in LINK_KINDS.values() if k.made])
+def test_a_link_kind_is_written_back_by_show_as_itself(name):
+    topo = _sample()
+    seen = Topology(topo.name)  # as `show` sees it: the host's NIC is a link like any other
+    seen.extend(Link(o.namespace, o.name, "device", mtu=o.mtu) if isinstance(o, ExternalLink)
+                else o for o in topo.objects.values())
+    again = load_topology_text(yaml.safe_dump(to_document(seen, "kinds")))
+    mine = {o.key: o for o in topo.of_type(Link) if o.kind == name}
+    assert mine and {o.key: o for o in again.of_type(Link) if o.kind == name} == mine
+
+
+@pytest.mark.parametrize("name", [k.name for k in LINK_KINDS.values() if k.made])
+def test_a_link_kind_made_by_netdecl_says_how_the_kernel_makes_it(name):
+    """Its create request is the kind's own, and a setting it says needs a new link is one
+    of its settings."""
+    kind = LINK_KINDS[name]
+    link = next(o for o in _sample().of_type(Link) if o.kind == name)
+
+    class Request:
+        temp_names = ("nd0", "nd1")
+        peer_netns_fd = 3
+
+        def index_of(self, name: str) -> int:
+            return 7
+
+    data = kind.create_data(link, Request())
+    assert isinstance(data, bytes) and len(data) % 4 == 0
+    assert set(link.recreated_by()) <= set(link.settings())
+
+
+def test_no_kind_name_is_spelled_outside_its_module():
+    """The layers above ask a kind (netdecl/links/) and never test a link's kind by name."""
+    # an external link is also an object type of its own (model.ExternalLink): its keys and
+    # its registration spell that type's name; and a record's layout (model.RECORD_SETTINGS)
+    # names the settings every link carried before kinds had modules
+    names = "|".join(name for name in LINK_KINDS if name not in KINDS)
+    spelled = re.compile(rf"""["']({names})["']""")
+    package = Path(netdecl.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.parent.name == "links" or path.name == "schema_compiled.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if spelled.search(line) and "RECORD_SETTINGS = " not in line:
+                found.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)

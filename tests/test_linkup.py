@@ -7,12 +7,13 @@ import dataclasses
 
 from netdecl.engine.linkup import LateUp
 from netdecl.engine.planner.plan import Action, Op
+from netdecl.links.veth import VethSpec
 from netdecl.model import ROOT, Address, Link, NetObject
 
 
 def pair(up: bool = True, peer_up: bool = True, op: Op = Op.CREATE) -> Action:
-    link = Link(ROOT, "v0", "veth", master="br0", peer=("s0", "eth0"), up=up)
-    peer = Link("s0", "eth0", "veth", peer=(ROOT, "v0"), up=peer_up)
+    link = Link(ROOT, "v0", "veth", master="br0", spec=VethSpec(peer=("s0", "eth0")), up=up)
+    peer = Link("s0", "eth0", "veth", spec=VethSpec(peer=(ROOT, "v0")), up=peer_up)
     return Action(op, link.key, after=link, peer_after=peer)
 
 
@@ -31,7 +32,8 @@ def test_only_a_pair_made_with_both_ends_up_waits():
 
 def test_held_ends_are_made_down_and_brought_up_once_each_in_order():
     late_up = LateUp()
-    ends = [Link(f"s{n}", "eth0", "veth", peer=(ROOT, f"v{n}"), mtu=1400) for n in range(3)]
+    ends = [Link(f"s{n}", "eth0", "veth",
+                 spec=VethSpec(peer=(ROOT, f"v{n}")), mtu=1400) for n in range(3)]
     made = [late_up.hold(end) for end in ends]
     assert [end.up for end in made] == [False] * 3
     assert [dataclasses.replace(end, up=True) for end in made] == ends  # nothing else differs

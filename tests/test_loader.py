@@ -9,6 +9,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from netdecl.errors import InvalidTopology
+from netdecl.links.bridge import BridgeSpec
+from netdecl.links.veth import VethSpec
+from netdecl.links.vxlan import Vxlan
 from netdecl.model import (
     ROOT,
     Address,
@@ -22,7 +25,6 @@ from netdecl.model import (
     Route,
     Rule,
     Sysctl,
-    Vxlan,
 )
 from netdecl.topology.loader import SCHEMA_PATH, load_topology, load_topology_text
 
@@ -73,9 +75,9 @@ def test_docker_bridge_objects():
         ROOT, "net.ipv4.ip_forward", "1")
     assert topo.get(("link", ROOT, "docker0")) == Link(ROOT, "docker0", kind="bridge")
     assert topo.get(("link", ROOT, "veth-n1")) == Link(
-        ROOT, "veth-n1", kind="veth", master="docker0", peer=("nginx-1", "eth0"))
+        ROOT, "veth-n1", kind="veth", master="docker0", spec=VethSpec(peer=("nginx-1", "eth0")))
     assert topo.get(("link", "nginx-1", "eth0")) == Link(
-        "nginx-1", "eth0", kind="veth", peer=(ROOT, "veth-n1"))
+        "nginx-1", "eth0", kind="veth", spec=VethSpec(peer=(ROOT, "veth-n1")))
     assert topo.get(("link", "nginx-2", "eth0")).peer == (ROOT, "veth-n2")
     assert {a.key for a in topo.of_type(Address)} == {
         ("address", ROOT, "docker0", "172.17.0.1/16"),
@@ -117,7 +119,7 @@ def test_docker_nat_objects():
     assert topo.get(("link", ROOT, "veth-n1")).hairpin is True
     assert topo.get(("link", ROOT, "veth-n2")).hairpin is True
     assert topo.get(("link", ROOT, "uplink")) == Link(ROOT, "uplink", kind="veth",
-                                                      peer=("ext", "eth0"))
+                                                      spec=VethSpec(peer=("ext", "eth0")))
     assert topo.get(("link", "ext", "eth0")).peer == (ROOT, "uplink")
     assert topo.get(("address", ROOT, "uplink", "10.168.0.1/24")) is not None
     assert topo.get(("address", "ext", "eth0", "10.168.0.3/24")) is not None
@@ -244,11 +246,11 @@ def test_every_section_converts():
     assert (eth1.mac, eth1.mtu, eth1.up, eth1.peer) == ("02:aa:bb:cc:dd:ee", 9000, False,
                                                         (ROOT, "e1"))
     assert topo.get(("link", ROOT, "e1")) == Link(ROOT, "e1", kind="veth", mtu=1400,
-                                                  peer=("node1", "eth1"))
+                                                  spec=VethSpec(peer=("node1", "eth1")))
     assert topo.get(("address", "node1", "eth1", "fd00::1/64")) is not None
-    assert topo.get(("link", "node1", "vxlan42")).vxlan == Vxlan(
+    assert topo.get(("link", "node1", "vxlan42")).spec == Vxlan(
         42, local="192.168.117.207", dev="eth1", port=4789, learning=True)
-    assert topo.get(("link", ROOT, "br0")).stp is True
+    assert topo.get(("link", ROOT, "br0")).spec == BridgeSpec(stp=True)
     flood = ("fdb", "node1", "vxlan42", "00:00:00:00:00:00", "192.168.117.208")
     assert topo.get(flood) == FdbEntry("node1", "vxlan42", "00:00:00:00:00:00",
                                        dst="192.168.117.208")

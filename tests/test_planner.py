@@ -10,6 +10,7 @@ from builders import docker_bridge
 from netdecl.engine.planfile import action_from_json
 from netdecl.engine.planner import make_plan
 from netdecl.engine.record import OwnershipRecord
+from netdecl.links.veth import VethSpec
 from netdecl.model import (
     ROOT,
     Address,
@@ -136,8 +137,9 @@ def test_peer_moving_namespace_is_a_replace_and_re_adds_dependents():
     del moved.objects[("link", "nginx-1", "eth0")]
     del moved.objects[("address", "nginx-1", "eth0", "172.17.0.2/16")]
     del moved.objects[("route", "nginx-1", 254, "0.0.0.0/0", 0)]
-    moved.add(Link(ROOT, "veth-n1", "veth", master="docker0", peer=("nginx-2", "eth1")))
-    moved.add(Link("nginx-2", "eth1", "veth", peer=(ROOT, "veth-n1")))
+    moved.add(Link(ROOT, "veth-n1", "veth", master="docker0",
+                   spec=VethSpec(peer=("nginx-2", "eth1"))))
+    moved.add(Link("nginx-2", "eth1", "veth", spec=VethSpec(peer=(ROOT, "veth-n1"))))
     moved.add(Address("nginx-2", "eth1", "172.17.0.9/16"))
     plan = make_plan(moved, observed, record)
     replace = [a for a in plan.actions if a.op == "replace"]

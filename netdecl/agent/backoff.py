@@ -130,7 +130,8 @@ def _needs_any(obj: NetObject, gone: set[Key]) -> bool:
             return True
         if obj.peer and obj.peer[0] and ("namespace", obj.peer[0]) in gone:
             return True
-        return bool(obj.vxlan and obj.vxlan.dev and ("link", ns, obj.vxlan.dev) in gone)
+        return any(("link", ns, used) in gone
+                   for used in (obj.spec.uses() if obj.spec is not None else ()))
     if isinstance(obj, (Address, FdbEntry, Neighbor)):
         return ("link", ns, obj.link) in gone
     if isinstance(obj, Route):

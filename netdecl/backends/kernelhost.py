@@ -13,6 +13,7 @@ from typing import Any
 from netdecl.backends import namespaces, sysctl
 from netdecl.backends.host import Birth, Scope, temp_namespace_name
 from netdecl.backends.netlink import Kernel, KernelError
+from netdecl.links import EXTERNAL
 from netdecl.model import (
     ROOT,
     Address,
@@ -73,7 +74,7 @@ def _configure_external(k: Kernel, before: Any, after: ExternalLink, changes: di
                         topology: str, birth: Birth | None) -> None:
     """Set (or put back) the attributes named in ``changes`` on a link the host owns; no
     owner mark: it stays the host's."""
-    link = Link(after.namespace, after.name, kind="external", up=after.up, mtu=after.mtu,
+    link = Link(after.namespace, after.name, kind=EXTERNAL, up=after.up, mtu=after.mtu,
                 master=after.master)
     k.configure_link(link, topology, changes=changes.keys())
 

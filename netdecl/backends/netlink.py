@@ -20,17 +20,16 @@ from netdecl.backends import namespaces, rtnl
 from netdecl.backends.announce import Announcer
 from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
 from netdecl.errors import NetdeclError
+from netdecl.links import link_kind
 from netdecl.model import (
     ROOT,
     RTPROT_NETDECL,
-    VXLAN_PORT,
     Address,
     FdbEntry,
     Link,
     Neighbor,
     Route,
     Rule,
-    Vxlan,
 )
 
 if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import: only VXLAN, FDB, rules and lookups need it
@@ -105,6 +104,36 @@ def _echoed_indexes(echoed: rtnl.LinkMsg | None, ends: int) -> list[int]:
         return [echoed.index]
     peer = rtnl.as_u32(echoed.attrs.get(rtnl.IFLA_LINK))
     return [echoed.index, peer] if peer else []
+
+
+class _Reported:
+    """A link as a dump reported it, for its kind to read (links.base.KernelLink)."""
+
+    def __init__(self, kernel: Kernel, ns: str, m: rtnl.LinkMsg, name: str,
+                 by_index: dict[int, str], all_namespaces: list[str], paired: bool):
+        self.info_data = m.info_data
+        self._args = (ns, m, name, by_index, all_namespaces, paired)
+        self._kernel = kernel
+        self._by_index = by_index
+
+    def name_of(self, index: int) -> str | None:
+        return self._by_index.get(index)
+
+    def target(self) -> tuple[str, str] | None:
+        return self._kernel._link_target(*self._args)
+
+
+class _Request:
+    """What a kind needs to build its create request (links.base.KernelRequest)."""
+
+    def __init__(self, kernel: Kernel, ns: str, temp_names: list[str], peer_netns_fd: int | None):
+        self.temp_names = temp_names
+        self.peer_netns_fd = peer_netns_fd
+        self._kernel = kernel
+        self._ns = ns
+
+    def index_of(self, name: str) -> int:
+        return self._kernel.index_of(self._ns, name)
 
 
 class Kernel:
@@ -315,60 +344,55 @@ class Kernel:
         name = by_index[m.index]
         if name == "lo":
             return None
-        kind, data, attrs = m.kind, m.info_data, m.attrs
-        peer = None
-        if kind == "veth":
-            peer_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_LINK))
-            raw_nsid = attrs.get(rtnl.IFLA_LINK_NETNSID)
-            seen = self._peer_seen.get((ns, m.index))
-            if seen is not None and raw_nsid is not None and seen[2] == peer_idx:
-                peer = (seen[0], seen[1])  # resolved from the other end (see __init__)
-            else:
-                peer_ns: str | None = ns
-                if raw_nsid is not None:
-                    nsid = int.from_bytes(raw_nsid[:4], "little", signed=True)
-                    peer_ns = self._nsid_to_name(ns, nsid, [ROOT, *all_namespaces])
-                if peer_ns is not None and peer_idx:
-                    peer_name = (by_index.get(peer_idx) if peer_ns == ns
-                                 else self._name_of_index(peer_ns, peer_idx))
-                    if peer_name:
-                        peer = (peer_ns, peer_name)
-                        if peer_ns != ns:
-                            self._peer_seen[(peer_ns, peer_idx)] = (ns, name, m.index)
-        vxlan = None
-        if kind == "vxlan":
-            dev_idx = rtnl.as_u32(data.get(rtnl.IFLA_VXLAN_LINK))
-            port = data.get(rtnl.IFLA_VXLAN_PORT)
-            learning = data.get(rtnl.IFLA_VXLAN_LEARNING)
-            vxlan = Vxlan(
-                id=rtnl.as_u32(data.get(rtnl.IFLA_VXLAN_ID)) or 0,
-                local=rtnl.as_ip(data.get(rtnl.IFLA_VXLAN_LOCAL)),
-                dev=by_index.get(dev_idx) if dev_idx else None,
-                port=int.from_bytes(port[:2], "big") if port else VXLAN_PORT,
-                learning=bool(learning and learning[0]),
-            )
+        attrs = m.attrs
+        kind = link_kind(m.kind)
+        spec = None
+        if kind is not None:
+            spec = kind.parse(_Reported(self, ns, m, name, by_index, all_namespaces,
+                                        kind.paired))
         master_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_MASTER))
-        stp = rtnl.as_u32(data.get(rtnl.IFLA_BR_STP_STATE)) if kind == "bridge" else None
         hairpin = m.slave_data.get(rtnl.IFLA_BRPORT_MODE) if m.slave_data is not None else None
         alias = rtnl.as_str(attrs.get(rtnl.IFLA_IFALIAS)) or None
         return Link(
             namespace=ns,
             name=name,
-            kind=kind or "device",
+            kind=m.kind or "device",
             up=bool(m.flags & IFF_UP),
             mtu=rtnl.as_u32(attrs.get(rtnl.IFLA_MTU)),
             mac=rtnl.as_mac(attrs.get(rtnl.IFLA_ADDRESS)),
             master=by_index.get(master_idx) if master_idx else None,
-            peer=peer,
-            stp=bool(stp) if stp is not None else None,
             hairpin=bool(hairpin[0]) if hairpin else (False if m.slave_data is not None
                                                       else None),
-            vxlan=vxlan,
+            spec=spec,
             owner=owner_of_alias(alias),
             alias=alias,
             ifindex=m.index,
             ident=link_ident(ns_ident, m.index) if ns_ident is not None else None,
         )
+
+    def _link_target(self, ns: str, m: rtnl.LinkMsg, name: str, by_index: dict[int, str],
+                     all_namespaces: list[str], paired: bool) -> tuple[str, str] | None:
+        """(namespace, name) of the link IFLA_LINK points at, across namespaces (IFLA_LINK's
+        index is in the namespace IFLA_LINK_NETNSID names)."""
+        attrs = m.attrs
+        target_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_LINK))
+        raw_nsid = attrs.get(rtnl.IFLA_LINK_NETNSID)
+        seen = self._peer_seen.get((ns, m.index)) if paired else None
+        if seen is not None and raw_nsid is not None and seen[2] == target_idx:
+            return (seen[0], seen[1])  # resolved from the other end (see __init__)
+        target_ns: str | None = ns
+        if raw_nsid is not None:
+            nsid = int.from_bytes(raw_nsid[:4], "little", signed=True)
+            target_ns = self._nsid_to_name(ns, nsid, [ROOT, *all_namespaces])
+        if target_ns is None or not target_idx:
+            return None
+        target_name = (by_index.get(target_idx) if target_ns == ns
+                       else self._name_of_index(target_ns, target_idx))
+        if not target_name:
+            return None
+        if paired and target_ns != ns:
+            self._peer_seen[(target_ns, target_idx)] = (ns, name, m.index)
+        return (target_ns, target_name)
 
     def _name_of_index(self, ns: str, index: int) -> str | None:
         cache = self._index_cache.get(ns)
@@ -529,33 +553,19 @@ class Kernel:
         ends = [end for end in (link, peer) if end is not None]
         temps = [temp_link_name(birth.secret, number) for number in range(len(ends))]
         echoed: rtnl.LinkMsg | None = None  # the kernel's description of what it made
-        if link.kind == "veth":
-            assert peer is not None
-            fd = None
-            if peer.namespace != link.namespace:
-                fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                echoed = self._raw_call(link.namespace, what, "new_veth", temps[0], temps[1],
-                                        fd)
-            finally:
-                if fd is not None:
-                    os.close(fd)
-        elif link.kind == "bridge":
-            echoed = self._raw_call(link.namespace, what, "new_link", temps[0], "bridge",
-                           rtnl.attr_u32(rtnl.IFLA_BR_STP_STATE, 1 if link.stp else 0))
-        elif link.kind == "vxlan":
-            assert link.vxlan is not None
-            vx = link.vxlan
-            kwargs: dict[str, Any] = {"ifname": temps[0], "kind": "vxlan", "vxlan_id": vx.id,
-                                      "vxlan_port": vx.port,
-                                      "vxlan_learning": 1 if vx.learning else 0}
-            if vx.local:
-                kwargs["vxlan_local"] = vx.local
-            if vx.dev:
-                kwargs["vxlan_link"] = self.index_of(link.namespace, vx.dev)
-            self._call(link.namespace, what, "link", "add", **kwargs)
-        else:
+        kind = link_kind(link.kind)
+        if kind is None or not kind.made:
             raise KernelError(errno.EOPNOTSUPP, f"{what}: kind {link.kind} is not supported")
+        fd = None
+        if peer is not None and peer.namespace != link.namespace:
+            fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            request = _Request(self, link.namespace, temps, fd)
+            echoed = self._raw_call(link.namespace, what, "new_link", temps[0], link.kind,
+                                    kind.create_data(link, request))
+        finally:
+            if fd is not None:
+                os.close(fd)
         for end in ends:  # any cached index for these names is of an older link
             self._index_cache.get(end.namespace, {}).pop(end.name, None)
         if peer is not None and peer.namespace != link.namespace:
@@ -568,7 +578,7 @@ class Kernel:
             index = known[number] if known else self.index_of(end.namespace, temp)
             indexes.append(index)
             birth.made(end.key, self.link_identity(end.namespace, index))
-        if link.kind == "bridge" and link.mac is None:
+        if kind.ports and link.mac is None:
             # A bridge whose MAC was never set takes its lowest port's, so a port joining later
             # can change it, and every neighbour holding the bridge's address at the old MAC
             # loses it (until its entry is probed again: seconds). Set, it stays put, as Docker
@@ -588,7 +598,7 @@ class Kernel:
         ns = link.namespace
         idx = index if index is not None else self.index_of(ns, link.name)
         wanted = set(changes) if changes is not None else {
-            "mtu", "mac", "master", "stp", "hairpin", "up"}
+            "mtu", "mac", "master", "hairpin", "up", *link.settings()}
         what = f"configure {link.describe()}"
         # name, mtu, mac, master, alias and up go in one RTM_NEWLINK (do_setlink applies
         # them in its own order, flags last)
@@ -602,15 +612,17 @@ class Kernel:
             attrs["mac"] = link.mac
         if "master" in wanted and (link.master is not None or not fresh):
             attrs["master"] = self.index_of(ns, link.master) if link.master else 0
+        kind = link_kind(link.kind)
+        # settings of the kind's own, changed in place (a fresh link was made with them)
+        kind_data = kind.change_data(link, wanted) if kind is not None and not fresh else None
         port_flags = ("hairpin" in wanted and link.hairpin is not None and link.master) or (
-            "stp" in wanted and link.kind == "bridge" and link.stp is not None and not fresh)
+            kind_data is not None)
         if "up" in wanted and link.up is not None and not port_flags:
             attrs["up"] = link.up
         if attrs:
             self._raw_call(ns, what, "set_link", idx, **attrs)
-        if "stp" in wanted and link.kind == "bridge" and link.stp is not None and not fresh:
-            self._call(ns, what, "link", "set", index=idx, kind="bridge",
-                       br_stp_state=1 if link.stp else 0)
+        if kind_data is not None:
+            self._raw_call(ns, what, "set_link_data", idx, link.kind, kind_data)
         if "hairpin" in wanted and link.hairpin is not None and link.master:
             self._call(ns, what, "brport", "set", index=idx, mode=1 if link.hairpin else 0)
         if "up" in wanted and link.up is not None and port_flags:

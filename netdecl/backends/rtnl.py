@@ -50,11 +50,7 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
 IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_EXT_MASK = 10, 18, 20, 29
 IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 28, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
-IFLA_BR_STP_STATE = 5
 IFLA_BRPORT_MODE = 4
-IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 3, 4
-IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 7, 15
-VETH_INFO_PEER = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
@@ -252,13 +248,12 @@ class RtnlSocket:
                 return msg
         return None
 
-    def new_veth(self, name: str, peer_name: str, peer_netns_fd: int | None) -> LinkMsg | None:
-        """A veth pair (see new_link); the echo's IFLA_LINK is the peer's ifindex, in the
-        peer's namespace."""
-        peer = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, peer_name)
-        if peer_netns_fd is not None:
-            peer += attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
-        return self.new_link(name, "veth", attr(VETH_INFO_PEER, peer))
+    def set_link_data(self, index: int, kind: str, info_data: bytes) -> None:
+        """Change the settings of a link's kind in place (IFLA_INFO_DATA, as its kind module
+        writes them: netdecl/links/)."""
+        info = attr_str(IFLA_INFO_KIND, kind) + nested(IFLA_INFO_DATA, info_data)
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + nested(IFLA_LINKINFO, info)
+        self.call(RTM_NEWLINK, 0, body)
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: int | None = None,

@@ -19,9 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netdecl.engine.planner.plan import CREATE, REPLACE, Action
+from netdecl.links import link_kind
 from netdecl.model import Address, ExternalLink, Link, Topology
-
-HOST_LOCAL_KINDS = ("veth", "bridge")  # a segment of only these ends at this host
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,8 @@ def _new_segment_links(desired: Topology, made: set[tuple[str, str]]
         node = (link.namespace, link.name)
         find(node)
         if isinstance(link, Link):
-            if link.kind in HOST_LOCAL_KINDS:
+            kind = link_kind(link.kind)
+            if kind is not None and kind.host_local:
                 local.add(node)
             if link.peer is not None:
                 union(node, link.peer)
@@ -74,4 +74,4 @@ def _new_segment_links(desired: Topology, made: set[tuple[str, str]]
     return {node for node in parent if find(node) not in old_segments}
 
 
-__all__ = ["Announcements", "HOST_LOCAL_KINDS"]
+__all__ = ["Announcements"]

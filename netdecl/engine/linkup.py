@@ -37,7 +37,7 @@ class LateUp:
     def defers(action: Action) -> bool:
         """Whether ``action`` makes a veth pair whose second end can wait to come up."""
         return (action.type == "link" and action.op in (CREATE, REPLACE)
-                and isinstance(action.after, Link) and action.after.kind == "veth"
+                and isinstance(action.after, Link) and action.after.peer is not None
                 and isinstance(action.peer_after, Link)
                 and action.after.up is True and action.peer_after.up is True)
 

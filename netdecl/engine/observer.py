@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable
 from netdecl.backends.host import Host, Scope
 from netdecl.engine.ownership import external_views, manageable, observed_topology
 from netdecl.engine.record import OwnershipRecord
+from netdecl.links import link_kind
 from netdecl.model import (
     MAIN_TABLE,
     ROOT,
@@ -55,7 +56,8 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
         rules=bool(desired.of_type(Rule)) or "rule" in types,
         fdb=bool(desired.of_type(FdbEntry) or desired.of_type(Neighbor))
         or "fdb" in types or "neighbor" in types
-        or any(link.kind == "vxlan" for link in desired.of_type(Link)),
+        or any(kind.reads_fdb for link in desired.of_type(Link)
+               if (kind := link_kind(link.kind)) is not None),
     )
 
 

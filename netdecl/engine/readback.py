@@ -148,11 +148,11 @@ def check_object(obj: NetObject) -> NetObject:
         _alias(obj.alias)
         if obj.peer is not None:
             if len(obj.peer) != 2:
-                raise Untrusted(f"veth peer {obj.peer!r} is not (namespace, name)")
+                raise Untrusted(f"link peer {obj.peer!r} is not (namespace, name)")
             namespace(obj.peer[0])
             link_name(obj.peer[1])
-        if obj.vxlan is not None:
-            _optional_link(obj.vxlan.dev)
+        for used in obj.spec.uses() if obj.spec is not None else ():
+            link_name(used)
     elif isinstance(obj, (Address, FdbEntry, Neighbor)):
         link_name(obj.link)
     elif isinstance(obj, Route):

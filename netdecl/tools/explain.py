@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netdecl.links import link_kind
 from netdecl.model import FILTER, Link, NatRule, ns_label, qualify
 from netdecl.topology.format import split_target
 
@@ -215,15 +216,15 @@ class World:
         link = self.links[node]
         out: list[tuple[tuple[str, str], str]] = []
         if link.peer and link.peer in self.links:
-            out.append((link.peer, "veth"))
+            out.append((link.peer, "pair"))
         if link.master and (node[0], link.master) in self.links:
             out.append(((node[0], link.master), "port-to-bridge"))
-        if link.kind == "bridge":
+        kind = link_kind(link.kind)
+        if kind is not None and kind.ports:
             out += [(key, "bridge-to-port") for key, other in self.links.items()
                     if key[0] == node[0] and other.master == link.name]
-        if link.kind == "vxlan" and link.vxlan:
-            out += [(key, "vxlan") for key, other in self.links.items()
-                    if key != node and other.vxlan and other.vxlan.id == link.vxlan.id]
+        if kind is not None:
+            out += [(key, "tunnel") for key in kind.far_ends(node, link, self.links)]
         return out
 
 
@@ -397,15 +398,16 @@ def _cross(world: World, result: Explanation, pkt: Packet, start: tuple[str, str
     mac = _nexthop_mac(world, ns, out, nexthop, target)
     for (here, how), (there, _) in zip(path, path[1:], strict=False):
         link = world.links[there]
-        if how == "veth":
-            result.add(here[0], f"{here[1]} -> veth peer {_full(there)}")
+        if how == "pair":
+            result.add(here[0], f"{here[1]} -> {link.kind} peer {_full(there)}")
         elif how == "port-to-bridge":
-            result.add(here[0], f"{here[1]} is a port of bridge {there[1]}")
+            result.add(here[0], f"{here[1]} is a port of {link.kind} {there[1]}")
         elif how == "bridge-to-port":
             result.add(here[0], _bridge_choice(world, here, there[1], mac))
-        elif how == "vxlan":
-            vni = link.vxlan.id if link.vxlan else "?"
-            result.add(here[0], f"{here[1]} -> VXLAN tunnel (id {vni}) -> {qualify(*there)}")
+        elif how == "tunnel":
+            kind = link_kind(link.kind)
+            crossing = kind.crossing(link) if kind is not None else link.kind
+            result.add(here[0], f"{here[1]} -> {crossing} -> {qualify(*there)}")
         if not link.up:
             _finish(result, pkt, "dropped", f"link {qualify(*there)} is down")
             return True
@@ -499,8 +501,8 @@ def _exits(world: World, start: tuple[str, str]) -> list[str]:
     while queue:
         node = queue.popleft()
         link = world.links[node]
-        if link.kind not in ("veth", "bridge", "vxlan") or (link.kind == "veth" and
-                                                             link.peer not in world.links):
+        kind = link_kind(link.kind)
+        if kind is None or not kind.layer2 or (kind.paired and link.peer not in world.links):
             exits.append(qualify(*node))
         for other, _ in world.neighbours(node):
             if other not in seen:

@@ -14,7 +14,8 @@ import subprocess
 from dataclasses import dataclass
 
 from netdecl.errors import EnvironmentProblem, NetdeclError
-from netdecl.model import FILTER, Address, FdbEntry, Link, NatTable, Topology, ns_label
+from netdecl.links import link_kind
+from netdecl.model import FILTER, Address, Link, NatTable, Topology, ns_label
 
 DOT_TIMEOUT = 30.0
 
@@ -23,8 +24,15 @@ DOT_TIMEOUT = 30.0
 class Edge:
     a: tuple[str, str]
     b: tuple[str, str]
-    kind: str  # veth | port | vxlan
+    kind: str  # what joins them: the kind of a pair or a tunnel (veth, vxlan), or "port"
+    how: str  # pair | port | tunnel
     label: str = ""
+
+
+def _hub(link: Link) -> bool:
+    """Drawn as a switch: a link that others join as ports (a bridge)."""
+    kind = link_kind(link.kind)
+    return kind is not None and kind.ports
 
 
 def _namespaces(topo: Topology) -> list[str]:
@@ -35,10 +43,8 @@ def _namespaces(topo: Topology) -> list[str]:
 
 
 def _label(topo: Topology, link: Link) -> list[str]:
-    lines = [link.name, link.kind]
-    if link.vxlan:
-        lines[-1] = f"vxlan id {link.vxlan.id}" + (f" local {link.vxlan.local}"
-                                                    if link.vxlan.local else "")
+    kind = link_kind(link.kind)
+    lines = [link.name, kind.label(link) if kind is not None else link.kind]
     lines += [a.cidr for a in topo.of_type(Address)
               if a.namespace == link.namespace and a.link == link.name]
     return lines
@@ -50,27 +56,20 @@ def edges(topo: Topology) -> list[Edge]:
     out: list[Edge] = []
     seen: set[frozenset[tuple[str, str]]] = set()
     for key, link in links.items():
-        if link.kind == "veth" and link.peer and link.peer in links:
+        if link.peer and link.peer in links:
             pair = frozenset((key, link.peer))
             if pair not in seen:
                 seen.add(pair)
-                out.append(Edge(key, link.peer, "veth"))
+                out.append(Edge(key, link.peer, link.kind, "pair"))
         if link.master and (link.namespace, link.master) in links:
-            out.append(Edge((link.namespace, link.master), key, "port"))
-    remotes: dict[tuple[str, str], set[str]] = {}
-    for entry in topo.of_type(FdbEntry):
-        if entry.dst:
-            remotes.setdefault((entry.namespace, entry.link), set()).add(entry.dst)
-    vxlans = {k: lk for k, lk in links.items() if lk.vxlan is not None}
-    for key, link in vxlans.items():
-        for other_key, other in vxlans.items():
-            assert link.vxlan is not None and other.vxlan is not None
+            out.append(Edge((link.namespace, link.master), key, "port", "port"))
+    for key, link in links.items():
+        kind = link_kind(link.kind)
+        for other_key, label in kind.tunnels(key, link, links, topo) if kind else ():
             pair = frozenset((key, other_key))
-            if other_key == key or pair in seen or other.vxlan.id != link.vxlan.id:
-                continue
-            if other.vxlan.local and other.vxlan.local in remotes.get(key, set()):
+            if pair not in seen:
                 seen.add(pair)
-                out.append(Edge(key, other_key, "vxlan", f"vxlan {link.vxlan.id}"))
+                out.append(Edge(key, other_key, link.kind, "tunnel", label))
     return out
 
 
@@ -107,14 +106,15 @@ def to_dot(topo: Topology) -> str:
                          "shape=plaintext];")
         for link in members:
             label = "\\n".join(_dq(x)[1:-1] for x in _label(topo, link))
-            shape = ', shape=box3d' if link.kind == "bridge" else ""
+            shape = ', shape=box3d' if _hub(link) else ""
             lines.append(f"    {_dot_id((ns, link.name))} [label=\"{label}\"{shape}];")
         lines.append("  }")
-    styles = {"veth": 'label="veth", penwidth=2', "port": 'style=dashed, label="port"',
-              "vxlan": 'style=bold, color=blue'}
+    styles = {"pair": 'label="{kind}", penwidth=2', "port": 'style=dashed, label="port"',
+              "tunnel": 'style=bold, color=blue'}
     for edge in edges(topo):
         extra = f', label={_dq(edge.label)}' if edge.label else ""
-        lines.append(f"  {_dot_id(edge.a)} -- {_dot_id(edge.b)} [{styles[edge.kind]}{extra}];")
+        style = styles[edge.how].format(kind=edge.kind)
+        lines.append(f"  {_dot_id(edge.a)} -- {_dot_id(edge.b)} [{style}{extra}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -149,12 +149,12 @@ def to_mermaid(topo: Topology) -> str:
             lines.append(f'    ns{index}_empty["(no links)"]')
         for link in members:
             label = "<br/>".join(_mq(x) for x in _label(topo, link))
-            shape = ('[["', '"]]') if link.kind == "bridge" else ('["', '"]')
+            shape = ('[["', '"]]') if _hub(link) else ('["', '"]')
             lines.append(f"    {ids[(ns, link.name)]}{shape[0]}{label}{shape[1]}")
         lines.append("  end")
-    arrows = {"veth": "<-->|veth|", "port": "-.-|port|", "vxlan": "<==>"}
+    arrows = {"pair": "<-->|{kind}|", "port": "-.-|port|", "tunnel": "<==>"}
     for edge in edges(topo):
-        arrow = arrows[edge.kind]
+        arrow = arrows[edge.how].format(kind=edge.kind)
         if edge.label:
             arrow += f"|{_mq(edge.label)}|"
         lines.append(f"  {ids[edge.a]} {arrow} {ids[edge.b]}")

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netdecl.errors import Diagnostic
+from netdecl.links import LINK_KINDS, link_kind
+from netdecl.links.base import End, entry_namespace
 from netdecl.model import COMMENT_MAX, MAIN_TABLE, ROOT, NatRule, encode_comment
 from netdecl.topology.format import (
     DEFAULT_ROUTE,
-    EXTERNAL,
     FILTER_SECTIONS,
     NAT_FAMILIES,
     NAT_SECTIONS,
@@ -42,7 +43,6 @@ from netdecl.topology.format import (
     route_metric,
     split_target,
     sysctl_value,
-    vxlan_port,
 )
 from netdecl.topology.yamlsrc import Document, Path, quoted
 
@@ -153,6 +153,21 @@ class Context:
         line, col = self.doc.key_pos(path) if at_key else self.doc.value_pos(path)
         self.errors.append(Diagnostic(self.file, line, col, message))
 
+    def quoted(self, text: str) -> str:
+        return quoted(text)
+
+    def ip_version(self, path: Path, text: str) -> int | None:
+        addr, problem = parse_ip(text)
+        if problem:
+            self.error(path, problem)
+        return addr.version if addr is not None and not problem else None
+
+    def ifname(self, path: Path, text: str) -> bool:
+        problem = ifname_problem(text)
+        if problem:
+            self.error(path, problem)
+        return problem is None
+
     def warn(self, path: Path, message: str) -> None:
         line, col = self.doc.value_pos(path)
         self.warnings.append(Diagnostic(self.file, line, col, message, severity="warning"))
@@ -222,15 +237,17 @@ def collect(ctx: Context) -> None:
     if isinstance(namespaces, dict):
         ctx.namespaces = {n for n in namespaces if nsname_problem(n) is None}
     for path, item in ctx.items("links"):
-        ns = item.get("namespace") if isinstance(item.get("namespace"), str) else ROOT
-        if isinstance(item.get("name"), str):
-            ctx.links.append(LinkDecl(ns, item["name"], item.get("kind"), path, item))
-        peer = item.get("peer")
-        if item.get("kind") == "veth" and isinstance(peer, dict) \
-                and isinstance(peer.get("name"), str):
-            peer_ns = peer.get("namespace") if isinstance(peer.get("namespace"), str) else ROOT
-            ctx.links.append(LinkDecl(peer_ns, peer["name"], "veth", (*path, "peer"), peer))
-    ctx.external_namespaces = {d.namespace for d in ctx.links if d.kind == EXTERNAL}
+        kind = link_kind(item.get("kind")) if isinstance(item.get("kind"), str) else None
+        if kind is None:  # the schema reports the kind; the entry still declares its name
+            if isinstance(item.get("name"), str):
+                ctx.links.append(LinkDecl(entry_namespace(item), item["name"], item.get("kind"),
+                                          path, item))
+            continue
+        for end in kind.ends(item, entry_namespace(item), path):
+            ctx.links.append(LinkDecl(end.namespace, end.name, kind.name, end.path,
+                                      dict(end.entry)))
+    ctx.external_namespaces = {d.namespace for d in ctx.links
+                               if (k := link_kind(d.kind)) is not None and not k.made}
     for decl in ctx.links:
         if (decl.namespace, decl.name) not in ctx.link_index:
             ctx.link_index[(decl.namespace, decl.name)] = decl
@@ -291,9 +308,9 @@ def check_masters(ctx: Context) -> None:
             ctx.error(path, f"link {quoted(decl.name)} cannot be its own master")
             continue
         target = ctx.link_ref(path, decl.namespace, master)
-        if target is not None and target.kind != "bridge":
+        if target is not None and not _takes_ports(target.kind):
             ctx.error(path, f"master '{master}' is a {target.kind}, not a bridge")
-        elif target is not None and decl.kind == "bridge":
+        elif target is not None and _takes_ports(decl.kind):
             ctx.error(path, f"bridge {quoted(decl.name)} cannot be a port of another bridge")
         elif target is not None:
             count = ports[(decl.namespace, master)] = ports.get((decl.namespace, master), 0) + 1
@@ -343,39 +360,17 @@ def check_addresses(ctx: Context) -> None:
             by_len.setdefault(iface.network.prefixlen, set()).add(iface.network)
 
 
-def check_vxlan(ctx: Context) -> None:
-    seen: dict[tuple[str, int, Any], str] = {}
-    for decl in ctx.links:
-        vx = decl.spec.get("vxlan")
-        if decl.kind != "vxlan" or not isinstance(vx, dict):
-            continue
-        path = (*decl.path, "vxlan")
-        families: set[int] = set()
-        if isinstance(vx.get("local"), str):
-            addr, problem = parse_ip(vx["local"])
-            if problem:
-                ctx.error((*path, "local"), problem)
-            elif addr is not None:
-                families.add(addr.version)
-        if isinstance(vx.get("dev"), str) and (problem := ifname_problem(vx["dev"])):
-            ctx.error((*path, "dev"), problem)
-        remotes = vx.get("remotes") if isinstance(vx.get("remotes"), list) else []
-        for i, remote in enumerate(remotes):
-            if not isinstance(remote, str):
-                continue
-            addr, problem = parse_ip(remote)
-            if problem:
-                ctx.error((*path, "remotes", i), problem)
-            elif addr is not None and families and addr.version not in families:
-                ctx.error((*path, "remotes", i),
-                          f"remote {remote} is IPv{addr.version} but local is not")
-        vni, port = vx.get("id"), vxlan_port(vx)
-        if is_int(vni) and is_int(port):
-            key = (decl.namespace, vni, port)
-            other = seen.setdefault(key, decl.name)
-            if other != decl.name:
-                ctx.error((*path, "id"), f"vxlan id {vni} is already used by {quoted(other)} "
-                                         "on the same port in this namespace")
+def _takes_ports(kind: Any) -> bool:
+    found = link_kind(kind) if isinstance(kind, str) else None
+    return found is not None and found.ports
+
+
+def check_link_kinds(ctx: Context) -> None:
+    """Each kind's own checks (netdecl/links/), over its declared links."""
+    for kind in LINK_KINDS.values():
+        ends = [End(d.namespace, d.name, d.path, d.spec) for d in ctx.links if d.kind == kind.name]
+        if ends:
+            kind.check(ctx, ends)
 
 
 def check_sysctls(ctx: Context) -> None:
@@ -834,7 +829,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     check_masters,
     check_link_macs,
     check_addresses,
-    check_vxlan,
+    check_link_kinds,
     check_sysctls,
     check_routes,
     check_nat,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from netdecl.links import EXTERNAL, LINK_KINDS, link_kind
 from netdecl.model import (
     MAIN_TABLE,
     ROOT,
@@ -36,7 +37,6 @@ from netdecl.model import (
 )
 from netdecl.topology.checks import ifname_problem, nsname_problem
 from netdecl.topology.format import (
-    EXTERNAL,
     UNICAST,
     metric_in_file,
     nat_rule_spec,
@@ -61,16 +61,28 @@ class _Exporter:
         self.links = {(link.namespace, link.name): link for link in topo.of_type(Link)
                       if link.namespace in self.spaces and ifname_problem(link.name) is None}
         self.kinds = {key: self._kind(link) for key, link in self.links.items()}
+        self.done: set[tuple[str, str]] = set()  # links written (a veth's peer: in its entry)
         self.addresses = self._addresses()
 
     def _kind(self, link: Link) -> str:
         """What the file can make of a link: netdecl's own kinds, or external."""
-        if link.kind in ("bridge", "vxlan"):
-            return link.kind
-        if link.kind == "veth" and link.peer is not None and link.peer in self.links \
-                and self.links[link.peer].kind == "veth":
-            return "veth"
+        kind = link_kind(link.kind)
+        if kind is not None and kind.made and kind.exportable(link, self):
+            return kind.name
         return EXTERNAL
+
+    # -- what a link kind is offered (links.base.ExportView) --
+    def kind_written(self, key: tuple[str, str]) -> str:
+        return self.kinds[key]
+
+    def common(self, link: Link, kind: str) -> dict[str, Any]:
+        return self._fields(link, kind)
+
+    def written(self, key: tuple[str, str]) -> None:
+        self.done.add(key)
+
+    def fdb_remotes(self, link: Link) -> list[str]:
+        return self._remotes(link)
 
     def _addresses(self) -> dict[tuple[str, str], list[str]]:
         out: dict[tuple[str, str], list[str]] = {}
@@ -84,9 +96,9 @@ class _Exporter:
         return out
 
     def _master(self, link: Link) -> str | None:
-        if link.master and self.kinds.get((link.namespace, link.master)) == "bridge":
-            return link.master
-        return None
+        master = self.kinds.get((link.namespace, link.master)) if link.master else None
+        kind = link_kind(master)
+        return link.master if kind is not None and kind.ports else None
 
     def _fields(self, link: Link, kind: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -106,33 +118,16 @@ class _Exporter:
 
     def links_section(self) -> None:
         entries = []
-        done: set[tuple[str, str]] = set()
         for key, link in sorted(self.links.items()):
-            if key in done:
+            if key in self.done:
                 continue
-            done.add(key)
+            self.done.add(key)
             kind = self.kinds[key]
             entry: dict[str, Any] = {"name": link.name, "kind": kind}
             if link.namespace:
                 entry["namespace"] = link.namespace
             entry.update(self._fields(link, kind))
-            if kind == "bridge" and link.stp is not None:
-                entry["bridge"] = {"stp": link.stp}
-            if kind == "vxlan" and link.vxlan is not None:
-                vx = {k: v for k, v in link.vxlan.to_dict().items() if v is not None}
-                if vx.get("dev") and (link.namespace, vx["dev"]) not in self.links:
-                    vx.pop("dev")
-                if remotes := self._remotes(link):
-                    vx["remotes"] = remotes
-                entry["vxlan"] = vx
-            if kind == "veth" and link.peer is not None:
-                peer = self.links[link.peer]
-                done.add(link.peer)
-                peer_doc: dict[str, Any] = {"name": peer.name}
-                if peer.namespace:
-                    peer_doc["namespace"] = peer.namespace
-                peer_doc.update(self._fields(peer, "veth"))
-                entry["peer"] = peer_doc
+            entry.update(LINK_KINDS[kind].export(link, self))
             entries.append(entry)
         if entries:
             self.doc["links"] = entries
@@ -197,8 +192,9 @@ class _Exporter:
             if (e.namespace, e.link) not in self.links or _multicast(e.mac) \
                     or (e.namespace, e.mac) in own_macs:
                 continue  # the kernel's own entries
-            if e.mac == ZERO_MAC and e.dst and self.kinds[(e.namespace, e.link)] == "vxlan":
-                continue  # written as the vxlan's remotes
+            if e.mac == ZERO_MAC and e.dst and \
+                    LINK_KINDS[self.kinds[(e.namespace, e.link)]].reads_fdb:
+                continue  # written as the link's own (a VXLAN's remotes)
             entry: dict[str, Any] = {"namespace": e.namespace} if e.namespace else {}
             entry.update({"link": e.link, "mac": e.mac})
             if e.dst:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import lru_cache, wraps
 from typing import Any, TypeVar
 
-from netdecl.model import FILTER, IPV6_DEFAULT_METRIC, VXLAN_PORT, NatRule, Route
+from netdecl.model import FILTER, IPV6_DEFAULT_METRIC, NatRule, Route
 from netdecl.topology.yamlsrc import quoted
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -27,14 +27,6 @@ IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 PORT_MIN, PORT_MAX = 1, 65535
 _PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::([0-9]{1,5}))?")
-
-
-# ---------------------------------------------------------------------------- links
-
-EXTERNAL = "external"
-"""The link ``kind`` naming an interface the host owns (its NIC): netdecl never creates or
-deletes it; routes, NAT, VXLAN and bridge ports may use it, and the attributes declared on it
-(``addresses``, added beside the NIC's own; ``mtu``, ``up``, ``master``) are managed."""
 
 
 # ---------------------------------------------------------------------------- address rules
@@ -270,11 +262,6 @@ def route_family(route: dict[str, Any]) -> int:
 
 
 # ---------------------------------------------------------------------------- vxlan
-
-
-def vxlan_port(spec: dict[str, Any]) -> Any:
-    """A vxlan's ``port``, the IANA port when omitted (the value is the schema's to check)."""
-    return spec.get("port", VXLAN_PORT)
 
 
 # ---------------------------------------------------------------------------- scalars

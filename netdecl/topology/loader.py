@@ -14,12 +14,13 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from netdecl.errors import Diagnostic, InvalidTopology
+from netdecl.links import LINK_KINDS
 from netdecl.model import (
     MAIN_TABLE,
     ROOT,
@@ -31,17 +32,16 @@ from netdecl.model import (
     NatRule,
     NatTable,
     Neighbor,
+    NetObject,
     Probe,
     Route,
     Rule,
     Sysctl,
     Topology,
-    Vxlan,
 )
 from netdecl.topology import schema_errors
 from netdecl.topology.checks import run_checks
 from netdecl.topology.format import (
-    EXTERNAL,
     FILTER_SECTIONS,
     NAT_SECTIONS,
     UNICAST,
@@ -56,7 +56,6 @@ from netdecl.topology.format import (
     route_scope,
     route_to,
     sysctl_value,
-    vxlan_port,
 )
 from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
 
@@ -243,69 +242,25 @@ def build_namespaces(topology: Topology, data: dict[str, Any], doc: Document) ->
 
 
 def build_links(topology: Topology, data: dict[str, Any], doc: Document) -> None:
-    for i, spec in enumerate(data.get("links") or []):
+    for i, entry in enumerate(data.get("links") or []):
         path = ("links", i)
-        namespace = spec.get("namespace", ROOT)
-        kind = spec["kind"]
-        if kind == EXTERNAL:
-            external = external_from(spec, namespace)
-            place(topology, external, doc.value_pos(path))
-            add_addresses(topology, external, spec, path, doc)
-            continue
-        peer = spec.get("peer")
-        peer_ns = peer.get("namespace", ROOT) if peer else None
-        vxlan = spec.get("vxlan")
-        link = link_from(
-            spec, namespace, kind,
-            peer=(peer_ns, peer["name"]) if peer else None,
-            stp=(spec.get("bridge") or {}).get("stp"),
-            vxlan=vxlan_from(vxlan) if vxlan else None,
-        )
-        place(topology, link, doc.value_pos(path))
-        add_addresses(topology, link, spec, path, doc)
-        if peer:
-            end = link_from(peer, peer_ns, "veth", peer=(namespace, spec["name"]))
-            place(topology, end, doc.value_pos((*path, "peer")))
-            add_addresses(topology, end, peer, (*path, "peer"), doc)
-        for j, remote in enumerate((vxlan or {}).get("remotes") or []):
-            # Head-end replication: flood unknown/broadcast frames to each remote VTEP.
-            place(topology, FdbEntry(namespace, link.name, "00:00:00:00:00:00", dst=ip(remote)),
-                  doc.value_pos((*path, "vxlan", "remotes", j)))
+        kind = LINK_KINDS[entry["kind"]]
+        ends = kind.ends(entry, entry.get("namespace", ROOT), path)
+        built = kind.build(ends)
+        for end, obj in zip(ends, built, strict=True):
+            place(topology, obj, doc.value_pos(end.path))
+            add_addresses(topology, obj, end.entry, end.path, doc)
+        for obj, where in kind.derived(built[0], entry, path):
+            place(topology, obj, doc.value_pos(where))
 
 
-def link_from(spec: dict[str, Any], namespace: str, kind: str, **extra: Any) -> Link:
-    mtu, mac = spec.get("mtu"), spec.get("mac")
-    return Link(
-        namespace=namespace,
-        name=spec["name"],
-        kind=kind,
-        up=spec.get("up", True),
-        mtu=int(mtu) if mtu is not None else None,
-        mac=mac.lower() if mac else None,
-        master=spec.get("master"),
-        hairpin=spec.get("hairpin"),
-        **extra,
-    )
-
-
-def external_from(spec: dict[str, Any], namespace: str) -> ExternalLink:
-    """A link the host owns: only what the file says about it is managed (no default up)."""
-    mtu = spec.get("mtu")
-    return ExternalLink(namespace=namespace, name=spec["name"], up=spec.get("up"),
-                        mtu=int(mtu) if mtu is not None else None, master=spec.get("master"))
-
-
-def vxlan_from(spec: dict[str, Any]) -> Vxlan:
-    return Vxlan(id=int(spec["id"]), local=ip(spec.get("local")), dev=spec.get("dev"),
-                 port=int(vxlan_port(spec)), learning=spec.get("learning", True))
-
-
-def add_addresses(topology: Topology, link: Link | ExternalLink, spec: dict[str, Any],
+def add_addresses(topology: Topology, link: NetObject, spec: Mapping[str, Any],
                   path: tuple[Any, ...], doc: Document) -> None:
     for k, text in enumerate(spec.get("addresses") or []):
         iface, _ = parse_interface(text)  # valid: the checks said so (and parsed it once)
         assert iface is not None
         cidr = iface.with_prefixlen
+        assert isinstance(link, (Link, ExternalLink))
         place(topology, Address(link.namespace, link.name, cidr),
               doc.value_pos((*path, "addresses", k)))
 

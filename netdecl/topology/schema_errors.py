@@ -13,16 +13,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from netdecl.links import LINK_KINDS, link_kind
 from netdecl.topology.yamlsrc import Document, Path, Pos, quoted
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
 
 # Keys that exist only for some link kinds: what to say when they appear on another kind.
-KIND_ONLY = {"peer": "veth", "bridge": "bridge", "vxlan": "vxlan"}
+KIND_ONLY = {k.settings_key: k.name for k in LINK_KINDS.values() if k.settings_key}
 REQUIRED_HINTS = {
-    "peer": "a veth needs its other end: peer: {name: ..., namespace: ...}",
-    "vxlan": "a vxlan link needs at least vxlan: {id: ...}",
+    **{k.settings_key: k.settings_hint for k in LINK_KINDS.values()
+       if k.settings_key and k.settings_hint},
     "version": "write version: 1",
 }
 TYPE_WORDS = {
@@ -108,12 +109,17 @@ def forbidden_key(path: Path, doc: Document) -> SchemaProblem:
     message = f"'{key}' is not allowed here"
     parent = lookup(doc.data, path[:-1])
     kind = parent.get("kind") if isinstance(parent, dict) else None
-    if kind == "external":
-        message = f"'{key}' is not allowed on an external link: netdecl manages only the " \
-                  "addresses, mtu, up and master declared on a link the host owns"
+    link = link_kind(kind) if isinstance(kind, str) else None
+    if link is not None and link.refuses_because:
+        message = f"'{key}' is not allowed on {_article(link.name)} link: " \
+                  f"{link.refuses_because}"
     elif isinstance(key, str) and key in KIND_ONLY:
         message = f"'{key}' is only for kind {KIND_ONLY[key]}, not {kind}"
     return SchemaProblem(doc.key_pos(path), message)
+
+
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 def lookup(data: Any, path: Path) -> Any:

@@ -121,7 +121,7 @@ def _links(desired: Topology, observed: Topology, topology: str, actions: list[A
         if want.key in done:
             continue
         ends = [want]
-        if want.kind == "veth" and want.peer is not None:
+        if want.peer is not None:
             peer = desired.get(("link", *want.peer))
             assert isinstance(peer, Link)
             ends.append(peer)
@@ -153,7 +153,7 @@ def _incompatible(ends: list[Link], seen: list[NetObject | None]) -> str | None:
             return f"{name} belongs to topology {o.owner}"
         if o.kind != want.kind:
             return f"{name} is a {o.kind}, the file declares a {want.kind}"
-        if want.kind == "veth" and o.peer != want.peer:
+        if want.peer is not None and o.peer != want.peer:
             other = qualify(*o.peer) if o.peer else "an unknown link"
             return f"{name} is paired with {other}, not with {qualify(*want.peer or ('', ''))}"
     return None

@@ -188,7 +188,7 @@ def _links(d: _Diff, kind: Kind) -> None:
         deleted.add(o.key)
         d.rebuilt_links.add(o.key)
         peer = None
-        if o.kind == "veth" and o.peer is not None:
+        if o.peer is not None:
             peer_obs = d.observed.get(("link", *o.peer))
             if isinstance(peer_obs, Link):
                 deleted.add(peer_obs.key)
@@ -201,7 +201,7 @@ def _links(d: _Diff, kind: Kind) -> None:
             continue
         handled.add(want.key)
         peer_want = None
-        if want.kind == "veth" and want.peer is not None:
+        if want.peer is not None:
             peer_want = d.desired.get(("link", *want.peer))
             assert isinstance(peer_want, Link)
             handled.add(peer_want.key)
@@ -236,8 +236,9 @@ def _links(d: _Diff, kind: Kind) -> None:
             continue
         for end, o in zip(ends, observed_ends, strict=True):
             assert isinstance(o, Link)
+            recreate = end.recreated_by()
             changes = {k: list(v) for k, v in end.differences(o).items()
-                       if k not in Link.REPLACE_FIELDS}
+                       if k != "kind" and k not in recreate}
             if changes:
                 d.add(Action(MODIFY, end.key, before=o, after=end, changes=changes))
 
@@ -253,13 +254,18 @@ def _needs_replace(ends: list[Link], observed: list[NetObject | None]) -> bool:
         return True  # half a veth pair: recreate the pair
     for want, o in zip(ends, observed, strict=True):
         assert isinstance(o, Link)
-        if want.kind != o.kind:
-            return True
-        if want.kind == "veth" and want.peer != o.peer:
-            return True
-        if want.kind == "vxlan" and want.vxlan != o.vxlan:
+        if want.kind != o.kind or _recreated_setting(want, o) is not None:
             return True
     return False
+
+
+def _recreated_setting(want: Link, o: Link) -> str | None:
+    """Why a setting the kernel cannot change in place differs, if one does."""
+    now = o.settings()
+    for name, why in want.recreated_by().items():
+        if want.settings().get(name) != now.get(name):
+            return why
+    return None
 
 
 def _replace_reason(ends: list[Link], observed: list[NetObject | None]) -> str:
@@ -269,10 +275,8 @@ def _replace_reason(ends: list[Link], observed: list[NetObject | None]) -> str:
         assert isinstance(o, Link)
         if want.kind != o.kind:
             return f"kind {o.kind} -> {want.kind}"
-        if want.peer != o.peer:
-            return "peer changed"
-        if want.vxlan != o.vxlan:
-            return "vxlan parameters changed"
+        if (why := _recreated_setting(want, o)) is not None:
+            return why
     return "recreate"
 
 

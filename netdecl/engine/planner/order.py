@@ -85,8 +85,8 @@ def _build_deps(action: Action, by_key: dict) -> list[Dep]:
                 deps.append((("start",), ("links-ready", end.namespace)))
                 if end.master:
                     after_action(("link", end.namespace, end.master))
-                if end.vxlan is not None and end.vxlan.dev:
-                    after_action(("link", end.namespace, end.vxlan.dev))
+                for used in end.spec.uses() if end.spec is not None else ():
+                    after_action(("link", end.namespace, used))
             elif isinstance(end, ExternalLink):  # the host's NIC made a port of our bridge
                 deps.append((("start",), ("links-ready", end.namespace)))
                 if end.master:

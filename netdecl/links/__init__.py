@@ -1,0 +1,29 @@
+"""Link kinds: one module each, owning everything about its kind (see base.py for what that
+is). The layers above look a kind up here by name and never spell a kind's name themselves.
+
+Adding a kind: a module beside these with a ``LinkKind`` subclass (and a ``LinkSpec`` for its
+settings), and one line in ``LINK_KINDS``; tests/test_kinds.py checks that it has every piece.
+"""
+
+from __future__ import annotations
+
+from netdecl.links import bridge, external, veth, vxlan
+from netdecl.links.base import LinkKind
+
+LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
+    bridge.KIND,
+    veth.KIND,
+    vxlan.KIND,
+    external.KIND,
+)}
+"""name (the file's ``kind:``, the kernel's IFLA_INFO_KIND) -> kind, in the schema's order."""
+
+EXTERNAL = external.NAME
+
+
+def link_kind(name: str | None) -> LinkKind | None:
+    """The kind called ``name``; None for one netdecl does not know (a NIC, a tunnel...)."""
+    return LINK_KINDS.get(name) if name is not None else None
+
+
+__all__ = ["EXTERNAL", "LINK_KINDS", "LinkKind", "link_kind"]

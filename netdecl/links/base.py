@@ -1,0 +1,227 @@
+"""What every link kind module provides, and the defaults most kinds keep.
+
+A kind module (netdecl/links/<kind>.py) defines a ``LinkKind`` subclass and, when the kind has
+settings of its own, a ``LinkSpec`` (model.py) subclass for them. The layers above ask the
+kind and never test its name:
+
+- the file (topology/): which links one ``links`` entry declares (``ends``), the spec built
+  from them (``specs``), objects the entry implies (``derived``), the kind's own checks
+  (``check``), and how ``show`` writes an observed link back (``exportable``, ``export``);
+- the plan (engine/): a spec's ``RECREATE`` settings, ``pair`` and ``uses`` (model.py);
+- the kernel (backends/netlink.py): the IFLA_INFO_DATA that creates one (``create_data``),
+  that changes settings in place (``change_data``), and the spec read back (``parse``);
+- drawing (tools/): a node's label (``label``), whether it joins other links at layer 2
+  (``ports``, ``layer2``) and the tunnels between devices (``tunnels``).
+
+The protocols below are what a kind is handed by those layers: small on purpose, so that a
+kind module needs nothing above the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from netdecl.model import ROOT, Link, LinkSpec, NetObject, Topology
+
+Path = tuple[Any, ...]  # a place in the file: ("links", 3, "peer")
+
+
+@dataclass(frozen=True)
+class End:
+    """One link that a ``links`` entry declares: the entry itself, or a part of it (a veth's
+    ``peer``). ``entry`` is that part of the file, not validated when checks read it."""
+
+    namespace: str
+    name: str
+    path: Path
+    entry: Mapping[str, Any]
+
+
+class FileCheck(Protocol):
+    """What a kind's checks may do (topology/checks.Context provides it)."""
+
+    def error(self, path: Path, message: str) -> None: ...
+
+    def quoted(self, text: str) -> str:
+        """``'text'`` for a message, escaped when it holds what would break the line."""
+
+    def ip_version(self, path: Path, text: str) -> int | None:
+        """The IP version of ``text``; None after reporting it at ``path`` when it is no
+        address."""
+
+    def ifname(self, path: Path, text: str) -> bool:
+        """Whether ``text`` is an interface name; reports it at ``path`` when not."""
+
+
+class KernelLink(Protocol):
+    """A link as the kernel described it, for a kind to read its settings from."""
+
+    @property
+    def info_data(self) -> Mapping[int, bytes]:
+        """IFLA_INFO_DATA: attribute type -> payload."""
+
+    def name_of(self, index: int) -> str | None:
+        """The name of the link at ``index`` in this link's namespace."""
+
+    def target(self) -> tuple[str, str] | None:
+        """(namespace, name) of the link IFLA_LINK points at (a veth's peer), where known."""
+
+
+class KernelRequest(Protocol):
+    """What a kind is handed to build the request that creates a link."""
+
+    @property
+    def temp_names(self) -> Sequence[str]:
+        """The names the ends are created under (a pair: this end, the other end)."""
+
+    @property
+    def peer_netns_fd(self) -> int | None:
+        """An open file of the other end's namespace when that is not this one, else None."""
+
+    def index_of(self, name: str) -> int:
+        """The ifindex of ``name`` in the namespace the link is made in."""
+
+
+class ExportView(Protocol):
+    """What `show` (topology/export.py) offers a kind writing a link back into a file."""
+
+    @property
+    def links(self) -> Mapping[tuple[str, str], Link]:
+        """(namespace, name) -> every link written."""
+
+    def kind_written(self, key: tuple[str, str]) -> str:
+        """The kind the link at ``key`` is written as."""
+
+    def common(self, link: Link, kind: str) -> dict[str, Any]:
+        """The settings every link has (addresses, mtu, mac, up, master...), for the file."""
+
+    def written(self, key: tuple[str, str]) -> None:
+        """Say that the link at ``key`` is written inside this one (a veth's ``peer``)."""
+
+    def fdb_remotes(self, link: Link) -> list[str]:
+        """The destinations of the all-zero FDB entries of ``link`` (flooding)."""
+
+
+class LinkKind:
+    """One kind of link. Subclasses set ``name`` and override what differs."""
+
+    name: ClassVar[str] = ""
+    # the file key of the kind's own settings, and whether an entry must have it
+    settings_key: ClassVar[str | None] = None
+    settings_required: ClassVar[bool] = False
+    # what the file says when the settings key is missing (schema_errors.py)
+    settings_hint: ClassVar[str] = ""
+    # the kind's part of topology.schema.json (written by topology/compile_schema.py): the
+    # JSON schema of its settings key, the $defs that refers to, common keys it refuses, and
+    # a sentence for the ``kind`` enum's description when it is not one netdecl makes
+    settings_schema: ClassVar[dict[str, Any]] = {}
+    schema_defs: ClassVar[dict[str, Any]] = {}
+    refuses: ClassVar[tuple[str, ...]] = ()
+    described: ClassVar[str] = ""
+    # netdecl makes and deletes links of this kind (external: the host's own, never)
+    made: ClassVar[bool] = True
+    # why a key the schema refuses on this kind is refused, when that is the kind's nature
+    refuses_because: ClassVar[str] = ""
+    # other links join it with ``master:`` (a bridge)
+    ports: ClassVar[bool] = False
+    # a segment of links of such kinds ends at this host: nothing outside hears it
+    host_local: ClassVar[bool] = False
+    # `explain` follows layer 2 through it (to a peer, ports, a tunnel's far end)
+    layer2: ClassVar[bool] = False
+    # made as one of a pair (model.LinkSpec.pair): without its other end it leads nowhere
+    paired: ClassVar[bool] = False
+    # its settings live partly in the FDB (a VXLAN's remotes), so plan reads the FDB
+    reads_fdb: ClassVar[bool] = False
+
+    # -- the file ---------------------------------------------------------------------------
+    def ends(self, entry: Mapping[str, Any], namespace: str, path: Path) -> list[End]:
+        """The links one ``links`` entry declares, the entry's own first."""
+        name = entry.get("name")
+        return [End(namespace, name, path, entry)] if isinstance(name, str) else []
+
+    def specs(self, ends: Sequence[End]) -> list[LinkSpec | None]:
+        """The spec of each end (a valid entry)."""
+        return [None for _ in ends]
+
+    def build(self, ends: Sequence[End]) -> list[NetObject]:
+        """The model objects of a valid entry's ends."""
+        return [common_link(end, self.name, spec)
+                for end, spec in zip(ends, self.specs(ends), strict=True)]
+
+    def derived(self, link: NetObject, entry: Mapping[str, Any],
+                path: Path) -> Iterator[tuple[NetObject, Path]]:
+        """Other objects the entry implies, each with where it comes from."""
+        return iter(())
+
+    def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
+        """The kind's own checks, over every declared link of the kind at once."""
+
+    def exportable(self, link: Link, view: ExportView) -> bool:
+        """Whether `show` can write the observed ``link`` as this kind (else: external)."""
+        return self.made
+
+    def export(self, link: Link, view: ExportView) -> dict[str, Any]:
+        """The kind's settings for the file entry of ``link``."""
+        return {}
+
+    def spec_from_record(self, data: Mapping[str, Any]) -> LinkSpec | None:
+        """The spec from a record's flat settings (model.Link.to_dict)."""
+        return None
+
+    # -- the kernel -------------------------------------------------------------------------
+    def create_data(self, link: Link, request: KernelRequest) -> bytes:
+        """IFLA_INFO_DATA of the request that creates ``link``."""
+        return b""
+
+    def change_data(self, link: Link, changed: set[str]) -> bytes | None:
+        """IFLA_INFO_DATA that sets the ``changed`` settings of an existing ``link`` in
+        place; None: nothing of the kind's to change."""
+        return None
+
+    def parse(self, link: KernelLink) -> LinkSpec | None:
+        """The spec of a link the kernel reports as this kind."""
+        return None
+
+    # -- drawing ----------------------------------------------------------------------------
+    def label(self, link: Link) -> str:
+        """The second line of a link's node in `graph`."""
+        return self.name
+
+    def tunnels(self, key: tuple[str, str], link: Link, links: Mapping[tuple[str, str], Link],
+                topology: Topology) -> list[tuple[tuple[str, str], str]]:
+        """Links at the far end of a tunnel from ``link``: (their key, edge label)."""
+        return []
+
+    def far_ends(self, key: tuple[str, str], link: Link,
+                 links: Mapping[tuple[str, str], Link]) -> list[tuple[str, str]]:
+        """The links that frames ``link`` sends through its tunnel can arrive at."""
+        return []
+
+    def crossing(self, link: Link) -> str:
+        """How `explain` says a frame crosses from ``link`` to a tunnel's far end."""
+        return self.name
+
+
+def common_link(end: End, kind: str, spec: LinkSpec | None) -> Link:
+    """The Link of a valid entry: the settings every kind has, from the file."""
+    entry = end.entry
+    mtu, mac = entry.get("mtu"), entry.get("mac")
+    return Link(
+        namespace=end.namespace,
+        name=end.name,
+        kind=kind,
+        up=entry.get("up", True),
+        mtu=int(mtu) if mtu is not None else None,
+        mac=mac.lower() if mac else None,
+        master=entry.get("master"),
+        hairpin=entry.get("hairpin"),
+        spec=spec,
+    )
+
+
+def entry_namespace(entry: Mapping[str, Any], default: str = ROOT) -> str:
+    """The namespace a file entry names (its ``namespace``), as checks see unvalidated data."""
+    ns = entry.get("namespace")
+    return ns if isinstance(ns, str) else default
