@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -147,6 +148,17 @@ def test_a_link_kind_made_by_netdecl_says_how_the_kernel_makes_it(name):
     data = kind.create_data(link, Request())
     assert isinstance(data, bytes) and len(data) % 4 == 0
     assert set(link.recreated_by()) <= set(link.settings())
+
+
+def test_the_schema_file_holds_every_link_kind_as_its_module_says():
+    """topology.schema.json's link section is written from netdecl/links/ (run
+    `python -m netdecl.topology.compile_schema` after changing a kind)."""
+    from netdecl.topology.compile_schema import schema_text
+    from netdecl.topology.loader import SCHEMA_PATH
+
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text()
+    schema = json.loads(schema_text())
+    assert schema["$defs"]["link"]["properties"]["kind"]["enum"] == list(LINK_KINDS)
 
 
 def test_no_kind_name_is_spelled_outside_its_module():

@@ -1,4 +1,12 @@
-"""Writes schema_compiled.py: fastjsonschema's validator for topology.schema.json as Python.
+"""Writes the link kinds' part of topology.schema.json, then schema_compiled.py from it.
+
+Each link kind owns its part of the schema (netdecl/links/<kind>.py: its settings key, the
+$defs it uses, the keys it refuses); ``with_link_kinds`` writes those into the schema's
+``link`` definition with the conditions between them (a kind's settings only on that kind), so
+the JSON file editors read stays one file and tests/test_kinds.py fails until it is
+regenerated.
+
+schema_compiled.py is fastjsonschema's validator for topology.schema.json as Python.
 
 Compiling the schema when a command starts took 50 ms of every `plan` (a GitOps host runs one
 every few minutes); as a module, Python's bytecode cache keeps it. The loader uses the module
@@ -11,14 +19,56 @@ it is regenerated. Run after editing the schema:
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
+from typing import Any
 
+from netdecl.links import LINK_KINDS
 from netdecl.topology.loader import SCHEMA_PATH, schema_digest
 
 TARGET = Path(__file__).with_name("schema_compiled.py")
 ENTRY = "validate"  # the name the module gives the top-level validator
+
+
+def _when(kinds: list[str], then: dict[str, Any]) -> dict[str, Any]:
+    return {"if": {"required": ["kind"], "properties": {"kind": {"enum": kinds}}}, "then": then}
+
+
+def with_link_kinds(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``link`` definition written from the registered link kinds."""
+    schema = copy.deepcopy(schema)
+    defs = schema["$defs"]
+    link = defs["link"]
+    kinds = list(LINK_KINDS.values())
+    made = [k.name for k in kinds if k.made]
+    link["properties"]["kind"] = {
+        "enum": [k.name for k in kinds],
+        "description": f"{', '.join(made[:-1])} and {made[-1]} links are created by netdecl; "
+                       + " ".join(k.described for k in kinds if k.described),
+    }
+    conditions = [_when([k.name], {"required": [k.settings_key]})
+                  for k in kinds if k.settings_key and k.settings_required]
+    for owner in kinds:
+        if owner.settings_key:
+            link["properties"][owner.settings_key] = owner.settings_schema
+            defs.update(owner.schema_defs)
+            others = [k.name for k in kinds if k is not owner and k.made]
+            conditions.append(_when(others, {"not": {"required": [owner.settings_key]}}))
+    for kind in kinds:
+        if not kind.made:  # the host's own: no kind's settings, and none of what it refuses
+            keys = [k.settings_key for k in kinds if k.settings_key] + list(kind.refuses)
+            conditions.append(_when([kind.name], {"allOf": [{"not": {"required": [key]}}
+                                                            for key in keys]}))
+    link["allOf"] = conditions
+    return schema
+
+
+def schema_text() -> str:
+    """topology.schema.json as it must be: its text with the link kinds written in."""
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return json.dumps(with_link_kinds(schema), indent=2, ensure_ascii=False) + "\n"
 
 
 def module_text() -> str:
@@ -37,6 +87,10 @@ def module_text() -> str:
 
 
 def main() -> None:
+    text = schema_text()
+    if text != SCHEMA_PATH.read_text(encoding="utf-8"):
+        SCHEMA_PATH.write_text(text, encoding="utf-8")
+        print(f"wrote {SCHEMA_PATH}")
     TARGET.write_text(module_text(), encoding="utf-8")
     print(f"wrote {TARGET}")
 
