@@ -405,3 +405,37 @@ def test_policy_rules_apply_drift_prune_and_leave_foreign_rules_alone(host, tmp_
     destroy_ok(host, str(changed))
     assert {"": rules(host), "v6": rules(host, family="-6")} == before
     assert [r["table"] for r in rules(host) if r["priority"] == 1000] == ["300"]
+
+
+# -- VXLAN over an IPv6 underlay -----------------------------------------------------------------
+
+VXLAN6 = """\
+version: 1
+name: vx6
+namespaces: {n1: {}, n2: {}}
+links:
+  - {name: u1, kind: veth, namespace: n1, addresses: ["fd00:77::1/64"],
+     peer: {name: u2, namespace: n2, addresses: ["fd00:77::2/64"]}}
+  - {name: vx77, kind: vxlan, namespace: n1, addresses: [10.99.0.1/24],
+     vxlan: {id: 77, local: "fd00:77::1", dev: u1, remotes: ["fd00:77::2"]}}
+  - {name: vx77, kind: vxlan, namespace: n2, addresses: [10.99.0.2/24],
+     vxlan: {id: 77, local: "fd00:77::2", dev: u2, remotes: ["fd00:77::1"]}}
+"""
+
+
+def test_a_vxlan_with_an_ipv6_local_address_is_made_read_back_and_carries_traffic(host, tmp_path):
+    """The VXLAN kind writes an IPv6 local address as IFLA_VXLAN_LOCAL6 and reads it back from
+    there: no drift after the apply, and the traffic between the inner addresses crosses it."""
+    path = tmp_path / "vx6.yaml"
+    path.write_text(VXLAN6)
+    before = host.snapshot()
+    apply_ok(host, str(path))
+    for ns, local, dev in (("n1", "fd00:77::1", "u1"), ("n2", "fd00:77::2", "u2")):
+        info = link(host, "vx77", ns)["linkinfo"]["info_data"]
+        assert (info["id"], info["local6"], info["link"], info["port"]) == (77, local, dev, 4789)
+    assert plan_exit(host, str(path))[0] == 0
+    tx_before = link_tx_packets(host, "vx77", "n1")
+    http_both_ways(host, ("n1", "10.99.0.1"), ("n2", "10.99.0.2"))
+    assert link_tx_packets(host, "vx77", "n1") > tx_before
+    destroy_ok(host, str(path))
+    assert host.snapshot() == before
