@@ -10,7 +10,6 @@ never treats a ``None`` desired attribute as a difference.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -41,13 +40,19 @@ def ns_label(namespace: str) -> str:
     return namespace or "root"
 
 
-@functools.cache
-def _compared_fields(cls: type) -> tuple[str, ...]:
+_COMPARED: dict[type, tuple[str, ...]] = {}
+
+
+def _compared_fields(cls: type[NetObject]) -> tuple[str, ...]:
     """The fields the planner compares, per class (dataclasses.fields() per object per plan
     was a tenth of diffing a thousand containers)."""
-    return tuple(f.name for f in dataclasses.fields(cls)
-                 if f.name != "namespace" and f.name not in cls.OBSERVED_ONLY
-                 and f.name not in cls.NESTED)
+    found = _COMPARED.get(cls)
+    if found is None:
+        found = _COMPARED[cls] = tuple(
+            f.name for f in dataclasses.fields(cls)
+            if f.name != "namespace" and f.name not in cls.OBSERVED_ONLY
+            and f.name not in cls.NESTED)
+    return found
 
 
 @dataclass(frozen=True)
@@ -409,7 +414,9 @@ class NatRule:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NatRule:
         """Inverse of to_dict (saved plans and the journal hold rules as JSON)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items()}
+        return cls(**fields)
 
     def describe(self) -> str:
         """``dnat proto=tcp port=8080 to=172.17.0.2:80``: how plans, graphs and explain show a

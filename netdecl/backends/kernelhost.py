@@ -136,7 +136,8 @@ def _delete_nat(topology: str, table: NatTable) -> None:
     nftables.delete(topology, table.namespace, nat_handle(table))
 
 
-def _readd(add: Callable[[Kernel, Any], None], remove: Callable[[Kernel, Any], None]):
+def _readd(add: Callable[[Kernel, Any], None], remove: Callable[[Kernel, Any], None]
+           ) -> Callable[[Kernel, Any, Any, Any, str, Birth], None]:
     """modify for objects the kernel cannot change in place: delete the old, add the new."""
 
     def modify(k: Kernel, before: Any, after: Any, changes: Any, topology: str,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from netdecl.backends import namespaces, rtnl
 from netdecl.backends.announce import Announcer
 from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
+from netdecl.backends.rtnl import LinkEvents, LinkMsg
 from netdecl.errors import NetdeclError
 from netdecl.links import link_kind
 from netdecl.model import (
@@ -32,7 +33,7 @@ from netdecl.model import (
     Rule,
 )
 
-if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import: only VXLAN, FDB, rules and lookups need it
+if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import: only FDB, rules and lookups need it
     from pyroute2 import IPRoute
 
 IFF_UP = 0x1
@@ -95,7 +96,7 @@ def random_local_mac() -> str:
     return ":".join(f"{b:02x}" for b in octets)
 
 
-def _echoed_indexes(echoed: rtnl.LinkMsg | None, ends: int) -> list[int]:
+def _echoed_indexes(echoed: LinkMsg | None, ends: int) -> list[int]:
     """The ifindexes of a link just made (and of its veth peer, in the peer's namespace, from
     IFLA_LINK), from the kernel's echo of the request; [] without an echo."""
     if echoed is None:
@@ -109,7 +110,7 @@ def _echoed_indexes(echoed: rtnl.LinkMsg | None, ends: int) -> list[int]:
 class _Reported:
     """A link as a dump reported it, for its kind to read (links.base.KernelLink)."""
 
-    def __init__(self, kernel: Kernel, ns: str, m: rtnl.LinkMsg, name: str,
+    def __init__(self, kernel: Kernel, ns: str, m: LinkMsg, name: str,
                  by_index: dict[int, str], all_namespaces: list[str], paired: bool):
         self.info_data = m.info_data
         self._args = (ns, m, name, by_index, all_namespaces, paired)
@@ -151,14 +152,14 @@ class Kernel:
         # (ns, candidate) pairs already asked for a netnsid, found or not: never ask twice
         self._nsid_probed: set[tuple[str, str]] = set()
         self._announcer = Announcer()
-        self._events: dict[str, rtnl.LinkEvents] = {}  # link notifications, per namespace
+        self._events: dict[str, LinkEvents] = {}  # link notifications, per namespace
         # veth ends already resolved from the other side: (ns, index) -> (peer ns, peer name,
         # peer index). A pair is symmetric, so the root's end of a veth whose namespace end was
         # read first needs no netnsid look-up (one per namespace, a thousand at N=1000).
         self._peer_seen: dict[tuple[str, int], tuple[str, str, int]] = {}
         # a namespace's last link dump, made to name a peer; read_links takes it instead of
         # dumping again within the same observation (reset_caches drops it)
-        self._link_dumps: dict[str, list[rtnl.LinkMsg]] = {}
+        self._link_dumps: dict[str, list[LinkMsg]] = {}
         # index -> name as of the last dump per namespace (trusted only where it agrees with
         # _index_cache, which writes keep current): a scan of every name per peer look-up was
         # quadratic in the root's links
@@ -269,7 +270,7 @@ class Kernel:
         try:
             return getattr(self.rtnl(ns), method)(*args, **kwargs)
         except rtnl.RtnlError as exc:
-            raise KernelError(exc.errno, what) from None
+            raise KernelError(exc.errno or errno.EIO, what) from None
 
     # -- reading -------------------------------------------------------------------------------
     def index_of(self, ns: str, name: str) -> int:
@@ -313,7 +314,7 @@ class Kernel:
                    and owner_of_alias(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFALIAS))) == topology
                    for m in self.rtnl(ns).links())
 
-    def _dump_links(self, ns: str) -> list[rtnl.LinkMsg]:
+    def _dump_links(self, ns: str) -> list[LinkMsg]:
         """A fresh dump of ``ns``'s links, which also fills its name <-> index cache."""
         msgs = self.rtnl(ns).links()
         names = {m.index: rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "" for m in msgs}
@@ -339,7 +340,7 @@ class Kernel:
                 if (link := self._link_from(ns, m, by_index, all_namespaces, ns_ident))
                 is not None]
 
-    def _link_from(self, ns: str, m: rtnl.LinkMsg, by_index: dict[int, str],
+    def _link_from(self, ns: str, m: LinkMsg, by_index: dict[int, str],
                    all_namespaces: list[str], ns_ident: str | None = None) -> Link | None:
         name = by_index[m.index]
         if name == "lo":
@@ -370,7 +371,7 @@ class Kernel:
             ident=link_ident(ns_ident, m.index) if ns_ident is not None else None,
         )
 
-    def _link_target(self, ns: str, m: rtnl.LinkMsg, name: str, by_index: dict[int, str],
+    def _link_target(self, ns: str, m: LinkMsg, name: str, by_index: dict[int, str],
                      all_namespaces: list[str], paired: bool) -> tuple[str, str] | None:
         """(namespace, name) of the link IFLA_LINK points at, across namespaces (IFLA_LINK's
         index is in the namespace IFLA_LINK_NETNSID names)."""
@@ -406,10 +407,10 @@ class Kernel:
             if idx == index:
                 return name
         msg = self.rtnl(ns).link_by_index(index)  # created since the cache was filled
-        name = rtnl.as_str(msg.attrs.get(rtnl.IFLA_IFNAME)) if msg else None
-        if name:
-            cache[name] = index
-        return name
+        found = rtnl.as_str(msg.attrs.get(rtnl.IFLA_IFNAME)) if msg else None
+        if found:
+            cache[found] = index
+        return found
 
     def _names(self, ns: str) -> dict[int, str]:
         return {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
@@ -552,7 +553,7 @@ class Kernel:
         what = f"create {link.describe()}"
         ends = [end for end in (link, peer) if end is not None]
         temps = [temp_link_name(birth.secret, number) for number in range(len(ends))]
-        echoed: rtnl.LinkMsg | None = None  # the kernel's description of what it made
+        echoed: LinkMsg | None = None  # the kernel's description of what it made
         kind = link_kind(link.kind)
         if kind is None or not kind.made:
             raise KernelError(errno.EOPNOTSUPP, f"{what}: kind {link.kind} is not supported")
@@ -652,10 +653,10 @@ class Kernel:
         # forget this name only: a dump per deleted link would make teardown O(N^2)
         self._index_cache.get(ns, {}).pop(name, None)
 
-    def _link_events(self, ns: str) -> rtnl.LinkEvents:
+    def _link_events(self, ns: str) -> LinkEvents:
         events = self._events.get(ns)
         if events is None:
-            events = self._events[ns] = rtnl.LinkEvents(self._new_socket(ns))
+            events = self._events[ns] = LinkEvents(self._new_socket(ns))
         return events
 
     def await_link_gone(self, ns: str, name: str, index: int | None = None,
@@ -676,7 +677,7 @@ class Kernel:
             try:
                 msg = self.rtnl(ns).link_by_index(idx)
             except rtnl.RtnlError as exc:
-                raise KernelError(exc.errno, f"look up link {name}") from None
+                raise KernelError(exc.errno or errno.EIO, f"look up link {name}") from None
             return msg is not None and rtnl.as_str(msg.attrs.get(rtnl.IFLA_IFNAME)) == name
 
         gone = events.wait_gone(index, name, exists, stall)

@@ -499,6 +499,7 @@ def _made_table_handle(echo: str) -> int | None:
             if not isinstance(table, dict) or table.get("family") != FAMILY:
                 continue  # the ip table carries the identity (the ip6 one goes by name)
             # nft 1.0.6 echoes `add` with the handle in the table, `create` next to it
+            assert isinstance(body, dict)  # the table came from it
             handle = table.get("handle", body.get("handle"))
             if isinstance(handle, int):
                 found = handle

@@ -18,6 +18,7 @@ import struct
 import time
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from netdecl.nlattr import (  # noqa: F401  (re-exported: netlink.py reads attributes as rtnl.*)
     ATTR,
@@ -316,10 +317,10 @@ class RtnlSocket:
             body += attr(RTA_PREFSRC, ip_bytes(prefsrc)[1])
         return body
 
-    def replace_route(self, **route: object) -> None:
+    def replace_route(self, **route: Any) -> None:
         self.call(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, self._route_body(**route))
 
-    def del_route(self, **route: object) -> None:
+    def del_route(self, **route: Any) -> None:
         self.call(RTM_DELROUTE, 0, self._route_body(**route))
 
 

@@ -58,7 +58,8 @@ def _new_segment_links(desired: Topology, made: set[tuple[str, str]]
         parent[find(a)] = find(b)
 
     local = set()
-    for link in [*desired.of_type(Link), *desired.of_type(ExternalLink)]:
+    links: list[Link | ExternalLink] = [*desired.of_type(Link), *desired.of_type(ExternalLink)]
+    for link in links:
         node = (link.namespace, link.name)
         find(node)
         if isinstance(link, Link):

@@ -349,8 +349,8 @@ def _identified(record_before: OwnershipRecord, observed: Topology, merged: Owne
     for key in snapshot.objects:
         now = observed.get(key)
         ident = identity_of(now) if now is not None else None
-        if ident and key in record_before.identities and key in merged.identities \
-                and owns(now, observed, merged):
+        if ident and now is not None and key in record_before.identities \
+                and key in merged.identities and owns(now, observed, merged):
             restored.identities[key] = ident
     return restored
 

@@ -97,8 +97,9 @@ def claim(action: Action, record: OwnershipRecord, ticket: Ticket | None = None)
     ns = action.key[1]
     if how is Ownership.NAMESPACE and action.op in (CREATE, ADOPT):
         record.namespaces.add(ns)
-        if action.op == ADOPT and getattr(action.before, "ident", None):
-            record.identities[action.key] = action.before.ident
+        ident = getattr(action.before, "ident", None)
+        if action.op == ADOPT and ident:
+            record.identities[action.key] = ident
     elif how is Ownership.MARK and action.op == ADOPT:
         for end in (action.before, action.peer_before):
             if isinstance(end, Link) and end.ident:  # this very link, by its identity

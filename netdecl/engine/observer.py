@@ -172,8 +172,9 @@ def _sysctls(host: Host, seen: Topology, names: list[str],
     kept = []
     for key, sysctl in sorted(values.items()):
         _, ns, name = key
-        ref = values.get(("sysctl", ns, reference.get((ns, name), "")))
-        if ref is not None and ref.value == sysctl.value and (ns, name) not in managed:
+        namespace_value = values.get(("sysctl", ns, reference.get((ns, name), "")))
+        if namespace_value is not None and namespace_value.value == sysctl.value \
+                and (ns, name) not in managed:
             continue  # a link with the namespace's value: nothing to say
         kept.append(sysctl)
     return kept

@@ -137,8 +137,8 @@ def _protocol(value: Any) -> None:
 def check_object(obj: NetObject) -> NetObject:
     """``obj`` if every name in it is one a topology could declare."""
     namespace(obj.namespace)
-    if getattr(obj, "ident", None) is not None:
-        identity(obj.ident)
+    if (ident := getattr(obj, "ident", None)) is not None:
+        identity(ident)
     if isinstance(obj, ExternalLink):
         link_name(obj.name)
         _optional_link(obj.master)

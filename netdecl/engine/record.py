@@ -87,9 +87,10 @@ class OwnershipRecord:
         self.objects -= {key for key in self.objects if key[1] in gone}
         for key in [key for key in self.identities if key[1] in gone]:
             del self.identities[key]
-        for originals in (self.sysctl_originals, self.link_originals):
-            for key in [key for key in originals if key[0] in gone]:
-                del originals[key]
+        for sysctl in [key for key in self.sysctl_originals if key[0] in gone]:
+            del self.sysctl_originals[sysctl]
+        for attr in [key for key in self.link_originals if key[0] in gone]:
+            del self.link_originals[attr]
 
     def is_empty(self) -> bool:
         self.flush()

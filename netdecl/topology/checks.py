@@ -11,6 +11,7 @@ interface names are limited to [A-Za-z0-9_.-] so nothing in them can be nft or s
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
@@ -471,7 +472,7 @@ def check_route_gateway(ctx: Context, path: Path, route: dict[str, Any], ns: str
     rtype = route.get("type", UNICAST)
     # src applies to every type (and its family must be the route's, or the kernel refuses);
     # via only to unicast routes
-    checked = ("src",)
+    checked: tuple[str, ...] = ("src",)
     if rtype in ("blackhole", "unreachable", "prohibit"):
         for key in ("via", "dev"):
             if key in route:
@@ -532,7 +533,7 @@ def check_nat(ctx: Context) -> None:
             if section == "port_forwards":
                 check_targets(ctx, path, rule)
             if len(ctx.errors) == errors:
-                built = check_label(ctx, path, lambda r=rule, s=section: nat_rule(s, r))
+                built = check_label(ctx, path, functools.partial(nat_rule, section, rule))
                 if built is not None and built.kind == "dnat" and ns is not None:
                     forwards.append(Forward(path, ns, built))
     check_forward_overlaps(ctx, forwards)
@@ -553,7 +554,7 @@ def check_filter(ctx: Context) -> None:
                 elif "proto" not in rule:
                     ctx.error((*path, "port"), "a port needs a proto (tcp or udp)")
             if len(ctx.errors) == errors:
-                check_label(ctx, path, lambda r=rule: filter_rule(r))
+                check_label(ctx, path, functools.partial(filter_rule, rule))
 
 
 def check_label(ctx: Context, path: Path, build: Callable[[], NatRule]) -> NatRule | None:
@@ -680,7 +681,7 @@ def rule_families(ctx: Context, path: Path, rule: dict[str, Any]) -> dict[Path, 
                 continue
             families[where] = net.version
             for _, other in nets:
-                if other.version == net.version and other.overlaps(net):  # type: ignore[arg-type]
+                if other.version == net.version and other.overlaps(net):
                     ctx.error((*path, *where), f"{net} overlaps {other}, also in this list: "
                                                "list each network once")
                     break
@@ -742,8 +743,8 @@ def check_rules(ctx: Context) -> None:
         priority = rule.get("priority")
         if ns is None or not is_int(priority) or len(families) > 1:
             continue
-        key = (ns, families.pop() if families else 4, priority)
-        first = seen.setdefault(key, path)
+        seen_key = (ns, families.pop() if families else 4, priority)
+        first = seen.setdefault(seen_key, path)
         if first != path:
             ctx.error((*path, "priority"), f"rule priority {priority} is used twice in namespace "
                                            f"{ns or 'root'} (first at line "

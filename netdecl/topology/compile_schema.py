@@ -88,9 +88,10 @@ def module_text() -> str:
 
 def main() -> None:
     text = schema_text()
-    if text != SCHEMA_PATH.read_text(encoding="utf-8"):
-        SCHEMA_PATH.write_text(text, encoding="utf-8")
-        print(f"wrote {SCHEMA_PATH}")
+    source = Path(str(SCHEMA_PATH))  # run from a checkout: the package's files are files
+    if text != source.read_text(encoding="utf-8"):
+        source.write_text(text, encoding="utf-8")
+        print(f"wrote {source}")
     TARGET.write_text(module_text(), encoding="utf-8")
     print(f"wrote {TARGET}")
 

@@ -10,6 +10,7 @@ Three stages, each reporting with file positions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -227,7 +228,8 @@ ip, net = normal_ip, normal_net
 
 
 def build_sysctls(topology: Topology, data: dict[str, Any], doc: Document) -> None:
-    tables = [(ROOT, ("sysctls",), data.get("sysctls") or {})]
+    tables: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+        (ROOT, ("sysctls",), data.get("sysctls") or {})]
     for name, spec in (data.get("namespaces") or {}).items():
         tables.append((name, ("namespaces", name, "sysctls"), (spec or {}).get("sysctls") or {}))
     for namespace, path, table in tables:
@@ -288,8 +290,8 @@ def build_nat(topology: Topology, data: dict[str, Any], doc: Document) -> None:
     the forward filter (its rules follow the port forwards' own forward-hook rules)."""
     rules: dict[str, list[NatRule]] = {}
     first_pos: dict[str, tuple[int, int]] = {}
-    sections = [("nat", section, lambda spec, s=section: nat_rule(s, spec))
-                for section in NAT_SECTIONS]
+    sections: list[tuple[str, str, Callable[[dict[str, Any]], NatRule]]] = [
+        ("nat", section, functools.partial(nat_rule, section)) for section in NAT_SECTIONS]
     sections += [("filter", section, filter_rule) for section in FILTER_SECTIONS]
     for top, section, make in sections:
         for i, spec in enumerate((data.get(top) or {}).get(section) or []):

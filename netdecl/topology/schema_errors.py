@@ -67,7 +67,7 @@ def convert(error: ValidationError, doc: Document) -> list[SchemaProblem]:
         return [forbidden_key((*path, key), doc) for key in error.validator_value["required"]
                 if key in error.instance]
     if "propertyNames" in error.relative_schema_path:
-        key = error.instance
+        key: Any = error.instance
         return [SchemaProblem(doc.key_pos((*path, key)),
                               f"{label(path)} key {quoted(key)}: expected {expected(error.schema)}",
                               soft=validator in SOFT_VALIDATORS)]
@@ -77,14 +77,17 @@ def convert(error: ValidationError, doc: Document) -> list[SchemaProblem]:
                                                    f"version: 1, name: ... and so on, got {got}")]
     message = f"{label(path)}: expected {expected(error.schema)}, got {shown(error.instance)}"
     if validator == "enum" and isinstance(error.instance, str):
-        message += suggestion(error.instance, [str(v) for v in error.validator_value])
+        allowed: Any = error.validator_value
+        message += suggestion(error.instance, [str(v) for v in allowed])
     return [SchemaProblem(doc.value_pos(path), message, soft=validator in SOFT_VALIDATORS)]
 
 
 def unknown_keys(error: ValidationError, path: Path, doc: Document) -> list[SchemaProblem]:
-    known = list(error.schema.get("properties", {}))
+    schema: Any = error.schema  # (the stubs allow Unset, which a raised error never has)
+    instance: Any = error.instance
+    known = list(schema.get("properties", {}))
     out = []
-    for key in error.instance:
+    for key in instance:
         if key in known:
             continue
         hint = suggestion(key, known) or (f" (expected one of: {', '.join(known)})" if known
@@ -94,9 +97,11 @@ def unknown_keys(error: ValidationError, path: Path, doc: Document) -> list[Sche
 
 
 def missing_keys(error: ValidationError, path: Path, doc: Document) -> list[SchemaProblem]:
+    required: Any = error.validator_value  # (the stubs allow Unset, as in unknown_keys)
+    instance: Any = error.instance
     out = []
-    for key in error.validator_value:
-        if key in error.instance:
+    for key in required:
+        if key in instance:
             continue
         hint = f" ({REQUIRED_HINTS[key]})" if key in REQUIRED_HINTS else ""
         where = f"{label(path)}: " if path else ""

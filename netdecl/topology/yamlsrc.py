@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.error import Mark
 from yaml.events import (
     AliasEvent,
     DocumentEndEvent,
@@ -149,7 +150,9 @@ def _from_marked(e: yaml.MarkedYAMLError, text: str) -> YamlProblem:
 
 
 def _pos(event: Event) -> Pos:
-    return event.start_mark.line + 1, event.start_mark.column + 1
+    mark = event.start_mark
+    assert mark is not None  # the parser marks every event it makes
+    return mark.line + 1, mark.column + 1
 
 
 class _Builder:
@@ -221,10 +224,10 @@ class _Builder:
             key_pos = _pos(ev)
             key = self.key(ev, key_pos)
             if key in out:
-                first = self.doc.keys[(*path, key)]
+                first = self.doc.keys[path + (key,)]
                 raise YamlProblem(*key_pos,
                                   f"duplicate key {quoted(key)} (first at line {first[0]})")
-            self.doc.keys[(*path, key)] = key_pos
+            self.doc.keys[path + (key,)] = key_pos
             out[key] = self.node(self.next(), (*path, key), depth + 1)
         return out
 
@@ -255,7 +258,8 @@ class _Builder:
             return ev.value
         if tag in (_TAG + "str", _TAG + "timestamp"):  # dates are just text to us
             return ev.value
-        node = ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark)
+        # (libyaml's parser makes its own Mark class, which the stubs do not count as one)
+        node = ScalarNode(tag, ev.value, cast(Mark, ev.start_mark), cast(Mark, ev.end_mark))
         try:
             if tag == _TAG + "int":
                 return self._constructor.construct_yaml_int(node)

@@ -94,8 +94,8 @@ class Adoption:
             now_ns = observed.get(ns.key)
             actions.insert(0, Action(ADOPT, ns.key, before=now_ns, after=ns))
             mine.namespaces.add(ns.namespace)
-            if getattr(now_ns, "ident", None):
-                mine.identities[ns.key] = now_ns.ident
+            if ident := getattr(now_ns, "ident", None):
+                mine.identities[ns.key] = ident
         return cls(actions, view, mine, refused)
 
 

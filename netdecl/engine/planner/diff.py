@@ -200,30 +200,31 @@ def _links(d: _Diff, kind: Kind) -> None:
         if want.key in handled:
             continue
         handled.add(want.key)
-        peer_want = None
+        peer_want: Link | None = None
         if want.peer is not None:
-            peer_want = d.desired.get(("link", *want.peer))
-            assert isinstance(peer_want, Link)
+            found = d.desired.get(("link", *want.peer))
+            assert isinstance(found, Link)
+            peer_want = found
             handled.add(peer_want.key)
         ends = [want] + ([peer_want] if peer_want is not None else [])
         observed_ends = [d.observed.get(e.key) for e in ends]
         foreign = [o for o in observed_ends if o is not None and not _owned(d, o)]
         if foreign:
-            for o in foreign:
-                assert isinstance(o, Link)
-                d.conflict(o.key, _foreign_message(d, o))
+            for theirs in foreign:
+                assert isinstance(theirs, Link)
+                d.conflict(theirs.key, _foreign_message(d, theirs))
             continue
         if all(o is None for o in observed_ends):
             d.rebuilt_links.update(e.key for e in ends)
             d.add(Action(CREATE, want.key, after=want, peer_after=peer_want))
             continue
         if _needs_replace(ends, observed_ends):
-            for o in observed_ends:
-                if o is not None:
-                    assert isinstance(o, Link)
-                    deleted.add(o.key)
-                    if o.peer is not None and ("link", *o.peer) not in {e.key for e in ends}:
-                        stray = d.observed.get(("link", *o.peer))
+            for old in observed_ends:
+                if old is not None:
+                    assert isinstance(old, Link)
+                    deleted.add(old.key)
+                    if old.peer is not None and ("link", *old.peer) not in {e.key for e in ends}:
+                        stray = d.observed.get(("link", *old.peer))
                         if isinstance(stray, Link):
                             deleted.add(stray.key)
             d.rebuilt_links.update(e.key for e in ends)
@@ -234,13 +235,13 @@ def _links(d: _Diff, kind: Kind) -> None:
                          peer_after=peer_want, why=Reason.RECREATE,
                          detail=_replace_reason(ends, observed_ends)))
             continue
-        for end, o in zip(ends, observed_ends, strict=True):
-            assert isinstance(o, Link)
+        for end, now in zip(ends, observed_ends, strict=True):
+            assert isinstance(now, Link)
             recreate = end.recreated_by()
-            changes = {k: list(v) for k, v in end.differences(o).items()
+            changes = {k: list(v) for k, v in end.differences(now).items()
                        if k != "kind" and k not in recreate}
             if changes:
-                d.add(Action(MODIFY, end.key, before=o, after=end, changes=changes))
+                d.add(Action(MODIFY, end.key, before=now, after=end, changes=changes))
 
     desired_keys = {link.key for link in desired_links}
     for o in sorted(d.observed.of_type(Link), key=lambda link: link.key):
@@ -434,13 +435,13 @@ def _externals(d: _Diff, kind: Kind) -> None:
     restore: dict[Key, dict[str, list]] = {}
     for (ns, name, attr), original in sorted(d.record.link_originals.items(), key=repr):
         key = ("external", ns, name)
-        want = desired.get(key)
-        now = observed.get(key)
-        if now is None or ns in d.deleted_namespaces or \
-                (isinstance(want, ExternalLink) and attr in want.declared()):
+        declared = desired.get(key)
+        current = observed.get(key)
+        if current is None or ns in d.deleted_namespaces or \
+                (isinstance(declared, ExternalLink) and attr in declared.declared()):
             continue
-        if getattr(now, attr) != original:
-            restore.setdefault(key, {})[attr] = [getattr(now, attr), original]
+        if getattr(current, attr) != original:
+            restore.setdefault(key, {})[attr] = [getattr(current, attr), original]
     for key, changes in restore.items():
         now = observed[key]
         assert isinstance(now, ExternalLink)

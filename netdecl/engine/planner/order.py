@@ -10,12 +10,12 @@ namespaces, where "every route depends on every link" would be quadratic.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from graphlib import TopologicalSorter
 
 from netdecl.engine.planner.plan import ADOPT, DELETE, Action
 from netdecl.kinds import KINDS, Stage
-from netdecl.model import ExternalLink, Link, Route
+from netdecl.model import ExternalLink, Key, Link, Route
 
 
 def _stage(action: Action) -> int:
@@ -32,7 +32,8 @@ def order(actions: list[Action]) -> list[Action]:
     return adopt + _sorted(teardown, _teardown_deps) + _sorted(build, _build_deps)
 
 
-def _sorted(actions: list[Action], deps_of) -> list[Action]:
+def _sorted(actions: list[Action],
+            deps_of: Callable[[Action, dict[Key, int]], list[Dep]]) -> list[Action]:
     actions = sorted(actions, key=lambda a: (_stage(a), repr(a.key)))
     by_key = {a.key: i for i, a in enumerate(actions)}
     for i, a in enumerate(actions):  # a veth pair's action stands for both of its ends
@@ -65,7 +66,7 @@ def _ns_of_ends(action: Action) -> set[str]:
 Dep = tuple[Hashable, Hashable | None]
 
 
-def _build_deps(action: Action, by_key: dict) -> list[Dep]:
+def _build_deps(action: Action, by_key: dict[Key, int]) -> list[Dep]:
     """(node this action waits for, barrier node this action feeds)."""
     ns = action.namespace
     deps: list[Dep] = []
@@ -110,7 +111,7 @@ def _build_deps(action: Action, by_key: dict) -> list[Dep]:
     return deps
 
 
-def _teardown_deps(action: Action, by_key: dict) -> list[Dep]:
+def _teardown_deps(action: Action, by_key: dict[Key, int]) -> list[Dep]:
     ns = action.namespace
     stage = _stage(action)
     if stage >= Stage.AFTER_LINKS:
