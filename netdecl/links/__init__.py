@@ -21,9 +21,10 @@ LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
 EXTERNAL = external.NAME
 
 
-def link_kind(name: str | None) -> LinkKind | None:
-    """The kind called ``name``; None for one netdecl does not know (a NIC, a tunnel...)."""
-    return LINK_KINDS.get(name) if name is not None else None
+def link_kind(name: object) -> LinkKind | None:
+    """The kind called ``name``; None for one netdecl does not know (a NIC, a tunnel...), or
+    for what is no name at all (the checks read the file before the schema's verdict)."""
+    return LINK_KINDS.get(name) if isinstance(name, str) else None
 
 
 __all__ = ["EXTERNAL", "LINK_KINDS", "LinkKind", "link_kind"]

@@ -238,7 +238,7 @@ def collect(ctx: Context) -> None:
     if isinstance(namespaces, dict):
         ctx.namespaces = {n for n in namespaces if nsname_problem(n) is None}
     for path, item in ctx.items("links"):
-        kind = link_kind(item.get("kind")) if isinstance(item.get("kind"), str) else None
+        kind = link_kind(item.get("kind"))
         if kind is None:  # the schema reports the kind; the entry still declares its name
             if isinstance(item.get("name"), str):
                 ctx.links.append(LinkDecl(entry_namespace(item), item["name"], item.get("kind"),
@@ -362,7 +362,7 @@ def check_addresses(ctx: Context) -> None:
 
 
 def _takes_ports(kind: Any) -> bool:
-    found = link_kind(kind) if isinstance(kind, str) else None
+    found = link_kind(kind)
     return found is not None and found.ports
 
 

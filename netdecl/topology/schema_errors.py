@@ -114,7 +114,7 @@ def forbidden_key(path: Path, doc: Document) -> SchemaProblem:
     message = f"'{key}' is not allowed here"
     parent = lookup(doc.data, path[:-1])
     kind = parent.get("kind") if isinstance(parent, dict) else None
-    link = link_kind(kind) if isinstance(kind, str) else None
+    link = link_kind(kind)
     if link is not None and link.refuses_because:
         message = f"'{key}' is not allowed on {_article(link.name)} link: " \
                   f"{link.refuses_because}"
