@@ -131,6 +131,11 @@ class RtnlSocket:
             offset = 0
             while offset + _HDR.size <= len(data):
                 length, msg_type, flags, msg_seq, _pid = _HDR.unpack_from(data, offset)
+                if length < _HDR.size or offset + length > len(data):
+                    # a length that would never move on, or a message the datagram cut short:
+                    # nothing after it can be trusted to be where the header says
+                    raise RtnlError(errno.EBADMSG, f"malformed netlink reply: a message of "
+                                    f"{length} bytes at {offset} of a {len(data)}-byte datagram")
                 payload = data[offset + _HDR.size: offset + length]
                 offset += align(length)
                 if msg_seq != seq:
