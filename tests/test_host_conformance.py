@@ -182,13 +182,6 @@ def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
         yield made
 
 
-def kernel_fails(reason: str, raises: type[BaseException]) -> list[Any]:
-    """Parameters for a case KernelHost fails today, a bug in it rather than in the fake: the
-    case stays, strictly expected to fail there, and says so until it is fixed."""
-    return ["fake", pytest.param("kernel", marks=[
-        pytest.mark.kernel, pytest.mark.xfail(strict=True, raises=raises, reason=reason)])]
-
-
 # -- helpers -------------------------------------------------------------------------------------
 
 @dataclass
@@ -651,10 +644,7 @@ def test_a_delete_of_what_is_gone_already_is_no_error(subject: Subject) -> None:
     assert host.named_namespaces() == []
 
 
-@pytest.mark.parametrize("which", kernel_fails(
-    "KernelHost opens a socket in the namespace to delete an address or a route, and that "
-    "fails with ENOENT once the namespace is gone (links, rules, neighbours and FDB entries "
-    "are found gone)", raises=NetdeclError))
+@pytest.mark.parametrize("which", ["fake", pytest.param("kernel", marks=pytest.mark.kernel)])
 def test_a_delete_of_what_went_with_its_namespace_is_no_error(
         which: str, request: pytest.FixtureRequest) -> None:
     """Host.delete: "Gone already is not an error", whatever took it, its namespace too."""

@@ -85,6 +85,8 @@ def _delete_address(k: Kernel, address: Address, topology: str) -> None:
     kernel deletes every secondary with its primary, and the addresses the topology still
     declares vanish with it (the plan would never converge). A link that does not carry the
     topology's mark (an external NIC netdecl added an address to) keeps its settings."""
+    if k.namespace_gone(address.namespace):
+        return  # it went with its namespace
     if ":" not in address.cidr and k.link_marked(address.namespace, address.link, topology):
         try:
             sysctl.write(address.namespace,

@@ -710,7 +710,13 @@ class Kernel:
         if msg is not None and msg.flags & IFF_UP:
             self._announcer.announce(ns, name, index, msg.attrs.get(rtnl.IFLA_ADDRESS), address)
 
+    def namespace_gone(self, ns: str) -> bool:
+        """Whether ``ns`` no longer exists, and everything that was in it went with it."""
+        return ns != ROOT and ns not in self._raw and not namespaces.exists(ns)
+
     def delete_address(self, addr: Address) -> None:
+        if self.namespace_gone(addr.namespace):
+            return
         iface = ipaddress.ip_interface(addr.cidr)
         try:
             self._raw_call(addr.namespace, f"delete {addr.describe()}", "del_address",
@@ -754,6 +760,8 @@ class Kernel:
                        **self._route_args(route, proto=proto))
 
     def delete_route(self, route: Route) -> None:
+        if self.namespace_gone(route.namespace):
+            return
         try:
             self._raw_call(route.namespace, f"delete {route.describe()}", "del_route",
                            **self._route_args(route, for_delete=True))
