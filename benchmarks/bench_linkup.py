@@ -36,14 +36,7 @@ def inside(order: str, n: int) -> dict[str, float]:
     """The measurement itself, run inside a throwaway namespace."""
     from netdecl.backends import namespaces, rtnl
     from netdecl.links import veth
-    from netdecl.model import ROOT, Link
-
-    class _Peer:  # the other end's name and namespace, as links.base.KernelRequest has them
-        def __init__(self, name: str, fd: int):
-            self.temp_names, self.peer_netns_fd = ("", name), fd
-
-        def index_of(self, name: str) -> int:
-            raise LookupError(name)
+    from netdecl.model import ROOT
 
     def netlink() -> socket.socket:
         return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
@@ -69,8 +62,7 @@ def inside(order: str, n: int) -> dict[str, float]:
     for i, name in enumerate(names):
         fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            pair = Link(ROOT, f"v{i}", veth.NAME)
-            root.new_link(pair.name, veth.NAME, veth.KIND.create_data(pair, _Peer("eth0", fd)))
+            root.new_link(f"v{i}", veth.NAME, veth.peer_data("eth0", fd))
         finally:
             os.close(fd)
         outer, end = root.link_by_name(f"v{i}"), inner[name].link_by_name("eth0")

@@ -30,7 +30,6 @@ import pytest
 
 from netdecl.backends import rtnl
 from netdecl.links import veth
-from netdecl.model import ROOT, Link
 
 DATA = Path(__file__).resolve().parent / "data" / "rtnl"
 
@@ -283,16 +282,6 @@ def test_a_link_is_created_with_its_kind_nested_and_echoed() -> None:
     assert made.index > 0 and not made.flags & IFF_UP
 
 
-class _Peer:
-    """links.base.KernelRequest for a veth made by hand: the other end's name and namespace."""
-
-    def __init__(self, name: str, fd: int):
-        self.temp_names, self.peer_netns_fd = ("", name), fd
-
-    def index_of(self, name: str) -> int:
-        raise LookupError(name)
-
-
 def test_a_veth_pair_is_created_with_its_peer_in_another_namespace() -> None:
     sock, replay, exchange = replayed("new_veth")
     fd = exchange.facts["fd"]
@@ -307,8 +296,7 @@ def test_a_veth_pair_is_created_with_its_peer_in_another_namespace() -> None:
                    + rta(IFLA_LINKINFO | NLA_F_NESTED, info))
     assert exchange.sent == [want]
     # the veth kind's request (netdecl/links/veth.py) is the one the capture sent
-    made = sock.new_link("cap1", "veth", veth.KIND.create_data(Link(ROOT, "cap1", "veth"),
-                                                               _Peer("cap2", fd)))
+    made = sock.new_link("cap1", "veth", veth.peer_data("cap2", fd))
     assert replay.finished()
     acknowledged(exchange)
     assert made is not None and name_of(made) == "cap1" and made.kind == "veth"

@@ -108,14 +108,19 @@ class Veth(LinkKind):
         return VethSpec(peer=(peer[0], peer[1]))
 
     def create_data(self, link: Link, request: KernelRequest) -> bytes:
-        other = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + \
-            attr_str(IFLA_IFNAME, request.temp_names[1])
-        if request.peer_netns_fd is not None:
-            other += attr_u32(IFLA_NET_NS_FD, request.peer_netns_fd)
-        return attr(VETH_INFO_PEER, other)
+        return peer_data(request.temp_names[1], request.peer_netns_fd)
 
     def parse(self, link: KernelLink) -> LinkSpec | None:
         return VethSpec(peer=link.target())
+
+
+def peer_data(name: str, netns_fd: int | None) -> bytes:
+    """IFLA_INFO_DATA that makes the other end ``name``, in the namespace of ``netns_fd`` (None:
+    this one). Also for veths made by hand (benchmarks, captures)."""
+    other = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
+    if netns_fd is not None:
+        other += attr_u32(IFLA_NET_NS_FD, netns_fd)
+    return attr(VETH_INFO_PEER, other)
 
 
 KIND = Veth()

@@ -73,16 +73,6 @@ def inside(out: Path) -> None:
     from netdecl.links.vxlan import Vxlan
     from netdecl.model import ROOT, Address, Link, Namespace, Route
 
-    class Peer:  # links.base.KernelRequest: the other end's name and namespace
-        def __init__(self, name: str, fd: int):
-            self.temp_names, self.peer_netns_fd = ("", name), fd
-
-        def index_of(self, name: str) -> int:
-            raise LookupError(name)
-
-    def veth_request(peer: str, fd: int) -> bytes:
-        return veth.KIND.create_data(Link(ROOT, "", veth.NAME), Peer(peer, fd))
-
     def netlink(ns: str = ROOT) -> socket.socket:
         return namespaces.run_in(ns, lambda: socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE))
@@ -142,7 +132,7 @@ def inside(out: Path) -> None:
     bridge = echoed.index
     pair = record("new_veth", "RtnlSocket.new_link('cap1', 'veth', the veth kind's request "
                   "for peer cap2 in the namespace of fd): echoed",
-                  lambda s: s.new_link("cap1", "veth", veth_request("cap2", peer_fd)),
+                  lambda s: s.new_link("cap1", "veth", veth.peer_data("cap2", peer_fd)),
                   facts={"fd": peer_fd})
     assert isinstance(pair, rtnl.LinkMsg), pair
     record("set_link", "RtnlSocket.set_link(cap1: all of it, cap0 its master)",
