@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from netdecl.engine import service
-from netdecl.engine.planfile import SavedPlan, StalePlan, action_from_json, action_to_json
-from netdecl.engine.planfile import plan_to_json as _plan_to_json
 from netdecl.engine.planner import plan as _engine
-from netdecl.engine.statedir import state_dir as _state_dir
-from netdecl.engine.unfinished import PendingApply, UnfinishedApply
+from netdecl.engine.state.planfile import SavedPlan, StalePlan, action_from_json, action_to_json
+from netdecl.engine.state.planfile import plan_to_json as _plan_to_json
+from netdecl.engine.state.statedir import state_dir as _state_dir
+from netdecl.engine.state.unfinished import PendingApply, UnfinishedApply
 from netdecl.errors import (
     ActionFailed,
     ApplyFailed,

@@ -333,7 +333,7 @@ def _err(text: str) -> None:
 
 
 def _state_root(args: argparse.Namespace) -> Path:
-    from netdecl.engine.statedir import state_dir
+    from netdecl.engine.state.statedir import state_dir
 
     return state_dir(args.state_dir)
 
@@ -544,7 +544,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from netdecl import api
-    from netdecl.engine import readback
+    from netdecl.engine.state import readback
 
     if args.file and args.name:
         raise NetdeclError("rollback takes a topology FILE or --name, not both")

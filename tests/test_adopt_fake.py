@@ -10,9 +10,10 @@ import pytest
 from builders import docker_bridge
 from fakehost import FakeHost
 
-from netdecl.engine import readback, service
+from netdecl.engine import service
 from netdecl.engine.planner.plan import Op
-from netdecl.engine.statedir import journal_path
+from netdecl.engine.state import readback
+from netdecl.engine.state.statedir import journal_path
 from netdecl.errors import ApplyFailed, RollbackFailed
 from netdecl.model import ROOT, RTPROT_NETDECL, Address, Link, Namespace, Route, Topology
 

@@ -15,7 +15,7 @@ from builders import docker_bridge
 from fakehost import FakeHost
 
 from netdecl.engine import service
-from netdecl.engine.statedir import journal_path
+from netdecl.engine.state.statedir import journal_path
 from netdecl.errors import ApplyFailed, RollbackFailed
 from netdecl.exitcodes import ExitStatus
 

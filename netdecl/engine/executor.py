@@ -32,7 +32,7 @@ from netdecl.engine.planner.plan import (
     Action,
     Reason,
 )
-from netdecl.engine.record import CLAIM_PREFIX, OwnershipRecord
+from netdecl.engine.state.record import CLAIM_PREFIX, OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import ExternalLink, Key, Link, NatTable, Sysctl
 

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable
 
 from netdecl.backends.host import Host, Scope
 from netdecl.engine.ownership import external_views, manageable, observed_topology
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.model import (
     MAIN_TABLE,
     ROOT,

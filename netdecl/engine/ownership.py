@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable
 
 from netdecl.backends.host import ALTERNATIVES, BY_SECRET_NAME
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import (
     RTPROT_NETDECL,

@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netdecl.backends.host import Host, Scope
-from netdecl.engine import confirm as confirmation
-from netdecl.engine import planfile, statedir
 from netdecl.engine.applier import Applier, snapshot_owned
-from netdecl.engine.journal import Journal, pending
-from netdecl.engine.lock import HostLock
 from netdecl.engine.observer import observe_all, observe_for, scope_for
 from netdecl.engine.ownership import forget_gone, pin_identities
-from netdecl.engine.planfile import SavedPlan
 from netdecl.engine.planner import make_plan
 from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import ADOPT, Action, Plan
-from netdecl.engine.record import OwnershipRecord, RecordStore
-from netdecl.engine.unfinished import (
+from netdecl.engine.state import confirm as confirmation
+from netdecl.engine.state import planfile, statedir
+from netdecl.engine.state.journal import Journal, pending
+from netdecl.engine.state.lock import HostLock
+from netdecl.engine.state.planfile import SavedPlan
+from netdecl.engine.state.record import OwnershipRecord, RecordStore
+from netdecl.engine.state.unfinished import (
     PendingApply,
     UnfinishedApply,
     check_before_plan,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from netdecl.engine.planner.diff import diff
 from netdecl.engine.planner.order import order
 from netdecl.engine.planner.plan import Action, Conflict, Plan
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.model import NatTable, Sysctl, Topology, ns_label
 from netdecl.topology.checks import FORWARDING
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netdecl.engine import readback, statedir
-from netdecl.engine.readback import DamagedStateFile, Untrusted
+from netdecl.engine.state import readback, statedir
+from netdecl.engine.state.readback import DamagedStateFile, Untrusted
 from netdecl.kinds import Ownership
 from netdecl.model import Key
 

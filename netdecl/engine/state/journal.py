@@ -22,13 +22,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netdecl.engine import readback, statedir
 from netdecl.engine.executor import Ticket, claim
-from netdecl.engine.planfile import action_from_json, action_to_json
 from netdecl.engine.planner.plan import Action
-from netdecl.engine.readback import DamagedStateFile, Untrusted
-from netdecl.engine.record import OwnershipRecord, record_shape, validated
-from netdecl.engine.statedir import journal_dir, journal_path, write_atomically
+from netdecl.engine.state import readback, statedir
+from netdecl.engine.state.planfile import action_from_json, action_to_json
+from netdecl.engine.state.readback import DamagedStateFile, Untrusted
+from netdecl.engine.state.record import OwnershipRecord, record_shape, validated
+from netdecl.engine.state.statedir import journal_dir, journal_path, write_atomically
 from netdecl.kinds import object_from_dict
 from netdecl.model import Key, Topology
 
