@@ -544,15 +544,15 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from netdecl import api
-    from netdecl.engine.state import readback
+    from netdecl.engine.state import untrusted
 
     if args.file and args.name:
         raise NetdeclError("rollback takes a topology FILE or --name, not both")
     name = _load(args.file).name if args.file else args.name
     if name is not None:
         try:
-            readback.topology_name(name)
-        except readback.Untrusted as exc:
+            untrusted.topology_name(name)
+        except untrusted.Untrusted as exc:
             raise NetdeclError(f"rollback --name: {exc}") from None
     _require_privileges("rollback")
     _require_lasting_namespaces()

@@ -8,6 +8,6 @@ written down (planfile.py: `plan --out`, `plan --json`, the journal's intent lin
 
 The state dir is trusted only as far as statedir.secure proves nobody else can write it, and
 even then nothing read back is: every name from a record, journal or saved plan is checked with
-the topology format's own rules (readback.py) before it reaches a path, a netlink request or
+the topology format's own rules (untrusted.py) before it reaches a path, a netlink request or
 nft. Orchestration (what to do with it) is the engine's, above this package.
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 from netdecl.engine.state import confirm as confirmation
 from netdecl.engine.state.journal import Journal, pending
 from netdecl.engine.state.lock import holder
-from netdecl.engine.state.readback import DamagedStateFile
+from netdecl.engine.state.untrusted import DamagedStateFile
 from netdecl.errors import NetdeclError
 
 __all__ = ["PendingApply", "UnfinishedApply", "check_before_plan", "unfinished_applies"]
