@@ -17,7 +17,7 @@ from fakehost import FakeHost
 from test_engine_fake import NAME, applied
 
 from netdecl.engine import service
-from netdecl.engine.executor import Ticket
+from netdecl.engine.claims import Ticket
 from netdecl.engine.ownership import identity_proven, owns, rules_identity
 from netdecl.engine.planner.plan import CREATE, Action
 from netdecl.engine.state.journal import Journal

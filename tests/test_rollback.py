@@ -205,7 +205,7 @@ def test_a_sysctl_the_kernel_refuses_rolls_back(host, tmp_path):
 CRASH_INSIDE_LINK_CREATE = """
 import sys
 from pathlib import Path
-from netdecl.engine.executor import Ticket
+from netdecl.engine.claims import Ticket
 from netdecl.engine.state.journal import Journal
 from netdecl.model import Link, Namespace, Topology
 from netdecl.engine.planner.plan import CREATE, Action

@@ -16,7 +16,8 @@ from typing import Any
 
 from netdecl.backends.host import ALTERNATIVES, Host
 from netdecl.engine.announcements import Announcements
-from netdecl.engine.executor import Made, Ticket, execute, put_back
+from netdecl.engine.claims import Ticket
+from netdecl.engine.executor import Made, execute, put_back
 from netdecl.engine.linkup import LateUp
 from netdecl.engine.observer import observe_again, observe_for
 from netdecl.engine.ownership import identity_of, owns

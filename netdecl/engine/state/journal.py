@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netdecl.engine.executor import Ticket, claim
+from netdecl.engine.claims import Ticket, claim
 from netdecl.engine.planner.plan import Action
 from netdecl.engine.state import statedir, untrusted
 from netdecl.engine.state.planfile import action_from_json, action_to_json
@@ -156,7 +156,7 @@ class Journal:
         return record
 
 
-_TICKET = {"secret", "stamp"}  # executor.Ticket: optional in journals written before it
+_TICKET = {"secret", "stamp"}  # claims.Ticket: optional in journals written before it
 
 
 def _entry(data: Any) -> dict[str, Any]:
