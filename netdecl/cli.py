@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+# (a constant; the package is no more than that and docstrings, so --help stays fast)
+from netdecl.engine.state import LOCK_TIMEOUT
 from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
 from netdecl.exitcodes import ExitStatus
 
@@ -96,9 +98,9 @@ def _file_argument(parser: argparse.ArgumentParser, help: str, **kwargs: Any) ->
 
 
 def _lock_timeout(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS",
+    parser.add_argument("--lock-timeout", type=float, default=LOCK_TIMEOUT, metavar="SECS",
                         help="how long to wait for another apply, destroy or rollback on this "
-                             "host to finish (default 5)")
+                             f"host to finish (default {LOCK_TIMEOUT:g})")
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:

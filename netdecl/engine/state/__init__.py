@@ -11,3 +11,8 @@ even then nothing read back is: every name from a record, journal or saved plan 
 the topology format's own rules (untrusted.py) before it reaches a path, a netlink request or
 nft. Orchestration (what to do with it) is the engine's, above this package.
 """
+
+# How long apply, destroy and rollback wait for the host lock (lock.py) unless told otherwise
+# (--lock-timeout, lock_timeout=): the one definition. Here rather than in lock.py so that the
+# command line can show it in --help without importing the state dir's code.
+LOCK_TIMEOUT = 5.0
