@@ -6,6 +6,7 @@ lands exactly there (Python runs the handler before the method returns): no timi
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections import Counter
@@ -41,7 +42,7 @@ class SignallingHost(FakeHost):
     def _hook(self, method: str) -> None:
         self.calls[method] += 1
         if self.fail.get(method) == self.calls[method]:
-            raise OSError(5, f"{method} failed (injected)")
+            raise OSError(errno.EIO, f"{method} failed (injected)")
         for _ in range(self.signal_at.get(method, []).count(self.calls[method])):
             os.kill(os.getpid(), signal.SIGTERM)
 
