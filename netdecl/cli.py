@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 # (a constant; the package is no more than that and docstrings, so --help stays fast)
 from netdecl.engine.state import LOCK_TIMEOUT
 from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
-from netdecl.exitcodes import ExitStatus
+from netdecl.exitcodes import MEANING, ExitStatus
 
 if TYPE_CHECKING:
     from netdecl import api
@@ -31,15 +32,12 @@ changes, `apply` makes them (and rolls back on any failure), `destroy` removes w
 owns. netdecl never changes or deletes an object it did not create.
 """
 
-EPILOG = """\
-exit codes:
-  0  success, or nothing to change
-  1  failure: an action, a verification, a conflict, a missing tool; also a usage error
-     (unknown command or option, missing argument)
-  2  changes pending (plan --detailed-exitcode only)
-  3  invalid topology: every problem as FILE:LINE:COL; nothing changed
-  4  an apply failed and its rollback could not restore everything
+EXIT_CODES = "exit codes:\n" + "".join(
+    textwrap.fill(MEANING[status], width=90, initial_indent=f"  {status:d}  ",
+                  subsequent_indent="     ") + "\n"
+    for status in ExitStatus)
 
+EPILOG = EXIT_CODES + """
 examples:
   netdecl validate topologies/docker-bridge.yaml
   netdecl --sandbox demo apply topologies/docker-bridge.yaml   # host untouched
