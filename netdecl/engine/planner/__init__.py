@@ -1,4 +1,8 @@
-"""The planner: desired vs observed -> an ordered Plan. Pure (no I/O), testable without root."""
+"""The planner: desired vs observed -> an ordered Plan. Pure (no I/O), testable without root.
+
+diff.py finds the actions and conflicts (one rule per kind), adopt.py which existing objects
+`--adopt` takes over, order.py puts the actions in dependency order, plan.py is the plan as
+data; make_plan (here) puts them together, with the notes a plan carries."""
 
 from __future__ import annotations
 
