@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from netdecl.engine import service
-from netdecl.engine.planfile import SavedPlan, StalePlan, action_from_json, action_to_json
-from netdecl.engine.planfile import plan_to_json as _plan_to_json
 from netdecl.engine.planner import plan as _engine
-from netdecl.engine.statedir import state_dir as _state_dir
-from netdecl.engine.unfinished import PendingApply, UnfinishedApply
+from netdecl.engine.state import LOCK_TIMEOUT as DEFAULT_LOCK_TIMEOUT
+from netdecl.engine.state.planfile import SavedPlan, StalePlan, action_from_json, action_to_json
+from netdecl.engine.state.planfile import plan_to_json as _plan_to_json
+from netdecl.engine.state.statedir import state_dir as _state_dir
+from netdecl.engine.state.unfinished import PendingApply, UnfinishedApply
 from netdecl.errors import (
     ActionFailed,
     ApplyFailed,
@@ -60,7 +61,6 @@ __all__ = [
 ]
 
 StateDir = str | os.PathLike[str] | None
-DEFAULT_LOCK_TIMEOUT = 5.0
 # the schema's pattern for `name:` (a name, unlike a path, has no '/' or '.')
 _TOPOLOGY_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")
 

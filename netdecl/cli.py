@@ -11,12 +11,15 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+# (a constant; the package is no more than that and docstrings, so --help stays fast)
+from netdecl.engine.state import LOCK_TIMEOUT
 from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
-from netdecl.exitcodes import ExitStatus
+from netdecl.exitcodes import MEANING, ExitStatus
 
 if TYPE_CHECKING:
     from netdecl import api
@@ -29,15 +32,12 @@ changes, `apply` makes them (and rolls back on any failure), `destroy` removes w
 owns. netdecl never changes or deletes an object it did not create.
 """
 
-EPILOG = """\
-exit codes:
-  0  success, or nothing to change
-  1  failure: an action, a verification, a conflict, a missing tool; also a usage error
-     (unknown command or option, missing argument)
-  2  changes pending (plan --detailed-exitcode only)
-  3  invalid topology: every problem as FILE:LINE:COL; nothing changed
-  4  an apply failed and its rollback could not restore everything
+EXIT_CODES = "exit codes:\n" + "".join(
+    textwrap.fill(MEANING[status], width=90, initial_indent=f"  {status:d}  ",
+                  subsequent_indent="     ") + "\n"
+    for status in ExitStatus)
 
+EPILOG = EXIT_CODES + """
 examples:
   netdecl validate topologies/docker-bridge.yaml
   netdecl --sandbox demo apply topologies/docker-bridge.yaml   # host untouched
@@ -96,9 +96,9 @@ def _file_argument(parser: argparse.ArgumentParser, help: str, **kwargs: Any) ->
 
 
 def _lock_timeout(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lock-timeout", type=float, default=5.0, metavar="SECS",
+    parser.add_argument("--lock-timeout", type=float, default=LOCK_TIMEOUT, metavar="SECS",
                         help="how long to wait for another apply, destroy or rollback on this "
-                             "host to finish (default 5)")
+                             f"host to finish (default {LOCK_TIMEOUT:g})")
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
@@ -333,7 +333,7 @@ def _err(text: str) -> None:
 
 
 def _state_root(args: argparse.Namespace) -> Path:
-    from netdecl.engine.statedir import state_dir
+    from netdecl.engine.state.statedir import state_dir
 
     return state_dir(args.state_dir)
 
@@ -544,15 +544,15 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from netdecl import api
-    from netdecl.engine import readback
+    from netdecl.engine.state import untrusted
 
     if args.file and args.name:
         raise NetdeclError("rollback takes a topology FILE or --name, not both")
     name = _load(args.file).name if args.file else args.name
     if name is not None:
         try:
-            readback.topology_name(name)
-        except readback.Untrusted as exc:
+            untrusted.topology_name(name)
+        except untrusted.Untrusted as exc:
             raise NetdeclError(f"rollback --name: {exc}") from None
     _require_privileges("rollback")
     _require_lasting_namespaces()

@@ -10,9 +10,10 @@ import pytest
 from builders import docker_bridge
 from fakehost import FakeHost
 
-from netdecl.engine import readback, service
+from netdecl.engine import service
 from netdecl.engine.planner.plan import Op
-from netdecl.engine.statedir import journal_path
+from netdecl.engine.state import untrusted
+from netdecl.engine.state.statedir import journal_path
 from netdecl.errors import ApplyFailed, RollbackFailed
 from netdecl.links.veth import VethSpec
 from netdecl.model import ROOT, RTPROT_NETDECL, Address, Link, Namespace, Route, Topology
@@ -156,12 +157,12 @@ def test_an_alias_or_protocol_read_back_from_a_journal_is_checked_before_it_is_w
     good = (Link(ROOT, "docker0", "bridge", alias="made by hand: ünïcode"),
             Route(ROOT, "10.9.0.0/24", via="172.17.0.2", proto=RTPROT_STATIC))
     for obj in good:
-        assert readback.check_object(obj) is obj
+        assert untrusted.check_object(obj) is obj
     bad = (Link(ROOT, "docker0", "bridge", alias=7), Link(ROOT, "docker0", "bridge",
                                                          alias="x\0y"),
            Link(ROOT, "docker0", "bridge", alias="é" * 128),  # 256 bytes
            Route(ROOT, "10.9.0.0/24", proto=256), Route(ROOT, "10.9.0.0/24", proto=True),
            Route(ROOT, "10.9.0.0/24", proto="static"))
     for obj in bad:
-        with pytest.raises(readback.Untrusted):
-            readback.check_object(obj)
+        with pytest.raises(untrusted.Untrusted):
+            untrusted.check_object(obj)

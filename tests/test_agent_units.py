@@ -3,6 +3,7 @@ lines. No root needed."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -161,7 +162,7 @@ def test_the_file_watch_sees_an_edit_and_a_rename_over_the_file(tmp_path, monkey
 
 
 def _no_inotify() -> None:
-    raise OSError(38, "Function not implemented")
+    raise OSError(errno.ENOSYS, "Function not implemented")
 
 
 def _changed_soon(watch: FileWatch) -> set[Path]:

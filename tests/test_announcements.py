@@ -8,7 +8,7 @@ from test_planner import as_observed
 
 from netdecl.engine.announcements import Announcements
 from netdecl.engine.planner import make_plan
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.links.veth import VethSpec
 from netdecl.links.vxlan import Vxlan
 from netdecl.model import ROOT, Address, ExternalLink, Link, Topology

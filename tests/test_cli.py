@@ -11,7 +11,7 @@ import pytest
 
 import netdecl
 from netdecl.cli import main
-from netdecl.exitcodes import ExitStatus
+from netdecl.exitcodes import MEANING, ExitStatus
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,7 @@ def test_help_explains_commands_and_exit_codes(capsys):
     for line in ("0  success", "1  failure", "also a usage error", "2  changes pending",
                  "3  invalid topology", "4  an apply failed"):
         assert line in out
+    assert set(MEANING) == set(ExitStatus)  # the help has a line for every status
 
 
 def test_validate_ok(capsys):

@@ -15,7 +15,7 @@ from fakehost import FakeHost
 
 from netdecl.engine import service
 from netdecl.engine.planner.plan import Op
-from netdecl.engine.statedir import journal_path, record_path
+from netdecl.engine.state.statedir import journal_path, record_path
 from netdecl.errors import ApplyFailed, RollbackFailed
 from netdecl.links.veth import VethSpec
 from netdecl.model import (
@@ -209,7 +209,7 @@ def test_a_saved_plan_is_refused_once_the_host_changed(tmp_path):
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert saved["fingerprint"] == plan.fingerprint and saved["source_text"].startswith("version")
 
-    from netdecl.engine import planfile
+    from netdecl.engine.state import planfile
 
     loaded = planfile.read(str(tmp_path / "plan.json"))
     assert loaded is not None and loaded.actions == saved["actions"]

@@ -17,12 +17,12 @@ from fakehost import FakeHost
 from test_engine_fake import NAME, applied
 
 from netdecl.engine import service
-from netdecl.engine.executor import Ticket
-from netdecl.engine.journal import Journal
+from netdecl.engine.claims import Ticket
 from netdecl.engine.ownership import identity_proven, owns, rules_identity
 from netdecl.engine.planner.plan import CREATE, Action
-from netdecl.engine.record import OwnershipRecord, RecordStore
-from netdecl.engine.statedir import record_path
+from netdecl.engine.state.journal import Journal
+from netdecl.engine.state.record import OwnershipRecord, RecordStore
+from netdecl.engine.state.statedir import record_path
 from netdecl.errors import ApplyFailed
 from netdecl.model import ROOT, Link, Namespace, NatRule, NatTable, Route, Topology
 

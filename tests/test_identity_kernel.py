@@ -357,9 +357,9 @@ def test_the_record_keeps_identities_and_links_are_never_unmarked(host, tmp_path
 # older than 6.3, which ignores it on links, answers (an acknowledgement, no description).
 WITHOUT_ECHO = r"""
 import sys
-from netdecl.backends import rtnl
+from netdecl.backends import nlconst, rtnl
 call = rtnl.RtnlSocket.call
-rtnl.RtnlSocket.call = lambda self, t, flags, body: call(self, t, flags & ~rtnl.NLM_F_ECHO, body)
+rtnl.RtnlSocket.call = lambda self, t, flags, body: call(self, t, flags & ~nlconst.NLM_F_ECHO, body)
 from netdecl.cli import main
 sys.argv = ["netdecl", *sys.argv[1:]]
 sys.exit(main())

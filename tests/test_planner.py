@@ -7,9 +7,9 @@ import json
 
 from builders import docker_bridge
 
-from netdecl.engine.planfile import action_from_json
 from netdecl.engine.planner import make_plan
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.planfile import action_from_json
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.links.veth import VethSpec
 from netdecl.model import (
     ROOT,

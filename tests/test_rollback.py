@@ -205,11 +205,11 @@ def test_a_sysctl_the_kernel_refuses_rolls_back(host, tmp_path):
 CRASH_INSIDE_LINK_CREATE = """
 import sys
 from pathlib import Path
-from netdecl.engine.executor import Ticket
-from netdecl.engine.journal import Journal
+from netdecl.engine.claims import Ticket
+from netdecl.engine.state.journal import Journal
 from netdecl.model import Link, Namespace, Topology
 from netdecl.engine.planner.plan import CREATE, Action
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 topo = Topology(name="crashy")
 journal = Journal.begin(Path(sys.argv[1]), "crashy", topo, OwnershipRecord("crashy"))
 journal.intend(1, Action(CREATE, ("link", "", "br-half"),

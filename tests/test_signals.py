@@ -6,6 +6,7 @@ lands exactly there (Python runs the handler before the method returns): no timi
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections import Counter
@@ -15,7 +16,7 @@ from builders import docker_bridge
 from fakehost import FakeHost
 
 from netdecl.engine import service
-from netdecl.engine.statedir import journal_path
+from netdecl.engine.state.statedir import journal_path
 from netdecl.errors import ApplyFailed, RollbackFailed
 from netdecl.exitcodes import ExitStatus
 
@@ -41,7 +42,7 @@ class SignallingHost(FakeHost):
     def _hook(self, method: str) -> None:
         self.calls[method] += 1
         if self.fail.get(method) == self.calls[method]:
-            raise OSError(5, f"{method} failed (injected)")
+            raise OSError(errno.EIO, f"{method} failed (injected)")
         for _ in range(self.signal_at.get(method, []).count(self.calls[method])):
             os.kill(os.getpid(), signal.SIGTERM)
 

@@ -20,7 +20,7 @@ from test_confirm import wait_until_waiting
 from test_core_kernel import TWIN
 from test_rollback import assert_same, popen_netdecl, state_files
 
-from netdecl.engine.lock import lock_holders
+from netdecl.engine.state.lock import lock_holders
 
 BRIDGE = "topologies/docker-bridge.yaml"
 NAT = "topologies/docker-nat.yaml"

@@ -15,31 +15,47 @@ from __future__ import annotations
 
 import errno
 import socket
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netdecl.backends import namespaces
+from netdecl.backends.nlconst import (
+    NETLINK_ADD_MEMBERSHIP,
+    NETLINK_NETFILTER,
+    NFNLGRP_NFTABLES,
+    NLMSGHDR,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_DELRULE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    RTM_NEWRULE,
+    RTNLGRP_IPV4_IFADDR,
+    RTNLGRP_IPV4_ROUTE,
+    RTNLGRP_IPV4_RULE,
+    RTNLGRP_IPV6_IFADDR,
+    RTNLGRP_IPV6_ROUTE,
+    RTNLGRP_IPV6_RULE,
+    RTNLGRP_LINK,
+    RTNLGRP_NEIGH,
+    SO_RCVBUFFORCE,
+    SOL_NETLINK,
+)
 
-SOL_NETLINK = 270
-NETLINK_ADD_MEMBERSHIP = 1
-NETLINK_NETFILTER = 12
-SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER = 4 << 20  # a burst (a whole namespace going away) must not overrun it
 
-# rtnetlink multicast groups (linux/rtnetlink.h, enum rtnetlink_groups)
-RTNLGRP_LINK, RTNLGRP_NEIGH = 1, 3
-RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE = 5, 7, 8
-RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE = 9, 11, 19
 ROUTE_GROUPS = (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE,
                 RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_RULE)
-NFNLGRP_NFTABLES = 7
 
-RTM_NAMES = {16: "RTM_NEWLINK", 17: "RTM_DELLINK", 20: "RTM_NEWADDR", 21: "RTM_DELADDR",
-             24: "RTM_NEWROUTE", 25: "RTM_DELROUTE", 28: "RTM_NEWNEIGH", 29: "RTM_DELNEIGH",
-             32: "RTM_NEWRULE", 33: "RTM_DELRULE"}
-NEIGH_MESSAGES = (28, 29)
-_HDR = struct.Struct("=IHHII")
+RTM_NAMES = {RTM_NEWLINK: "RTM_NEWLINK", RTM_DELLINK: "RTM_DELLINK",
+             RTM_NEWADDR: "RTM_NEWADDR", RTM_DELADDR: "RTM_DELADDR",
+             RTM_NEWROUTE: "RTM_NEWROUTE", RTM_DELROUTE: "RTM_DELROUTE",
+             RTM_NEWNEIGH: "RTM_NEWNEIGH", RTM_DELNEIGH: "RTM_DELNEIGH",
+             RTM_NEWRULE: "RTM_NEWRULE", RTM_DELRULE: "RTM_DELRULE"}
 
 ROUTE, NFTABLES = "rtnetlink", "nftables"
 
@@ -177,9 +193,9 @@ class KernelWatch:
 
 def _message_types(data: bytes) -> Iterable[int]:
     offset = 0
-    while offset + _HDR.size <= len(data):
-        length, msg_type, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
-        if length < _HDR.size:
+    while offset + NLMSGHDR.size <= len(data):
+        length, msg_type, _flags, _seq, _pid = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size:
             return
         yield msg_type
         offset += (length + 3) & ~3

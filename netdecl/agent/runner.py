@@ -37,7 +37,7 @@ from netdecl.agent.metrics import AgentMetrics
 from netdecl.backends import namespaces
 from netdecl.engine import service
 from netdecl.engine.planner.plan import Plan
-from netdecl.engine.statedir import lock_path
+from netdecl.engine.state.statedir import lock_path
 from netdecl.errors import (
     ApplyFailed,
     Diagnostic,

@@ -5,6 +5,7 @@ and nftables. Per kind, one writer says how a model object is created, deleted a
 from __future__ import annotations
 
 import dataclasses
+import errno
 import secrets
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class _Writer:
 
 def _no_modify(kind: str) -> Callable[..., None]:
     def refuse(*_: Any) -> None:
-        raise KernelError(95, f"a {kind} cannot be modified in place")  # EOPNOTSUPP
+        raise KernelError(errno.EOPNOTSUPP, f"a {kind} cannot be modified in place")
 
     return refuse
 
@@ -65,7 +66,7 @@ def _delete_link(k: Kernel, link: Link, topology: str, peer: Link | None) -> Non
 
 def _never(what: str) -> Callable[..., None]:
     def refuse(*_: Any) -> None:
-        raise KernelError(95, f"netdecl never {what} an external link")  # EOPNOTSUPP
+        raise KernelError(errno.EOPNOTSUPP, f"netdecl never {what} an external link")
 
     return refuse
 

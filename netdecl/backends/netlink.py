@@ -19,6 +19,39 @@ from typing import TYPE_CHECKING, Any
 from netdecl.backends import namespaces, rtnl
 from netdecl.backends.announce import Announcer
 from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
+from netdecl.backends.nlconst import (
+    IFA_F_NODAD,
+    IFF_UP,
+    IFLA_ADDRESS,
+    IFLA_BRPORT_MODE,
+    IFLA_IFALIAS,
+    IFLA_IFNAME,
+    IFLA_LINK,
+    IFLA_LINK_NETNSID,
+    IFLA_MASTER,
+    IFLA_MTU,
+    NUD_PERMANENT,
+    RT_SCOPE_HOST,
+    RT_SCOPE_LINK,
+    RT_SCOPE_NOWHERE,
+    RT_SCOPE_SITE,
+    RT_SCOPE_UNIVERSE,
+    RT_TABLE_LOCAL,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTA_PREFSRC,
+    RTA_PRIORITY,
+    RTN_BLACKHOLE,
+    RTN_BROADCAST,
+    RTN_LOCAL,
+    RTN_MULTICAST,
+    RTN_PROHIBIT,
+    RTN_UNICAST,
+    RTN_UNREACHABLE,
+    RTNH_F_ONLINK,
+    RTPROT_KERNEL,
+)
 from netdecl.backends.rtnl import LinkEvents, LinkMsg
 from netdecl.errors import NetdeclError
 from netdecl.links import link_kind
@@ -36,18 +69,12 @@ from netdecl.model import (
 if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import: only FDB, rules and lookups need it
     from pyroute2 import IPRoute
 
-IFF_UP = 0x1
-IFA_F_NODAD = 0x02
-IFA_F_PERMANENT = 0x80
-NUD_PERMANENT = 0x80
-NTF_SELF = 0x02
-RTNH_F_ONLINK = 0x4
-RT_TABLE_LOCAL = 255
-ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+ROUTE_TYPES = {RTN_UNICAST: "unicast", RTN_BLACKHOLE: "blackhole", RTN_UNREACHABLE: "unreachable",
+               RTN_PROHIBIT: "prohibit"}
 ROUTE_TYPE_CODES = {v: k for k, v in ROUTE_TYPES.items()}
-ROUTE_SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
+ROUTE_SCOPES = {RT_SCOPE_UNIVERSE: "global", RT_SCOPE_SITE: "site", RT_SCOPE_LINK: "link",
+                RT_SCOPE_HOST: "host"}
 ROUTE_SCOPE_CODES = {v: k for k, v in ROUTE_SCOPES.items()}
-RT_SCOPE_NOWHERE = 255  # a delete that names no scope: the kernel matches any
 # how long a link that the kernel should be tearing down may go without any link of its
 # namespace going away before netdecl deletes it itself (a process holding the namespace)
 LINK_GONE_STALL = 5.0
@@ -103,7 +130,7 @@ def _echoed_indexes(echoed: LinkMsg | None, ends: int) -> list[int]:
         return []
     if ends == 1:
         return [echoed.index]
-    peer = rtnl.as_u32(echoed.attrs.get(rtnl.IFLA_LINK))
+    peer = rtnl.as_u32(echoed.attrs.get(IFLA_LINK))
     return [echoed.index, peer] if peer else []
 
 
@@ -276,7 +303,7 @@ class Kernel:
     def index_of(self, ns: str, name: str) -> int:
         cache = self._index_cache.get(ns)
         if cache is None:
-            cache = {rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "": m.index
+            cache = {rtnl.as_str(m.attrs.get(IFLA_IFNAME)) or "": m.index
                      for m in self.rtnl(ns).links()}
             self._index_cache[ns] = cache
         if name not in cache:
@@ -310,14 +337,14 @@ class Kernel:
 
     def link_marked(self, ns: str, name: str, topology: str) -> bool:
         """Whether the link ``name`` carries ``topology``'s owner mark (a fresh dump)."""
-        return any(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) == name
-                   and owner_of_alias(rtnl.as_str(m.attrs.get(rtnl.IFLA_IFALIAS))) == topology
+        return any(rtnl.as_str(m.attrs.get(IFLA_IFNAME)) == name
+                   and owner_of_alias(rtnl.as_str(m.attrs.get(IFLA_IFALIAS))) == topology
                    for m in self.rtnl(ns).links())
 
     def _dump_links(self, ns: str) -> list[LinkMsg]:
         """A fresh dump of ``ns``'s links, which also fills its name <-> index cache."""
         msgs = self.rtnl(ns).links()
-        names = {m.index: rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "" for m in msgs}
+        names = {m.index: rtnl.as_str(m.attrs.get(IFLA_IFNAME)) or "" for m in msgs}
         self._index_names[ns] = names
         self._index_cache[ns] = {name: idx for idx, name in names.items()}
         return msgs
@@ -333,7 +360,7 @@ class Kernel:
         msgs = self._link_dumps.pop(ns, None)
         if msgs is None:
             msgs = self.rtnl(ns).links()
-        by_index = {m.index: rtnl.as_str(m.attrs.get(rtnl.IFLA_IFNAME)) or "" for m in msgs}
+        by_index = {m.index: rtnl.as_str(m.attrs.get(IFLA_IFNAME)) or "" for m in msgs}
         self._index_names[ns] = by_index
         self._index_cache[ns] = {name: idx for idx, name in by_index.items()}
         return [link for m in msgs
@@ -351,16 +378,16 @@ class Kernel:
         if kind is not None:
             spec = kind.parse(_Reported(self, ns, m, name, by_index, all_namespaces,
                                         kind.paired))
-        master_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_MASTER))
-        hairpin = m.slave_data.get(rtnl.IFLA_BRPORT_MODE) if m.slave_data is not None else None
-        alias = rtnl.as_str(attrs.get(rtnl.IFLA_IFALIAS)) or None
+        master_idx = rtnl.as_u32(attrs.get(IFLA_MASTER))
+        hairpin = m.slave_data.get(IFLA_BRPORT_MODE) if m.slave_data is not None else None
+        alias = rtnl.as_str(attrs.get(IFLA_IFALIAS)) or None
         return Link(
             namespace=ns,
             name=name,
             kind=m.kind or "device",
             up=bool(m.flags & IFF_UP),
-            mtu=rtnl.as_u32(attrs.get(rtnl.IFLA_MTU)),
-            mac=rtnl.as_mac(attrs.get(rtnl.IFLA_ADDRESS)),
+            mtu=rtnl.as_u32(attrs.get(IFLA_MTU)),
+            mac=rtnl.as_mac(attrs.get(IFLA_ADDRESS)),
             master=by_index.get(master_idx) if master_idx else None,
             hairpin=bool(hairpin[0]) if hairpin else (False if m.slave_data is not None
                                                       else None),
@@ -376,8 +403,8 @@ class Kernel:
         """(namespace, name) of the link IFLA_LINK points at, across namespaces (IFLA_LINK's
         index is in the namespace IFLA_LINK_NETNSID names)."""
         attrs = m.attrs
-        target_idx = rtnl.as_u32(attrs.get(rtnl.IFLA_LINK))
-        raw_nsid = attrs.get(rtnl.IFLA_LINK_NETNSID)
+        target_idx = rtnl.as_u32(attrs.get(IFLA_LINK))
+        raw_nsid = attrs.get(IFLA_LINK_NETNSID)
         seen = self._peer_seen.get((ns, m.index)) if paired else None
         if seen is not None and raw_nsid is not None and seen[2] == target_idx:
             return (seen[0], seen[1])  # resolved from the other end (see __init__)
@@ -407,7 +434,7 @@ class Kernel:
             if idx == index:
                 return name
         msg = self.rtnl(ns).link_by_index(index)  # created since the cache was filled
-        found = rtnl.as_str(msg.attrs.get(rtnl.IFLA_IFNAME)) if msg else None
+        found = rtnl.as_str(msg.attrs.get(IFLA_IFNAME)) if msg else None
         if found:
             cache[found] = index
         return found
@@ -439,23 +466,23 @@ class Kernel:
         # and the routes the kernel derives from addresses (proto kernel), which netdecl never
         # manages (engine/ownership.py).
         for m in self.rtnl(ns).routes(types=ROUTE_TYPES, skip_table=RT_TABLE_LOCAL,
-                                      skip_protocols=(rtnl.RTPROT_KERNEL,)):
+                                      skip_protocols=(RTPROT_KERNEL,)):
             if m.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
             rtype = ROUTE_TYPES[m.type]
-            dst = rtnl.as_ip(m.attrs.get(rtnl.RTA_DST)) or (
+            dst = rtnl.as_ip(m.attrs.get(RTA_DST)) or (
                 "0.0.0.0" if m.family == socket.AF_INET else "::")
             if m.family == socket.AF_INET6 and m.dst_len == 8 and dst.startswith("ff00"):
                 continue
-            oif = rtnl.as_u32(m.attrs.get(rtnl.RTA_OIF))
+            oif = rtnl.as_u32(m.attrs.get(RTA_OIF))
             out.append(Route(
                 namespace=ns,
                 to=_network(m.family, dst, m.dst_len),
                 table=m.table,
-                metric=rtnl.as_u32(m.attrs.get(rtnl.RTA_PRIORITY)) or 0,
-                via=rtnl.as_ip(m.attrs.get(rtnl.RTA_GATEWAY)),
+                metric=rtnl.as_u32(m.attrs.get(RTA_PRIORITY)) or 0,
+                via=rtnl.as_ip(m.attrs.get(RTA_GATEWAY)),
                 dev=(names.get(oif) or self._name_of_index(ns, oif)) if oif else None,
-                src=rtnl.as_ip(m.attrs.get(rtnl.RTA_PREFSRC)),
+                src=rtnl.as_ip(m.attrs.get(RTA_PREFSRC)),
                 type=rtype,
                 onlink=bool(m.flags & RTNH_F_ONLINK),
                 scope=ROUTE_SCOPES.get(m.scope, str(m.scope)),
@@ -678,7 +705,7 @@ class Kernel:
                 msg = self.rtnl(ns).link_by_index(idx)
             except rtnl.RtnlError as exc:
                 raise KernelError(exc.errno or errno.EIO, f"look up link {name}") from None
-            return msg is not None and rtnl.as_str(msg.attrs.get(rtnl.IFLA_IFNAME)) == name
+            return msg is not None and rtnl.as_str(msg.attrs.get(IFLA_IFNAME)) == name
 
         gone = events.wait_gone(index, name, exists, stall)
         if gone:
@@ -708,7 +735,7 @@ class Kernel:
         entry timed out."""
         msg = self.rtnl(ns).link_by_index(index)
         if msg is not None and msg.flags & IFF_UP:
-            self._announcer.announce(ns, name, index, msg.attrs.get(rtnl.IFLA_ADDRESS), address)
+            self._announcer.announce(ns, name, index, msg.attrs.get(IFLA_ADDRESS), address)
 
     def namespace_gone(self, ns: str) -> bool:
         """Whether ``ns`` no longer exists, and everything that was in it went with it."""
@@ -738,7 +765,7 @@ class Kernel:
             "rtype": 0 if for_delete else ROUTE_TYPE_CODES[route.type or "unicast"],
         }
         if for_delete:
-            return {**args, "scope": RT_SCOPE_NOWHERE}
+            return {**args, "scope": RT_SCOPE_NOWHERE}  # names no scope: the kernel matches any
         # No scope in the model: what iproute2 would pick (the loader always gives one)
         args["scope"] = ROUTE_SCOPE_CODES[route.scope or (
             "link" if net.version == 4 and not route.via and route.type in (None, "unicast")
@@ -853,7 +880,8 @@ class Kernel:
             kwargs["iif"] = self.index_of(ns, iif)
         msg = self._call(ns, f"route get {dst} in {ns or 'root'}", "route", "get", **kwargs)[0]
         oif = msg.get("RTA_OIF")
-        kinds = {**ROUTE_TYPES, 2: "local", 3: "broadcast", 5: "multicast"}
+        kinds = {**ROUTE_TYPES, RTN_LOCAL: "local", RTN_BROADCAST: "broadcast",
+                 RTN_MULTICAST: "multicast"}
         return {"type": kinds.get(msg["type"], str(msg["type"])),
                 "dev": self._name_of_index(ns, oif) if oif else None,
                 "via": msg.get("RTA_GATEWAY"), "src": msg.get("RTA_PREFSRC"),

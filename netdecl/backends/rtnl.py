@@ -20,10 +20,59 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from netdecl.backends.nlconst import (
+    IFA_ADDRESS,
+    IFA_FLAGS,
+    IFA_LOCAL,
+    IFF_LOOPBACK,
+    IFF_UP,
+    IFLA_ADDRESS,
+    IFLA_EXT_MASK,
+    IFLA_IFALIAS,
+    IFLA_IFNAME,
+    IFLA_INFO_DATA,
+    IFLA_INFO_KIND,
+    IFLA_INFO_SLAVE_DATA,
+    IFLA_LINKINFO,
+    IFLA_MASTER,
+    IFLA_MTU,
+    NETNSA_FD,
+    NETNSA_NSID,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_DUMP_INTR,
+    NLM_F_ECHO,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSGHDR,
+    RT_SCOPE_LINK,
+    RT_TABLE_COMPAT,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTA_PREFSRC,
+    RTA_PRIORITY,
+    RTA_TABLE,
+    RTEXT_FILTER_SKIP_STATS,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNSID,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    RTNLGRP_LINK,
+    SO_RCVBUFFORCE,
+)
 from netdecl.nlattr import (  # noqa: F401  (re-exported: netlink.py reads attributes as rtnl.*)
     ATTR,
-    NLA_F_NESTED,
-    U32,
     align,
     as_ip,
     as_mac,
@@ -37,37 +86,10 @@ from netdecl.nlattr import (  # noqa: F401  (re-exported: netlink.py reads attri
     parse_attrs,
 )
 
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x4, 0x10, 0x300
-NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
-NLM_F_ECHO = 0x8
-
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-RTM_GETNSID = 90
-
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
-IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_EXT_MASK = 10, 18, 20, 29
-IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 28, 37
-IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
-IFLA_BRPORT_MODE = 4
-RTEXT_FILTER_SKIP_STATS = 1 << 3
-IFF_UP = 0x1
-IFF_LOOPBACK = 0x8
-RT_SCOPE_LINK = 253
-RTPROT_KERNEL = 2  # routes the kernel derives from addresses (connected, IPv6 link-local)
-
-IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
-NETNSA_NSID, NETNSA_FD = 1, 3
 DUMP_ATTEMPTS = 5
-RTNLGRP_LINK = 1
-SO_RCVBUFFORCE = 33
 # room for the notifications of a whole kernel cleanup batch (a thousand veths at ~2 KiB each)
 EVENT_BUFFER = 8 << 20
 
-_HDR = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBi")
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -121,7 +143,8 @@ class RtnlSocket:
 
     def _send(self, msg_type: int, flags: int, body: bytes) -> int:
         self.seq += 1
-        self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, flags, self.seq, 0) + body)
+        header = NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, flags, self.seq, 0)
+        self.sock.send(header + body)
         return self.seq
 
     def _replies(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
@@ -129,14 +152,14 @@ class RtnlSocket:
         while True:
             data = self.sock.recv(1 << 20)
             offset = 0
-            while offset + _HDR.size <= len(data):
-                length, msg_type, flags, msg_seq, _pid = _HDR.unpack_from(data, offset)
-                if length < _HDR.size or offset + length > len(data):
+            while offset + NLMSGHDR.size <= len(data):
+                length, msg_type, flags, msg_seq, _pid = NLMSGHDR.unpack_from(data, offset)
+                if length < NLMSGHDR.size or offset + length > len(data):
                     # a length that would never move on, or a message the datagram cut short:
                     # nothing after it can be trusted to be where the header says
                     raise RtnlError(errno.EBADMSG, f"malformed netlink reply: a message of "
                                     f"{length} bytes at {offset} of a {len(data)}-byte datagram")
-                payload = data[offset + _HDR.size: offset + length]
+                payload = data[offset + NLMSGHDR.size: offset + length]
                 offset += align(length)
                 if msg_seq != seq:
                     continue  # a late answer to an abandoned request
@@ -309,8 +332,8 @@ class RtnlSocket:
                     proto: int, rtype: int = 1, gateway: str | None = None,
                     oif: int | None = None, prefsrc: str | None = None,
                     flags: int = 0, scope: int = 0) -> bytes:
-        body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else 252, proto, scope,
-                           rtype, flags)
+        body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else RT_TABLE_COMPAT, proto,
+                           scope, rtype, flags)
         if dst_len:
             body += attr(RTA_DST, ip_bytes(dst)[1])
         body += attr_u32(RTA_TABLE, table) + attr_u32(RTA_PRIORITY, metric)
@@ -390,16 +413,16 @@ class LinkEvents:
                     raise
                 continue  # lost some: exists() answers for those
             offset = 0
-            while offset + _HDR.size <= len(data):
-                length, msg_type, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
-                if msg_type == RTM_DELLINK and length >= _HDR.size + _IFINFO.size \
-                        and data[offset + _HDR.size] != socket.AF_BRIDGE:
+            while offset + NLMSGHDR.size <= len(data):
+                length, msg_type, _flags, _seq, _pid = NLMSGHDR.unpack_from(data, offset)
+                if msg_type == RTM_DELLINK and length >= NLMSGHDR.size + _IFINFO.size \
+                        and data[offset + NLMSGHDR.size] != socket.AF_BRIDGE:
                     # (an AF_BRIDGE RTM_DELLINK says a port left its bridge: the link lives)
-                    payload = data[offset + _HDR.size: offset + length]
+                    payload = data[offset + NLMSGHDR.size: offset + length]
                     msg = _link_msg(payload)
                     self.gone.add((msg.index, as_str(msg.attrs.get(IFLA_IFNAME)) or ""))
                     found = True
-                offset += align(max(length, _HDR.size))
+                offset += align(max(length, NLMSGHDR.size))
             if block:
                 return found
 

@@ -16,14 +16,15 @@ from typing import Any
 
 from netdecl.backends.host import ALTERNATIVES, Host
 from netdecl.engine.announcements import Announcements
-from netdecl.engine.executor import Made, Ticket, execute, put_back
-from netdecl.engine.journal import Journal
+from netdecl.engine.claims import Ticket
+from netdecl.engine.executor import Made, execute, put_back
 from netdecl.engine.linkup import LateUp
 from netdecl.engine.observer import observe_again, observe_for
 from netdecl.engine.ownership import identity_of, owns
 from netdecl.engine.planner import Plan, adopt, make_plan
 from netdecl.engine.planner.plan import Action
-from netdecl.engine.record import CLAIM_PREFIX, OwnershipRecord, RecordStore
+from netdecl.engine.state.journal import Journal
+from netdecl.engine.state.record import CLAIM_PREFIX, OwnershipRecord, RecordStore
 from netdecl.errors import (
     ActionFailed,
     ApplyFailed,

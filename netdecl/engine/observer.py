@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from netdecl.backends.host import Host, Scope
+from netdecl.backends.nlconst import RT_TABLE_DEFAULT, RT_TABLE_LOCAL
 from netdecl.engine.ownership import external_views, manageable, observed_topology
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.links import link_kind
 from netdecl.model import (
     MAIN_TABLE,
@@ -123,7 +124,7 @@ PER_LINK_SYSCTLS = {
     "net.ipv6.conf.{}.forwarding": "net.ipv6.conf.all.forwarding",
 }
 # The kernel's own policy rules (local, main, default): every namespace has them.
-KERNEL_RULES = {(0, 255), (32766, MAIN_TABLE), (32767, 253)}
+KERNEL_RULES = {(0, RT_TABLE_LOCAL), (32766, MAIN_TABLE), (32767, RT_TABLE_DEFAULT)}
 
 
 def link_sysctl(template: str, link: str) -> str:

@@ -26,7 +26,8 @@ import json
 from collections.abc import Iterable
 
 from netdecl.backends.host import ALTERNATIVES, BY_SECRET_NAME
-from netdecl.engine.record import OwnershipRecord
+from netdecl.backends.nlconst import RTPROT_KERNEL
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import (
     RTPROT_NETDECL,
@@ -42,8 +43,6 @@ from netdecl.model import (
     Rule,
     Topology,
 )
-
-RTPROT_KERNEL = 2
 
 # A recorded identity may list alternatives (after a crash inside an action the object may be
 # in its state before or after it), separated by ALTERNATIVES.

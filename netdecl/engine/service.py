@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netdecl.backends.host import Host, Scope
-from netdecl.engine import confirm as confirmation
-from netdecl.engine import planfile, statedir
 from netdecl.engine.applier import Applier, snapshot_owned
-from netdecl.engine.journal import Journal, pending
-from netdecl.engine.lock import HostLock
 from netdecl.engine.observer import observe_all, observe_for, scope_for
 from netdecl.engine.ownership import forget_gone, pin_identities
-from netdecl.engine.planfile import SavedPlan
 from netdecl.engine.planner import make_plan
 from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import ADOPT, Action, Plan
-from netdecl.engine.record import OwnershipRecord, RecordStore
-from netdecl.engine.unfinished import (
+from netdecl.engine.state import LOCK_TIMEOUT, planfile, statedir
+from netdecl.engine.state import confirm as confirmation
+from netdecl.engine.state.journal import Journal, pending
+from netdecl.engine.state.lock import HostLock
+from netdecl.engine.state.planfile import SavedPlan
+from netdecl.engine.state.record import OwnershipRecord, RecordStore
+from netdecl.engine.state.unfinished import (
     PendingApply,
     UnfinishedApply,
     check_before_plan,
@@ -143,7 +143,7 @@ def load_saved_plan(path: str) -> tuple[SavedPlan, Topology] | None:
 # -- apply, destroy, rollback ----------------------------------------------------------------
 
 def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None,
-          lock_timeout: float = 5.0, confirm_timeout: float | None = None,
+          lock_timeout: float = LOCK_TIMEOUT, confirm_timeout: float | None = None,
           gate: Callable[[], None] | None = None,
           events: Events | None = None, host: Host | None = None,
           adopt: bool = False) -> ApplyResult:
@@ -175,14 +175,14 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
         return result
 
 
-def destroy(topology: str, state_root: Path, *, lock_timeout: float = 5.0,
+def destroy(topology: str, state_root: Path, *, lock_timeout: float = LOCK_TIMEOUT,
             events: Events | None = None, host: Host | None = None) -> ApplyResult:
     """Remove everything ``topology`` owns and restore the root sysctls it changed."""
     return apply(Topology(name=topology), state_root, lock_timeout=lock_timeout,
                  events=events, host=host)
 
 
-def rollback(state_root: Path, topology: str | None = None, *, lock_timeout: float = 5.0,
+def rollback(state_root: Path, topology: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT,
              events: Events | None = None, host: Host | None = None) -> list[str]:
     """Roll back the interrupted apply of ``topology`` (None: of every topology that left a
     journal, each on its own: a damaged journal is reported and does not stop the others);

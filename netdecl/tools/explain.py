@@ -19,13 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netdecl.backends.nlconst import NUD_FAILED, NUD_INCOMPLETE
 from netdecl.links import link_kind
-from netdecl.model import FILTER, Link, NatRule, ns_label, qualify
+from netdecl.model import FILTER, MAIN_TABLE, Link, NatRule, ns_label, qualify
 from netdecl.topology.format import split_target
 
 MAX_HOPS = 32
-NUD_INCOMPLETE = 0x01
-NUD_FAILED = 0x20
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
@@ -332,7 +331,7 @@ def _route(world: World, result: Explanation, pkt: Packet) -> dict[str, Any] | N
     if route["type"] == "unicast":
         via = f" via {route['via']}" if route["via"] else ""
         src = f" src {route['src']}" if route["src"] and not pkt.iif else ""
-        table = "main" if route["table"] == 254 else str(route["table"])
+        table = "main" if route["table"] == MAIN_TABLE else str(route["table"])
         how = f" (forwarding: from {pkt.src} in {pkt.iif})" if pkt.iif else ""
         result.add(ns, f"route {pkt.dst}{via} dev {route['dev']}{src} table {table}{how}")
     return route

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from netdecl.engine.planfile import plan_to_json
 from netdecl.engine.planner.plan import ADOPT, DELETE, MODIFY, SYMBOLS, Action, Plan
+from netdecl.engine.state.planfile import plan_to_json
 from netdecl.model import Link, NatTable, Route, qualify
 
 _GREEN, _RED, _YELLOW, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"

@@ -1,11 +1,15 @@
-"""The planner: desired vs observed -> an ordered Plan. Pure (no I/O), testable without root."""
+"""The planner: desired vs observed -> an ordered Plan. Pure (no I/O), testable without root.
+
+diff.py finds the actions and conflicts (one rule per kind), adopt.py which existing objects
+`--adopt` takes over, order.py puts the actions in dependency order, plan.py is the plan as
+data; make_plan (here) puts them together, with the notes a plan carries."""
 
 from __future__ import annotations
 
 from netdecl.engine.planner.diff import diff
 from netdecl.engine.planner.order import order
 from netdecl.engine.planner.plan import Action, Conflict, Plan
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.model import NatTable, Sysctl, Topology, ns_label
 from netdecl.topology.checks import FORWARDING
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from netdecl.backends.host import owner_mark
 from netdecl.engine.ownership import owns
 from netdecl.engine.planner.plan import ADOPT, Action
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import (
     RTPROT_NETDECL,

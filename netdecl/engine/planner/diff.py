@@ -23,7 +23,7 @@ from netdecl.engine.planner.plan import (
     Conflict,
     Reason,
 )
-from netdecl.engine.record import OwnershipRecord
+from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Kind, Ownership
 from netdecl.model import (
     Address,

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from netdecl.engine import statedir
+from netdecl.engine.state import statedir
 from netdecl.errors import EnvironmentProblem
 
 PROC_LOCKS = "/proc/locks"

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netdecl.engine import readback, statedir
-from netdecl.engine.readback import DamagedStateFile, Untrusted
+from netdecl.engine.state import statedir, untrusted
+from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted
 from netdecl.kinds import Ownership
 from netdecl.model import Key
 
@@ -254,29 +254,29 @@ def record_shape(data: Any) -> dict[str, Any]:
 _LINK_ORIGINALS: dict[str, Callable[[Any], bool]] = {
     "mtu": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
     "up": lambda v: v is None or isinstance(v, bool),
-    "master": lambda v: v is None or (isinstance(v, str) and readback.link_name(v) == v),
+    "master": lambda v: v is None or (isinstance(v, str) and untrusted.link_name(v) == v),
 }
 
 
 def validated(record: OwnershipRecord, topology: str) -> OwnershipRecord:
     """``record`` if it is ``topology``'s and every name in it passes the loader's rules."""
-    if readback.topology_name(record.topology) != topology:
+    if untrusted.topology_name(record.topology) != topology:
         raise Untrusted(f"it names topology {record.topology!r}, not {topology!r}")
     for ns in record.namespaces | record.nat_namespaces:
-        readback.namespace(ns)
+        untrusted.namespace(ns)
     for key in record.objects:
         # keyed claims; and addresses netdecl added to an external link (owned by the record)
-        readback.check_key(key, (Ownership.RECORD, Ownership.LINK))
+        untrusted.check_key(key, (Ownership.RECORD, Ownership.LINK))
     for key, ident in record.identities.items():
-        readback.check_key(key)
-        readback.identity(ident)
+        untrusted.check_key(key)
+        untrusted.identity(ident)
     for (ns, link, attr), value in record.link_originals.items():
-        readback.namespace(ns)
-        readback.link_name(link)
+        untrusted.namespace(ns)
+        untrusted.link_name(link)
         if attr not in _LINK_ORIGINALS or not _LINK_ORIGINALS[attr](value):
             raise Untrusted(f"link original {attr}={value!r} of {link} is not one netdecl keeps")
     for (ns, name), value in record.sysctl_originals.items():
-        readback.namespace(ns)
-        readback.sysctl_name(name)
-        readback.sysctl_value(value)
+        untrusted.namespace(ns)
+        untrusted.sysctl_name(name)
+        untrusted.sysctl_value(value)
     return record

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from netdecl.engine.planner.plan import SYMBOLS, Action, Conflict, Op, Plan, Reason
-from netdecl.engine.statedir import write_json_atomically
+from netdecl.engine.state.statedir import write_json_atomically
 from netdecl.errors import NetdeclError
 from netdecl.kinds import object_from_dict
 from netdecl.model import NetObject, Topology

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netdecl.engine.statedir import (
+from netdecl.engine.state.statedir import (
     confirm_dir,
     confirmed_path,
     pending_path,

@@ -11,7 +11,7 @@ journal is removed once its apply finished or was rolled back.
 
 Each line goes down in one write(2), so a process killed around it leaves the line whole or
 absent: a journal that does not end in a complete line, or holds anything but what netdecl
-writes, was damaged (cut, edited, planted) and is refused as a whole (readback.DamagedStateFile)
+writes, was damaged (cut, edited, planted) and is refused as a whole (untrusted.DamagedStateFile)
 rather than half-replayed, which would take the claims after the cut for someone else's.
 """
 
@@ -22,13 +22,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netdecl.engine import readback, statedir
-from netdecl.engine.executor import Ticket, claim
-from netdecl.engine.planfile import action_from_json, action_to_json
+from netdecl.engine.claims import Ticket, claim
 from netdecl.engine.planner.plan import Action
-from netdecl.engine.readback import DamagedStateFile, Untrusted
-from netdecl.engine.record import OwnershipRecord, record_shape, validated
-from netdecl.engine.statedir import journal_dir, journal_path, write_atomically
+from netdecl.engine.state import statedir, untrusted
+from netdecl.engine.state.planfile import action_from_json, action_to_json
+from netdecl.engine.state.record import OwnershipRecord, record_shape, validated
+from netdecl.engine.state.statedir import journal_dir, journal_path, write_atomically
+from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted
 from netdecl.kinds import object_from_dict
 from netdecl.model import Key, Topology
 
@@ -127,10 +127,10 @@ class Journal:
         if not (isinstance(header, dict) and header.get("journal") == 1
                 and isinstance(header.get("snapshot"), list)):
             raise Untrusted("not a netdecl journal header")
-        if readback.topology_name(header.get("topology")) != topology:
+        if untrusted.topology_name(header.get("topology")) != topology:
             raise Untrusted(f"it names topology {header['topology']!r}, not {topology!r}")
         snapshot = Topology(name=topology)
-        snapshot.extend(readback.check_object(object_from_dict(d)) for d in header["snapshot"])
+        snapshot.extend(untrusted.check_object(object_from_dict(d)) for d in header["snapshot"])
         before = validated(OwnershipRecord.from_json(record_shape(header["record_before"])),
                            topology)
         total = header.get("actions")
@@ -156,7 +156,7 @@ class Journal:
         return record
 
 
-_TICKET = {"secret", "stamp"}  # executor.Ticket: optional in journals written before it
+_TICKET = {"secret", "stamp"}  # claims.Ticket: optional in journals written before it
 
 
 def _entry(data: Any) -> dict[str, Any]:
@@ -175,8 +175,8 @@ def _entry(data: Any) -> dict[str, Any]:
                 raise Untrusted("its claim's secret or time is not what netdecl writes")
             return data
     if set(data) == {"made", "ident"}:
-        readback.check_key(data["made"])
-        readback.identity(data["ident"])
+        untrusted.check_key(data["made"])
+        untrusted.identity(data["ident"])
         return data
     raise Untrusted("not a journal entry")
 
@@ -187,12 +187,12 @@ def _number(value: Any) -> bool:
 
 def check_action(action: Action) -> Action:
     """``action`` if its kind, key and objects pass the loader's rules."""
-    readback.check_key(action.key)
+    untrusted.check_key(action.key)
     if action.key[0] != action.type:
         raise Untrusted(f"action key {list(action.key)!r} is not of a {action.type}")
     for obj in (action.before, action.after, action.peer_before, action.peer_after):
         if obj is not None:
-            readback.check_object(obj)
+            untrusted.check_object(obj)
     return action
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from netdecl.engine import confirm as confirmation
-from netdecl.engine.journal import Journal, pending
-from netdecl.engine.lock import holder
-from netdecl.engine.readback import DamagedStateFile
+from netdecl.engine.state import confirm as confirmation
+from netdecl.engine.state.journal import Journal, pending
+from netdecl.engine.state.lock import holder
+from netdecl.engine.state.untrusted import DamagedStateFile
 from netdecl.errors import NetdeclError
 
 __all__ = ["PendingApply", "UnfinishedApply", "check_before_plan", "unfinished_applies"]
