@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netdecl.backends import namespaces
-from netdecl.backends.nlconst import (
+from netdecl.nlconst import (
     NETLINK_ADD_MEMBERSHIP,
     NETLINK_NETFILTER,
     NFNLGRP_NFTABLES,

@@ -19,7 +19,20 @@ from typing import TYPE_CHECKING, Any
 from netdecl.backends import namespaces, rtnl
 from netdecl.backends.announce import Announcer
 from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
-from netdecl.backends.nlconst import (
+from netdecl.backends.rtnl import LinkEvents, LinkMsg
+from netdecl.errors import NetdeclError
+from netdecl.links import link_kind
+from netdecl.model import (
+    ROOT,
+    RTPROT_NETDECL,
+    Address,
+    FdbEntry,
+    Link,
+    Neighbor,
+    Route,
+    Rule,
+)
+from netdecl.nlconst import (
     IFA_F_NODAD,
     IFF_UP,
     IFLA_ADDRESS,
@@ -51,19 +64,6 @@ from netdecl.backends.nlconst import (
     RTN_UNREACHABLE,
     RTNH_F_ONLINK,
     RTPROT_KERNEL,
-)
-from netdecl.backends.rtnl import LinkEvents, LinkMsg
-from netdecl.errors import NetdeclError
-from netdecl.links import link_kind
-from netdecl.model import (
-    ROOT,
-    RTPROT_NETDECL,
-    Address,
-    FdbEntry,
-    Link,
-    Neighbor,
-    Route,
-    Rule,
 )
 
 if TYPE_CHECKING:  # pyroute2 costs ~0.2 s to import: only FDB, rules and lookups need it

@@ -20,7 +20,21 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from netdecl.backends.nlconst import (
+from netdecl.nlattr import (  # noqa: F401  (re-exported: netlink.py reads attributes as rtnl.*)
+    ATTR,
+    align,
+    as_ip,
+    as_mac,
+    as_str,
+    as_u32,
+    attr,
+    attr_str,
+    attr_u32,
+    ip_bytes,
+    nested,
+    parse_attrs,
+)
+from netdecl.nlconst import (
     IFA_ADDRESS,
     IFA_FLAGS,
     IFA_LOCAL,
@@ -70,20 +84,6 @@ from netdecl.backends.nlconst import (
     RTM_NEWROUTE,
     RTNLGRP_LINK,
     SO_RCVBUFFORCE,
-)
-from netdecl.nlattr import (  # noqa: F401  (re-exported: netlink.py reads attributes as rtnl.*)
-    ATTR,
-    align,
-    as_ip,
-    as_mac,
-    as_str,
-    as_u32,
-    attr,
-    attr_str,
-    attr_u32,
-    ip_bytes,
-    nested,
-    parse_attrs,
 )
 
 DUMP_ATTEMPTS = 5

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from netdecl.backends.host import Host, Scope
-from netdecl.backends.nlconst import RT_TABLE_DEFAULT, RT_TABLE_LOCAL
 from netdecl.engine.ownership import external_views, manageable, observed_topology
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.links import link_kind
@@ -27,6 +26,7 @@ from netdecl.model import (
     Sysctl,
     Topology,
 )
+from netdecl.nlconst import RT_TABLE_DEFAULT, RT_TABLE_LOCAL
 from netdecl.topology.checks import FORWARDING
 
 __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_again", "observe_all"]

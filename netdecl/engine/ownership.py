@@ -26,7 +26,6 @@ import json
 from collections.abc import Iterable
 
 from netdecl.backends.host import ALTERNATIVES, BY_SECRET_NAME
-from netdecl.backends.nlconst import RTPROT_KERNEL
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import (
@@ -43,6 +42,7 @@ from netdecl.model import (
     Rule,
     Topology,
 )
+from netdecl.nlconst import RTPROT_KERNEL
 
 # A recorded identity may list alternatives (after a crash inside an action the object may be
 # in its state before or after it), separated by ALTERNATIVES.

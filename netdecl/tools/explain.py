@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from netdecl.backends.nlconst import NUD_FAILED, NUD_INCOMPLETE
 from netdecl.links import link_kind
 from netdecl.model import FILTER, MAIN_TABLE, Link, NatRule, ns_label, qualify
+from netdecl.nlconst import NUD_FAILED, NUD_INCOMPLETE
 from netdecl.topology.format import split_target
 
 MAX_HOPS = 32
