@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 
-NLA_F_NESTED = 1 << 15
+from netdecl.nlconst import NLA_F_NESTED
 
 ATTR = struct.Struct("=HH")
 U32 = struct.Struct("=I")

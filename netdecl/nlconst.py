@@ -1,7 +1,8 @@
 """The kernel's netlink numbers, each defined once, from the Linux UAPI header named beside it.
 
-The rtnetlink codec (rtnl.py), the pyroute2 side (netlink.py), the agent's event sockets
-(agent/events.py) and whatever else names a kernel number (a route's scope or table, a
+The rtnetlink codec (backends/rtnl.py), the pyroute2 side (backends/netlink.py), the link
+kinds (links/), the agent's event sockets (agent/events.py) and whatever else names a kernel
+number (a route's scope or table, a
 neighbour's state) take them from here. Only the numbers: what netdecl makes of them stays with
 the module that uses them.
 """
@@ -39,16 +40,16 @@ RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE = 5, 7, 8
 RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE = 9, 11, 19
 NFNLGRP_NFTABLES = 7
 
-# links (linux/if_link.h, linux/if.h, linux/veth.h)
+# links (linux/if_link.h, linux/if.h)
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
 IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_EXT_MASK = 10, 18, 20, 29
 IFLA_NET_NS_FD, IFLA_LINK_NETNSID = 28, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA = 1, 2, 5
-IFLA_BR_STP_STATE = 5
-IFLA_BRPORT_MODE = 4
-IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 3, 4
-IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 7, 15
-VETH_INFO_PEER = 1
+IFLA_BRPORT_MODE = 4  # a bridge port's hairpin (IFLA_INFO_SLAVE_DATA)
+# struct ifinfomsg (family, type, index, flags, change) opens every link message
+IFINFOMSG = struct.Struct("=BxHiII")
+# A link kind's own IFLA_INFO_DATA attributes (a bridge's, a VXLAN's, a veth's peer) are
+# numbered by that kind, and its module in netdecl/links/ defines them.
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8

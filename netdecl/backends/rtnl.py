@@ -40,6 +40,7 @@ from netdecl.nlconst import (
     IFA_LOCAL,
     IFF_LOOPBACK,
     IFF_UP,
+    IFINFOMSG,
     IFLA_ADDRESS,
     IFLA_EXT_MASK,
     IFLA_IFALIAS,
@@ -90,7 +91,6 @@ DUMP_ATTEMPTS = 5
 # room for the notifications of a whole kernel cleanup batch (a thousand veths at ~2 KiB each)
 EVENT_BUFFER = 8 << 20
 
-_IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBi")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _S32 = struct.Struct("=i")
@@ -191,9 +191,9 @@ class RtnlSocket:
     def links(self) -> list[LinkMsg]:
         """Every link; a loopback device (IFF_LOOPBACK) with its name only, as netdecl reads
         nothing else of it (every namespace has one: a thousand left unparsed at N=1000)."""
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_u32(
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_u32(
             IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
-        return [_loopback_msg(p) if _IFINFO.unpack_from(p)[3] & IFF_LOOPBACK else _link_msg(p)
+        return [_loopback_msg(p) if IFINFOMSG.unpack_from(p)[3] & IFF_LOOPBACK else _link_msg(p)
                 for p in self.dump(RTM_GETLINK, body)]
 
     def link_by_name(self, name: str) -> LinkMsg | None:
@@ -204,7 +204,7 @@ class RtnlSocket:
 
     def _get_link(self, index: int, extra: bytes = b"") -> LinkMsg | None:
         """One RTM_GETLINK (not a dump); None when there is no such link."""
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + extra + attr_u32(
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + extra + attr_u32(
             IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
         try:
             replies = self.call(RTM_GETLINK, 0, body)
@@ -269,7 +269,7 @@ class RtnlSocket:
         info = attr_str(IFLA_INFO_KIND, kind)
         if info_data:
             info += nested(IFLA_INFO_DATA, info_data)
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
             nested(IFLA_LINKINFO, info)
         for payload in self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, body):
             msg = _link_msg(payload)
@@ -281,7 +281,7 @@ class RtnlSocket:
         """Change the settings of a link's kind in place (IFLA_INFO_DATA, as its kind module
         writes them: netdecl/links/)."""
         info = attr_str(IFLA_INFO_KIND, kind) + nested(IFLA_INFO_DATA, info_data)
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + nested(IFLA_LINKINFO, info)
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + nested(IFLA_LINKINFO, info)
         self.call(RTM_NEWLINK, 0, body)
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
@@ -293,7 +293,7 @@ class RtnlSocket:
         flags = change = 0
         if up is not None:
             flags, change = (IFF_UP if up else 0), IFF_UP
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change)
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
         if name is not None:
             body += attr_str(IFLA_IFNAME, name)
         if mtu is not None:
@@ -311,7 +311,7 @@ class RtnlSocket:
         self.call(RTM_NEWLINK, 0, body)
 
     def del_link(self, index: int) -> None:
-        self.call(RTM_DELLINK, 0, _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0))
+        self.call(RTM_DELLINK, 0, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0))
 
     def _addr_body(self, index: int, address: str, prefixlen: int, flags: int) -> bytes:
         family, raw = ip_bytes(address)
@@ -415,7 +415,7 @@ class LinkEvents:
             offset = 0
             while offset + NLMSGHDR.size <= len(data):
                 length, msg_type, _flags, _seq, _pid = NLMSGHDR.unpack_from(data, offset)
-                if msg_type == RTM_DELLINK and length >= NLMSGHDR.size + _IFINFO.size \
+                if msg_type == RTM_DELLINK and length >= NLMSGHDR.size + IFINFOMSG.size \
                         and data[offset + NLMSGHDR.size] != socket.AF_BRIDGE:
                     # (an AF_BRIDGE RTM_DELLINK says a port left its bridge: the link lives)
                     payload = data[offset + NLMSGHDR.size: offset + length]
@@ -429,8 +429,8 @@ class LinkEvents:
 
 def _loopback_msg(payload: bytes) -> LinkMsg:
     """A loopback device's message with only its name (IFLA_IFNAME comes first)."""
-    _family, _type, index, flags, _change = _IFINFO.unpack_from(payload)
-    offset = _IFINFO.size
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
+    offset = IFINFOMSG.size
     while offset + 4 <= len(payload):
         size, kind = ATTR.unpack_from(payload, offset)
         if size < 4:
@@ -443,8 +443,8 @@ def _loopback_msg(payload: bytes) -> LinkMsg:
 
 
 def _link_msg(payload: bytes) -> LinkMsg:
-    _family, _type, index, flags, _change = _IFINFO.unpack_from(payload)
-    attrs = parse_attrs(payload, _IFINFO.size)
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
+    attrs = parse_attrs(payload, IFINFOMSG.size)
     msg = LinkMsg(index=index, flags=flags, attrs=attrs)
     info = attrs.get(IFLA_LINKINFO)
     if info is not None:

@@ -7,7 +7,6 @@ ends pair up is fixed when they are made: a new peer means a new pair.
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,12 +15,11 @@ from netdecl.links.base import End, ExportView, KernelLink, KernelRequest, LinkK
 from netdecl.links.base import entry_namespace as _namespace
 from netdecl.model import Link, LinkSpec
 from netdecl.nlattr import attr, attr_str, attr_u32
+from netdecl.nlconst import IFINFOMSG, IFLA_IFNAME, IFLA_NET_NS_FD
 
 NAME = "veth"
 
-VETH_INFO_PEER = 1
-IFLA_IFNAME, IFLA_NET_NS_FD = 3, 28
-_IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg, which VETH_INFO_PEER starts with
+VETH_INFO_PEER = 1  # linux/veth.h: the other end, an ifinfomsg and its attributes
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class Veth(LinkKind):
 def peer_data(name: str, netns_fd: int | None) -> bytes:
     """IFLA_INFO_DATA that makes the other end ``name``, in the namespace of ``netns_fd`` (None:
     this one). Also for veths made by hand (benchmarks, captures)."""
-    other = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
+    other = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
     if netns_fd is not None:
         other += attr_u32(IFLA_NET_NS_FD, netns_fd)
     return attr(VETH_INFO_PEER, other)
