@@ -7,7 +7,7 @@ kind name and check that every kind here has it (tests/test_kinds.py):
 
 - topology: how the file builds it, its checks, how `show` exports it;
 - engine: its diff rule (engine/planner/diff.py RULES), how ownership is claimed (by
-  ``ownership``, engine/executor.py), and how the host changes it (backends/kernelhost.py,
+  ``ownership``, engine/claims.py), and how the host changes it (backends/kernelhost.py,
   through the Host protocol in backends/host.py).
 
 Adding a kind: a class in model.py, one ``register`` line here, then its entries there.

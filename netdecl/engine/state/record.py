@@ -73,7 +73,7 @@ class OwnershipRecord:
         """Forget namespace ``ns`` and everything in it (deleted with it). Its keys go at the
         next flush(), all deleted namespaces' in one pass: a destroy deletes a thousand
         namespaces in a row, and a pass over every key per namespace was quadratic (a quarter
-        of a second at N=1000). Whoever reads the keys directly flushes first (the executor
+        of a second at N=1000). Whoever reads the keys directly flushes first (claims.py
         before each action that is not another namespace's deletion, the applier after the
         last; to_json and copy always do)."""
         self.namespaces.discard(ns)
