@@ -357,7 +357,8 @@ def test_the_record_keeps_identities_and_links_are_never_unmarked(host, tmp_path
 # older than 6.3, which ignores it on links, answers (an acknowledgement, no description).
 WITHOUT_ECHO = r"""
 import sys
-from netdecl.backends import nlconst, rtnl
+from netdecl import nlconst
+from netdecl.backends import rtnl
 call = rtnl.RtnlSocket.call
 rtnl.RtnlSocket.call = lambda self, t, flags, body: call(self, t, flags & ~nlconst.NLM_F_ECHO, body)
 from netdecl.cli import main
