@@ -16,23 +16,23 @@ processes alike.
 
 A string is always a path: ``load(path)`` reads a file, ``load(text=...)`` parses YAML text,
 and ``destroy`` takes a Topology or a topology's name.
+
+Importing this module imports no engine: each function imports what it uses when called, and
+the names below that live elsewhere (``Events``, ``ApplyResult``, ``PlanConflicts``: the
+service's, declared once there; ``Topology``, ``StalePlan``...) are looked up on first use
+(``__getattr__``). So `netdecl validate` pays for the file format only.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netdecl.engine import service
-from netdecl.engine.planfile import SavedPlan, StalePlan, action_from_json, action_to_json
-from netdecl.engine.planfile import plan_to_json as _plan_to_json
-from netdecl.engine.planner import plan as _engine
-from netdecl.engine.statedir import state_dir as _state_dir
-from netdecl.engine.unfinished import PendingApply, UnfinishedApply
 from netdecl.errors import (
     ActionFailed,
     ApplyFailed,
@@ -44,8 +44,19 @@ from netdecl.errors import (
     RollbackFailed,
     VerificationFailed,
 )
-from netdecl.model import Topology
-from netdecl.tools.render import action_line, plan_text
+
+if TYPE_CHECKING:  # at run time __getattr__ provides them (see the docstring)
+    from netdecl.engine.planfile import SavedPlan, StalePlan
+    from netdecl.engine.planner import plan as _engine
+    from netdecl.engine.service import (
+        ApplyResult,
+        EngineEvents,
+        EngineResult,
+        Events,
+        PlanConflicts,
+    )
+    from netdecl.engine.unfinished import PendingApply, UnfinishedApply
+    from netdecl.model import Topology
 
 __all__ = [
     # functions
@@ -58,6 +69,30 @@ __all__ = [
     "UnfinishedApply", "ActionFailed", "ApplyFailed", "VerificationFailed", "NotConfirmed",
     "RollbackFailed",
 ]
+
+# where the exported names that are not declared here live (imported on first use)
+_ELSEWHERE = {
+    "ApplyResult": "netdecl.engine.service",
+    "Events": "netdecl.engine.service",
+    "PlanConflicts": "netdecl.engine.service",
+    "PendingApply": "netdecl.engine.unfinished",
+    "UnfinishedApply": "netdecl.engine.unfinished",
+    "StalePlan": "netdecl.engine.planfile",
+    "Topology": "netdecl.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
+        value = getattr(importlib.import_module(_ELSEWHERE[name]), name)
+        globals()[name] = value  # once: later lookups find it as a plain global
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 StateDir = str | os.PathLike[str] | None
 DEFAULT_LOCK_TIMEOUT = 5.0
@@ -89,6 +124,8 @@ class Action:
 
     def text(self, color: bool = False) -> str:
         """One line: symbol, object, details, reason ("+ link veth-n1 <-> nginx-1/eth0 ...")."""
+        from netdecl.tools.render import action_line
+
         return action_line(self._action, color)[0].strip()
 
 
@@ -141,79 +178,46 @@ class Plan:
 
     def text(self, color: bool = False) -> str:
         """As `netdecl plan` prints it, ending with "Plan: N to add, ..." or "No changes"."""
+        from netdecl.tools.render import plan_text
+
         return plan_text(self._plan, color)
 
     def to_json(self) -> dict[str, Any]:
         """As `netdecl plan --json` prints it."""
-        return _plan_to_json(self._plan)
+        from netdecl.engine.planfile import plan_to_json
+
+        return plan_to_json(self._plan)
 
     def save(self, path: str | os.PathLike[str], *, source: str | os.PathLike[str]) -> None:
         """Save it for `netdecl apply PLAN` (or ``apply(read_plan(path))``); ``source`` is the
         topology file it was made from: its text travels with the plan."""
+        from netdecl.engine import service
+
         service.save_plan(self._plan, Path(path), Path(source))
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """What an apply or destroy did."""
-
-    topology: str
-    plan: Plan  # what was executed (no actions: the host already matched)
-    executed: tuple[Action, ...]
-    recovered: tuple[str, ...]  # interrupted applies rolled back first, by topology name
-    confirmed: bool  # confirm_timeout was given and the apply was confirmed in time
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.executed)
-
-    def counts(self) -> tuple[int, int, int]:
-        """(added, changed, destroyed)."""
-        return self.plan.counts()
-
-
-class PlanConflicts(service.PlanConflicts):
-    """The plan has conflicts (declared objects netdecl does not own): nothing was changed.
-    ``plan`` is the refused Plan; its ``conflicts`` say what is in the way."""
-
-    plan: Plan  # type: ignore[assignment]  # the API's Plan, where the engine's has its own
 
 
 Progress = Callable[[int, int, Action], None]
 
 
-def _ignore(*_: object) -> None:
-    return None
+def _for_service(events: Events[Plan, Action] | None,
+                 desired: Topology | None = None) -> EngineEvents:
+    """``events`` as the service calls them: with the engine's plans and actions, each shown
+    to the callback as the API's view."""
+    from netdecl.engine.service import Events
 
+    events = events or Events()
 
-@dataclass
-class Events:
-    """Callbacks for what happens while apply, destroy and rollback work (all optional).
-    They run in the calling thread, between actions; an exception raised in one rolls the
-    apply back like any other failure."""
+    def each(callback: Progress | None) -> Callable[[int, int, _engine.Action], None] | None:
+        if callback is None:
+            return None
+        return lambda number, total, action: callback(number, total, Action._of(action))
 
-    planned: Callable[[Plan], None] | None = None  # the plan, before its first action
-    progress: Progress | None = None  # before each action: (number, total, action)
-    rollback_progress: Progress | None = None  # before each action of a rollback
-    notice: Callable[[str], None] | None = None  # waiting for confirmation, confirmed
-    recovering: Callable[[PendingApply], None] | None = None  # rolling back an interrupted apply
-    recovered: Callable[[str], None] | None = None  # ... done (its topology's name)
-
-    def _for_service(self, desired: Topology | None = None) -> service.Events:
-        def each(callback: Progress | None) -> Callable[[int, int, _engine.Action], None] | None:
-            if callback is None:
-                return None
-            return lambda number, total, action: callback(number, total, Action._of(action))
-
-        planned = self.planned
-        return service.Events(
-            planned=(lambda p: planned(Plan._of(p, desired))) if planned else _ignore,
-            progress=each(self.progress),
-            rollback_progress=each(self.rollback_progress),
-            notice=self.notice or _ignore,
-            recovering=self.recovering or _ignore,
-            recovered=self.recovered or _ignore,
-        )
+    planned = events.planned
+    return Events(
+        planned=(lambda p: planned(Plan._of(p, desired))) if planned else None,
+        progress=each(events.progress),
+        rollback_progress=each(events.rollback_progress),
+        notice=events.notice, recovering=events.recovering, recovered=events.recovered)
 
 
 # -- functions -----------------------------------------------------------------------------------
@@ -239,26 +243,32 @@ def plan(topology: Topology, *, state_dir: StateDir = None, adopt: bool = False)
     interrupted apply (only operations on that topology roll it back) is one of the ``notes``. With
     ``adopt``, declared objects that exist and belong to nobody are taken over (op "adopt")
     instead of being conflicts."""
+    from netdecl.engine import service
+
     return Plan._of(service.plan(topology, _root(state_dir), adopt=adopt), topology)
 
 
 def read_plan(path: str | os.PathLike[str]) -> Plan | None:
     """The plan saved at ``path`` by `netdecl plan --out` or ``Plan.save``, its topology
     validated again; None when the file is not a saved plan (a topology file, say)."""
+    from netdecl.engine import service
+    from netdecl.engine.planfile import action_from_json
+    from netdecl.engine.planner.plan import Plan as EnginePlan
+
     loaded = service.load_saved_plan(os.fspath(path))
     if loaded is None:
         return None
     saved, desired = loaded
-    engine_plan = _engine.Plan(topology=desired.name,
-                               actions=[action_from_json(a) for a in saved.actions],
-                               known_fingerprint=saved.fingerprint)
+    engine_plan = EnginePlan(topology=desired.name,
+                             actions=[action_from_json(a) for a in saved.actions],
+                             known_fingerprint=saved.fingerprint)
     return Plan._of(engine_plan, desired, saved)
 
 
 def apply(target: Topology | Plan, *, state_dir: StateDir = None,
           lock_timeout: float = DEFAULT_LOCK_TIMEOUT, confirm_timeout: float | None = None,
-          events: Events | None = None, adopt: bool = False,
-          gate: Callable[[], None] | None = None) -> ApplyResult:
+          events: Events[Plan, Action] | None = None, adopt: bool = False,
+          gate: Callable[[], None] | None = None) -> ApplyResult[Plan, Action]:
     """Make the host match a Topology, or apply exactly a Plan (refused with StalePlan if the
     host changed since it was made). First rolls back any apply that was interrupted. Verifies
     the result; on any failure rolls back to the state before and raises ApplyFailed (or
@@ -267,6 +277,10 @@ def apply(target: Topology | Plan, *, state_dir: StateDir = None,
     without it (NotConfirmed). ``adopt`` takes over declared objects that exist and belong to
     nobody. ``gate`` runs after the verified apply, under the lock: whatever it raises rolls
     the apply back (e.g. probes with real traffic: ``tools.verify.run_probes``)."""
+    from netdecl.engine import service
+    from netdecl.engine.planfile import SavedPlan, action_to_json
+    from netdecl.model import Topology
+
     saved: SavedPlan | None = None
     if isinstance(target, Plan):
         if target._desired is None:
@@ -280,64 +294,76 @@ def apply(target: Topology | Plan, *, state_dir: StateDir = None,
     else:
         raise TypeError(f"apply() takes a Topology or a Plan, not {type(target).__name__} "
                         f"(for a file: apply(load(path)) or apply(read_plan(path)))")
-    events = events or Events()
     try:
         result = service.apply(desired, _root(state_dir), saved=saved,
                                lock_timeout=lock_timeout, confirm_timeout=confirm_timeout,
-                               events=events._for_service(desired), adopt=adopt, gate=gate)
+                               events=_for_service(events, desired), adopt=adopt, gate=gate)
     except service.PlanConflicts as exc:
-        raise PlanConflicts(Plan._of(exc.plan, desired)) from None
+        raise service.PlanConflicts(Plan._of(exc.plan, desired)) from None
     return _result(result, desired)
 
 
 def destroy(topology: Topology | str, *, state_dir: StateDir = None,
             lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-            events: Events | None = None) -> ApplyResult:
+            events: Events[Plan, Action] | None = None) -> ApplyResult[Plan, Action]:
     """Remove everything the topology (a Topology, or its name) owns on this host and restore
     the root sysctls it changed. Nothing it does not own is touched."""
-    name = topology.name if isinstance(topology, Topology) else topology
+    from netdecl.engine import service
+
+    name = _name_of(topology)
     if not isinstance(name, str) or not _TOPOLOGY_NAME.fullmatch(name):
         raise TypeError(f"destroy() takes a Topology or a topology's name, not {topology!r} "
                         f"(for a file: destroy(load(path)))")
-    events = events or Events()
     try:
         result = service.destroy(name, _root(state_dir), lock_timeout=lock_timeout,
-                                 events=events._for_service())
+                                 events=_for_service(events))
     except service.PlanConflicts as exc:
-        raise PlanConflicts(Plan._of(exc.plan)) from None
+        raise service.PlanConflicts(Plan._of(exc.plan)) from None
     return _result(result, None)
 
 
 def rollback(topology: Topology | str | None = None, *, state_dir: StateDir = None,
              lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-             events: Events | None = None) -> tuple[str, ...]:
+             events: Events[Plan, Action] | None = None) -> tuple[str, ...]:
     """Roll back the interrupted (killed mid-way) apply of ``topology`` (a Topology or its
     name), or of every topology when None, to the state before it; returns their topologies'
     names (none: nothing was interrupted). A damaged journal is reported and does not stop
     the others."""
-    name = topology.name if isinstance(topology, Topology) else topology
+    from netdecl.engine import service
+
+    name = _name_of(topology)
     if name is not None and (not isinstance(name, str) or not _TOPOLOGY_NAME.fullmatch(name)):
         raise TypeError(f"rollback() takes a Topology, a topology's name or None, not "
                         f"{topology!r}")
-    events = events or Events()
     return tuple(service.rollback(_root(state_dir), name, lock_timeout=lock_timeout,
-                                  events=events._for_service()))
+                                  events=_for_service(events)))
 
 
 def unfinished(*, state_dir: StateDir = None) -> tuple[PendingApply, ...]:
     """Applies that did not finish: interrupted (``.interrupted``; ``rollback()`` restores the
     state before them) or running right now in another process (``.running`` is its PID)."""
+    from netdecl.engine import service
+
     # a damaged journal is not an unfinished apply one can describe: rollback() names it
     return tuple(service.unfinished_applies(_root(state_dir), damaged=[]))
 
 
+def _name_of(topology: Topology | str | None) -> str | None:
+    from netdecl.model import Topology
+
+    return topology.name if isinstance(topology, Topology) else topology
+
+
 def _root(state_dir: StateDir) -> Path:
     """``state_dir``, else $NETDECL_STATE_DIR, else /var/lib/netdecl (as the command line)."""
-    return _state_dir(os.fspath(state_dir) if state_dir is not None else None)
+    from netdecl.engine.statedir import state_dir as resolve
+
+    return resolve(os.fspath(state_dir) if state_dir is not None else None)
 
 
-def _result(result: service.ApplyResult, desired: Topology | None) -> ApplyResult:
-    executed = Plan._of(result.plan, desired)
-    return ApplyResult(topology=result.plan.topology, plan=executed,
+def _result(result: EngineResult, desired: Topology | None) -> ApplyResult[Plan, Action]:
+    from netdecl.engine.service import ApplyResult
+
+    return ApplyResult(topology=result.topology, plan=Plan._of(result.plan, desired),
                        executed=tuple(Action._of(a) for a in result.executed),
-                       recovered=tuple(result.recovered), confirmed=result.confirmed)
+                       recovered=result.recovered, confirmed=result.confirmed)
