@@ -27,28 +27,37 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
         PendingApply,
         Plan,
         PlanConflicts,
+        ProbeResult,
         RollbackFailed,
         StalePlan,
         Topology,
         UnfinishedApply,
         VerificationFailed,
+        VerifyResult,
         apply,
+        confirm,
         destroy,
+        enter_sandbox,
         load,
         plan,
         read_plan,
+        remove_sandbox,
         rollback,
+        sandboxes,
+        show,
         unfinished,
+        verify,
     )
 
 # the names netdecl.api exports (tests/test_api_unit.py checks that they agree)
 __all__ = [
     "__version__",
-    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished",
-    "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "Topology",
-    "Diagnostic", "NetdeclError", "InvalidTopology", "EnvironmentProblem", "PlanConflicts",
-    "StalePlan", "UnfinishedApply", "ActionFailed", "ApplyFailed", "VerificationFailed",
-    "NotConfirmed", "RollbackFailed",
+    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
+    "show", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
+    "Topology", "VerifyResult", "Diagnostic", "NetdeclError", "InvalidTopology",
+    "EnvironmentProblem", "PlanConflicts", "StalePlan", "UnfinishedApply", "ActionFailed",
+    "ApplyFailed", "VerificationFailed", "NotConfirmed", "RollbackFailed",
 ]
 _API = frozenset(__all__) - {"__version__"}
 

@@ -6,13 +6,13 @@
     if plan.has_changes:
         result = netdecl.apply(plan)  # exactly this plan, refused if the host changed since
 
-The command line is one client of this module; the Ansible module and the GitOps agent call it
-in-process. So nothing here prints or exits: progress comes through ``Events`` callbacks,
-results are frozen dataclasses, and every failure is a ``NetdeclError`` whose ``status`` is the
-exit code the command line would use. An apply installs SIGTERM/SIGINT handlers (to roll back
-at an action boundary) only in the main thread, and puts the previous ones back before it
-returns. Calls keep no state between them; the host lock serialises applies across threads and
-processes alike.
+The command line and the Ansible module call this module (in-process), for sandboxes and
+probes too, and nothing else of the engine. So nothing here prints or exits: progress comes
+through ``Events`` callbacks, results are frozen dataclasses, and every failure is a
+``NetdeclError`` whose ``status`` is the exit code the command line would use. An apply
+installs SIGTERM/SIGINT handlers (to roll back at an action boundary) only in the main thread,
+and puts the previous ones back before it returns. Calls keep no state between them; the host
+lock serialises applies across threads and processes alike.
 
 A string is always a path: ``load(path)`` reads a file, ``load(text=...)`` parses YAML text,
 and ``destroy`` takes a Topology or a topology's name.
@@ -57,13 +57,15 @@ if TYPE_CHECKING:  # at run time __getattr__ provides them (see the docstring)
     )
     from netdecl.engine.unfinished import PendingApply, UnfinishedApply
     from netdecl.model import Topology
+    from netdecl.tools.verify import ProbeResult, VerifyResult
 
 __all__ = [
     # functions
-    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished",
+    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
+    "show", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
     # data
-    "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "Topology",
-    "Diagnostic",
+    "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
+    "Topology", "VerifyResult", "Diagnostic",
     # the exception hierarchy: everything is a NetdeclError with an exit ``status``
     "NetdeclError", "InvalidTopology", "EnvironmentProblem", "PlanConflicts", "StalePlan",
     "UnfinishedApply", "ActionFailed", "ApplyFailed", "VerificationFailed", "NotConfirmed",
@@ -79,6 +81,8 @@ _ELSEWHERE = {
     "UnfinishedApply": "netdecl.engine.unfinished",
     "StalePlan": "netdecl.engine.planfile",
     "Topology": "netdecl.model",
+    "ProbeResult": "netdecl.tools.verify",
+    "VerifyResult": "netdecl.tools.verify",
 }
 
 
@@ -276,7 +280,7 @@ def apply(target: Topology | Plan, *, state_dir: StateDir = None,
     ``confirm_timeout`` it then waits that many seconds for `netdecl confirm` and rolls back
     without it (NotConfirmed). ``adopt`` takes over declared objects that exist and belong to
     nobody. ``gate`` runs after the verified apply, under the lock: whatever it raises rolls
-    the apply back (e.g. probes with real traffic: ``tools.verify.run_probes``)."""
+    the apply back (e.g. the topology's probes with real traffic: ``verify``)."""
     from netdecl.engine import service
     from netdecl.engine.planfile import SavedPlan, action_to_json
     from netdecl.model import Topology
@@ -346,6 +350,62 @@ def unfinished(*, state_dir: StateDir = None) -> tuple[PendingApply, ...]:
 
     # a damaged journal is not an unfinished apply one can describe: rollback() names it
     return tuple(service.unfinished_applies(_root(state_dir), damaged=[]))
+
+
+def confirm(topology: str | None = None, *, state_dir: StateDir = None) -> str:
+    """Keep the changes of the apply that waits for confirmation (``confirm_timeout``) in
+    another process or thread; ``topology`` is needed only when several wait. Returns the
+    name of the topology confirmed; raises NetdeclError when none waits."""
+    from netdecl.engine import service
+
+    return service.confirm(_root(state_dir), topology)
+
+
+def show(namespaces: list[str] | None = None, *, state_dir: StateDir = None) -> Topology:
+    """The live state of ``namespaces`` ("root" or "" for the host's own; default: root and
+    every named one) as a Topology, everything in them, netdecl's or not, with the NAT rules
+    of netdecl's tables and the sysctls topologies manage (their records in the state dir say
+    where). What `netdecl show` prints, before it is written as YAML."""
+    from netdecl.engine import service
+
+    return service.show(namespaces, state_root=_root(state_dir))
+
+
+def verify(topology: Topology, *, timeout: float = 2.0) -> VerifyResult:
+    """Run the topology's probes with real traffic, each from inside its source namespace
+    (starting a short-lived listener where nothing listens), ``timeout`` seconds at most each;
+    only to the topology's own addresses. A ``VerifyResult``: ``.ok``, ``.probes`` (each a
+    ``ProbeResult``: ``.ok``, ``.result``, ``.detail``...), ``.failed()``, ``.text()`` and
+    ``.to_json()`` as `netdecl verify` prints them. Needs root; changes nothing."""
+    from netdecl.tools.verify import verify as run
+
+    return run(topology, timeout)
+
+
+def enter_sandbox(name: str, *, create: bool = True) -> None:
+    """Move this process into the sandbox ``name``: a persistent private network + mount
+    namespace (made on first use unless ``create`` is false), with its own /run/netns and
+    state dir. Everything netdecl does afterwards, in this process, happens in there; the
+    host's network is untouched. Call it first, before any thread starts (the kernel refuses
+    to move a multi-threaded process). Needs root."""
+    from netdecl.tools import sandbox
+
+    sandbox.enter(name, create_if_missing=create)
+
+
+def sandboxes() -> tuple[str, ...]:
+    """The names of the sandboxes on this host."""
+    from netdecl.tools import sandbox
+
+    return tuple(sandbox.list_sandboxes())
+
+
+def remove_sandbox(name: str) -> None:
+    """Remove the sandbox ``name`` and everything made in it (its namespaces vanish once no
+    process is left inside). Needs root."""
+    from netdecl.tools import sandbox
+
+    sandbox.remove(name)
 
 
 def _name_of(topology: Topology | str | None) -> str | None:

@@ -569,9 +569,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
+    from netdecl import api
 
-    name = service.confirm(_state_root(args), args.name)
+    name = api.confirm(args.name, state_dir=args.state_dir)
     _out(f"Confirmed the apply of {name}: its changes stay.")
     return ExitStatus.OK
 
@@ -580,12 +580,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
     from netdecl import api
-    from netdecl.engine import service
     from netdecl.topology.export import to_document
 
     for unfinished in api.unfinished(state_dir=args.state_dir):
         _err(_unfinished_warning(unfinished))
-    observed = service.show(args.namespace, state_root=_state_root(args))
+    observed = api.show(args.namespace, state_dir=args.state_dir)
     _out(yaml.safe_dump(to_document(observed, args.name), sort_keys=False).rstrip())
     return ExitStatus.OK
 
@@ -600,32 +599,27 @@ def _unfinished_warning(unfinished: api.PendingApply) -> str:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from netdecl.tools import sandbox
+    from netdecl import api
 
     if args.sandbox_command == "list":
-        for name in sandbox.list_sandboxes():
+        for name in api.sandboxes():
             _out(name)
         return ExitStatus.OK
     if args.sandbox_command == "rm":
-        sandbox.remove(args.name)
+        api.remove_sandbox(args.name)
         _out(f"removed sandbox {args.name}")
         return ExitStatus.OK
     raise NetdeclError("usage: netdecl sandbox list | netdecl sandbox rm NAME")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from netdecl.tools.verify import render_table, run_probes
+    from netdecl import api
 
     topo = _load(args.file)
     _require_privileges("verify", "sends traffic from inside namespaces")
-    results = run_probes(topo, timeout=args.timeout)
-    if args.json:
-        _out(json.dumps({"topology": topo.name, "probes": [r.to_json() for r in results],
-                         "passed": sum(r.ok for r in results),
-                         "failed": sum(not r.ok for r in results)}, indent=2))
-    else:
-        _out(render_table(results))
-    return ExitStatus.OK if all(r.ok for r in results) else ExitStatus.FAILURE
+    result = api.verify(topo, timeout=args.timeout)
+    _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+    return ExitStatus.OK if result.ok else ExitStatus.FAILURE
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -718,9 +712,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.FAILURE
     try:
         if args.sandbox:
-            from netdecl.tools import sandbox
+            from netdecl import api
 
-            sandbox.enter(args.sandbox, create_if_missing=True)
+            api.enter_sandbox(args.sandbox)
         return int(COMMANDS[args.command](args))
     except InvalidTopology as exc:
         for diagnostic in exc.diagnostics:
