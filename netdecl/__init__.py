@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
         PlanConflicts,
         ProbeResult,
         RollbackFailed,
+        Scope,
         StalePlan,
         Topology,
         UnfinishedApply,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
         remove_sandbox,
         rollback,
         sandboxes,
+        scope,
         show,
         unfinished,
         verify,
@@ -53,9 +55,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
 __all__ = [
     "__version__",
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
-    "show", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
-    "Topology", "VerifyResult", "Diagnostic", "NetdeclError", "InvalidTopology",
+    "Scope", "Topology", "VerifyResult", "Diagnostic", "NetdeclError", "InvalidTopology",
     "EnvironmentProblem", "PlanConflicts", "StalePlan", "UnfinishedApply", "ActionFailed",
     "ApplyFailed", "VerificationFailed", "NotConfirmed", "RollbackFailed",
 ]

@@ -6,13 +6,14 @@
     if plan.has_changes:
         result = netdecl.apply(plan)  # exactly this plan, refused if the host changed since
 
-The command line and the Ansible module call this module (in-process), for sandboxes and
-probes too, and nothing else of the engine. So nothing here prints or exits: progress comes
-through ``Events`` callbacks, results are frozen dataclasses, and every failure is a
-``NetdeclError`` whose ``status`` is the exit code the command line would use. An apply
-installs SIGTERM/SIGINT handlers (to roll back at an action boundary) only in the main thread,
-and puts the previous ones back before it returns. Calls keep no state between them; the host
-lock serialises applies across threads and processes alike.
+The one front door: the command line, the GitOps agent and the Ansible module all call this
+module (in-process), for sandboxes and probes too, and nothing else of the engine. So nothing
+here prints or exits: progress comes through ``Events`` callbacks, results are frozen
+dataclasses, and every failure is a ``NetdeclError`` whose ``status`` is the exit code the
+command line would use. An apply installs SIGTERM/SIGINT handlers (to roll back at an action
+boundary) only in the main thread, and puts the previous ones back before it returns. Calls
+keep no state between them; the host lock serialises applies across threads and processes
+alike.
 
 A string is always a path: ``load(path)`` reads a file, ``load(text=...)`` parses YAML text,
 and ``destroy`` takes a Topology or a topology's name.
@@ -46,6 +47,7 @@ from netdecl.errors import (
 )
 
 if TYPE_CHECKING:  # at run time __getattr__ provides them (see the docstring)
+    from netdecl.backends.host import Scope
     from netdecl.engine.planfile import SavedPlan, StalePlan
     from netdecl.engine.planner import plan as _engine
     from netdecl.engine.service import (
@@ -56,16 +58,16 @@ if TYPE_CHECKING:  # at run time __getattr__ provides them (see the docstring)
         PlanConflicts,
     )
     from netdecl.engine.unfinished import PendingApply, UnfinishedApply
-    from netdecl.model import Topology
+    from netdecl.model import NetObject, Topology
     from netdecl.tools.verify import ProbeResult, VerifyResult
 
 __all__ = [
     # functions
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
-    "show", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
     # data
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
-    "Topology", "VerifyResult", "Diagnostic",
+    "Scope", "Topology", "VerifyResult", "Diagnostic",
     # the exception hierarchy: everything is a NetdeclError with an exit ``status``
     "NetdeclError", "InvalidTopology", "EnvironmentProblem", "PlanConflicts", "StalePlan",
     "UnfinishedApply", "ActionFailed", "ApplyFailed", "VerificationFailed", "NotConfirmed",
@@ -81,6 +83,7 @@ _ELSEWHERE = {
     "UnfinishedApply": "netdecl.engine.unfinished",
     "StalePlan": "netdecl.engine.planfile",
     "Topology": "netdecl.model",
+    "Scope": "netdecl.backends.host",
     "ProbeResult": "netdecl.tools.verify",
     "VerifyResult": "netdecl.tools.verify",
 }
@@ -117,6 +120,10 @@ class Action:
     reason: str  # why, for people ("" when the file simply asks for it)
     why: str  # the same as a stable code to decide on: none | prune | recreate | ...
     changes: Mapping[str, tuple[Any, Any]]  # modify: attribute -> (before, after)
+    # the objects as the host has them (none: it creates them) and as the action leaves them
+    # (none: it deletes them); a veth pair's two ends, or one object
+    before: tuple[NetObject, ...] = field(repr=False)
+    after: tuple[NetObject, ...] = field(repr=False)
     _action: _engine.Action = field(repr=False, compare=False)
 
     @classmethod
@@ -124,13 +131,18 @@ class Action:
         return cls(op=action.op.value, kind=action.type, key=tuple(action.key),
                    object=action.describe(), reason=action.reason, why=action.why.value,
                    changes={k: (v[0], v[1]) for k, v in action.changes.items()},
-                   _action=action)
+                   before=_present(action.before, action.peer_before),
+                   after=_present(action.after, action.peer_after), _action=action)
 
     def text(self, color: bool = False) -> str:
         """One line: symbol, object, details, reason ("+ link veth-n1 <-> nginx-1/eth0 ...")."""
         from netdecl.tools.render import action_line
 
         return action_line(self._action, color)[0].strip()
+
+
+def _present(*objects: NetObject | None) -> tuple[NetObject, ...]:
+    return tuple(o for o in objects if o is not None)
 
 
 @dataclass(frozen=True)
@@ -369,6 +381,16 @@ def show(namespaces: list[str] | None = None, *, state_dir: StateDir = None) -> 
     from netdecl.engine import service
 
     return service.show(namespaces, state_root=_root(state_dir))
+
+
+def scope(topology: Topology, *, state_dir: StateDir = None) -> Scope:
+    """What plan and apply read for ``topology`` on this host: the namespaces it declares and
+    those its ownership record names (``.namespaces``), and whether and where its NAT table
+    (``.nat``, ``.nat_namespaces``) and FDB entries (``.fdb``) are read. A watcher of the
+    kernel's events (the agent) listens in exactly these."""
+    from netdecl.engine import service
+
+    return service.scope(topology, _root(state_dir))
 
 
 def verify(topology: Topology, *, timeout: float = 2.0) -> VerifyResult:
