@@ -6,8 +6,8 @@
     if plan.has_changes:
         result = netdecl.apply(plan)  # exactly this plan, refused if the host changed since
 
-The one front door: the command line, the GitOps agent and the Ansible module all call this
-module (in-process), for sandboxes and probes too, and nothing else of the engine. So nothing
+The one front door: the command line, the GitOps agent and the Ansible module make every plan,
+apply, rollback, probe and sandbox of theirs through this module (in-process). So nothing
 here prints or exits: progress comes through ``Events`` callbacks, results are frozen
 dataclasses, and every failure is a ``NetdeclError`` whose ``status`` is the exit code the
 command line would use. An apply installs SIGTERM/SIGINT handlers (to roll back at an action
