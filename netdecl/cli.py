@@ -68,7 +68,34 @@ def package_version() -> str:
 
 class UsageErrorParser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error; 2 is `plan --detailed-exitcode`'s "changes pending",
-    so a typo in a drift check would read as drift. Exit 1 instead, as Terraform does."""
+    so a typo in a drift check would read as drift. Exit 1 instead, as Terraform does.
+
+    ``later(arguments)``: add the parser's arguments only when it parses or shows its help (see
+    build_parser)."""
+
+    _arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def later(self, arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._arguments = arguments
+
+    def _complete(self) -> None:
+        arguments, self._arguments = self._arguments, None
+        if arguments is not None:
+            arguments(self)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -123,7 +150,12 @@ def _adopt_option(parser: argparse.ArgumentParser, help: str) -> None:
 Command = Callable[..., None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(lazy: bool = False) -> argparse.ArgumentParser:
+    """netdecl's parser. ``lazy`` (what main() uses): each command's own arguments are added
+    when that command parses or shows its help, not up front; a run parses one command of
+    fifteen, and adding them all was most of building the parser (argparse looks each of its
+    own messages up with gettext as it goes). The completion script and the man page read
+    every command's arguments: they build it whole."""
     parser = UsageErrorParser(
         prog="netdecl", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, arguments: Callable[[argparse.ArgumentParser], None],
                 **kwargs: Any) -> None:
-        arguments(sub.add_parser(name, **kwargs))
+        added = sub.add_parser(name, **kwargs)
+        if lazy:
+            added.later(arguments)
+        else:
+            arguments(added)
 
     _add_state_parsers(command)
     _add_traffic_parsers(command)
@@ -753,7 +789,7 @@ def _permission_message(args: argparse.Namespace, exc: PermissionError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(lazy=True)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
