@@ -46,6 +46,8 @@ __all__ = ["ApplyResult", "Events", "PendingApply", "PlanConflicts", "Unfinished
 
 
 class _Counted(Protocol):
+    """What ApplyResult.counts() asks of its plan (the engine's and the API's both have it)."""
+
     def counts(self) -> tuple[int, int, int]: ...
 
 
