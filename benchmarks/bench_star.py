@@ -17,7 +17,8 @@ built three times, each time in its own throwaway network + mount namespace
   rolls everything back; the rollback is timed from that action's progress line to the exit.
 
 Each command runs as a child of a small runner inside the throwaway namespace, which times it
-(wall clock) and reads its peak RSS from wait4()'s rusage, so nsenter start-up is not counted.
+(wall clock) and reads its CPU time and peak RSS from wait4()'s rusage, so nsenter start-up is
+not counted.
 Run as root:  python3 benchmarks/bench_star.py [--sizes 100,500,1000] [--no-write]
                [--runs 3] [--quick] [--profile DIR]
 """
@@ -59,8 +60,9 @@ TOPOLOGY = "star"
 STATE_DIR = "/var/lib/netdecl"  # a private tmpfs inside every HermeticHost
 
 # Runs inside the throwaway namespace. Reads a JSON list of steps ({"name", "commands"}), runs
-# each step's commands in order, and prints per step: wall seconds (sum), peak RSS in KiB (max
-# over the step's commands, from wait4), and the first failure, if any. A step with
+# each step's commands in order, and prints per step: wall seconds (sum), CPU seconds (user +
+# system, sum, from wait4), peak RSS in KiB (max over the step's commands, from wait4), and the
+# first failure, if any. A step with
 # "fail_at_last" first asks `netdecl plan --json` (untimed) how many actions its apply has and
 # makes the last one fail; "since_mark" is the time from the stderr line that announces that
 # action (rollback starts there) to the exit (`apply -v` prints a line per action). A step
@@ -94,7 +96,7 @@ steps = json.load(open(sys.argv[1]))
 out = []
 for step in steps:
     quiet()
-    wall, peak, error, since_mark = 0.0, 0, None, None
+    wall, cpu, peak, error, since_mark = 0.0, 0.0, 0, None, None
     env = dict(os.environ, **step.get("env", {}))
     mark = step.get("mark")
     if step.get("fail_at_last"):
@@ -113,6 +115,7 @@ for step in steps:
         _, status, usage = os.wait4(proc.pid, 0)
         end = time.perf_counter()
         wall += end - start
+        cpu += usage.ru_utime + usage.ru_stime
         if marked_at is not None:
             since_mark = end - marked_at
         peak = max(peak, usage.ru_maxrss)
@@ -127,7 +130,7 @@ for step in steps:
         if step.get("fail_at_last") and (injected not in text or "rolled back" not in text):
             error = f"{argv[:6]} did not fail at {mark} and roll back: {text[-2000:]}"
             break
-    out.append({"name": step["name"], "wall": wall, "rss_kb": peak, "error": error,
+    out.append({"name": step["name"], "wall": wall, "cpu": cpu, "rss_kb": peak, "error": error,
                 "since_mark": since_mark})
 json.dump(out, sys.stdout)
 """
@@ -396,8 +399,8 @@ NOT_AGAINST_THE_FLOOR = {"validate"}
 
 def table(results: dict[int, dict[str, dict[str, Any]]],
           startup: dict[str, dict[str, Any]]) -> str:
-    rows = ["| N | what | wall s | peak RSS MB | against the floor |",
-            "|---:|---|---:|---:|---:|"]
+    rows = ["| N | what | wall s | CPU s | peak RSS MB | against the floor |",
+            "|---:|---|---:|---:|---:|---:|"]
     for n, steps in results.items():
         for name, r in steps.items():
             base = BASELINE.get(name, "floor")
@@ -411,11 +414,13 @@ def table(results: dict[int, dict[str, dict[str, Any]]],
                 ratio = f"{r['wall'] / steps[base]['wall']:.2f}x {base}"
             if name == "rollback (of that apply)":
                 ratio += f"; {r['wall'] / steps['destroy']['wall']:.2f}x destroy"
-            rss = "" if name in ("rollback (of that apply)",
-                                 "destroy, from its first change") else f"{r['rss_kb'] / 1024:.0f}"
-            rows.append(f"| {n} | {name} | {r['wall']:.3f} | {rss} | {ratio} |")
+            part = name in ("rollback (of that apply)", "destroy, from its first change")
+            rss = "" if part else f"{r['rss_kb'] / 1024:.0f}"
+            cpu = "" if part else f"{r['cpu']:.3f}"  # (of the whole command, not the part)
+            rows.append(f"| {n} | {name} | {r['wall']:.3f} | {cpu} | {rss} | {ratio} |")
     for name, r in startup.items():
-        rows.append(f"| - | {name} | {r['wall']:.3f} | {r['rss_kb'] / 1024:.0f} | |")
+        rows.append(f"| - | {name} | {r['wall']:.3f} | {r['cpu']:.3f} | "
+                    f"{r['rss_kb'] / 1024:.0f} | |")
     sizes = sorted(results)
     pairs = list(zip(sizes, sizes[1:], strict=False))  # neighbouring sizes: linear?
     for lo, hi in pairs:
@@ -424,7 +429,7 @@ def table(results: dict[int, dict[str, dict[str, Any]]],
             if name not in results[hi] or name not in results[lo]:
                 continue
             growth = results[hi][name]["wall"] / results[lo][name]["wall"]
-            rows.append(f"| {hi}/{lo} | {name}: t({hi})/t({lo}) | {growth:.2f} | | |")
+            rows.append(f"| {hi}/{lo} | {name}: t({hi})/t({lo}) | {growth:.2f} | | | |")
     return "\n".join(rows)
 
 
