@@ -17,9 +17,10 @@ built three times, each time in its own throwaway network + mount namespace
   rolls everything back; the rollback is timed from that action's progress line to the exit.
 
 Each command runs as a child of a small runner inside the throwaway namespace, which times it
-(wall clock) and reads its peak RSS from wait4()'s rusage, so nsenter start-up is not counted.
+(wall clock) and reads its CPU time and peak RSS from wait4()'s rusage, so nsenter start-up is
+not counted.
 Run as root:  python3 benchmarks/bench_star.py [--sizes 100,500,1000] [--no-write]
-               [--runs 3] [--profile DIR]
+               [--runs 3] [--quick] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ TOPOLOGY = "star"
 STATE_DIR = "/var/lib/netdecl"  # a private tmpfs inside every HermeticHost
 
 # Runs inside the throwaway namespace. Reads a JSON list of steps ({"name", "commands"}), runs
-# each step's commands in order, and prints per step: wall seconds (sum), peak RSS in KiB (max
-# over the step's commands, from wait4), and the first failure, if any. A step with
+# each step's commands in order, and prints per step: wall seconds (sum), CPU seconds (user +
+# system, sum, from wait4), peak RSS in KiB (max over the step's commands, from wait4), and the
+# first failure, if any. A step with
 # "fail_at_last" first asks `netdecl plan --json` (untimed) how many actions its apply has and
 # makes the last one fail; "since_mark" is the time from the stderr line that announces that
 # action (rollback starts there) to the exit (`apply -v` prints a line per action). A step
@@ -94,7 +96,7 @@ steps = json.load(open(sys.argv[1]))
 out = []
 for step in steps:
     quiet()
-    wall, peak, error, since_mark = 0.0, 0, None, None
+    wall, cpu, peak, error, since_mark = 0.0, 0.0, 0, None, None
     env = dict(os.environ, **step.get("env", {}))
     mark = step.get("mark")
     if step.get("fail_at_last"):
@@ -113,6 +115,7 @@ for step in steps:
         _, status, usage = os.wait4(proc.pid, 0)
         end = time.perf_counter()
         wall += end - start
+        cpu += usage.ru_utime + usage.ru_stime
         if marked_at is not None:
             since_mark = end - marked_at
         peak = max(peak, usage.ru_maxrss)
@@ -127,7 +130,7 @@ for step in steps:
         if step.get("fail_at_last") and (injected not in text or "rolled back" not in text):
             error = f"{argv[:6]} did not fail at {mark} and roll back: {text[-2000:]}"
             break
-    out.append({"name": step["name"], "wall": wall, "rss_kb": peak, "error": error,
+    out.append({"name": step["name"], "wall": wall, "cpu": cpu, "rss_kb": peak, "error": error,
                 "since_mark": since_mark})
 json.dump(out, sys.stdout)
 """
@@ -325,7 +328,8 @@ def run_steps(steps: list[dict[str, Any]], workdir: Path) -> dict[str, dict[str,
     return results
 
 
-def bench_size(n: int, profile: Path | None = None) -> dict[str, dict[str, Any]]:
+def bench_size(n: int, profile: Path | None = None,
+               quick: bool = False) -> dict[str, dict[str, Any]]:
     def step(name: str, *args: str, **extra: Any) -> dict[str, Any]:
         return {"name": name, "commands": [netdecl_argv(*args, profile=profile,
                                                         label=f"{n}-{name}")], **extra}
@@ -336,15 +340,22 @@ def bench_size(n: int, profile: Path | None = None) -> dict[str, dict[str, Any]]
         topo.write_text(star_yaml(n))
         changed = workdir / "star-mtu.yaml"
         changed.write_text(star_yaml(n, mtu_of_s0=1400))
+        ours_steps = [
+            # reads no kernel state: what start-up and the file itself cost at this size
+            step("validate", "validate", str(topo)),
+            step("apply (cold)", "apply", str(topo)),
+            step("plan (no changes)", "plan", "--detailed-exitcode", str(topo)),
+            step("apply (one mtu)", "apply", str(changed)),
+            step("plan (no changes, again)", "plan", "--detailed-exitcode", str(changed)),
+        ]
+        if quick:  # the steps the start-up targets name; no floor to compare with
+            return run_steps(ours_steps, workdir)
         floor = run_steps([
             {"name": "floor", "commands": floor_files(n, workdir)},
             {"name": "floor teardown", "commands": floor_teardown(n, workdir)},
         ], workdir)
         ours = run_steps([
-            step("apply (cold)", "apply", str(topo)),
-            step("plan (no changes)", "plan", "--detailed-exitcode", str(topo)),
-            step("apply (one mtu)", "apply", str(changed)),
-            step("plan (no changes, again)", "plan", "--detailed-exitcode", str(changed)),
+            *ours_steps,
             # -v: the first action's progress line ("[1/...") marks the first change; what
             # comes before it is reading and checking (see README)
             step("destroy", "destroy", "-v", str(changed), mark="[1/"),
@@ -382,35 +393,43 @@ def bench_startup() -> dict[str, dict[str, Any]]:
 BASELINE = {"floor teardown": "floor teardown", "destroy": "floor teardown",
             "destroy, from its first change": "floor teardown",
             "rollback (of that apply)": "floor teardown"}
+# the floor has nothing like them
+NOT_AGAINST_THE_FLOOR = {"validate"}
 
 
 def table(results: dict[int, dict[str, dict[str, Any]]],
           startup: dict[str, dict[str, Any]]) -> str:
-    rows = ["| N | what | wall s | peak RSS MB | against the floor |",
-            "|---:|---|---:|---:|---:|"]
+    rows = ["| N | what | wall s | CPU s | peak RSS MB | against the floor |",
+            "|---:|---|---:|---:|---:|---:|"]
     for n, steps in results.items():
         for name, r in steps.items():
+            base = BASELINE.get(name, "floor")
             if name == "floor":
                 ratio = ""
             elif name == "floor teardown":
                 ratio = "(teardown floor)"
+            elif name in NOT_AGAINST_THE_FLOOR or base not in steps:  # (--quick: no floor)
+                ratio = ""
             else:
-                base = BASELINE.get(name, "floor")
                 ratio = f"{r['wall'] / steps[base]['wall']:.2f}x {base}"
             if name == "rollback (of that apply)":
                 ratio += f"; {r['wall'] / steps['destroy']['wall']:.2f}x destroy"
-            rss = "" if name in ("rollback (of that apply)",
-                                 "destroy, from its first change") else f"{r['rss_kb'] / 1024:.0f}"
-            rows.append(f"| {n} | {name} | {r['wall']:.3f} | {rss} | {ratio} |")
+            part = name in ("rollback (of that apply)", "destroy, from its first change")
+            rss = "" if part else f"{r['rss_kb'] / 1024:.0f}"
+            cpu = "" if part else f"{r['cpu']:.3f}"  # (of the whole command, not the part)
+            rows.append(f"| {n} | {name} | {r['wall']:.3f} | {cpu} | {rss} | {ratio} |")
     for name, r in startup.items():
-        rows.append(f"| - | {name} | {r['wall']:.3f} | {r['rss_kb'] / 1024:.0f} | |")
+        rows.append(f"| - | {name} | {r['wall']:.3f} | {r['cpu']:.3f} | "
+                    f"{r['rss_kb'] / 1024:.0f} | |")
     sizes = sorted(results)
     pairs = list(zip(sizes, sizes[1:], strict=False))  # neighbouring sizes: linear?
     for lo, hi in pairs:
-        for name in ("floor", "apply (cold)", "plan (no changes)", "apply (one mtu)",
-                     "destroy"):
+        for name in ("floor", "validate", "apply (cold)", "plan (no changes)",
+                     "apply (one mtu)", "destroy"):
+            if name not in results[hi] or name not in results[lo]:
+                continue
             growth = results[hi][name]["wall"] / results[lo][name]["wall"]
-            rows.append(f"| {hi}/{lo} | {name}: t({hi})/t({lo}) | {growth:.2f} | | |")
+            rows.append(f"| {hi}/{lo} | {name}: t({hi})/t({lo}) | {growth:.2f} | | | |")
     return "\n".join(rows)
 
 
@@ -434,6 +453,15 @@ def machine() -> list[str]:
             f"- python {platform.python_version()}; {'; '.join(versions)}"]
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as uptime prints them."""
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def write_readme(text: str) -> None:
     current = README.read_text() if README.exists() else ""
     block = f"{RESULTS_START}\n{text}\n{RESULTS_END}"
@@ -453,6 +481,10 @@ def main() -> int:
                         help="repeat the whole measurement; every run is printed and kept")
     parser.add_argument("--no-write", action="store_true",
                         help="print the table only; leave benchmarks/README.md alone")
+    parser.add_argument("--quick", action="store_true",
+                        help="only netdecl's validate, cold apply, no-op plan and one-link "
+                             "apply per N (what the start-up targets name): no floor, "
+                             "destroy or rollback")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="run every netdecl step under pyinstrument (it must be installed) "
                              "and write each profile to DIR (the times then include its cost)")
@@ -468,13 +500,16 @@ def main() -> int:
     texts = []
     for run in range(1, args.runs + 1):
         results: dict[int, dict[str, dict[str, Any]]] = {}
+        load_before = load_average()
         for n in sizes:
             print(f"run {run}: star-{n} ...", file=sys.stderr, flush=True)
-            results[n] = bench_size(n, args.profile)
+            results[n] = bench_size(n, args.profile, args.quick)
         startup = bench_startup()
         text = table(results, startup)
+        # other work on the machine slows every step: say how busy it was around the run
+        text = f"load average {load_before} at the start, {load_average()} at the end\n\n{text}"
         if args.runs > 1:
-            text = f"Run {run} of {args.runs}:\n\n{text}"
+            text = f"Run {run} of {args.runs}, {text}"
         print(text, flush=True)
         texts.append(text)
     if not args.no_write:

@@ -6,34 +6,34 @@
     if plan.has_changes:
         result = netdecl.apply(plan)  # exactly this plan, refused if the host changed since
 
-The command line is one client of this module; the Ansible module and the GitOps agent call it
-in-process. So nothing here prints or exits: progress comes through ``Events`` callbacks,
-results are frozen dataclasses, and every failure is a ``NetdeclError`` whose ``status`` is the
-exit code the command line would use. An apply installs SIGTERM/SIGINT handlers (to roll back
-at an action boundary) only in the main thread, and puts the previous ones back before it
-returns. Calls keep no state between them; the host lock serialises applies across threads and
-processes alike.
+The one front door: the command line, the GitOps agent and the Ansible module make every plan,
+apply, rollback, probe and sandbox of theirs through this module (in-process). So nothing
+here prints or exits: progress comes through ``Events`` callbacks, results are frozen
+dataclasses, and every failure is a ``NetdeclError`` whose ``status`` is the exit code the
+command line would use. An apply installs SIGTERM/SIGINT handlers (to roll back at an action
+boundary) only in the main thread, and puts the previous ones back before it returns. Calls
+keep no state between them; the host lock serialises applies across threads and processes
+alike.
 
 A string is always a path: ``load(path)`` reads a file, ``load(text=...)`` parses YAML text,
 and ``destroy`` takes a Topology or a topology's name.
+
+Importing this module imports no engine: each function imports what it uses when called, and
+the names below that live elsewhere (``Events``, ``ApplyResult``, ``PlanConflicts``: the
+service's, declared once there; ``Topology``, ``StalePlan``...) are looked up on first use
+(``__getattr__``). So `netdecl validate` pays for the file format only.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netdecl.engine import service
-from netdecl.engine.planner import plan as _engine
-from netdecl.engine.state import LOCK_TIMEOUT as DEFAULT_LOCK_TIMEOUT
-from netdecl.engine.state.planfile import SavedPlan, StalePlan, action_from_json, action_to_json
-from netdecl.engine.state.planfile import plan_to_json as _plan_to_json
-from netdecl.engine.state.statedir import state_dir as _state_dir
-from netdecl.engine.state.unfinished import PendingApply, UnfinishedApply
 from netdecl.errors import (
     ActionFailed,
     ApplyFailed,
@@ -45,20 +45,61 @@ from netdecl.errors import (
     RollbackFailed,
     VerificationFailed,
 )
-from netdecl.model import Topology
-from netdecl.tools.render import action_line, plan_text
+
+if TYPE_CHECKING:  # at run time __getattr__ provides them (see the docstring)
+    from netdecl.backends.host import Scope
+    from netdecl.engine.planner import plan as _engine
+    from netdecl.engine.service import (
+        ApplyResult,
+        EngineEvents,
+        EngineResult,
+        Events,
+        PlanConflicts,
+    )
+    from netdecl.engine.state.planfile import SavedPlan, StalePlan
+    from netdecl.engine.state.unfinished import PendingApply, UnfinishedApply
+    from netdecl.model import NetObject, Topology
+    from netdecl.tools.verify import ProbeResult, VerifyResult
 
 __all__ = [
     # functions
-    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished",
+    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
+    "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
     # data
-    "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "Topology",
-    "Diagnostic",
+    "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
+    "Scope", "Topology", "VerifyResult", "Diagnostic",
     # the exception hierarchy: everything is a NetdeclError with an exit ``status``
     "NetdeclError", "InvalidTopology", "EnvironmentProblem", "PlanConflicts", "StalePlan",
     "UnfinishedApply", "ActionFailed", "ApplyFailed", "VerificationFailed", "NotConfirmed",
     "RollbackFailed",
 ]
+
+# where the exported names that are not declared here live (imported on first use)
+_ELSEWHERE = {
+    "ApplyResult": "netdecl.engine.service",
+    "Events": "netdecl.engine.service",
+    "PlanConflicts": "netdecl.engine.service",
+    "PendingApply": "netdecl.engine.state.unfinished",
+    "UnfinishedApply": "netdecl.engine.state.unfinished",
+    "StalePlan": "netdecl.engine.state.planfile",
+    "Topology": "netdecl.model",
+    "Scope": "netdecl.backends.host",
+    "ProbeResult": "netdecl.tools.verify",
+    "VerifyResult": "netdecl.tools.verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
+        value = getattr(importlib.import_module(_ELSEWHERE[name]), name)
+        globals()[name] = value  # once: later lookups find it as a plain global
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 StateDir = str | os.PathLike[str] | None
 # the schema's pattern for `name:` (a name, unlike a path, has no '/' or '.')
@@ -78,6 +119,10 @@ class Action:
     reason: str  # why, for people ("" when the file simply asks for it)
     why: str  # the same as a stable code to decide on: none | prune | recreate | ...
     changes: Mapping[str, tuple[Any, Any]]  # modify: attribute -> (before, after)
+    # the objects as the host has them (none: it creates them) and as the action leaves them
+    # (none: it deletes them); a veth pair's two ends, or one object
+    before: tuple[NetObject, ...] = field(repr=False)
+    after: tuple[NetObject, ...] = field(repr=False)
     _action: _engine.Action = field(repr=False, compare=False)
 
     @classmethod
@@ -85,11 +130,18 @@ class Action:
         return cls(op=action.op.value, kind=action.type, key=tuple(action.key),
                    object=action.describe(), reason=action.reason, why=action.why.value,
                    changes={k: (v[0], v[1]) for k, v in action.changes.items()},
-                   _action=action)
+                   before=_present(action.before, action.peer_before),
+                   after=_present(action.after, action.peer_after), _action=action)
 
     def text(self, color: bool = False) -> str:
         """One line: symbol, object, details, reason ("+ link veth-n1 <-> nginx-1/eth0 ...")."""
+        from netdecl.tools.render import action_line
+
         return action_line(self._action, color)[0].strip()
+
+
+def _present(*objects: NetObject | None) -> tuple[NetObject, ...]:
+    return tuple(o for o in objects if o is not None)
 
 
 @dataclass(frozen=True)
@@ -141,79 +193,46 @@ class Plan:
 
     def text(self, color: bool = False) -> str:
         """As `netdecl plan` prints it, ending with "Plan: N to add, ..." or "No changes"."""
+        from netdecl.tools.render import plan_text
+
         return plan_text(self._plan, color)
 
     def to_json(self) -> dict[str, Any]:
         """As `netdecl plan --json` prints it."""
-        return _plan_to_json(self._plan)
+        from netdecl.engine.state.planfile import plan_to_json
+
+        return plan_to_json(self._plan)
 
     def save(self, path: str | os.PathLike[str], *, source: str | os.PathLike[str]) -> None:
         """Save it for `netdecl apply PLAN` (or ``apply(read_plan(path))``); ``source`` is the
         topology file it was made from: its text travels with the plan."""
+        from netdecl.engine import service
+
         service.save_plan(self._plan, Path(path), Path(source))
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """What an apply or destroy did."""
-
-    topology: str
-    plan: Plan  # what was executed (no actions: the host already matched)
-    executed: tuple[Action, ...]
-    recovered: tuple[str, ...]  # interrupted applies rolled back first, by topology name
-    confirmed: bool  # confirm_timeout was given and the apply was confirmed in time
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.executed)
-
-    def counts(self) -> tuple[int, int, int]:
-        """(added, changed, destroyed)."""
-        return self.plan.counts()
-
-
-class PlanConflicts(service.PlanConflicts):
-    """The plan has conflicts (declared objects netdecl does not own): nothing was changed.
-    ``plan`` is the refused Plan; its ``conflicts`` say what is in the way."""
-
-    plan: Plan  # type: ignore[assignment]  # the API's Plan, where the engine's has its own
 
 
 Progress = Callable[[int, int, Action], None]
 
 
-def _ignore(*_: object) -> None:
-    return None
+def _for_service(events: Events[Plan, Action] | None,
+                 desired: Topology | None = None) -> EngineEvents:
+    """``events`` as the service calls them: with the engine's plans and actions, each shown
+    to the callback as the API's view."""
+    from netdecl.engine.service import Events
 
+    events = events or Events()
 
-@dataclass
-class Events:
-    """Callbacks for what happens while apply, destroy and rollback work (all optional).
-    They run in the calling thread, between actions; an exception raised in one rolls the
-    apply back like any other failure."""
+    def each(callback: Progress | None) -> Callable[[int, int, _engine.Action], None] | None:
+        if callback is None:
+            return None
+        return lambda number, total, action: callback(number, total, Action._of(action))
 
-    planned: Callable[[Plan], None] | None = None  # the plan, before its first action
-    progress: Progress | None = None  # before each action: (number, total, action)
-    rollback_progress: Progress | None = None  # before each action of a rollback
-    notice: Callable[[str], None] | None = None  # waiting for confirmation, confirmed
-    recovering: Callable[[PendingApply], None] | None = None  # rolling back an interrupted apply
-    recovered: Callable[[str], None] | None = None  # ... done (its topology's name)
-
-    def _for_service(self, desired: Topology | None = None) -> service.Events:
-        def each(callback: Progress | None) -> Callable[[int, int, _engine.Action], None] | None:
-            if callback is None:
-                return None
-            return lambda number, total, action: callback(number, total, Action._of(action))
-
-        planned = self.planned
-        return service.Events(
-            planned=(lambda p: planned(Plan._of(p, desired))) if planned else _ignore,
-            progress=each(self.progress),
-            rollback_progress=each(self.rollback_progress),
-            notice=self.notice or _ignore,
-            recovering=self.recovering or _ignore,
-            recovered=self.recovered or _ignore,
-        )
+    planned = events.planned
+    return Events(
+        planned=(lambda p: planned(Plan._of(p, desired))) if planned else None,
+        progress=each(events.progress),
+        rollback_progress=each(events.rollback_progress),
+        notice=events.notice, recovering=events.recovering, recovered=events.recovered)
 
 
 # -- functions -----------------------------------------------------------------------------------
@@ -239,26 +258,32 @@ def plan(topology: Topology, *, state_dir: StateDir = None, adopt: bool = False)
     interrupted apply (only operations on that topology roll it back) is one of the ``notes``. With
     ``adopt``, declared objects that exist and belong to nobody are taken over (op "adopt")
     instead of being conflicts."""
+    from netdecl.engine import service
+
     return Plan._of(service.plan(topology, _root(state_dir), adopt=adopt), topology)
 
 
 def read_plan(path: str | os.PathLike[str]) -> Plan | None:
     """The plan saved at ``path`` by `netdecl plan --out` or ``Plan.save``, its topology
     validated again; None when the file is not a saved plan (a topology file, say)."""
+    from netdecl.engine import service
+    from netdecl.engine.planner.plan import Plan as EnginePlan
+    from netdecl.engine.state.planfile import action_from_json
+
     loaded = service.load_saved_plan(os.fspath(path))
     if loaded is None:
         return None
     saved, desired = loaded
-    engine_plan = _engine.Plan(topology=desired.name,
-                               actions=[action_from_json(a) for a in saved.actions],
-                               known_fingerprint=saved.fingerprint)
+    engine_plan = EnginePlan(topology=desired.name,
+                             actions=[action_from_json(a) for a in saved.actions],
+                             known_fingerprint=saved.fingerprint)
     return Plan._of(engine_plan, desired, saved)
 
 
 def apply(target: Topology | Plan, *, state_dir: StateDir = None,
-          lock_timeout: float = DEFAULT_LOCK_TIMEOUT, confirm_timeout: float | None = None,
-          events: Events | None = None, adopt: bool = False,
-          gate: Callable[[], None] | None = None) -> ApplyResult:
+          lock_timeout: float | None = None, confirm_timeout: float | None = None,
+          events: Events[Plan, Action] | None = None, adopt: bool = False,
+          gate: Callable[[], None] | None = None) -> ApplyResult[Plan, Action]:
     """Make the host match a Topology, or apply exactly a Plan (refused with StalePlan if the
     host changed since it was made). First rolls back any apply that was interrupted. Verifies
     the result; on any failure rolls back to the state before and raises ApplyFailed (or
@@ -266,7 +291,11 @@ def apply(target: Topology | Plan, *, state_dir: StateDir = None,
     ``confirm_timeout`` it then waits that many seconds for `netdecl confirm` and rolls back
     without it (NotConfirmed). ``adopt`` takes over declared objects that exist and belong to
     nobody. ``gate`` runs after the verified apply, under the lock: whatever it raises rolls
-    the apply back (e.g. probes with real traffic: ``tools.verify.run_probes``)."""
+    the apply back (e.g. the topology's probes with real traffic: ``verify``)."""
+    from netdecl.engine import service
+    from netdecl.engine.state.planfile import SavedPlan, action_to_json
+    from netdecl.model import Topology
+
     saved: SavedPlan | None = None
     if isinstance(target, Plan):
         if target._desired is None:
@@ -280,64 +309,151 @@ def apply(target: Topology | Plan, *, state_dir: StateDir = None,
     else:
         raise TypeError(f"apply() takes a Topology or a Plan, not {type(target).__name__} "
                         f"(for a file: apply(load(path)) or apply(read_plan(path)))")
-    events = events or Events()
     try:
         result = service.apply(desired, _root(state_dir), saved=saved,
-                               lock_timeout=lock_timeout, confirm_timeout=confirm_timeout,
-                               events=events._for_service(desired), adopt=adopt, gate=gate)
+                               lock_timeout=_lock_timeout(lock_timeout),
+                               confirm_timeout=confirm_timeout,
+                               events=_for_service(events, desired), adopt=adopt, gate=gate)
     except service.PlanConflicts as exc:
-        raise PlanConflicts(Plan._of(exc.plan, desired)) from None
+        raise service.PlanConflicts(Plan._of(exc.plan, desired)) from None
     return _result(result, desired)
 
 
 def destroy(topology: Topology | str, *, state_dir: StateDir = None,
-            lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-            events: Events | None = None) -> ApplyResult:
+            lock_timeout: float | None = None,
+            events: Events[Plan, Action] | None = None) -> ApplyResult[Plan, Action]:
     """Remove everything the topology (a Topology, or its name) owns on this host and restore
     the root sysctls it changed. Nothing it does not own is touched."""
-    name = topology.name if isinstance(topology, Topology) else topology
+    from netdecl.engine import service
+
+    name = _name_of(topology)
     if not isinstance(name, str) or not _TOPOLOGY_NAME.fullmatch(name):
         raise TypeError(f"destroy() takes a Topology or a topology's name, not {topology!r} "
                         f"(for a file: destroy(load(path)))")
-    events = events or Events()
     try:
-        result = service.destroy(name, _root(state_dir), lock_timeout=lock_timeout,
-                                 events=events._for_service())
+        result = service.destroy(name, _root(state_dir), lock_timeout=_lock_timeout(lock_timeout),
+                                 events=_for_service(events))
     except service.PlanConflicts as exc:
-        raise PlanConflicts(Plan._of(exc.plan)) from None
+        raise service.PlanConflicts(Plan._of(exc.plan)) from None
     return _result(result, None)
 
 
 def rollback(topology: Topology | str | None = None, *, state_dir: StateDir = None,
-             lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-             events: Events | None = None) -> tuple[str, ...]:
+             lock_timeout: float | None = None,
+             events: Events[Plan, Action] | None = None) -> tuple[str, ...]:
     """Roll back the interrupted (killed mid-way) apply of ``topology`` (a Topology or its
     name), or of every topology when None, to the state before it; returns their topologies'
     names (none: nothing was interrupted). A damaged journal is reported and does not stop
     the others."""
-    name = topology.name if isinstance(topology, Topology) else topology
+    from netdecl.engine import service
+
+    name = _name_of(topology)
     if name is not None and (not isinstance(name, str) or not _TOPOLOGY_NAME.fullmatch(name)):
         raise TypeError(f"rollback() takes a Topology, a topology's name or None, not "
                         f"{topology!r}")
-    events = events or Events()
-    return tuple(service.rollback(_root(state_dir), name, lock_timeout=lock_timeout,
-                                  events=events._for_service()))
+    return tuple(service.rollback(_root(state_dir), name, lock_timeout=_lock_timeout(lock_timeout),
+                                  events=_for_service(events)))
+
+
+def _lock_timeout(seconds: float | None) -> float:
+    """How long to wait for the host lock: ``seconds``, or netdecl's default for None (one
+    definition, in engine/state/, imported only once the engine is needed anyway)."""
+    from netdecl.engine.state import LOCK_TIMEOUT
+
+    return LOCK_TIMEOUT if seconds is None else seconds
 
 
 def unfinished(*, state_dir: StateDir = None) -> tuple[PendingApply, ...]:
     """Applies that did not finish: interrupted (``.interrupted``; ``rollback()`` restores the
     state before them) or running right now in another process (``.running`` is its PID)."""
+    from netdecl.engine import service
+
     # a damaged journal is not an unfinished apply one can describe: rollback() names it
     return tuple(service.unfinished_applies(_root(state_dir), damaged=[]))
 
 
+def confirm(topology: str | None = None, *, state_dir: StateDir = None) -> str:
+    """Keep the changes of the apply that waits for confirmation (``confirm_timeout``) in
+    another process or thread; ``topology`` is needed only when several wait. Returns the
+    name of the topology confirmed; raises NetdeclError when none waits."""
+    from netdecl.engine import service
+
+    return service.confirm(_root(state_dir), topology)
+
+
+def show(namespaces: list[str] | None = None, *, state_dir: StateDir = None) -> Topology:
+    """The live state of ``namespaces`` ("root" or "" for the host's own; default: root and
+    every named one) as a Topology, everything in them, netdecl's or not, with the NAT rules
+    of netdecl's tables and the sysctls topologies manage (their records in the state dir say
+    where). What `netdecl show` prints, before it is written as YAML."""
+    from netdecl.engine import service
+
+    return service.show(namespaces, state_root=_root(state_dir))
+
+
+def scope(topology: Topology, *, state_dir: StateDir = None) -> Scope:
+    """What plan and apply read for ``topology`` on this host: the namespaces it declares and
+    those its ownership record names (``.namespaces``), and whether and where its NAT table
+    (``.nat``, ``.nat_namespaces``) and FDB entries (``.fdb``) are read. A watcher of the
+    kernel's events (the agent) listens in exactly these."""
+    from netdecl.engine import service
+
+    return service.scope(topology, _root(state_dir))
+
+
+def verify(topology: Topology, *, timeout: float = 2.0) -> VerifyResult:
+    """Run the topology's probes with real traffic, each from inside its source namespace
+    (starting a short-lived listener where nothing listens), ``timeout`` seconds at most each;
+    only to the topology's own addresses. A ``VerifyResult``: ``.ok``, ``.probes`` (each a
+    ``ProbeResult``: ``.ok``, ``.result``, ``.detail``...), ``.failed()``, ``.text()`` and
+    ``.to_json()`` as `netdecl verify` prints them. Needs root; changes nothing."""
+    from netdecl.tools.verify import verify as run
+
+    return run(topology, timeout)
+
+
+def enter_sandbox(name: str, *, create: bool = True) -> None:
+    """Move this process into the sandbox ``name``: a persistent private network + mount
+    namespace (made on first use unless ``create`` is false), with its own /run/netns and
+    state dir. Everything netdecl does afterwards, in this process, happens in there; the
+    host's network is untouched. Call it first, before any thread starts (the kernel refuses
+    to move a multi-threaded process). Needs root."""
+    from netdecl.tools import sandbox
+
+    sandbox.enter(name, create_if_missing=create)
+
+
+def sandboxes() -> tuple[str, ...]:
+    """The names of the sandboxes on this host."""
+    from netdecl.tools import sandbox
+
+    return tuple(sandbox.list_sandboxes())
+
+
+def remove_sandbox(name: str) -> None:
+    """Remove the sandbox ``name`` and everything made in it (its namespaces vanish once no
+    process is left inside). Needs root."""
+    from netdecl.tools import sandbox
+
+    sandbox.remove(name)
+
+
+def _name_of(topology: Topology | str | None) -> str | None:
+    from netdecl.model import Topology
+
+    return topology.name if isinstance(topology, Topology) else topology
+
+
 def _root(state_dir: StateDir) -> Path:
     """``state_dir``, else $NETDECL_STATE_DIR, else /var/lib/netdecl (as the command line)."""
-    return _state_dir(os.fspath(state_dir) if state_dir is not None else None)
+    from netdecl.engine.state.statedir import state_dir as resolve
+
+    return resolve(os.fspath(state_dir) if state_dir is not None else None)
 
 
-def _result(result: service.ApplyResult, desired: Topology | None) -> ApplyResult:
-    executed = Plan._of(result.plan, desired)
-    return ApplyResult(topology=result.plan.topology, plan=executed,
+def _result(result: EngineResult, desired: Topology | None) -> ApplyResult[Plan, Action]:
+    from netdecl.engine.service import ApplyResult
+
+    return ApplyResult(topology=result.topology, plan=Plan._of(result.plan, desired),
                        executed=tuple(Action._of(a) for a in result.executed),
-                       recovered=tuple(result.recovered), confirmed=result.confirmed)
+                       recovered=result.recovered, confirmed=result.confirmed)

@@ -68,7 +68,34 @@ def package_version() -> str:
 
 class UsageErrorParser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error; 2 is `plan --detailed-exitcode`'s "changes pending",
-    so a typo in a drift check would read as drift. Exit 1 instead, as Terraform does."""
+    so a typo in a drift check would read as drift. Exit 1 instead, as Terraform does.
+
+    ``later(arguments)``: add the parser's arguments only when it parses or shows its help (see
+    build_parser)."""
+
+    _arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def later(self, arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._arguments = arguments
+
+    def _complete(self) -> None:
+        arguments, self._arguments = self._arguments, None
+        if arguments is not None:
+            arguments(self)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -119,7 +146,16 @@ def _adopt_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--adopt", action="store_true", help=help)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Adds one command's parser: ``arguments`` adds the command's own arguments to it.
+Command = Callable[..., None]
+
+
+def build_parser(lazy: bool = False) -> argparse.ArgumentParser:
+    """netdecl's parser. ``lazy`` (what main() uses): each command's own arguments are added
+    when that command parses or shows its help, not up front; a run parses one command of
+    fifteen, and adding them all was most of building the parser (argparse looks each of its
+    own messages up with gettext as it goes). The completion script and the man page read
+    every command's arguments: they build it whole."""
     parser = UsageErrorParser(
         prog="netdecl", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,16 +169,68 @@ def build_parser() -> argparse.ArgumentParser:
                              "namespace NAME (created on first use), leaving the host untouched")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check a topology file; change nothing",
-                       description="Check a topology file against the schema and for meaning "
-                                   "(undeclared namespaces, duplicate names, addresses...). "
-                                   "Print every problem as FILE:LINE:COL and exit 3, or a "
-                                   "one-line summary and exit 0. Reads no kernel state.")
+    def command(name: str, arguments: Callable[[argparse.ArgumentParser], None],
+                **kwargs: Any) -> None:
+        added = sub.add_parser(name, **kwargs)
+        if lazy:
+            added.later(arguments)
+        else:
+            arguments(added)
+
+    _add_state_parsers(command)
+    _add_traffic_parsers(command)
+    _add_agent_parser(command)
+    _add_generated_docs_parsers(command)
+    return parser
+
+
+def _add_state_parsers(command: Command) -> None:
+    """validate, plan, apply, destroy, rollback, confirm, show, sandbox."""
+    command("validate", _validate_arguments, help="check a topology file; change nothing",
+            description="Check a topology file against the schema and for meaning "
+                        "(undeclared namespaces, duplicate names, addresses...). "
+                        "Print every problem as FILE:LINE:COL and exit 3, or a "
+                        "one-line summary and exit 0. Reads no kernel state.")
+    command("plan", _plan_arguments, help="show what apply would change",
+            description="Compare the topology with the live kernel and print the "
+                        "ordered actions apply would take.")
+    command("apply", _apply_arguments,
+            help="make the host match the topology (or a saved plan)",
+            description="Execute the plan, verify the result, and roll back "
+                        "everything on any failure, Ctrl-C or SIGTERM.")
+    command("destroy", _destroy_arguments, help="remove everything the topology owns",
+            description="Delete every namespace, link, route and NAT table the "
+                        "topology created and restore the sysctls it changed.")
+    command("rollback", _rollback_arguments,
+            help="restore the state before an apply that was interrupted (crash)",
+            description="Roll back an apply that was killed before it finished, "
+                        "from its journal in the state directory: the host returns "
+                        "to the state before that apply. With FILE or --name, only "
+                        "that topology's; without, every interrupted apply's, each "
+                        "on its own (a damaged journal does not stop the others).")
+    command("confirm", _confirm_arguments, help="keep an apply that waits for confirmation "
+                                                "(apply --confirm-timeout)",
+            description="Tell an `apply --confirm-timeout` that is waiting to keep "
+                        "its changes; without a confirmation it rolls back by itself.")
+    command("show", _show_arguments, help="print live state in the topology format",
+            description="Read the live kernel and print it as a topology file, "
+                        "including objects netdecl does not own (to import an "
+                        "existing setup): links (the host's NICs, and links "
+                        "netdecl cannot recreate, as kind: external), addresses, "
+                        "routes, rules, FDB and neighbour entries, the forwarding "
+                        "sysctls and the NAT of netdecl's own tables. The output "
+                        "validates, and applying it rebuilds that state.")
+    command("sandbox", _sandbox_arguments, help="list or remove sandboxes made by --sandbox",
+            description="Sandboxes are persistent private network + mount "
+                        "namespaces that `netdecl --sandbox NAME COMMAND` creates "
+                        "on first use.")
+
+
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
 
-    p = sub.add_parser("plan", help="show what apply would change",
-                       description="Compare the topology with the live kernel and print the "
-                                   "ordered actions apply would take.")
+
+def _plan_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--out", metavar="PLAN", help="save the plan (with a fingerprint of the "
@@ -152,9 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     _adopt_option(p, "show declared objects that already exist and belong to nobody as "
                      "adopted (= adopt) instead of as conflicts")
 
-    p = sub.add_parser("apply", help="make the host match the topology (or a saved plan)",
-                       description="Execute the plan, verify the result, and roll back "
-                                   "everything on any failure, Ctrl-C or SIGTERM.")
+
+def _apply_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, "a topology file, or a plan saved with `plan --out`")
     _lock_timeout(p)
     _output_options(p)
@@ -166,20 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "(same kind; a veth paired as declared; a namespace holding only such "
                      "objects): mark, record and reconcile them like ones netdecl made")
 
-    p = sub.add_parser("destroy", help="remove everything the topology owns",
-                       description="Delete every namespace, link, route and NAT table the "
-                                   "topology created and restore the sysctls it changed.")
+
+def _destroy_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
     _lock_timeout(p)
     _output_options(p)
 
-    p = sub.add_parser("rollback",
-                       help="restore the state before an apply that was interrupted (crash)",
-                       description="Roll back an apply that was killed before it finished, "
-                                   "from its journal in the state directory: the host returns "
-                                   "to the state before that apply. With FILE or --name, only "
-                                   "that topology's; without, every interrupted apply's, each "
-                                   "on its own (a damaged journal does not stop the others).")
+
+def _rollback_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, "the topology whose interrupted apply to roll back (optional)",
                    nargs="?")
     p.add_argument("--name", metavar="TOPOLOGY",
@@ -187,30 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     _lock_timeout(p)
     _output_options(p)
 
-    p = sub.add_parser("confirm", help="keep an apply that waits for confirmation "
-                                       "(apply --confirm-timeout)",
-                       description="Tell an `apply --confirm-timeout` that is waiting to keep "
-                                   "its changes; without a confirmation it rolls back by itself.")
+
+def _confirm_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", metavar="TOPOLOGY",
                    help="which topology's apply (needed only when several are waiting)")
 
-    p = sub.add_parser("show", help="print live state in the topology format",
-                       description="Read the live kernel and print it as a topology file, "
-                                   "including objects netdecl does not own (to import an "
-                                   "existing setup): links (the host's NICs, and links "
-                                   "netdecl cannot recreate, as kind: external), addresses, "
-                                   "routes, rules, FDB and neighbour entries, the forwarding "
-                                   "sysctls and the NAT of netdecl's own tables. The output "
-                                   "validates, and applying it rebuilds that state.")
+
+def _show_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespace", action="append", default=None, metavar="NS",
                    help="namespace to include (repeatable; default: root and all named ones)")
     p.add_argument("--name", default="imported",
                    help="topology name to put in the output (default: imported)")
 
-    p = sub.add_parser("sandbox", help="list or remove sandboxes made by --sandbox",
-                       description="Sandboxes are persistent private network + mount "
-                                   "namespaces that `netdecl --sandbox NAME COMMAND` creates "
-                                   "on first use.")
+
+def _sandbox_arguments(p: argparse.ArgumentParser) -> None:
     sandbox_sub = p.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
     sandbox_sub.add_parser("list", help="list sandboxes", description="Print the sandboxes' "
                                                                       "names, one a line.")
@@ -218,10 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Remove a sandbox and every namespace, link and "
                                             "rule inside it.")
     rm.add_argument("name", metavar="NAME", help="the sandbox")
-    _add_traffic_parsers(sub)
-    _add_agent_parser(sub)
-    _add_generated_docs_parsers(sub)
-    return parser
 
 
 def _metrics_listen(text: str) -> str:
@@ -244,19 +311,23 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _add_agent_parser(sub: Any) -> None:
+def _add_agent_parser(command: Command) -> None:
     """agent: the GitOps loop (apply, then repair drift from kernel events)."""
-    p = sub.add_parser("agent", help="keep the host matching the topologies: repair drift "
-                                     "from kernel events, apply file edits",
-                       description="Apply the topologies, then keep the host matching them: "
-                                   "listen to the kernel's netlink events (links, addresses, "
-                                   "routes, rules, neighbours, nftables) in every namespace "
-                                   "in scope and to changes of the files, and repair drift "
-                                   "through the normal apply (lock, journal, rollback). An "
-                                   "invalid edit is logged and the last good version kept. "
-                                   "An object that drifts again and again is repaired less "
-                                   "and less often (back-off). SIGTERM/Ctrl-C: exit 0, the "
-                                   "host left as it is; SIGHUP: re-read the files.")
+    command("agent", _agent_arguments,
+            help="keep the host matching the topologies: repair drift "
+                 "from kernel events, apply file edits",
+            description="Apply the topologies, then keep the host matching them: "
+                        "listen to the kernel's netlink events (links, addresses, "
+                        "routes, rules, neighbours, nftables) in every namespace "
+                        "in scope and to changes of the files, and repair drift "
+                        "through the normal apply (lock, journal, rollback). An "
+                        "invalid edit is logged and the last good version kept. "
+                        "An object that drifts again and again is repaired less "
+                        "and less often (back-off). SIGTERM/Ctrl-C: exit 0, the "
+                        "host left as it is; SIGHUP: re-read the files.")
+
+
+def _agent_arguments(p: argparse.ArgumentParser) -> None:
     action = p.add_argument("files", nargs="+", metavar="FILE",
                             help="topology files, or directories of *.yaml files")
     action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
@@ -270,21 +341,30 @@ def _add_agent_parser(sub: Any) -> None:
                         "(default text)")
 
 
-def _add_traffic_parsers(sub: Any) -> None:
+def _add_traffic_parsers(command: Command) -> None:
     """verify, explain, graph: look at a topology's traffic and shape (change nothing)."""
-    p = sub.add_parser("verify", help="run the topology's probes with real traffic",
-                       description="Run every probe of the topology from inside its source "
-                                   "namespace (starting a short-lived listener where nothing "
-                                   "listens). Exit 0 when all pass, 1 otherwise.")
+    command("verify", _verify_arguments, help="run the topology's probes with real traffic",
+            description="Run every probe of the topology from inside its source "
+                        "namespace (starting a short-lived listener where nothing "
+                        "listens). Exit 0 when all pass, 1 otherwise.")
+    command("explain", _explain_arguments, help="show the path a packet takes, hop by hop",
+            description="Follow one packet from NS to DEST through the live kernel: "
+                        "routes, veths, bridges and netdecl's NAT rules. Exit 0 "
+                        "when it is delivered or leaves the topology, 1 if dropped.")
+    command("graph", _graph_arguments, help="draw the topology (dot, mermaid or svg)",
+            description="Draw the topology's namespaces, links and NAT as a "
+                        "Graphviz dot graph, a Mermaid flowchart or an SVG (svg "
+                        "needs Graphviz's `dot`). Reads no kernel state.")
+
+
+def _verify_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECS",
                    help="per-probe timeout (default 2)")
 
-    p = sub.add_parser("explain", help="show the path a packet takes, hop by hop",
-                       description="Follow one packet from NS to DEST through the live kernel: "
-                                   "routes, veths, bridges and netdecl's NAT rules. Exit 0 "
-                                   "when it is delivered or leaves the topology, 1 if dropped.")
+
+def _explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", required=True, metavar="NS",
                    help="namespace the packet starts in (root for the host)")
     p.add_argument("destination", metavar="DEST[:PORT]",
@@ -295,29 +375,33 @@ def _add_traffic_parsers(sub: Any) -> None:
                    help="default: tcp with a port, icmp without")
     p.add_argument("--json", action="store_true", help="print the path as JSON")
 
-    p = sub.add_parser("graph", help="draw the topology (dot, mermaid or svg)",
-                       description="Draw the topology's namespaces, links and NAT as a "
-                                   "Graphviz dot graph, a Mermaid flowchart or an SVG (svg "
-                                   "needs Graphviz's `dot`). Reads no kernel state.")
+
+def _graph_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
     p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot",
                    help="output format (default: dot)")
 
 
-def _add_generated_docs_parsers(sub: Any) -> None:
+def _add_generated_docs_parsers(command: Command) -> None:
     """completion and manpage: generated from this very parser, so they cannot go stale."""
-    p = sub.add_parser("completion", help="print a shell completion script",
-                       description="Print a completion script for SHELL, generated from "
-                                   "netdecl's own options. Load it with "
-                                   "`source <(netdecl completion bash)` (in ~/.bashrc), or "
-                                   "save the zsh one as _netdecl in a directory of $fpath.")
+    command("completion", _completion_arguments, help="print a shell completion script",
+            description="Print a completion script for SHELL, generated from "
+                        "netdecl's own options. Load it with "
+                        "`source <(netdecl completion bash)` (in ~/.bashrc), or "
+                        "save the zsh one as _netdecl in a directory of $fpath.")
+    # no help=: left out of the command list (the README says how to install the page)
+    command("manpage", _no_arguments, description="Print netdecl's man page (roff), generated "
+                                                  "from its own options: "
+                                                  "`netdecl manpage | man -l -`.")
+
+
+def _completion_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("shell", metavar="SHELL", choices=COMPLETION_SHELLS,
                    help=f"one of: {', '.join(COMPLETION_SHELLS)}")
 
-    # no help=: left out of the command list (the README says how to install the page)
-    p = sub.add_parser("manpage", description="Print netdecl's man page (roff), generated "
-                                              "from its own options: "
-                                              "`netdecl manpage | man -l -`.")
+
+def _no_arguments(p: argparse.ArgumentParser) -> None:
+    return None
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -569,9 +653,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
-    from netdecl.engine import service
+    from netdecl import api
 
-    name = service.confirm(_state_root(args), args.name)
+    name = api.confirm(args.name, state_dir=args.state_dir)
     _out(f"Confirmed the apply of {name}: its changes stay.")
     return ExitStatus.OK
 
@@ -580,12 +664,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
     from netdecl import api
-    from netdecl.engine import service
     from netdecl.topology.export import to_document
 
     for unfinished in api.unfinished(state_dir=args.state_dir):
         _err(_unfinished_warning(unfinished))
-    observed = service.show(args.namespace, state_root=_state_root(args))
+    observed = api.show(args.namespace, state_dir=args.state_dir)
     _out(yaml.safe_dump(to_document(observed, args.name), sort_keys=False).rstrip())
     return ExitStatus.OK
 
@@ -600,32 +683,27 @@ def _unfinished_warning(unfinished: api.PendingApply) -> str:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from netdecl.tools import sandbox
+    from netdecl import api
 
     if args.sandbox_command == "list":
-        for name in sandbox.list_sandboxes():
+        for name in api.sandboxes():
             _out(name)
         return ExitStatus.OK
     if args.sandbox_command == "rm":
-        sandbox.remove(args.name)
+        api.remove_sandbox(args.name)
         _out(f"removed sandbox {args.name}")
         return ExitStatus.OK
     raise NetdeclError("usage: netdecl sandbox list | netdecl sandbox rm NAME")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from netdecl.tools.verify import render_table, run_probes
+    from netdecl import api
 
     topo = _load(args.file)
     _require_privileges("verify", "sends traffic from inside namespaces")
-    results = run_probes(topo, timeout=args.timeout)
-    if args.json:
-        _out(json.dumps({"topology": topo.name, "probes": [r.to_json() for r in results],
-                         "passed": sum(r.ok for r in results),
-                         "failed": sum(not r.ok for r in results)}, indent=2))
-    else:
-        _out(render_table(results))
-    return ExitStatus.OK if all(r.ok for r in results) else ExitStatus.FAILURE
+    result = api.verify(topo, timeout=args.timeout)
+    _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+    return ExitStatus.OK if result.ok else ExitStatus.FAILURE
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -711,16 +789,16 @@ def _permission_message(args: argparse.Namespace, exc: PermissionError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(lazy=True)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return ExitStatus.FAILURE
     try:
         if args.sandbox:
-            from netdecl.tools import sandbox
+            from netdecl import api
 
-            sandbox.enter(args.sandbox, create_if_missing=True)
+            api.enter_sandbox(args.sandbox)
         return int(COMMANDS[args.command](args))
     except InvalidTopology as exc:
         for diagnostic in exc.diagnostics:

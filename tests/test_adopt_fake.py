@@ -53,11 +53,11 @@ def declared() -> Topology:
     return topo
 
 
-def adopting(host: FakeHost, state: Path) -> service.ApplyResult:
+def adopting(host: FakeHost, state: Path) -> service.EngineResult:
     return service.apply(declared(), state, host=host, adopt=True)
 
 
-def changes_of_adopting(host: FakeHost, state: Path) -> tuple[int, service.ApplyResult]:
+def changes_of_adopting(host: FakeHost, state: Path) -> tuple[int, service.EngineResult]:
     """How many changes the adopting apply makes on a copy of ``host``, and what it did."""
     dry = host.copy()
     start = dry.changes

@@ -237,6 +237,25 @@ def test_ansible_doc_documents_every_option_and_the_examples_use_only_them(colle
     assert used <= set(spec) and {"src", "content", "state", "verify"} <= used
 
 
+def test_the_module_uses_netdecl_only_through_its_public_api():
+    # one front door: what the module can do is what netdecl.api offers everyone (sandboxes and
+    # probes included), never a reach into the engine or the tools
+    import ast
+
+    import netdecl
+
+    tree = ast.parse(MODULE_FILE.read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    assert {m for m in imported if m.split(".")[0] == "netdecl"} == {"netdecl"}
+    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name) and node.value.id == "netdecl"}
+    assert {"enter_sandbox", "verify", "apply", "plan"} <= used
+    assert used <= {*netdecl.__all__}, used - {*netdecl.__all__}
+
+
 def test_unconfirmed_apply_is_rolled_back_and_says_why(host, topo):
     before = host.snapshot()
     run = topo({"content": TOPOLOGY, "confirm_timeout": 0.5})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 from harness import STATE_DIR, HermeticHost
 from test_rollback import assert_same, state_files
@@ -136,3 +137,107 @@ def test_the_readme_example_runs(host, repo_root):
     assert "create namespace ('namespace', 'nginx-1') {}" in printed
     assert printed[-1] == "(10, 1, 0)"  # the counts of the apply
     assert_same(host.snapshot(), before)  # it ends with destroy
+
+
+NAT = "topologies/docker-nat.yaml"
+
+GATED = """
+        def gated(topology):
+            def gate():
+                result = netdecl.verify(topology, timeout=1)
+                if not result.ok:
+                    raise netdecl.VerificationFailed(f"{len(result.failed())} probe(s) failed")
+            try:
+                return netdecl.apply(topology, state_dir=STATE, gate=gate).counts()
+            except netdecl.ApplyFailed as exc:
+                return str(exc)
+"""
+
+
+def test_verify_as_an_apply_gate_keeps_only_what_passes(host, tmp_path):
+    # a probe that cannot pass (it expects blocked what the topology lets through) fails the
+    # gate, and the whole apply is rolled back; with the shipped probes the apply is kept
+    text = Path(NAT).read_text()
+    failing = tmp_path / "docker-nat.yaml"
+    failing.write_text(text[: text.index("\nprobes:")] + "\nprobes:\n"
+                       "  - {from: nginx-2, to: nginx-1, port: 80, expect: blocked}\n")
+    before = host.snapshot()
+    out = py(host, GATED + f"""
+        print(json.dumps(gated(netdecl.load({str(failing)!r}))))
+    """)
+    assert "1 probe(s) failed" in out and "rolled back" in out
+    assert_same(host.snapshot(), before)
+    assert state_files(host) == []
+
+    out = py(host, GATED + f"""
+        print(json.dumps(gated(netdecl.load({NAT!r}))))
+    """)
+    assert isinstance(out, list) and out[0] > 0  # (added, changed, destroyed): kept
+    assert host.netns_list() == ["ext", "nginx-1", "nginx-2"]
+
+
+def test_verify_runs_the_probes_with_real_traffic(host):
+    out = py(host, f"""
+        topology = netdecl.load({NAT!r})
+        netdecl.apply(topology, state_dir=STATE)
+        passed = netdecl.verify(topology, timeout=2)
+        print(json.dumps({{"ok": passed.ok, "n": len(passed.probes), "json": passed.to_json(),
+                          "text": passed.text()}}))
+    """)
+    assert out["ok"] is True and out["n"] == 6
+    assert (out["json"]["topology"], out["json"]["passed"], out["json"]["failed"]) == \
+        ("docker-nat", 6, 0)
+    assert out["text"].splitlines()[-1] == "6 probes: 6 passed, 0 failed"
+
+    # without the masquerade the probe that needs it fails, saying which source arrived
+    host.run(["nft", "flush", "table", "ip", "netdecl-docker-nat"])
+    out = py(host, f"""
+        failed = netdecl.verify(netdecl.load({NAT!r}), timeout=1)
+        print(json.dumps({{"ok": failed.ok, "failed": [r.to_json() for r in failed.failed()],
+                          "types": sorted({{type(r).__name__ for r in failed.probes}})}}))
+    """)
+    assert out["ok"] is False and out["types"] == ["ProbeResult"]
+    masq = next(p for p in out["failed"] if p["to"] == "10.168.0.3")
+    assert masq["seen_source"] == "172.17.0.2"  # not masqueraded as 10.168.0.1
+
+
+def test_sandbox_enter_list_remove(host):
+    # an apply inside a sandbox leaves the host's network alone and stays in the sandbox for
+    # the next process that enters it; removing the sandbox frees everything made in it
+    before = host.snapshot()
+    try:
+        out = py(host, f"""
+            netdecl.enter_sandbox("api-t")
+            result = netdecl.apply(netdecl.load({BRIDGE!r}), state_dir=STATE)
+            print(json.dumps({{"added": result.counts()[0], "inside": netdecl.sandboxes()}}))
+        """)
+        assert out["added"] > 0
+        assert out["inside"] == []  # the sandbox sees no sandboxes: its /run/netdecl is its own
+        assert_same(host.snapshot(), before)  # the host has none of it
+        assert py(host, "print(json.dumps(netdecl.sandboxes()))") == ["api-t"]
+
+        out = py(host, """
+            import subprocess
+            netdecl.enter_sandbox("api-t", create=False)
+            names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+            again = netdecl.plan(netdecl.load("topologies/docker-bridge.yaml"), state_dir=STATE)
+            print(json.dumps({"netns": sorted(line.split()[0] for line in
+                                              names.stdout.splitlines()),
+                              "again": again.has_changes}))
+        """)
+        assert out == {"netns": ["nginx-1", "nginx-2"], "again": False}
+    finally:
+        py(host, """
+            for name in netdecl.sandboxes():
+                netdecl.remove_sandbox(name)
+            print(json.dumps(netdecl.sandboxes()))
+        """)
+    out = py(host, """
+        try:
+            netdecl.enter_sandbox("api-t", create=False)
+            print(json.dumps("entered"))
+        except netdecl.EnvironmentProblem as exc:
+            print(json.dumps([exc.status, str(exc)]))
+    """)
+    assert out == [1, "no sandbox named api-t"]
+    assert_same(host.snapshot(), before)

@@ -20,16 +20,25 @@ BRIDGE = REPO_ROOT / "topologies/docker-bridge.yaml"
 
 
 def test_import_netdecl_loads_no_engine_until_the_api_is_used():
+    # `netdecl validate` is load(): it must not pay for the engine, the kernel backends or the
+    # tools it does not use; the service comes with the first name that needs it
     code = ("import json, sys, netdecl\n"
-            "before = sorted(m for m in sys.modules if m.startswith(('netdecl.', 'yaml')))\n"
-            "netdecl.load\n"
-            "after = 'netdecl.api' in sys.modules and 'netdecl.engine.service' in sys.modules\n"
-            "print(json.dumps([before, after]))\n")
+            "def loaded():\n"
+            "    return sorted(m for m in sys.modules if m.startswith(('netdecl.', 'yaml',\n"
+            "                                                          'pyroute2')))\n"
+            "before = loaded()\n"
+            f"netdecl.load({str(BRIDGE)!r}), netdecl.plan, netdecl.apply, netdecl.Topology\n"
+            "loading = loaded()\n"
+            "netdecl.Events\n"
+            "print(json.dumps([before, loading, loaded()]))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=REPO_ROOT)
-    before, after = json.loads(result.stdout)
+    before, loading, events = json.loads(result.stdout)
     assert before == []
-    assert after
+    assert "netdecl.api" in loading and "netdecl.topology.loader" in loading
+    assert [m for m in loading if m.startswith(("netdecl.engine", "netdecl.backends",
+                                                "netdecl.tools", "pyroute2"))] == []
+    assert "netdecl.engine.service" in events
 
 
 def test_netdecl_exports_exactly_the_api():

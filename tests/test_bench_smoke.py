@@ -27,8 +27,9 @@ def test_bench_star_smoke() -> None:
          "--no-write"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("| N | what |")
-    for step in ("floor", "floor teardown", "apply (cold)", "plan (no changes)",
+    assert lines[0].startswith("load average ")
+    assert lines[2].startswith("| N | what |")
+    for step in ("floor", "floor teardown", "validate", "apply (cold)", "plan (no changes)",
                  "apply (one mtu)", "destroy", "destroy, from its first change",
                  "apply failing at the last action", "rollback (of that apply)"):
         assert any(line.startswith(f"| 10 | {step} |") for line in lines), result.stdout

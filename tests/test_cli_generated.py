@@ -142,3 +142,42 @@ def test_man_page_renders(manpage: Path):
     for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS"):
         assert heading in text
     assert "plan --detailed-exitcode" in text.replace("\u2010", "-")
+
+
+# A sample invocation of every command, with its options: parsed by the parser main() uses,
+# each must come out as the whole parser reads it.
+INVOCATIONS = [
+    ["validate", "t.yaml"],
+    ["--state-dir", "/s", "plan", "--json", "--out", "p.json", "--detailed-exitcode", "--adopt",
+     "t.yaml"],
+    ["--sandbox", "demo", "apply", "-q", "--lock-timeout", "2", "--confirm-timeout", "9",
+     "--json", "--adopt", "t.yaml"],
+    ["destroy", "-v", "--lock-timeout", "1", "t.yaml"],
+    ["rollback", "--name", "x"], ["rollback", "t.yaml"], ["confirm", "--name", "x"],
+    ["show", "--namespace", "a", "--namespace", "root", "--name", "n"],
+    ["sandbox", "list"], ["sandbox", "rm", "demo"],
+    ["verify", "--json", "--timeout", "1", "t.yaml"],
+    ["explain", "--from", "a", "10.0.0.1:80", "t.yaml", "--proto", "udp", "--json"],
+    ["graph", "--format", "mermaid", "t.yaml"],
+    ["agent", "--metrics-listen", "127.0.0.1:9", "--resync", "5", "--log-format", "json", "a",
+     "b"],
+    ["completion", "zsh"], ["manpage"],
+]
+
+
+def test_the_lazy_parser_reads_every_command_as_the_whole_parser_does():
+    # main() adds a command's own arguments only when that command runs (build_parser(lazy=True))
+    assert {argv[argv.index(c)] for argv in INVOCATIONS for c in argv
+            if c in commands(build_parser())} == {c for c in commands(build_parser())
+                                                   if " " not in c}
+    for argv in INVOCATIONS:
+        assert build_parser(lazy=True).parse_args(argv) == build_parser().parse_args(argv), argv
+    for name, whole in commands(build_parser()).items():
+        lazy = build_parser(lazy=True)
+        for word in name.split():  # a command's help adds its arguments, nested commands too
+            lazy.format_help()
+            lazy = commands(lazy)[word]
+        assert lazy.format_help() == whole.format_help(), name
+    # and it does add them late: a command that did not run has none of its own yet
+    untouched = commands(build_parser(lazy=True))["plan"]
+    assert [a.dest for a in untouched._actions] == ["help"]

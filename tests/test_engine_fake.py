@@ -79,7 +79,7 @@ def version_two() -> Topology:
     return topo
 
 
-def applied(host: FakeHost, topo: Topology, state: Path) -> service.ApplyResult:
+def applied(host: FakeHost, topo: Topology, state: Path) -> service.EngineResult:
     return service.apply(topo, state, host=host)
 
 
@@ -126,7 +126,7 @@ def test_apply_converges_and_destroy_leaves_the_host_as_it_was(tmp_path):
     assert host.sysctls[(ROOT, "net.ipv4.ip_forward")] == "1"
     # idempotent: planning again finds nothing, applying again does nothing
     assert service.plan(docker_bridge(), tmp_path, host=host).actions == []
-    assert applied(host, docker_bridge(), tmp_path).executed == []
+    assert applied(host, docker_bridge(), tmp_path).executed == ()
 
     result = service.destroy(NAME, tmp_path, host=host)
     assert {a.op for a in result.plan.actions} == {Op.DELETE, Op.MODIFY}  # sysctl restored

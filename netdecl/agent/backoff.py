@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netdecl.engine.planner.plan import Action, Plan
+from netdecl.api import Plan
 from netdecl.model import Address, FdbEntry, Key, Link, Neighbor, NetObject, Route, Topology
 
 FIRST_DELAY = 1.0
@@ -89,23 +89,15 @@ def hold_back(desired: Topology, plan: Plan, held: Iterable[Key]) -> Topology:
     for action in plan.actions:
         if action.key not in held:
             continue
-        for now, want in _ends(action):
-            key = (want or now).key  # type: ignore[union-attr]
-            if now is None:
-                objects.pop(key, None)
-                missing.add(key)
-            else:
-                objects[key] = now
+        now = {obj.key: obj for obj in action.before}  # a veth pair: both its ends
+        for want in action.after:
+            if want.key not in now:
+                objects.pop(want.key, None)
+                missing.add(want.key)
+        objects.update(now)
     for key in _dependants(objects.values(), missing):
         objects.pop(key, None)
     return dataclasses.replace(desired, objects=objects)
-
-
-def _ends(action: Action) -> list[tuple[NetObject | None, NetObject | None]]:
-    ends = [(action.before, action.after)]
-    if action.peer_before is not None or action.peer_after is not None:
-        ends.append((action.peer_before, action.peer_after))
-    return ends
 
 
 def _dependants(objects: Iterable[NetObject], missing: set[Key]) -> set[Key]:

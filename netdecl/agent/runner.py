@@ -4,7 +4,8 @@ One thread, one poll over: a netlink socket per namespace in scope (events.py), 
 /run/netns (files.py), and a self-pipe for signals. A change marks the topologies it concerns;
 after a short quiet time (debounce) each marked topology is reconciled through the service's
 normal apply: the same host lock (taken only for the apply, never while idle), journal,
-verification and rollback as `netdecl apply`. A full resync every --resync seconds catches
+verification and rollback as `netdecl apply`, called the same way (netdecl.api). A full resync
+every --resync seconds catches
 what sends no events (sysctls, a change while a socket was being opened).
 
 Signals: SIGTERM and SIGINT stop the agent (exit 0), leaving the host as it is: stopping
@@ -29,14 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netdecl import api
 from netdecl.agent.backoff import Backoff, hold_back
 from netdecl.agent.events import NFTABLES, ROUTE, Change, KernelWatch, Subscription
 from netdecl.agent.files import POLL_INTERVAL, FileWatch
 from netdecl.agent.log import AgentLog
 from netdecl.agent.metrics import AgentMetrics
 from netdecl.backends import namespaces
-from netdecl.engine import service
-from netdecl.engine.planner.plan import Plan
 from netdecl.engine.state.statedir import lock_path
 from netdecl.errors import (
     ApplyFailed,
@@ -49,8 +49,7 @@ from netdecl.errors import (
 )
 from netdecl.exitcodes import ExitStatus
 from netdecl.model import ROOT, Topology
-from netdecl.tools.render import action_line
-from netdecl.topology.loader import load_topology_text, read_file
+from netdecl.topology.loader import read_file
 
 DEBOUNCE = 0.05  # quiet time after the last event before re-planning (a change is a burst)
 DEBOUNCE_MAX = 0.2  # ...but never later than this after the first event of the burst
@@ -368,7 +367,7 @@ class Agent:
         digest = hashlib.sha256(data).hexdigest()
         if digest == source.digest and source.desired is not None:
             return False
-        topology = load_topology_text(data, str(source.path))
+        topology = api.load(text=data, name=str(source.path))
         clash = [s.path for s in self.sources.values()
                  if s is not source and s.desired is not None and s.name == topology.name]
         if clash:
@@ -404,7 +403,7 @@ class Agent:
         target = desired
         try:
             if held:
-                plan = service.plan(desired, self.state_root)
+                plan = api.plan(desired, state_dir=self.state_root)
                 wanted = [a for a in plan.actions if a.key not in held]
                 if not wanted and not plan.conflicts:
                     if plan.actions:
@@ -412,13 +411,13 @@ class Agent:
                     return
                 target = hold_back(desired, plan, held)
             started = time.monotonic()
-            planned: list[Plan] = []
+            planned: list[api.Plan] = []
             try:
-                result = service.apply(target, self.state_root, lock_timeout=LOCK_WAIT,
-                                       events=self._events(planned.append))
+                result = api.apply(target, state_dir=self.state_root, lock_timeout=LOCK_WAIT,
+                                   events=self._events(planned.append))
             finally:
                 self.metrics.apply_duration.observe(time.monotonic() - started)
-        except service.PlanConflicts as exc:
+        except api.PlanConflicts as exc:
             lines = [c.message for c in exc.plan.conflicts]
             self._failed(source, reason, "conflict", "refused: the plan has conflicts "
                                 "(declared objects netdecl does not own); nothing was changed: "
@@ -444,7 +443,7 @@ class Agent:
             self._succeeded(source, reason, what, first, result)
 
     def _succeeded(self, source: Source, reason: str, what: str, first: float,
-                   result: service.ApplyResult) -> None:
+                   result: api.ApplyResult[api.Plan, api.Action]) -> None:
         name = source.name
         source.failures, source.retry_at, source.broken = 0, 0.0, False
         self.lock_waiting.discard(source.path)
@@ -456,7 +455,7 @@ class Agent:
         self.metrics.applies.labels(result="changed" if executed else "unchanged").inc()
         if executed:
             done = time.monotonic()
-            lines = [action_line(a)[0].strip() for a in executed]
+            lines = [a.text() for a in executed]
             latency_ms = round((done - first) * 1000)
             if reason in INTENDED:
                 self.log("applied", f"{name}: applied {len(executed)} change(s) "
@@ -471,19 +470,20 @@ class Agent:
                     self._count_repair(name, action, done)
         self._sync_watches()
 
-    def _count_repair(self, topology: str, action: Any, now: float) -> None:
+    def _count_repair(self, topology: str, action: api.Action, now: float) -> None:
         delay = self.backoff.repaired((topology, action.key), now)
         if delay:
-            self.log("backoff", f"{topology}: {action.describe()} drifted again soon after "
+            self.log("backoff", f"{topology}: {action.object} drifted again soon after "
                      f"its last repair (another program changes it too?); its next repair "
                      f"waits {delay:g}s", level="warning", topology=topology,
-                     object=action.describe(), delay=delay)
+                     object=action.object, delay=delay)
 
-    def _log_held(self, topology: str, actions: list[Any], now: float) -> None:
+    def _log_held(self, topology: str, actions: Iterable[api.Action], now: float) -> None:
         release = self.backoff.next_release(now) or now
-        self.log("held", f"{topology}: drift of {', '.join(a.describe() for a in actions)} "
+        objects = [a.object for a in actions]
+        self.log("held", f"{topology}: drift of {', '.join(objects)} "
                  f"left for now (backing off, {release - now:.1f}s to go)", topology=topology,
-                 objects=[a.describe() for a in actions])
+                 objects=objects)
 
     def _failed(self, source: Source, reason: str, result: str, message: str,
                 **fields: Any) -> None:
@@ -514,8 +514,8 @@ class Agent:
         self.log("invalid", f"{source.path}: edit refused, {kept}:\n  " + "\n  ".join(errors),
                  level="error", file=str(source.path), errors=errors)
 
-    def _events(self, planned: Callable[[Plan], None]) -> service.Events:
-        return service.Events(
+    def _events(self, planned: Callable[[api.Plan], None]) -> api.Events[api.Plan, api.Action]:
+        return api.Events(
             planned=planned,
             notice=lambda text: self.log("notice", text),
             recovering=lambda pending: self.log(
@@ -533,7 +533,7 @@ class Agent:
         for source in self.sources.values():
             if source.desired is None:
                 continue
-            scope = service.scope(source.desired, self.state_root)
+            scope = api.scope(source.desired, state_dir=self.state_root)
             source.scope = set(scope.namespaces)
             live = [ns for ns in scope.namespaces if ns == ROOT or ns in existing]
             for ns in live:

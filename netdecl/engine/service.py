@@ -1,16 +1,22 @@
 """The application service: what plan, apply, destroy, rollback, confirm and show do.
 
-The CLI parses arguments, calls these functions, renders what they return and maps their
-exceptions (errors.py) to exit codes; a Python API can call them the same way. Nothing here
-prints: progress and notices go through an ``Events`` object, results come back as data.
-Every function works on a Host (the real kernel unless one is passed in).
+netdecl.api is its one caller in netdecl (the CLI, the agent and the Ansible module call the
+API): it passes the state dir resolved, and shows the engine's plans and actions to its callers
+as its own frozen views. Nothing here prints: progress and notices go through an ``Events``
+object, results come back as data. Every function works on a Host (the real kernel unless one
+is passed in: the tests pass an in-memory one).
+
+``Events``, ``ApplyResult`` and ``PlanConflicts`` are the API's types as well, declared once
+here: generic in the plan and action they carry, the engine's here and the API's views there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from netdecl.backends.host import Host, Scope
 from netdecl.engine.applier import Applier, snapshot_owned
@@ -39,48 +45,72 @@ __all__ = ["ApplyResult", "Events", "PendingApply", "PlanConflicts", "Unfinished
            "show", "unfinished_applies"]
 
 
-def _ignore(*_: object) -> None:
-    return None
+class _Counted(Protocol):
+    """What ApplyResult.counts() asks of its plan (the engine's and the API's both have it)."""
+
+    def counts(self) -> tuple[int, int, int]: ...
+
+
+PlanT = TypeVar("PlanT", bound=_Counted)
+ActionT = TypeVar("ActionT")
 
 
 @dataclass
-class Events:
-    """What the service reports while it works (all optional)."""
+class Events(Generic[PlanT, ActionT]):
+    """Callbacks for what happens while apply, destroy and rollback work (all optional).
+    They run in the calling thread, between actions; an exception raised in one rolls the
+    apply back like any other failure."""
 
     # the plan about to be executed (after the checks, before the first action)
-    planned: Callable[[Plan], None] = _ignore
+    planned: Callable[[PlanT], None] | None = None
     # before each action: (number, total, action)
-    progress: Callable[[int, int, Action], None] | None = None
+    progress: Callable[[int, int, ActionT], None] | None = None
     # before each action of a rollback (after a failure, or of an interrupted apply)
-    rollback_progress: Callable[[int, int, Action], None] | None = None
-    # a line for people: waiting for confirmation, confirmed
-    notice: Callable[[str], None] = _ignore
+    rollback_progress: Callable[[int, int, ActionT], None] | None = None
+    # a line for people: waiting for confirmation, confirmed, another topology's journal
+    notice: Callable[[str], None] | None = None
     # an earlier apply that did not finish is being rolled back (first, under the lock)
-    recovering: Callable[[PendingApply], None] = _ignore
-    recovered: Callable[[str], None] = _ignore
+    recovering: Callable[[PendingApply], None] | None = None
+    recovered: Callable[[str], None] | None = None  # ... done (its topology's name)
 
 
-@dataclass
-class ApplyResult:
-    plan: Plan  # what was executed (empty: nothing to do)
-    executed: list[Action] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)  # interrupted applies rolled back first
-    confirmed: bool = False  # --confirm-timeout: confirmed in time
+@dataclass(frozen=True)
+class ApplyResult(Generic[PlanT, ActionT]):
+    """What an apply or destroy did."""
+
+    topology: str
+    plan: PlanT  # what was executed (no actions: the host already matched)
+    executed: tuple[ActionT, ...] = ()
+    recovered: tuple[str, ...] = ()  # interrupted applies rolled back first, by topology name
+    confirmed: bool = False  # confirm_timeout was given and the apply was confirmed in time
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.executed)
 
     def counts(self) -> tuple[int, int, int]:
         """(added, changed, destroyed), a replace counting as one added and one destroyed."""
         return self.plan.counts()
 
 
-class PlanConflicts(NetdeclError):
-    """The plan has conflicts (declared objects netdecl does not own): nothing was changed."""
+class PlanConflicts(NetdeclError, Generic[PlanT]):
+    """The plan has conflicts (declared objects netdecl does not own): nothing was changed.
+    ``plan`` is the refused plan; its ``conflicts`` say what is in the way."""
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: PlanT):
         self.plan = plan
         super().__init__("the plan has conflicts: nothing was changed")
 
 
+# what the service itself reports with: the engine's plans and actions
+EngineEvents = Events[Plan, Action]
+EngineResult = ApplyResult[Plan, Action]
+
 HostFactory = Callable[[], Host]
+
+
+def _ignore(*_: object) -> None:
+    return None
 
 
 def _kernel_host() -> Host:
@@ -145,8 +175,8 @@ def load_saved_plan(path: str) -> tuple[SavedPlan, Topology] | None:
 def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None,
           lock_timeout: float = LOCK_TIMEOUT, confirm_timeout: float | None = None,
           gate: Callable[[], None] | None = None,
-          events: Events | None = None, host: Host | None = None,
-          adopt: bool = False) -> ApplyResult:
+          events: EngineEvents | None = None, host: Host | None = None,
+          adopt: bool = False) -> EngineResult:
     """Make the host match ``desired``: under the host lock, first roll back whatever an
     interrupted apply left; then observe, plan (a ``saved`` plan must still be exactly what
     is planned now), snapshot, execute, verify, pass the ``gate`` and wait for confirmation
@@ -159,6 +189,7 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
     over declared objects that exist and belong to nobody; a saved plan adopts when it was
     made with --adopt."""
     events = events or Events()
+    notice = events.notice or _ignore
     if saved is not None:
         adopt = adopt or any(a.get("op") == ADOPT.value for a in saved.actions)
     with HostLock(state_root, lock_timeout), _using(host) as h:
@@ -167,23 +198,22 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
         recovered = _recover(h, state_root, [desired.name], events)
         for other in pending(state_root):
             if other != desired.name:
-                events.notice(f"netdecl: an interrupted apply of {other!r} left its journal; "
-                              f"`netdecl rollback --name {other}` rolls it back")
+                notice(f"netdecl: an interrupted apply of {other!r} left its journal; "
+                       f"`netdecl rollback --name {other}` rolls it back")
         result = _apply_locked(h, desired, state_root, saved, confirm_timeout, gate, events,
                                adopt)
-        result.recovered = recovered
-        return result
+        return dataclasses.replace(result, recovered=tuple(recovered))
 
 
 def destroy(topology: str, state_root: Path, *, lock_timeout: float = LOCK_TIMEOUT,
-            events: Events | None = None, host: Host | None = None) -> ApplyResult:
+            events: EngineEvents | None = None, host: Host | None = None) -> EngineResult:
     """Remove everything ``topology`` owns and restore the root sysctls it changed."""
     return apply(Topology(name=topology), state_root, lock_timeout=lock_timeout,
                  events=events, host=host)
 
 
 def rollback(state_root: Path, topology: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT,
-             events: Events | None = None, host: Host | None = None) -> list[str]:
+             events: EngineEvents | None = None, host: Host | None = None) -> list[str]:
     """Roll back the interrupted apply of ``topology`` (None: of every topology that left a
     journal, each on its own: a damaged journal is reported and does not stop the others);
     returns the names rolled back."""
@@ -200,7 +230,7 @@ def rollback(state_root: Path, topology: str | None = None, *, lock_timeout: flo
 
 def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedPlan | None,
                   confirm_timeout: float | None, gate: Callable[[], None] | None,
-                  events: Events, adopt: bool = False) -> ApplyResult:
+                  events: EngineEvents, adopt: bool = False) -> EngineResult:
     store = RecordStore(state_root)
     record = store.load(desired.name)
     _check_nft_if_needed(desired, record)
@@ -213,8 +243,9 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
     if todo.conflicts:
         raise PlanConflicts(todo)
     if not todo.actions:
-        return ApplyResult(plan=todo)
-    events.planned(todo)
+        return ApplyResult(topology=desired.name, plan=todo)
+    if events.planned is not None:
+        events.planned(todo)
     if todo.adoptions():
         # what is adopted is in the snapshot, so that a failed apply puts it back as it was
         # instead of deleting it as something this apply made; and as it is now, unmarked,
@@ -225,9 +256,10 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         snapshot.extend(observed.objects.get(key, obj) for key, obj in owned.objects.items())
     else:
         snapshot = snapshot_owned(observed, record)
+    notice = events.notice or _ignore
     waiter = None
     if confirm_timeout is not None:
-        waiter = confirmation.Waiter(state_root, desired.name, confirm_timeout, events.notice)
+        waiter = confirmation.Waiter(state_root, desired.name, confirm_timeout, notice)
 
     def hold(checkpoint: Callable[[], None]) -> None:
         if gate is not None:
@@ -241,11 +273,13 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         observed=observed)
     if waiter is not None:
         confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
-        events.notice("Confirmed: keeping the changes.")
-    return ApplyResult(plan=todo, executed=executed, confirmed=waiter is not None)
+        notice("Confirmed: keeping the changes.")
+    return ApplyResult(topology=desired.name, plan=todo, executed=tuple(executed),
+                       confirmed=waiter is not None)
 
 
-def _recover(host: Host, state_root: Path, names: list[str], events: Events) -> list[str]:
+def _recover(host: Host, state_root: Path, names: list[str],
+             events: EngineEvents) -> list[str]:
     """Finish what the crashed applies of ``names`` left: roll each back to its journal's
     snapshot. Each journal is checked whole first (DamagedStateFile: nothing done for that
     topology); one that cannot be used does not stop the others, and the worst failure is
@@ -258,7 +292,8 @@ def _recover(host: Host, state_root: Path, names: list[str], events: Events) -> 
             journal = Journal.load(state_root, name)
             if journal is None:
                 continue
-            events.recovering(PendingApply(name, journal.steps_done(), journal.total))
+            if events.recovering is not None:
+                events.recovering(PendingApply(name, journal.steps_done(), journal.total))
             applier = Applier(store, host, rollback_progress=events.rollback_progress)
             applier.rollback_to(journal.snapshot, journal.record_before,
                                 current=journal.claimed(), journal=journal)
@@ -267,7 +302,8 @@ def _recover(host: Host, state_root: Path, names: list[str], events: Events) -> 
             continue
         journal.finish()
         confirmation.clear(state_root, name)  # markers of an apply that died waiting
-        events.recovered(name)
+        if events.recovered is not None:
+            events.recovered(name)
         done.append(name)
     if len(failures) == 1:
         raise failures[0]

@@ -416,6 +416,36 @@ def run_probes(topo: Topology, timeout: float = 2.0) -> list[ProbeResult]:
     return [run_probe(topo, probe, timeout) for probe in topo.probes]
 
 
+@dataclass(frozen=True)
+class VerifyResult:
+    """A topology's probes, run: what `netdecl verify` prints, as data."""
+
+    topology: str
+    probes: tuple[ProbeResult, ...]  # in the topology's order
+
+    @property
+    def ok(self) -> bool:
+        """Every probe got what it expects (true when there are none)."""
+        return all(r.ok for r in self.probes)
+
+    def failed(self) -> tuple[ProbeResult, ...]:
+        return tuple(r for r in self.probes if not r.ok)
+
+    def text(self) -> str:
+        """The table `netdecl verify` prints, ending with "N probes: P passed, F failed"."""
+        return render_table(list(self.probes))
+
+    def to_json(self) -> dict[str, Any]:
+        """As `netdecl verify --json` prints it."""
+        failed = len(self.failed())
+        return {"topology": self.topology, "probes": [r.to_json() for r in self.probes],
+                "passed": len(self.probes) - failed, "failed": failed}
+
+
+def verify(topo: Topology, timeout: float = 2.0) -> VerifyResult:
+    return VerifyResult(topo.name, tuple(run_probes(topo, timeout)))
+
+
 def render_table(results: list[ProbeResult]) -> str:
     if not results:
         return "No probes in this topology (add a probes: section)."

@@ -228,11 +228,10 @@ except ImportError:
 
 def netdecl_calls():
     """Everything this module asks of netdecl, in one place: netdecl's public Python API
-    (netdecl.api). Results come back as data (Plan objects, probe results), never as text to
+    (netdecl.api, re-exported as netdecl.*), sandboxes and probes included, and nothing else of
+    netdecl. Results come back as data (Plan objects, probe results), never as text to
     parse."""
     import netdecl
-    from netdecl.tools.sandbox import enter
-    from netdecl.tools.verify import run_probes
 
     def load(src, content):
         return netdecl.load(src) if src is not None else \
@@ -255,8 +254,9 @@ def netdecl_calls():
 
     return SimpleNamespace(
         version=netdecl.__version__, load=load, plan=plan, plan_destroy=plan_destroy,
-        apply=apply, destroy=destroy, state_dir=lambda path: path, enter_sandbox=enter,
-        run_probes=run_probes, plan_data=lambda plan: plan.to_json(),
+        apply=apply, destroy=destroy, state_dir=lambda path: path,
+        enter_sandbox=netdecl.enter_sandbox, verify=netdecl.verify,
+        plan_data=lambda plan: plan.to_json(),
         plan_text=lambda plan: plan.text(),
         InvalidTopology=netdecl.InvalidTopology, NetdeclError=netdecl.NetdeclError,
         PlanConflicts=netdecl.PlanConflicts, ProbesFailed=netdecl.VerificationFailed,
@@ -323,15 +323,15 @@ def run(module, api, outcome):
     gate = None
     if present and params["verify"]:
         def gate():
-            results = api.run_probes(topology, timeout=params["probe_timeout"])
-            outcome.result["probes"] = [r.to_json() for r in results]
-            failed = [r for r in results if not r.ok]
+            verified = api.verify(topology, timeout=params["probe_timeout"])
+            outcome.result["probes"] = verified.to_json()["probes"]
+            failed = verified.failed()
             if failed:
                 lines = "".join(f"\n  {r.probe.source} -> {r.probe.to}"
                                 f"{':' + str(r.probe.port) if r.probe.port else ''}: {r.detail}"
                                 for r in failed)
-                raise api.ProbesFailed(f"verify: {len(failed)} of {len(results)} probes "
-                                       f"failed:{lines}")
+                raise api.ProbesFailed(f"verify: {len(failed)} of {len(verified.probes)} "
+                                       f"probes failed:{lines}")
 
     # the plan is returned even when its apply fails (and is rolled back)
     def planned(plan):
