@@ -14,6 +14,7 @@ outlive the deletion.
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ class KernelWatch:
                 # a namespace vanished between listing and entering: one at a time instead
                 for ns in by_ns:
                     try:
-                        opened[ns] = namespaces.run_in(ns, lambda ns=ns: open_all(ns))
+                        opened[ns] = namespaces.run_in(ns, functools.partial(open_all, ns))
                     except OSError as exc:
                         problems.append(f"cannot watch {ns or 'root'}: {exc.strerror or exc}")
         for ns, socks in opened.items():

@@ -387,6 +387,8 @@ class Agent:
         the apply: that is logged, counted and retried."""
         reason, what, first = source.pending, source.what, source.first_change
         source.pending = None
+        if reason is None:
+            return  # nothing pending (the loop reconciles only sources with a reason)
         if reason == FILE:
             try:
                 self._read(source)
