@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ from netdecl.model import (
     Sysctl,
     Topology,
 )
+from netdecl.nlattr import parse_attrs
+from netdecl.nlconst import IFLA_LINK
 from netdecl.topology.export import to_document
 from netdecl.topology.loader import load_topology_text
 
@@ -147,6 +150,11 @@ def test_a_link_kind_made_by_netdecl_says_how_the_kernel_makes_it(name):
 
     data = kind.create_data(link, Request())
     assert isinstance(data, bytes) and len(data) % 4 == 0
+    attrs = kind.create_attrs(link, Request())
+    assert isinstance(attrs, bytes) and len(attrs) % 4 == 0
+    if kind.parented:  # the parent is IFLA_LINK, by its index in the link's namespace
+        assert parse_attrs(attrs) == {IFLA_LINK: (7).to_bytes(4, sys.byteorder)}
+        assert link.spec is not None and link.spec.uses()
     assert set(link.recreated_by()) <= set(link.settings())
 
 
