@@ -95,6 +95,7 @@ LINK_SAMPLES = {
             "     peer: {name: eth0, namespace: ns1, mtu: 1400, addresses: [10.0.0.2/24]}}\n",
     "vxlan": "  - {name: vx0, kind: vxlan, master: br0,\n"
              "     vxlan: {id: 42, local: 192.0.2.1, dev: uplink, remotes: [192.0.2.2]}}\n",
+    "dummy": "  - {name: svc0, kind: dummy, addresses: [10.96.0.10/32]}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"
