@@ -1,0 +1,104 @@
+"""kind: macvlan on this machine's kernel (it has macvlan): made on its parent, seen as such by
+`ip -j -d link`, carrying traffic, replaced when its mode changes, gone after destroy.
+
+Namespace `a` holds the parent (one end of a veth) and two macvlans on it, each in a subnet of
+its own; namespace `b`, the other end of the veth, stands for the switch and the machines
+outside. HTTP from `b` to each macvlan's address is answered by a server in `a`, and `b`'s
+neighbour table holds each macvlan's own MAC for its address: the frames went to the macvlan,
+not to the parent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TOPOLOGY = """\
+version: 1
+name: mvlan
+namespaces:
+  a: {}
+  b: {}
+links:
+  - name: va
+    kind: veth
+    namespace: a
+    peer: {name: vb, namespace: b, addresses: [10.50.0.2/24, 10.51.0.2/24]}
+  - name: m1
+    kind: macvlan
+    namespace: a
+    link: va
+    addresses: [10.50.0.11/24]
+  - name: m2
+    kind: macvlan
+    namespace: a
+    link: va
+    macvlan: {mode: MODE}
+    addresses: [10.51.0.12/24]
+"""
+
+
+def write(tmp_path: Path, mode: str) -> str:
+    path = tmp_path / "mvlan.yaml"
+    path.write_text(TOPOLOGY.replace("MODE", mode))
+    return str(path)
+
+
+def netdecl_ok(host, *args: str) -> str:
+    result = host.netdecl(*args)
+    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def link(host, name: str, ns: str) -> dict[str, Any]:
+    (found,) = host.ip_json("-d", "link", "show", "dev", name, ns=ns)
+    return found
+
+
+def http_to(host, address: str) -> None:
+    """HTTP from `b` to `address` in `a`; the server sees `b`'s own address."""
+    server = host.start_server("a", 80, address=address)
+    result = host.http_get("b", address, 80)
+    assert result.ok, f"b -> {address}: {result.error}"
+    assert "ns=a client=10.5" in result.body
+    server.stop()
+
+
+def test_macvlans_are_made_on_their_parent_carry_traffic_and_a_new_mode_replaces_one(
+        host, tmp_path: Path):
+    before = host.snapshot()
+    path = write(tmp_path, "bridge")
+    netdecl_ok(host, "apply", path)
+
+    # the independent eye: the kernel's own account of what was made
+    made = {name: link(host, name, "a") for name in ("m1", "m2")}
+    for name, found in made.items():
+        info = found["linkinfo"]
+        assert (info["info_kind"], info["info_data"]["mode"], found["link"]) == (
+            "macvlan", "bridge", "va"), name
+        assert found.get("ifalias") == "netdecl:mvlan"
+    assert made["m1"]["address"] != made["m2"]["address"]
+    assert host.netdecl("plan", "--detailed-exitcode", path).returncode == 0  # no drift
+
+    http_to(host, "10.50.0.11")
+    http_to(host, "10.51.0.12")
+    neighbours = {n["dst"]: n.get("lladdr") for n in host.ip_json("neigh", "show", ns="b")}
+    assert neighbours["10.50.0.11"] == made["m1"]["address"]
+    assert neighbours["10.51.0.12"] == made["m2"]["address"]
+
+    # a mode is fixed when the device is made: a new one replaces it, the other stays
+    path = write(tmp_path, "private")
+    plan = host.netdecl("plan", "--detailed-exitcode", path)
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "-/+" in plan.stdout and "a/m2" in plan.stdout and "a/m1" not in plan.stdout, \
+        plan.stdout
+    netdecl_ok(host, "apply", path)
+    m2 = link(host, "m2", "a")
+    assert (m2["linkinfo"]["info_data"]["mode"], m2["link"]) == ("private", "va")
+    assert m2["ifindex"] != made["m2"]["ifindex"]
+    assert link(host, "m1", "a")["ifindex"] == made["m1"]["ifindex"]
+    assert host.netdecl("plan", "--detailed-exitcode", path).returncode == 0
+    http_to(host, "10.51.0.12")
+
+    netdecl_ok(host, "destroy", path)
+    assert host.snapshot() == before
