@@ -96,6 +96,8 @@ LINK_SAMPLES = {
     "vxlan": "  - {name: vx0, kind: vxlan, master: br0,\n"
              "     vxlan: {id: 42, local: 192.0.2.1, dev: uplink, remotes: [192.0.2.2]}}\n",
     "dummy": "  - {name: svc0, kind: dummy, addresses: [10.96.0.10/32]}\n",
+    "vlan": "  - {name: uplink.100, kind: vlan, link: uplink, vlan: {id: 100, protocol: 802.1ad},\n"
+            "     addresses: [10.100.0.1/24]}\n",
     "macvlan": "  - {name: mv0, kind: macvlan, link: uplink, macvlan: {mode: private}}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }

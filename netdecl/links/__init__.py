@@ -7,7 +7,7 @@ settings), and one line in ``LINK_KINDS``; tests/test_kinds.py checks that it ha
 
 from __future__ import annotations
 
-from netdecl.links import bridge, dummy, external, macvlan, veth, vxlan
+from netdecl.links import bridge, dummy, external, macvlan, veth, vlan, vxlan
 from netdecl.links.base import LinkKind
 
 LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
@@ -15,6 +15,7 @@ LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     veth.KIND,
     vxlan.KIND,
     dummy.KIND,
+    vlan.KIND,
     macvlan.KIND,
     external.KIND,
 )}
