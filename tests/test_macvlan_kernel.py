@@ -17,7 +17,9 @@ TOPOLOGY = """\
 version: 1
 name: mvlan
 namespaces:
-  a: {}
+  # answer ARP only on the link that holds the address: else the parent and the other
+  # macvlan, which hear the same broadcast, answer too, and b's neighbour table proves nothing
+  a: {sysctls: {net.ipv4.conf.all.arp_ignore: 1}}
   b: {}
 links:
   - name: va
@@ -102,3 +104,46 @@ def test_macvlans_are_made_on_their_parent_carry_traffic_and_a_new_mode_replaces
 
     netdecl_ok(host, "destroy", path)
     assert host.snapshot() == before
+
+
+def test_a_macvlan_is_made_again_when_its_parent_is(host, tmp_path: Path):
+    """A new veth (its peer renamed) takes the macvlans on it along in the kernel: the same
+    apply makes them again on the new one, with their addresses."""
+    before = host.snapshot()
+    path = write(tmp_path, "bridge")
+    netdecl_ok(host, "apply", path)
+    old = {name: link(host, name, "a")["ifindex"] for name in ("va", "m1", "m2")}
+    Path(path).write_text(Path(path).read_text().replace("name: vb,", "name: vc,"))
+    netdecl_ok(host, "apply", path)
+    for name in ("va", "m1", "m2"):
+        found = link(host, name, "a")
+        assert found["ifindex"] != old[name], name
+        if name != "va":
+            assert (found["linkinfo"]["info_kind"], found["link"]) == ("macvlan", "va"), name
+    assert host.netdecl("plan", "--detailed-exitcode", path).returncode == 0
+    http_to(host, "10.50.0.11")
+    http_to(host, "10.51.0.12")
+    netdecl_ok(host, "destroy", path)
+    assert host.snapshot() == before
+
+
+def test_a_macvlan_moved_away_from_its_parent_is_drift_and_apply_puts_it_back(
+        host, tmp_path: Path):
+    """Moved by hand into `b`, a macvlan's parent is in another namespace (IFLA_LINK_NETNSID):
+    read back without a parent here, it is drift for the plan, not a crash, and apply makes it
+    again where the file says. The one moved is left where it is: its identity is not the one
+    netdecl made (ownership by identity), so destroy would not delete namespace b around it."""
+    path = write(tmp_path, "bridge")
+    netdecl_ok(host, "apply", path)
+    host.run(["ip", "-n", "a", "link", "set", "m1", "netns", "b"])
+    moved = link(host, "m1", "b")
+    assert moved["linkinfo"]["info_kind"] == "macvlan" and moved.get("link_netnsid") is not None
+    plan = host.netdecl("plan", "--detailed-exitcode", path)
+    assert plan.returncode == 2 and "Traceback" not in plan.stderr, plan.stdout + plan.stderr
+    assert "+ link a/m1 (macvlan)" in plan.stdout and "b/m1" not in plan.stdout, plan.stdout
+    netdecl_ok(host, "apply", path)
+    assert link(host, "m1", "a")["link"] == "va"
+    assert link(host, "m1", "b")["ifindex"] == moved["ifindex"]
+    assert host.netdecl("plan", "--detailed-exitcode", path).returncode == 0
+    host.run(["ip", "-n", "b", "link", "del", "m1"])
+    netdecl_ok(host, "destroy", path)
