@@ -291,7 +291,19 @@ def check_parent(ctx: FileCheck, end: End) -> LinkRef | None:
     if parent == end.name:
         ctx.error(path, f"link {ctx.quoted(end.name)} cannot be made on itself")
         return None
-    return ctx.link_ref(path, end.namespace, parent)
+    found = ctx.link_ref(path, end.namespace, parent)
+    if found is not None:
+        mtu, most = _int(end.entry.get("mtu")), _int(found.spec.get("mtu"))
+        if mtu is not None and most is not None and mtu > most:
+            # VLANs and macvlans refuse an MTU above their parent's (ERANGE, EINVAL)
+            ctx.error((*end.path, "mtu"), f"mtu {mtu} is more than the {most} of its parent "
+                                          f"{ctx.quoted(found.name)}")
+    return found
+
+
+def _int(value: Any) -> int | None:
+    """An integer the file gives, else None (the schema reports what is not)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def entry_namespace(entry: Mapping[str, Any], default: str = ROOT) -> str:
