@@ -147,3 +147,33 @@ def test_a_macvlan_moved_away_from_its_parent_is_drift_and_apply_puts_it_back(
     assert host.netdecl("plan", "--detailed-exitcode", path).returncode == 0
     host.run(["ip", "-n", "b", "link", "del", "m1"])
     netdecl_ok(host, "destroy", path)
+
+
+def test_a_handmade_macvlan_is_shown_and_adopted_as_itself(host, tmp_path: Path):
+    """A macvlan made by hand: `show` writes it as kind macvlan on its parent, and that file
+    adopts it in place (`apply --adopt`: the very link, now netdecl's), with no drift after."""
+    import yaml
+
+    before = host.snapshot()
+    host.run(["ip", "netns", "add", "a"])
+    host.run(["ip", "-n", "a", "link", "add", "va", "type", "veth", "peer", "name", "vb"])
+    host.run(["ip", "-n", "a", "link", "add", "link", "va", "name", "m1", "type", "macvlan",
+              "mode", "vepa"])
+    for name in ("va", "vb", "m1"):
+        host.run(["ip", "-n", "a", "link", "set", name, "up"])
+    host.run(["ip", "-n", "a", "addr", "add", "10.50.0.11/24", "dev", "m1"])
+    handmade = link(host, "m1", "a")
+
+    shown = yaml.safe_load(netdecl_ok(host, "show", "--namespace", "a", "--name", "mine"))
+    (entry,) = [e for e in shown["links"] if e["name"] == "m1"]
+    assert (entry["kind"], entry["link"], entry["macvlan"]) == ("macvlan", "va", {"mode": "vepa"})
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(shown))
+    plan = host.netdecl("plan", "--adopt", str(path))
+    assert plan.returncode == 0 and "= adopt link a/m1" in plan.stdout, plan.stdout + plan.stderr
+    netdecl_ok(host, "apply", "--adopt", str(path))
+    adopted = link(host, "m1", "a")
+    assert (adopted["ifindex"], adopted.get("ifalias")) == (handmade["ifindex"], "netdecl:mine")
+    assert host.netdecl("plan", "--detailed-exitcode", str(path)).returncode == 0
+    netdecl_ok(host, "destroy", str(path))
+    assert host.snapshot() == before
