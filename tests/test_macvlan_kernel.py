@@ -87,6 +87,13 @@ def test_macvlans_are_made_on_their_parent_carry_traffic_and_a_new_mode_replaces
     neighbours = {n["dst"]: n.get("lladdr") for n in host.ip_json("neigh", "show", ns="b")}
     assert neighbours["10.50.0.11"] == made["m1"]["address"]
     assert neighbours["10.51.0.12"] == made["m2"]["address"]
+    # `explain` tells the same story: from b through the veth and its macvlan, and back
+    to_m1 = host.netdecl("explain", "--from", "b", "10.50.0.11", path)
+    assert to_m1.returncode == 0 and "vb -> veth peer a/va" in to_m1.stdout, to_m1.stdout
+    assert "va -> macvlan m1, made on it" in to_m1.stdout and "delivered" in to_m1.stdout
+    to_b = host.netdecl("explain", "--from", "a", "10.50.0.2", path)
+    assert to_b.returncode == 0 and "m1 sends on the segment of va" in to_b.stdout, to_b.stdout
+    assert "delivered" in to_b.stdout
 
     # a mode is fixed when the device is made: a new one replaces it, the other stays
     path = write(tmp_path, "private")

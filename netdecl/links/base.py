@@ -177,6 +177,9 @@ class LinkKind:
     reads_fdb: ClassVar[bool] = False
     # made on another link of its namespace, which the entry names as ``link:`` (PARENT_KEY)
     parented: ClassVar[bool] = False
+    # sends and receives untagged on its parent's segment (a macvlan, not a VLAN): `explain`
+    # crosses from it to its parent and from the parent to it
+    on_parent_segment: ClassVar[bool] = False
 
     # -- the file ---------------------------------------------------------------------------
     def ends(self, entry: Mapping[str, Any], namespace: str, path: Path) -> list[End]:
@@ -250,6 +253,11 @@ class LinkKind:
     def crossing(self, link: Link) -> str:
         """How `explain` says a frame crosses from ``link`` to a tunnel's far end."""
         return self.name
+
+    def reaches_sibling(self, link: Link, other: Link) -> bool:
+        """Whether a frame from ``link`` reaches ``other``, made on the same parent, without
+        leaving through the parent (only for kinds ``on_parent_segment``)."""
+        return False
 
 
 def common_link(end: End, kind: str, spec: LinkSpec | None) -> Link:

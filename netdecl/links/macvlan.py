@@ -66,6 +66,8 @@ class Macvlan(LinkKind):
         },
     }
     parented: ClassVar[bool] = True
+    on_parent_segment: ClassVar[bool] = True
+    layer2: ClassVar[bool] = True
 
     def specs(self, ends: Sequence[End]) -> list[LinkSpec | None]:
         entry = ends[0].entry
@@ -114,6 +116,12 @@ class Macvlan(LinkKind):
         # a mode netdecl does not write (source) reads as its number: never equal to a file's
         mode = _BY_NUMBER.get(number, str(number)) if number is not None else DEFAULT_MODE
         return MacvlanSpec(mode=mode, link=parent_name(link))
+
+    def reaches_sibling(self, link: Link, other: Link) -> bool:
+        """Bridge mode: macvlans of one parent talk directly; in the other modes the frame
+        leaves through the parent (vepa: for the switch outside to send back)."""
+        return all(isinstance(lk.spec, MacvlanSpec) and lk.spec.mode == "bridge"
+                   for lk in (link, other))
 
     def label(self, link: Link) -> str:
         spec = link.spec
