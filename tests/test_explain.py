@@ -141,3 +141,49 @@ def test_new_rule_words_match_like_the_rendered_nft_rules():
                         proto="tcp", port=22) == rules[1]
     assert match_filter(rules, iif="x", out="y", src="1.2.3.4", dst="10.1.1.1",
                         proto="tcp", port=23) is None
+
+
+class _Kernel:
+    """What World reads, from model objects: links and addresses per namespace."""
+
+    def __init__(self, links, addresses):
+        self.links, self.addresses = links, addresses
+
+    def read_links(self, ns, namespaces):
+        return [lk for lk in self.links if lk.namespace == ns]
+
+    def read_addresses(self, ns):
+        return [a for a in self.addresses if a.namespace == ns]
+
+
+def _macvlan_world(m2_mode: str):
+    from netdecl.links.macvlan import MacvlanSpec
+    from netdecl.links.veth import VethSpec
+    from netdecl.model import Address, Link
+    from netdecl.tools.explain import World
+
+    links = [Link("a", "va", "veth", spec=VethSpec(peer=("b", "vb"))),
+             Link("b", "vb", "veth", spec=VethSpec(peer=("a", "va"))),
+             Link("a", "m1", "macvlan", spec=MacvlanSpec(mode="bridge", link="va")),
+             Link("a", "m2", "macvlan", spec=MacvlanSpec(mode=m2_mode, link="va"))]
+    addresses = [Address("a", "va", "10.9.0.1/24"), Address("b", "vb", "10.9.0.2/24"),
+                 Address("a", "m1", "10.9.0.11/24"), Address("a", "m2", "10.9.0.12/24")]
+    return World(_Kernel(links, addresses), ["a", "b"], lambda ns: ())
+
+
+def test_a_macvlan_is_on_its_parents_segment_but_not_its_parents_stack():
+    """Frames from the segment reach a macvlan through its parent; the parent's own stack and
+    the macvlan never reach each other (the kernel's macvlan does not loop them back); two
+    macvlans of one parent talk directly only both in bridge mode."""
+    from netdecl.tools.explain import _l2_path
+
+    world = _macvlan_world("bridge")
+    assert [(node[1], how) for node, how in _l2_path(world, ("b", "vb"), "10.9.0.11")] == [
+        ("vb", "pair"), ("va", "from-parent"), ("m1", "")]
+    assert [node[1] for node, _ in _l2_path(world, ("a", "m1"), "10.9.0.2")] == [
+        "m1", "va", "vb"]
+    assert _l2_path(world, ("a", "va"), "10.9.0.11") is None
+    assert _l2_path(world, ("a", "m1"), "10.9.0.1") is None
+    assert [node[1] for node, _ in _l2_path(world, ("a", "m1"), "10.9.0.12")] == [
+        "m1", "va", "m2"]
+    assert _l2_path(_macvlan_world("private"), ("a", "m1"), "10.9.0.12") is None

@@ -100,3 +100,24 @@ def test_cli_svg_and_missing_graphviz(tmp_path, monkeypatch, capsys):
     assert "needs Graphviz's dot" in err and "apt-get install graphviz" in err
     assert cli.main(["graph", "topologies/docker-nat.yaml", "--format", "mermaid"]) == 0
     assert capsys.readouterr().out.startswith("flowchart LR")
+
+
+def test_vlans_and_macvlans_are_drawn_on_their_parent():
+    from netdecl.topology.loader import load_topology_text
+
+    topo = load_topology_text("""\
+version: 1
+name: drawn
+links:
+  - {name: eth0, kind: external}
+  - {name: br0, kind: bridge}
+  - {name: br0.100, kind: vlan, link: br0, vlan: {id: 100}}
+  - {name: mv0, kind: macvlan, link: br0, macvlan: {mode: private}}
+  - {name: mv1, kind: macvlan, link: eth0}
+""")
+    on = {(e.a[1], e.b[1]) for e in edges(topo) if e.how == "on"}
+    assert on == {("br0", "br0.100"), ("br0", "mv0")}  # the host's NIC is not drawn
+    dot = to_dot(topo)
+    assert '"root/br0" -- "root/br0.100" [style=dotted, label="on"];' in dot
+    assert "vlan 100 on br0" in dot and "macvlan private on br0" in dot
+    assert "-.-|on|" in to_mermaid(topo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ from netdecl.model import (
     Sysctl,
     Topology,
 )
+from netdecl.nlattr import parse_attrs
+from netdecl.nlconst import IFLA_LINK
 from netdecl.topology.export import to_document
 from netdecl.topology.loader import load_topology_text
 
@@ -92,6 +95,10 @@ LINK_SAMPLES = {
             "     peer: {name: eth0, namespace: ns1, mtu: 1400, addresses: [10.0.0.2/24]}}\n",
     "vxlan": "  - {name: vx0, kind: vxlan, master: br0,\n"
              "     vxlan: {id: 42, local: 192.0.2.1, dev: uplink, remotes: [192.0.2.2]}}\n",
+    "dummy": "  - {name: svc0, kind: dummy, addresses: [10.96.0.10/32]}\n",
+    "vlan": "  - {name: uplink.100, kind: vlan, link: uplink, vlan: {id: 100, protocol: 802.1ad},\n"
+            "     addresses: [10.100.0.1/24]}\n",
+    "macvlan": "  - {name: mv0, kind: macvlan, link: uplink, macvlan: {mode: private}}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"
@@ -147,6 +154,11 @@ def test_a_link_kind_made_by_netdecl_says_how_the_kernel_makes_it(name):
 
     data = kind.create_data(link, Request())
     assert isinstance(data, bytes) and len(data) % 4 == 0
+    attrs = kind.create_attrs(link, Request())
+    assert isinstance(attrs, bytes) and len(attrs) % 4 == 0
+    if kind.parented:  # the parent is IFLA_LINK, by its index in the link's namespace
+        assert parse_attrs(attrs) == {IFLA_LINK: (7).to_bytes(4, sys.byteorder)}
+        assert link.spec is not None and link.spec.uses()
     assert set(link.recreated_by()) <= set(link.settings())
 
 

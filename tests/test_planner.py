@@ -10,7 +10,9 @@ from builders import docker_bridge
 from netdecl.engine.planner import make_plan
 from netdecl.engine.state.planfile import action_from_json
 from netdecl.engine.state.record import OwnershipRecord
+from netdecl.links.macvlan import MacvlanSpec
 from netdecl.links.veth import VethSpec
+from netdecl.links.vlan import VlanSpec
 from netdecl.model import (
     ROOT,
     Address,
@@ -146,6 +148,34 @@ def test_peer_moving_namespace_is_a_replace_and_re_adds_dependents():
     assert len(replace) == 1 and replace[0].key == ("link", "", "veth-n1")
     assert replace[0].reason == "peer changed"
     assert "-/+ link veth-n1 <-> nginx-2/eth1" in plan_text(plan)
+
+
+def _on_a_veth(peer: str, vlan_mtu: int | None = None) -> Topology:
+    """A veth, a macvlan on its root end and a VLAN on the macvlan, with an address."""
+    topo = Topology(name="t")
+    topo.add(Namespace("ns1"))
+    topo.add(Link(ROOT, "va", "veth", spec=VethSpec(peer=("ns1", peer))))
+    topo.add(Link("ns1", peer, "veth", spec=VethSpec(peer=(ROOT, "va"))))
+    topo.add(Link(ROOT, "mv", "macvlan", spec=MacvlanSpec(link="va")))
+    topo.add(Link(ROOT, "mv.10", "vlan", mtu=vlan_mtu, spec=VlanSpec(id=10, link="mv")))
+    topo.add(Address(ROOT, "mv.10", "10.10.0.1/24"))
+    return topo
+
+
+def test_links_made_on_a_link_made_again_are_made_again_after_it():
+    """The kernel deletes a VLAN or a macvlan with its parent: a new parent takes them along,
+    each made again after the link it is made on, its in-place changes in the new one."""
+    observed, record = as_observed(_on_a_veth("vb"))
+    plan = make_plan(_on_a_veth("vc", vlan_mtu=1400), observed, record)
+    replaced = [a.key[2] for a in plan.actions if a.op == "replace"]
+    assert replaced == ["va", "mv", "mv.10"]  # in this order
+    assert not [a for a in plan.actions if a.op == "modify"]
+    assert [a.key for a in plan.actions if a.type == "address"] == [
+        ("address", ROOT, "mv.10", "10.10.0.1/24")]
+    text = plan_text(plan)
+    assert "-/+ link mv (macvlan)" in text and "made on va, which is made again" in text
+    # nothing made again when the parent stays
+    assert not make_plan(_on_a_veth("vb"), observed, record).actions
 
 
 def test_modify_shows_before_and_after():

@@ -140,6 +140,7 @@ class _Reported:
     def __init__(self, kernel: Kernel, ns: str, m: LinkMsg, name: str,
                  by_index: dict[int, str], all_namespaces: list[str], paired: bool):
         self.info_data = m.info_data
+        self.namespace = ns
         self._args = (ns, m, name, by_index, all_namespaces, paired)
         self._kernel = kernel
         self._by_index = by_index
@@ -590,7 +591,8 @@ class Kernel:
         try:
             request = _Request(self, link.namespace, temps, fd)
             echoed = self._raw_call(link.namespace, what, "new_link", temps[0], link.kind,
-                                    kind.create_data(link, request))
+                                    kind.create_data(link, request),
+                                    kind.create_attrs(link, request))
         finally:
             if fd is not None:
                 os.close(fd)

@@ -262,15 +262,17 @@ class RtnlSocket:
         return None
 
     # -- writes --------------------------------------------------------------------------------
-    def new_link(self, name: str, kind: str, info_data: bytes = b"") -> LinkMsg | None:
+    def new_link(self, name: str, kind: str, info_data: bytes = b"",
+                 attrs: bytes = b"") -> LinkMsg | None:
         """Create a link; returns the kernel's own description of the link it made (NLM_F_ECHO,
         honoured for links since Linux 6.3), or None from a kernel that only acknowledges:
-        the caller then looks the link up by its name."""
+        the caller then looks the link up by its name. ``attrs``: top-level attributes besides
+        the name and IFLA_LINKINFO (IFLA_LINK: the parent of a VLAN or a macvlan)."""
         info = attr_str(IFLA_INFO_KIND, kind)
         if info_data:
             info += nested(IFLA_INFO_DATA, info_data)
         body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name) + \
-            nested(IFLA_LINKINFO, info)
+            attrs + nested(IFLA_LINKINFO, info)
         for payload in self.call(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, body):
             msg = _link_msg(payload)
             if as_str(msg.attrs.get(IFLA_IFNAME)) == name:

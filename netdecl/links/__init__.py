@@ -7,13 +7,16 @@ settings), and one line in ``LINK_KINDS``; tests/test_kinds.py checks that it ha
 
 from __future__ import annotations
 
-from netdecl.links import bridge, external, veth, vxlan
+from netdecl.links import bridge, dummy, external, macvlan, veth, vlan, vxlan
 from netdecl.links.base import LinkKind
 
 LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     bridge.KIND,
     veth.KIND,
     vxlan.KIND,
+    dummy.KIND,
+    vlan.KIND,
+    macvlan.KIND,
     external.KIND,
 )}
 """name (the file's ``kind:``, the kernel's IFLA_INFO_KIND) -> kind, in the schema's order."""

@@ -8,8 +8,9 @@ kind and never test its name:
   from them (``specs``), objects the entry implies (``derived``), the kind's own checks
   (``check``), and how ``show`` writes an observed link back (``exportable``, ``export``);
 - the plan (engine/): a spec's ``RECREATE`` settings, ``pair`` and ``uses`` (model.py);
-- the kernel (backends/netlink.py): the IFLA_INFO_DATA that creates one (``create_data``),
-  that changes settings in place (``change_data``), and the spec read back (``parse``);
+- the kernel (backends/netlink.py): the IFLA_INFO_DATA that creates one (``create_data``) and
+  the top-level attributes beside it (``create_attrs``: a VLAN's parent), what changes
+  settings in place (``change_data``), and the spec read back (``parse``);
 - drawing (tools/): a node's label (``label``), whether it joins other links at layer 2
   (``ports``, ``layer2``) and the tunnels between devices (``tunnels``).
 
@@ -24,8 +25,22 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from netdecl.model import ROOT, Link, LinkSpec, NetObject, Topology
+from netdecl.nlattr import attr_u32
+from netdecl.nlconst import IFLA_LINK
 
 Path = tuple[Any, ...]  # a place in the file: ("links", 3, "peer")
+
+PARENT_KEY = "link"
+"""The file key naming the link a link is made on (a VLAN's or a macvlan's parent), for the
+kinds that are (``LinkKind.parented``)."""
+
+PARENT_SCHEMA: dict[str, Any] = {
+    "$ref": "#/$defs/ifname",
+    "description": "The link this one is made on (its parent: a VLAN's or a macvlan's lower "
+                   "device), in the same namespace: a link of the file, or the host's NIC "
+                   "declared as kind: external. (A parent in another namespace, the mapping "
+                   "forms {name: ..., namespace: ...}, is not supported yet.)",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,24 @@ class End:
     name: str
     path: Path
     entry: Mapping[str, Any]
+
+
+class LinkRef(Protocol):
+    """A link the file declares, as a reference to it resolves (topology/checks.LinkDecl)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> Any:
+        """Its ``kind:`` as written (not validated)."""
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """Its entry in the file (not validated)."""
 
 
 class FileCheck(Protocol):
@@ -54,9 +87,17 @@ class FileCheck(Protocol):
     def ifname(self, path: Path, text: str) -> bool:
         """Whether ``text`` is an interface name; reports it at ``path`` when not."""
 
+    def link_ref(self, path: Path, namespace: str | None, value: Any) -> LinkRef | None:
+        """The link ``value`` names in ``namespace``; None after reporting at ``path`` that
+        there is none (or when ``value`` is no name: the schema says so)."""
+
 
 class KernelLink(Protocol):
     """A link as the kernel described it, for a kind to read its settings from."""
+
+    @property
+    def namespace(self) -> str:
+        """The namespace it is in."""
 
     @property
     def info_data(self) -> Mapping[int, bytes]:
@@ -134,6 +175,11 @@ class LinkKind:
     paired: ClassVar[bool] = False
     # its settings live partly in the FDB (a VXLAN's remotes), so plan reads the FDB
     reads_fdb: ClassVar[bool] = False
+    # made on another link of its namespace, which the entry names as ``link:`` (PARENT_KEY)
+    parented: ClassVar[bool] = False
+    # sends and receives untagged on its parent's segment (a macvlan, not a VLAN): `explain`
+    # crosses from it to its parent and from the parent to it
+    on_parent_segment: ClassVar[bool] = False
 
     # -- the file ---------------------------------------------------------------------------
     def ends(self, entry: Mapping[str, Any], namespace: str, path: Path) -> list[End]:
@@ -175,6 +221,11 @@ class LinkKind:
         """IFLA_INFO_DATA of the request that creates ``link``."""
         return b""
 
+    def create_attrs(self, link: Link, request: KernelRequest) -> bytes:
+        """Top-level attributes of the create request besides IFLA_LINKINFO (a VLAN's parent
+        is IFLA_LINK, not part of IFLA_INFO_DATA)."""
+        return b""
+
     def change_data(self, link: Link, changed: set[str]) -> bytes | None:
         """IFLA_INFO_DATA that sets the ``changed`` settings of an existing ``link`` in
         place; None: nothing of the kind's to change."""
@@ -203,6 +254,11 @@ class LinkKind:
         """How `explain` says a frame crosses from ``link`` to a tunnel's far end."""
         return self.name
 
+    def reaches_sibling(self, link: Link, other: Link) -> bool:
+        """Whether a frame from ``link`` reaches ``other``, made on the same parent, without
+        leaving through the parent (only for kinds ``on_parent_segment``)."""
+        return False
+
 
 def common_link(end: End, kind: str, spec: LinkSpec | None) -> Link:
     """The Link of a valid entry: the settings every kind has, from the file."""
@@ -219,6 +275,43 @@ def common_link(end: End, kind: str, spec: LinkSpec | None) -> Link:
         hairpin=entry.get("hairpin"),
         spec=spec,
     )
+
+
+def parent_attr(parent: str | None, request: KernelRequest) -> bytes:
+    """IFLA_LINK naming ``parent`` (in the namespace the link is made in): what a kind made on
+    a parent returns from ``create_attrs``."""
+    return attr_u32(IFLA_LINK, request.index_of(parent)) if parent else b""
+
+
+def parent_name(link: KernelLink) -> str | None:
+    """The name of ``link``'s parent (IFLA_LINK) when it is in the link's own namespace, else
+    None: a parent elsewhere, or gone (drift for the plan, not an error here); a file names a
+    parent in the same namespace only, so far."""
+    target = link.target()
+    return target[1] if target is not None and target[0] == link.namespace else None
+
+
+def check_parent(ctx: FileCheck, end: End) -> LinkRef | None:
+    """The declared link an entry's ``link:`` names in its namespace, or None after saying why
+    there is none (a kind made on a parent checks each of its ends with this)."""
+    parent = end.entry.get(PARENT_KEY)
+    path = (*end.path, PARENT_KEY)
+    if parent == end.name:
+        ctx.error(path, f"link {ctx.quoted(end.name)} cannot be made on itself")
+        return None
+    found = ctx.link_ref(path, end.namespace, parent)
+    if found is not None:
+        mtu, most = _int(end.entry.get("mtu")), _int(found.spec.get("mtu"))
+        if mtu is not None and most is not None and mtu > most:
+            # VLANs and macvlans refuse an MTU above their parent's (ERANGE, EINVAL)
+            ctx.error((*end.path, "mtu"), f"mtu {mtu} is more than the {most} of its parent "
+                                          f"{ctx.quoted(found.name)}")
+    return found
+
+
+def _int(value: Any) -> int | None:
+    """An integer the file gives, else None (the schema reports what is not)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def entry_namespace(entry: Mapping[str, Any], default: str = ROOT) -> str:

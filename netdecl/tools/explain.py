@@ -181,9 +181,13 @@ class World:
         self.links: dict[tuple[str, str], Link] = {}
         self.addrs: dict[tuple[str, str], list[Any]] = {}  # (ns, link) -> ip_interface
         self.owner: dict[str, tuple[str, str]] = {}  # address -> (ns, link)
+        # parent -> the links on its segment made on it (macvlans: LinkKind.on_parent_segment)
+        self.on_parent: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for ns in namespaces:
             for link in kernel.read_links(ns, namespaces):
                 self.links[(ns, link.name)] = link
+                for parent in _segment_parents(link):
+                    self.on_parent.setdefault((ns, parent), []).append((ns, link.name))
             for addr in kernel.read_addresses(ns):
                 iface = ipaddress.ip_interface(addr.cidr)
                 self.addrs.setdefault((ns, addr.link), []).append(iface)
@@ -224,7 +228,34 @@ class World:
                     if key[0] == node[0] and other.master == link.name]
         if kind is not None:
             out += [(key, "tunnel") for key in kind.far_ends(node, link, self.links)]
+        out += [((node[0], parent), "onto-parent") for parent in _segment_parents(link)
+                if (node[0], parent) in self.links]
+        out += [(child, "from-parent") for child in self.on_parent.get(node, [])]
         return out
+
+    def crosses(self, came: tuple[tuple[str, str], str] | None, node: tuple[str, str],
+                other: tuple[str, str], how: str) -> bool:
+        """Whether a frame at ``node`` (arrived by ``came``: (link, how), None: sent by it)
+        goes on to ``other``: from a parent down to a link made on it only when it came from
+        the segment, or from a sibling the kind lets reach it; never from the parent's own
+        stack (a macvlan's host cannot reach it through the parent)."""
+        if how != "from-parent":
+            return True
+        if came is None:
+            return False
+        if came[1] != "onto-parent":
+            return True
+        sibling = self.links[came[0]]
+        kind = link_kind(sibling.kind)
+        return kind is not None and kind.reaches_sibling(sibling, self.links[other])
+
+
+def _segment_parents(link: Link) -> tuple[str, ...]:
+    """The links whose segment ``link`` sends on untagged (a macvlan's parent)."""
+    kind = link_kind(link.kind)
+    if kind is None or not kind.on_parent_segment or link.spec is None:
+        return ()
+    return link.spec.uses()
 
 
 @dataclass
@@ -407,6 +438,10 @@ def _cross(world: World, result: Explanation, pkt: Packet, start: tuple[str, str
             kind = link_kind(link.kind)
             crossing = kind.crossing(link) if kind is not None else link.kind
             result.add(here[0], f"{here[1]} -> {crossing} -> {qualify(*there)}")
+        elif how == "onto-parent":
+            result.add(here[0], f"{here[1]} sends on the segment of {there[1]}, its parent")
+        elif how == "from-parent":
+            result.add(here[0], f"{here[1]} -> {link.kind} {there[1]}, made on it (its MAC)")
         if not link.up:
             _finish(result, pkt, "dropped", f"link {qualify(*there)} is down")
             return True
@@ -427,7 +462,11 @@ def _l2_path(world: World, start: tuple[str, str],
     queue = deque([start])
     while queue:
         node = queue.popleft()
-        if node != start and _holds(world, node, nexthop):
+        came = parents[node]
+        # a frame a link sends on its parent's segment leaves by the parent, never reaching
+        # the parent's own addresses
+        if node != start and (came is None or came[1] != "onto-parent") \
+                and _holds(world, node, nexthop):
             chain: list[tuple[tuple[str, str], str]] = [(node, "")]
             step = parents[node]
             while step is not None:
@@ -436,7 +475,7 @@ def _l2_path(world: World, start: tuple[str, str],
                 step = parents[prev]
             return chain
         for other, how in world.neighbours(node):
-            if other not in parents:
+            if other not in parents and world.crosses(parents[node], node, other, how):
                 parents[other] = (node, how)
                 queue.append(other)
     return None

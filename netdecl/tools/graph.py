@@ -24,8 +24,8 @@ DOT_TIMEOUT = 30.0
 class Edge:
     a: tuple[str, str]
     b: tuple[str, str]
-    kind: str  # what joins them: the kind of a pair or a tunnel (veth, vxlan), or "port"
-    how: str  # pair | port | tunnel
+    kind: str  # what joins them: the kind of a pair or a tunnel (veth, vxlan), "port" or "on"
+    how: str  # pair | port | tunnel | on (a link made on another: a VLAN on its parent)
     label: str = ""
 
 
@@ -51,7 +51,8 @@ def _label(topo: Topology, link: Link) -> list[str]:
 
 
 def edges(topo: Topology) -> list[Edge]:
-    """veth pairs (once each), bridge ports, and VXLAN tunnels between matching devices."""
+    """veth pairs (once each), bridge ports, links made on a parent (VLANs, macvlans), and
+    VXLAN tunnels between matching devices."""
     links = {(lk.namespace, lk.name): lk for lk in topo.of_type(Link)}
     out: list[Edge] = []
     seen: set[frozenset[tuple[str, str]]] = set()
@@ -63,6 +64,10 @@ def edges(topo: Topology) -> list[Edge]:
                 out.append(Edge(key, link.peer, link.kind, "pair"))
         if link.master and (link.namespace, link.master) in links:
             out.append(Edge((link.namespace, link.master), key, "port", "port"))
+        kind = link_kind(link.kind)
+        if kind is not None and kind.parented and link.spec is not None:
+            out.extend(Edge((link.namespace, parent), key, "on", "on")
+                       for parent in link.spec.uses() if (link.namespace, parent) in links)
     for key, link in links.items():
         kind = link_kind(link.kind)
         for other_key, label in kind.tunnels(key, link, links, topo) if kind else ():
@@ -110,7 +115,7 @@ def to_dot(topo: Topology) -> str:
             lines.append(f"    {_dot_id((ns, link.name))} [label=\"{label}\"{shape}];")
         lines.append("  }")
     styles = {"pair": 'label="{kind}", penwidth=2', "port": 'style=dashed, label="port"',
-              "tunnel": 'style=bold, color=blue'}
+              "tunnel": 'style=bold, color=blue', "on": 'style=dotted, label="on"'}
     for edge in edges(topo):
         extra = f', label={_dq(edge.label)}' if edge.label else ""
         style = styles[edge.how].format(kind=edge.kind)
@@ -152,7 +157,7 @@ def to_mermaid(topo: Topology) -> str:
             shape = ('[["', '"]]') if _hub(link) else ('["', '"]')
             lines.append(f"    {ids[(ns, link.name)]}{shape[0]}{label}{shape[1]}")
         lines.append("  end")
-    arrows = {"pair": "<-->|{kind}|", "port": "-.-|port|", "tunnel": "<==>"}
+    arrows = {"pair": "<-->|{kind}|", "port": "-.-|port|", "tunnel": "<==>", "on": "-.-|on|"}
     for edge in edges(topo):
         arrow = arrows[edge.how].format(kind=edge.kind)
         if edge.label:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from netdecl.links import LINK_KINDS
+from netdecl.links.base import PARENT_KEY, PARENT_SCHEMA
 from netdecl.topology.loader import SCHEMA_PATH, schema_digest
 
 TARGET = Path(__file__).with_name("schema_compiled.py")
@@ -56,9 +57,16 @@ def with_link_kinds(schema: dict[str, Any]) -> dict[str, Any]:
             defs.update(owner.schema_defs)
             others = [k.name for k in kinds if k is not owner and k.made]
             conditions.append(_when(others, {"not": {"required": [owner.settings_key]}}))
+    parented = [k.name for k in kinds if k.parented]
+    if parented:  # the parent (``link:``): required on the kinds made on one, refused elsewhere
+        link["properties"][PARENT_KEY] = PARENT_SCHEMA
+        conditions.append(_when(parented, {"required": [PARENT_KEY]}))
+        others = [k.name for k in kinds if not k.parented and k.made]
+        conditions.append(_when(others, {"not": {"required": [PARENT_KEY]}}))
     for kind in kinds:
         if not kind.made:  # the host's own: no kind's settings, and none of what it refuses
-            keys = [k.settings_key for k in kinds if k.settings_key] + list(kind.refuses)
+            keys = [k.settings_key for k in kinds if k.settings_key] + \
+                ([PARENT_KEY] if parented else []) + list(kind.refuses)
             conditions.append(_when([kind.name], {"allOf": [{"not": {"required": [key]}}
                                                             for key in keys]}))
     link["allOf"] = conditions

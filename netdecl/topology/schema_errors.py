@@ -14,16 +14,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from netdecl.links import LINK_KINDS, link_kind
+from netdecl.links.base import PARENT_KEY
 from netdecl.topology.yamlsrc import Document, Path, Pos, quoted
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
 
 # Keys that exist only for some link kinds: what to say when they appear on another kind.
-KIND_ONLY = {k.settings_key: k.name for k in LINK_KINDS.values() if k.settings_key}
+_PARENTED = " or ".join(k.name for k in LINK_KINDS.values() if k.parented)
+KIND_ONLY = {**{k.settings_key: k.name for k in LINK_KINDS.values() if k.settings_key},
+             PARENT_KEY: _PARENTED}
 REQUIRED_HINTS = {
     **{k.settings_key: k.settings_hint for k in LINK_KINDS.values()
        if k.settings_key and k.settings_hint},
+    PARENT_KEY: f"a {_PARENTED} link is made on a parent link: {PARENT_KEY}: eth0",
     "version": "write version: 1",
 }
 TYPE_WORDS = {

@@ -243,11 +243,36 @@ def _links(d: _Diff, kind: Kind) -> None:
             if changes:
                 d.add(Action(MODIFY, end.key, before=now, after=end, changes=changes))
 
+    _made_again_with_parent(d, desired_links, deleted)
     desired_keys = {link.key for link in desired_links}
     for o in sorted(d.observed.of_type(Link), key=lambda link: link.key):
         if o.key in desired_keys or o.key in deleted or not _owned(d, o):
             continue
         delete_observed(o, Reason.PRUNE)
+
+
+def _made_again_with_parent(d: _Diff, desired_links: list[Link], deleted: set[Key]) -> None:
+    """A link made on another (LinkSpec.uses: a VLAN's or a macvlan's parent, a VXLAN's
+    underlay) is deleted by the kernel with it: when the plan makes that one again, this one
+    is made again too, after it (order.py), though nothing of its own changed. Until nothing
+    more is found: a VLAN on a macvlan on a veth goes with the veth."""
+    found = True
+    while found:
+        found = False
+        for want in sorted(desired_links, key=lambda link: link.key):
+            if want.key in d.rebuilt_links or want.spec is None or want.peer is not None:
+                continue
+            lost = next((name for name in want.spec.uses()
+                         if ("link", want.namespace, name) in d.rebuilt_links), None)
+            now = d.observed.get(want.key)
+            if lost is None or not isinstance(now, Link) or not _owned(d, now):
+                continue  # (one not ours is a conflict already)
+            d.actions = [a for a in d.actions if a.key != want.key]  # its in-place changes
+            deleted.add(now.key)
+            d.rebuilt_links.add(want.key)
+            d.add(Action(REPLACE, want.key, before=now, after=want, why=Reason.RECREATE,
+                         detail=f"made on {qualify(want.namespace, lost)}, which is made again"))
+            found = True
 
 
 def _needs_replace(ends: list[Link], observed: list[NetObject | None]) -> bool:
