@@ -184,3 +184,17 @@ def test_a_handmade_macvlan_is_shown_and_adopted_as_itself(host, tmp_path: Path)
     assert host.netdecl("plan", "--detailed-exitcode", str(path)).returncode == 0
     netdecl_ok(host, "destroy", str(path))
     assert host.snapshot() == before
+
+
+def test_a_failure_anywhere_in_remaking_a_parent_restores_its_macvlans(host, tmp_path: Path):
+    """The rollback of an apply that made a parent again must bring back the macvlans on the
+    old one too (the kernel deleted them with it): at every step a failure is injected, the
+    host is the one from before, macvlans, addresses and MACs included."""
+    from test_rollback import fail_at_every_action
+
+    base = write(tmp_path, "bridge")
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(Path(base).read_text().replace("name: vb,", "name: vc,"))
+    assert fail_at_every_action(host, str(renamed), base) >= 3
+    http_to(host, "10.50.0.11")
+    http_to(host, "10.51.0.12")
