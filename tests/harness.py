@@ -576,10 +576,11 @@ class HermeticHost:
             }
         return out
 
-    def _collect_settled(self, timeout: float = 5.0) -> dict[str, Any]:
+    def _collect_settled(self, timeout: float = 15.0) -> dict[str, Any]:
         """Collect, but wait out IPv6 duplicate address detection first: while an address is
         "tentative" its local route is missing, so two snapshots a second apart would differ.
-        Links without carrier never finish DAD, so only those with LOWER_UP count."""
+        Links without carrier never finish DAD, so only those with LOWER_UP count. DAD takes
+        a second or two; the bound is generous for a machine busy with other test runs."""
         deadline = time.monotonic() + timeout
         while True:
             raw = json.loads(self.run([sys.executable, "-c", COLLECTOR]).stdout)
