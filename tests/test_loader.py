@@ -357,3 +357,15 @@ def test_a_bridge_takes_at_most_1024_ports():
     line = "  - {name: v1024, kind: veth, master: br0, peer: {name: p1024}}"
     assert (problem.line, problem.col) == (4 + 1025, line.index("br0") + 1)  # the 1025th
     assert "bridge 'br0' would have more than 1024 ports" in problem.message
+
+
+def test_a_default_route_spelled_as_a_network_makes_no_gateway_on_link():
+    """`default` and 0.0.0.0/0 are one route: neither spelling of a scope-link default makes a
+    gateway on-link (hypothesis found a file valid with 0.0.0.0/0 that `show` wrote back as
+    `default` and its own validate then refused)."""
+    for to in ("default", "0.0.0.0/0"):
+        text = ("version: 1\nname: t\nlinks:\n  - {name: br0, kind: bridge}\n"
+                f"routes:\n  - {{to: '{to}', dev: br0, table: 1}}\n"
+                "  - {to: default, via: 198.51.100.1}\n")
+        with pytest.raises(InvalidTopology, match="gateway 198.51.100.1 is not on-link"):
+            load_topology_text(text)

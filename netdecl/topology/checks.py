@@ -410,7 +410,9 @@ def collect_link_routes(ctx: Context) -> None:
                 not isinstance(to, str) or to == DEFAULT_ROUTE:
             continue
         net, _ = parse_network(to)
-        if net is not None:
+        # a default route is no on-link route, however it is spelled (`default` is skipped
+        # above; 0.0.0.0/0 and ::/0 are the same route, and `show` writes them as `default`)
+        if net is not None and net.prefixlen > 0:
             ctx.link_routes.setdefault(ns, []).append((net, route.get("dev")))
 
 
