@@ -97,12 +97,14 @@ def object_from_dict(data: dict[str, Any]) -> NetObject:
     return cls(**data)
 
 
+_LINK_FIELDS = frozenset(f.name for f in dataclasses.fields(Link))
+
+
 def _link_fields(data: dict[str, Any]) -> dict[str, Any]:
     """A recorded link's fields: its kind's flat settings (model.RECORD_SETTINGS and any of
     the kind's own) gathered into its spec."""
     kind = link_kind(data.get("kind"))
-    common = {f.name for f in dataclasses.fields(Link)}
-    settings = {k: data.pop(k) for k in list(data) if k not in common}
+    settings = {k: data.pop(k) for k in list(data) if k not in _LINK_FIELDS}
     if kind is None and set(settings) - set(RECORD_SETTINGS):
         raise TypeError(f"unexpected link fields {sorted(set(settings) - set(RECORD_SETTINGS))}")
     if kind is not None:
