@@ -28,7 +28,7 @@ from netdecl.engine.state import statedir, untrusted
 from netdecl.engine.state.planfile import action_from_json, action_to_json
 from netdecl.engine.state.record import OwnershipRecord, record_shape, validated
 from netdecl.engine.state.statedir import journal_dir, journal_path, write_atomically
-from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted
+from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted, parse_problem
 from netdecl.kinds import object_from_dict
 from netdecl.model import Key, Topology
 
@@ -118,7 +118,7 @@ class Journal:
                 line_number = at  # named in the message if this line is the damaged one
                 journal.entries.append(_entry(json.loads(line)))
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            problem = str(exc) if isinstance(exc, Untrusted) else _problem(exc)
+            problem = parse_problem(exc, "a journal entry")
             raise DamagedStateFile(path, f"line {line_number}: {problem}", advice) from None
         return journal
 
@@ -194,16 +194,6 @@ def check_action(action: Action) -> Action:
         if obj is not None:
             untrusted.check_object(obj)
     return action
-
-
-def _problem(exc: BaseException) -> str:
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    if isinstance(exc, UnicodeDecodeError):
-        return "not text"
-    if isinstance(exc, ValueError):
-        return "not JSON"
-    return "not what netdecl writes there"
 
 
 def pending(state_root: Path) -> list[str]:

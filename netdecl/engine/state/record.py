@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from netdecl.engine.state import statedir, untrusted
-from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted
+from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted, parse_problem
 from netdecl.kinds import Ownership
 from netdecl.model import Key
 
@@ -198,7 +198,7 @@ class RecordStore:
         try:
             return validated(OwnershipRecord.from_json(record_shape(json.loads(raw))), topology)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            problem = str(exc) if isinstance(exc, Untrusted) else _shape_problem(raw, exc)
+            problem = "empty" if not raw.strip() else parse_problem(exc, "an ownership record")
             raise DamagedStateFile(path, problem, _ADVICE.format(topology=topology)) from None
 
     def save(self, record: OwnershipRecord) -> None:
@@ -218,16 +218,6 @@ class RecordStore:
 _ADVICE = ("netdecl cannot tell what topology {topology} owns, so it changes nothing for it: "
            "restore the file from a backup, or move it away and remove what {topology} made by "
            "hand (without the file netdecl treats it as foreign)")
-
-
-def _shape_problem(raw: bytes, exc: BaseException) -> str:
-    if not raw.strip():
-        return "empty"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    if isinstance(exc, ValueError):
-        return "not JSON, or cut short"
-    return "not the shape of an ownership record"
 
 
 def record_shape(data: Any) -> dict[str, Any]:

@@ -51,6 +51,21 @@ class Untrusted(ValueError):
     """A value read back breaks the format's rules (the message says which and how)."""
 
 
+def parse_problem(exc: BaseException, shape: str) -> str:
+    """What is wrong with a state file (or one line of a journal) that failed to be read as
+    ``shape`` (e.g. "an ownership record"): the one wording for every file kind. ``exc`` is
+    what parsing and checking it raised."""
+    if isinstance(exc, Untrusted):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not text"
+    if isinstance(exc, ValueError):
+        return "not JSON"
+    return f"not the shape of {shape}"
+
+
 @lru_cache(maxsize=1)
 def _schema_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     """(topology name, sysctl name): the patterns the loader validates files with."""
