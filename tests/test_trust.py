@@ -227,11 +227,12 @@ def _lines(data: bytes) -> list[bytes]:
 
 
 def _cut(data: bytes) -> bytes:
-    """Cut in the middle of a line, as a copy or a full disk might."""
+    """Half a line in the middle, the lines after it whole: not the torn last line a crash
+    leaves (that one is discarded, see test_recovery_kernel.py) but a file spliced or edited."""
     middle = len(data) // 2
     while data[middle - 1:middle] == b"\n":
         middle += 1
-    return data[:middle]
+    return data[:middle] + b"\n" + _lines(data)[-1]
 
 
 JOURNAL_DAMAGE = {

@@ -292,6 +292,9 @@ def _recover(host: Host, state_root: Path, names: list[str],
             journal = Journal.load(state_root, name)
             if journal is None:
                 continue
+            if (torn := journal.torn_note()) is not None and events.notice is not None:
+                events.notice(torn)
+            journal.discard_torn_tail()  # the rollback's own lines must not follow half a line
             if events.recovering is not None:
                 events.recovering(PendingApply(name, journal.steps_done(), journal.total))
             applier = Applier(store, host, rollback_progress=events.rollback_progress)

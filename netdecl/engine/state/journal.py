@@ -10,9 +10,13 @@ If netdecl dies mid-apply (SIGKILL, power loss), the journal is still there; `ne
 journal is removed once its apply finished or was rolled back.
 
 Each line goes down in one write(2), so a process killed around it leaves the line whole or
-absent: a journal that does not end in a complete line, or holds anything but what netdecl
-writes, was damaged (cut, edited, planted) and is refused as a whole (untrusted.DamagedStateFile)
-rather than half-replayed, which would take the claims after the cut for someone else's.
+absent; a write that fails part-way (a full disk) is cut back off before the error is raised.
+A last line left without its newline all the same (a crash inside the write) is treated as a
+write-ahead log treats it: that record did not happen (load() discards it and says so). Any
+other damage - a bad line in the middle, a bad header, lines that are not what netdecl writes -
+is refused as a whole (untrusted.DamagedStateFile) rather than half-replayed, which would take
+the claims after the damage for someone else's; ``salvage`` reads what it can of such a journal
+for `netdecl rollback --salvage`, which undoes only what those parts prove.
 """
 
 from __future__ import annotations
@@ -32,9 +36,21 @@ from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted, parse_pr
 from netdecl.kinds import object_from_dict
 from netdecl.model import Key, Topology
 
-_ADVICE = ("the interrupted apply of {topology} cannot be rolled back from it: see what it "
-           "left with `netdecl plan FILE`, remove by hand what that apply made, then move the "
-           "file away")
+
+def damaged_advice(topology: str) -> str:
+    """What to do about a damaged journal, in an order that works: plan reads the host
+    without it; salvage undoes what the readable lines prove and names the rest."""
+    return (f"the interrupted apply of {topology} cannot be rolled back from it as it is: "
+            f"`netdecl plan FILE` shows what is on the host, then `netdecl rollback --salvage "
+            f"--name {topology}` undoes what the readable parts prove that apply made and "
+            f"names what it keeps")
+
+
+def _split_lines(raw: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines of ``raw`` (each decoded on its own, so that damage is named at its
+    line) and what follows the last newline (empty when ``raw`` ends with one)."""
+    *lines, tail = raw.split(b"\n")
+    return lines, tail
 
 
 class Journal:
@@ -45,6 +61,8 @@ class Journal:
         self.record_before = record_before
         self.total = total  # the plan's number of actions (None: an older journal without it)
         self.entries = entries or []  # read back by load(): what the dead apply wrote
+        self.torn: int | None = None  # load(): the number of the torn last line it discarded
+        self.complete_size: int | None = None  # load(): bytes up to the last complete line
 
     @classmethod
     def begin(cls, state_root: Path, topology: str, snapshot: Topology,
@@ -86,7 +104,14 @@ class Journal:
         # an fsync per action (a third of a cold apply's time at 500 namespaces) buys nothing.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            statedir.write_all(fd, (json.dumps(entry) + "\n").encode())
+            size = os.fstat(fd).st_size
+            try:
+                statedir.write_all(fd, (json.dumps(entry) + "\n").encode())
+            except BaseException:
+                # a write cut short (ENOSPC after part of the line) must not leave half a
+                # line for the next one to be glued to: put the file back as it was
+                os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
 
@@ -97,22 +122,27 @@ class Journal:
     @classmethod
     def load(cls, state_root: Path, topology: str) -> Journal | None:
         """The journal ``topology``'s interrupted apply left, checked line by line; None when
-        there is none; DamagedStateFile when it cannot be trusted whole."""
+        there is none; DamagedStateFile when it cannot be trusted whole.
+
+        A last line without its newline is the mark of a write cut short (a full disk, a
+        crash inside write(2)): as in a write-ahead log, that record did not happen. An intent
+        is written before its action runs, so the action it announced never started; the
+        line is discarded (``torn`` says which) and the rest is used."""
         path = journal_path(state_root, topology)
-        advice = _ADVICE.format(topology=topology)
+        advice = damaged_advice(topology)
         try:
             raw = statedir.read_state_file(path)
         except FileNotFoundError:
             return None
         except statedir.UnreadableStateFile as exc:
             raise DamagedStateFile(path, str(exc), advice) from None
+        lines, tail = _split_lines(raw)
         line_number = 1
         try:
             if not raw.strip():
                 raise Untrusted("empty")
-            if not raw.endswith(b"\n"):
-                raise Untrusted("cut short: its last line is incomplete")
-            lines = raw.decode("utf-8").split("\n")[:-1]
+            if not lines:
+                raise Untrusted("cut short: its header is incomplete")
             journal = cls._header(path, topology, json.loads(lines[0]))
             for at, line in enumerate(lines[1:], start=2):
                 line_number = at  # named in the message if this line is the damaged one
@@ -120,7 +150,31 @@ class Journal:
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             problem = parse_problem(exc, "a journal entry")
             raise DamagedStateFile(path, f"line {line_number}: {problem}", advice) from None
+        if tail:
+            journal.torn = len(lines) + 1
+        journal.complete_size = len(raw) - len(tail)
         return journal
+
+    def torn_note(self) -> str | None:
+        """A line for people when load() discarded a torn last line, else None."""
+        if self.torn is None:
+            return None
+        return (f"netdecl: {self.path}: line {self.torn} was cut short while it was written "
+                f"(a crash or a full disk); it is discarded: what it was to record never "
+                f"happened, and the rollback uses the {self.torn - 1} complete lines before it")
+
+    def discard_torn_tail(self) -> None:
+        """Cut the torn last line off the file (under the host lock, before a rollback adds
+        its own lines after it: those must start on a line of their own). Shrinking a file
+        needs no free space."""
+        if self.torn is None or self.complete_size is None:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, self.complete_size)
+        finally:
+            os.close(fd)
+        self.torn = None
 
     @classmethod
     def _header(cls, path: Path, topology: str, header: Any) -> Journal:

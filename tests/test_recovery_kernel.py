@@ -1,0 +1,80 @@
+"""Recovery that never strands the host (issue 29), on a real kernel: a journal whose last line
+a crash tore, a namespace file a killed removal left, a state dir that runs out of space.
+
+Kills land at exact points through test hooks (NETDECL_TEST_PAUSE_*, NETDECL_TEST_KILL_AT):
+no sleeps decide what happened when.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from harness import STATE_DIR
+from test_rollback import assert_same, many_namespaces, popen_netdecl, state_files
+
+STAR = "many"
+JOURNAL = f"{STATE_DIR}/journal/{STAR}.jsonl"
+
+
+def pause_and_kill(host, tmp_path, args: list[str], before: int) -> None:
+    """Run `netdecl ARGS`, wait (a FIFO, not a sleep) until it is about to run its
+    ``before``-th action, and SIGKILL it there."""
+    fifo = tmp_path / "pause"
+    os.mkfifo(fifo)
+    proc = popen_netdecl(host, *args, env={"NETDECL_TEST_PAUSE_BEFORE": str(before),
+                                           "NETDECL_TEST_PAUSE_FIFO": str(fifo)})
+    # the open returns once netdecl opened the FIFO to wait on it: it is paused there
+    with open(fifo, "w"):
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    fifo.unlink()
+
+
+def tear_the_journal(host) -> int:
+    """Append half a line, as a crash or a full disk during a write leaves; returns the number
+    of that line."""
+    complete = host.run(["sh", "-c", f"wc -l < {JOURNAL}"]).stdout.strip()
+    host.run(["sh", "-c", f"printf '%s' '{{\"start\": 99, \"action\": {{\"op\": \"cr' >> "
+                          f"{JOURNAL}"])
+    return int(complete) + 1
+
+
+def test_a_torn_last_line_is_discarded_and_every_command_works(host, tmp_path):
+    star = tmp_path / "star.yaml"
+    star.write_text(many_namespaces(12, STAR))
+    before = host.snapshot(link_local=False)
+    pause_and_kill(host, tmp_path, ["apply", str(star)], before=30)
+    assert host.netns_list(), "the kill came too early to test anything"
+    torn = tear_the_journal(host)
+
+    # plan: not "damaged" but the interrupted apply, and advice that works
+    result = host.netdecl("plan", str(star))
+    assert result.returncode == 1
+    assert "damaged" not in result.stderr and "was interrupted after step" in result.stderr
+    assert "`netdecl rollback`" in result.stderr
+
+    result = host.netdecl("rollback")
+    assert result.returncode == 0, result.stderr
+    assert f"{JOURNAL}: line {torn} was cut short" in result.stderr
+    assert "rolled back 'many'" in result.stderr
+    assert_same(host.snapshot(link_local=False), before, "after rolling back a torn journal")
+    assert host.run(["ls", "-A", "/run/netns"]).stdout.split() == []
+    assert state_files(host) == []
+
+    # destroy and apply after a torn journal: each rolls it back first, then does its work
+    for command in ("destroy", "apply"):
+        pause_and_kill(host, tmp_path, ["apply", str(star)], before=20)
+        tear_the_journal(host)
+        result = host.netdecl(command, str(star))
+        assert result.returncode == 0, (command, result.stderr)
+        assert "was cut short" in result.stderr and "rolled back 'many'" in result.stderr
+    # the apply that followed works for real: traffic across the star's bridge
+    assert host.ping("c0", "10.77.1.13")
+    assert host.netdecl("plan", "--detailed-exitcode", str(star)).returncode == 0
+    assert host.netdecl("destroy", str(star)).returncode == 0
+    assert_same(host.snapshot(link_local=False), before, "after destroy")
+
+
+
