@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
         read_plan,
         remove_sandbox,
         rollback,
+        salvage,
         sandboxes,
         scope,
         show,
@@ -54,8 +55,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
 # the names netdecl.api exports (tests/test_api_unit.py checks that they agree)
 __all__ = [
     "__version__",
-    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
-    "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "load", "plan", "read_plan", "apply", "destroy", "rollback", "salvage", "unfinished",
+    "confirm", "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic", "NetdeclError", "InvalidTopology",
     "EnvironmentProblem", "PlanConflicts", "StalePlan", "UnfinishedApply", "ActionFailed",

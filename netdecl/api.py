@@ -63,8 +63,8 @@ if TYPE_CHECKING:  # at run time __getattr__ provides them (see the docstring)
 
 __all__ = [
     # functions
-    "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
-    "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "load", "plan", "read_plan", "apply", "destroy", "rollback", "salvage", "unfinished",
+    "confirm", "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
     # data
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic",
@@ -353,6 +353,23 @@ def rollback(topology: Topology | str | None = None, *, state_dir: StateDir = No
                         f"{topology!r}")
     return tuple(service.rollback(_root(state_dir), name, lock_timeout=_lock_timeout(lock_timeout),
                                   events=_for_service(events)))
+
+
+def salvage(topology: Topology | str, *, state_dir: StateDir = None,
+            lock_timeout: float | None = None,
+            events: Events[Plan, Action] | None = None) -> tuple[str, ...] | None:
+    """Roll back what can still be proven of the interrupted apply of ``topology`` whose
+    journal is damaged (``rollback()`` refuses it): ``events.planned`` sees the plan first and
+    may raise to stop before anything is done. Returns what was kept because nothing proves
+    that apply made it, one line each; None when there was no journal."""
+    from netdecl.engine import service
+
+    name = _name_of(topology)
+    if not isinstance(name, str) or not _TOPOLOGY_NAME.fullmatch(name):
+        raise TypeError(f"salvage() takes a Topology or a topology's name, not {topology!r}")
+    kept = service.salvage(_root(state_dir), name, lock_timeout=_lock_timeout(lock_timeout),
+                           events=_for_service(events))
+    return None if kept is None else tuple(kept)
 
 
 def _lock_timeout(seconds: float | None) -> float:

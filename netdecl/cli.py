@@ -265,6 +265,11 @@ def _rollback_arguments(p: argparse.ArgumentParser) -> None:
                    nargs="?")
     p.add_argument("--name", metavar="TOPOLOGY",
                    help="the topology whose interrupted apply to roll back, by name")
+    p.add_argument("--salvage", action="store_true",
+                   help="the journal is damaged: undo only what its readable parts prove that "
+                        "apply made, after showing the plan; keep and name the rest")
+    p.add_argument("--yes", action="store_true",
+                   help="with --salvage: act without asking (needed when stdin is no terminal)")
     _lock_timeout(p)
     _output_options(p)
 
@@ -640,6 +645,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             raise NetdeclError(f"rollback --name: {exc}") from None
     _require_privileges("rollback")
     _require_lasting_namespaces()
+    if args.salvage:
+        return _salvage(args, name)
     report = Report(args)
     try:
         rolled_back = api.rollback(name, state_dir=args.state_dir,
@@ -649,6 +656,43 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if not rolled_back:
         which = f"of {name} " if name else ""
         _out(f"Nothing to roll back: no interrupted apply {which}left a journal.")
+    return ExitStatus.OK
+
+
+def _salvage(args: argparse.Namespace, name: str | None) -> int:
+    """rollback --salvage: the plan, a yes (or --yes), then the rollback and what it kept."""
+    from netdecl import api
+
+    if name is None:
+        raise NetdeclError("rollback --salvage takes the topology FILE or --name")
+
+    def approve(plan: api.Plan) -> None:
+        _err(plan.text())
+        if args.yes:
+            return
+        if not sys.stdin.isatty():
+            raise NetdeclError("rollback --salvage: nothing was changed; run it again with "
+                               "--yes to act without a terminal to ask on")
+        sys.stderr.write("Undo these changes? Only 'yes' is accepted: ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip() != "yes":
+            raise NetdeclError("rollback --salvage: not confirmed; nothing was changed")
+
+    report = Report(args)
+    events = report.events()
+    events.planned = approve
+    try:
+        kept = api.salvage(name, state_dir=args.state_dir, lock_timeout=args.lock_timeout,
+                           events=events)
+    finally:
+        report.clear()
+    if kept is None:
+        _out(f"Nothing to salvage: no interrupted apply of {name} left a journal.")
+        return ExitStatus.OK
+    for line in kept:
+        _err(f"netdecl: kept: {line}")
+    _out(f"Salvaged {name}: undid what its journal proves"
+         + (f"; kept {len(kept)} thing(s) nothing proves, named above." if kept else "."))
     return ExitStatus.OK
 
 

@@ -161,3 +161,98 @@ def test_records_and_journals_say_what_is_wrong_in_the_same_words():
         assert parse_problem(exc, "an ownership record") == said
     assert parse_problem(TypeError(), "an ownership record") == \
         "not the shape of an ownership record"
+
+
+# -- damage elsewhere: plan still works, rollback --salvage undoes what is proven ---------------
+
+def damaged_at(state: Path, change: int, how) -> FakeHost:
+    host = killed_at(change, state)
+    lines = journal_lines(state)[:-1]
+    journal_path(state, NAME).write_bytes(b"\n".join(how(lines)) + b"\n")
+    return host
+
+
+def garbage_after_header(lines: list[bytes]) -> list[bytes]:
+    return [lines[0], b"\x00garbage", *lines[1:]]
+
+
+def made_line_lost(lines: list[bytes]) -> list[bytes]:
+    """Every line with the identity of the first namespace the apply made is unreadable."""
+    made = b'{"made": ["namespace", "nginx-1"]'
+    assert any(line.startswith(made) for line in lines)
+    return [b"{not json" if line.startswith(made) else line for line in lines]
+
+
+def test_plan_reads_the_host_without_a_damaged_journal_and_says_so(tmp_path):
+    host = damaged_at(tmp_path, 6, garbage_after_header)
+    plan = service.plan(docker_bridge(), tmp_path, host=host)
+    assert any("is damaged" in note and "--salvage" in note for note in plan.notes), plan.notes
+    assert host.state() != FakeHost().state()  # nothing changed by planning
+
+
+def test_salvage_shows_the_plan_first_and_a_refusal_changes_nothing(tmp_path):
+    host = damaged_at(tmp_path, 6, garbage_after_header)
+    before = host.state()
+    shown: list[object] = []
+
+    def refuse(plan: object) -> None:
+        shown.append(plan)
+        raise service.NetdeclError("not confirmed")
+
+    with pytest.raises(service.NetdeclError, match="not confirmed"):
+        service.salvage(tmp_path, NAME, host=host, events=service.Events(planned=refuse))
+    assert len(shown) == 1 and shown[0].actions  # type: ignore[attr-defined]
+    assert host.state() == before
+    assert journal_path(tmp_path, NAME).exists()
+
+
+def test_salvage_undoes_what_the_readable_lines_prove(tmp_path):
+    host = damaged_at(tmp_path, 6, garbage_after_header)
+    kept = service.salvage(tmp_path, NAME, host=host)
+    assert host.state() == FakeHost().state()
+    assert kept == ["line 2 (not JSON) could not be read: whatever it recorded was made or "
+                    "changed is kept"]
+    assert not journal_path(tmp_path, NAME).exists()
+    assert (tmp_path / "journal" / f"{NAME}.jsonl.salvaged").exists()
+    assert service.rollback(tmp_path, host=host) == []  # nothing left to roll back
+
+
+def test_salvage_keeps_and_names_what_a_lost_line_would_have_proven(tmp_path):
+    host = damaged_at(tmp_path, 6, made_line_lost)
+    kept = service.salvage(tmp_path, NAME, host=host)
+    assert kept is not None
+    assert any(line.startswith("namespace nginx-1: nothing readable proves") for line in kept), \
+        kept
+    # what it kept is there, the rest is gone
+    assert host.named_namespaces() == ["nginx-1"]
+
+
+def test_salvage_without_a_header_keeps_what_the_topology_owned_before(tmp_path):
+    host = FakeHost()
+    older = docker_bridge()
+    del older.objects[("namespace", "nginx-2")]
+    for key in [k for k in older.objects if "nginx-2" in k or "veth-n2" in k]:
+        del older.objects[key]
+    service.apply(older, tmp_path, host=host)
+    owned_before = host.state()
+    # the apply that adds nginx-2 dies; its header is then lost
+    left: dict[str, object] = {}
+
+    def kill() -> None:
+        left["host"] = host.copy()
+        left["journal"] = journal_path(tmp_path, NAME).read_bytes()
+        raise RuntimeError("killed")
+
+    host.race(2, kill)
+    with pytest.raises(ApplyFailed):
+        service.apply(docker_bridge(), tmp_path, host=host)
+    killed = left["host"]
+    assert isinstance(killed, FakeHost)
+    killed._race = None
+    lines = left["journal"].split(b"\n")  # type: ignore[union-attr]
+    journal_path(tmp_path, NAME).write_bytes(b"\n".join([b'{"journal": 2}', *lines[1:]]))
+    assert killed.state() != owned_before
+
+    kept = service.salvage(tmp_path, NAME, host=killed)
+    assert kept is not None and any("the header" in line for line in kept), kept
+    assert killed.state() == owned_before

@@ -78,3 +78,34 @@ def test_a_torn_last_line_is_discarded_and_every_command_works(host, tmp_path):
 
 
 
+
+
+def test_a_journal_damaged_in_the_middle_is_salvaged_after_showing_the_plan(host, tmp_path):
+    star = tmp_path / "star.yaml"
+    star.write_text(many_namespaces(12, STAR))
+    before = host.snapshot(link_local=False)
+    pause_and_kill(host, tmp_path, ["apply", str(star)], before=30)
+    left = host.snapshot(link_local=False)
+    host.run(["sed", "-i", "3s/.*/garbage/", JOURNAL])  # a line in the middle destroyed
+
+    refused = host.netdecl("rollback")
+    assert refused.returncode == 1
+    assert f"{JOURNAL} is damaged or not netdecl's (line 3: not JSON)" in refused.stderr
+    # the advice, in its order: plan works (read-only), then --salvage
+    result = host.netdecl("plan", str(star))
+    assert "Traceback" not in result.stderr and "is damaged" in result.stdout + result.stderr
+    assert "rollback --salvage --name many" in result.stdout + result.stderr
+
+    # without a terminal and without --yes: the plan, and nothing done
+    result = host.netdecl("rollback", "--salvage", "--name", STAR)
+    assert result.returncode == 1 and "--yes" in result.stderr
+    assert "- namespace c0" in result.stderr  # the plan was shown first
+    assert_same(host.snapshot(link_local=False), left, "after a salvage not confirmed")
+
+    result = host.netdecl("rollback", "--salvage", "--yes", str(star))
+    assert result.returncode == 0, result.stderr
+    assert "kept: line 3 (not JSON) could not be read" in result.stderr
+    assert_same(host.snapshot(link_local=False), before, "after the salvage")
+    assert state_files(host) == [f"{JOURNAL}.salvaged"]
+    assert host.netdecl("apply", str(star)).returncode == 0  # nothing in its way any more
+    assert host.ping("c0", "10.77.1.13")

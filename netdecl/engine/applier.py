@@ -197,22 +197,7 @@ class Applier:
                      current: OwnershipRecord | None, cause: BaseException | None,
                      journal: Journal | None) -> Plan:
         record = current if current is not None else self.store.load(snapshot.name)
-        # everything either record knows about is in scope (and owned) while rolling back
-        merged = record.copy()
-        merged.namespaces |= record_before.namespaces
-        merged.objects |= record_before.objects
-        merged.nat_namespaces |= record_before.nat_namespaces
-        for key, value in record_before.sysctl_originals.items():
-            merged.sysctl_originals.setdefault(key, value)
-        for key, ident in record_before.identities.items():
-            # an object may be as it was before the apply, or as the apply (or an earlier
-            # rollback) made it: either identity is ours
-            now = merged.identities.get(key)
-            if now is None or ident.startswith(CLAIM_PREFIX):
-                merged.identities.setdefault(key, ident)  # a claim's time is not an identity
-            elif ident not in now.split(ALTERNATIVES):
-                merged.identities[key] = f"{now}{ALTERNATIVES}{ident}"
-        merged.legacy = merged.legacy or record_before.legacy
+        merged = rollback_record(record, record_before)
         from netdecl.backends.nftables import NftUnavailable  # (only a rollback needs it)
 
         problems: list[str] = []
@@ -282,6 +267,27 @@ class Applier:
                                  + "\n  ".join(problems)
                                  + "\nthe journal is kept: `netdecl rollback` tries again")
         return plan
+
+
+def rollback_record(record: OwnershipRecord, record_before: OwnershipRecord) -> OwnershipRecord:
+    """What a rollback may touch: everything either record knows about is in scope (and
+    owned) while rolling back."""
+    merged = record.copy()
+    merged.namespaces |= record_before.namespaces
+    merged.objects |= record_before.objects
+    merged.nat_namespaces |= record_before.nat_namespaces
+    for key, value in record_before.sysctl_originals.items():
+        merged.sysctl_originals.setdefault(key, value)
+    for key, ident in record_before.identities.items():
+        # an object may be as it was before the apply, or as the apply (or an earlier
+        # rollback) made it: either identity is ours
+        now = merged.identities.get(key)
+        if now is None or ident.startswith(CLAIM_PREFIX):
+            merged.identities.setdefault(key, ident)  # a claim's time is not an identity
+        elif ident not in now.split(ALTERNATIVES):
+            merged.identities[key] = f"{now}{ALTERNATIVES}{ident}"
+    merged.legacy = merged.legacy or record_before.legacy
+    return merged
 
 
 def _without_nat(snapshot: Topology) -> Topology:

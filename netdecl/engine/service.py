@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from netdecl.backends.host import Host, Scope
-from netdecl.engine.applier import Applier, snapshot_owned
-from netdecl.engine.observer import observe_all, observe_for, scope_for
+from netdecl.engine.applier import Applier, rollback_record, snapshot_owned
+from netdecl.engine.observer import observe, observe_all, observe_for, scope_for
 from netdecl.engine.ownership import forget_gone, pin_identities
 from netdecl.engine.planner import make_plan
 from netdecl.engine.planner.adopt import Adoption
@@ -37,12 +37,12 @@ from netdecl.engine.state.unfinished import (
     check_before_plan,
     unfinished_applies,
 )
-from netdecl.errors import EnvironmentProblem, NetdeclError
-from netdecl.model import ROOT, NatTable, Topology
+from netdecl.errors import EnvironmentProblem, NetdeclError, RollbackFailed
+from netdecl.model import ROOT, Link, NatTable, Topology
 
 __all__ = ["ApplyResult", "Events", "PendingApply", "PlanConflicts", "UnfinishedApply", "apply",
-           "confirm", "destroy", "load_saved_plan", "plan", "rollback", "save_plan", "scope",
-           "show", "unfinished_applies"]
+           "confirm", "destroy", "load_saved_plan", "plan", "rollback", "salvage", "save_plan",
+           "scope", "show", "unfinished_applies"]
 
 
 class _Counted(Protocol):
@@ -226,6 +226,75 @@ def rollback(state_root: Path, topology: str | None = None, *, lock_timeout: flo
             return []
         with _using(host) as h:
             return _recover(h, state_root, names, events)
+
+
+def salvage(state_root: Path, topology: str, *, lock_timeout: float = LOCK_TIMEOUT,
+            events: EngineEvents | None = None, host: Host | None = None) -> list[str] | None:
+    """Undo what can still be proven of the interrupted apply of ``topology`` whose journal
+    is damaged (`netdecl rollback --salvage`): the identities and claims in its readable
+    lines, objects under the secret temporary names they hold, the header's snapshot where it
+    is readable. ``events.planned`` is shown the rollback's plan before anything is done (it
+    may raise to stop there). Returns what it kept, one line each (None: no journal); the
+    damaged file is set aside (NAME.jsonl.salvaged) once the rollback restored what it could
+    prove, and kept (exit 4) otherwise."""
+    events = events or Events()
+    notice = events.notice or _ignore
+    with HostLock(state_root, lock_timeout), _using(host) as h:
+        store = RecordStore(state_root)
+        found = Journal.salvage(state_root, topology, store.load(topology))
+        if found is None:
+            return None
+        journal, lost = found
+        kept = [f"{part} could not be read: whatever it recorded was made or changed is kept"
+                for part in lost]
+        if journal.header_lost:
+            # no snapshot: what the topology owned before stays as it is now (its state from
+            # before that apply is unknown), and only what the readable lines prove is undone
+            now = observe_for(h, Topology(name=topology), journal.record_before)
+            journal.snapshot = snapshot_owned(now, journal.record_before)
+            kept.append("the state from before that apply (the header) is unknown: what it "
+                        "changed on objects the topology owned before is kept as it is now")
+        if (torn := journal.torn_note()) is not None:
+            notice(torn)
+        current = journal.claimed()
+        merged = rollback_record(current, journal.record_before)
+        preview = make_plan(journal.snapshot, observe_for(h, journal.snapshot, merged), merged)
+        if events.planned is not None:
+            events.planned(preview)  # the plan first: it may stop here, nothing done
+        journal.discard_torn_tail()
+        applier = Applier(store, h, rollback_progress=events.rollback_progress)
+        try:
+            applier.rollback_to(journal.snapshot, journal.record_before, current=current,
+                                journal=journal)
+        except RollbackFailed as exc:  # the journal is still damaged: salvage is what retries
+            again = f"`netdecl rollback --salvage --name {topology}` tries again"
+            raise RollbackFailed(str(exc).replace("`netdecl rollback` tries again", again)
+                                 ) from None
+        kept += _left_unproven(h, journal)
+        aside = journal.set_aside()
+        confirmation.clear(state_root, topology)
+        notice(f"netdecl: salvaged {topology!r}; the damaged journal is kept as {aside}")
+        return kept
+
+
+def _left_unproven(host: Host, journal: Journal) -> list[str]:
+    """What the readable lines say that apply was making, still there after the rollback and
+    not in the snapshot: nothing proves it is that apply's (its identity is lost), so it is
+    kept; and links that carry the topology's mark but no proven identity."""
+    topology = journal.snapshot.name
+    mentioned = journal.mentioned()
+    names = sorted({ROOT, *(key[1] for key in mentioned)} & {ROOT, *host.named_namespaces()})
+    host.refresh()
+    seen = observe(host, topology, Scope(namespaces=names, sysctls={}, nat=False, rules=False,
+                                         fdb=False))
+    kept = []
+    for key, obj in sorted(seen.objects.items(), key=lambda item: repr(item[0])):
+        if key in journal.snapshot.objects:
+            continue
+        marked = isinstance(obj, Link) and obj.owner == topology
+        if key in mentioned or marked:
+            kept.append(f"{obj.describe()}: nothing readable proves that apply made it")
+    return kept
 
 
 def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedPlan | None,

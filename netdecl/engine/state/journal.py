@@ -36,6 +36,8 @@ from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted, parse_pr
 from netdecl.kinds import object_from_dict
 from netdecl.model import Key, Topology
 
+SALVAGED_SUFFIX = ".salvaged"
+
 
 def damaged_advice(topology: str) -> str:
     """What to do about a damaged journal, in an order that works: plan reads the host
@@ -63,6 +65,7 @@ class Journal:
         self.entries = entries or []  # read back by load(): what the dead apply wrote
         self.torn: int | None = None  # load(): the number of the torn last line it discarded
         self.complete_size: int | None = None  # load(): bytes up to the last complete line
+        self.header_lost = False  # salvage(): the header was unreadable: no snapshot
 
     @classmethod
     def begin(cls, state_root: Path, topology: str, snapshot: Topology,
@@ -154,6 +157,64 @@ class Journal:
             journal.torn = len(lines) + 1
         journal.complete_size = len(raw) - len(tail)
         return journal
+
+    @classmethod
+    def salvage(cls, state_root: Path, topology: str,
+                stored: OwnershipRecord) -> tuple[Journal, list[str]] | None:
+        """What can still be read of ``topology``'s journal, damaged or not (None: there is
+        none): the header if it is whole (else no snapshot, ``header_lost``, and ``stored`` -
+        the record from before that apply, which saves its own only at its end - as the record
+        before), and every later line that passes on its own. Returns it with a note per part
+        that could not be read. Nothing read here is trusted more than load() trusts it: each
+        part is checked by the same rules; only what is lost is left out."""
+        path = journal_path(state_root, topology)
+        try:
+            raw = statedir.read_state_file(path)
+        except FileNotFoundError:
+            return None
+        except statedir.UnreadableStateFile as exc:
+            raise DamagedStateFile(path, str(exc), "move it away") from None
+        lines, tail = _split_lines(raw)
+        lost: list[str] = []
+        journal: Journal | None = None
+        if lines:
+            try:
+                journal = cls._header(path, topology, json.loads(lines[0]))
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+                lost.append(f"line 1, the header ({parse_problem(exc, 'a journal header')})")
+        if journal is None:
+            if not lines:
+                lost.append("line 1, the header (cut short)")
+            journal = cls(path, Topology(name=topology), stored.copy())
+            journal.header_lost = True
+        for at, line in enumerate(lines[1:], start=2):
+            try:
+                journal.entries.append(_entry(json.loads(line)))
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+                lost.append(f"line {at} ({parse_problem(exc, 'a journal entry')})")
+        if tail:
+            journal.torn = len(lines) + 1
+        journal.complete_size = len(raw) - len(tail)
+        return journal, lost
+
+    def mentioned(self) -> set[Key]:
+        """The key of every object an action of the readable lines was to make or change."""
+        keys = set()
+        for entry in self.entries:
+            if "start" in entry or "undo" in entry:
+                action = action_from_json(entry["action"])
+                for obj in (action.after, action.peer_after):
+                    if obj is not None:
+                        keys.add(obj.key)
+        return keys
+
+    def set_aside(self) -> Path:
+        """After a salvage: keep the damaged file for people, under a name that is no
+        journal (NAME.jsonl.salvaged, replacing an older one); returns that name."""
+        kept = self.path.with_name(self.path.name + SALVAGED_SUFFIX)
+        os.replace(self.path, kept)
+        statedir.remove_stale_temps(self.path)
+        return kept
 
     def torn_note(self) -> str | None:
         """A line for people when load() discarded a torn last line, else None."""

@@ -6,7 +6,9 @@ it) or is running right now. Either way a plan of that topology would describe a
 between two states: a conflict list for every object the dead apply created, or "No changes"
 for a change nobody will keep. So `plan` refuses, saying which apply and how far it got (and
 notes another topology's interrupted apply, which only an operation on that topology rolls
-back); `show` warns.
+back); `show` warns. A journal of its own that is damaged stops nothing here: plan changes
+nothing, so it reads the host without it and says so in a note (`rollback --salvage` is what
+undoes that apply).
 """
 
 from __future__ import annotations
@@ -120,7 +122,14 @@ def check_before_plan(state_root: Path, topology: str) -> list[str]:
             notes.append(f"an apply of {found.topology!r} was interrupted {found.how_far()}; "
                          f"`netdecl rollback --name {found.topology}` rolls it back")
     if topology in damaged:
-        Journal.load(state_root, topology)  # raises its one line: which file, what to do
+        # plan changes nothing, so it reads the host without the journal: what is there, and
+        # what the topology owns (what the dead apply made shows as conflicts, or not at all)
+        try:
+            Journal.load(state_root, topology)
+        except DamagedStateFile as exc:
+            notes.append(f"{exc} (this plan reads the host without that journal: what the "
+                         f"interrupted apply made shows as conflicts, or not at all)")
+        damaged.remove(topology)
     notes += [f"the journal an interrupted apply of {name!r} left is damaged: `netdecl "
-              f"rollback --name {name}` says what to do" for name in damaged]
+              f"rollback --salvage --name {name}` undoes what it can prove" for name in damaged]
     return notes
