@@ -109,3 +109,68 @@ def test_a_journal_damaged_in_the_middle_is_salvaged_after_showing_the_plan(host
     assert state_files(host) == [f"{JOURNAL}.salvaged"]
     assert host.netdecl("apply", str(star)).returncode == 0  # nothing in its way any more
     assert host.ping("c0", "10.77.1.13")
+
+
+# -- a namespace removal killed between its unmount and its unlink ------------------------------
+
+BRIDGE = "topologies/docker-bridge.yaml"
+KILL_AFTER_UMOUNT = "NETDECL_TEST_KILL_AFTER_UMOUNT"
+
+
+def netns_files(host) -> list[str]:
+    return host.run(["ls", "-A", "/run/netns"]).stdout.split()
+
+
+def is_plain_file(host, name: str) -> bool:
+    """/run/netns/NAME exists and holds no namespace (no mount: `mountpoint` says no)."""
+    path = f"/run/netns/{name}"
+    exists = host.run(["test", "-f", path], check=False).returncode == 0
+    mounted = host.run(["mountpoint", "-q", path], check=False).returncode == 0
+    return exists and not mounted
+
+
+def test_a_destroy_killed_mid_removal_is_finished_by_the_next_one(host):
+    before = host.snapshot(link_local=False)
+    assert host.netdecl("apply", BRIDGE).returncode == 0
+    killed = host.netdecl("destroy", BRIDGE, env={KILL_AFTER_UMOUNT: "nginx-1"})
+    assert killed.returncode == -9
+    assert is_plain_file(host, "nginx-1")  # what the kill left: a file, no namespace
+
+    result = host.netdecl("destroy", BRIDGE)
+    assert result.returncode == 0, result.stderr
+    assert "File exists" not in result.stderr
+    assert "rolled back 'docker-bridge'" in result.stderr and "Destroy complete" in result.stdout
+    assert netns_files(host) == []
+    assert_same(host.snapshot(link_local=False), before, "after the second destroy")
+    assert state_files(host) == []
+
+
+def test_a_rollback_killed_mid_removal_is_finished_and_not_called_done_before(host, tmp_path):
+    star = tmp_path / "star.yaml"
+    star.write_text(many_namespaces(6, STAR))
+    before = host.snapshot(link_local=False)
+    pause_and_kill(host, tmp_path, ["apply", str(star)], before=16)
+    killed = host.netdecl("rollback", env={KILL_AFTER_UMOUNT: "c0"})
+    assert killed.returncode == -9
+    assert is_plain_file(host, "c0")
+
+    result = host.netdecl("rollback")
+    assert result.returncode == 0, result.stderr
+    assert "rolled back 'many'" in result.stderr
+    assert netns_files(host) == []  # the file is gone, not only the namespace
+    assert_same(host.snapshot(link_local=False), before, "after the second rollback")
+    # and the next apply is not stopped by it (File exists)
+    assert host.netdecl("apply", str(star)).returncode == 0
+    assert host.ping("c0", "10.77.1.7")
+
+
+def test_a_plain_file_that_is_not_empty_is_never_removed_and_is_reported(host):
+    assert host.netdecl("apply", BRIDGE).returncode == 0
+    assert host.netdecl("destroy", BRIDGE, env={KILL_AFTER_UMOUNT: "nginx-1"}).returncode == -9
+    # someone put data in the file meanwhile: not what netdecl's removal leaves
+    host.run(["sh", "-c", "echo theirs > /run/netns/nginx-1"])
+    result = host.netdecl("rollback")
+    assert result.returncode == 4, result.stderr
+    assert "/run/netns/nginx-1 holds no namespace but is not the empty file" in result.stderr
+    assert "rolled back 'docker-bridge'" not in result.stderr
+    assert host.run(["cat", "/run/netns/nginx-1"]).stdout == "theirs\n"

@@ -54,6 +54,9 @@ ALTERNATIVES = "|"
 # The identity of an object made under a name derived from a Birth's secret (a link's temporary
 # name, a namespace's placeholder file): only that apply knew the name, so the name proves it.
 BY_SECRET_NAME = "secret-name"
+# Proof that a plain file at /run/netns/NAME is what netdecl's own removal of namespace NAME
+# left (killed between the unmount and the unlink): the journal says it was removing it.
+BEING_REMOVED = "being-removed"
 
 
 # A link netdecl made or adopted carries its topology's name in its ifalias, behind this

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from netdecl.backends import namespaces, sysctl
-from netdecl.backends.host import Birth, Scope, temp_namespace_name
+from netdecl.backends.host import (
+    ALTERNATIVES,
+    BEING_REMOVED,
+    Birth,
+    Scope,
+    temp_namespace_name,
+)
 from netdecl.backends.netlink import Kernel, KernelError
 from netdecl.links import EXTERNAL
 from netdecl.model import (
@@ -280,7 +286,11 @@ class KernelHost:
         problems = []
         for name, ident in sorted(proven.items()):
             try:
-                namespaces.remove_placeholder(name, ident)
+                if not namespaces.remove_placeholder(name, ident) and \
+                        BEING_REMOVED in ident.split(ALTERNATIVES) and namespaces.leftover(name):
+                    problems.append(f"{namespaces.netns_path(name)} holds no namespace but is "
+                                    f"not the empty file netdecl's removal leaves: not removed "
+                                    f"(namespace {name} cannot be made until it is gone)")
             except OSError as exc:
                 problems.append(f"remove stale namespace file {namespaces.netns_path(name)}: "
                                 f"{exc}")

@@ -12,14 +12,17 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from netdecl.backends.host import ALTERNATIVES, BY_SECRET_NAME
+from netdecl.backends.host import ALTERNATIVES, BEING_REMOVED, BY_SECRET_NAME
 from netdecl.model import ROOT
 
 NETNS_RUN_DIR = "/run/netns"
+# testing aid: SIGKILL netdecl right after it unmounts namespace NAME, before it unlinks the file
+KILL_AFTER_UMOUNT_ENV = "NETDECL_TEST_KILL_AFTER_UMOUNT"
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
@@ -266,6 +269,8 @@ def delete(name: str, ident: str | None) -> None:
         raise OSError(errno.EEXIST, f"namespace {name} is not the one observed ({now}, "
                                     f"expected {ident}): someone made it again; left alone")
     umount(path)
+    if os.environ.get(KILL_AFTER_UMOUNT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)  # the worst moment: unmounted, still named
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -274,7 +279,9 @@ def delete(name: str, ident: str | None) -> None:
 
 def remove_placeholder(name: str, proven: str) -> bool:
     """Remove the plain file /run/netns/NAME if ``proven`` (identities, see host.py) proves
-    netdecl made it; returns whether it did."""
+    netdecl made it, or BEING_REMOVED says netdecl's own removal left it (an empty file: a
+    mount point whose namespace was unmounted, never someone's data); returns whether it
+    did."""
     path = os.path.join(NETNS_RUN_DIR, name)
     if "/" in name or name in ("", ".", ".."):
         return False
@@ -283,7 +290,14 @@ def remove_placeholder(name: str, proven: str) -> bool:
         return False  # absent, a mount, or not a plain file: never removed here
     alternatives = proven.split(ALTERNATIVES)
     if now not in alternatives and not (BY_SECRET_NAME in alternatives
-                                        and name.startswith(".nd")):
+                                        and name.startswith(".nd")) \
+            and not (BEING_REMOVED in alternatives and os.lstat(path).st_size == 0):
         return False
     os.unlink(path)
     return True
+
+
+def leftover(name: str) -> bool:
+    """Whether /run/netns/NAME is a plain file, holding no namespace (a mount point left)."""
+    return "/" not in name and name not in ("", ".", "..") and \
+        placeholder_identity(os.path.join(NETNS_RUN_DIR, name)) is not None

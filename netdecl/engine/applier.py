@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from netdecl.backends.host import ALTERNATIVES, Host
+from netdecl.backends.host import ALTERNATIVES, BEING_REMOVED, Host
 from netdecl.engine.announcements import Announcements
 from netdecl.engine.claims import Ticket
 from netdecl.engine.executor import Made, execute, put_back
@@ -203,6 +203,11 @@ class Applier:
         problems: list[str] = []
         host = self.host
         host.reconnect()  # nothing learnt before (or half-read when interrupted) is trusted
+        if journal is not None:
+            # a removal killed between unmount and unlink left /run/netns/NAME as a plain
+            # file: finished first, or making NAME again would trip over it (File exists)
+            problems += host.remove_placeholders(
+                {name: BEING_REMOVED for name in sorted(journal.removing())})
         try:
             observed = observe_for(host, snapshot, merged)
         except NftUnavailable as exc:

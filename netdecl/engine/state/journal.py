@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from netdecl.engine.claims import Ticket, claim
-from netdecl.engine.planner.plan import Action
+from netdecl.engine.planner.plan import DELETE, REPLACE, Action
 from netdecl.engine.state import statedir, untrusted
 from netdecl.engine.state.planfile import action_from_json, action_to_json
 from netdecl.engine.state.record import OwnershipRecord, record_shape, validated
@@ -207,6 +207,18 @@ class Journal:
                     if obj is not None:
                         keys.add(obj.key)
         return keys
+
+    def removing(self) -> set[str]:
+        """The namespaces an action of this journal (the apply's or its rollback's) set out to
+        remove: a plain file left at such a name is what that removal left when it was killed
+        between the unmount and the unlink."""
+        names = set()
+        for entry in self.entries:
+            if "start" in entry or "undo" in entry:
+                action = action_from_json(entry["action"])
+                if action.type == "namespace" and action.op in (DELETE, REPLACE):
+                    names.add(action.key[1])
+        return names
 
     def set_aside(self) -> Path:
         """After a salvage: keep the damaged file for people, under a name that is no
