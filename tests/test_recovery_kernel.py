@@ -174,3 +174,76 @@ def test_a_plain_file_that_is_not_empty_is_never_removed_and_is_reported(host):
     assert "/run/netns/nginx-1 holds no namespace but is not the empty file" in result.stderr
     assert "rolled back 'docker-bridge'" not in result.stderr
     assert host.run(["cat", "/run/netns/nginx-1"]).stdout == "theirs\n"
+
+
+# -- a full disk --------------------------------------------------------------------------------
+
+def tiny_state_dir(host) -> None:
+    """The state dir on a 64 KiB tmpfs of its own (inside the host's mount namespace)."""
+    host.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", STATE_DIR])
+
+
+def adoptable_bridge(host) -> None:
+    """The star's bridge and a route through it, made by hand before netdecl adopts them."""
+    host.run(["ip", "link", "add", "brm", "type", "bridge"])
+    host.run(["ip", "link", "set", "brm", "alias", "made by hand", "up"])
+    host.run(["ip", "addr", "add", "10.77.0.1/16", "dev", "brm"])
+    host.run(["ip", "route", "add", "10.78.0.0/16", "via", "10.77.1.2", "proto", "static"])
+
+
+def star_with_route(n: int) -> str:
+    return many_namespaces(n, STAR).replace(
+        "routes:\n", "routes:\n  - {to: 10.78.0.0/16, via: 10.77.1.2}\n", 1)
+
+
+def test_a_full_disk_mid_apply_rolls_back_everything_and_marks_nothing(host, tmp_path):
+    tiny_state_dir(host)
+    adoptable_bridge(host)
+    star = tmp_path / "star.yaml"
+    star.write_text(star_with_route(40))
+    before = host.snapshot(link_local=False)
+
+    result = host.netdecl("apply", "--adopt", str(star))
+    assert result.returncode == 1, result.stderr  # apply failed, rolled back (not 4)
+    assert "No space left on device" in result.stderr or "no room left" in result.stderr
+    done = int(result.stderr.split("rolled back: the ")[1].split(" action")[0])
+    assert done > 10, "the disk filled before the apply got going: nothing tested mid-apply"
+    assert_same(host.snapshot(link_local=False), before, "after a full disk mid-apply")
+    # the adopted bridge and route are nobody's again: no mark, their own protocol
+    brm = host.ip_json("-d", "link", "show", "brm")[0]
+    assert brm.get("ifalias") == "made by hand"
+    route = host.ip_json("route", "show", "10.78.0.0/16")[0]
+    assert route.get("protocol") == "static"
+    assert state_files(host) == []
+    assert netns_files(host) == []
+
+
+def test_a_rollback_needs_no_free_space_it_did_not_keep(host, tmp_path):
+    tiny_state_dir(host)
+    adoptable_bridge(host)
+    star = tmp_path / "star.yaml"
+    star.write_text(star_with_route(4))
+    before = host.snapshot(link_local=False)
+    pause_and_kill(host, tmp_path, ["apply", "--adopt", str(star)], before=15)
+    assert host.ip_json("-d", "link", "show", "brm")[0].get("ifalias") != "made by hand"
+    # someone fills the state dir's filesystem to the last byte
+    filled = host.run(["sh", "-c", f"cat /dev/zero > {STATE_DIR}/filler"], check=False)
+    assert "No space left" in filled.stderr
+
+    result = host.netdecl("rollback")
+    assert result.returncode == 0, result.stderr
+    assert "rolled back 'many'" in result.stderr
+    assert_same(host.snapshot(link_local=False), before, "after a rollback on a full disk")
+    assert host.ip_json("-d", "link", "show", "brm")[0].get("ifalias") == "made by hand"
+    assert host.ip_json("route", "show", "10.78.0.0/16")[0].get("protocol") == "static"
+    assert state_files(host) == [f"{STATE_DIR}/filler"]
+
+    # with the disk still full (but for the room the finished journal gave back), an apply
+    # fails and undoes what it did
+    result = host.netdecl("apply", "--adopt", str(star))
+    assert result.returncode == 1 and "no room left in" in result.stderr, result.stderr
+    assert_same(host.snapshot(link_local=False), before, "after an apply with no room")
+    # once there is room, it goes through
+    host.run(["rm", f"{STATE_DIR}/filler"])
+    assert host.netdecl("apply", "--adopt", str(star)).returncode == 0
+    assert host.ping("c0", "10.77.1.5")

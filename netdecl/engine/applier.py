@@ -127,6 +127,7 @@ class Applier:
                 # First of all: no signal may stop the rollback half-way (rollback_to then
                 # starts afresh: an interrupted request may have left a reply in flight)
                 trap.disarm()
+                journal.release_reserve()  # the room kept for this rollback (a full disk)
                 # RollbackFailed (exit 4) keeps the journal: `netdecl rollback` tries again
                 self.rollback_to(snapshot, journal.record_before, current=record, cause=exc,
                                  journal=journal)

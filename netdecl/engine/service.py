@@ -262,6 +262,7 @@ def salvage(state_root: Path, topology: str, *, lock_timeout: float = LOCK_TIMEO
         if events.planned is not None:
             events.planned(preview)  # the plan first: it may stop here, nothing done
         journal.discard_torn_tail()
+        journal.release_reserve()
         applier = Applier(store, h, rollback_progress=events.rollback_progress)
         try:
             applier.rollback_to(journal.snapshot, journal.record_before, current=current,
@@ -364,6 +365,7 @@ def _recover(host: Host, state_root: Path, names: list[str],
             if (torn := journal.torn_note()) is not None and events.notice is not None:
                 events.notice(torn)
             journal.discard_torn_tail()  # the rollback's own lines must not follow half a line
+            journal.release_reserve()  # the room a killed apply kept for this rollback
             if events.recovering is not None:
                 events.recovering(PendingApply(name, journal.steps_done(), journal.total))
             applier = Applier(store, host, rollback_progress=events.rollback_progress)

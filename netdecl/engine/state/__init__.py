@@ -2,9 +2,10 @@
 
 Everything under the state dir (statedir.py: /var/lib/netdecl, or --state-dir): the lock
 (lock.py), each topology's ownership record (record.py), the journal of an apply in progress or
-cut short (journal.py) and what journals left behind say (unfinished.py), the markers of an
-apply waiting for `netdecl confirm` (confirm.py); and the plan file, the one format of a plan
-written down (planfile.py: `plan --out`, `plan --json`, the journal's intent lines).
+cut short (journal.py), the room its rollback may need (reserve.py) and what journals left
+behind say (unfinished.py), the markers of an apply waiting for `netdecl confirm` (confirm.py);
+and the plan file, the one format of a plan written down (planfile.py: `plan --out`,
+`plan --json`, the journal's intent lines).
 
 The state dir is trusted only as far as statedir.secure proves nobody else can write it, and
 even then nothing read back is: every name from a record, journal or saved plan is checked with

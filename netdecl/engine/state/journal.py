@@ -21,6 +21,7 @@ for `netdecl rollback --salvage`, which undoes only what those parts prove.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -28,11 +29,13 @@ from typing import Any
 
 from netdecl.engine.claims import Ticket, claim
 from netdecl.engine.planner.plan import DELETE, REPLACE, Action
-from netdecl.engine.state import statedir, untrusted
+from netdecl.engine.state import reserve, statedir, untrusted
 from netdecl.engine.state.planfile import action_from_json, action_to_json
 from netdecl.engine.state.record import OwnershipRecord, record_shape, validated
+from netdecl.engine.state.reserve import Reserve
 from netdecl.engine.state.statedir import journal_dir, journal_path, write_atomically
 from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted, parse_problem
+from netdecl.errors import EnvironmentProblem
 from netdecl.kinds import object_from_dict
 from netdecl.model import Key, Topology
 
@@ -66,6 +69,7 @@ class Journal:
         self.torn: int | None = None  # load(): the number of the torn last line it discarded
         self.complete_size: int | None = None  # load(): bytes up to the last complete line
         self.header_lost = False  # salvage(): the header was unreadable: no snapshot
+        self.reserve: Reserve | None = None  # begin(): the room kept for a rollback
 
     @classmethod
     def begin(cls, state_root: Path, topology: str, snapshot: Topology,
@@ -81,17 +85,35 @@ class Journal:
             "snapshot": [o.to_dict() for o in snapshot.objects.values()],
             "record_before": record.to_json(),
         }
-        # the header goes down atomically and durably before the first action runs
-        write_atomically(path, json.dumps(header) + "\n")
-        return cls(path, snapshot, record.copy(), total)
+        # the header goes down atomically and durably before the first action runs, with the
+        # room for the rollback's record: a full state dir stops the apply here, unchanged
+        try:
+            write_atomically(path, json.dumps(header) + "\n")
+            room = Reserve.take(path, len(json.dumps(record.to_json(), indent=1)))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            path.unlink(missing_ok=True)
+            reserve.release(path)
+            raise EnvironmentProblem(f"no room in the state dir {state_root} for the journal "
+                                     f"of this apply: nothing was changed; free some space "
+                                     f"there and apply again") from None
+        journal = cls(path, snapshot, record.copy(), total)
+        journal.reserve = room
+        return journal
 
     def intend(self, number: int, action: Action, ticket: Ticket,
                undo: bool = False) -> None:
         """Written before an action runs. It is the action's ownership claim (the record itself
         is saved once, at the end): after a crash, ``claimed()`` replays the claims. ``undo``:
-        an action of a rollback."""
-        self._append({"undo" if undo else "start": number, "action": action_to_json(action),
-                      **ticket.to_json()})
+        an action of a rollback. An apply's intent first takes the room to undo it (reserve.py):
+        without that room the action does not start (OSError ENOSPC)."""
+        line = (json.dumps({"undo" if undo else "start": number,
+                            "action": action_to_json(action), **ticket.to_json()})
+                + "\n").encode()
+        if not undo and self.reserve is not None:
+            self.reserve.for_undoing(line)
+        self._write(line)
 
     def made(self, key: Key, ident: str) -> None:
         """The identity of an object an action has just made (before it takes its name)."""
@@ -101,6 +123,9 @@ class Journal:
         self._append({"step": number})
 
     def _append(self, entry: dict[str, Any]) -> None:
+        self._write((json.dumps(entry) + "\n").encode())
+
+    def _write(self, line: bytes) -> None:
         # Written through to the kernel, not fsynced: the journal guards against netdecl dying
         # (SIGKILL, OOM, a bug), and written data survives that. What it describes - links,
         # routes, namespaces - lives in kernel memory and does not survive a reboot either, so
@@ -109,17 +134,26 @@ class Journal:
         try:
             size = os.fstat(fd).st_size
             try:
-                statedir.write_all(fd, (json.dumps(entry) + "\n").encode())
-            except BaseException:
+                statedir.write_all(fd, line)
+            except BaseException as exc:
                 # a write cut short (ENOSPC after part of the line) must not leave half a
                 # line for the next one to be glued to: put the file back as it was
                 os.ftruncate(fd, size)
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise OSError(errno.ENOSPC, f"no room left in {self.path.parent} for the "
+                                                f"journal") from None
                 raise
         finally:
             os.close(fd)
 
+    def release_reserve(self) -> None:
+        """Free the room kept for the rollback: first thing a rollback does."""
+        reserve.release(self.path)
+        self.reserve = None
+
     def finish(self) -> None:
         self.path.unlink(missing_ok=True)
+        reserve.release(self.path)
         statedir.remove_stale_temps(self.path)
 
     @classmethod

@@ -3,6 +3,8 @@
     <state dir>/lock                          HostLock: one apply/destroy/rollback at a time
     <state dir>/topologies/<name>.json        the ownership record of a topology
     <state dir>/journal/<name>.jsonl          the journal of an apply in progress (or crashed)
+    <state dir>/journal/.<name>.jsonl.reserve the room its rollback may need (reserve.py)
+    <state dir>/journal/<name>.jsonl.salvaged a damaged journal, after `rollback --salvage`
     <state dir>/confirm/<name>.pending        an apply waiting for `netdecl confirm` (its PID)
     <state dir>/confirm/<name>.confirmed      ... and confirmed, until that apply has finished
 
