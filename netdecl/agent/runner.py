@@ -77,6 +77,10 @@ class Source:
     last_change: float = 0.0
     retry_at: float = 0.0
     failures: int = 0
+    # the last version applied and verified: while a newer one fails (a conflict) and waits
+    # out its back-off, drift of this one is still repaired (see _repair_last_applied)
+    applied: Topology | None = None
+    drifted: bool = False  # the kernel changed in its scope since the last reconcile
     # a rollback could not restore everything: its journal is kept, and the exit status says so
     broken: bool = False
     scope: set[str] = field(default_factory=set)  # namespaces its plan reads
@@ -248,11 +252,14 @@ class Agent:
         return max(0.0, min(wake) - now)
 
     def _due(self, source: Source, now: float) -> bool:
-        if source.pending is None or now < source.retry_at:
+        if source.pending is None:
+            return False
+        if now < source.retry_at and not _repairs_last_applied(source):
             return False
         return now >= min(source.last_change + DEBOUNCE, source.first_change + DEBOUNCE_MAX)
 
     def _mark(self, source: Source, reason: str, what: str, now: float) -> None:
+        source.drifted = source.drifted or reason == DRIFT
         if source.pending is None:
             source.pending, source.what, source.first_change = reason, what, now
         elif reason in INTENDED and source.pending not in INTENDED:
@@ -307,6 +314,10 @@ class Agent:
         for path in paths:
             source = self.sources.get(path)
             if source is not None:
+                if _new_version(source):
+                    # a new version is a new attempt: the back-off of the old one's failures
+                    # is not its to wait out (the fix of a conflict applies in a second)
+                    source.failures, source.retry_at = 0, 0.0
                 self._mark(source, FILE, f"{path} changed", now)
 
     def _namespaces_changed(self, now: float) -> None:
@@ -385,8 +396,11 @@ class Agent:
     def _reconcile(self, source: Source) -> None:
         """Bring one topology's host state back to its file. Never raises for a failure of
         the apply: that is logged, counted and retried."""
+        if time.monotonic() < source.retry_at:
+            self._repair_last_applied(source)  # the failed version's retry stays pending
+            return
         reason, what, first = source.pending, source.what, source.first_change
-        source.pending = None
+        source.pending, source.drifted = None, False
         if reason is None:
             return  # nothing pending (the loop reconciles only sources with a reason)
         if reason == FILE:
@@ -442,7 +456,35 @@ class Agent:
         except (NetdeclError, OSError) as exc:
             self._failed(source, reason, "error", str(exc))
         else:
+            source.applied = desired
             self._succeeded(source, reason, what, first, result)
+
+    def _repair_last_applied(self, source: Source) -> None:
+        """A newer version of the file failed (a conflict with a foreign object) and waits out
+        its back-off: meanwhile the last version applied is what is on the host, and drift of
+        it is repaired as usual. (Object back-offs are not counted: this is no fight over the
+        newer version's objects.)"""
+        source.drifted = False
+        applied = source.applied
+        if applied is None:
+            return
+        started = time.monotonic()
+        try:
+            result = api.apply(applied, state_dir=self.state_root, lock_timeout=LOCK_WAIT,
+                               events=self._events(lambda _: None))
+        except (NetdeclError, OSError) as exc:
+            self.log("failed", f"{applied.name}: repairing the last applied version (while "
+                     f"the new one waits to be retried) failed: {exc}", level="error",
+                     topology=applied.name)
+            return
+        if result.executed:
+            lines = [a.text() for a in result.executed]
+            self.metrics.drift_repairs.inc(len(lines))
+            self.log("repaired", f"{applied.name}: repaired {len(lines)} object(s) of the last "
+                     f"applied version (the new one waits to be retried): " + "; ".join(lines),
+                     topology=applied.name, reason=DRIFT, actions=lines,
+                     ms=round((time.monotonic() - started) * 1000))
+        self._sync_watches()
 
     def _succeeded(self, source: Source, reason: str, what: str, first: float,
                    result: api.ApplyResult[api.Plan, api.Action]) -> None:
@@ -579,6 +621,21 @@ class Agent:
         self.metrics.managed_objects.set(self._managed_objects())
         if all(s.failures == 0 for s in self.sources.values()):
             self.metrics.up.set(1)
+
+
+def _repairs_last_applied(source: Source) -> bool:
+    """Whether drift is to be repaired now although a failed newer version waits out its
+    back-off: the last applied version is not that newer one."""
+    return source.drifted and source.applied is not None and source.applied is not source.desired
+
+
+def _new_version(source: Source) -> bool:
+    """Whether the file now holds something other than the version last loaded."""
+    try:
+        data = read_file(str(source.path))
+    except (OSError, NetdeclError):
+        return False
+    return hashlib.sha256(data).hexdigest() != source.digest
 
 
 def _note_signal(signum: int, frame: object) -> None:
