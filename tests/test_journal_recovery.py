@@ -256,3 +256,39 @@ def test_salvage_without_a_header_keeps_what_the_topology_owned_before(tmp_path)
     kept = service.salvage(tmp_path, NAME, host=killed)
     assert kept is not None and any("the header" in line for line in kept), kept
     assert killed.state() == owned_before
+
+
+# -- the room a rollback needs ------------------------------------------------------------------
+
+def _full(*_: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_no_room_for_the_rollback_stops_an_apply_before_it_changes_anything(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setattr("os.posix_fallocate", _full)
+    host = FakeHost()
+    with pytest.raises(service.NetdeclError, match="no room in the state dir"):
+        service.apply(docker_bridge(), tmp_path, host=host)
+    assert host.state() == FakeHost().state()
+    assert [p.name for p in (tmp_path / "journal").iterdir()] == []
+
+
+def test_an_action_without_room_to_undo_it_does_not_start(tmp_path, monkeypatch):
+    import os
+
+    host = FakeHost()
+    real = os.posix_fallocate
+
+    def room_for_a_while(fd: int, offset: int, length: int) -> None:
+        if offset + length > 3000:  # the record's room and a few actions' worth
+            _full()
+        real(fd, offset, length)
+
+    monkeypatch.setattr("os.posix_fallocate", room_for_a_while)
+    with pytest.raises(ApplyFailed, match="no room left in") as failed:
+        service.apply(docker_bridge(), tmp_path, host=host)
+    done = int(str(failed.value).split("rolled back: the ")[1].split(" ")[0])
+    assert done > 0  # it got going first: the room ran out mid-apply
+    assert host.state() == FakeHost().state()
+    assert [p.name for p in (tmp_path / "journal").iterdir()] == []

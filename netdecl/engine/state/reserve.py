@@ -61,13 +61,14 @@ class Reserve:
             return
         fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            try:
-                os.posix_fallocate(fd, 0, self.needed + CHUNK)
+            try:  # only what is not allocated yet, so growing costs what it adds
+                os.posix_fallocate(fd, self.size, self.needed + CHUNK - self.size)
                 self.size = self.needed + CHUNK
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
-                os.posix_fallocate(fd, 0, self.needed)  # the room itself, without the slack
+                # the room itself, without the slack
+                os.posix_fallocate(fd, self.size, self.needed - self.size)
                 self.size = self.needed
         except OSError as exc:
             self.needed -= more
