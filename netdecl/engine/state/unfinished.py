@@ -127,8 +127,11 @@ def check_before_plan(state_root: Path, topology: str) -> list[str]:
         try:
             Journal.load(state_root, topology)
         except DamagedStateFile as exc:
-            notes.append(f"{exc} (this plan reads the host without that journal: what the "
-                         f"interrupted apply made shows as conflicts, or not at all)")
+            notes.append(f"the journal of an interrupted apply of {topology!r} is damaged "
+                         f"({exc.path}, {exc.problem}): this plan reads the host without it, "
+                         f"so what that apply made shows as conflicts, or not at all; `netdecl "
+                         f"rollback --salvage --name {topology}` undoes what its readable "
+                         f"parts prove")
         damaged.remove(topology)
     notes += [f"the journal an interrupted apply of {name!r} left is damaged: `netdecl "
               f"rollback --salvage --name {name}` undoes what it can prove" for name in damaged]

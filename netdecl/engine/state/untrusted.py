@@ -43,6 +43,7 @@ class DamagedStateFile(NetdeclError):
 
     def __init__(self, path: Path | str, problem: str, advice: str):
         self.path = str(path)
+        self.problem = problem
         one_line = " ".join(f"{path} is damaged or not netdecl's ({problem}); {advice}".split())
         super().__init__(one_line)
 
