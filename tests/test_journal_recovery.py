@@ -292,3 +292,21 @@ def test_an_action_without_room_to_undo_it_does_not_start(tmp_path, monkeypatch)
     assert done > 0  # it got going first: the room ran out mid-apply
     assert host.state() == FakeHost().state()
     assert [p.name for p in (tmp_path / "journal").iterdir()] == []
+
+
+def test_the_removals_a_leftover_file_may_come_from_are_the_unfinished_ones(tmp_path):
+    from netdecl.engine.claims import Ticket
+    from netdecl.engine.planner.plan import DELETE, Action
+    from netdecl.model import Namespace, Topology
+
+    def delete(ns: str) -> Action:
+        return Action(DELETE, ("namespace", ns), before=Namespace(ns, ident="nsfs:1:2"))
+
+    journal = Journal.begin(tmp_path, NAME, Topology(name=NAME), RecordStore(tmp_path).load(NAME))
+    journal.intend(1, delete("done"), Ticket())
+    journal.step(1, delete("done"))
+    journal.intend(2, delete("cut"), Ticket())  # killed inside it
+    journal.intend(1, delete("undoing"), Ticket(), undo=True)  # a rollback writes no steps
+    loaded = Journal.load(tmp_path, NAME)
+    assert loaded is not None
+    assert loaded.removing() == {"cut", "undoing"}

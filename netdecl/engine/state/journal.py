@@ -243,16 +243,22 @@ class Journal:
         return keys
 
     def removing(self) -> set[str]:
-        """The namespaces an action of this journal (the apply's or its rollback's) set out to
-        remove: a plain file left at such a name is what that removal left when it was killed
-        between the unmount and the unlink."""
+        """The namespaces an action of this journal set out to remove and may not have finished
+        (an apply's without its step; any of a rollback's): a plain file left at such a name is
+        what that removal left when it was killed between the unmount and the unlink."""
+        applying: dict[int, str] = {}  # an apply's removals not yet completed, by step
         names = set()
         for entry in self.entries:
-            if "start" in entry or "undo" in entry:
+            if "step" in entry:
+                applying.pop(entry["step"], None)
+            elif "start" in entry or "undo" in entry:
                 action = action_from_json(entry["action"])
                 if action.type == "namespace" and action.op in (DELETE, REPLACE):
-                    names.add(action.key[1])
-        return names
+                    if "start" in entry:
+                        applying[entry["start"]] = action.key[1]
+                    else:  # a rollback writes no steps: any of its removals may be cut
+                        names.add(action.key[1])
+        return names | set(applying.values())
 
     def set_aside(self) -> Path:
         """After a salvage: keep the damaged file for people, under a name that is no
