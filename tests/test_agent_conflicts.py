@@ -117,3 +117,19 @@ def test_drift_of_the_last_applied_version_is_repaired_while_a_conflict_waits(ag
     assert source.pending is not None and not agent._due(source, now + DEBOUNCE)
     log = agent.log.stream.getvalue()  # type: ignore[attr-defined]
     assert "repaired 3 object(s) of the last applied version" in log
+
+
+def test_a_failed_repair_of_the_last_applied_version_waits_for_the_retry(agent):
+    agent, host, path = agent
+    source = agent.sources[path]
+    conflict_repeatedly(agent, path, 4)
+    host.remove(("link", ROOT, "br"))
+    host.arm(1)  # the repair's first change fails: the apply rolls back (and makes events)
+    now = time.monotonic()
+    agent._kernel_changed(Change(ROOT, "link br deleted", 1), now)
+    agent._reconcile(source)
+    assert ("link", ROOT, "br") not in host.objects
+    # the rollback's own events do not start the next attempt at once: it waits for the retry
+    agent._kernel_changed(Change(ROOT, "link v changed", 1), now)
+    assert not agent._due(source, now + DEBOUNCE)
+    assert agent._due(source, source.retry_at + DEBOUNCE)

@@ -81,6 +81,7 @@ class Source:
     # out its back-off, drift of this one is still repaired (see _repair_last_applied)
     applied: Topology | None = None
     drifted: bool = False  # the kernel changed in its scope since the last reconcile
+    repair_after: float = 0.0  # a repair of ``applied`` failed: not again before this
     # a rollback could not restore everything: its journal is kept, and the exit status says so
     broken: bool = False
     scope: set[str] = field(default_factory=set)  # namespaces its plan reads
@@ -254,7 +255,7 @@ class Agent:
     def _due(self, source: Source, now: float) -> bool:
         if source.pending is None:
             return False
-        if now < source.retry_at and not _repairs_last_applied(source):
+        if now < source.retry_at and not _repairs_last_applied(source, now):
             return False
         return now >= min(source.last_change + DEBOUNCE, source.first_change + DEBOUNCE_MAX)
 
@@ -414,18 +415,10 @@ class Agent:
         if source.desired is None:
             return
         desired = source.desired
-        now = time.monotonic()
-        held = {key for name, key in self.backoff.held(now) if name == desired.name}
-        target = desired
         try:
-            if held:
-                plan = api.plan(desired, state_dir=self.state_root)
-                wanted = [a for a in plan.actions if a.key not in held]
-                if not wanted and not plan.conflicts:
-                    if plan.actions:
-                        self._log_held(desired.name, plan.actions, now)
-                    return
-                target = hold_back(desired, plan, held)
+            target = self._held_back(desired)
+            if target is None:
+                return
             started = time.monotonic()
             planned: list[api.Plan] = []
             try:
@@ -459,20 +452,40 @@ class Agent:
             source.applied = desired
             self._succeeded(source, reason, what, first, result)
 
+    def _held_back(self, desired: Topology) -> Topology | None:
+        """``desired`` with the objects whose repair backs off left as they are (hold_back);
+        None when they are all there is to do."""
+        now = time.monotonic()
+        held = {key for name, key in self.backoff.held(now) if name == desired.name}
+        if not held:
+            return desired
+        plan = api.plan(desired, state_dir=self.state_root)
+        wanted = [a for a in plan.actions if a.key not in held]
+        if not wanted and not plan.conflicts:
+            if plan.actions:
+                self._log_held(desired.name, plan.actions, now)
+            return None
+        return hold_back(desired, plan, held)
+
     def _repair_last_applied(self, source: Source) -> None:
         """A newer version of the file failed (a conflict with a foreign object) and waits out
         its back-off: meanwhile the last version applied is what is on the host, and drift of
-        it is repaired as usual. (Object back-offs are not counted: this is no fight over the
-        newer version's objects.)"""
+        it is repaired as usual (object back-offs included)."""
         source.drifted = False
         applied = source.applied
         if applied is None:
             return
         started = time.monotonic()
         try:
-            result = api.apply(applied, state_dir=self.state_root, lock_timeout=LOCK_WAIT,
+            target = self._held_back(applied)
+            if target is None:
+                return
+            result = api.apply(target, state_dir=self.state_root, lock_timeout=LOCK_WAIT,
                                events=self._events(lambda _: None))
         except (NetdeclError, OSError) as exc:
+            # not again before the new version's retry: a failed apply's rollback makes
+            # events of its own, which must not start the next attempt at once
+            source.repair_after = source.retry_at
             self.log("failed", f"{applied.name}: repairing the last applied version (while "
                      f"the new one waits to be retried) failed: {exc}", level="error",
                      topology=applied.name)
@@ -484,6 +497,8 @@ class Agent:
                      f"applied version (the new one waits to be retried): " + "; ".join(lines),
                      topology=applied.name, reason=DRIFT, actions=lines,
                      ms=round((time.monotonic() - started) * 1000))
+            for action in result.executed:  # a fight over them backs off as usual
+                self._count_repair(applied.name, action, time.monotonic())
         self._sync_watches()
 
     def _succeeded(self, source: Source, reason: str, what: str, first: float,
@@ -623,10 +638,11 @@ class Agent:
             self.metrics.up.set(1)
 
 
-def _repairs_last_applied(source: Source) -> bool:
+def _repairs_last_applied(source: Source, now: float) -> bool:
     """Whether drift is to be repaired now although a failed newer version waits out its
     back-off: the last applied version is not that newer one."""
-    return source.drifted and source.applied is not None and source.applied is not source.desired
+    return (source.drifted and source.applied is not None
+            and source.applied is not source.desired and now >= source.repair_after)
 
 
 def _new_version(source: Source) -> bool:
