@@ -56,6 +56,41 @@ ALTERNATIVES = "|"
 BY_SECRET_NAME = "secret-name"
 
 
+@dataclass(frozen=True)
+class NatHandles:
+    """nft's handles of a topology's two tables in one namespace, the ``ip`` one and the
+    ``ip6`` one beside it (None: that table is not there): a table is netdecl's by its handle,
+    which nft never reuses within a namespace, not by its name. ``ip6_known`` is False in a
+    record from before the ip6 table had an identity: it was addressed by name then."""
+
+    ip: int | None
+    ip6: int | None
+    ip6_known: bool = True
+
+    def identity(self) -> str:
+        """The table's part of a NatTable's identity (the namespace's comes before it)."""
+        if not self.ip6_known:
+            return f"nft{self.ip}"
+        return f"nft{self.ip or '-'}/ip6:{self.ip6 or '-'}"
+
+    @staticmethod
+    def of(ident: str | None) -> tuple[str, NatHandles] | None:
+        """(the namespace's identity, the handles) from a NatTable's identity
+        (``NSID/nft12/ip6:13``, ``NSID/nft12/ip6:-``, or ``NSID/nft12`` as records before the
+        ip6 table's identity say); None when it is no such identity."""
+        if not ident or "/nft" not in ident:
+            return None
+        namespace, tables = ident.rsplit("/nft", 1)
+        ip, sep, ip6 = tables.partition("/ip6:")
+        try:
+            if not sep:
+                return namespace, NatHandles(int(ip), None, ip6_known=False)
+            return namespace, NatHandles(None if ip == "-" else int(ip),
+                                         None if ip6 == "-" else int(ip6))
+        except ValueError:
+            return None
+
+
 # A link netdecl made or adopted carries its topology's name in its ifalias, behind this
 # prefix: a mark for people and `show` (ownership itself is by identity, engine/ownership.py).
 OWNER_PREFIX = "netdecl:"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netdecl.backends import namespaces, sysctl
-from netdecl.backends.host import Birth, Scope, temp_namespace_name
+from netdecl.backends.host import Birth, NatHandles, Scope, temp_namespace_name
 from netdecl.backends.netlink import Kernel, KernelError
 from netdecl.links import EXTERNAL
 from netdecl.model import (
@@ -102,41 +102,36 @@ def _write_sysctl(k: Kernel, before: Any, after: Sysctl, changes: Any, topology:
     sysctl.write(after.namespace, after.name, after.value)
 
 
-def nat_handle(table: NatTable | None) -> int | None:
-    """nft's handle of an observed table, from its identity (see KernelHost.observe)."""
-    ident = table.ident if table is not None else None
-    if not ident or "/nft" not in ident:
-        return None
-    try:
-        return int(ident.rsplit("/nft", 1)[1])
-    except ValueError:
-        return None
+def nat_handles(table: NatTable | None) -> NatHandles | None:
+    """nft's handles of an observed table, from its identity (see KernelHost.observe)."""
+    found = NatHandles.of(table.ident if table is not None else None)
+    return found[1] if found is not None else None
 
 
-def _nat_identity(k: Kernel, ns: str, handle: int) -> str:
-    return f"{k.namespace_identity(ns)}/nft{handle}"
+def _nat_identity(k: Kernel, ns: str, handles: NatHandles) -> str:
+    return f"{k.namespace_identity(ns)}/{handles.identity()}"
 
 
 def _create_nat(k: Kernel, table: NatTable, topology: str, birth: Birth) -> None:
     from netdecl.backends import nftables  # only topologies with NAT need nft at all
 
-    handle = nftables.create(topology, table.namespace, table.rules or ())
-    birth.made(table.key, _nat_identity(k, table.namespace, handle))
+    handles = nftables.create(topology, table.namespace, table.rules or ())
+    birth.made(table.key, _nat_identity(k, table.namespace, handles))
 
 
 def _replace_nat(k: Kernel, before: NatTable | None, table: NatTable, topology: str,
                  birth: Birth) -> None:
     from netdecl.backends import nftables
 
-    handle = nftables.replace(topology, table.namespace, table.rules or (),
-                              nat_handle(before))
-    birth.made(table.key, _nat_identity(k, table.namespace, handle))
+    handles = nftables.replace(topology, table.namespace, table.rules or (),
+                               nat_handles(before))
+    birth.made(table.key, _nat_identity(k, table.namespace, handles))
 
 
 def _delete_nat(topology: str, table: NatTable) -> None:
     from netdecl.backends import nftables
 
-    nftables.delete(topology, table.namespace, nat_handle(table))
+    nftables.delete(topology, table.namespace, nat_handles(table))
 
 
 def _readd(add: Callable[[Kernel, Any], None], remove: Callable[[Kernel, Any], None]

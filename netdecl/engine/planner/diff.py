@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netdecl.engine.ownership import owns
+from netdecl.engine.ownership import foreign_nat_tables, nat_ours, owns
 from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import (
     CREATE,
@@ -483,7 +483,9 @@ def _nat(d: _Diff, kind: Kind) -> None:
         if now is None:
             d.add(Action(CREATE, key, after=want))
         elif not owns(now, d.observed, d.record):
-            d.conflict(key, f"nftables table ip netdecl-{d.topology} in "
+            assert isinstance(now, NatTable)
+            tables = foreign_nat_tables(now, d.record)
+            d.conflict(key, f"nftables table {tables} netdecl-{d.topology} in "
                             f"{want.namespace or 'root'} was not made by netdecl for topology "
                             f"{d.topology} (made by hand, or made again after netdecl's was "
                             f"deleted); netdecl will not rewrite it: delete it")
@@ -494,9 +496,11 @@ def _nat(d: _Diff, kind: Kind) -> None:
     for key, now in sorted(observed.items()):
         if key in desired or now.namespace in d.deleted_namespaces:
             continue
-        if not owns(now, d.observed, d.record):
-            continue  # someone else's table by that name: never deleted
-        d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
+        assert isinstance(now, NatTable)
+        ours = nat_ours(now, d.observed, d.record)
+        if ours is None:
+            continue  # someone else's tables by that name: never deleted
+        d.add(Action(DELETE, key, before=ours, why=Reason.PRUNE))
 
 
 # -- external links ------------------------------------------------------------------------------
