@@ -28,6 +28,9 @@ class Scope:
     # where the topology's NAT table can be; None: all. Reading it costs an `nft` process per
     # namespace, so never in the hundreds of others.
     nat_namespaces: set[str] | None = None
+    # also the routes the kernel derives from addresses (proto kernel), which netdecl never
+    # manages: only `show` reads them (a prefix route moved to another table is the user's)
+    kernel_routes: bool = False
 
 
 @dataclass(frozen=True)

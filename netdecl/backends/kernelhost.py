@@ -232,7 +232,7 @@ class KernelHost:
             links = kernel.read_links(ns, all_named, ns_ident)
             seen.extend(links)
             seen.extend(kernel.read_addresses(ns, link_local=False))  # never managed
-            seen.extend(kernel.read_routes(ns))
+            seen.extend(kernel.read_routes(ns, kernel_made=scope.kernel_routes))
             if scope.rules:
                 seen.extend(kernel.read_rules(ns))
             if scope.fdb:

@@ -459,15 +459,15 @@ class Kernel:
                                                                    m.prefixlen)))
         return out
 
-    def read_routes(self, ns: str) -> list[Route]:
+    def read_routes(self, ns: str, kernel_made: bool = False) -> list[Route]:
         names = self._names(ns)
         out = []
         # One dump, both families. Left unparsed: the local table (local and broadcast
         # addresses) and other types (multicast, broadcast...), which the model cannot express,
-        # and the routes the kernel derives from addresses (proto kernel), which netdecl never
-        # manages (engine/ownership.py).
+        # and, unless ``kernel_made``, the routes the kernel derives from addresses (proto
+        # kernel), which netdecl never manages (engine/ownership.py).
         for m in self.rtnl(ns).routes(types=ROUTE_TYPES, skip_table=RT_TABLE_LOCAL,
-                                      skip_protocols=(RTPROT_KERNEL,)):
+                                      skip_protocols=() if kernel_made else (RTPROT_KERNEL,)):
             if m.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
             rtype = ROUTE_TYPES[m.type]
