@@ -143,8 +143,8 @@ def test_a_prefix_route_moved_to_another_table_is_written_and_main_named(host, t
     routes = yaml.safe_load(text)["routes"]
     assert {"namespace": "c1", "to": "10.40.0.0/24", "dev": "v2p", "src": "10.40.0.2",
             "table": 100} in routes
-    assert any("route 10.40.0.0/24 table 100 in c1 is an address's prefix route moved out "
-               "of table main" in note for note in notes(text)), text
+    assert any("route 10.40.0.0/24 table 100 in c1 is an address's prefix route outside "
+               "table main" in note for note in notes(text)), text
     shown = write(tmp_path, "shown.yaml", text)
     ok(host, "destroy", str(tmp_path / "small.yaml"))
     ok(host, "apply", shown)

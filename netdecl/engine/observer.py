@@ -178,9 +178,9 @@ def _prefix_routes_moved(objects: Iterable[NetObject]) -> list[str]:
     The file adds the address, and the kernel its prefix route to main with it."""
     routes = [o for o in objects if isinstance(o, Route) and o.proto == RTPROT_KERNEL]
     in_main = {(r.namespace, r.to, r.dev) for r in routes if r.table == MAIN_TABLE}
-    return [f"{r.describe()} is an address's prefix route moved out of table main, where "
-            f"the kernel has none; the file cannot leave it out of main (applying it adds "
-            f"one there with the address)"
+    return [f"{r.describe()} is an address's prefix route outside table main (moved there, "
+            f"or put there for a VRF), and main has none; the file cannot leave it out of "
+            f"main (applying it adds one there with the address)"
             for r in routes if _moved_kernel_route(r)
             and (r.namespace, r.to, r.dev) not in in_main]
 

@@ -262,16 +262,16 @@ class _Exporter:
         for r in sorted(self.topo.of_type(Rule), key=lambda r: repr(r.key)):
             if r.namespace not in self.spaces or r.key in keys:
                 continue
-            if r.family == 6 and not (r.src or r.dst):
-                # the file infers a rule's family from its addresses: an IPv6 rule needs one
-                self.note(f"{r.describe()}: an IPv6 rule without from or to, which the file "
-                          "cannot say")
-                continue
             if r.table == 0:
                 # the kernel's l3mdev rule (`lookup [l3mdev-table]`, made with the first VRF)
                 # has no table: a kind that makes VRFs makes it again
                 self.note(f"{r.describe()}: the kernel's l3mdev rule (lookup in a VRF's "
                           "table), which the file cannot say")
+                continue
+            if r.family == 6 and not (r.src or r.dst):
+                # the file infers a rule's family from its addresses: an IPv6 rule needs one
+                self.note(f"{r.describe()}: an IPv6 rule without from or to, which the file "
+                          "cannot say")
                 continue
             keys.add(r.key)
             entry: dict[str, Any] = {"namespace": r.namespace} if r.namespace else {}
