@@ -10,6 +10,7 @@ ruleset, /proc/sys) is what it was, and HTTP crosses it again.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -156,7 +157,7 @@ def test_a_prefix_route_moved_to_another_table_is_written_and_main_named(host, t
         "10.40.0.0/24"]
 
 
-def test_a_link_of_a_kind_netdecl_does_not_know_is_named_with_what_hangs_on_it(host,
+def test_a_link_of_a_kind_netdecl_does_not_know_and_a_qdisc_are_named(host,
                                                                               tmp_path):
     ok(host, "apply", write(tmp_path, "small.yaml", SMALL))
     for argv in (["link", "add", "x0", "type", "ifb"], ["addr", "add", "10.77.0.1/24", "dev",
@@ -164,8 +165,14 @@ def test_a_link_of_a_kind_netdecl_does_not_know_is_named_with_what_hangs_on_it(h
                  ["link", "set", "x0", "up"], ["route", "add", "10.78.0.0/24", "via",
                                                "10.77.0.9"]):
         host.run(["ip", "-n", "c2", *argv])
+    # and a qdisc (netdecl has no traffic control): the kernel's own defaults are not named
+    host.run(["tc", "qdisc", "add", "dev", "v2p", "root", "handle", "1:", "pfifo"], ns="c1")
+    qdiscs = json.loads(host.run(["tc", "-j", "qdisc", "show"], ns="c1").stdout)
+    assert ("v2p", "pfifo", "1:") in {(q["dev"], q["kind"], q["handle"]) for q in qdiscs}
     text = ok(host, "show", "--name", "small")
-    assert notes(text) == ["link c2/x0: kind ifb, which netdecl does not know",
+    assert notes(text) == ["qdisc pfifo 1: (root) on link c1/v2p: netdecl does not manage "
+                           "traffic control",
+                           "link c2/x0: kind ifb, which netdecl does not know",
                            "address 10.77.0.1/24: on link c2/x0, which is not written",
                            "route 10.78.0.0/24 in c2: on link c2/x0, which is not written"]
     names = [e["name"] for e in yaml.safe_load(text)["links"]]

@@ -128,6 +128,10 @@ class Host(Protocol):
     def named_namespaces(self) -> list[str]:
         """Named namespaces that exist (the root always does)."""
 
+    def unmodelled(self, namespaces: list[str]) -> list[str]:
+        """What these namespaces hold that netdecl has no model for (a qdisc someone added),
+        one sentence each: `show` names them, since its file cannot say them."""
+
     def create(self, obj: NetObject, topology: str, peer: NetObject | None = None,
                birth: Birth | None = None) -> None:
         """Make ``obj`` (a veth: with its ``peer`` end) and mark it as ``topology``'s where the

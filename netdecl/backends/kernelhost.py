@@ -25,7 +25,9 @@ from netdecl.model import (
     NetObject,
     Route,
     Sysctl,
+    qualify,
 )
+from netdecl.nlconst import TC_H_INGRESS, TC_H_ROOT
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,16 @@ class KernelHost:
     # -- reading -------------------------------------------------------------------------------
     def named_namespaces(self) -> list[str]:
         return namespaces.list_named()
+
+    def unmodelled(self, namespaces: list[str]) -> list[str]:
+        out = []
+        for ns in namespaces:
+            for link, kind, handle, parent in self.kernel.read_qdiscs(ns):
+                where = {TC_H_ROOT: "root", TC_H_INGRESS: "ingress"}.get(
+                    parent, f"parent {parent >> 16:x}:{parent & 0xFFFF:x}")
+                out.append(f"qdisc {kind} {handle >> 16:x}: ({where}) on link "
+                           f"{qualify(ns, link)}: netdecl does not manage traffic control")
+        return out
 
     def observe(self, topology: str, scope: Scope) -> list[NetObject]:
         """Each namespace in scope read once per object type (one netlink dump each)."""

@@ -151,6 +151,7 @@ def observe_all(host: Host, namespaces_to_read: list[str],
     everything = host.observe("", scope)
     seen.extend(o for o in everything if _shown(o))
     seen.warnings.extend(_prefix_routes_moved(everything))
+    seen.warnings.extend(host.unmodelled(namespaces_to_read))
     seen.extend(_sysctls(host, seen, namespaces_to_read, records))
     for table in _nat_tables(host, namespaces_to_read, records):
         seen.add(table)
