@@ -378,3 +378,24 @@ def test_turning_ipv6_off_everywhere_rewrites_eth0_and_re_adds_its_ipv6():
     for ns in ("nginx-1", "nginx-2"):
         observed.add(Sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1"))
     assert not make_plan(desired, observed, record).actions
+
+
+def test_a_links_own_sysctl_is_written_again_when_the_link_is_made_again():
+    """A new device starts with the namespace's defaults: a per-link sysctl that reads right
+    on the old link is written again after its link is made again (here the VLAN goes with
+    the veth it is made on, whose peer changes)."""
+    on_vlan = Sysctl(ROOT, "net/ipv4/conf/mv.10/rp_filter", "0")
+    before = _on_a_veth("vb")
+    before.add(on_vlan)
+    observed, record = as_observed(before)
+    after = _on_a_veth("vc")
+    after.add(on_vlan)
+    plan = make_plan(after, observed, record)
+    index = {a.key: i for i, a in enumerate(plan.actions)}
+    rewrite = plan.actions[index[on_vlan.key]]
+    assert (rewrite.op, rewrite.why) == ("modify", "dependency-rebuilt")
+    assert plan.actions[index[("link", ROOT, "mv.10")]].op == "replace"
+    assert index[("link", ROOT, "mv.10")] < index[on_vlan.key] < \
+        index[("address", ROOT, "mv.10", "10.10.0.1/24")]
+    # the link kept: nothing to write
+    assert on_vlan.key not in {a.key for a in make_plan(before, observed, record).actions}

@@ -87,3 +87,23 @@ def test_turning_ipv6_off_on_a_running_namespace_adds_the_kept_addresses_again(
     server.stop()
     again = host.netdecl("plan", "--detailed-exitcode", str(with_sysctls))
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_eth0_made_again_gets_its_own_sysctl_again(host, tmp_path: Path):
+    """A pair made again (its other end renamed) gives c1 a new eth0, which starts with the
+    namespace's default (IPv6 off): eth0's own sysctl is written again before its address,
+    though it read 0 on the old eth0."""
+    path = tmp_path / "v6only.yaml"
+    path.write_text(TOPOLOGY)
+    host.netdecl("apply", str(path), check=True)
+    path.write_text(TOPOLOGY.replace("name: veth-c1", "name: veth-c1b"))
+    plan = host.netdecl("plan", str(path)).stdout
+    assert "-/+ link veth-c1b <-> c1/eth0" in plan and \
+        "sysctl net.ipv6.conf.eth0.disable_ipv6 in c1" in plan, plan
+    result = host.netdecl("apply", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert host.sysctl("net.ipv6.conf.eth0.disable_ipv6", ns="c1") == "0"
+    server = host.start_server("c1", 80, address="fd00:18::2")
+    answer = host.http_get(None, "fd00:18::2", 80)
+    assert answer.ok, answer.error
+    server.stop()

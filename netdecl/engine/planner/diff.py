@@ -431,6 +431,12 @@ def _sysctls(d: _Diff, kind: Kind) -> None:
                          changes={"value": [overwriting, want.value]}, why=Reason.OVERWRITTEN))
             continue
         if now is not None and now.value == want.value:
+            if want.per_link is not None and \
+                    ("link", want.namespace, want.per_link) in d.rebuilt_links:
+                # the link is made again: a new link starts with the namespace's default
+                d.add(Action(MODIFY, key, before=now, after=want,
+                             changes={"value": [None, want.value]},
+                             why=Reason.DEPENDENCY_REBUILT))
             continue
         d.add(Action(MODIFY, key, before=now, after=want,
                      changes={"value": [now.value if now else None, want.value]}))
