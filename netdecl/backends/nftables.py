@@ -509,10 +509,12 @@ def _made_table_handles(echo: str) -> NatHandles:
 
 def _tables_made(handles: NatHandles, rules: tuple[NatRule, ...], namespace: str,
                  what: str) -> NatHandles:
+    """The tables the document leaves behind: the ip table, and the ip6 one if a rule needs
+    it (an ip6 table added only to be deleted, by name, echoes a handle that is gone)."""
     if handles.ip is None or (needs_ip6(rules) and handles.ip6 is None):
         raise NftError(f"nft {what} in {ns_label(namespace)}: nft did not report the tables' "
                        f"handles", namespace=namespace)
-    return handles
+    return NatHandles(handles.ip, handles.ip6 if needs_ip6(rules) else None)
 
 
 def _commands(name: str, rules: tuple[NatRule, ...], handles: NatHandles | None,
