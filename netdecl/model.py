@@ -161,6 +161,9 @@ class LinkSpec:
 # in both directions and a saved plan's fingerprint does not move.
 RECORD_SETTINGS = ("peer", "stp", "vxlan")
 
+DEVICE = "device"
+"""A Link's ``kind`` when the kernel reports none of its own (a physical NIC)."""
+
 
 @dataclass(frozen=True)
 class Link(NetObject):

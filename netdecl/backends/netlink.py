@@ -23,6 +23,7 @@ from netdecl.backends.rtnl import LinkEvents, LinkMsg
 from netdecl.errors import NetdeclError
 from netdecl.links import link_kind
 from netdecl.model import (
+    DEVICE,
     ROOT,
     RTPROT_NETDECL,
     Address,
@@ -385,7 +386,7 @@ class Kernel:
         return Link(
             namespace=ns,
             name=name,
-            kind=m.kind or "device",
+            kind=m.kind or DEVICE,
             up=bool(m.flags & IFF_UP),
             mtu=rtnl.as_u32(attrs.get(IFLA_MTU)),
             mac=rtnl.as_mac(attrs.get(IFLA_ADDRESS)),

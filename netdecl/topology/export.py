@@ -31,6 +31,7 @@ from typing import Any
 
 from netdecl.links import EXTERNAL, LINK_KINDS, link_kind
 from netdecl.model import (
+    DEVICE,
     MAIN_TABLE,
     ROOT,
     Address,
@@ -60,11 +61,6 @@ _SYSCTL_NAME = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)+")
 
 def _multicast(mac: str) -> bool:
     return bool(int(mac[:2], 16) & 1)
-
-
-# The kind the kernel reports for a link it has no driver kind for (a physical NIC): the
-# backend's name for it (backends/netlink.py), written as external.
-DEVICE = "device"
 
 
 def _label(namespace: str, name: str) -> str:
