@@ -421,9 +421,10 @@ def scope(topology: Topology, *, state_dir: StateDir = None) -> Scope:
 def verify(topology: Topology, *, timeout: float = 2.0) -> VerifyResult:
     """Run the topology's probes with real traffic, each from inside its source namespace
     (starting a short-lived listener where nothing listens), ``timeout`` seconds at most each;
-    only to the topology's own addresses. A ``VerifyResult``: ``.ok``, ``.probes`` (each a
-    ``ProbeResult``: ``.ok``, ``.result``, ``.detail``...), ``.failed()``, ``.text()`` and
-    ``.to_json()`` as `netdecl verify` prints them. Needs root; changes nothing."""
+    only to the topology's own addresses and into networks it declares (another host's pods).
+    A ``VerifyResult``: ``.ok``, ``.probes`` (each a ``ProbeResult``: ``.ok``, ``.result``,
+    ``.detail``...), ``.failed()``, ``.text()`` and ``.to_json()`` as `netdecl verify` prints
+    them. Needs root; changes nothing."""
     from netdecl.tools.verify import verify as run
 
     return run(topology, timeout)

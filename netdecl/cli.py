@@ -705,15 +705,13 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    import yaml
-
     from netdecl import api
-    from netdecl.topology.export import to_document
+    from netdecl.topology.export import to_yaml
 
     for unfinished in api.unfinished(state_dir=args.state_dir):
         _err(_unfinished_warning(unfinished))
     observed = api.show(args.namespace, state_dir=args.state_dir)
-    _out(yaml.safe_dump(to_document(observed, args.name), sort_keys=False).rstrip())
+    _out(to_yaml(observed, args.name))
     return ExitStatus.OK
 
 

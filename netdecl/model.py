@@ -161,6 +161,9 @@ class LinkSpec:
 # in both directions and a saved plan's fingerprint does not move.
 RECORD_SETTINGS = ("peer", "stp", "vxlan")
 
+DEVICE = "device"
+"""A Link's ``kind`` when the kernel reports none of its own (a physical NIC)."""
+
 
 @dataclass(frozen=True)
 class Link(NetObject):
@@ -337,6 +340,18 @@ class Sysctl(NetObject):
     @property
     def key(self) -> Key:
         return ("sysctl", self.namespace, self.name)
+
+    @property
+    def per_link(self) -> str | None:
+        """The link a per-link sysctl is about (net.ipv6.conf.eth0.disable_ipv6,
+        net/ipv4/conf/eth0.100/rp_filter, net.ipv4.neigh.eth0.*); None for one of the whole
+        namespace, `all` and `default` included. The planner orders by it: the kernel applies a
+        namespace-wide one to the links made after it, a per-link one only once its link exists."""
+        parts = self.name.split("/" if "/" in self.name else ".")
+        if len(parts) >= 5 and parts[:2] in (["net", "ipv4"], ["net", "ipv6"]) \
+                and parts[2] in ("conf", "neigh") and parts[3] not in ("all", "default"):
+            return parts[3]
+        return None
 
     def describe(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""

@@ -32,6 +32,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 RTM_NEWRULE, RTM_DELRULE = 32, 33
+RTM_GETQDISC = 38
 RTM_GETNSID = 90
 
 # multicast groups (linux/rtnetlink.h, enum rtnetlink_groups; linux/netfilter/nfnetlink.h)
@@ -73,3 +74,8 @@ NUD_INCOMPLETE, NUD_FAILED, NUD_PERMANENT = 0x01, 0x20, 0x80
 
 # namespace ids (linux/net_namespace.h)
 NETNSA_NSID, NETNSA_FD = 1, 3
+
+# traffic control (linux/rtnetlink.h, linux/pkt_sched.h): qdiscs are only read, for `show`
+TCMSG = "=B3xiIII"  # family, ifindex, handle, parent, info
+TCA_KIND = 1
+TC_H_ROOT, TC_H_INGRESS = 0xFFFFFFFF, 0xFFFFFFF1

@@ -180,6 +180,9 @@ class FakeHost:
     def named_namespaces(self) -> list[str]:
         return sorted(o.namespace for o in self.objects.values() if isinstance(o, Namespace))
 
+    def unmodelled(self, namespaces: list[str]) -> list[str]:
+        return []  # holds nothing netdecl has no model for
+
     def _exists(self, ns: str) -> bool:
         return ns == ROOT or ("namespace", ns) in self.objects
 

@@ -276,7 +276,7 @@ def test_the_fake_has_every_method_of_the_protocol() -> None:
     FakeHost (and RemoteHost) with the same parameters, defaults and annotations."""
     methods = [name for name, member in vars(Host).items()
                if callable(member) and not name.startswith("_")]
-    assert methods == ["observe", "named_namespaces", "create", "delete", "modify",
+    assert methods == ["observe", "named_namespaces", "unmodelled", "create", "delete", "modify",
                        "set_alias", "restore_route", "remove_placeholders", "refresh",
                        "reconnect", "close"]
     for cls in (FakeHost, RemoteHost):
@@ -300,6 +300,14 @@ def test_a_namespace_is_reported_in_three_steps_and_observed_as_the_last(subject
     file, either, ident = (ident for _, ident in births.reports)
     assert [key for key, _ in births.reports] == [("namespace", "a")] * 3
     assert ident == seen.ident and either == f"{file}|{ident}" and file != ident
+
+
+def test_links_netdecl_makes_carry_nothing_it_has_no_model_for(subject: Subject) -> None:
+    """`show` names what a host holds beyond the model (a qdisc someone added); links made
+    as netdecl makes them carry only the kernel's default qdiscs, which are not named."""
+    make_pair(subject, Births())
+    subject.host.create(Link(ROOT, "br1", "bridge", spec=BridgeSpec()), TOPO)
+    assert subject.host.unmodelled([ROOT, "a"]) == []
 
 
 def test_links_are_observed_as_made(subject: Subject) -> None:

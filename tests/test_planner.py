@@ -318,3 +318,84 @@ def test_a_filter_only_table_still_needs_ipv4_forwarding_and_nothing_more():
     desired.add(NatTable(ROOT, rules=(NatRule("filter", action="drop", source="fd00::/8"),)))
     notes = make_plan(desired, Topology(name="t"), OwnershipRecord("t")).notes
     assert len(notes) == 1 and "net.ipv4.ip_forward is unset" in notes[0]
+
+
+def _ipv6_off_but_eth0(desired: Topology) -> Topology:
+    """Docker's IPv6 network: IPv6 off for every link of the containers but eth0."""
+    for ns in ("nginx-1", "nginx-2"):
+        desired.add(Sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1"))
+        desired.add(Sysctl(ns, "net.ipv6.conf.eth0.disable_ipv6", "0"))
+        desired.add(Address(ns, "eth0", f"fd00:18::{ns[-1]}/64"))
+    return desired
+
+
+def test_namespace_sysctls_go_before_links_and_a_links_own_before_its_addresses():
+    desired = _ipv6_off_but_eth0(docker_bridge())
+    plan = make_plan(desired, Topology(name=desired.name), OwnershipRecord(desired.name))
+    index = {a.key: i for i, a in enumerate(plan.actions)}
+    everywhere = ("sysctl", "nginx-1", "net.ipv6.conf.all.disable_ipv6")
+    on_eth0 = ("sysctl", "nginx-1", "net.ipv6.conf.eth0.disable_ipv6")
+    assert index[("namespace", "nginx-1")] < index[everywhere] < index[("link", "", "veth-n1")]
+    assert index[("link", "", "veth-n1")] < index[on_eth0] < min(
+        index[("address", "nginx-1", "eth0", "fd00:18::1/64")],
+        index[("address", "nginx-1", "eth0", "172.17.0.2/16")])
+    # the links are still made in one run (engine/linkup.py brings the pairs up after it)
+    links = positions(plan, lambda a: a.type == "link")
+    assert links == list(range(links[0], links[0] + len(links)))
+
+
+def test_a_per_link_sysctl_names_its_link_whatever_the_spelling():
+    assert Sysctl("a", "net.ipv6.conf.eth0.disable_ipv6", "0").per_link == "eth0"
+    assert Sysctl("a", "net/ipv4/conf/eth0.100/rp_filter", "0").per_link == "eth0.100"
+    assert Sysctl("a", "net.ipv4.neigh.eth0.gc_stale_time", "9").per_link == "eth0"
+    for wide in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6",
+                 "net.ipv4.ip_forward", "net.core.somaxconn"):
+        assert Sysctl("a", wide, "1").per_link is None, wide
+
+
+def test_turning_ipv6_off_everywhere_rewrites_eth0_and_re_adds_its_ipv6():
+    """On a running namespace `all.disable_ipv6: 1` overwrites eth0's own value and drops its
+    IPv6 addresses: eth0's sysctl is written again (although it reads 0 now) and its IPv6
+    address and IPv6 routes are added again; its IPv4 ones stay."""
+    desired = _ipv6_off_but_eth0(docker_bridge())
+    desired.add(Route("nginx-1", "fd00:99::/64", via="fd00:18::9", dev="eth0"))
+    observed, record = as_observed(desired)
+    for ns in ("nginx-1", "nginx-2"):
+        observed.add(Sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "0"))
+        observed.add(Sysctl(ns, "net.ipv6.conf.eth0.disable_ipv6", "0"))
+    plan = make_plan(desired, observed, record)
+    index = {a.key: i for i, a in enumerate(plan.actions)}
+    on_eth0 = ("sysctl", "nginx-1", "net.ipv6.conf.eth0.disable_ipv6")
+    assert plan.actions[index[on_eth0]].why == "overwritten"
+    assert plan.actions[index[on_eth0]].changes == {"value": ["1", "0"]}
+    readded = ("address", "nginx-1", "eth0", "fd00:18::1/64")
+    assert plan.actions[index[readded]].why == "dependency-rebuilt"
+    assert index[on_eth0] < index[readded]
+    assert index[readded] < index[("route", "nginx-1", 254, "fd00:99::/64", 0)]
+    assert ("address", "nginx-1", "eth0", "172.17.0.2/16") not in index
+    assert ("route", "nginx-1", 254, "0.0.0.0/0", 0) not in index
+    # once `all` holds, nothing is done again
+    for ns in ("nginx-1", "nginx-2"):
+        observed.add(Sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1"))
+    assert not make_plan(desired, observed, record).actions
+
+
+def test_a_links_own_sysctl_is_written_again_when_the_link_is_made_again():
+    """A new device starts with the namespace's defaults: a per-link sysctl that reads right
+    on the old link is written again after its link is made again (here the VLAN goes with
+    the veth it is made on, whose peer changes)."""
+    on_vlan = Sysctl(ROOT, "net/ipv4/conf/mv.10/rp_filter", "0")
+    before = _on_a_veth("vb")
+    before.add(on_vlan)
+    observed, record = as_observed(before)
+    after = _on_a_veth("vc")
+    after.add(on_vlan)
+    plan = make_plan(after, observed, record)
+    index = {a.key: i for i, a in enumerate(plan.actions)}
+    rewrite = plan.actions[index[on_vlan.key]]
+    assert (rewrite.op, rewrite.why) == ("modify", "dependency-rebuilt")
+    assert plan.actions[index[("link", ROOT, "mv.10")]].op == "replace"
+    assert index[("link", ROOT, "mv.10")] < index[on_vlan.key] < \
+        index[("address", ROOT, "mv.10", "10.10.0.1/24")]
+    # the link kept: nothing to write
+    assert on_vlan.key not in {a.key for a in make_plan(before, observed, record).actions}

@@ -163,3 +163,20 @@ def test_udp_probes_direct_through_a_forward_and_masqueraded(host, tmp_path: Pat
     host.run(["nft", "flush", "table", "ip", "netdecl-docker-nat"])
     code, data = verify_json(host, str(path))
     assert code == 1 and data["probes"][1]["ok"] is False
+
+
+def test_a_probe_leaves_the_topology_only_into_a_network_the_file_declares():
+    """Another host's pod is outside the topology but inside a network the file declares:
+    host-a.yaml's overlay subnet on its bridge, flannel-node1.yaml's host-gw route. A default
+    route declares nothing: 192.0.2.7 stays refused."""
+    for path, address, network in (("topologies/host-a.yaml", "10.244.2.2", "10.244.0.0/16"),
+                                   ("topologies/flannel-node1.yaml", "10.244.2.2",
+                                    "10.244.2.0/24")):
+        topo = load_topology(path)
+        (probe,) = topo.probes
+        target = resolve(topo, probe)
+        assert (target.address, target.outside, target.port) == (address, network, 80), path
+        assert target.describe() == f"{address}:80/tcp (outside, in {network})"
+    topo = load_topology("topologies/host-a.yaml")
+    refused = run_probe(topo, Probe(source="pod-a1", to="192.0.2.7", port=80), 1.0)
+    assert refused.result == "skipped" and "nor in a network it declares" in refused.detail

@@ -28,6 +28,9 @@ class Scope:
     # where the topology's NAT table can be; None: all. Reading it costs an `nft` process per
     # namespace, so never in the hundreds of others.
     nat_namespaces: set[str] | None = None
+    # also the routes the kernel derives from addresses (proto kernel), which netdecl never
+    # manages: only `show` reads them (a prefix route moved to another table is the user's)
+    kernel_routes: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,41 @@ BY_SECRET_NAME = "secret-name"
 # Proof that a plain file at /run/netns/NAME is what netdecl's own removal of namespace NAME
 # left (killed between the unmount and the unlink): the journal says it was removing it.
 BEING_REMOVED = "being-removed"
+
+
+@dataclass(frozen=True)
+class NatHandles:
+    """nft's handles of a topology's two tables in one namespace, the ``ip`` one and the
+    ``ip6`` one beside it (None: that table is not there): a table is netdecl's by its handle,
+    which nft never reuses within a namespace, not by its name. ``ip6_known`` is False in a
+    record from before the ip6 table had an identity: it was addressed by name then."""
+
+    ip: int | None
+    ip6: int | None
+    ip6_known: bool = True
+
+    def identity(self) -> str:
+        """The table's part of a NatTable's identity (the namespace's comes before it)."""
+        if not self.ip6_known:
+            return f"nft{self.ip}"
+        return f"nft{self.ip or '-'}/ip6:{self.ip6 or '-'}"
+
+    @staticmethod
+    def of(ident: str | None) -> tuple[str, NatHandles] | None:
+        """(the namespace's identity, the handles) from a NatTable's identity
+        (``NSID/nft12/ip6:13``, ``NSID/nft12/ip6:-``, or ``NSID/nft12`` as records before the
+        ip6 table's identity say); None when it is no such identity."""
+        if not ident or "/nft" not in ident:
+            return None
+        namespace, tables = ident.rsplit("/nft", 1)
+        ip, sep, ip6 = tables.partition("/ip6:")
+        try:
+            if not sep:
+                return namespace, NatHandles(int(ip), None, ip6_known=False)
+            return namespace, NatHandles(None if ip == "-" else int(ip),
+                                         None if ip6 == "-" else int(ip6))
+        except ValueError:
+            return None
 
 
 # A link netdecl made or adopted carries its topology's name in its ifalias, behind this
@@ -92,6 +130,10 @@ class Host(Protocol):
 
     def named_namespaces(self) -> list[str]:
         """Named namespaces that exist (the root always does)."""
+
+    def unmodelled(self, namespaces: list[str]) -> list[str]:
+        """What these namespaces hold that netdecl has no model for (a qdisc someone added),
+        one sentence each: `show` names them, since its file cannot say them."""
 
     def create(self, obj: NetObject, topology: str, peer: NetObject | None = None,
                birth: Birth | None = None) -> None:

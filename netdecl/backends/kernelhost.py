@@ -16,6 +16,7 @@ from netdecl.backends.host import (
     ALTERNATIVES,
     BEING_REMOVED,
     Birth,
+    NatHandles,
     Scope,
     temp_namespace_name,
 )
@@ -31,7 +32,9 @@ from netdecl.model import (
     NetObject,
     Route,
     Sysctl,
+    qualify,
 )
+from netdecl.nlconst import TC_H_INGRESS, TC_H_ROOT
 
 
 @dataclass(frozen=True)
@@ -108,41 +111,36 @@ def _write_sysctl(k: Kernel, before: Any, after: Sysctl, changes: Any, topology:
     sysctl.write(after.namespace, after.name, after.value)
 
 
-def nat_handle(table: NatTable | None) -> int | None:
-    """nft's handle of an observed table, from its identity (see KernelHost.observe)."""
-    ident = table.ident if table is not None else None
-    if not ident or "/nft" not in ident:
-        return None
-    try:
-        return int(ident.rsplit("/nft", 1)[1])
-    except ValueError:
-        return None
+def nat_handles(table: NatTable | None) -> NatHandles | None:
+    """nft's handles of an observed table, from its identity (see KernelHost.observe)."""
+    found = NatHandles.of(table.ident if table is not None else None)
+    return found[1] if found is not None else None
 
 
-def _nat_identity(k: Kernel, ns: str, handle: int) -> str:
-    return f"{k.namespace_identity(ns)}/nft{handle}"
+def _nat_identity(k: Kernel, ns: str, handles: NatHandles) -> str:
+    return f"{k.namespace_identity(ns)}/{handles.identity()}"
 
 
 def _create_nat(k: Kernel, table: NatTable, topology: str, birth: Birth) -> None:
     from netdecl.backends import nftables  # only topologies with NAT need nft at all
 
-    handle = nftables.create(topology, table.namespace, table.rules or ())
-    birth.made(table.key, _nat_identity(k, table.namespace, handle))
+    handles = nftables.create(topology, table.namespace, table.rules or ())
+    birth.made(table.key, _nat_identity(k, table.namespace, handles))
 
 
 def _replace_nat(k: Kernel, before: NatTable | None, table: NatTable, topology: str,
                  birth: Birth) -> None:
     from netdecl.backends import nftables
 
-    handle = nftables.replace(topology, table.namespace, table.rules or (),
-                              nat_handle(before))
-    birth.made(table.key, _nat_identity(k, table.namespace, handle))
+    handles = nftables.replace(topology, table.namespace, table.rules or (),
+                               nat_handles(before))
+    birth.made(table.key, _nat_identity(k, table.namespace, handles))
 
 
 def _delete_nat(topology: str, table: NatTable) -> None:
     from netdecl.backends import nftables
 
-    nftables.delete(topology, table.namespace, nat_handle(table))
+    nftables.delete(topology, table.namespace, nat_handles(table))
 
 
 def _readd(add: Callable[[Kernel, Any], None], remove: Callable[[Kernel, Any], None]
@@ -218,6 +216,16 @@ class KernelHost:
     def named_namespaces(self) -> list[str]:
         return namespaces.list_named()
 
+    def unmodelled(self, namespaces: list[str]) -> list[str]:
+        out = []
+        for ns in namespaces:
+            for link, kind, handle, parent in self.kernel.read_qdiscs(ns):
+                where = {TC_H_ROOT: "root", TC_H_INGRESS: "ingress"}.get(
+                    parent, f"parent {parent >> 16:x}:{parent & 0xFFFF:x}")
+                out.append(f"qdisc {kind} {handle >> 16:x}: ({where}) on link "
+                           f"{qualify(ns, link)}: netdecl does not manage traffic control")
+        return out
+
     def observe(self, topology: str, scope: Scope) -> list[NetObject]:
         """Each namespace in scope read once per object type (one netlink dump each)."""
         kernel = self.kernel
@@ -243,7 +251,7 @@ class KernelHost:
             links = kernel.read_links(ns, all_named, ns_ident)
             seen.extend(links)
             seen.extend(kernel.read_addresses(ns, link_local=False))  # never managed
-            seen.extend(kernel.read_routes(ns))
+            seen.extend(kernel.read_routes(ns, kernel_made=scope.kernel_routes))
             if scope.rules:
                 seen.extend(kernel.read_rules(ns))
             if scope.fdb:

@@ -23,6 +23,7 @@ from netdecl.backends.rtnl import LinkEvents, LinkMsg
 from netdecl.errors import NetdeclError
 from netdecl.links import link_kind
 from netdecl.model import (
+    DEVICE,
     ROOT,
     RTPROT_NETDECL,
     Address,
@@ -385,7 +386,7 @@ class Kernel:
         return Link(
             namespace=ns,
             name=name,
-            kind=m.kind or "device",
+            kind=m.kind or DEVICE,
             up=bool(m.flags & IFF_UP),
             mtu=rtnl.as_u32(attrs.get(IFLA_MTU)),
             mac=rtnl.as_mac(attrs.get(IFLA_ADDRESS)),
@@ -443,6 +444,13 @@ class Kernel:
     def _names(self, ns: str) -> dict[int, str]:
         return {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
 
+    def read_qdiscs(self, ns: str) -> list[tuple[str, str, int, int]]:
+        """(link, kind, handle, parent) of every qdisc but the kernel's own defaults (handle
+        0: noqueue, pfifo_fast, fq_codel as a link comes up); only `show` asks."""
+        return [(self._names(ns).get(index) or self._name_of_index(ns, index) or f"#{index}",
+                 kind, handle, parent)
+                for index, handle, parent, kind in self.rtnl(ns).qdiscs() if handle != 0]
+
     def read_addresses(self, ns: str, link_local: bool = True) -> list[Address]:
         """Addresses on every link but loopback (IPv6 link-local ones only with
         ``link_local``): netdecl manages neither (engine/ownership.py), and every namespace
@@ -459,15 +467,15 @@ class Kernel:
                                                                    m.prefixlen)))
         return out
 
-    def read_routes(self, ns: str) -> list[Route]:
+    def read_routes(self, ns: str, kernel_made: bool = False) -> list[Route]:
         names = self._names(ns)
         out = []
         # One dump, both families. Left unparsed: the local table (local and broadcast
         # addresses) and other types (multicast, broadcast...), which the model cannot express,
-        # and the routes the kernel derives from addresses (proto kernel), which netdecl never
-        # manages (engine/ownership.py).
+        # and, unless ``kernel_made``, the routes the kernel derives from addresses (proto
+        # kernel), which netdecl never manages (engine/ownership.py).
         for m in self.rtnl(ns).routes(types=ROUTE_TYPES, skip_table=RT_TABLE_LOCAL,
-                                      skip_protocols=(RTPROT_KERNEL,)):
+                                      skip_protocols=() if kernel_made else (RTPROT_KERNEL,)):
             if m.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
             rtype = ROUTE_TYPES[m.type]

@@ -4,10 +4,10 @@ Per (topology, namespace) netdecl owns ``ip netdecl-<topology>`` (IPv4) and, whe
 it, ``ip6 netdecl-<topology>`` (IPv6), so tables somebody else owns (Docker's, firewalld's,
 iptables-nft's ``ip nat``, other topologies') are never touched. The ip table, always there, is
 netdecl's by identity (its handle, which the engine records: a table someone else made under
-the name since is never rewritten); the ip6 table beside it is addressed by name. Their
+the name since is never rewritten), and so is the ip6 table beside it. Their
 contents are replaced as a whole in one nft transaction: one JSON document that,
-per family, adds the table (so the next command cannot fail on an absent table), deletes it
-(dropping whatever is in it, hand-added chains and sets included) and builds it again. nft
+per family, deletes the table by its handle (dropping whatever is in it, hand-added chains and
+sets included) and creates it again (``create``: fails if a table of that name is there). nft
 commits a document atomically, so the kernel never holds a half-written pair of tables.
 
 ``ip`` + ``ip6``, not one ``inet`` table: each rule is rendered with its own family's matches
@@ -38,6 +38,7 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any
 
+from netdecl.backends.host import NatHandles
 from netdecl.backends.namespaces import run_in
 from netdecl.errors import EnvironmentProblem, NetdeclError
 from netdecl.model import FILTER, NatRule, NatTable, decode_comment, encode_comment, ns_label
@@ -475,67 +476,74 @@ def _refused(what: str, namespace: str, proc: subprocess.CompletedProcess) -> Nf
                     stderr=proc.stderr, namespace=namespace)
 
 
-def apply_document(document: dict[str, Any], namespace: str, what: str) -> int | None:
+def apply_document(document: dict[str, Any], namespace: str, what: str) -> NatHandles:
     """Feed one JSON document to ``nft -j -f -``: nft commits it as one transaction. Returns
-    the handle nft gave the table the document made, if it made one."""
+    the handles nft gave the tables the document made (None for a table it did not make)."""
     proc = _run(["-j", "--echo", "--handle", "-f", "-"], namespace, stdin=json.dumps(document))
     if proc.returncode != 0:
         raise _refused(what, namespace, proc)
-    return _made_table_handle(proc.stdout)
+    return _made_table_handles(proc.stdout)
 
 
-def _made_table_handle(echo: str) -> int | None:
-    """The handle in nft's echo of the last ``create``/``add`` of the ip table (the one the
+def _made_table_handles(echo: str) -> NatHandles:
+    """The handles in nft's echo of the last ``create``/``add`` of each table (the ones the
     document leaves behind)."""
     try:
         commands = json.loads(echo).get("nftables", []) if echo.strip() else []
     except ValueError:
-        return None
-    found = None
+        return NatHandles(None, None)
+    found: dict[str, int] = {}
     for command in commands:
         for verb in ("create", "add"):
             body = command.get(verb) if isinstance(command, dict) else None
             table = body.get("table") if isinstance(body, dict) else None
-            if not isinstance(table, dict) or table.get("family") != FAMILY:
-                continue  # the ip table carries the identity (the ip6 one goes by name)
+            if not isinstance(table, dict) or table.get("family") not in (FAMILY, FAMILY6):
+                continue
             # nft 1.0.6 echoes `add` with the handle in the table, `create` next to it
             assert isinstance(body, dict)  # the table came from it
             handle = table.get("handle", body.get("handle"))
             if isinstance(handle, int):
-                found = handle
-    return found
+                found[table["family"]] = handle
+    return NatHandles(found.get(FAMILY), found.get(FAMILY6))
 
 
-def _table_made(handle: int | None, namespace: str, what: str) -> int:
-    if handle is None:
-        raise NftError(f"nft {what} in {ns_label(namespace)}: nft did not report the table's "
-                       f"handle", namespace=namespace)
-    return handle
+def _tables_made(handles: NatHandles, rules: tuple[NatRule, ...], namespace: str,
+                 what: str) -> NatHandles:
+    """The tables the document leaves behind: the ip table, and the ip6 one if a rule needs
+    it (an ip6 table added only to be deleted, by name, echoes a handle that is gone)."""
+    if handles.ip is None or (needs_ip6(rules) and handles.ip6 is None):
+        raise NftError(f"nft {what} in {ns_label(namespace)}: nft did not report the tables' "
+                       f"handles", namespace=namespace)
+    return NatHandles(handles.ip, handles.ip6 if needs_ip6(rules) else None)
 
 
-def _ip6_commands(name: str, rules: tuple[NatRule, ...]) -> list[dict[str, Any]]:
-    """The ip6 table's part of a document: dropped, and built again if a rule needs it. It is
-    addressed by name; the ip table beside it, always there, carries the identity."""
-    table = {"family": FAMILY6, "name": name}
-    commands: list[dict[str, Any]] = [{"add": {"table": table}},
-                                      {"delete": {"table": dict(table)}}]
-    if needs_ip6(rules):
-        commands += [{"add": obj} for obj in _listing(name, enumerate(rules), 6)]
+def _commands(name: str, rules: tuple[NatRule, ...], handles: NatHandles | None,
+              build: bool = True) -> list[dict[str, Any]]:
+    """Per family: drop netdecl's table, by its handle (a table someone else made under the
+    name is never touched; with it gone, the transaction fails and changes nothing), then
+    ``create`` it anew if a rule needs it (``create`` fails where a table of that name is
+    left, which is then someone else's). Without ``handles`` (nothing observed), or for the
+    ip6 table of a record from before its handle was kept, by name, as netdecl always did."""
+    commands: list[dict[str, Any]] = []
+    for family, handle, needed in ((FAMILY, handles.ip if handles else None, True),
+                                   (FAMILY6, handles.ip6 if handles else None, needs_ip6(rules))):
+        table = {"family": family, "name": name}
+        if handle is not None:
+            commands.append({"delete": {"table": {"family": family, "handle": handle}}})
+        elif handles is None or (family == FAMILY6 and not handles.ip6_known):
+            commands += [{"add": {"table": table}}, {"delete": {"table": dict(table)}}]
+        if build and needed:
+            listing = _listing(name, enumerate(rules), 4 if family == FAMILY else 6)
+            commands.append({"create": {"table": table}})
+            commands += [{"add": obj} for obj in listing[1:]]
     return commands
 
 
-def create(topology: str, namespace: str, rules: tuple[NatRule, ...]) -> int:
-    """Make the tables, holding ``rules``, in one transaction; returns the ip table's handle.
-    ``create`` fails when an ip table by that name exists (someone else's: it is never
+def create(topology: str, namespace: str, rules: tuple[NatRule, ...]) -> NatHandles:
+    """Make the tables, holding ``rules``, in one transaction; returns their handles.
+    ``create`` fails when a table by that name exists (someone else's: it is never
     rewritten)."""
-    name = table_name(topology)
-    table = {"family": FAMILY, "name": name}
-    commands: list[dict[str, Any]] = [{"create": {"table": table}}]
-    commands += [{"add": obj} for obj in _listing(name, enumerate(rules))[1:]]
-    commands += _ip6_commands(name, rules)
-    what = f"create table {_families(rules)} {name}"
-    return _table_made(apply_document({"nftables": commands}, namespace, what), namespace,
-                       what)
+    return replace(topology, namespace, rules, NatHandles(None, None))
 
 
 def _families(rules: tuple[NatRule, ...]) -> str:
@@ -543,35 +551,33 @@ def _families(rules: tuple[NatRule, ...]) -> str:
 
 
 def replace(topology: str, namespace: str, rules: tuple[NatRule, ...],
-            handle: int | None = None) -> int:
-    """Make the tables hold exactly ``rules``, in one transaction; returns the new ip table's
-    handle. With ``handle`` (the ip table observed), that very table is replaced: if it is
-    gone or someone else's table took the name, the transaction fails and nothing changes."""
-    document = render(topology, rules)
-    if handle is not None:
-        document["nftables"][:2] = [{"delete": {"table": {"family": FAMILY, "handle": handle}}}]
-    what = f"replace table {_families(rules)} {table_name(topology)}"
-    return _table_made(apply_document(document, namespace, what), namespace, what)
-
-
-def delete(topology: str, namespace: str, handle: int | None = None) -> None:
-    """Delete our tables; absent tables are fine. With ``handle``, only that very ip table: a
-    table someone made under the name since is left alone (the ip6 table goes by name)."""
+            handles: NatHandles | None = None) -> NatHandles:
+    """Make the tables hold exactly ``rules``, in one transaction; returns the new tables'
+    handles. With ``handles`` (the tables observed), those very tables are replaced: if one is
+    gone or someone else's table took a name, the transaction fails and nothing changes."""
     name = table_name(topology)
-    table: dict[str, Any] = {"family": FAMILY, "name": name}
-    ip6 = _ip6_commands(name, ())
-    if handle is not None:
-        commands = [{"delete": {"table": {"family": FAMILY, "handle": handle}}}, *ip6]
-    else:
-        commands = [{"add": {"table": table}}, {"delete": {"table": dict(table)}}, *ip6]
+    what = f"replace table {_families(rules)} {name}"
+    made = apply_document({"nftables": _commands(name, rules, handles)}, namespace, what)
+    return _tables_made(made, rules, namespace, what)
+
+
+def delete(topology: str, namespace: str, handles: NatHandles | None = None) -> None:
+    """Delete our tables; absent tables are fine. With ``handles``, only those very tables: a
+    table someone made under the name since is left alone."""
+    name = table_name(topology)
     what = f"delete tables {FAMILY}/{FAMILY6} {name}"
+    commands = _commands(name, (), handles, build=False)
     proc = _run(["-j", "-f", "-"], namespace, stdin=json.dumps({"nftables": commands}))
-    if proc.returncode != 0:
-        if handle is not None and "No such file or directory" in proc.stderr:
-            # the ip table is gone already: still remove an ip6 table of ours by name
-            apply_document({"nftables": ip6}, namespace, what)
-            return
-        raise _refused(what, namespace, proc)
+    if proc.returncode == 0:
+        return
+    if handles is not None and "No such file or directory" in proc.stderr:
+        # one of them is gone already: delete the other on its own
+        for command in commands:  # (by handle: one command per table)
+            one = _run(["-j", "-f", "-"], namespace, stdin=json.dumps({"nftables": [command]}))
+            if one.returncode != 0 and "No such file or directory" not in one.stderr:
+                raise _refused(what, namespace, one)
+        return
+    raise _refused(what, namespace, proc)
 
 
 def _list_table(family: str, name: str, namespace: str) -> list[dict[str, Any]] | None:
@@ -584,17 +590,22 @@ def _list_table(family: str, name: str, namespace: str) -> list[dict[str, Any]] 
     return json.loads(proc.stdout).get("nftables", [])
 
 
+def _handle(listing: list[dict[str, Any]] | None) -> int | None:
+    handles = [o["table"].get("handle") for o in listing or () if "table" in o]
+    return handles[0] if handles and isinstance(handles[0], int) else None
+
+
 def read(topology: str, namespace: str) -> NatTable | None:
-    """Our tables in ``namespace``: None when the ip table is absent, rules=None when edited by
-    hand. Its ``ident`` is ``nft<handle>`` of the ip table (nft never reuses a table handle
-    within a namespace); the ip6 table's objects are read beside it, by name."""
+    """Our tables in ``namespace``: None when neither is there, rules=None when edited by
+    hand. Its ``ident`` holds both tables' handles (NatHandles.identity; nft never reuses a
+    table handle within a namespace): the engine proves each is the one netdecl made."""
     name = table_name(topology)
     listing = _list_table(FAMILY, name, namespace)
-    if listing is None:
+    listing6 = _list_table(FAMILY6, name, namespace)
+    if listing is None and listing6 is None:
         return None
-    handles = [o["table"].get("handle") for o in listing if "table" in o]
-    ident = f"nft{handles[0]}" if handles and isinstance(handles[0], int) else None
-    objects = listing + (_list_table(FAMILY6, name, namespace) or [])
+    objects = (listing or []) + (listing6 or [])
+    ident = NatHandles(_handle(listing), _handle(listing6)).identity()
     return NatTable(namespace, rules=decode(topology, {"nftables": objects}), ident=ident)
 
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from netdecl.backends.host import Host, Scope
-from netdecl.engine.ownership import external_views, manageable, observed_topology
+from netdecl.engine.ownership import (
+    LINK_LOCAL_V6,
+    external_views,
+    manageable,
+    observed_topology,
+)
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.links import link_kind
 from netdecl.model import (
@@ -22,11 +27,12 @@ from netdecl.model import (
     NatTable,
     Neighbor,
     NetObject,
+    Route,
     Rule,
     Sysctl,
     Topology,
 )
-from netdecl.nlconst import RT_TABLE_DEFAULT, RT_TABLE_LOCAL
+from netdecl.nlconst import RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RTPROT_KERNEL
 from netdecl.topology.checks import FORWARDING
 
 __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_again", "observe_all"]
@@ -139,9 +145,13 @@ def observe_all(host: Host, namespaces_to_read: list[str],
     the sysctls that matter for forwarding (and any a topology manages), and the NAT rules of
     netdecl's tables (the topologies' ``records`` say where they are)."""
     records = list(records)
-    scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=True, fdb=True)
+    scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=True, fdb=True,
+                  kernel_routes=True)
     seen = Topology(name="")
-    seen.extend(o for o in host.observe("", scope) if _shown(o))
+    everything = host.observe("", scope)
+    seen.extend(o for o in everything if _shown(o))
+    seen.warnings.extend(_prefix_routes_moved(everything))
+    seen.warnings.extend(host.unmodelled(namespaces_to_read))
     seen.extend(_sysctls(host, seen, namespaces_to_read, records))
     for table in _nat_tables(host, namespaces_to_read, records):
         seen.add(table)
@@ -151,7 +161,29 @@ def observe_all(host: Host, namespaces_to_read: list[str],
 def _shown(obj: NetObject) -> bool:
     if isinstance(obj, Rule):
         return (obj.priority, obj.table) not in KERNEL_RULES
-    return manageable(obj)
+    return manageable(obj) or _moved_kernel_route(obj)
+
+
+def _moved_kernel_route(obj: NetObject) -> bool:
+    """A route the kernel made for an address (proto kernel) that is in a table other than
+    main and local: moved there by hand (or made there for a VRF's port). It follows no
+    address of that table by itself, so `show` writes it; IPv6 link-local ones come back with
+    their link."""
+    return isinstance(obj, Route) and obj.proto == RTPROT_KERNEL \
+        and obj.table not in (MAIN_TABLE, RT_TABLE_LOCAL) \
+        and obj.type in (None, "unicast") and not obj.to.startswith(LINK_LOCAL_V6)
+
+
+def _prefix_routes_moved(objects: Iterable[NetObject]) -> list[str]:
+    """What `show` cannot write about a prefix route moved out of main: that main has none.
+    The file adds the address, and the kernel its prefix route to main with it."""
+    routes = [o for o in objects if isinstance(o, Route) and o.proto == RTPROT_KERNEL]
+    in_main = {(r.namespace, r.to, r.dev) for r in routes if r.table == MAIN_TABLE}
+    return [f"{r.describe()} is an address's prefix route outside table main (moved there, "
+            f"or put there for a VRF), and main has none; the file cannot leave it out of "
+            f"main (applying it adds one there with the address)"
+            for r in routes if _moved_kernel_route(r)
+            and (r.namespace, r.to, r.dev) not in in_main]
 
 
 def _sysctls(host: Host, seen: Topology, names: list[str],

@@ -21,11 +21,12 @@ deleted. The backends observe identities; here they are only compared, as data.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable
 
-from netdecl.backends.host import ALTERNATIVES, BY_SECRET_NAME
+from netdecl.backends.host import ALTERNATIVES, BY_SECRET_NAME, NatHandles
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import (
@@ -75,7 +76,58 @@ def identity_proven(obj: NetObject, record: OwnershipRecord) -> bool | None:
     if recorded is None:
         return None
     alternatives = set(recorded.split(ALTERNATIVES))
-    return BY_SECRET_NAME in alternatives or bool(alternatives & _identities(obj))
+    if BY_SECRET_NAME in alternatives or alternatives & _identities(obj):
+        return True
+    return isinstance(obj, NatTable) and any(all(_tables_proven(alt, obj.ident))
+                                             for alt in alternatives)
+
+
+def _tables_proven(recorded: str, observed: str | None) -> tuple[bool, bool]:
+    """Whether each observed NAT table (ip, ip6) is the one the record names, by its handle,
+    or absent: a table of ours that is gone (deleted by hand) is drift that the plan repairs;
+    a table at our name with another handle is someone else's. A record from before the ip6
+    table's handle was kept proves the ip table only, as it did then."""
+    mine, seen = NatHandles.of(recorded), NatHandles.of(observed)
+    if mine is None or seen is None or mine[0] != seen[0]:
+        return False, False
+    ours, there = mine[1], seen[1]
+    if there.ip is None and there.ip6 is None:
+        return False, False
+    return (there.ip is None or there.ip == ours.ip,
+            not ours.ip6_known or there.ip6 is None or there.ip6 == ours.ip6)
+
+
+def _nat_proven(table: NatTable, record: OwnershipRecord) -> tuple[bool, bool]:
+    found = [_tables_proven(alt, table.ident)
+             for alt in (record.identities.get(table.key) or "").split(ALTERNATIVES)]
+    return any(ip for ip, _ in found), any(ip6 for _, ip6 in found)
+
+
+def nat_ours(table: NatTable, observed: Topology, record: OwnershipRecord) -> NatTable | None:
+    """What of the observed NAT tables the topology owns: all of it, or its ip table alone
+    when someone else made an ip6 table under the name (this ``table`` with an identity that
+    names the ip table only, so a delete never touches theirs), or nothing."""
+    if owns(table, observed, record):
+        return table
+    ip, _ = _nat_proven(table, record)
+    found = NatHandles.of(table.ident)
+    if not ip or found is None or found[1].ip is None:
+        return None
+    alone = NatHandles(found[1].ip, None).identity()
+    return dataclasses.replace(table, ident=f"{found[0]}/{alone}")
+
+
+def foreign_nat_tables(table: NatTable, record: OwnershipRecord) -> str:
+    """Which observed NAT tables are someone else's, for a message: ip, ip6 or both."""
+    found = NatHandles.of(table.ident)
+    if found is None:
+        return "ip"
+    there = found[1]
+    ip, ip6 = _nat_proven(table, record)
+    foreign = [family for family, present, proven in (("ip", there.ip, ip),
+                                                      ("ip6", there.ip6, ip6))
+               if present is not None and not proven]
+    return " and ".join(foreign) or "ip"
 
 
 LINK_LOCAL_V6 = ("fe8", "fe9", "fea", "feb")
@@ -189,7 +241,7 @@ def forget_gone(observed: Topology, record: OwnershipRecord) -> bool:
             dropped = True
     for name in sorted(record.nat_namespaces):
         now = observed.get(("nat", name))
-        if now is None or not owns(now, observed, record):
+        if not isinstance(now, NatTable) or nat_ours(now, observed, record) is None:
             record.nat_namespaces.discard(name)
             record.identities.pop(("nat", name), None)
             dropped = True

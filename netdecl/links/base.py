@@ -144,6 +144,10 @@ class ExportView(Protocol):
     def fdb_remotes(self, link: Link) -> list[str]:
         """The destinations of the all-zero FDB entries of ``link`` (flooding)."""
 
+    def note(self, text: str) -> None:
+        """Name something of the link that the file cannot say (`show` prints it as a YAML
+        comment): a kind leaves a setting it cannot write out and says so, never silently."""
+
 
 class LinkKind:
     """One kind of link. Subclasses set ``name`` and override what differs."""

@@ -12,7 +12,12 @@ of the topology points):
   can always say which source address arrived.
 
 Bounded: every step has the probe timeout; probes only run from namespaces the topology
-declares and only to addresses the topology assigns, so verify never sends traffic elsewhere.
+declares and only to addresses the topology assigns or to networks it declares (an address's
+subnet, a route other than a default one: another host's pods across an overlay or a host-gw
+route), so verify never sends traffic elsewhere. At an address outside the topology the
+receiving end is another machine's: no listener or sniffer there; the probe passes on the
+answer (a program of that machine must listen), and its `source` is checked where verify can
+see it, at the sending end.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from netdecl.model import Address, NatTable, Probe, Topology, ns_label
+from netdecl.model import Address, NatTable, Probe, Route, Topology, ns_label
 from netdecl.tools.explain import dnat_target, match_dnat
 
 ICMP_ECHO = {4: (8, 0), 6: (128, 129)}  # (request, reply) types
@@ -49,9 +54,14 @@ class Target:
     # a load-balanced forward's other targets, (namespace, address), on listen_port: the
     # connection may land on any of them
     also: tuple[tuple[str, str], ...] = ()
+    # outside the topology: the network the file declares that covers ``address`` (the
+    # receiving end is another machine's; owner and listen_ns mean nothing then)
+    outside: str | None = None
 
     def describe(self) -> str:
         where = f"{self.address}:{self.port}" if self.port else self.address
+        if self.outside is not None:
+            return f"{where}/{self.proto} (outside, in {self.outside})"
         if (self.listen_address, self.listen_port) != (self.address, self.port):
             targets = " | ".join(f"{a}:{self.listen_port}" for a in
                                  (self.listen_address, *(a for _, a in self.also)))
@@ -83,7 +93,8 @@ class ProbeResult:
             "address": t.address if t else None, "port": t.port if t else None,
             "proto": t.proto if t else None,
             "delivered_to": ({"namespace": ns_label(t.listen_ns), "address": t.listen_address,
-                              "port": t.listen_port} if t else None),
+                              "port": t.listen_port} if t and t.outside is None else None),
+            "outside": t.outside if t else None,
             "expect": self.probe.expect, "expect_source": self.probe.expect_source,
             "ok": self.ok, "result": self.result, "detail": self.detail,
             "seconds": round(self.seconds, 4), "seen_source": self.seen_source,
@@ -114,8 +125,14 @@ def resolve(topo: Topology, probe: Probe) -> Target:
         owners += [t.namespace for t in topo.of_type(NatTable) for r in t.rules or ()
                    if r.kind == "dnat" and r.address == address]
         if not owners:
-            raise Refused(f"{address} is not an address of this topology; verify only sends "
-                          "traffic to the topology's own addresses")
+            network = declared_network(topo, address)
+            if network is None:
+                raise Refused(f"{address} is not an address of this topology nor in a network "
+                              "it declares (an address's subnet, a route other than a default "
+                              "one); verify sends traffic only there")
+            proto = "icmp" if probe.port is None else probe.proto
+            return Target(address, probe.port, proto, "", "", address, probe.port,
+                          outside=network)
         owner = owners[0]
     proto = "icmp" if probe.port is None else probe.proto
     listen_ns, listen_address, listen_port = owner, address, probe.port
@@ -129,6 +146,18 @@ def resolve(topo: Topology, probe: Probe) -> Target:
             also = [(holder.get(other, owner), other) for other in others]
     return Target(address, probe.port, proto, owner, listen_ns, listen_address, listen_port,
                   tuple(also))
+
+
+def declared_network(topo: Topology, address: str) -> str | None:
+    """The narrowest network the file declares that holds ``address``: the subnet of one of
+    its addresses (the overlay's 10.244.0.0/16 on a bridge) or the destination of one of its
+    routes (host-gw's 10.244.2.0/24), a default route excepted (it would hold every address);
+    None when there is none."""
+    ip = ipaddress.ip_address(address)
+    networks = [ipaddress.ip_interface(a.cidr).network for a in topo.of_type(Address)]
+    networks += [ipaddress.ip_network(r.to) for r in topo.of_type(Route) if not r.is_default]
+    holding = [n for n in networks if n.version == ip.version and ip in n]
+    return str(max(holding, key=lambda n: n.prefixlen)) if holding else None
 
 
 def _port_forward(topo: Topology, owner: str, proto: str, address: str,
@@ -345,6 +374,8 @@ def run_probe(topo: Topology, probe: Probe, timeout: float) -> ProbeResult:
         target = resolve(topo, probe)
     except (Refused, ValueError) as exc:
         return ProbeResult(probe, None, False, "skipped", f"not run: {exc}")
+    if target.outside is not None:
+        return _run_outside(probe, target, timeout)
     for ns in {probe.source, target.listen_ns}:
         if not namespaces.exists(ns):
             return ProbeResult(probe, target, False, "error",
@@ -379,6 +410,59 @@ def run_probe(topo: Topology, probe: Probe, timeout: float) -> ProbeResult:
                          ("started" if listener is not None else "existing"))
     _judge(result)
     return result
+
+
+def _run_outside(probe: Probe, target: Target, timeout: float) -> ProbeResult:
+    """A probe to another machine's address: the client side only; ``seen_source`` stays
+    empty (nothing of the receiving end is visible here) and the detail says which address
+    the probe left from, which ``source`` is checked against."""
+    from netdecl.backends import namespaces
+
+    if not namespaces.exists(probe.source):
+        return ProbeResult(probe, target, False, "error", f"namespace {probe.source} does not "
+                           "exist (apply the topology first)")
+    token = b"netdecl-verify-" + os.urandom(8).hex().encode()
+    started = time.monotonic()
+    if target.proto == "icmp":
+        passed, what, _ = _icmp(probe, target, timeout, token)
+        left_from = None
+    else:
+        passed, what, left_from = _client_only(probe, target, timeout, token)
+    result = ProbeResult(probe, target, False, "reachable" if passed else "blocked", what,
+                         time.monotonic() - started)
+    if left_from is not None:
+        result.detail += f"; left from {left_from}"
+    if probe.expect == "blocked":
+        result.ok = not passed
+        if passed:
+            result.detail = f"got through ({result.detail}), expected blocked"
+    elif passed and probe.expect_source and left_from != probe.expect_source:
+        result.detail += (f", expected source {probe.expect_source} (checked at the sending "
+                          f"end: {target.address} is another machine's)")
+    else:
+        result.ok = passed
+    return result
+
+
+def _client_only(probe: Probe, target: Target, timeout: float,
+                 token: bytes) -> tuple[bool, str, str | None]:
+    """TCP connect or UDP exchange with a program of another machine: (answered, what
+    happened, the local address the probe left from)."""
+    kind = socket.SOCK_STREAM if target.proto == "tcp" else socket.SOCK_DGRAM
+    client = _in_ns(probe.source, _family(target.address), kind)
+    try:
+        client.settimeout(timeout)
+        try:
+            client.connect((target.address, target.port))  # UDP too: its local address
+            if kind == socket.SOCK_DGRAM:
+                client.send(token)
+                client.recv(65535)
+        except OSError as exc:
+            return False, _failure(exc, timeout), None
+        return True, "connected" if kind == socket.SOCK_STREAM else "answered", \
+            client.getsockname()[0]
+    finally:
+        client.close()
 
 
 def _judge(result: ProbeResult) -> None:

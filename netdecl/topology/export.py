@@ -3,25 +3,35 @@
 What `show` observed (engine/observer.observe_all) is written so that the file always
 validates and, applied to an empty host, rebuilds the same state:
 
-- bridges, VXLANs and veth pairs whose both ends are shown are written as netdecl links; every
-  other link (a physical NIC, a tunnel or bond netdecl does not make, a veth whose other end
-  is in a namespace not shown) as ``kind: external``, with its addresses, MTU and master;
-- routes, policy rules (not the kernel's own), static FDB entries (a VXLAN's all-zero ones as
-  its ``remotes``; not the kernel's entries for the links' own and multicast MACs) and
-  permanent neighbours on the links written;
+- a link of a kind netdecl knows (links/) is written by its kind (``exportable``/``export``);
+  a link with no kind of its own (a physical NIC) or one its kind cannot write from what was
+  read (a veth whose other end is in a namespace not shown) as ``kind: external``, with its
+  addresses, MTU and master;
+- routes (the kernel's own prefix routes too, where moved out of ``main``), policy rules (not
+  the kernel's own), static FDB entries (a VXLAN's all-zero ones as its ``remotes``; not the
+  kernel's entries for the links' own and multicast MACs) and permanent neighbours on the
+  links written;
 - the forwarding sysctls observed, and the NAT rules of netdecl's tables.
 
-What the format cannot say (a name it refuses, a second copy of an address in a namespace) is
-left out rather than written invalid.
+Nothing is dropped silently: what the format cannot say (a link of a kind netdecl does not
+know, such as a VRF or an ifb, and what hangs on it; a value the schema refuses, such as a
+VRF's MTU of 65575; the kernel's l3mdev rule; a name the format refuses; a second copy of an
+address in a namespace; whatever the observer says it saw but cannot be written, in the
+topology's ``warnings``) is left out and named in a note, which `show` prints as a YAML
+comment above the document (``to_yaml``). Each entry is checked against the schema itself, so
+the file's limits are the schema's, stated once.
 """
 
 from __future__ import annotations
 
+import copy
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from netdecl.links import EXTERNAL, LINK_KINDS, link_kind
 from netdecl.model import (
+    DEVICE,
     MAIN_TABLE,
     ROOT,
     Address,
@@ -34,6 +44,7 @@ from netdecl.model import (
     Rule,
     Sysctl,
     Topology,
+    qualify,
 )
 from netdecl.topology.checks import ifname_problem, nsname_problem
 from netdecl.topology.format import (
@@ -52,23 +63,60 @@ def _multicast(mac: str) -> bool:
     return bool(int(mac[:2], 16) & 1)
 
 
+def _label(namespace: str, name: str) -> str:
+    return f"link {qualify(namespace, name)}"
+
+
 class _Exporter:
     def __init__(self, topo: Topology, name: str):
         self.topo = topo
         self.doc: dict[str, Any] = {"version": 1, "name": name}
-        self.spaces = {ROOT} | {ns.namespace for ns in topo.of_type(Namespace)
-                                if nsname_problem(ns.namespace) is None}
-        self.links = {(link.namespace, link.name): link for link in topo.of_type(Link)
-                      if link.namespace in self.spaces and ifname_problem(link.name) is None}
+        self.notes: list[str] = list(topo.warnings)
+        spaces = {ns.namespace for ns in topo.of_type(Namespace)}
+        for ns in sorted(spaces):
+            if (problem := nsname_problem(ns)) is not None:
+                self.note(f"namespace {ns} and everything in it: {problem}")
+        self.spaces = {ROOT} | {ns for ns in spaces if nsname_problem(ns) is None}
+        self.links: dict[tuple[str, str], Link] = {}
+        # links not written, and why: what hangs on them is named with them
+        self.unwritten: dict[tuple[str, str], str] = {}
+        for link in sorted(topo.of_type(Link), key=lambda link: link.key):
+            key = (link.namespace, link.name)
+            if link.namespace not in self.spaces:
+                continue
+            if (problem := ifname_problem(link.name)) is not None:
+                self.unwritten[key] = problem
+            elif link.kind != DEVICE and link_kind(link.kind) is None:
+                self.unwritten[key] = f"kind {link.kind}, which netdecl does not know"
+            else:
+                self.links[key] = link
         self.kinds = {key: self._kind(link) for key, link in self.links.items()}
+        for key, why in self.unwritten.items():
+            self.note(f"{_label(*key)}: {why}")
         self.done: set[tuple[str, str]] = set()  # links written (a veth's peer: in its entry)
         self.addresses = self._addresses()
+
+    def note(self, text: str) -> None:
+        """Name something read that the file cannot say (links.base.ExportView.note)."""
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def _on_unwritten(self, namespace: str, link: str | None, what: str) -> bool:
+        """Whether ``what`` hangs on a link not written; if so it is named in a note."""
+        if link is None or (namespace, link) not in self.unwritten:
+            return False
+        self.note(f"{what}: on {_label(namespace, link)}, which is not written")
+        return True
 
     def _kind(self, link: Link) -> str:
         """What the file can make of a link: netdecl's own kinds, or external."""
         kind = link_kind(link.kind)
         if kind is not None and kind.made and kind.exportable(link, self):
             return kind.name
+        if kind is not None and kind.made:
+            self.note(f"{_label(link.namespace, link.name)} (kind {link.kind}) is written as "
+                      f"external: its kind cannot be written from what show read (its other "
+                      f"end or parent is not shown)")
         return EXTERNAL
 
     # -- what a link kind is offered (links.base.ExportView) --
@@ -89,14 +137,25 @@ class _Exporter:
         seen_ips: set[tuple[str, str]] = set()
         for a in sorted(self.topo.of_type(Address), key=lambda a: a.key):
             ip = a.cidr.split("/")[0]
-            if (a.namespace, a.link) not in self.links or (a.namespace, ip) in seen_ips:
-                continue  # on a link not written, or a second copy the format refuses
+            if a.namespace not in self.spaces or \
+                    self._on_unwritten(a.namespace, a.link, f"address {a.cidr}"):
+                continue
+            if (a.namespace, a.link) not in self.links:
+                continue
+            if (a.namespace, ip) in seen_ips:
+                self.note(f"{a.describe()}: a second copy of {ip} in its namespace, which the "
+                          "file cannot say")
+                continue
             seen_ips.add((a.namespace, ip))
             out.setdefault((a.namespace, a.link), []).append(a.cidr)
         return out
 
     def _master(self, link: Link) -> str | None:
-        master = self.kinds.get((link.namespace, link.master)) if link.master else None
+        if not link.master or self._on_unwritten(
+                link.namespace, link.master,
+                f"{_label(link.namespace, link.name)}'s master {link.master}"):
+            return None
+        master = self.kinds.get((link.namespace, link.master))
         kind = link_kind(master)
         return link.master if kind is not None and kind.ports else None
 
@@ -128,9 +187,37 @@ class _Exporter:
                 entry["namespace"] = link.namespace
             entry.update(self._fields(link, kind))
             entry.update(LINK_KINDS[kind].export(link, self))
-            entries.append(entry)
+            if (valid := self._valid("links", entry, _label(link.namespace, link.name))):
+                entries.append(valid)
         if entries:
             self.doc["links"] = entries
+
+    def _valid(self, section: str, entry: dict[str, Any], what: str) -> dict[str, Any] | None:
+        """``entry`` of ``section`` with every value the schema refuses left out (and named
+        in a note); None when the entry itself cannot be written."""
+        from netdecl.topology.loader import fast_valid, validator
+
+        while True:
+            doc = {"version": 1, "name": "x", section: [entry]}
+            # the common case, without jsonschema's cost per entry (on a copy: fastjsonschema
+            # fills in the schema's defaults where it validates)
+            if fast_valid(copy.deepcopy(doc)):
+                return entry
+            error = next(iter(sorted(validator().iter_errors(doc), key=lambda e: len(e.path))),
+                         None)
+            if error is None:
+                return entry
+            path = list(error.absolute_path)[2:]  # within the entry
+            if not path:
+                self.note(f"{what}: not written: {error.message}")
+                return None
+            container: Any = entry
+            for step in path[:-1]:
+                container = container[step]
+            value = container[path[-1]]
+            where = ".".join(str(step) for step in path)
+            self.note(f"{what}: {where} {value!r} left out: {error.message}")
+            del container[path[-1]]
 
     def _remotes(self, link: Link) -> list[str]:
         return sorted(e.dst for e in self.topo.of_type(FdbEntry)
@@ -142,8 +229,11 @@ class _Exporter:
         for r in sorted(self.topo.of_type(Route), key=lambda r: repr(r.key)):
             unicast = (r.type or UNICAST) == UNICAST
             if r.namespace not in self.spaces or r.key in keys or \
-                    (unicast and r.dev and (r.namespace, r.dev) not in self.links):
-                continue  # through a link not written (lo, say)
+                    self._on_unwritten(r.namespace, r.dev, r.describe()):
+                continue
+            if unicast and r.dev and (r.namespace, r.dev) not in self.links:
+                self.note(f"{r.describe()}: through {r.dev}, which show does not write")
+                continue
             keys.add(r.key)
             entry: dict[str, Any] = {}
             if r.namespace:
@@ -162,16 +252,26 @@ class _Exporter:
                 entry["onlink"] = True
             if (scope := scope_in_file(r)) is not None:
                 entry["scope"] = scope
-            routes.append(entry)
+            if (valid := self._valid("routes", entry, r.describe())):
+                routes.append(valid)
         if routes:
             self.doc["routes"] = routes
 
     def rules_section(self) -> None:
         rules, keys = [], set()
         for r in sorted(self.topo.of_type(Rule), key=lambda r: repr(r.key)):
-            # the file infers a rule's family from its addresses: an IPv6 rule needs one
-            if r.namespace not in self.spaces or r.key in keys or \
-                    (r.family == 6 and not (r.src or r.dst)):
+            if r.namespace not in self.spaces or r.key in keys:
+                continue
+            if r.table == 0:
+                # the kernel's l3mdev rule (`lookup [l3mdev-table]`, made with the first VRF)
+                # has no table: a kind that makes VRFs makes it again
+                self.note(f"{r.describe()}: the kernel's l3mdev rule (lookup in a VRF's "
+                          "table), which the file cannot say")
+                continue
+            if r.family == 6 and not (r.src or r.dst):
+                # the file infers a rule's family from its addresses: an IPv6 rule needs one
+                self.note(f"{r.describe()}: an IPv6 rule without from or to, which the file "
+                          "cannot say")
                 continue
             keys.add(r.key)
             entry: dict[str, Any] = {"namespace": r.namespace} if r.namespace else {}
@@ -181,7 +281,8 @@ class _Exporter:
                     entry[key] = value
             if r.table != MAIN_TABLE:
                 entry["table"] = r.table
-            rules.append(entry)
+            if (valid := self._valid("rules", entry, r.describe())):
+                rules.append(valid)
         if rules:
             self.doc["rules"] = rules
 
@@ -189,9 +290,11 @@ class _Exporter:
         own_macs = {(link.namespace, link.mac) for link in self.links.values() if link.mac}
         fdb = []
         for e in sorted(self.topo.of_type(FdbEntry), key=lambda e: repr(e.key)):
-            if (e.namespace, e.link) not in self.links or _multicast(e.mac) \
-                    or (e.namespace, e.mac) in own_macs:
+            if _multicast(e.mac) or (e.namespace, e.mac) in own_macs:
                 continue  # the kernel's own entries
+            if self._on_unwritten(e.namespace, e.link, e.describe()) or \
+                    (e.namespace, e.link) not in self.links:
+                continue
             if e.mac == ZERO_MAC and e.dst and \
                     LINK_KINDS[self.kinds[(e.namespace, e.link)]].reads_fdb:
                 continue  # written as the link's own (a VXLAN's remotes)
@@ -204,6 +307,8 @@ class _Exporter:
             self.doc["fdb"] = fdb
         neighbors = []
         for n in sorted(self.topo.of_type(Neighbor), key=lambda n: repr(n.key)):
+            if self._on_unwritten(n.namespace, n.link, n.describe()):
+                continue
             if (n.namespace, n.link) not in self.links or not n.mac:
                 continue
             entry = {"namespace": n.namespace} if n.namespace else {}
@@ -251,5 +356,36 @@ class _Exporter:
         return self.doc
 
 
+@dataclass(frozen=True)
+class Exported:
+    """What `show` writes: the document, and what it read but could not write (each named)."""
+
+    document: dict[str, Any]
+    notes: tuple[str, ...]
+
+    def text(self) -> str:
+        """The file: the notes as a YAML comment above the document."""
+        import yaml
+
+        body = yaml.safe_dump(self.document, sort_keys=False).rstrip()
+        if not self.notes:
+            return body
+        head = ["# netdecl show read these but cannot write them in this file; applying it",
+                "# leaves them out:"]
+        head += [f"# - {' '.join(note.split())}" for note in self.notes]
+        return "\n".join(head) + "\n" + body
+
+
+def export(topo: Topology, name: str) -> Exported:
+    exporter = _Exporter(topo, name)
+    document = exporter.document()
+    return Exported(document, tuple(exporter.notes))
+
+
 def to_document(topo: Topology, name: str) -> dict[str, Any]:
-    return _Exporter(topo, name).document()
+    return export(topo, name).document
+
+
+def to_yaml(topo: Topology, name: str) -> str:
+    """What `netdecl show` prints."""
+    return export(topo, name).text()

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netdecl.engine.ownership import owns
+from netdecl.engine.ownership import foreign_nat_tables, nat_ours, owns
 from netdecl.engine.planner.adopt import Adoption
 from netdecl.engine.planner.plan import (
     CREATE,
@@ -54,6 +54,18 @@ class _Diff:
     created_namespaces: set[str] = field(default_factory=set)
     # with --adopt: why a declared object that exists could not be adopted
     not_adopted: dict[Key, str] = field(default_factory=dict)
+
+    # (namespace, link) where the plan turns IPv6 off; link None: on every link (`all`)
+    ipv6_turned_off: set[tuple[str, str | None]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ipv6_turned_off = _ipv6_turned_off(self.desired, self.observed)
+
+    def loses_ipv6(self, namespace: str, link: str) -> bool:
+        """Whether the plan turns IPv6 off on that link, which makes the kernel drop its IPv6
+        addresses and routes: those the file keeps are added again, after the sysctls that
+        turn it back on (order.py)."""
+        return bool({(namespace, link), (namespace, None)} & self.ipv6_turned_off)
 
     @property
     def topology(self) -> str:
@@ -316,6 +328,9 @@ def _addresses(d: _Diff, kind: Kind) -> None:
     for key, a in sorted(desired.items()):
         link_key = ("link", a.namespace, a.link)
         if key in observed and link_key not in d.rebuilt_links:
+            if ":" in a.cidr and d.loses_ipv6(a.namespace, a.link):
+                d.add(Action(CREATE, key, before=observed[key], after=a,
+                             why=Reason.DEPENDENCY_REBUILT))
             continue
         external = ("external", a.namespace, a.link) in d.desired.objects
         d.add(Action(CREATE, key, after=a, why=Reason.ON_EXTERNAL if external else Reason.NONE))
@@ -354,6 +369,9 @@ def _depends_on_rebuilt(d: _Diff, want: NetObject, now: NetObject,
     links = {getattr(o, attr, None) for o in (want, now) for attr in ("dev", "link", "iif", "oif")}
     if any(("link", ns, name) in d.rebuilt_links for name in links if name):
         return True
+    if isinstance(want, Route) and want.family == 6 and any(
+            d.loses_ipv6(ns, name) for name in links if name):
+        return True
     return isinstance(want, Route) and ns in flushing
 
 
@@ -384,6 +402,22 @@ def _keyed_objects(d: _Diff, kind: Kind) -> None:
         d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
 
 
+def _ipv6_turned_off(desired: Topology, observed: Topology) -> set[tuple[str, str | None]]:
+    """(namespace, link) where the file turns `disable_ipv6` on and the kernel has it off;
+    link None for `all`, which the kernel applies to every link there (`default` only to links
+    made later). A namespace not made yet has nothing to lose."""
+    out: set[tuple[str, str | None]] = set()
+    for want in desired.of_type(Sysctl):
+        parts = want.name.replace("/", ".").split(".")
+        if parts[:3] != ["net", "ipv6", "conf"] or parts[-1] != "disable_ipv6" \
+                or want.value == "0" or parts[3] == "default":
+            continue
+        now = observed.get(want.key)
+        if isinstance(now, Sysctl) and now.value == "0":
+            out.add((want.namespace, want.per_link))
+    return out
+
+
 # -- sysctls -------------------------------------------------------------------------------------
 
 def _sysctls(d: _Diff, kind: Kind) -> None:
@@ -391,7 +425,18 @@ def _sysctls(d: _Diff, kind: Kind) -> None:
     observed = {o.key: o for o in d.observed.of_type(Sysctl)}
     for key, want in sorted(desired.items()):
         now = observed.get(key)
+        overwriting = _overwriting(want, desired, observed)
+        if overwriting is not None and overwriting != want.value:
+            d.add(Action(MODIFY, key, before=now, after=want,
+                         changes={"value": [overwriting, want.value]}, why=Reason.OVERWRITTEN))
+            continue
         if now is not None and now.value == want.value:
+            if want.per_link is not None and \
+                    ("link", want.namespace, want.per_link) in d.rebuilt_links:
+                # the link is made again: a new link starts with the namespace's default
+                d.add(Action(MODIFY, key, before=now, after=want,
+                             changes={"value": [None, want.value]},
+                             why=Reason.DEPENDENCY_REBUILT))
             continue
         d.add(Action(MODIFY, key, before=now, after=want,
                      changes={"value": [now.value if now else None, want.value]}))
@@ -409,6 +454,30 @@ def _sysctls(d: _Diff, kind: Kind) -> None:
                      why=Reason.RESTORE_ORIGINAL))
 
 
+# Settings the kernel copies to every link when written under `all` (IPv4 forwarding also under
+# net.ipv4.ip_forward); the others it combines with each link's own value when it reads them.
+_ALL_OVERWRITES_LINKS = {
+    ("ipv6", "disable_ipv6"): ("net.ipv6.conf.all.disable_ipv6",),
+    ("ipv6", "forwarding"): ("net.ipv6.conf.all.forwarding",),
+    ("ipv4", "forwarding"): ("net.ipv4.conf.all.forwarding", "net.ipv4.ip_forward"),
+}
+
+
+def _overwriting(want: Sysctl, desired: dict[Key, Sysctl],
+                 observed: dict[Key, Sysctl]) -> str | None:
+    """The value a namespace-wide sysctl this plan changes writes over the per-link ``want``
+    (order.py writes it first): then ``want`` is written again, even where it holds already."""
+    if want.per_link is None:
+        return None
+    parts = want.name.replace("/", ".").split(".")
+    for name in _ALL_OVERWRITES_LINKS.get((parts[1], parts[-1]), ()):
+        wide = desired.get(("sysctl", want.namespace, name))
+        now = observed.get(("sysctl", want.namespace, name))
+        if wide is not None and (now is None or now.value != wide.value):
+            return wide.value
+    return None
+
+
 # -- nat -----------------------------------------------------------------------------------------
 
 def _nat(d: _Diff, kind: Kind) -> None:
@@ -420,7 +489,9 @@ def _nat(d: _Diff, kind: Kind) -> None:
         if now is None:
             d.add(Action(CREATE, key, after=want))
         elif not owns(now, d.observed, d.record):
-            d.conflict(key, f"nftables table ip netdecl-{d.topology} in "
+            assert isinstance(now, NatTable)
+            tables = foreign_nat_tables(now, d.record)
+            d.conflict(key, f"nftables table {tables} netdecl-{d.topology} in "
                             f"{want.namespace or 'root'} was not made by netdecl for topology "
                             f"{d.topology} (made by hand, or made again after netdecl's was "
                             f"deleted); netdecl will not rewrite it: delete it")
@@ -431,9 +502,11 @@ def _nat(d: _Diff, kind: Kind) -> None:
     for key, now in sorted(observed.items()):
         if key in desired or now.namespace in d.deleted_namespaces:
             continue
-        if not owns(now, d.observed, d.record):
-            continue  # someone else's table by that name: never deleted
-        d.add(Action(DELETE, key, before=now, why=Reason.PRUNE))
+        assert isinstance(now, NatTable)
+        ours = nat_ours(now, d.observed, d.record)
+        if ours is None:
+            continue  # someone else's tables by that name: never deleted
+        d.add(Action(DELETE, key, before=ours, why=Reason.PRUNE))
 
 
 # -- external links ------------------------------------------------------------------------------

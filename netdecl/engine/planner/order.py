@@ -3,7 +3,12 @@
 Two phases: first everything that removes (routes before the addresses and links they use;
 a namespace that goes before the links with an end in it, see _teardown_deps), then everything
 that builds (namespaces before the links in
-them, bridges before their ports, addresses and link-up before routes). Per-namespace barrier
+them, bridges before their ports, addresses and link-up before routes). Sysctls go where the
+kernel needs them: one of the whole namespace (`all`, `default`, `ip_forward`) before the links
+of its namespace, because the kernel gives a new link `default`'s values and an existing one
+`all`'s (set after eth0 is made, `all.disable_ipv6: 1` would turn IPv6 off on eth0 and drop
+its addresses); one of a link right after that link is made and before its addresses (an
+address needs `eth0.disable_ipv6: 0` in force). Per-namespace barrier
 nodes ("all links of ns X are done") keep the graph linear in size even for hundreds of
 namespaces, where "every route depends on every link" would be quadratic.
 """
@@ -15,7 +20,7 @@ from graphlib import TopologicalSorter
 
 from netdecl.engine.planner.plan import ADOPT, DELETE, Action
 from netdecl.kinds import KINDS, Stage
-from netdecl.model import ExternalLink, Key, Link, Route
+from netdecl.model import ExternalLink, Key, Link, Route, Sysctl
 
 
 def _stage(action: Action) -> int:
@@ -80,7 +85,19 @@ def _build_deps(action: Action, by_key: dict[Key, int]) -> list[Dep]:
         return [(("start",), ("ns-ready", ns))]
     for name in _ns_of_ends(action):
         after_action(("namespace", name))
+    if isinstance(action.after, Sysctl):
+        # the namespace's own feed the barrier its links wait for; a link's waits for that
+        # link and feeds the barrier its addresses wait for
+        link = action.after.per_link
+        if link is None:
+            deps.append((("start",), ("ns-sysctls", ns)))
+        else:
+            after_action(("link", ns, link))
+            deps.append((("start",), ("link-sysctls", ns, link)))
+        return deps
     if stage == Stage.LINK:
+        for name in _ns_of_ends(action):  # made under the namespace's sysctls
+            deps.append((("ns-sysctls", name), None))
         for end in (action.after, action.peer_after):
             if isinstance(end, Link):
                 deps.append((("start",), ("links-ready", end.namespace)))
@@ -94,9 +111,11 @@ def _build_deps(action: Action, by_key: dict[Key, int]) -> list[Dep]:
                     after_action(("link", end.namespace, end.master))
     elif stage == Stage.ADDRESS:
         after_action(("link", ns, action.key[2]))
+        deps.append((("ns-sysctls", ns), None))
+        deps.append((("link-sysctls", ns, action.key[2]), None))
         deps.append((("start",), ("addrs-ready", ns)))
     elif stage == Stage.AFTER_LINKS:
-        # per-link sysctls need their link; NAT rules name links (and read better after them)
+        # NAT rules name links (and read better after them)
         deps.append((("links-ready", ns), None))
     else:  # Stage.AFTER_ADDRESSES: routes, rules, fdb, neighbours
         deps.append((("links-ready", ns), None))

@@ -46,6 +46,7 @@ class Reason(_Named):
     RESTORE_ORIGINAL = "restore-original"  # a sysctl no longer declared gets its old value back
     EDITED_BY_HAND = "edited-by-hand"  # our nft table holds what netdecl did not write
     ON_EXTERNAL = "on-external"  # an address added to a link the host owns: only it is ours
+    OVERWRITTEN = "overwritten"  # a link's sysctl that the plan's `all` one writes over
 
 
 REASON_TEXT = {
@@ -57,6 +58,7 @@ REASON_TEXT = {
     Reason.RESTORE_ORIGINAL: "no longer declared: restore the value from before netdecl",
     Reason.EDITED_BY_HAND: "table edited by hand",
     Reason.ON_EXTERNAL: "added to an external link; the link's own addresses stay",
+    Reason.OVERWRITTEN: "written again: the namespace's `all` value, set first, overwrites it",
 }
 
 
