@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 # (a constant; the package is no more than that and docstrings, so --help stays fast)
 from netdecl.engine.state import LOCK_TIMEOUT
-from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
+from netdecl.errors import Diagnostic, EnvironmentProblem, InvalidTopology, NetdeclError
 from netdecl.exitcodes import MEANING, ExitStatus
 
 if TYPE_CHECKING:
@@ -228,11 +228,18 @@ def _add_state_parsers(command: Command) -> None:
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _json_option(p, "print the result and every problem as JSON (exit status unchanged)")
+
+
+def _json_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--json", action="store_true",
+                   help=f"{help}; the format is versioned (format_version) and documented in "
+                        f"docs/json.md")
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _json_option(p, "print the plan as JSON")
     p.add_argument("--out", metavar="PLAN", help="save the plan (with a fingerprint of the "
                                                  "observed state) for `apply PLAN`")
     p.add_argument("--detailed-exitcode", action="store_true",
@@ -245,7 +252,12 @@ def _apply_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, "a topology file, or a plan saved with `plan --out`")
     _lock_timeout(p)
     _output_options(p)
-    p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
+    _json_option(p, "print one JSON document at the end: the outcome and the plan")
+    p.add_argument("--verify", action="store_true",
+                   help="run the topology's probes with real traffic after the verified "
+                        "apply, under the lock; if one fails, roll the apply back (exit 1)")
+    p.add_argument("--probe-timeout", type=float, default=2.0, metavar="SECS",
+                   help="per-probe timeout for --verify (default 2)")
     p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
                    help="after applying and verifying, wait SECS for `netdecl confirm` (or "
                         "Enter, on a terminal); roll back by itself if none comes")
@@ -258,6 +270,7 @@ def _destroy_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
     _lock_timeout(p)
     _output_options(p)
+    _json_option(p, "print one JSON document at the end: the outcome and the plan")
 
 
 def _rollback_arguments(p: argparse.ArgumentParser) -> None:
@@ -359,7 +372,7 @@ def _add_traffic_parsers(command: Command) -> None:
 
 def _verify_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    _json_option(p, "print the results as JSON")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECS",
                    help="per-probe timeout (default 2)")
 
@@ -373,7 +386,7 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
                       "its table", nargs="?")
     p.add_argument("--proto", choices=("tcp", "udp", "icmp"),
                    help="default: tcp with a port, icmp without")
-    p.add_argument("--json", action="store_true", help="print the path as JSON")
+    _json_option(p, "print the path as JSON")
 
 
 def _graph_arguments(p: argparse.ArgumentParser) -> None:
@@ -496,6 +509,7 @@ class Report:
         self.verbose = bool(getattr(args, "verbose", False))
         self.quiet = bool(getattr(args, "quiet", False))
         self.as_json = as_json
+        self.plan: api.Plan | None = None  # the plan being executed, once planned
         self.color = color_wanted(sys.stdout)
         self.err_color = color_wanted(sys.stderr)
         drawn = not (self.verbose or self.quiet) and is_terminal(sys.stderr)
@@ -509,9 +523,8 @@ class Report:
                           recovering=self.recovering, recovered=self.recovered)
 
     def planned(self, plan: api.Plan) -> None:
-        if self.as_json:
-            _out(json.dumps(plan.to_json(), indent=2))
-        elif not self.quiet:
+        self.plan = plan
+        if not (self.as_json or self.quiet):  # JSON: the plan goes into the final document
             _out(plan.text(self.color))
 
     def _step(self, what: str) -> Callable[[int, int, api.Action], None]:
@@ -541,11 +554,60 @@ class Report:
 
 # -- commands ----------------------------------------------------------------------------------
 
+# Every JSON document the command line prints carries this, as Terraform's do: a minor bump
+# adds fields (consumers ignore what they do not know), a major bump changes or removes one.
+# docs/json.md documents each document field by field; tests/test_cli_json.py holds the
+# documents to it.
+JSON_FORMAT_VERSION = "1.0"
+
+
+def _json_out(document: dict[str, Any]) -> None:
+    _out(json.dumps({"format_version": JSON_FORMAT_VERSION, **document}, indent=2))
+
+
+def _diagnostic_json(diagnostic: Diagnostic) -> dict[str, Any]:
+    return {"severity": diagnostic.severity, "file": diagnostic.file, "line": diagnostic.line,
+            "col": diagnostic.col, "message": diagnostic.message}
+
+
+def _warning_diagnostic(file: str, text: str) -> Diagnostic:
+    """A loader warning (a Topology keeps them as their text, "FILE:LINE:COL: warning: ...")
+    as a Diagnostic again; FILE is known, so the split is exact."""
+    line, col, message = text.removeprefix(f"{file}:").split(":", 2)
+    return Diagnostic(file, int(line), int(col),
+                      message.strip().removeprefix("warning: "), severity="warning")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    topo = _load(args.file)
-    _out(f"{args.file}: valid topology {topo.name!r} ({_plural(len(topo.objects), 'object')}, "
-         f"{_plural(len(topo.namespaces()), 'namespace')})")
+    from netdecl import api
+
+    if not args.json:
+        topo = _load(args.file)
+        _out(f"{args.file}: valid topology {topo.name!r} "
+             f"({_plural(len(topo.objects), 'object')}, "
+             f"{_plural(len(topo.namespaces()), 'namespace')})")
+        return ExitStatus.OK
+    try:
+        topo = api.load(args.file)
+    except InvalidTopology as exc:
+        _json_out(_validation_document(args.file, None, exc.diagnostics))
+        return ExitStatus.INVALID_TOPOLOGY
+    warnings = [_warning_diagnostic(args.file, w) for w in topo.warnings]
+    _json_out(_validation_document(args.file, topo, warnings))
     return ExitStatus.OK
+
+
+def _validation_document(file: str, topo: Topology | None,
+                         diagnostics: Sequence[Diagnostic]) -> dict[str, Any]:
+    errors = sum(d.severity == "error" for d in diagnostics)
+    return {
+        "valid": topo is not None, "file": file,
+        "topology": topo.name if topo else None,
+        "objects": len(topo.objects) if topo else None,
+        "namespaces": len(topo.namespaces()) if topo else None,
+        "error_count": errors, "warning_count": len(diagnostics) - errors,
+        "diagnostics": [_diagnostic_json(d) for d in diagnostics],
+    }
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -555,8 +617,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = api.plan(_load(args.file), state_dir=args.state_dir, adopt=args.adopt)
     if args.out:
         plan.save(args.out, source=args.file)
-    _out(json.dumps(plan.to_json(), indent=2) if args.json
-         else plan.text(color_wanted(sys.stdout)))
+    if args.json:
+        _json_out(plan.to_json())
+    else:
+        _out(plan.text(color_wanted(sys.stdout)))
     if args.out and not args.json:
         _out(f"Saved the plan to {args.out}; `netdecl apply {args.out}` applies exactly it.")
     if plan.conflicts:
@@ -575,30 +639,85 @@ def _refused(exc: api.PlanConflicts, command: str) -> int:
     return ExitStatus.FAILURE
 
 
+def _outcome_document(command: str, topology: str, outcome: str, plan: api.Plan | None, *,
+                      result: api.ApplyResult[api.Plan, api.Action] | None = None,
+                      probes: api.VerifyResult | None = None,
+                      error: NetdeclError | None = None) -> dict[str, Any]:
+    """What `apply --json` and `destroy --json` print, once, at the end (docs/json.md)."""
+    add, change, destroy = plan.counts() if plan else (0, 0, 0)
+    return {
+        "command": command, "topology": topology, "outcome": outcome,
+        "summary": {"add": add, "change": change, "destroy": destroy,
+                    "adopt": plan.adoptions() if plan else 0},
+        "recovered": list(result.recovered) if result else [],
+        "confirmed": result.confirmed if result else False,
+        "probes": probes.to_json() if probes else None,
+        "error": ({"message": str(error), "exit_status": int(error.status)}
+                  if error is not None else None),
+        "plan": plan.to_json() if plan else None,
+    }
+
+
+class _Probes:
+    """apply --verify: the probes' last run, kept for the output."""
+
+    def __init__(self) -> None:
+        self.result: api.VerifyResult | None = None
+
+    def seen(self, result: api.VerifyResult) -> None:
+        self.result = result
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     from netdecl import api
 
     target = api.read_plan(args.file) or _load(args.file)
+    desired = target.declared if isinstance(target, api.Plan) else target
+    name = target.topology if isinstance(target, api.Plan) else target.name
+    if args.verify and desired is not None and not desired.probes:
+        raise NetdeclError(f"apply --verify: topology {name} has no probes to run: add a "
+                           f"probes: section or drop --verify. Nothing was changed.")
     _require_privileges("apply")
     _require_lasting_namespaces()
     report = Report(args, as_json=args.json)
+    probes = _Probes()
+    gate = (api.probe_gate(desired, timeout=args.probe_timeout, seen=probes.seen)
+            if args.verify and desired is not None else None)
     try:
         result = api.apply(target, state_dir=args.state_dir, lock_timeout=args.lock_timeout,
                            confirm_timeout=args.confirm_timeout, events=report.events(),
-                           adopt=args.adopt)
+                           adopt=args.adopt, gate=gate)
+        if gate is not None and not result.plan.has_changes:
+            gate()  # nothing was applied, so nothing to roll back: the probes still decide
     except api.PlanConflicts as exc:
         report.clear()
+        if args.json:
+            _json_out(_outcome_document("apply", name, "refused", exc.plan, error=exc))
+            return ExitStatus.FAILURE
         return _refused(exc, "apply")
+    except NetdeclError as exc:
+        if args.json:
+            _json_out(_outcome_document("apply", name, "failed", report.plan,
+                                        probes=probes.result, error=exc))
+        raise
     finally:
         report.clear()
+    outcome = "changed" if result.plan.has_changes else "unchanged"
+    if args.json:
+        _json_out(_outcome_document("apply", name, outcome, result.plan, result=result,
+                                    probes=probes.result))
+        return ExitStatus.OK
+    if probes.result is not None and not args.quiet:
+        _out(probes.result.text())
     if not result.plan.has_changes:
         _out(f"No changes. Topology {result.topology} matches the host.")
-    elif not args.json:
+    else:
         add, change, destroy = result.counts()
         adopted = result.plan.adoptions()
         extra = f", {adopted} adopted" if adopted else ""
+        probed = " and probed" if probes.result is not None else ""
         _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed{extra}. "
-             "Verified.")
+             f"Verified{probed}.")
     return ExitStatus.OK
 
 
@@ -609,16 +728,26 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     name = _load(args.file).name
     _require_privileges("destroy")
     _require_lasting_namespaces()
-    report = Report(args)
+    report = Report(args, as_json=args.json)
     try:
         result = api.destroy(name, state_dir=args.state_dir,
                              lock_timeout=args.lock_timeout, events=report.events())
     except api.PlanConflicts as exc:
         report.clear()
+        if args.json:
+            _json_out(_outcome_document("destroy", name, "refused", exc.plan, error=exc))
+            return ExitStatus.FAILURE
         return _refused(exc, "destroy")
+    except NetdeclError as exc:
+        if args.json:
+            _json_out(_outcome_document("destroy", name, "failed", report.plan, error=exc))
+        raise
     finally:
         report.clear()
-    if not result.plan.has_changes:
+    if args.json:
+        _json_out(_outcome_document("destroy", name, "changed" if result.plan.has_changes
+                                    else "unchanged", result.plan, result=result))
+    elif not result.plan.has_changes:
         _out(f"Nothing to destroy: topology {name} owns nothing on this host.")
     else:
         _, change, destroy = result.counts()
@@ -702,7 +831,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     topo = _load(args.file)
     _require_privileges("verify", "sends traffic from inside namespaces")
     result = api.verify(topo, timeout=args.timeout)
-    _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+    if args.json:
+        _json_out(result.to_json())
+    else:
+        _out(result.text())
     return ExitStatus.OK if result.ok else ExitStatus.FAILURE
 
 
@@ -712,7 +844,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     topo = _load(args.file) if args.file else None
     _require_privileges("explain", "asks the kernel inside namespaces")
     result = explain_live(args.source, args.destination, args.proto, topo)
-    _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+    if args.json:
+        _json_out(result.to_json())
+    else:
+        _out(result.text())
     return ExitStatus.FAILURE if result.outcome == "dropped" else ExitStatus.OK
 
 

@@ -252,7 +252,7 @@ def test_the_module_uses_netdecl_only_through_its_public_api():
     assert {m for m in imported if m.split(".")[0] == "netdecl"} == {"netdecl"}
     used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name) and node.value.id == "netdecl"}
-    assert {"enter_sandbox", "verify", "apply", "plan"} <= used
+    assert {"enter_sandbox", "probe_gate", "apply", "plan"} <= used
     assert used <= {*netdecl.__all__}, used - {*netdecl.__all__}
 
 

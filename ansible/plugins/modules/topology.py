@@ -255,11 +255,11 @@ def netdecl_calls():
     return SimpleNamespace(
         version=netdecl.__version__, load=load, plan=plan, plan_destroy=plan_destroy,
         apply=apply, destroy=destroy, state_dir=lambda path: path,
-        enter_sandbox=netdecl.enter_sandbox, verify=netdecl.verify,
+        enter_sandbox=netdecl.enter_sandbox, probe_gate=netdecl.probe_gate,
         plan_data=lambda plan: plan.to_json(),
         plan_text=lambda plan: plan.text(),
         InvalidTopology=netdecl.InvalidTopology, NetdeclError=netdecl.NetdeclError,
-        PlanConflicts=netdecl.PlanConflicts, ProbesFailed=netdecl.VerificationFailed,
+        PlanConflicts=netdecl.PlanConflicts,
     )
 
 
@@ -322,16 +322,10 @@ def run(module, api, outcome):
 
     gate = None
     if present and params["verify"]:
-        def gate():
-            verified = api.verify(topology, timeout=params["probe_timeout"])
+        def seen(verified):
             outcome.result["probes"] = verified.to_json()["probes"]
-            failed = verified.failed()
-            if failed:
-                lines = "".join(f"\n  {r.probe.source} -> {r.probe.to}"
-                                f"{':' + str(r.probe.port) if r.probe.port else ''}: {r.detail}"
-                                for r in failed)
-                raise api.ProbesFailed(f"verify: {len(failed)} of {len(verified.probes)} "
-                                       f"probes failed:{lines}")
+
+        gate = api.probe_gate(topology, timeout=params["probe_timeout"], seen=seen)
 
     # the plan is returned even when its apply fails (and is rolled back)
     def planned(plan):
