@@ -919,6 +919,11 @@ def _permission_message(args: argparse.Namespace, exc: PermissionError) -> str:
         return (f"{args.command}: permission denied on the state dir {state} ({exc.filename}): "
                 f"it belongs to root; run netdecl as root, or give a state dir of your own "
                 f"with --state-dir")
+    if refused.startswith("/run/netns/"):
+        return (f"{args.command} cannot enter the network namespace "
+                f"{os.path.basename(refused)} ({refused}): entering a namespace needs root "
+                f"(CAP_SYS_ADMIN), even to read it; run it as root. Namespaces that do not "
+                f"exist yet need no root to plan")
     return (f"{args.command} was refused by the kernel ({what}): reading network namespaces "
             f"needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
 
