@@ -345,13 +345,19 @@ def _agent_arguments(p: argparse.ArgumentParser) -> None:
                             help="topology files, or directories of *.yaml files")
     action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
     p.add_argument("--metrics-listen", type=_metrics_listen, metavar="ADDR:PORT",
-                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: none)")
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics, liveness at "
+                        "/healthz and readiness at /ready (ADDR: an IP, a host name, or none "
+                        "for every address: :9464) (default: none)")
     p.add_argument("--resync", type=_positive_seconds, default=60.0, metavar="SECS",
                    help="re-plan every topology every SECS even without events, for what "
                         "sends none (sysctls) (default 60)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log lines on stderr as text or as one JSON object each "
                         "(default text)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   default="info",
+                   help="the lowest level logged (default info); debug adds every action of "
+                        "each apply (applied-actions)")
 
 
 def _add_traffic_parsers(command: Command) -> None:
@@ -863,7 +869,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from netdecl.agent.runner import Agent
 
     agent = Agent(args.files, _state_root(args), resync=args.resync,
-                  log=AgentLog(args.log_format))
+                  log=AgentLog(args.log_format, level=args.log_level))
     agent.load()  # an invalid file at start: every problem as FILE:LINE:COL, exit 3
     _require_privileges("agent", "changes the kernel's network state")
     # in a mount namespace of its own (ip netns exec, a unit with ProtectSystem= and the like)
