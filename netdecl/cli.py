@@ -39,8 +39,9 @@ EXIT_CODES = "exit codes:\n" + "".join(
 
 EPILOG = EXIT_CODES + """
 examples:
-  netdecl validate topologies/docker-bridge.yaml
-  netdecl --sandbox demo apply topologies/docker-bridge.yaml   # host untouched
+  netdecl examples docker-bridge > topo.yaml                   # a shipped example
+  netdecl validate topo.yaml
+  netdecl --sandbox demo apply topo.yaml                       # host untouched
   netdecl plan --detailed-exitcode topo.yaml                   # GitOps drift check
   netdecl plan --out plan.json topo.yaml && netdecl apply plan.json
   source <(netdecl completion bash)                            # tab completion
@@ -180,6 +181,7 @@ def build_parser(lazy: bool = False) -> argparse.ArgumentParser:
     _add_state_parsers(command)
     _add_traffic_parsers(command)
     _add_agent_parser(command)
+    _add_shipped_data_parsers(command)
     _add_generated_docs_parsers(command)
     return parser
 
@@ -399,6 +401,25 @@ def _graph_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
     p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot",
                    help="output format (default: dot)")
+
+
+def _add_shipped_data_parsers(command: Command) -> None:
+    """examples and schema: what travels inside the package, for use outside the checkout."""
+    command("examples", _examples_arguments, help="list the example topologies, or print one",
+            description="Without NAME, list the example topologies shipped with netdecl; "
+                        "with NAME, print that one (its schema line names "
+                        "topology.schema.json beside it: `netdecl schema > "
+                        "topology.schema.json`). `netdecl examples docker-bridge > "
+                        "topo.yaml` starts a topology of your own.")
+    command("schema", _no_arguments, help="print the topology file's JSON Schema",
+            description="Print the JSON Schema of the topology file format, as this "
+                        "netdecl validates with it, for editors (the YAML language "
+                        "server's `$schema`) and other tools.")
+
+
+def _examples_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", metavar="NAME",
+                   help="the example to print (without it: the list)")
 
 
 def _add_generated_docs_parsers(command: Command) -> None:
@@ -878,6 +899,24 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return agent.run(args.metrics_listen)
 
 
+def cmd_examples(args: argparse.Namespace) -> int:
+    from netdecl.tools import examples
+
+    if args.name is None:
+        for name in examples.names():
+            _out(name)
+    else:
+        sys.stdout.write(examples.text(args.name))
+    return ExitStatus.OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from netdecl.tools import examples
+
+    sys.stdout.write(examples.schema())
+    return ExitStatus.OK
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     import shtab
 
@@ -910,6 +949,8 @@ COMMANDS = {
     "explain": cmd_explain,
     "graph": cmd_graph,
     "agent": cmd_agent,
+    "examples": cmd_examples,
+    "schema": cmd_schema,
     "completion": cmd_completion,
     "manpage": cmd_manpage,
 }

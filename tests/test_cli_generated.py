@@ -162,6 +162,10 @@ INVOCATIONS = [
     ["agent", "--metrics-listen", "127.0.0.1:9", "--resync", "5", "--log-format", "json", "a",
      "b"],
     ["completion", "zsh"], ["manpage"],
+    ["examples"], ["examples", "docker-bridge"], ["schema"],
+    ["validate", "--json", "t.yaml"], ["destroy", "--json", "t.yaml"],
+    ["apply", "--verify", "--probe-timeout", "1", "t.yaml"],
+    ["agent", "--metrics-listen", ":9464", "--log-level", "debug", "a"],
 ]
 
 
