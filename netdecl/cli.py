@@ -50,9 +50,10 @@ examples:
 # How shtab completes a file argument, per shell. Spelled out rather than `shtab.FILE` so that
 # building the parser (every run) does not import shtab (~45 ms); `completion` imports it.
 # tests/test_cli_generated.py checks that the bash script defines the function named here.
-FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f",
+                   "fish": "(__fish_complete_path (commandline -ct))"}
 
-COMPLETION_SHELLS = ("bash", "zsh")
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
 
 
 def package_version() -> str:
@@ -427,12 +428,13 @@ def _add_generated_docs_parsers(command: Command) -> None:
     command("completion", _completion_arguments, help="print a shell completion script",
             description="Print a completion script for SHELL, generated from "
                         "netdecl's own options. Load it with "
-                        "`source <(netdecl completion bash)` (in ~/.bashrc), or "
-                        "save the zsh one as _netdecl in a directory of $fpath.")
-    # no help=: left out of the command list (the README says how to install the page)
-    command("manpage", _no_arguments, description="Print netdecl's man page (roff), generated "
-                                                  "from its own options: "
-                                                  "`netdecl manpage | man -l -`.")
+                        "`source <(netdecl completion bash)` (in ~/.bashrc), "
+                        "save the zsh one as _netdecl in a directory of $fpath, or the "
+                        "fish one as ~/.config/fish/completions/netdecl.fish.")
+    command("manpage", _no_arguments, help="print the man page (roff): netdecl manpage | "
+                                           "man -l -",
+            description="Print netdecl's man page (roff), generated from its own options: "
+                        "`netdecl manpage | man -l -`.")
 
 
 def _completion_arguments(p: argparse.ArgumentParser) -> None:
@@ -927,13 +929,55 @@ def cmd_completion(args: argparse.Namespace) -> int:
 def cmd_manpage(args: argparse.Namespace) -> int:
     from argparse_manpage.manpage import Manpage
 
-    page = Manpage(build_parser())
+    parser = build_parser()
+    parser.epilog = None  # its parts get sections of their own (argparse-manpage: COMMENTS)
+    page = Manpage(parser)
     # the page's header and NAME line (Manpage's documented way: set its attributes)
     page.source = f"netdecl {package_version()}"
     page.manual = "netdecl manual"
     page.description = "declarative Linux host networking: YAML topology in, kernel state out"
+    for heading, content in _manpage_sections():
+        page.add_section(heading, "=", content)
     sys.stdout.write(str(page))
     return ExitStatus.OK
+
+
+# The man page's sections after the commands, in man-pages(7)'s order. Roff: .TP items, with
+# \- for a literal hyphen in names.
+MANPAGE_ENVIRONMENT = (
+    ("NETDECL_STATE_DIR", "the state directory when --state-dir is not given (default "
+                          "/var/lib/netdecl)"),
+    ("NO_COLOR", "set to anything but the empty string: no colour, even on a terminal "
+                 "(https://no-color.org)"),
+    ("TERM", "dumb: no colour"),
+    ("NETDECL_FAIL_AT", "testing aid: the N-th action of an apply fails as if the kernel had "
+                        "refused it (and is rolled back)"),
+    ("NETDECL_FAIL_ROLLBACK_AT", "testing aid: the same for the N-th action of a rollback"),
+)
+MANPAGE_FILES = (
+    ("/var/lib/netdecl/", "the state directory (0700, root's): "
+                          "topologies/NAME.json, the ownership record of each topology; "
+                          "journal/NAME.jsonl, the journal of an apply under way or "
+                          "interrupted (netdecl rollback reads it); lock, the host lock; "
+                          "confirm/, the markers of apply --confirm-timeout"),
+    ("/run/netns/NAME", "the network namespaces netdecl makes, as ip netns does"),
+    ("/run/netdecl/sandboxes/", "the sandboxes of --sandbox NAME"),
+)
+
+
+def _manpage_sections() -> list[tuple[str, str]]:
+    def items(pairs: Sequence[tuple[str, str]]) -> str:
+        return "\n".join(f".TP\n.B {name.replace('-', chr(92) + '-')}\n{text}"
+                         for name, text in pairs)
+
+    examples = EPILOG.split("examples:\n", 1)[1]
+    return [
+        ("exit status", items([(str(int(status)), MEANING[status]) for status in ExitStatus])),
+        ("environment", items(MANPAGE_ENVIRONMENT)),
+        ("files", items(MANPAGE_FILES)),
+        ("examples", ".nf\n" + examples.replace("\\", "\\\\").replace("-", "\\-")
+         .rstrip() + "\n.fi"),
+    ]
 
 
 COMMANDS = {

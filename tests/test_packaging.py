@@ -73,3 +73,14 @@ def test_wheel_smoke_runs_the_new_commands_outside_the_checkout():
     outside = script[script.index('cd "$work/run"'):]
     for command in ('"$nd" examples', '"$nd" schema', '"$nd" validate --json'):
         assert command in outside, command
+
+
+def test_the_readme_says_the_ansible_module_adopts():
+    # issue 29: it said `adopt` fails ("this netdecl never adopts"); the module passes it to
+    # plan and apply (tests/test_ansible_module.py adopts a hand-made pair through it)
+    readme = (REPO / "README.md").read_text()
+    fleets = readme.split("\n## Fleets\n", 1)[1].split("\n## ", 1)[0]
+    assert "never adopts" not in fleets
+    assert "`adopt` (as `apply --adopt`" in fleets
+    module = (REPO / "ansible" / "plugins" / "modules" / "topology.py").read_text()
+    assert 'adopt=adopt' in module
