@@ -185,3 +185,18 @@ def test_apply_verify_without_probes_changes_nothing(host, tmp_path):
     result = host.netdecl("apply", "--verify", write(tmp_path, TOPOLOGY.split("probes:")[0]))
     assert result.returncode == 1 and "has no probes" in result.stderr
     assert host.netns_list() == []
+
+
+def test_every_agent_log_event_is_documented():
+    import netdecl.agent.runner as runner
+
+    source = Path(runner.__file__).read_text()
+    logged = set(re.findall(r'self\.log\(\s*"([a-z-]+)"', source))
+    logged |= set(re.findall(r'"([a-z-]+)", f"an earlier apply', source))  # recovering
+    # _failed logs its result's name: every result but the successful ones and "invalid"
+    logged |= {r.replace("_", "-") for r in ("failed", "conflict", "rollback_failed", "error")}
+    assert "applied" in logged and "repaired" in logged
+    section = DOCS.read_text().split("\n## agent log lines\n", 1)[1]
+    rows = re.findall(r"^\| ((?:`[a-z-]+`(?:, )?)+) \|", section, re.MULTILINE)
+    documented = {name for row in rows for name in re.findall(r"`([a-z-]+)`", row)}
+    assert logged <= documented, logged - documented
