@@ -204,7 +204,7 @@ class Plan:
         return plan_text(self._plan, color)
 
     def to_json(self) -> dict[str, Any]:
-        """As `netdecl plan --json` prints it."""
+        """As `netdecl plan --json` prints it, less its ``format_version`` (docs/json.md)."""
         from netdecl.engine.state.planfile import plan_to_json
 
         return plan_to_json(self._plan)
