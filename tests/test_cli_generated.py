@@ -170,8 +170,8 @@ def test_fish_completion(tmp_path: Path):
     for name in ("validate", "plan", "apply", "detailed-exitcode", "confirm-timeout",
                  "__fish_complete_path"):
         assert name in text, name
-    if shutil.which("fish") is None:
-        return  # not installed by .ci/setup: the content checks above are what runs there
+    if shutil.which("fish") is None:  # .ci/setup installs it
+        pytest.skip("needs fish to parse the script")
     path = tmp_path / "netdecl.fish"
     path.write_text(text)
     result = subprocess.run(["fish", "--no-execute", str(path)], capture_output=True,
