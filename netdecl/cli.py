@@ -668,10 +668,11 @@ def _refused(exc: api.PlanConflicts, command: str) -> int:
     return ExitStatus.FAILURE
 
 
-def _outcome_document(command: str, topology: str, outcome: str, plan: api.Plan | None, *,
+def _outcome_document(command: str, topology: str | None, outcome: str,
+                      plan: api.Plan | None, *,
                       result: api.ApplyResult[api.Plan, api.Action] | None = None,
                       probes: api.VerifyResult | None = None,
-                      error: NetdeclError | None = None) -> dict[str, Any]:
+                      error: BaseException | None = None) -> dict[str, Any]:
     """What `apply --json` and `destroy --json` print, once, at the end (docs/json.md)."""
     add, change, destroy = plan.counts() if plan else (0, 0, 0)
     return {
@@ -681,36 +682,62 @@ def _outcome_document(command: str, topology: str, outcome: str, plan: api.Plan 
         "recovered": list(result.recovered) if result else [],
         "confirmed": result.confirmed if result else False,
         "probes": probes.to_json() if probes else None,
-        "error": ({"message": str(error), "exit_status": int(error.status)}
+        "error": ({"message": str(error),
+                   "exit_status": int(getattr(error, "status", ExitStatus.FAILURE))}
                   if error is not None else None),
         "plan": plan.to_json() if plan else None,
     }
 
 
-class _Probes:
-    """apply --verify: the probes' last run, kept for the output."""
+class _Run:
+    """How far apply or destroy got: for its JSON document, whatever stops it."""
 
-    def __init__(self) -> None:
-        self.result: api.VerifyResult | None = None
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.topology: str | None = None  # once the file is read
+        self.report: Report | None = None  # its plan, once planned
+        self.probes: api.VerifyResult | None = None  # apply --verify: the last run
 
     def seen(self, result: api.VerifyResult) -> None:
-        self.result = result
+        self.probes = result
+
+    def document(self, outcome: str, plan: api.Plan | None = None, **more: Any
+                 ) -> dict[str, Any]:
+        if plan is None and self.report is not None:
+            plan = self.report.plan
+        return _outcome_document(self.command, self.topology, outcome, plan,
+                                 probes=self.probes, **more)
+
+
+def _with_document(args: argparse.Namespace, run: _Run, body: Callable[[], int]) -> int:
+    """``body``; with --json, a failure still prints the one document (then goes to main(),
+    which says it on stderr and picks the exit status): an invalid file, no root, the lock."""
+    try:
+        return body()
+    except (NetdeclError, OSError) as exc:
+        if args.json:
+            _json_out(run.document("failed", error=exc))
+        raise
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    run = _Run("apply")
+    return _with_document(args, run, lambda: _apply(args, run))
+
+
+def _apply(args: argparse.Namespace, run: _Run) -> int:
     from netdecl import api
 
     target = api.read_plan(args.file) or _load(args.file)
     desired = target.declared if isinstance(target, api.Plan) else target
-    name = target.topology if isinstance(target, api.Plan) else target.name
+    run.topology = name = target.topology if isinstance(target, api.Plan) else target.name
     if args.verify and desired is not None and not desired.probes:
         raise NetdeclError(f"apply --verify: topology {name} has no probes to run: add a "
                            f"probes: section or drop --verify. Nothing was changed.")
     _require_privileges("apply")
     _require_lasting_namespaces()
-    report = Report(args, as_json=args.json)
-    probes = _Probes()
-    gate = (api.probe_gate(desired, timeout=args.probe_timeout, seen=probes.seen)
+    run.report = report = Report(args, as_json=args.json)
+    gate = (api.probe_gate(desired, timeout=args.probe_timeout, seen=run.seen)
             if args.verify and desired is not None else None)
     try:
         result = api.apply(target, state_dir=args.state_dir, lock_timeout=args.lock_timeout,
@@ -721,61 +748,56 @@ def cmd_apply(args: argparse.Namespace) -> int:
     except api.PlanConflicts as exc:
         report.clear()
         if args.json:
-            _json_out(_outcome_document("apply", name, "refused", exc.plan, error=exc))
+            _json_out(run.document("refused", exc.plan, error=exc))
             return ExitStatus.FAILURE
         return _refused(exc, "apply")
-    except NetdeclError as exc:
-        if args.json:
-            _json_out(_outcome_document("apply", name, "failed", report.plan,
-                                        probes=probes.result, error=exc))
-        raise
     finally:
         report.clear()
-    outcome = "changed" if result.plan.has_changes else "unchanged"
     if args.json:
-        _json_out(_outcome_document("apply", name, outcome, result.plan, result=result,
-                                    probes=probes.result))
+        _json_out(run.document("changed" if result.plan.has_changes else "unchanged",
+                               result.plan, result=result))
         return ExitStatus.OK
-    if probes.result is not None and not args.quiet:
-        _out(probes.result.text())
+    if run.probes is not None and not args.quiet:
+        _out(run.probes.text())
     if not result.plan.has_changes:
         _out(f"No changes. Topology {result.topology} matches the host.")
     else:
         add, change, destroy = result.counts()
         adopted = result.plan.adoptions()
         extra = f", {adopted} adopted" if adopted else ""
-        probed = " and probed" if probes.result is not None else ""
+        probed = " and probed" if run.probes is not None else ""
         _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed{extra}. "
              f"Verified{probed}.")
     return ExitStatus.OK
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
+    run = _Run("destroy")
+    return _with_document(args, run, lambda: _destroy(args, run))
+
+
+def _destroy(args: argparse.Namespace, run: _Run) -> int:
     from netdecl import api
 
     # the whole file is validated, though only its name is used: bad input changes nothing
-    name = _load(args.file).name
+    run.topology = name = _load(args.file).name
     _require_privileges("destroy")
     _require_lasting_namespaces()
-    report = Report(args, as_json=args.json)
+    run.report = report = Report(args, as_json=args.json)
     try:
         result = api.destroy(name, state_dir=args.state_dir,
                              lock_timeout=args.lock_timeout, events=report.events())
     except api.PlanConflicts as exc:
         report.clear()
         if args.json:
-            _json_out(_outcome_document("destroy", name, "refused", exc.plan, error=exc))
+            _json_out(run.document("refused", exc.plan, error=exc))
             return ExitStatus.FAILURE
         return _refused(exc, "destroy")
-    except NetdeclError as exc:
-        if args.json:
-            _json_out(_outcome_document("destroy", name, "failed", report.plan, error=exc))
-        raise
     finally:
         report.clear()
     if args.json:
-        _json_out(_outcome_document("destroy", name, "changed" if result.plan.has_changes
-                                    else "unchanged", result.plan, result=result))
+        _json_out(run.document("changed" if result.plan.has_changes else "unchanged",
+                               result.plan, result=result))
     elif not result.plan.has_changes:
         _out(f"Nothing to destroy: topology {name} owns nothing on this host.")
     else:

@@ -84,6 +84,19 @@ def test_validate_json_of_an_invalid_file_exits_3_with_every_problem(tmp_path, c
     assert all(d["line"] > 0 and d["col"] > 0 for d in data["diagnostics"])
 
 
+@pytest.mark.parametrize("command", ["apply", "destroy"])
+def test_apply_and_destroy_json_of_an_invalid_file(tmp_path, capsys, command):
+    # nothing reaches the host (no root needed to get here), and still one document
+    path = write(tmp_path, TOPOLOGY.replace("version: 1", "version: 7"))
+    assert main([command, "--json", path]) == 3
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert_documented(command, data)
+    assert (data["outcome"], data["topology"], data["plan"]) == ("failed", None, None)
+    assert data["error"]["exit_status"] == 3 and f"{path}:1:" in data["error"]["message"]
+    assert f"{path}:1:" in captured.err  # people still read it on stderr
+
+
 def test_every_json_option_names_the_docs(capsys):
     for command in ("validate", "plan", "apply", "destroy", "verify", "explain"):
         with pytest.raises(SystemExit):
