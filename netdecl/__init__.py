@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
         enter_sandbox,
         load,
         plan,
+        probe_gate,
         read_plan,
         remove_sandbox,
         rollback,
@@ -56,7 +57,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
 __all__ = [
     "__version__",
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "salvage", "unfinished",
-    "confirm", "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "confirm", "show", "scope", "verify", "probe_gate", "enter_sandbox", "sandboxes",
+    "remove_sandbox",
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic", "NetdeclError", "InvalidTopology",
     "EnvironmentProblem", "PlanConflicts", "StalePlan", "UnfinishedApply", "ActionFailed",

@@ -64,7 +64,8 @@ if TYPE_CHECKING:  # at run time __getattr__ provides them (see the docstring)
 __all__ = [
     # functions
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "salvage", "unfinished",
-    "confirm", "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "confirm", "show", "scope", "verify", "probe_gate", "enter_sandbox", "sandboxes",
+    "remove_sandbox",
     # data
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic",
@@ -183,6 +184,12 @@ class Plan:
     def has_changes(self) -> bool:
         return bool(self.actions)
 
+    @property
+    def declared(self) -> Topology | None:
+        """The topology it was planned for (a saved plan's, validated again); None in what
+        destroy returns."""
+        return self._desired
+
     def counts(self) -> tuple[int, int, int]:
         """(to add, to change, to destroy), a replace counting as one add and one destroy."""
         return self._plan.counts()
@@ -198,7 +205,7 @@ class Plan:
         return plan_text(self._plan, color)
 
     def to_json(self) -> dict[str, Any]:
-        """As `netdecl plan --json` prints it."""
+        """As `netdecl plan --json` prints it, less its ``format_version`` (docs/json.md)."""
         from netdecl.engine.state.planfile import plan_to_json
 
         return plan_to_json(self._plan)
@@ -428,6 +435,28 @@ def verify(topology: Topology, *, timeout: float = 2.0) -> VerifyResult:
     from netdecl.tools.verify import verify as run
 
     return run(topology, timeout)
+
+
+def probe_gate(topology: Topology, *, timeout: float = 2.0,
+               seen: Callable[[VerifyResult], None] | None = None) -> Callable[[], None]:
+    """A ``gate`` for ``apply``: runs the topology's probes (as ``verify``) after the verified
+    apply, under its lock, and raises VerificationFailed naming each failed probe, so the
+    apply is rolled back unless real traffic passes. ``seen`` gets each run's VerifyResult
+    first (to report it). The Ansible module's ``verify`` and `netdecl apply --verify`."""
+
+    def gate() -> None:
+        result = verify(topology, timeout=timeout)
+        if seen is not None:
+            seen(result)
+        failed = result.failed()
+        if failed:
+            lines = "".join(f"\n  {r.probe.source} -> {r.probe.to}"
+                            f"{':' + str(r.probe.port) if r.probe.port else ''}: {r.detail}"
+                            for r in failed)
+            raise VerificationFailed(f"verify: {len(failed)} of {len(result.probes)} probes "
+                                     f"failed:{lines}")
+
+    return gate
 
 
 def enter_sandbox(name: str, *, create: bool = True) -> None:

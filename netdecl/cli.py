@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 # (a constant; the package is no more than that and docstrings, so --help stays fast)
 from netdecl.engine.state import LOCK_TIMEOUT
-from netdecl.errors import EnvironmentProblem, InvalidTopology, NetdeclError
+from netdecl.errors import Diagnostic, EnvironmentProblem, InvalidTopology, NetdeclError
 from netdecl.exitcodes import MEANING, ExitStatus
 
 if TYPE_CHECKING:
@@ -39,8 +39,9 @@ EXIT_CODES = "exit codes:\n" + "".join(
 
 EPILOG = EXIT_CODES + """
 examples:
-  netdecl validate topologies/docker-bridge.yaml
-  netdecl --sandbox demo apply topologies/docker-bridge.yaml   # host untouched
+  netdecl examples docker-bridge > topo.yaml                   # a shipped example
+  netdecl validate topo.yaml
+  netdecl --sandbox demo apply topo.yaml                       # host untouched
   netdecl plan --detailed-exitcode topo.yaml                   # GitOps drift check
   netdecl plan --out plan.json topo.yaml && netdecl apply plan.json
   source <(netdecl completion bash)                            # tab completion
@@ -49,9 +50,10 @@ examples:
 # How shtab completes a file argument, per shell. Spelled out rather than `shtab.FILE` so that
 # building the parser (every run) does not import shtab (~45 ms); `completion` imports it.
 # tests/test_cli_generated.py checks that the bash script defines the function named here.
-FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f",
+                   "fish": "(__fish_complete_path (commandline -ct))"}
 
-COMPLETION_SHELLS = ("bash", "zsh")
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
 
 
 def package_version() -> str:
@@ -180,6 +182,7 @@ def build_parser(lazy: bool = False) -> argparse.ArgumentParser:
     _add_state_parsers(command)
     _add_traffic_parsers(command)
     _add_agent_parser(command)
+    _add_shipped_data_parsers(command)
     _add_generated_docs_parsers(command)
     return parser
 
@@ -228,11 +231,18 @@ def _add_state_parsers(command: Command) -> None:
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _json_option(p, "print the result and every problem as JSON (exit status unchanged)")
+
+
+def _json_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--json", action="store_true",
+                   help=f"{help}; the format is versioned (format_version) and documented in "
+                        f"docs/json.md")
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _json_option(p, "print the plan as JSON")
     p.add_argument("--out", metavar="PLAN", help="save the plan (with a fingerprint of the "
                                                  "observed state) for `apply PLAN`")
     p.add_argument("--detailed-exitcode", action="store_true",
@@ -245,7 +255,12 @@ def _apply_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, "a topology file, or a plan saved with `plan --out`")
     _lock_timeout(p)
     _output_options(p)
-    p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
+    _json_option(p, "print one JSON document at the end: the outcome and the plan")
+    p.add_argument("--verify", action="store_true",
+                   help="run the topology's probes with real traffic after the verified "
+                        "apply, under the lock; if one fails, roll the apply back (exit 1)")
+    p.add_argument("--probe-timeout", type=float, default=2.0, metavar="SECS",
+                   help="per-probe timeout for --verify (default 2)")
     p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
                    help="after applying and verifying, wait SECS for `netdecl confirm` (or "
                         "Enter, on a terminal); roll back by itself if none comes")
@@ -258,6 +273,7 @@ def _destroy_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
     _lock_timeout(p)
     _output_options(p)
+    _json_option(p, "print one JSON document at the end: the outcome and the plan")
 
 
 def _rollback_arguments(p: argparse.ArgumentParser) -> None:
@@ -337,13 +353,19 @@ def _agent_arguments(p: argparse.ArgumentParser) -> None:
                             help="topology files, or directories of *.yaml files")
     action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
     p.add_argument("--metrics-listen", type=_metrics_listen, metavar="ADDR:PORT",
-                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: none)")
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics, liveness at "
+                        "/healthz and readiness at /ready (ADDR: an IP, a host name, or none "
+                        "for every address: :9464) (default: none)")
     p.add_argument("--resync", type=_positive_seconds, default=60.0, metavar="SECS",
                    help="re-plan every topology every SECS even without events, for what "
                         "sends none (sysctls) (default 60)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log lines on stderr as text or as one JSON object each "
                         "(default text)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   default="info",
+                   help="the lowest level logged (default info); debug adds every action of "
+                        "each apply (applied-actions)")
 
 
 def _add_traffic_parsers(command: Command) -> None:
@@ -364,7 +386,7 @@ def _add_traffic_parsers(command: Command) -> None:
 
 def _verify_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    _json_option(p, "print the results as JSON")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECS",
                    help="per-probe timeout (default 2)")
 
@@ -378,7 +400,7 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
                       "its table", nargs="?")
     p.add_argument("--proto", choices=("tcp", "udp", "icmp"),
                    help="default: tcp with a port, icmp without")
-    p.add_argument("--json", action="store_true", help="print the path as JSON")
+    _json_option(p, "print the path as JSON")
 
 
 def _graph_arguments(p: argparse.ArgumentParser) -> None:
@@ -387,17 +409,37 @@ def _graph_arguments(p: argparse.ArgumentParser) -> None:
                    help="output format (default: dot)")
 
 
+def _add_shipped_data_parsers(command: Command) -> None:
+    """examples and schema: what travels inside the package, for use outside the checkout."""
+    command("examples", _examples_arguments, help="list the example topologies, or print one",
+            description="Without NAME, list the example topologies shipped with netdecl; "
+                        "with NAME, print that one (its schema line names "
+                        "topology.schema.json beside it: `netdecl schema > "
+                        "topology.schema.json`). `netdecl examples docker-bridge > "
+                        "topo.yaml` starts a topology of your own.")
+    command("schema", _no_arguments, help="print the topology file's JSON Schema",
+            description="Print the JSON Schema of the topology file format, as this "
+                        "netdecl validates with it, for editors (the YAML language "
+                        "server's `$schema`) and other tools.")
+
+
+def _examples_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", metavar="NAME",
+                   help="the example to print (without it: the list)")
+
+
 def _add_generated_docs_parsers(command: Command) -> None:
     """completion and manpage: generated from this very parser, so they cannot go stale."""
     command("completion", _completion_arguments, help="print a shell completion script",
             description="Print a completion script for SHELL, generated from "
                         "netdecl's own options. Load it with "
-                        "`source <(netdecl completion bash)` (in ~/.bashrc), or "
-                        "save the zsh one as _netdecl in a directory of $fpath.")
-    # no help=: left out of the command list (the README says how to install the page)
-    command("manpage", _no_arguments, description="Print netdecl's man page (roff), generated "
-                                                  "from its own options: "
-                                                  "`netdecl manpage | man -l -`.")
+                        "`source <(netdecl completion bash)` (in ~/.bashrc), "
+                        "save the zsh one as _netdecl in a directory of $fpath, or the "
+                        "fish one as ~/.config/fish/completions/netdecl.fish.")
+    command("manpage", _no_arguments, help="print the man page (roff): netdecl manpage | "
+                                           "man -l -",
+            description="Print netdecl's man page (roff), generated from its own options: "
+                        "`netdecl manpage | man -l -`.")
 
 
 def _completion_arguments(p: argparse.ArgumentParser) -> None:
@@ -501,6 +543,7 @@ class Report:
         self.verbose = bool(getattr(args, "verbose", False))
         self.quiet = bool(getattr(args, "quiet", False))
         self.as_json = as_json
+        self.plan: api.Plan | None = None  # the plan being executed, once planned
         self.color = color_wanted(sys.stdout)
         self.err_color = color_wanted(sys.stderr)
         drawn = not (self.verbose or self.quiet) and is_terminal(sys.stderr)
@@ -514,9 +557,8 @@ class Report:
                           recovering=self.recovering, recovered=self.recovered)
 
     def planned(self, plan: api.Plan) -> None:
-        if self.as_json:
-            _out(json.dumps(plan.to_json(), indent=2))
-        elif not self.quiet:
+        self.plan = plan
+        if not (self.as_json or self.quiet):  # JSON: the plan goes into the final document
             _out(plan.text(self.color))
 
     def _step(self, what: str) -> Callable[[int, int, api.Action], None]:
@@ -546,11 +588,60 @@ class Report:
 
 # -- commands ----------------------------------------------------------------------------------
 
+# Every JSON document the command line prints carries this, as Terraform's do: a minor bump
+# adds fields (consumers ignore what they do not know), a major bump changes or removes one.
+# docs/json.md documents each document field by field; tests/test_cli_json.py holds the
+# documents to it.
+JSON_FORMAT_VERSION = "1.0"
+
+
+def _json_out(document: dict[str, Any]) -> None:
+    _out(json.dumps({"format_version": JSON_FORMAT_VERSION, **document}, indent=2))
+
+
+def _diagnostic_json(diagnostic: Diagnostic) -> dict[str, Any]:
+    return {"severity": diagnostic.severity, "file": diagnostic.file, "line": diagnostic.line,
+            "col": diagnostic.col, "message": diagnostic.message}
+
+
+def _warning_diagnostic(file: str, text: str) -> Diagnostic:
+    """A loader warning (a Topology keeps them as their text, "FILE:LINE:COL: warning: ...")
+    as a Diagnostic again; FILE is known, so the split is exact."""
+    line, col, message = text.removeprefix(f"{file}:").split(":", 2)
+    return Diagnostic(file, int(line), int(col),
+                      message.strip().removeprefix("warning: "), severity="warning")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    topo = _load(args.file)
-    _out(f"{args.file}: valid topology {topo.name!r} ({_plural(len(topo.objects), 'object')}, "
-         f"{_plural(len(topo.namespaces()), 'namespace')})")
+    from netdecl import api
+
+    if not args.json:
+        topo = _load(args.file)
+        _out(f"{args.file}: valid topology {topo.name!r} "
+             f"({_plural(len(topo.objects), 'object')}, "
+             f"{_plural(len(topo.namespaces()), 'namespace')})")
+        return ExitStatus.OK
+    try:
+        topo = api.load(args.file)
+    except InvalidTopology as exc:
+        _json_out(_validation_document(args.file, None, exc.diagnostics))
+        return ExitStatus.INVALID_TOPOLOGY
+    warnings = [_warning_diagnostic(args.file, w) for w in topo.warnings]
+    _json_out(_validation_document(args.file, topo, warnings))
     return ExitStatus.OK
+
+
+def _validation_document(file: str, topo: Topology | None,
+                         diagnostics: Sequence[Diagnostic]) -> dict[str, Any]:
+    errors = sum(d.severity == "error" for d in diagnostics)
+    return {
+        "valid": topo is not None, "file": file,
+        "topology": topo.name if topo else None,
+        "objects": len(topo.objects) if topo else None,
+        "namespaces": len(topo.namespaces()) if topo else None,
+        "error_count": errors, "warning_count": len(diagnostics) - errors,
+        "diagnostics": [_diagnostic_json(d) for d in diagnostics],
+    }
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -560,8 +651,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = api.plan(_load(args.file), state_dir=args.state_dir, adopt=args.adopt)
     if args.out:
         plan.save(args.out, source=args.file)
-    _out(json.dumps(plan.to_json(), indent=2) if args.json
-         else plan.text(color_wanted(sys.stdout)))
+    if args.json:
+        _json_out(plan.to_json())
+    else:
+        _out(plan.text(color_wanted(sys.stdout)))
     if args.out and not args.json:
         _out(f"Saved the plan to {args.out}; `netdecl apply {args.out}` applies exactly it.")
     if plan.conflicts:
@@ -580,50 +673,137 @@ def _refused(exc: api.PlanConflicts, command: str) -> int:
     return ExitStatus.FAILURE
 
 
+def _outcome_document(command: str, topology: str | None, outcome: str,
+                      plan: api.Plan | None, *,
+                      result: api.ApplyResult[api.Plan, api.Action] | None = None,
+                      probes: api.VerifyResult | None = None,
+                      error: BaseException | None = None) -> dict[str, Any]:
+    """What `apply --json` and `destroy --json` print, once, at the end (docs/json.md)."""
+    add, change, destroy = plan.counts() if plan else (0, 0, 0)
+    return {
+        "command": command, "topology": topology, "outcome": outcome,
+        "summary": {"add": add, "change": change, "destroy": destroy,
+                    "adopt": plan.adoptions() if plan else 0},
+        "recovered": list(result.recovered) if result else [],
+        "confirmed": result.confirmed if result else False,
+        "probes": probes.to_json() if probes else None,
+        "error": ({"message": str(error),
+                   "exit_status": int(getattr(error, "status", ExitStatus.FAILURE))}
+                  if error is not None else None),
+        "plan": plan.to_json() if plan else None,
+    }
+
+
+class _Run:
+    """How far apply or destroy got: for its JSON document, whatever stops it."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.topology: str | None = None  # once the file is read
+        self.report: Report | None = None  # its plan, once planned
+        self.probes: api.VerifyResult | None = None  # apply --verify: the last run
+
+    def seen(self, result: api.VerifyResult) -> None:
+        self.probes = result
+
+    def document(self, outcome: str, plan: api.Plan | None = None, **more: Any
+                 ) -> dict[str, Any]:
+        if plan is None and self.report is not None:
+            plan = self.report.plan
+        return _outcome_document(self.command, self.topology, outcome, plan,
+                                 probes=self.probes, **more)
+
+
+def _with_document(args: argparse.Namespace, run: _Run, body: Callable[[], int]) -> int:
+    """``body``; with --json, a failure still prints the one document (then goes to main(),
+    which says it on stderr and picks the exit status): an invalid file, no root, the lock."""
+    try:
+        return body()
+    except (NetdeclError, OSError) as exc:
+        if args.json:
+            _json_out(run.document("failed", error=exc))
+        raise
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    run = _Run("apply")
+    return _with_document(args, run, lambda: _apply(args, run))
+
+
+def _apply(args: argparse.Namespace, run: _Run) -> int:
     from netdecl import api
 
     target = api.read_plan(args.file) or _load(args.file)
+    desired = target.declared if isinstance(target, api.Plan) else target
+    run.topology = name = target.topology if isinstance(target, api.Plan) else target.name
+    if args.verify and desired is not None and not desired.probes:
+        raise NetdeclError(f"apply --verify: topology {name} has no probes to run: add a "
+                           f"probes: section or drop --verify. Nothing was changed.")
     _require_privileges("apply")
     _require_lasting_namespaces()
-    report = Report(args, as_json=args.json)
+    run.report = report = Report(args, as_json=args.json)
+    gate = (api.probe_gate(desired, timeout=args.probe_timeout, seen=run.seen)
+            if args.verify and desired is not None else None)
     try:
         result = api.apply(target, state_dir=args.state_dir, lock_timeout=args.lock_timeout,
                            confirm_timeout=args.confirm_timeout, events=report.events(),
-                           adopt=args.adopt)
+                           adopt=args.adopt, gate=gate)
+        if gate is not None and not result.plan.has_changes:
+            gate()  # nothing was applied, so nothing to roll back: the probes still decide
     except api.PlanConflicts as exc:
         report.clear()
+        if args.json:
+            _json_out(run.document("refused", exc.plan, error=exc))
+            return ExitStatus.FAILURE
         return _refused(exc, "apply")
     finally:
         report.clear()
+    if args.json:
+        _json_out(run.document("changed" if result.plan.has_changes else "unchanged",
+                               result.plan, result=result))
+        return ExitStatus.OK
+    if run.probes is not None and not args.quiet:
+        _out(run.probes.text())
     if not result.plan.has_changes:
         _out(f"No changes. Topology {result.topology} matches the host.")
-    elif not args.json:
+    else:
         add, change, destroy = result.counts()
         adopted = result.plan.adoptions()
         extra = f", {adopted} adopted" if adopted else ""
+        probed = " and probed" if run.probes is not None else ""
         _out(f"Apply complete: {add} added, {change} changed, {destroy} destroyed{extra}. "
-             "Verified.")
+             f"Verified{probed}.")
     return ExitStatus.OK
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
+    run = _Run("destroy")
+    return _with_document(args, run, lambda: _destroy(args, run))
+
+
+def _destroy(args: argparse.Namespace, run: _Run) -> int:
     from netdecl import api
 
     # the whole file is validated, though only its name is used: bad input changes nothing
-    name = _load(args.file).name
+    run.topology = name = _load(args.file).name
     _require_privileges("destroy")
     _require_lasting_namespaces()
-    report = Report(args)
+    run.report = report = Report(args, as_json=args.json)
     try:
         result = api.destroy(name, state_dir=args.state_dir,
                              lock_timeout=args.lock_timeout, events=report.events())
     except api.PlanConflicts as exc:
         report.clear()
+        if args.json:
+            _json_out(run.document("refused", exc.plan, error=exc))
+            return ExitStatus.FAILURE
         return _refused(exc, "destroy")
     finally:
         report.clear()
-    if not result.plan.has_changes:
+    if args.json:
+        _json_out(run.document("changed" if result.plan.has_changes else "unchanged",
+                               result.plan, result=result))
+    elif not result.plan.has_changes:
         _out(f"Nothing to destroy: topology {name} owns nothing on this host.")
     else:
         _, change, destroy = result.counts()
@@ -744,7 +924,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     topo = _load(args.file)
     _require_privileges("verify", "sends traffic from inside namespaces")
     result = api.verify(topo, timeout=args.timeout)
-    _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+    if args.json:
+        _json_out(result.to_json())
+    else:
+        _out(result.text())
     return ExitStatus.OK if result.ok else ExitStatus.FAILURE
 
 
@@ -754,7 +937,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     topo = _load(args.file) if args.file else None
     _require_privileges("explain", "asks the kernel inside namespaces")
     result = explain_live(args.source, args.destination, args.proto, topo)
-    _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+    if args.json:
+        _json_out(result.to_json())
+    else:
+        _out(result.text())
     return ExitStatus.FAILURE if result.outcome == "dropped" else ExitStatus.OK
 
 
@@ -770,13 +956,31 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from netdecl.agent.runner import Agent
 
     agent = Agent(args.files, _state_root(args), resync=args.resync,
-                  log=AgentLog(args.log_format))
+                  log=AgentLog(args.log_format, level=args.log_level))
     agent.load()  # an invalid file at start: every problem as FILE:LINE:COL, exit 3
     _require_privileges("agent", "changes the kernel's network state")
     # in a mount namespace of its own (ip netns exec, a unit with ProtectSystem= and the like)
     # the namespaces it made would vanish with it
     _require_lasting_namespaces()
     return agent.run(args.metrics_listen)
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from netdecl.tools import examples
+
+    if args.name is None:
+        for name in examples.names():
+            _out(name)
+    else:
+        sys.stdout.write(examples.text(args.name))
+    return ExitStatus.OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from netdecl.tools import examples
+
+    sys.stdout.write(examples.schema())
+    return ExitStatus.OK
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
@@ -789,13 +993,55 @@ def cmd_completion(args: argparse.Namespace) -> int:
 def cmd_manpage(args: argparse.Namespace) -> int:
     from argparse_manpage.manpage import Manpage
 
-    page = Manpage(build_parser())
+    parser = build_parser()
+    parser.epilog = None  # its parts get sections of their own (argparse-manpage: COMMENTS)
+    page = Manpage(parser)
     # the page's header and NAME line (Manpage's documented way: set its attributes)
     page.source = f"netdecl {package_version()}"
     page.manual = "netdecl manual"
     page.description = "declarative Linux host networking: YAML topology in, kernel state out"
+    for heading, content in _manpage_sections():
+        page.add_section(heading, "=", content)
     sys.stdout.write(str(page))
     return ExitStatus.OK
+
+
+# The man page's sections after the commands, in man-pages(7)'s order. Roff: .TP items, with
+# \- for a literal hyphen in names.
+MANPAGE_ENVIRONMENT = (
+    ("NETDECL_STATE_DIR", "the state directory when --state-dir is not given (default "
+                          "/var/lib/netdecl)"),
+    ("NO_COLOR", "set to anything but the empty string: no colour, even on a terminal "
+                 "(https://no-color.org)"),
+    ("TERM", "dumb: no colour"),
+    ("NETDECL_FAIL_AT", "testing aid: the N-th action of an apply fails as if the kernel had "
+                        "refused it (and is rolled back)"),
+    ("NETDECL_FAIL_ROLLBACK_AT", "testing aid: the same for the N-th action of a rollback"),
+)
+MANPAGE_FILES = (
+    ("/var/lib/netdecl/", "the state directory (0700, root's): "
+                          "topologies/NAME.json, the ownership record of each topology; "
+                          "journal/NAME.jsonl, the journal of an apply under way or "
+                          "interrupted (netdecl rollback reads it); lock, the host lock; "
+                          "confirm/, the markers of apply --confirm-timeout"),
+    ("/run/netns/NAME", "the network namespaces netdecl makes, as ip netns does"),
+    ("/run/netdecl/sandboxes/", "the sandboxes of --sandbox NAME"),
+)
+
+
+def _manpage_sections() -> list[tuple[str, str]]:
+    def items(pairs: Sequence[tuple[str, str]]) -> str:
+        return "\n".join(f".TP\n.B {name.replace('-', chr(92) + '-')}\n{text}"
+                         for name, text in pairs)
+
+    examples = EPILOG.split("examples:\n", 1)[1]
+    return [
+        ("exit status", items([(str(int(status)), MEANING[status]) for status in ExitStatus])),
+        ("environment", items(MANPAGE_ENVIRONMENT)),
+        ("files", items(MANPAGE_FILES)),
+        ("examples", ".nf\n" + examples.replace("\\", "\\\\").replace("-", "\\-")
+         .rstrip() + "\n.fi"),
+    ]
 
 
 COMMANDS = {
@@ -811,6 +1057,8 @@ COMMANDS = {
     "explain": cmd_explain,
     "graph": cmd_graph,
     "agent": cmd_agent,
+    "examples": cmd_examples,
+    "schema": cmd_schema,
     "completion": cmd_completion,
     "manpage": cmd_manpage,
 }
@@ -826,6 +1074,11 @@ def _permission_message(args: argparse.Namespace, exc: PermissionError) -> str:
         return (f"{args.command}: permission denied on the state dir {state} ({exc.filename}): "
                 f"it belongs to root; run netdecl as root, or give a state dir of your own "
                 f"with --state-dir")
+    if refused.startswith("/run/netns/"):
+        return (f"{args.command} cannot enter the network namespace "
+                f"{os.path.basename(refused)} ({refused}): entering a namespace needs root "
+                f"(CAP_SYS_ADMIN), even to read it; run it as root. Namespaces that do not "
+                f"exist yet need no root to plan")
     return (f"{args.command} was refused by the kernel ({what}): reading network namespaces "
             f"needs root (CAP_SYS_ADMIN to enter them, CAP_NET_ADMIN to change them)")
 

@@ -76,6 +76,19 @@ def scrape(host, port: int) -> dict[str, float]:
     return values
 
 
+def fetch(host, port: int, path: str) -> tuple[int, str]:
+    """(HTTP status, body) of a GET of ``path`` on the agent, inside the hermetic host."""
+    script = ("import sys, urllib.request, urllib.error\n"
+              "try:\n"
+              "    reply = urllib.request.urlopen(sys.argv[1], timeout=5)\n"
+              "except urllib.error.HTTPError as exc:\n"
+              "    reply = exc\n"
+              "sys.stdout.write(f'{reply.status}\\n' + reply.read().decode())")
+    out = host.run([sys.executable, "-c", script, f"http://127.0.0.1:{port}{path}"]).stdout
+    status, body = out.split("\n", 1)
+    return int(status), body
+
+
 def started(host, *args: str, env: dict[str, str] | None = None) -> AgentProcess:
     agent = AgentProcess(host, *args, env=env)
     agent.wait_for("started")
@@ -136,8 +149,10 @@ def test_an_edit_is_applied_and_an_invalid_edit_keeps_the_last_good_state(host, 
     text = (REPO_ROOT / BRIDGE).read_text()
     path.write_text(text)
     port = 19464
-    with started(host, str(path), "--metrics-listen", f"127.0.0.1:{port}") as agent:
+    # ":PORT", every address (issue 29: refused)
+    with started(host, str(path), "--metrics-listen", f":{port}") as agent:
         wait_settled(agent, host, str(path))
+        assert fetch(host, port, "/ready") == (200, "ready\n")
         # an edit: a second address on the bridge, written the way editors do (rename over)
         edited = text.replace("[172.17.0.1/16]", "[172.17.0.1/16, 172.18.0.1/24]")
         assert edited != text
@@ -145,7 +160,11 @@ def test_an_edit_is_applied_and_an_invalid_edit_keeps_the_last_good_state(host, 
         took = wait_until(lambda: has_address(host, "docker0", "172.18.0.1/24"),
                           REPAIR_DEADLINE, "the edit applied")
         print(f"edit applied in {took:.3f}s")
-        agent.wait_for("applied", lambda e: e["reason"] == "file")
+        applied = agent.wait_for("applied", lambda e: e["reason"] == "file")
+        # counted, not listed (issue 29: a line per apply listed every action)
+        assert "actions" not in applied and applied["kinds"] == {"address": 1}
+        assert applied["counts"] == {"add": 1, "change": 0, "destroy": 0, "adopt": 0}
+        assert applied["message"].endswith("1 added, 0 changed, 0 destroyed (address 1)")
         before = host.snapshot()
         # an invalid edit: a bad CIDR, reported at its line and column
         broken = edited.replace("172.18.0.1/24", "172.18.0.1/99")
@@ -153,7 +172,10 @@ def test_an_edit_is_applied_and_an_invalid_edit_keeps_the_last_good_state(host, 
         path.write_text(broken)
         event = agent.wait_for("invalid")
         assert any(re.match(rf"{re.escape(str(path))}:{line}:\d+: ", e) for e in event["errors"])
-        assert scrape(host, port)['netdecl_applies_total{result="invalid"}'] == 1
+        metrics = scrape(host, port)
+        assert metrics['netdecl_applies_total{result="invalid"}'] == 1
+        # issue 29: an invalid edit set no gauge
+        assert (metrics["netdecl_invalid_files"], metrics["netdecl_up"]) == (1, 1)
         # still running, still repairing, from the last good version
         host.run(["ip", "addr", "del", "172.18.0.1/24", "dev", "docker0"])
         wait_until(lambda: has_address(host, "docker0", "172.18.0.1/24"), REPAIR_DEADLINE,
@@ -163,6 +185,8 @@ def test_an_edit_is_applied_and_an_invalid_edit_keeps_the_last_good_state(host, 
         _replace(path, text)
         wait_until(lambda: not has_address(host, "docker0", "172.18.0.1/24"), REPAIR_DEADLINE,
                    "the fixed file applied")
+        wait_until(lambda: scrape(host, port)["netdecl_invalid_files"] == 0, REPAIR_DEADLINE,
+                   "the invalid file counted as fixed")
         assert agent.proc.poll() is None
         assert agent.stop() == 0
 
@@ -332,7 +356,7 @@ def test_json_log_lines_are_json(host):
 
 
 @pytest.mark.parametrize("argv", [["--metrics-listen", "localhost"],
-                                  ["--metrics-listen", "nohost:80"],
+                                  ["--metrics-listen", "no_host:80"],
                                   ["--resync", "0"], ["--log-format", "xml"]])
 def test_bad_agent_options_are_usage_errors(argv):
     result = subprocess.run([sys.executable, "-m", "netdecl", "agent", *argv, BRIDGE],

@@ -7,19 +7,25 @@ import errno
 import io
 import json
 import os
+import platform
+import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 from fakehost import FakeHost
 
+import netdecl
 from netdecl import api
 from netdecl.agent.backoff import Backoff, hold_back
 from netdecl.agent.files import FileWatch
 from netdecl.agent.log import AgentLog
-from netdecl.agent.metrics import parse_listen
+from netdecl.agent.metrics import AgentMetrics, parse_listen
 from netdecl.agent.runner import expand
 from netdecl.engine import service
+from netdecl.errors import EnvironmentProblem
 from netdecl.links.veth import VethSpec
 from netdecl.model import Address, Link, Namespace, Route, Topology
 
@@ -123,13 +129,16 @@ def test_hold_back_drops_what_needs_a_missing_held_link(tmp_path):
 
 @pytest.mark.parametrize("text,expected", [("127.0.0.1:9464", ("127.0.0.1", 9464)),
                                            ("[::1]:80", ("::1", 80)),
-                                           ("0.0.0.0:1", ("0.0.0.0", 1))])
+                                           ("0.0.0.0:1", ("0.0.0.0", 1)),
+                                           # issue 29: both were refused
+                                           (":9464", ("", 9464)),
+                                           ("localhost:9464", ("localhost", 9464))])
 def test_parse_listen(text, expected):
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9464", "localhost:9464", "127.0.0.1:", "127.0.0.1:0",
-                                  "127.0.0.1:70000", "::1:80"])
+@pytest.mark.parametrize("text", ["9464", "localhost", "127.0.0.1:", "127.0.0.1:0",
+                                  "127.0.0.1:70000", "::1:80", "no_host:80", "[nohost]:80"])
 def test_parse_listen_refuses(text):
     with pytest.raises(ValueError):
         parse_listen(text)
@@ -193,6 +202,70 @@ def test_log_lines_as_text_and_as_json():
     assert out.getvalue().split(" ", 1)[1] == "error invalid: bad\n"
     with pytest.raises(ValueError):
         AgentLog("xml")
+
+
+def test_debug_lines_only_at_log_level_debug():
+    for level, written in (("info", ["applied"]), ("debug", ["applied", "applied-actions"])):
+        out = io.StringIO()
+        log = AgentLog("json", out, level=level)
+        log("applied", "t: applied 2 change(s)")
+        log("applied-actions", "t: + namespace a; + link v", level="debug")
+        assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == written
+    with pytest.raises(ValueError):
+        AgentLog("json", level="verbose")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.headers["Content-Type"], reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def test_http_health_readiness_metrics_and_404():
+    # issue 29: /healthz, /ready and /favicon.ico all returned the metrics page with 200
+    metrics = AgentMetrics()
+    port = free_port()
+    metrics.serve(f"localhost:{port}")  # a name (issue 29: refused)
+    assert metrics.server is not None
+    bound = metrics.server.server_address[0]
+    base = f"http://{'[' + bound + ']' if ':' in bound else bound}:{port}"
+    try:
+        assert get(f"{base}/healthz")[::2] == (200, "ok\n")
+        assert get(f"{base}/ready")[0] == 503  # not started
+        metrics.not_ready = {"b", "a"}
+        assert get(f"{base}/ready")[::2] == (503, "waiting for the first reconcile of: a, b\n")
+        metrics.not_ready -= {"a", "b"}
+        assert get(f"{base}/ready")[::2] == (200, "ready\n")
+        assert get(f"{base}/favicon.ico")[0] == 404
+        assert get(f"{base}/metrics/x")[0] == 404
+        status, kind, page = get(f"{base}/metrics")
+        assert status == 200 and kind.startswith("text/plain; version=")
+        assert f'netdecl_build_info{{python="{platform.python_version()}",version="' \
+            f'{netdecl.__version__}"}} 1.0' in page
+        assert "netdecl_invalid_files 0.0" in page and "netdecl_up 0.0" in page
+        # no *_created series (they doubled each counter and histogram)
+        assert "_created" not in page, [line for line in page.splitlines() if "_created" in line]
+    finally:
+        metrics.close()
+    assert metrics.server is None
+
+
+def test_a_port_in_use_names_the_address():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(EnvironmentProblem) as info:
+            AgentMetrics().serve(f"127.0.0.1:{port}")
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in str(info.value)
 
 
 def test_the_agent_module_is_importable_without_root():

@@ -113,3 +113,26 @@ def test_nothing_unfinished_in_an_empty_state_dir(tmp_path):
 ])
 def test_how_far_an_unfinished_apply_got(done, total, text):
     assert api.PendingApply("t", done, total).how_far() == text
+
+
+def test_the_readme_spells_every_api_call_as_the_code_does():
+    # issue 29: the README had rollback(topology_or_name=None, ...), the code rollback(topology)
+    import inspect
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    calls = re.findall(r"^\| `(\w+)\(([^`]*)\)`", section, re.MULTILINE)
+    assert len(calls) >= 13, calls
+    for name, spelled in calls:
+        if name not in api.__all__:
+            continue
+        parameters = inspect.signature(getattr(api, name)).parameters
+        written = [p.split("=")[0].strip() for p in spelled.split(",") if p.strip()]
+        written = [p for p in written if p not in ("*", "...")]
+        assert written == [p for p in parameters if p in written], (name, written)
+        assert set(written) <= set(parameters), (name, set(written) - set(parameters))
+        # every required parameter is written
+        required = [p.name for p in parameters.values() if p.default is p.empty
+                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        assert set(required) <= set(written), (name, required)

@@ -89,7 +89,7 @@ def test_version_falls_back_to_the_source_without_metadata(monkeypatch, capsys):
     (["apply", "--lock-timeout", "soon", "topologies/docker-bridge.yaml"],
      "invalid float value: 'soon'"),
     (["sandbox"], "the following arguments are required: ACTION"),
-    (["completion", "fish"], "invalid choice: 'fish'"),
+    (["completion", "csh"], "invalid choice: 'csh'"),
 ])
 def test_usage_errors_exit_1_never_2(argv, message):
     """2 is plan --detailed-exitcode's "changes pending": a typo must not read as drift."""

@@ -25,7 +25,9 @@ def netdecl_stdout(*args: str) -> str:
     return result.stdout
 
 
-HIDDEN = {"manpage"}  # left out of `--help`'s list on purpose, and so out of shtab's
+# left out of `--help`'s list on purpose, and so out of shtab's (issue 29: manpage was, and
+# nobody found it)
+HIDDEN: set[str] = set()
 
 
 def commands(parser: argparse.ArgumentParser,
@@ -139,9 +141,42 @@ def test_man_page_renders(manpage: Path):
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
     text = result.stdout
-    for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS"):
-        assert heading in text
+    for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "ENVIRONMENT",
+                    "FILES", "EXAMPLES"):
+        assert f"\n{heading}\n" in text, heading
     assert "plan --detailed-exitcode" in text.replace("\u2010", "-")
+
+
+def test_man_page_sections_say_what_the_code_does(manpage: Path):
+    # issue 29: the exit codes were under COMMENTS, and there was no ENVIRONMENT or FILES
+    from netdecl.engine.applier import FAILPOINT_ENV, ROLLBACK_FAILPOINT_ENV
+    from netdecl.engine.state.statedir import DEFAULT_STATE_DIR, STATE_DIR_ENV
+    from netdecl.exitcodes import ExitStatus
+
+    roff = manpage.read_text()
+    assert ".SH COMMENTS" not in roff
+    sections = dict(re.findall(r"^\.SH (.+)\n((?:(?!\.SH ).*\n?)*)", roff, re.MULTILINE))
+    exit_status = sections["EXIT STATUS"]
+    assert re.findall(r"^\.B (\d+)$", exit_status, re.MULTILINE) == \
+        [str(int(s)) for s in ExitStatus]
+    environment = sections["ENVIRONMENT"]
+    for name in (STATE_DIR_ENV, "NO_COLOR", FAILPOINT_ENV, ROLLBACK_FAILPOINT_ENV):
+        assert f".B {name}\n" in environment, name
+    assert DEFAULT_STATE_DIR in sections["FILES"] and "/run/netns/" in sections["FILES"]
+
+
+def test_fish_completion(tmp_path: Path):
+    text = netdecl_stdout("completion", "fish")
+    for name in ("validate", "plan", "apply", "detailed-exitcode", "confirm-timeout",
+                 "__fish_complete_path"):
+        assert name in text, name
+    if shutil.which("fish") is None:  # .ci/setup installs it
+        pytest.skip("needs fish to parse the script")
+    path = tmp_path / "netdecl.fish"
+    path.write_text(text)
+    result = subprocess.run(["fish", "--no-execute", str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
 
 
 # A sample invocation of every command, with its options: parsed by the parser main() uses,
@@ -161,7 +196,11 @@ INVOCATIONS = [
     ["graph", "--format", "mermaid", "t.yaml"],
     ["agent", "--metrics-listen", "127.0.0.1:9", "--resync", "5", "--log-format", "json", "a",
      "b"],
-    ["completion", "zsh"], ["manpage"],
+    ["completion", "zsh"], ["completion", "fish"], ["manpage"],
+    ["examples"], ["examples", "docker-bridge"], ["schema"],
+    ["validate", "--json", "t.yaml"], ["destroy", "--json", "t.yaml"],
+    ["apply", "--verify", "--probe-timeout", "1", "t.yaml"],
+    ["agent", "--metrics-listen", ":9464", "--log-level", "debug", "a"],
 ]
 
 

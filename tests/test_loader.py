@@ -300,6 +300,28 @@ def test_duplicate_key_is_reported_at_the_second():
         "3:1: duplicate key 'name' (first at line 2)"]
 
 
+@pytest.mark.parametrize("text, where, opened", [
+    # the case: an unclosed `[` at 6:16 of a 6-line file was reported at 7:1
+    ("version: 1\nname: t\nlinks:\n  - name: d0\n    kind: dummy\n"
+     "    addresses: [10.0.0.1/24\n", "6:16", "'['"),
+    ("version: 1\nname: t\nnamespaces:\n  a: {}\nlinks: []\nrules: [{to: x}, {to: y}\n",
+     "6:8", "'['"),
+    ("version: 1\nname: t\nnamespaces:\n  a: {}\nlinks: []\nrules: [\n\n\n", "6:8", "'['"),
+    ("version: 1\nname: \"t\n", "2:7", "'\"'"),  # a quote, with no newline at the end either
+])
+def test_syntax_error_at_the_end_names_where_the_unclosed_thing_opens(text, where, opened):
+    (message,) = messages(text)
+    assert message.startswith(f"{where}: YAML syntax error: this {opened} is never closed"), \
+        message
+
+
+def test_syntax_error_inside_the_file_keeps_its_own_position():
+    (message,) = messages("version: 1\nname: t\nnamespaces:\n  a: {}\n"
+                          "links:\n  - {name: [x, y, kind: dummy}\nrules: []\n")
+    assert message.startswith("6:30: YAML syntax error: did not find expected ',' or ']'"), \
+        message
+
+
 def test_missing_file_and_directory(tmp_path):
     for path, fragment in ((tmp_path / "nope.yaml", "no such file"),
                            (tmp_path, "is a directory")):

@@ -52,6 +52,24 @@ def test_state_dir_and_its_files_are_private_whatever_the_umask(host):
     assert mode_of(host, f"{STATE_DIR}/lock") == "600"
 
 
+def test_a_local_user_plans_namespaces_that_do_not_exist_yet(host):
+    # issue 29: `setns: Operation not permitted` for any topology with namespaces, though none
+    # existed: setns back into the root namespace needs CAP_SYS_ADMIN too
+    host.run(["sh", "-c", "mkdir -p /run/netdecl/user && chown 65534:65534 /run/netdecl/user"])
+    plan = [*NOBODY, sys.executable, "-m", "netdecl", "--state-dir", "/run/netdecl/user/state",
+            "plan", BRIDGE]
+    result = host.run(plan, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "+ namespace nginx-1" in result.stdout and "Plan: " in result.stdout
+    # one that exists cannot be entered without root: one line naming it
+    host.run(["ip", "netns", "add", "nginx-2"])
+    result = host.run(plan, check=False)
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert "namespace nginx-2 (/run/netns/nginx-2)" in line and "root" in line, line
+    assert host.netns_list() == ["nginx-2"]
+
+
 def test_a_local_user_can_neither_take_the_lock_nor_plant_a_file(host):
     assert host.netdecl("apply", BRIDGE).returncode == 0
     # `flock -s` on a readable lock file would block every apply, destroy and rollback

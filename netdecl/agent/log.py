@@ -13,16 +13,24 @@ import time
 from typing import Any, TextIO
 
 FORMATS = ("text", "json")
+# the lowest level written (--log-level); debug lines carry the detail of info lines (every
+# action of an apply), which at a thousand namespaces is tens of kilobytes a line
+LEVELS = ("debug", "info", "warning", "error")
 
 
 class AgentLog:
-    def __init__(self, fmt: str = "text", stream: TextIO | None = None):
+    def __init__(self, fmt: str = "text", stream: TextIO | None = None, level: str = "info"):
         if fmt not in FORMATS:
             raise ValueError(f"log format {fmt!r}: one of {', '.join(FORMATS)}")
+        if level not in LEVELS:
+            raise ValueError(f"log level {level!r}: one of {', '.join(LEVELS)}")
         self.fmt = fmt
         self.stream = stream or sys.stderr
+        self.lowest = LEVELS.index(level)
 
     def __call__(self, event: str, message: str, level: str = "info", **fields: Any) -> None:
+        if LEVELS.index(level) < self.lowest:
+            return
         now = time.time()
         if self.fmt == "json":
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + \

@@ -84,6 +84,7 @@ class Source:
     repair_after: float = 0.0  # a repair of ``applied`` failed: not again before this
     # a rollback could not restore everything: its journal is kept, and the exit status says so
     broken: bool = False
+    invalid: bool = False  # its current content was refused (the last good version stays)
     scope: set[str] = field(default_factory=set)  # namespaces its plan reads
 
     @property
@@ -155,6 +156,8 @@ class Agent:
         """Apply, then keep the host matching until SIGTERM/SIGINT. Returns the exit status."""
         self._install_signals()
         try:
+            # /ready waits for every topology's first successful reconcile
+            self.metrics.not_ready = {s.name for s in self.sources.values()}
             if metrics_listen:
                 self.metrics.serve(metrics_listen)
             self.files = FileWatch([s.path for s in self.sources.values()],
@@ -378,6 +381,7 @@ class Agent:
         data = read_file(str(source.path))
         digest = hashlib.sha256(data).hexdigest()
         if digest == source.digest and source.desired is not None:
+            source.invalid = False  # back to the last good version
             return False
         topology = api.load(text=data, name=str(source.path))
         clash = [s.path for s in self.sources.values()
@@ -389,7 +393,7 @@ class Agent:
             self.log("renamed", f"{source.path} now declares {topology.name!r}: "
                      f"{source.desired.name!r} is no longer watched; what it made stays",
                      level="warning", file=str(source.path), topology=topology.name)
-        source.desired, source.digest = topology, digest
+        source.desired, source.digest, source.invalid = topology, digest, False
         for warning in topology.warnings:
             self.log("warning", warning, level="warning", file=str(source.path))
         return True
@@ -511,15 +515,28 @@ class Agent:
             self.log("recovered", f"an interrupted apply of {recovered!r} was rolled back "
                      f"first (its journal was left)", level="warning", topology=recovered)
         executed = result.executed
+        if self.metrics.not_ready is not None:
+            self.metrics.not_ready.discard(name)
         self.metrics.applies.labels(result="changed" if executed else "unchanged").inc()
         if executed:
             done = time.monotonic()
             lines = [a.text() for a in executed]
             latency_ms = round((done - first) * 1000)
             if reason in INTENDED:
+                # counts: a cold apply of a 1000-namespace star is thousands of actions, and
+                # one line listing them all (~70 KB) drowns a journal; the list is a debug line
+                add, change, destroy = result.counts()
+                counts = {"add": add, "change": change, "destroy": destroy,
+                          "adopt": result.plan.adoptions()}
+                kinds = _kinds(executed)
                 self.log("applied", f"{name}: applied {len(executed)} change(s) "
-                         f"({reason}: {what}): " + "; ".join(lines), topology=name,
-                         reason=reason, actions=lines, ms=latency_ms)
+                         f"({reason}: {what}): {add} added, {change} changed, {destroy} "
+                         f"destroyed ("
+                         + ", ".join(f"{kind} {n}" for kind, n in kinds.items()) + ")",
+                         topology=name, reason=reason, counts=counts, kinds=kinds,
+                         ms=latency_ms)
+                self.log("applied-actions", f"{name}: " + "; ".join(lines), level="debug",
+                         topology=name, actions=lines)
             else:
                 self.metrics.drift_repairs.inc(len(executed))
                 self.log("repaired", f"{name}: repaired {len(executed)} object(s) "
@@ -567,6 +584,8 @@ class Agent:
 
     def _refuse_edit(self, source: Source, exc: InvalidTopology) -> None:
         self.metrics.applies.labels(result="invalid").inc()
+        source.invalid = True
+        self.metrics.invalid_files.set(sum(s.invalid for s in self.sources.values()))
         errors = [str(d) for d in exc.diagnostics]
         kept = (f"keeping the last good version of {source.name}" if source.desired
                 else "nothing to keep: it never loaded")
@@ -634,6 +653,7 @@ class Agent:
         now = time.monotonic()
         self.metrics.flapping_objects.set(len(self.backoff.flapping(now)))
         self.metrics.managed_objects.set(self._managed_objects())
+        self.metrics.invalid_files.set(sum(s.invalid for s in self.sources.values()))
         if all(s.failures == 0 for s in self.sources.values()):
             self.metrics.up.set(1)
 
@@ -652,6 +672,12 @@ def _new_version(source: Source) -> bool:
     except (OSError, NetdeclError):
         return False
     return hashlib.sha256(data).hexdigest() != source.digest
+def _kinds(actions: Iterable[api.Action]) -> dict[str, int]:
+    """{object kind: how many actions}, in name order."""
+    kinds: dict[str, int] = {}
+    for action in actions:
+        kinds[action.kind] = kinds.get(action.kind, 0) + 1
+    return dict(sorted(kinds.items()))
 
 
 def _note_signal(signum: int, frame: object) -> None:

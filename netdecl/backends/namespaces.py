@@ -134,9 +134,12 @@ def in_thread(fn: Callable[[], T], name: str = "netdecl-ns") -> T:
 
 
 def _enter(name: str) -> None:
-    fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    path = netns_path(name)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         setns(fd, CLONE_NEWNET)
+    except PermissionError as exc:  # not root: name the namespace refused, for the message
+        raise PermissionError(exc.errno, f"setns: {exc.strerror}", path) from None
     finally:
         os.close(fd)
 
@@ -161,11 +164,13 @@ def run_in_each(names: list[str], fn: Callable[[str], T]) -> dict[str, T]:
 
     def body() -> dict[str, T]:
         results: dict[str, T] = {}
+        moved = False  # the thread starts in the caller's namespace, the root
         for name in names:
-            if name == ROOT:
-                setns(root, CLONE_NEWNET)
-            else:
+            if name != ROOT:
                 _enter(name)
+                moved = True
+            elif moved:  # setns needs CAP_SYS_ADMIN even back into one's own namespace:
+                setns(root, CLONE_NEWNET)  # only when needed, so a non-root plan works
             results[name] = fn(name)
         return results
 

@@ -134,8 +134,63 @@ def parse(text: str) -> Document:
         raise YamlProblem(1, 1, f"not valid YAML: {e}") from None
 
 
+def _at_end(mark: yaml.Mark, text: str) -> bool:
+    """Nothing but blanks follows ``mark``: the parser ran out of file."""
+    lines = text.split("\n")
+    if mark.line >= len(lines):
+        return True
+    rest = [lines[mark.line][mark.column:], *lines[mark.line + 1:]]
+    return not "".join(rest).strip()
+
+
+def _unclosed(text: str) -> tuple[int, int, str] | None:
+    """The innermost `[`, `{` or quote still open at the end of ``text``: (line, col) from 1,
+    and the character. For a message only: flow brackets and quotes, comments skipped."""
+    stack: list[tuple[int, int, str]] = []
+    quote: tuple[int, int, str] | None = None
+    for number, line in enumerate(text.split("\n"), 1):
+        col = 0
+        while col < len(line):
+            char = line[col]
+            if quote is not None:
+                if char == "\\" and quote[2] == '"':
+                    col += 1
+                elif char == quote[2]:
+                    if quote[2] == "'" and line[col + 1:col + 2] == "'":
+                        col += 1  # '' is a quote inside a single-quoted string
+                    else:
+                        quote = None
+            elif char == "#" and (col == 0 or line[col - 1] in " \t"):
+                break
+            elif char in "'\"" and (col == 0 or line[col - 1] in " \t[{,:-"):
+                quote = (number, col + 1, char)
+            elif char in "[{" and (stack or col == 0 or line[col - 1] in " \t[{,:-"):
+                stack.append((number, col + 1, char))
+            elif char in "]}" and stack:
+                stack.pop()
+            col += 1
+    return quote or (stack[-1] if stack else None)
+
+
 def _from_marked(e: yaml.MarkedYAMLError, text: str) -> YamlProblem:
     mark = e.problem_mark or e.context_mark
+    if mark is not None and _at_end(mark, text):
+        # The file ended inside something never closed (a `[`, a `{`, a quote): where the
+        # file ends (a line past the last one) helps nobody; where that thing opens is the
+        # mistake. libyaml's context mark says where, unless it is at the end as well.
+        opened = _unclosed(text)
+        start = e.context_mark
+        if start is not None and not _at_end(start, text):
+            lines = text.split("\n")
+            char = lines[start.line][start.column:start.column + 1]
+            opened = (start.line + 1, start.column + 1, char)
+        if opened is not None:
+            line, col, char = opened
+            what = (f"this {char!r}" if char in ("[", "{", "'", '"') else
+                    "this " + (e.context or "value").removeprefix("while parsing a ")
+                    .removeprefix("while scanning a "))
+            return YamlProblem(line, col, f"YAML syntax error: {what} is never closed: the "
+                                          f"file ends first ({e.problem or 'not valid YAML'})")
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = e.problem or "not valid YAML"
     # libyaml doesn't name the character; a tab where indentation goes is the classic mistake
