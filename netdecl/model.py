@@ -572,6 +572,9 @@ class Topology:
     positions: dict[Key, tuple[int, int]] = field(default_factory=dict)
     # Warnings the loader produced (valid, but probably not what the user meant)
     warnings: list[str] = field(default_factory=list)
+    # The files it was read from: the file, and every file a template included (the agent
+    # watches them all)
+    sources: tuple[str, ...] = ()
 
     def add(self, obj: NetObject) -> None:
         self.objects[obj.key] = obj
