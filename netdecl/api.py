@@ -239,17 +239,51 @@ def _for_service(events: Events[Plan, Action] | None,
 
 
 def load(path: str | os.PathLike[str] | None = None, *, text: str | bytes | None = None,
-         name: str = "<text>") -> Topology:
-    """The topology in the file at ``path``, or in YAML ``text`` (``name`` stands for the file
-    in diagnostics). Raises InvalidTopology carrying every problem as a Diagnostic (file,
-    line, col, message). Warnings (valid, but probably not meant) are in ``.warnings``."""
+         name: str = "<text>", variables: Mapping[str, Any] | None = None,
+         facts: Mapping[str, Any] | None = None) -> Topology:
+    """The topology in the file at ``path`` (a directory: all its ``*.yaml`` as one), or in
+    YAML ``text`` (``name`` stands for the file in diagnostics). A template's ``vars`` take
+    ``variables`` (text, as from --var, or typed values) over their defaults; ``${facts...}``
+    reads ``facts``, by default this host's (read only if the file uses them). Raises
+    InvalidTopology carrying every problem as a Diagnostic (file, line, col, message).
+    Warnings (valid, but probably not meant) are in ``.warnings``."""
     from netdecl.topology.loader import load_topology, load_topology_text
 
     if (path is None) == (text is None):
         raise TypeError("load() takes a path or text=..., exactly one of them")
+    facts = _host_facts() if facts is None else facts
     if text is not None:
-        return load_topology_text(text, name)
-    return load_topology(path)  # type: ignore[arg-type]  # not None: checked above
+        return load_topology_text(text, name, variables=variables, facts=facts)
+    return load_topology(path, variables=variables, facts=facts)  # type: ignore[arg-type]
+
+
+def render(path: str | os.PathLike[str], *, variables: Mapping[str, Any] | None = None,
+           facts: Mapping[str, Any] | None = None) -> str:
+    """The topology at ``path`` with its template expanded: a plain topology file (YAML)
+    that validates and that apply takes as it is. Raises InvalidTopology as load() does."""
+    topology = load(path, variables=variables, facts=facts)
+    if topology.expanded is None:  # a plain file: itself, comments and all
+        return Path(path).read_text(encoding="utf-8")
+    return _plain_text(topology)
+
+
+def read_var_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The variables in a YAML file of NAME: VALUE (what --var-file reads)."""
+    from netdecl.topology.loader import load_var_file
+
+    return load_var_file(os.fspath(path))
+
+
+def _host_facts() -> Mapping[str, Any]:
+    from netdecl.backends.facts import facts
+
+    return facts()
+
+
+def _plain_text(topology: Topology) -> str:
+    import yaml
+
+    return yaml.safe_dump(topology.expanded, sort_keys=False, width=100)
 
 
 def plan(topology: Topology, *, state_dir: StateDir = None, adopt: bool = False) -> Plan:

@@ -139,7 +139,23 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
                             "no progress")
 
 
-TOPOLOGY_FILE = "the topology (YAML)"
+TOPOLOGY_FILE = "the topology (YAML), or a directory of them read as one"
+
+
+def _var_assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=VALUE")
+    return name, value
+
+
+def _var_options(parser: argparse.ArgumentParser) -> None:
+    """--var and --var-file: values for a templated topology's vars."""
+    parser.add_argument("--var", action="append", type=_var_assignment, metavar="NAME=VALUE",
+                        help="set the template variable NAME (repeatable; beats --var-file "
+                             "and the file's default)")
+    parser.add_argument("--var-file", action="append", metavar="FILE",
+                        help="a YAML file of NAME: VALUE template variables (repeatable)")
 
 
 def _adopt_option(parser: argparse.ArgumentParser, help: str) -> None:
@@ -191,6 +207,10 @@ def _add_state_parsers(command: Command) -> None:
                         "(undeclared namespaces, duplicate names, addresses...). "
                         "Print every problem as FILE:LINE:COL and exit 3, or a "
                         "one-line summary and exit 0. Reads no kernel state.")
+    command("render", _render_arguments, help="print a templated topology expanded",
+            description="Expand a topology's template (vars, loops, defaults, includes, "
+                        "host facts) and print the plain topology: it validates, and "
+                        "apply takes it as it is. Changes nothing.")
     command("plan", _plan_arguments, help="show what apply would change",
             description="Compare the topology with the live kernel and print the "
                         "ordered actions apply would take.")
@@ -228,10 +248,17 @@ def _add_state_parsers(command: Command) -> None:
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
+
+
+def _render_arguments(p: argparse.ArgumentParser) -> None:
+    _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--out", metavar="PLAN", help="save the plan (with a fingerprint of the "
                                                  "observed state) for `apply PLAN`")
@@ -243,6 +270,7 @@ def _plan_arguments(p: argparse.ArgumentParser) -> None:
 
 def _apply_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, "a topology file, or a plan saved with `plan --out`")
+    _var_options(p)
     _lock_timeout(p)
     _output_options(p)
     p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
@@ -256,6 +284,7 @@ def _apply_arguments(p: argparse.ArgumentParser) -> None:
 
 def _destroy_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     _lock_timeout(p)
     _output_options(p)
 
@@ -469,13 +498,24 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _load(path: str) -> Topology:
+def _load(path: str, args: argparse.Namespace) -> Topology:
     from netdecl import api
 
-    topo = api.load(path)
+    topo = api.load(path, variables=_variables(args))
     for warning in topo.warnings:
         _err(warning)
     return topo
+
+
+def _variables(args: argparse.Namespace) -> dict[str, Any]:
+    """--var-file files in order, then --var: a later value wins."""
+    from netdecl import api
+
+    found: dict[str, Any] = {}
+    for path in getattr(args, "var_file", None) or ():
+        found.update(api.read_var_file(path))
+    found.update(dict(getattr(args, "var", None) or ()))
+    return found
 
 
 class Report:
@@ -542,9 +582,16 @@ class Report:
 # -- commands ----------------------------------------------------------------------------------
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    topo = _load(args.file)
+    topo = _load(args.file, args)
     _out(f"{args.file}: valid topology {topo.name!r} ({_plural(len(topo.objects), 'object')}, "
          f"{_plural(len(topo.namespaces()), 'namespace')})")
+    return ExitStatus.OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from netdecl import api
+
+    sys.stdout.write(api.render(args.file, variables=_variables(args)))
     return ExitStatus.OK
 
 
@@ -552,7 +599,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from netdecl import api
     from netdecl.tools.console import color_wanted
 
-    plan = api.plan(_load(args.file), state_dir=args.state_dir, adopt=args.adopt)
+    plan = api.plan(_load(args.file, args), state_dir=args.state_dir, adopt=args.adopt)
     if args.out:
         plan.save(args.out, source=args.file)
     _out(json.dumps(plan.to_json(), indent=2) if args.json
@@ -578,7 +625,7 @@ def _refused(exc: api.PlanConflicts, command: str) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from netdecl import api
 
-    target = api.read_plan(args.file) or _load(args.file)
+    target = api.read_plan(args.file) or _load(args.file, args)
     _require_privileges("apply")
     _require_lasting_namespaces()
     report = Report(args, as_json=args.json)
@@ -606,7 +653,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     from netdecl import api
 
     # the whole file is validated, though only its name is used: bad input changes nothing
-    name = _load(args.file).name
+    name = _load(args.file, args).name
     _require_privileges("destroy")
     _require_lasting_namespaces()
     report = Report(args)
@@ -632,7 +679,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     if args.file and args.name:
         raise NetdeclError("rollback takes a topology FILE or --name, not both")
-    name = _load(args.file).name if args.file else args.name
+    name = _load(args.file, args).name if args.file else args.name
     if name is not None:
         try:
             untrusted.topology_name(name)
@@ -699,7 +746,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from netdecl import api
 
-    topo = _load(args.file)
+    topo = _load(args.file, args)
     _require_privileges("verify", "sends traffic from inside namespaces")
     result = api.verify(topo, timeout=args.timeout)
     _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
@@ -709,7 +756,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from netdecl.tools.explain import explain_live
 
-    topo = _load(args.file) if args.file else None
+    topo = _load(args.file, args) if args.file else None
     _require_privileges("explain", "asks the kernel inside namespaces")
     result = explain_live(args.source, args.destination, args.proto, topo)
     _out(json.dumps(result.to_json(), indent=2) if args.json else result.text())
@@ -719,7 +766,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_graph(args: argparse.Namespace) -> int:
     from netdecl.tools.graph import render
 
-    sys.stdout.write(render(_load(args.file), args.format))
+    sys.stdout.write(render(_load(args.file, args), args.format))
     return ExitStatus.OK
 
 
@@ -758,6 +805,7 @@ def cmd_manpage(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "validate": cmd_validate,
+    "render": cmd_render,
     "plan": cmd_plan,
     "apply": cmd_apply,
     "destroy": cmd_destroy,

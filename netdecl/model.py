@@ -575,6 +575,9 @@ class Topology:
     # The files it was read from: the file, and every file a template included (the agent
     # watches them all)
     sources: tuple[str, ...] = ()
+    # A template's expansion: the plain topology data (what `render` prints); None when the
+    # file was plain
+    expanded: Any = None
 
     def add(self, obj: NetObject) -> None:
         self.objects[obj.key] = obj

@@ -133,7 +133,21 @@ def _validated(doc: Document, filename: str) -> Topology:
     topology = build(doc)
     topology.warnings = [str(w) for w in sorted(set(ctx.warnings))]
     topology.sources = doc.files or (filename,)
+    if doc.files:
+        topology.expanded = doc.data
     return topology
+
+
+def load_var_file(filename: str) -> dict[str, Any]:
+    """A --var-file: a YAML mapping of variable names to values."""
+    try:
+        doc = parse(decode(read_file(filename)))
+    except YamlProblem as e:
+        raise InvalidTopology([Diagnostic(filename, e.line, e.col, e.message)]) from None
+    if not isinstance(doc.data, dict):
+        raise InvalidTopology([Diagnostic(filename, 1, 1, "a var file is a mapping of "
+                                                          "NAME: VALUE")])
+    return dict(doc.data)
 
 
 def read_file(filename: str) -> bytes:

@@ -104,7 +104,8 @@ def collect(root: str, read: Reader, text: str | None = None) -> list[Source]:
         collector = Collector(read, root)
         files = directory_files(root)
         if not files:
-            raise TemplateProblem(root, (0, 0), "", "is a directory holding no *.yaml file (a directory is read as one topology)")
+            raise TemplateProblem(root, (0, 0), "", "is a directory holding no *.yaml file "
+                                                    "(a directory is read as one topology)")
         for name in files:
             collector.add(name, ())
         return collector.sources
