@@ -205,10 +205,13 @@ class Plan:
 
     def save(self, path: str | os.PathLike[str], *, source: str | os.PathLike[str]) -> None:
         """Save it for `netdecl apply PLAN` (or ``apply(read_plan(path))``); ``source`` is the
-        topology file it was made from: its text travels with the plan."""
+        topology file it was made from: its text travels with the plan (of a template: its
+        expansion, which needs no vars, facts or includes when the plan is applied)."""
         from netdecl.engine import service
 
-        service.save_plan(self._plan, Path(path), Path(source))
+        desired = self._desired
+        text = _plain_text(desired) if desired and desired.expanded is not None else None
+        service.save_plan(self._plan, Path(path), Path(source), text)
 
 
 Progress = Callable[[int, int, Action], None]

@@ -80,10 +80,22 @@ class Source:
     # a rollback could not restore everything: its journal is kept, and the exit status says so
     broken: bool = False
     scope: set[str] = field(default_factory=set)  # namespaces its plan reads
+    included: tuple[Path, ...] = ()  # the files a templated topology includes
 
     @property
     def name(self) -> str:
         return self.desired.name if self.desired is not None else str(self.path)
+
+
+def _digest(data: bytes, included: Iterable[Path]) -> str:
+    """Of a file and the files it includes (one missing now: that, too, is a change)."""
+    digest = hashlib.sha256(data)
+    for path in included:
+        try:
+            digest.update(read_file(str(path)))
+        except InvalidTopology:
+            digest.update(b"\0missing")
+    return digest.hexdigest()
 
 
 def expand(paths: Iterable[str]) -> tuple[list[Path], list[Path]]:
@@ -112,6 +124,7 @@ class Agent:
         self.backoff = Backoff()
         self.kernel = KernelWatch()
         self.sources: dict[Path, Source] = {}
+        self.included: dict[Path, set[Path]] = {}  # an included file -> the files including it
         self.directories: list[Path] = []
         self.selector = selectors.DefaultSelector()
         self.files: FileWatch | None = None
@@ -152,7 +165,7 @@ class Agent:
         try:
             if metrics_listen:
                 self.metrics.serve(metrics_listen)
-            self.files = FileWatch([s.path for s in self.sources.values()],
+            self.files = FileWatch([s.path for s in self.sources.values()] + list(self.included),
                                    [*self.directories, Path(namespaces.NETNS_RUN_DIR)])
             if self.files.problem:
                 self.log("watching", self.files.problem, level="warning")
@@ -308,6 +321,9 @@ class Agent:
             source = self.sources.get(path)
             if source is not None:
                 self._mark(source, FILE, f"{path} changed", now)
+            for root in self.included.get(path, ()):
+                if root in self.sources:
+                    self._mark(self.sources[root], FILE, f"{path} (included) changed", now)
 
     def _namespaces_changed(self, now: float) -> None:
         """/run/netns changed: a namespace deleted must lose its sockets at once (they would
@@ -364,10 +380,18 @@ class Agent:
     def _read(self, source: Source) -> bool:
         """(Re)load the file; True if its content changed. Raises InvalidTopology."""
         data = read_file(str(source.path))
-        digest = hashlib.sha256(data).hexdigest()
+        digest = _digest(data, source.included)
         if digest == source.digest and source.desired is not None:
             return False
         topology = api.load(text=data, name=str(source.path))
+        # a template's includes: their text is part of what the file says, and is watched
+        source.included = tuple(Path(f).absolute() for f in topology.sources
+                                if Path(f).absolute() != source.path)
+        digest = _digest(data, source.included)
+        for included in source.included:
+            self.included.setdefault(included, set()).add(source.path)
+            if self.files is not None:
+                self.files.add(included)
         clash = [s.path for s in self.sources.values()
                  if s is not source and s.desired is not None and s.name == topology.name]
         if clash:
