@@ -264,10 +264,17 @@ def render(path: str | os.PathLike[str], *, variables: Mapping[str, Any] | None 
            facts: Mapping[str, Any] | None = None) -> str:
     """The topology at ``path`` with its template expanded: a plain topology file (YAML)
     that validates and that apply takes as it is. Raises InvalidTopology as load() does."""
-    topology = load(path, variables=variables, facts=facts)
+    import yaml
+
+    from netdecl.topology.loader import expand
+
+    facts = _host_facts() if facts is None else facts
+    topology = load(path, variables=variables, facts=facts)  # valid: or InvalidTopology
     if topology.expanded is None:  # a plain file: itself, comments and all
         return Path(path).read_text(encoding="utf-8")
-    return _plain_text(topology)
+    # expanded again, as written: the loader fills in defaults (up: true) as it builds
+    data = expand(os.fspath(path), None, variables, facts).data
+    return yaml.safe_dump(data, sort_keys=False, width=100)
 
 
 def read_var_file(path: str | os.PathLike[str]) -> dict[str, Any]:
