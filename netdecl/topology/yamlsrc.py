@@ -103,10 +103,13 @@ class Document:
 
     def where(self, path: Path, file: str) -> str:
         """'line 12' of the loaded ``file``, or 'other.yaml:12' (with its iteration), for
-        messages that name a second place."""
+        messages that name a second place; of a template with includes always FILE:LINE."""
         line = self.value_pos(path)[0]
         origin, note = self.origin(path)
-        place = f"line {line}" if origin in (None, file) else f"{origin}:{line}"
+        if len(self.files) > 1:  # a template with includes: always say which file
+            place = f"{origin or file}:{line}"
+        else:
+            place = f"line {line}" if origin in (None, file) else f"{origin}:{line}"
         return f"{place} ({note})" if note else place
 
     def key_pos(self, path: Path) -> Pos:
