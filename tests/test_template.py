@@ -294,3 +294,12 @@ def test_render_prints_a_plain_file_that_loads_to_the_same_topology(tmp_path):
     again = load_topology(rendered)
     assert again.expanded is None  # plain: no template left
     assert again.objects == load_topology(path, variables={"n": 5}).objects
+
+
+def test_bench_template_smoke():
+    """The benchmark runs and prints its rows (timing is never asserted)."""
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_template.py"),
+                          "--runs", "1", "--sizes", "10"], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "| 10 | star.yaml --var n=10 |" in out.stdout

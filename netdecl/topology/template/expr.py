@@ -120,6 +120,11 @@ def _show(value: Any) -> str:
 def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     if not isinstance(value, str):
         raise ExprError(f"expected a network such as 10.0.0.0/16, not a {type_name(value)}")
+    return _parsed_network(value)
+
+
+@lru_cache(maxsize=1024)  # a loop asks for the same network every iteration
+def _parsed_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_interface(value).network
     except ValueError:
