@@ -285,9 +285,14 @@ def read_var_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _host_facts() -> Mapping[str, Any]:
-    from netdecl.backends.facts import facts
+    """This host's facts, read (and backends imported) only if a template looks at them."""
+    from netdecl.topology.template.expand import LazyFacts
 
-    return facts()
+    def read() -> dict[str, Any]:
+        from netdecl.backends.facts import gather
+
+        return gather()
+    return LazyFacts(read)
 
 
 def _plain_text(topology: Topology) -> str:

@@ -148,6 +148,7 @@ def test_man_page_renders(manpage: Path):
 # each must come out as the whole parser reads it.
 INVOCATIONS = [
     ["validate", "t.yaml"],
+    ["render", "--var", "n=3", "--var-file", "v.yaml", "t.yaml"],
     ["--state-dir", "/s", "plan", "--json", "--out", "p.json", "--detailed-exitcode", "--adopt",
      "t.yaml"],
     ["--sandbox", "demo", "apply", "-q", "--lock-timeout", "2", "--confirm-timeout", "9",

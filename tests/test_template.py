@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netdecl.backends.facts import LazyFacts
 from netdecl.errors import InvalidTopology
 from netdecl.model import Address, Link, Namespace, Route
 from netdecl.topology.loader import load_topology, load_topology_text
+from netdecl.topology.template.expand import LazyFacts
 from netdecl.topology.template.expr import ExprError, evaluate
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,8 +6,9 @@
     default_route6.{dev, gateway, address}     the same for IPv6
 
 Read with `ip -j` (no shell; argv lists) from the namespace netdecl runs in, once, and only
-when a template reads them: facts() returns a mapping that gathers on first use, so files
-that never say ``facts`` pay nothing and `validate` of them reads no host state. A value the
+when a template reads them: the API wraps gather() in a mapping that calls it on first use
+(template.expand.LazyFacts), so files that never say ``facts`` pay nothing (not even this
+module's import) and `validate` of them reads no host state. A value the
 host lacks is an empty string (an empty mapping for a missing default route), so a template
 can test for it.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from netdecl.errors import EnvironmentProblem
@@ -79,29 +79,3 @@ def gather() -> dict[str, Any]:
     return {"hostname": socket.gethostname(), "machine_id": _machine_id(), "links": links,
             "default_route": _default_route("-4", links),
             "default_route6": _default_route("-6", links)}
-
-
-class LazyFacts(Mapping[str, Any]):
-    """A mapping that reads the host the first time it is looked into."""
-
-    def __init__(self, read: Callable[[], dict[str, Any]] = gather):
-        self._read = read
-        self._data: dict[str, Any] | None = None
-
-    def _facts(self) -> dict[str, Any]:
-        if self._data is None:
-            self._data = self._read()
-        return self._data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._facts()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._facts())
-
-    def __len__(self) -> int:
-        return len(self._facts())
-
-
-def facts() -> Mapping[str, Any]:
-    return LazyFacts()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -457,3 +457,26 @@ def coerce(kind: str, value: Any, from_text: bool) -> Any:
         raise ValueError(f"expected a mapping, got {value!r}")
     return value
 
+
+
+class LazyFacts(Mapping[str, Any]):
+    """Facts read the first time a template looks into them (``read``: the host's, given by
+    the API from backends/facts.py; this layer never reads the host itself)."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]):
+        self._read = read
+        self._data: dict[str, Any] | None = None
+
+    def _facts(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._read()
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._facts()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._facts())
+
+    def __len__(self) -> int:
+        return len(self._facts())
