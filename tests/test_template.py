@@ -303,3 +303,23 @@ def test_bench_template_smoke():
                          timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "| 10 | star.yaml --var n=10 |" in out.stdout
+
+
+def test_the_template_package_reaches_no_eval_shell_or_file():
+    """No expression can run code: the package that evaluates them calls no eval, exec,
+    compile, __import__, getattr or open, and imports no subprocess, os or importlib (files
+    are read by the loader's read_file, given to include.py as a function)."""
+    import ast
+
+    package = REPO / "netdecl" / "topology" / "template"
+    for path in [package / "expr.py", package / "strings.py", package / "expand.py"]:
+        tree = ast.parse(path.read_text())
+        called = {node.func.id for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        assert not called & {"eval", "exec", "compile", "__import__", "getattr", "setattr",
+                             "open"}, path
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"subprocess", "os", "importlib", "pickle", "shutil"}, path
