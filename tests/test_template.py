@@ -323,3 +323,11 @@ def test_the_template_package_reaches_no_eval_shell_or_file():
         imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom)}
         assert not imported & {"subprocess", "os", "importlib", "pickle", "shutil"}, path
+
+
+def test_a_loop_cut_short_by_a_flow_mapping_says_to_quote_it():
+    (found,) = problems("namespaces:\n  r${k}: {for: k in range(1, 3)}\n")
+    assert found.startswith("lab.yaml:4:16: for: expected ',', found the end")
+    assert "quote the loop" in found
+    assert load_topology_text(HEAD + 'namespaces:\n  r${k}: {for: "k in range(1, 3)"}\n',
+                              "lab.yaml").namespaces() == ["r1", "r2"]

@@ -101,3 +101,14 @@ def test_the_agent_applies_an_edit_to_an_included_file(host, tmp_path):
         assert agent.stop() == 0
     ok(host.netdecl("destroy", str(main)))
     assert host.netns_list() == []
+
+
+def test_a_saved_plan_of_a_template_carries_its_expansion(host, tmp_path):
+    saved = tmp_path / "plan.json"
+    ok(host.netdecl("plan", "--var", "n=2", "--out", str(saved), STAR))
+    text = json.loads(saved.read_text())["source_text"]
+    assert "${" not in text and "vars:" not in text  # the plain expansion, not the template
+    ok(host.netdecl("apply", str(saved)))  # no --var: the plan needs none
+    assert host.netns_list() == ["c0", "c1"]
+    ok(host.netdecl("destroy", "--var", "n=2", STAR))
+    assert host.netns_list() == []

@@ -261,7 +261,11 @@ class Expander:
         try:
             values = as_sequence(compile_expr(expr)(frame.env))
         except ExprError as e:
-            raise self.fail(frame, fpath, str(e)) from None
+            hint = ""
+            if expr.count("(") > expr.count(")") or expr.count("[") > expr.count("]"):
+                hint = (" (in a flow mapping {...} YAML ends a value at ','; quote the loop: "
+                        f"for: \"{spec.strip()}, ...\")")
+            raise self.fail(frame, fpath, f"for: {str(e)}{hint}") from None
         frames = []
         for k, value in enumerate(values):
             self.grow(frame, fpath)  # a loop of empty items still counts
