@@ -331,3 +331,14 @@ def test_a_loop_cut_short_by_a_flow_mapping_says_to_quote_it():
     assert "quote the loop" in found
     assert load_topology_text(HEAD + 'namespaces:\n  r${k}: {for: "k in range(1, 3)"}\n',
                               "lab.yaml").namespaces() == ["r1", "r2"]
+
+
+def test_a_loop_over_a_mapping_gives_its_keys_or_its_pairs():
+    text = ("vars:\n  pods: {a: 10.1.0.0/24, b: 10.2.0.0/24}\n"
+            "namespaces:\n  ${k}: {for: k in pods}\n"
+            "links:\n  - for: name, net in pods\n    name: d-${name}\n    kind: dummy\n"
+            "    addresses: ['${ifaddr(net, 1)}']\n")
+    topo = load_topology_text(HEAD + text, "lab.yaml")
+    assert topo.namespaces() == ["a", "b"]
+    assert sorted((a.link, a.cidr) for a in topo.of_type(Address)) == [
+        ("d-a", "10.1.0.1/24"), ("d-b", "10.2.0.1/24")]

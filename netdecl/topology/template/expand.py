@@ -4,7 +4,8 @@ A template is a topology file that may also hold:
 
 * ``vars:`` typed variables with defaults, overridden by ``--var``/``--var-file``/the API;
 * ``${expr}`` in any string (keys too), see strings.py and expr.py;
-* ``for: "i in range(1, n + 1)"`` (or ``"k, host in hosts"``) and ``if: expr`` in any list
+* ``for: "i in range(1, n + 1)"`` (or ``"k, host in hosts"``: index and item; over a
+  mapping ``"key, value in m"``) and ``if: expr`` in any list
   item that is a mapping, and in any mapping-valued entry of a mapping (a namespace), which
   repeat or drop that item;
 * ``defaults:`` per section (``links``, ``namespaces``, ``routes``...) merged into every entry
@@ -259,7 +260,9 @@ class Expander:
         if expr.startswith("${") and expr.endswith("}"):
             expr = expr[2:-1]
         try:
-            values = as_sequence(compile_expr(expr)(frame.env))
+            found = compile_expr(expr)(frame.env)
+            pairs = index is not None and isinstance(found, Mapping)  # "key, value in m"
+            values = list(found.items()) if pairs else as_sequence(found)
         except ExprError as e:
             hint = ""
             if expr.count("(") > expr.count(")") or expr.count("[") > expr.count("]"):
@@ -269,7 +272,9 @@ class Expander:
         frames = []
         for k, value in enumerate(values):
             self.grow(frame, fpath)  # a loop of empty items still counts
-            bindings = {index: k, item: value} if index else {item: value}
+            bindings: dict[str, Any] = {item: value}
+            if index is not None:
+                bindings = {index: value[0], item: value[1]} if pairs else {index: k, item: value}
             frames.append(frame.inner(bindings))
         return frames
 
