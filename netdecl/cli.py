@@ -388,6 +388,7 @@ def _add_traffic_parsers(command: Command) -> None:
 
 def _verify_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECS",
                    help="per-probe timeout (default 2)")
@@ -407,6 +408,7 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
 
 def _graph_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot",
                    help="output format (default: dot)")
 

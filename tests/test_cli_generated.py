@@ -157,7 +157,7 @@ INVOCATIONS = [
     ["rollback", "--name", "x"], ["rollback", "t.yaml"], ["confirm", "--name", "x"],
     ["show", "--namespace", "a", "--namespace", "root", "--name", "n"],
     ["sandbox", "list"], ["sandbox", "rm", "demo"],
-    ["verify", "--json", "--timeout", "1", "t.yaml"],
+    ["verify", "--json", "--timeout", "1", "--var", "a=b", "t.yaml"],
     ["explain", "--from", "a", "10.0.0.1:80", "t.yaml", "--proto", "udp", "--json"],
     ["graph", "--format", "mermaid", "t.yaml"],
     ["agent", "--metrics-listen", "127.0.0.1:9", "--resync", "5", "--log-format", "json", "a",
