@@ -112,3 +112,39 @@ def test_a_saved_plan_of_a_template_carries_its_expansion(host, tmp_path):
     assert host.netns_list() == ["c0", "c1"]
     ok(host.netdecl("destroy", "--var", "n=2", STAR))
     assert host.netns_list() == []
+
+
+def test_host_facts_are_what_ip_and_the_system_say(host, tmp_path):
+    host.run(["ip", "link", "add", "eth7", "type", "veth", "peer", "name", "eth8"])
+    host.run(["ip", "addr", "add", "192.0.2.7/24", "dev", "eth7"])
+    host.run(["ip", "link", "set", "eth7", "up"])
+    host.run(["ip", "route", "add", "default", "via", "192.0.2.1", "dev", "eth7"])
+    path = tmp_path / "facts.yaml"
+    path.write_text(
+        "version: 1\nname: facts\n"
+        "vars:\n  up: '${facts.default_route}'\n"
+        "namespaces:\n"
+        "  h-${facts.hostname}: {}\n"
+        "  m-${facts.machine_id}: {}\n"
+        "links:\n"
+        "  - {name: '${up.dev}', kind: external}\n"
+        "  - {name: d0, kind: dummy, mac: '${facts.links.eth7.mac}',\n"
+        "     addresses: ['${up.address}']}\n"
+        "routes:\n"
+        "  - {to: 198.51.100.0/24, via: '${up.gateway}', dev: '${up.dev}'}\n")
+    plain = yaml_of(ok(host.netdecl("render", str(path))))
+    # the independent eye: ip -j, hostname(1), /etc/machine-id
+    mac = json.loads(host.run(["ip", "-j", "link", "show", "eth7"]).stdout)[0]["address"]
+    hostname = host.run(["hostname"]).stdout.strip()
+    machine_id = host.run(["cat", "/etc/machine-id"]).stdout.strip()
+    assert set(plain["namespaces"]) == {f"h-{hostname}", f"m-{machine_id}"}
+    assert plain["links"] == [{"name": "eth7", "kind": "external"},
+                              {"name": "d0", "kind": "dummy", "mac": mac,
+                               "addresses": ["192.0.2.7/24"]}]
+    assert plain["routes"] == [{"to": "198.51.100.0/24", "via": "192.0.2.1", "dev": "eth7"}]
+
+
+def yaml_of(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
