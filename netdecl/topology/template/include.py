@@ -38,16 +38,22 @@ class Collector:
         self.sources: list[Source] = []
         self.seen: dict[str, str] = {}  # real path -> the name it was first read under
 
-    def add(self, name: str, stack: tuple[str, ...], parse_text: str | None = None) -> None:
+    def add(self, name: str, stack: tuple[str, ...], parse_text: str | None = None,
+            at: tuple[Source, tuple[str | int, ...]] | None = None) -> None:
+        """Read ``name`` and what it includes; ``at``: the include entry naming it."""
+        def refuse(message: str) -> TemplateProblem:
+            if at is None:
+                return TemplateProblem(name, (0, 0), "", message)
+            return self.problem(at[0], at[1], message)
+
         real = os.path.realpath(name)
         if real in stack:
             chain = " -> ".join(self.seen[r] for r in (*stack[stack.index(real):], real))
-            raise TemplateProblem(name, (0, 0), "", f"include cycle: {chain}")
+            raise refuse(f"include cycle: {chain}")
         if real in self.seen:
-            raise TemplateProblem(name, (0, 0), "", f"is included twice (first as "
-                                                    f"{self.seen[real]})")
+            raise refuse(f"{name} is included twice (first as {self.seen[real]})")
         if len(self.sources) >= MAX_FILES:
-            raise TemplateProblem(name, (0, 0), "", f"more than {MAX_FILES} files included")
+            raise refuse(f"more than {MAX_FILES} files included")
         self.seen[real] = name
         text = parse_text if parse_text is not None else decode(self.read(name))
         try:
@@ -73,7 +79,7 @@ class Collector:
                 raise self.problem(source, path, f"includes nest deeper than "
                                                  f"{MAX_INCLUDE_DEPTH} files")
             for name in self.resolve(source, path, entry):
-                self.add(name, stack)
+                self.add(name, stack, at=(source, path))
 
     def resolve(self, source: Source, path: tuple[str | int, ...], entry: object) -> list[str]:
         if not isinstance(entry, str) or not entry:
