@@ -225,6 +225,8 @@ def test_a_link_twice_in_two_files_names_the_other_file(tmp_path):
     ({"main.yaml": HEAD + "include: ../outside.yaml\n"}, "outside the topology's directory"),
     ({"main.yaml": HEAD + "include: /etc/passwd\n"}, "not an absolute one"),
     ({"main.yaml": HEAD + "include: link.yaml\n"}, "outside the topology's directory"),
+    ({"main.yaml": HEAD + "include: parts\n", "parts/a.yaml": "{}\n"},
+     "parts/evil.yaml is outside the topology's directory"),
     ({"main.yaml": HEAD + "include: d1.yaml\n",
       **{f"d{k}.yaml": f"include: d{k + 1}.yaml\n" for k in range(1, 12)},
       "d12.yaml": "{}\n"}, "nest deeper than 8"),
@@ -235,6 +237,8 @@ def test_includes_that_are_refused(tmp_path, files, fragment):
     (tmp_path / "outside.yaml").write_text("links: []\n")
     os.symlink(tmp_path / "outside.yaml", lab / "link.yaml")  # a symlink escaping the tree
     write(lab, files)
+    if (lab / "parts").is_dir():  # ...and one in a directory that is included whole
+        os.symlink(tmp_path / "outside.yaml", lab / "parts" / "evil.yaml")
     with pytest.raises(InvalidTopology) as info:
         load_topology(lab / "main.yaml")
     assert fragment in str(info.value)

@@ -47,6 +47,10 @@ class Collector:
             return self.problem(at[0], at[1], message)
 
         real = os.path.realpath(name)
+        if at is not None and os.path.commonpath([self.tree, real]) != self.tree:
+            # a file of an included directory, symlinked out of the tree
+            raise refuse(f"{name} is outside the topology's directory {self.tree} (symlinks "
+                         "are followed)")
         if real in stack:
             chain = " -> ".join(self.seen[r] for r in (*stack[stack.index(real):], real))
             raise refuse(f"include cycle: {chain}")
