@@ -245,9 +245,15 @@ def test_includes_that_are_refused(tmp_path, files, fragment):
 
 
 def test_a_directory_is_one_topology(tmp_path):
-    write(tmp_path, {"a.yaml": HEAD + "namespaces: {x: {}}\n",
-                     "b.yaml": "namespaces: {y: {}}\n", "notes.txt": "ignored"})
-    assert load_topology(tmp_path).namespaces() == ["x", "y"]
+    lab = tmp_path / "lab"
+    write(lab, {"a.yaml": HEAD + "namespaces: {x: {}}\n",
+                "b.yaml": "namespaces: {y: {}}\n", "notes.txt": "ignored"})
+    assert load_topology(lab).namespaces() == ["x", "y"]
+    (tmp_path / "outside.yaml").write_text("namespaces: {z: {}}\n")
+    os.symlink(tmp_path / "outside.yaml", lab / "c.yaml")
+    with pytest.raises(InvalidTopology) as info:
+        load_topology(lab)
+    assert "c.yaml is outside the topology's directory" in str(info.value)
 
 
 def test_shipped_routers_lab_has_3_routers_and_12_hosts():

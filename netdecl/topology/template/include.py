@@ -39,15 +39,17 @@ class Collector:
         self.seen: dict[str, str] = {}  # real path -> the name it was first read under
 
     def add(self, name: str, stack: tuple[str, ...], parse_text: str | None = None,
-            at: tuple[Source, tuple[str | int, ...]] | None = None) -> None:
-        """Read ``name`` and what it includes; ``at``: the include entry naming it."""
+            at: tuple[Source, tuple[str | int, ...]] | None = None, root: bool = False) -> None:
+        """Read ``name`` and what it includes; ``at``: the include entry naming it; ``root``:
+        the file the user named (which may be a symlink to anywhere: its directory is the
+        tree)."""
         def refuse(message: str) -> TemplateProblem:
             if at is None:
                 return TemplateProblem(name, (0, 0), "", message)
             return self.problem(at[0], at[1], message)
 
         real = os.path.realpath(name)
-        if at is not None and os.path.commonpath([self.tree, real]) != self.tree:
+        if not root and os.path.commonpath([self.tree, real]) != self.tree:
             # a file of an included directory, symlinked out of the tree
             raise refuse(f"{name} is outside the topology's directory {self.tree} (symlinks "
                          "are followed)")
@@ -120,5 +122,5 @@ def collect(root: str, read: Reader, text: str | None = None) -> list[Source]:
             collector.add(name, ())
         return collector.sources
     collector = Collector(read, os.path.dirname(os.path.abspath(root)))
-    collector.add(root, (), text)
+    collector.add(root, (), text, root=True)
     return collector.sources
