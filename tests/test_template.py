@@ -181,7 +181,7 @@ def test_a_blow_up_is_an_error_fast_not_a_hang(text):
 def write(root: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+        (root / name).write_bytes(text.encode("utf-8", "surrogateescape"))
 
 
 def test_includes_join_sections_and_name_both_places_of_a_duplicate(tmp_path):
@@ -220,6 +220,8 @@ def test_a_link_twice_in_two_files_names_the_other_file(tmp_path):
 
 @pytest.mark.parametrize(("files", "fragment"), [
     ({"main.yaml": HEAD + "include: main.yaml\n"}, "include cycle"),
+    ({"main.yaml": HEAD + "include: bad.yaml\n", "bad.yaml": "a: \udcff\n"},
+     "bad.yaml:1:4: file is not valid UTF-8"),
     ({"main.yaml": HEAD + "include: a.yaml\n", "a.yaml": "include: main.yaml\n"},
      "include cycle"),
     ({"main.yaml": HEAD + "include: ../outside.yaml\n"}, "outside the topology's directory"),

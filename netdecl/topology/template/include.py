@@ -61,9 +61,10 @@ class Collector:
         if len(self.sources) >= MAX_FILES:
             raise refuse(f"more than {MAX_FILES} files included")
         self.seen[real] = name
-        text = parse_text if parse_text is not None else decode(self.read(name))
+        # the resolved path, as checked: a symlink swapped after the check is not followed
+        raw = self.read(real) if parse_text is None else None
         try:
-            doc = parse(text)
+            doc = parse(parse_text if raw is None else decode(raw))
         except YamlProblem as e:
             raise TemplateProblem(name, (e.line, e.col), "", e.message) from None
         source = Source(name, doc if doc.data is not None else Document(data={}))
