@@ -62,9 +62,8 @@ class Collector:
             raise refuse(f"more than {MAX_FILES} files included")
         self.seen[real] = name
         # the resolved path, as checked: a symlink swapped after the check is not followed
-        raw = self.read(real) if parse_text is None else None
         try:
-            doc = parse(parse_text if raw is None else decode(raw))
+            doc = parse(decode(self.read(real)) if parse_text is None else parse_text)
         except YamlProblem as e:
             raise TemplateProblem(name, (e.line, e.col), "", e.message) from None
         source = Source(name, doc if doc.data is not None else Document(data={}))
