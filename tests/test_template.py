@@ -354,3 +354,17 @@ def test_a_loop_over_a_mapping_gives_its_keys_or_its_pairs():
     assert topo.namespaces() == ["a", "b"]
     assert sorted((a.link, a.cidr) for a in topo.of_type(Address)) == [
         ("d-a", "10.1.0.1/24"), ("d-b", "10.2.0.1/24")]
+
+
+def test_if_alone_keeps_or_drops_an_item_and_value_repeats_a_scalar():
+    text = ("vars: {extra: false}\n"
+            "links:\n"
+            "  - {if: 'not extra', name: d0, kind: dummy,\n"
+            "     addresses: [{for: 'k in range(1, 4)', value: '10.0.${k}.1/24'}, 10.9.0.1/24]}\n"
+            "  - {if: extra, name: d1, kind: dummy}\n")
+    topo = load_topology_text(HEAD + text, "lab.yaml")
+    assert [link.name for link in topo.of_type(Link)] == ["d0"]
+    assert sorted(a.cidr for a in topo.of_type(Address)) == [
+        "10.0.1.1/24", "10.0.2.1/24", "10.0.3.1/24", "10.9.0.1/24"]
+    topo = load_topology_text(HEAD + text, "lab.yaml", variables={"extra": "true"})
+    assert [link.name for link in topo.of_type(Link)] == ["d1"]

@@ -5,9 +5,9 @@ A template is a topology file that may also hold:
 * ``vars:`` typed variables with defaults, overridden by ``--var``/``--var-file``/the API;
 * ``${expr}`` in any string (keys too), see strings.py and expr.py;
 * ``for: "i in range(1, n + 1)"`` (or ``"k, host in hosts"``: index and item; over a
-  mapping ``"key, value in m"``) and ``if: expr`` in any list
-  item that is a mapping, and in any mapping-valued entry of a mapping (a namespace), which
-  repeat or drop that item;
+  mapping ``"key, value in m"``) and ``if: expr`` in any list item that is a mapping, and in
+  any mapping-valued entry of a mapping (a namespace), which repeat or drop that item; a
+  scalar item (an address) is written ``{for: ..., value: "10.0.${i}.1/24"}``;
 * ``defaults:`` per section (``links``, ``namespaces``, ``routes``...) merged into every entry
   that does not say otherwise;
 * ``include:`` other files or directories, relative to the including file.
@@ -199,6 +199,7 @@ class Expander:
               out: dict[str, Any]) -> None:
         """One mapping entry; a mapping value with ``for``/``if`` repeats or drops it."""
         kpath = (*tpath, key)
+        body = _body(value)
         for inner in self.repeat(frame, kpath, value):
             name = self.key(inner, kpath, key)
             if name in out:
@@ -209,7 +210,6 @@ class Expander:
             where: Path = (*opath, name)
             self.out.keys[where] = inner.source.doc.key_pos(kpath)
             self.mark(inner, where)
-            body = _without_loop(value) if inner is not frame else value
             out[name] = self.value(inner, kpath, body, where)
 
     def key(self, frame: Frame, kpath: Path, key: str) -> str:
@@ -230,11 +230,13 @@ class Expander:
         """List items into ``out``; an item with ``for``/``if`` is repeated or dropped."""
         for i, item in enumerate(node):
             ipath = (*tpath, i)
+            body, bpath = _body(item), ipath
+            if body is not item and set(body) == {"value"}:  # {for: ..., value: SCALAR}
+                body, bpath = body["value"], (*ipath, "value")
             for inner in self.repeat(frame, ipath, item):
                 where = (*opath, len(out))
                 self.mark(inner, where)
-                body = _without_loop(item) if inner is not frame else item
-                out.append(self.value(inner, ipath, body, where))
+                out.append(self.value(inner, bpath, body, where))
         return out
 
     def repeat(self, frame: Frame, path: Path, node: Any) -> list[Frame]:
@@ -398,8 +400,11 @@ class Expander:
                 self.merge(frame, (*tpath, key), value, (*opath, key), entry[key])
 
 
-def _without_loop(node: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in node.items() if k not in LOOP_KEYS}
+def _body(node: Any) -> Any:
+    """What an item with ``for``/``if`` repeats: itself without those keys."""
+    if isinstance(node, dict) and ("for" in node or "if" in node):
+        return {k: v for k, v in node.items() if k not in LOOP_KEYS}
+    return node
 
 
 def _plain(value: Any) -> Any:
