@@ -117,7 +117,7 @@ def test_a_loops_error_names_the_template_line_and_the_iteration():
 
 def test_names_made_twice_by_a_loop_say_where_the_first_one_came_from():
     found = problems("namespaces:\n  c${i % 2}: {for: i in range(3)}\n")
-    assert found == ["lab.yaml:4:3 (i=2): 'c0' is also defined at lab.yaml:4:3"]
+    assert found == ["lab.yaml:4:3 (i=2): 'c0' is also defined at lab.yaml:4:3 (i=0)"]
     found = problems("links:\n  - {for: i in range(2), name: d, kind: dummy}\n")
     assert found == ["lab.yaml:4:32 (i=1): link 'd' is declared twice in namespace root "
                      "(first at line 4 (i=0))"]

@@ -204,9 +204,11 @@ class Expander:
             name = self.key(inner, kpath, key)
             if name in out:
                 first = self.out.key_pos((*opath, name))
-                origin = self.out.origin((*opath, name))[0] or self.root
-                raise self.fail(inner, kpath, f"{quoted(name)} is also defined at "
-                                              f"{origin}:{first[0]}:{first[1]}", at_key=True)
+                origin, note = self.out.origin((*opath, name))
+                shown = f"{origin or self.root}:{first[0]}:{first[1]}" + \
+                    (f" ({note})" if note else "")
+                raise self.fail(inner, kpath, f"{quoted(name)} is also defined at {shown}",
+                                at_key=True)
             where: Path = (*opath, name)
             self.out.keys[where] = inner.source.doc.key_pos(kpath)
             self.mark(inner, where)
