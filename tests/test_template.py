@@ -164,6 +164,12 @@ def test_var_file_and_var_on_the_command_line(tmp_path):
     # a loop of a million empty mappings
     "namespaces:\n  c${i}: {for: i in range(100000)}\n"
     "links:\n  - {for: i in range(100000), name: 'd${i}', kind: dummy}\n",
+    # a big list from a var written into every item of a loop
+    "vars:\n  big: '${range(90000)}'\n"
+    "links:\n  - {for: i in range(1000), name: 'd${i}', kind: dummy, x: '${big}'}\n",
+    # strings near the bound each, a thousand times over
+    "vars:\n  s: '${join(range(1000), \"\")}'\n"
+    "links:\n  - {for: i in range(5000), name: 'd${i}', kind: dummy, alias: '${s}'}\n",
     # a string doubled by vars until it is huge
     "vars:\n  a: xxxxxxxxxxxxxxxx\n" + "".join(
         f"  {chr(98 + k)}: '${{{chr(97 + k)} + {chr(97 + k)}}}'\n" for k in range(20)),

@@ -32,7 +32,7 @@ from typing import Any
 
 from netdecl.topology.template.expr import ExprError, as_sequence, compile_expr, type_name
 from netdecl.topology.template.strings import compile_string
-from netdecl.topology.yamlsrc import MAX_NODES, Document, Path, Pos, quoted
+from netdecl.topology.yamlsrc import MAX_BYTES, MAX_NODES, Document, Path, Pos, quoted
 
 TEMPLATE_KEYS = ("vars", "defaults", "include")
 LOOP_KEYS = ("for", "if")
@@ -98,7 +98,8 @@ class Expander:
     facts: Mapping[str, Any] | None
     root: str
     out: Document = field(default_factory=lambda: Document(data={}))
-    count: int = 0
+    count: int = 0  # values made (the bound: MAX_NODES)
+    chars: int = 0  # characters of the strings expressions made (the bound: MAX_BYTES)
     # top-level key -> where it was first written (file, path in that file) for "twice" errors
     first: dict[Path, tuple[Source, Path]] = field(default_factory=dict)
 
@@ -191,9 +192,21 @@ class Expander:
             template = compile_string(text)
             if template is None:
                 return text
-            return _plain(template(frame.env))
+            result = template(frame.env)
         except ExprError as e:
             raise self.fail(frame, tpath, str(e)) from None
+        if isinstance(result, str):
+            self.chars += len(result)
+            if self.chars > MAX_BYTES:
+                raise self.fail(frame, tpath, f"the expansion makes more than {MAX_BYTES} "
+                                              "characters of text; the limit stops it here")
+            return result
+        if isinstance(result, (list, tuple, range, Mapping)):
+            # a list from a var, written into every iteration: its items count too
+            self.count += _size(result)
+            self.grow(frame, tpath)
+            return _plain(result)
+        return result
 
     def entry(self, frame: Frame, tpath: Path, key: str, value: Any, opath: Path,
               out: dict[str, Any]) -> None:
@@ -407,6 +420,22 @@ def _body(node: Any) -> Any:
     if isinstance(node, dict) and ("for" in node or "if" in node):
         return {k: v for k, v in node.items() if k not in LOOP_KEYS}
     return node
+
+
+def _size(value: Any) -> int:
+    """How many values a list or mapping holds, nested ones included (cut off past the limit)."""
+    count = 0
+    stack = [value]
+    while stack and count <= MAX_NODES:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+        elif isinstance(node, range):
+            count += len(node)
+    return count
 
 
 def _plain(value: Any) -> Any:
