@@ -374,3 +374,11 @@ def test_if_alone_keeps_or_drops_an_item_and_value_repeats_a_scalar():
         "10.0.1.1/24", "10.0.2.1/24", "10.0.3.1/24", "10.9.0.1/24"]
     topo = load_topology_text(HEAD + text, "lab.yaml", variables={"extra": "true"})
     assert [link.name for link in topo.of_type(Link)] == ["d1"]
+
+
+def test_link_defaults_leave_the_hosts_own_nics_alone():
+    text = ("defaults: {links: {mtu: 9000}}\n"
+            "links:\n  - {name: eth0, kind: external}\n  - {name: br0, kind: bridge}\n")
+    topo = load_topology_text(HEAD + text, "lab.yaml")
+    assert {link.name: link.mtu for link in topo.objects.values()
+            if hasattr(link, "mtu")} == {"eth0": None, "br0": 9000}

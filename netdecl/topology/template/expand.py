@@ -42,6 +42,7 @@ VAR_TYPES = ("int", "string", "bool", "ip", "cidr", "list", "mapping", "any")
 _FOR = re.compile(r"\s*([A-Za-z_]\w*)\s*(?:,\s*([A-Za-z_]\w*)\s*)?\s+in\s+(.+)", re.DOTALL)
 _NAME = re.compile(r"[A-Za-z_]\w*")
 # the sections whose entries `defaults:` fills: list sections and the namespaces mapping
+EXTERNAL = "external"  # the link kind of the host's own NICs
 DEFAULTABLE = ("namespaces", "links", "routes", "rules", "fdb", "neighbors", "probes")
 
 
@@ -399,7 +400,10 @@ class Expander:
                     self.merge(frame, tpath, spec, (section, name), found[name])
         elif isinstance(found, list):
             for i, entry in enumerate(found):
-                if isinstance(entry, dict):
+                # the host's own NICs take no defaults: `mtu: 9000` for every link netdecl
+                # makes must not quietly change the uplink's (write it on the link)
+                if isinstance(entry, dict) and not (section == "links" and
+                                                    entry.get("kind") == EXTERNAL):
                     self.merge(frame, tpath, spec, (section, i), entry)
 
     def merge(self, frame: Frame, tpath: Path, spec: dict[str, Any], opath: Path,
