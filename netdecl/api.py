@@ -65,6 +65,7 @@ __all__ = [
     # functions
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
     "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "render", "read_var_file",
     # data
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic",
