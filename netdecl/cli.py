@@ -368,6 +368,7 @@ def _agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log lines on stderr as text or as one JSON object each "
                         "(default text)")
+    _var_options(p)
 
 
 def _add_traffic_parsers(command: Command) -> None:
@@ -777,7 +778,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from netdecl.agent.runner import Agent
 
     agent = Agent(args.files, _state_root(args), resync=args.resync,
-                  log=AgentLog(args.log_format))
+                  log=AgentLog(args.log_format), variables=_variables(args))
     agent.load()  # an invalid file at start: every problem as FILE:LINE:COL, exit 3
     _require_privileges("agent", "changes the kernel's network state")
     # in a mount namespace of its own (ip netns exec, a unit with ProtectSystem= and the like)

@@ -161,7 +161,7 @@ INVOCATIONS = [
     ["explain", "--from", "a", "10.0.0.1:80", "t.yaml", "--proto", "udp", "--json"],
     ["graph", "--format", "mermaid", "t.yaml"],
     ["agent", "--metrics-listen", "127.0.0.1:9", "--resync", "5", "--log-format", "json", "a",
-     "b"],
+     "b", "--var", "n=1"],
     ["completion", "zsh"], ["manpage"],
 ]
 

@@ -115,8 +115,10 @@ def expand(paths: Iterable[str]) -> tuple[list[Path], list[Path]]:
 
 class Agent:
     def __init__(self, paths: list[str], state_root: Path, *, resync: float = 60.0,
-                 log: AgentLog | None = None, metrics: AgentMetrics | None = None):
+                 log: AgentLog | None = None, metrics: AgentMetrics | None = None,
+                 variables: dict[str, Any] | None = None):
         self.paths = paths
+        self.variables = variables or {}  # --var: for templates, every file takes them
         self.state_root = state_root
         self.resync = resync
         self.log = log or AgentLog()
@@ -383,7 +385,7 @@ class Agent:
         digest = _digest(data, source.included)
         if digest == source.digest and source.desired is not None:
             return False
-        topology = api.load(text=data, name=str(source.path))
+        topology = api.load(text=data, name=str(source.path), variables=self.variables)
         # a template's includes: their text is part of what the file says, and is watched
         source.included = tuple(Path(f).absolute() for f in topology.sources
                                 if Path(f).absolute() != source.path)
