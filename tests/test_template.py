@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netdecl.errors import InvalidTopology
 from netdecl.model import Address, Link, Namespace, Route
@@ -64,6 +66,11 @@ def test_expressions(expr, value):
     ("join(range(100000), 'xxxxxxxx')", "the limit is 4096"),
     ("(" * 40 + "1" + ")" * 40, "nested deeper"),
     ("lambda: 1", "unexpected"),
+    ("range(-99999999999999999999, 99999999999999999999)", "the limit is"),
+    ("ipadd('10.0.0.1', 99999999999999999999)", "past the end"),
+    ("cidrhost('10.0.0.0/8', -99999999999999999999)", "outside 10.0.0.0/8"),
+    ("m < 3", "must be a number"),
+    ("format('%s', m)", "cannot put a mapping"),
 ])
 def test_what_expressions_refuse(expr, fragment):
     with pytest.raises(ExprError) as info:
@@ -382,3 +389,20 @@ def test_link_defaults_leave_the_hosts_own_nics_alone():
     topo = load_topology_text(HEAD + text, "lab.yaml")
     assert {link.name: link.mtu for link in topo.objects.values()
             if hasattr(link, "mtu")} == {"eth0": None, "br0": 9000}
+
+
+_PIECES = ["1", "0", "-", "+", "*", "/", "%", "(", ")", "[", "]", ",", ".", "'a'", "\"10.0.0.0/8\"",
+           "m", "k", "i", "x", "if", "else", "and", "or", "not", "==", "<", "range", "len",
+           "cidrhost", "cidrsubnet", "ipadd", "format", "join", "min", "int", "str", "true",
+           "null", "99999999999999999999", "'%05d'", "lower", "address", " "]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14))
+def test_any_expression_either_evaluates_or_says_why(pieces):
+    """Whatever the text, evaluation ends in a value or an ExprError: never a Python
+    exception, which the loader would turn into a traceback."""
+    try:
+        evaluate(" ".join(pieces), {"m": {"k": [1, 2]}, "i": 3, "x": "10.1.0.0/16"})
+    except ExprError:
+        pass

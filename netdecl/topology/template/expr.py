@@ -216,8 +216,13 @@ def range_(*args: Any) -> range:
     if not 1 <= len(args) <= 3:
         raise ExprError("range takes 1 to 3 numbers")
     made = range(*(_int(a, "a range bound") for a in args))
-    if len(made) > MAX_ITEMS:
-        raise ExprError(f"range of {len(made)} items; the limit is {MAX_ITEMS}")
+    try:
+        size = len(made)
+    except OverflowError:  # more items than a C integer counts
+        size = MAX_ITEMS + 1
+    if size > MAX_ITEMS:
+        raise ExprError(f"range of {'more than 2^63' if size == MAX_ITEMS + 1 else size} "
+                        f"items; the limit is {MAX_ITEMS}")
     return made
 
 
@@ -502,10 +507,13 @@ class _Parser:
         self.depth -= 1
 
         def run(env: Env) -> Any:
+            values = [arg(env) for arg in args]
             try:
-                return function(*(arg(env) for arg in args))
+                return function(*values)
             except TypeError:
                 raise ExprError(f"{name}() does not take {len(args)} arguments") from None
+            except (ArithmeticError, ValueError) as e:  # a number too big for what it names
+                raise ExprError(f"{name}(): {e}") from None
         return run
 
 
