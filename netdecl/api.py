@@ -65,7 +65,7 @@ __all__ = [
     # functions
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "salvage", "unfinished",
     "confirm", "show", "scope", "verify", "probe_gate", "enter_sandbox", "sandboxes",
-    "remove_sandbox",
+    "remove_sandbox", "render", "read_var_file",
     # data
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic",
@@ -212,10 +212,13 @@ class Plan:
 
     def save(self, path: str | os.PathLike[str], *, source: str | os.PathLike[str]) -> None:
         """Save it for `netdecl apply PLAN` (or ``apply(read_plan(path))``); ``source`` is the
-        topology file it was made from: its text travels with the plan."""
+        topology file it was made from: its text travels with the plan (of a template: its
+        expansion, which needs no vars, facts or includes when the plan is applied)."""
         from netdecl.engine import service
 
-        service.save_plan(self._plan, Path(path), Path(source))
+        desired = self._desired
+        text = _plain_text(desired) if desired and desired.expanded is not None else None
+        service.save_plan(self._plan, Path(path), Path(source), text)
 
 
 Progress = Callable[[int, int, Action], None]
@@ -246,17 +249,63 @@ def _for_service(events: Events[Plan, Action] | None,
 
 
 def load(path: str | os.PathLike[str] | None = None, *, text: str | bytes | None = None,
-         name: str = "<text>") -> Topology:
-    """The topology in the file at ``path``, or in YAML ``text`` (``name`` stands for the file
-    in diagnostics). Raises InvalidTopology carrying every problem as a Diagnostic (file,
-    line, col, message). Warnings (valid, but probably not meant) are in ``.warnings``."""
+         name: str = "<text>", variables: Mapping[str, Any] | None = None,
+         facts: Mapping[str, Any] | None = None) -> Topology:
+    """The topology in the file at ``path`` (a directory: all its ``*.yaml`` as one), or in
+    YAML ``text`` (``name`` stands for the file in diagnostics). A template's ``vars`` take
+    ``variables`` (text, as from --var, or typed values) over their defaults; ``${facts...}``
+    reads ``facts``, by default this host's (read only if the file uses them). Raises
+    InvalidTopology carrying every problem as a Diagnostic (file, line, col, message).
+    Warnings (valid, but probably not meant) are in ``.warnings``."""
     from netdecl.topology.loader import load_topology, load_topology_text
 
     if (path is None) == (text is None):
         raise TypeError("load() takes a path or text=..., exactly one of them")
+    facts = _host_facts() if facts is None else facts
     if text is not None:
-        return load_topology_text(text, name)
-    return load_topology(path)  # type: ignore[arg-type]  # not None: checked above
+        return load_topology_text(text, name, variables=variables, facts=facts)
+    return load_topology(path, variables=variables, facts=facts)  # type: ignore[arg-type]
+
+
+def render(path: str | os.PathLike[str], *, variables: Mapping[str, Any] | None = None,
+           facts: Mapping[str, Any] | None = None) -> str:
+    """The topology at ``path`` with its template expanded: a plain topology file (YAML)
+    that validates and that apply takes as it is. Raises InvalidTopology as load() does."""
+    import yaml
+
+    from netdecl.topology.loader import expand
+
+    facts = _host_facts() if facts is None else facts
+    topology = load(path, variables=variables, facts=facts)  # valid: or InvalidTopology
+    if topology.expanded is None:  # a plain file: itself, comments and all
+        return Path(path).read_text(encoding="utf-8")
+    # expanded again, as written: the loader fills in defaults (up: true) as it builds
+    data = expand(os.fspath(path), None, variables, facts).data
+    return yaml.safe_dump(data, sort_keys=False, width=100)
+
+
+def read_var_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The variables in a YAML file of NAME: VALUE (what --var-file reads)."""
+    from netdecl.topology.loader import load_var_file
+
+    return load_var_file(os.fspath(path))
+
+
+def _host_facts() -> Mapping[str, Any]:
+    """This host's facts, read (and backends imported) only if a template looks at them."""
+    from netdecl.topology.template.expand import LazyFacts
+
+    def read() -> dict[str, Any]:
+        from netdecl.backends.facts import gather
+
+        return gather()
+    return LazyFacts(read)
+
+
+def _plain_text(topology: Topology) -> str:
+    import yaml
+
+    return yaml.safe_dump(topology.expanded, sort_keys=False, width=100)
 
 
 def plan(topology: Topology, *, state_dir: StateDir = None, adopt: bool = False) -> Plan:

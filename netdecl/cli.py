@@ -141,7 +141,23 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
                             "no progress")
 
 
-TOPOLOGY_FILE = "the topology (YAML)"
+TOPOLOGY_FILE = "the topology (YAML), or a directory of them read as one"
+
+
+def _var_assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=VALUE")
+    return name, value
+
+
+def _var_options(parser: argparse.ArgumentParser) -> None:
+    """--var and --var-file: values for a templated topology's vars."""
+    parser.add_argument("--var", action="append", type=_var_assignment, metavar="NAME=VALUE",
+                        help="set the template variable NAME (repeatable; beats --var-file "
+                             "and the file's default)")
+    parser.add_argument("--var-file", action="append", metavar="FILE",
+                        help="a YAML file of NAME: VALUE template variables (repeatable)")
 
 
 def _adopt_option(parser: argparse.ArgumentParser, help: str) -> None:
@@ -194,6 +210,10 @@ def _add_state_parsers(command: Command) -> None:
                         "(undeclared namespaces, duplicate names, addresses...). "
                         "Print every problem as FILE:LINE:COL and exit 3, or a "
                         "one-line summary and exit 0. Reads no kernel state.")
+    command("render", _render_arguments, help="print a templated topology expanded",
+            description="Expand a topology's template (vars, loops, defaults, includes, "
+                        "host facts) and print the plain topology: it validates, and "
+                        "apply takes it as it is. Changes nothing.")
     command("plan", _plan_arguments, help="show what apply would change",
             description="Compare the topology with the live kernel and print the "
                         "ordered actions apply would take.")
@@ -231,6 +251,7 @@ def _add_state_parsers(command: Command) -> None:
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     _json_option(p, "print the result and every problem as JSON (exit status unchanged)")
 
 
@@ -240,8 +261,14 @@ def _json_option(p: argparse.ArgumentParser, help: str) -> None:
                         f"docs/json.md")
 
 
+def _render_arguments(p: argparse.ArgumentParser) -> None:
+    _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
+
+
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     _json_option(p, "print the plan as JSON")
     p.add_argument("--out", metavar="PLAN", help="save the plan (with a fingerprint of the "
                                                  "observed state) for `apply PLAN`")
@@ -253,6 +280,7 @@ def _plan_arguments(p: argparse.ArgumentParser) -> None:
 
 def _apply_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, "a topology file, or a plan saved with `plan --out`")
+    _var_options(p)
     _lock_timeout(p)
     _output_options(p)
     _json_option(p, "print one JSON document at the end: the outcome and the plan")
@@ -271,6 +299,7 @@ def _apply_arguments(p: argparse.ArgumentParser) -> None:
 
 def _destroy_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     _lock_timeout(p)
     _output_options(p)
     _json_option(p, "print one JSON document at the end: the outcome and the plan")
@@ -366,6 +395,7 @@ def _agent_arguments(p: argparse.ArgumentParser) -> None:
                    default="info",
                    help="the lowest level logged (default info); debug adds every action of "
                         "each apply (applied-actions)")
+    _var_options(p)
 
 
 def _add_traffic_parsers(command: Command) -> None:
@@ -386,6 +416,7 @@ def _add_traffic_parsers(command: Command) -> None:
 
 def _verify_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     _json_option(p, "print the results as JSON")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECS",
                    help="per-probe timeout (default 2)")
@@ -405,6 +436,7 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
 
 def _graph_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, TOPOLOGY_FILE)
+    _var_options(p)
     p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot",
                    help="output format (default: dot)")
 
@@ -516,13 +548,24 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _load(path: str) -> Topology:
+def _load(path: str, args: argparse.Namespace) -> Topology:
     from netdecl import api
 
-    topo = api.load(path)
+    topo = api.load(path, variables=_variables(args))
     for warning in topo.warnings:
         _err(warning)
     return topo
+
+
+def _variables(args: argparse.Namespace) -> dict[str, Any]:
+    """--var-file files in order, then --var: a later value wins."""
+    from netdecl import api
+
+    found: dict[str, Any] = {}
+    for path in getattr(args, "var_file", None) or ():
+        found.update(api.read_var_file(path))
+    found.update(dict(getattr(args, "var", None) or ()))
+    return found
 
 
 class Report:
@@ -616,13 +659,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from netdecl import api
 
     if not args.json:
-        topo = _load(args.file)
+        topo = _load(args.file, args)
         _out(f"{args.file}: valid topology {topo.name!r} "
              f"({_plural(len(topo.objects), 'object')}, "
              f"{_plural(len(topo.namespaces()), 'namespace')})")
         return ExitStatus.OK
     try:
-        topo = api.load(args.file)
+        topo = api.load(args.file, variables=_variables(args))
     except InvalidTopology as exc:
         _json_out(_validation_document(args.file, None, exc.diagnostics))
         return ExitStatus.INVALID_TOPOLOGY
@@ -644,11 +687,18 @@ def _validation_document(file: str, topo: Topology | None,
     }
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from netdecl import api
+
+    sys.stdout.write(api.render(args.file, variables=_variables(args)))
+    return ExitStatus.OK
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from netdecl import api
     from netdecl.tools.console import color_wanted
 
-    plan = api.plan(_load(args.file), state_dir=args.state_dir, adopt=args.adopt)
+    plan = api.plan(_load(args.file, args), state_dir=args.state_dir, adopt=args.adopt)
     if args.out:
         plan.save(args.out, source=args.file)
     if args.json:
@@ -733,7 +783,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace, run: _Run) -> int:
     from netdecl import api
 
-    target = api.read_plan(args.file) or _load(args.file)
+    target = api.read_plan(args.file) or _load(args.file, args)
     desired = target.declared if isinstance(target, api.Plan) else target
     run.topology = name = target.topology if isinstance(target, api.Plan) else target.name
     if args.verify and desired is not None and not desired.probes:
@@ -785,7 +835,7 @@ def _destroy(args: argparse.Namespace, run: _Run) -> int:
     from netdecl import api
 
     # the whole file is validated, though only its name is used: bad input changes nothing
-    run.topology = name = _load(args.file).name
+    run.topology = name = _load(args.file, args).name
     _require_privileges("destroy")
     _require_lasting_namespaces()
     run.report = report = Report(args, as_json=args.json)
@@ -817,7 +867,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     if args.file and args.name:
         raise NetdeclError("rollback takes a topology FILE or --name, not both")
-    name = _load(args.file).name if args.file else args.name
+    name = _load(args.file, args).name if args.file else args.name
     if name is not None:
         try:
             untrusted.topology_name(name)
@@ -921,7 +971,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from netdecl import api
 
-    topo = _load(args.file)
+    topo = _load(args.file, args)
     _require_privileges("verify", "sends traffic from inside namespaces")
     result = api.verify(topo, timeout=args.timeout)
     if args.json:
@@ -934,7 +984,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from netdecl.tools.explain import explain_live
 
-    topo = _load(args.file) if args.file else None
+    topo = _load(args.file, args) if args.file else None
     _require_privileges("explain", "asks the kernel inside namespaces")
     result = explain_live(args.source, args.destination, args.proto, topo)
     if args.json:
@@ -947,7 +997,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_graph(args: argparse.Namespace) -> int:
     from netdecl.tools.graph import render
 
-    sys.stdout.write(render(_load(args.file), args.format))
+    sys.stdout.write(render(_load(args.file, args), args.format))
     return ExitStatus.OK
 
 
@@ -956,7 +1006,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from netdecl.agent.runner import Agent
 
     agent = Agent(args.files, _state_root(args), resync=args.resync,
-                  log=AgentLog(args.log_format, level=args.log_level))
+                  log=AgentLog(args.log_format, level=args.log_level),
+                  variables=_variables(args))
     agent.load()  # an invalid file at start: every problem as FILE:LINE:COL, exit 3
     _require_privileges("agent", "changes the kernel's network state")
     # in a mount namespace of its own (ip netns exec, a unit with ProtectSystem= and the like)
@@ -1046,6 +1097,7 @@ def _manpage_sections() -> list[tuple[str, str]]:
 
 COMMANDS = {
     "validate": cmd_validate,
+    "render": cmd_render,
     "plan": cmd_plan,
     "apply": cmd_apply,
     "destroy": cmd_destroy,

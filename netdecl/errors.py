@@ -16,10 +16,13 @@ class Diagnostic:
     col: int
     message: str
     severity: str = "error"  # error | warning
+    # the loop iteration of a templated file that made the value ("i=17"), or ""
+    note: str = ""
 
     def __str__(self) -> str:
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{self.file}:{self.line}:{self.col}: {prefix}{self.message}"
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.file}:{self.line}:{self.col}{note}: {prefix}{self.message}"
 
 
 class NetdeclError(Exception):

@@ -587,6 +587,12 @@ class Topology:
     positions: dict[Key, tuple[int, int]] = field(default_factory=dict)
     # Warnings the loader produced (valid, but probably not what the user meant)
     warnings: list[str] = field(default_factory=list)
+    # The files it was read from: the file, and every file a template included (the agent
+    # watches them all)
+    sources: tuple[str, ...] = ()
+    # A template's expansion: the plain topology data (what `render` prints); None when the
+    # file was plain
+    expanded: Any = None
 
     def add(self, obj: NetObject) -> None:
         self.objects[obj.key] = obj

@@ -339,3 +339,18 @@ def test_the_module_imports_nothing_it_does_not_use():
                 if name != "annotations":
                     assert name in names, f"{name} imported but unused"
     assert "noqa: F401" not in MODULE_FILE.read_text()
+
+
+def test_vars_fill_a_templated_src_file(host, topo, tmp_path):
+    path = tmp_path / "star.yaml"
+    path.write_text((Path(__file__).resolve().parent.parent / "topologies" / "star.yaml")
+                    .read_text())
+    before = host.snapshot()
+    run = topo({"src": str(path), "vars": {"n": "2"}})  # as an inventory gives it: text
+    assert (run.status, run.data["changed"]) == ("CHANGED", True), run
+    assert host.netns_list() == ["c0", "c1"]
+    run = topo({"src": str(path), "vars": {"n": "x"}})
+    assert run.status == "FAILED!" and "'x' is not a number" in run.data["msg"], run
+    run = topo({"src": str(path), "vars": {"n": 2}, "state": "absent"})
+    assert run.data["changed"] is True, run
+    assert host.snapshot() == before

@@ -183,6 +183,7 @@ def test_fish_completion(tmp_path: Path):
 # each must come out as the whole parser reads it.
 INVOCATIONS = [
     ["validate", "t.yaml"],
+    ["render", "--var", "n=3", "--var-file", "v.yaml", "t.yaml"],
     ["--state-dir", "/s", "plan", "--json", "--out", "p.json", "--detailed-exitcode", "--adopt",
      "t.yaml"],
     ["--sandbox", "demo", "apply", "-q", "--lock-timeout", "2", "--confirm-timeout", "9",
@@ -191,7 +192,7 @@ INVOCATIONS = [
     ["rollback", "--name", "x"], ["rollback", "t.yaml"], ["confirm", "--name", "x"],
     ["show", "--namespace", "a", "--namespace", "root", "--name", "n"],
     ["sandbox", "list"], ["sandbox", "rm", "demo"],
-    ["verify", "--json", "--timeout", "1", "t.yaml"],
+    ["verify", "--json", "--timeout", "1", "--var", "a=b", "t.yaml"],
     ["explain", "--from", "a", "10.0.0.1:80", "t.yaml", "--proto", "udp", "--json"],
     ["graph", "--format", "mermaid", "t.yaml"],
     ["agent", "--metrics-listen", "127.0.0.1:9", "--resync", "5", "--log-format", "json", "a",
@@ -201,6 +202,7 @@ INVOCATIONS = [
     ["validate", "--json", "t.yaml"], ["destroy", "--json", "t.yaml"],
     ["apply", "--verify", "--probe-timeout", "1", "t.yaml"],
     ["agent", "--metrics-listen", ":9464", "--log-level", "debug", "a"],
+    ["plan", "--var", "n=1", "--var-file", "v.yaml", "t.yaml"], ["render", "t.yaml"],
 ]
 
 

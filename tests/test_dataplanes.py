@@ -1,7 +1,8 @@
 """The data planes real CNI plugins and Docker build, as shipped topologies, proven with traffic.
 
 calico-node.yaml (no bridge, a /32 per pod, the 169.254.1.1 gateway written as Calico writes
-it), flannel-host-gw.yaml and the per-machine flannel-node1/2.yaml (masquerade only what
+it), flannel-host-gw.yaml and flannel-fleet.yaml, one templated file per cluster that every
+node applies unchanged (masquerade only what
 leaves the cluster network) and
 docker-networks.yaml (two isolated dual-stack bridges, IPv6 masquerade and published port, a
 load-balanced virtual IP). Every test runs in its
@@ -21,7 +22,7 @@ from test_overlay import make_machines, on_machine
 
 CALICO = "topologies/calico-node.yaml"
 FLANNEL = "topologies/flannel-host-gw.yaml"
-FLANNEL_NODES = ("topologies/flannel-node1.yaml", "topologies/flannel-node2.yaml")
+FLANNEL_FLEET = "topologies/flannel-fleet.yaml"
 NETWORKS = "topologies/docker-networks.yaml"
 TABLE = "netdecl-docker-networks"
 
@@ -108,22 +109,30 @@ def test_flannel_masquerades_only_traffic_leaving_the_cluster(host):
     assert host.snapshot() == before
 
 
-def test_per_machine_flannel_files_masquerade_only_what_leaves_the_cluster(host):
-    """flannel-node1.yaml and flannel-node2.yaml, each applied on its own "machine" (a
-    namespace with a NIC netdecl does not own, declared kind: external)."""
+def test_one_flannel_file_serves_every_machine_from_its_facts(host):
+    """flannel-fleet.yaml, applied unchanged on two "machines" (namespaces, each with a NIC
+    netdecl does not own): each finds its pod subnet and its peer from its own eth0 address,
+    a host fact read at plan time."""
     make_machines(host)
     before = host.snapshot()
-    for machine, path in (("hosta", FLANNEL_NODES[0]), ("hostb", FLANNEL_NODES[1])):
-        result = on_machine(host, machine, "apply", path)
+    for machine in ("hosta", "hostb"):
+        result = on_machine(host, machine, "apply", FLANNEL_FLEET)
         assert result.returncode == 0, f"{machine}:\n{result.stdout}\n{result.stderr}"
+    # each machine built its own half (an independent eye: ip -j on each)
+    for machine, subnet, peer, pod in (("hosta", "10.244.2.0/24", "192.168.117.208", "pod-n1"),
+                                       ("hostb", "10.244.1.0/24", "192.168.117.207", "pod-n2")):
+        routes = json.loads(host.run(["ip", "-n", machine, "-j", "route", "show",
+                                      subnet]).stdout)
+        assert [(r["gateway"], r["dev"]) for r in routes] == [(peer, "eth0")]
+        assert pod in host.netns_list()
     pod = host.start_server("pod-n2", 80)
     assert get(host, "pod-n1", "10.244.2.2", 80, pod) == ("pod-n2", "10.244.1.2")
     lan = host.start_server("hostb", 80)  # a server on node 2 itself: outside the pod network
     assert get(host, "pod-n1", "192.168.117.208", 80, lan) == ("hostb", "192.168.117.207")
-    for machine, path in (("hosta", FLANNEL_NODES[0]), ("hostb", FLANNEL_NODES[1])):
-        plan = on_machine(host, machine, "plan", "--detailed-exitcode", path)
+    for machine in ("hosta", "hostb"):
+        plan = on_machine(host, machine, "plan", "--detailed-exitcode", FLANNEL_FLEET)
         assert plan.returncode == 0, plan.stdout + plan.stderr
-        assert on_machine(host, machine, "destroy", path).returncode == 0
+        assert on_machine(host, machine, "destroy", FLANNEL_FLEET).returncode == 0
     assert host.snapshot() == before
 
 

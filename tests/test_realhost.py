@@ -227,7 +227,7 @@ def test_an_incompatible_object_is_not_adopted(host):
 # -- show round trip -----------------------------------------------------------------------------
 
 NEEDS_NIC = {"host-a.yaml": "192.168.117.207", "host-b.yaml": "192.168.117.208",
-             "flannel-node1.yaml": "192.168.117.207", "flannel-node2.yaml": "192.168.117.208"}
+             "flannel-fleet.yaml": "192.168.117.207"}
 
 
 @pytest.mark.parametrize("name", SHIPPED)

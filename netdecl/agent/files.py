@@ -95,6 +95,16 @@ class FileWatch:
                            f"{POLL_INTERVAL:g}s instead"
         self._stats = {p: _stat(p) for p in self._polled()}
 
+    def add(self, path: Path) -> None:
+        """Watch one more file (a file a topology includes)."""
+        path = path.absolute()
+        if path in self.paths:
+            return
+        self.paths.add(path)
+        if self._inotify is not None and path.parent.is_dir():
+            self._inotify.watch(path.parent)  # (inotify ignores a directory watched twice)
+        self._stats[path] = _stat(path)
+
     @property
     def fileno(self) -> int | None:
         return self._inotify.fd if self._inotify is not None else None

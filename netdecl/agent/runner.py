@@ -86,10 +86,22 @@ class Source:
     broken: bool = False
     invalid: bool = False  # its current content was refused (the last good version stays)
     scope: set[str] = field(default_factory=set)  # namespaces its plan reads
+    included: tuple[Path, ...] = ()  # the files a templated topology includes
 
     @property
     def name(self) -> str:
         return self.desired.name if self.desired is not None else str(self.path)
+
+
+def _digest(data: bytes, included: Iterable[Path]) -> str:
+    """Of a file and the files it includes (one missing now: that, too, is a change)."""
+    digest = hashlib.sha256(data)
+    for path in included:
+        try:
+            digest.update(read_file(str(path)))
+        except InvalidTopology:
+            digest.update(b"\0missing")
+    return digest.hexdigest()
 
 
 def expand(paths: Iterable[str]) -> tuple[list[Path], list[Path]]:
@@ -109,8 +121,10 @@ def expand(paths: Iterable[str]) -> tuple[list[Path], list[Path]]:
 
 class Agent:
     def __init__(self, paths: list[str], state_root: Path, *, resync: float = 60.0,
-                 log: AgentLog | None = None, metrics: AgentMetrics | None = None):
+                 log: AgentLog | None = None, metrics: AgentMetrics | None = None,
+                 variables: dict[str, Any] | None = None):
         self.paths = paths
+        self.variables = variables or {}  # --var: for templates, every file takes them
         self.state_root = state_root
         self.resync = resync
         self.log = log or AgentLog()
@@ -118,6 +132,7 @@ class Agent:
         self.backoff = Backoff()
         self.kernel = KernelWatch()
         self.sources: dict[Path, Source] = {}
+        self.included: dict[Path, set[Path]] = {}  # an included file -> the files including it
         self.directories: list[Path] = []
         self.selector = selectors.DefaultSelector()
         self.files: FileWatch | None = None
@@ -160,7 +175,7 @@ class Agent:
             self.metrics.not_ready = {s.name for s in self.sources.values()}
             if metrics_listen:
                 self.metrics.serve(metrics_listen)
-            self.files = FileWatch([s.path for s in self.sources.values()],
+            self.files = FileWatch([s.path for s in self.sources.values()] + list(self.included),
                                    [*self.directories, Path(namespaces.NETNS_RUN_DIR)])
             if self.files.problem:
                 self.log("watching", self.files.problem, level="warning")
@@ -323,6 +338,9 @@ class Agent:
                     # is not its to wait out (the fix of a conflict applies in a second)
                     source.failures, source.retry_at = 0, 0.0
                 self._mark(source, FILE, f"{path} changed", now)
+            for root in self.included.get(path, ()):
+                if root in self.sources:
+                    self._mark(self.sources[root], FILE, f"{path} (included) changed", now)
 
     def _namespaces_changed(self, now: float) -> None:
         """/run/netns changed: a namespace deleted must lose its sockets at once (they would
@@ -379,11 +397,19 @@ class Agent:
     def _read(self, source: Source) -> bool:
         """(Re)load the file; True if its content changed. Raises InvalidTopology."""
         data = read_file(str(source.path))
-        digest = hashlib.sha256(data).hexdigest()
+        digest = _digest(data, source.included)
         if digest == source.digest and source.desired is not None:
             source.invalid = False  # back to the last good version
             return False
-        topology = api.load(text=data, name=str(source.path))
+        topology = api.load(text=data, name=str(source.path), variables=self.variables)
+        # a template's includes: their text is part of what the file says, and is watched
+        source.included = tuple(Path(f).absolute() for f in topology.sources
+                                if Path(f).absolute() != source.path)
+        digest = _digest(data, source.included)
+        for included in source.included:
+            self.included.setdefault(included, set()).add(source.path)
+            if self.files is not None:
+                self.files.add(included)
         clash = [s.path for s in self.sources.values()
                  if s is not source and s.desired is not None and s.name == topology.name]
         if clash:

@@ -154,9 +154,11 @@ def scope(desired: Topology, state_root: Path) -> Scope:
     return scope_for(desired, RecordStore(state_root).load(desired.name))
 
 
-def save_plan(result: Plan, path: Path, source: Path) -> None:
-    """Save a plan for `apply PLAN`; the topology file's text travels with it."""
-    planfile.save(path, result, str(source.resolve()), source.read_text(encoding="utf-8"))
+def save_plan(result: Plan, path: Path, source: Path, text: str | None = None) -> None:
+    """Save a plan for `apply PLAN`; the topology file's text (or ``text``: a template's
+    expansion) travels with it."""
+    planfile.save(path, result, str(source.resolve()),
+                  source.read_text(encoding="utf-8") if text is None else text)
 
 
 def load_saved_plan(path: str) -> tuple[SavedPlan, Topology] | None:

@@ -152,7 +152,8 @@ class Context:
 
     def error(self, path: Path, message: str, at_key: bool = False) -> None:
         line, col = self.doc.key_pos(path) if at_key else self.doc.value_pos(path)
-        self.errors.append(Diagnostic(self.file, line, col, message))
+        file, note = self.doc.origin(path)
+        self.errors.append(Diagnostic(file or self.file, line, col, message, note=note))
 
     def quoted(self, text: str) -> str:
         return quoted(text)
@@ -171,7 +172,9 @@ class Context:
 
     def warn(self, path: Path, message: str) -> None:
         line, col = self.doc.value_pos(path)
-        self.warnings.append(Diagnostic(self.file, line, col, message, severity="warning"))
+        file, note = self.doc.origin(path)
+        self.warnings.append(Diagnostic(file or self.file, line, col, message,
+                                        severity="warning", note=note))
 
     def items(self, *section: str) -> Iterator[tuple[Path, dict[str, Any]]]:
         """The mapping items of a list section (``links``, ``nat.masquerade``), with paths."""
@@ -282,10 +285,10 @@ def check_duplicate_links(ctx: Context) -> None:
     for decl in ctx.links:
         first = seen.setdefault((decl.namespace, decl.name), decl)
         if first is not decl:
-            line = ctx.doc.value_pos((*first.path, "name"))[0]
+            where = ctx.doc.where((*first.path, "name"), ctx.file)
             ctx.error((*decl.path, "name"),
                       f"link {quoted(decl.name)} is declared twice in namespace "
-                      f"{decl.namespace or 'root'} (first at line {line})")
+                      f"{decl.namespace or 'root'} (first at {where})")
 
 
 # A Linux bridge has at most 1024 ports (BR_MAX_PORTS: 10 bits of port number); the 1025th is
@@ -352,8 +355,8 @@ def check_addresses(ctx: Context) -> None:
                 continue
             name, first = owner.setdefault((decl.namespace, iface.ip), (decl.name, path))
             if first != path:
-                ctx.error(path, f"address {iface.ip} is already on {quoted(name)} (line "
-                                f"{ctx.doc.value_pos(first)[0]}) in namespace "
+                ctx.error(path, f"address {iface.ip} is already on {quoted(name)} ("
+                                f"{ctx.doc.where(first, ctx.file)}) in namespace "
                                 f"{decl.namespace or 'root'}")
                 continue
             ctx.addresses.add((decl.namespace, iface.ip))
@@ -452,7 +455,7 @@ def check_routes(ctx: Context) -> None:
         if first != path:
             ctx.error((*path, "to"), f"route {route.get('to')} (table {key[1]}, metric {metric}) "
                                      f"is declared twice in namespace {ns or 'root'} "
-                                     f"(first at line {ctx.doc.value_pos(first)[0]})")
+                                     f"(first at {ctx.doc.where(first, ctx.file)})")
 
 
 def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int) -> str | None:
@@ -592,9 +595,9 @@ def check_forward_overlaps(ctx: Context, forwards: list[Forward]) -> None:
         for earlier in forwards[:i]:
             if earlier.namespace == later.namespace and \
                     _same_traffic(ctx, later.namespace, earlier.rule, later.rule):
-                line = ctx.doc.value_pos(earlier.path)[0]
+                where = ctx.doc.where(earlier.path, ctx.file)
                 ctx.error(later.path, f"this port forward catches the same connections as the "
-                                      f"one at line {line} ({earlier.rule.describe()}), which "
+                                      f"one at {where} ({earlier.rule.describe()}), which "
                                       "would always win: give one of them another port, "
                                       "address, in or from")
                 break
@@ -749,8 +752,8 @@ def check_rules(ctx: Context) -> None:
         first = seen.setdefault(seen_key, path)
         if first != path:
             ctx.error((*path, "priority"), f"rule priority {priority} is used twice in namespace "
-                                           f"{ns or 'root'} (first at line "
-                                           f"{ctx.doc.value_pos(first)[0]})")
+                                           f"{ns or 'root'} (first at "
+                                           f"{ctx.doc.where(first, ctx.file)})")
 
 
 def check_probes(ctx: Context) -> None:

@@ -58,6 +58,8 @@ from netdecl.topology.format import (
     route_to,
     sysctl_value,
 )
+from netdecl.topology.template.expand import Expander, TemplateProblem, is_template
+from netdecl.topology.template.include import collect
 from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
 
 if TYPE_CHECKING:
@@ -69,24 +71,58 @@ MAX_DIAGNOSTICS = 500  # past this nobody reads on, and a hostile file could mak
 # (a wheel in site-packages, a zip, an editable checkout). A Traversable: use .read_text().
 SCHEMA_PATH = resources.files("netdecl.topology").joinpath("topology.schema.json")
 
-__all__ = ["SCHEMA_PATH", "load_topology", "load_topology_text"]
+__all__ = ["SCHEMA_PATH", "load_document", "load_topology", "load_topology_text"]
 
 
 # ---------------------------------------------------------------------------- entry points
 
 
-def load_topology(path: str | os.PathLike[str]) -> Topology:
-    """Load and validate a topology file. Raises InvalidTopology listing every problem."""
+def load_topology(path: str | os.PathLike[str], *, variables: Mapping[str, Any] | None = None,
+                  facts: Mapping[str, Any] | None = None) -> Topology:
+    """Load and validate a topology file, or a directory of them read as one topology.
+    ``variables`` override the template's vars (values: text, as from --var, or typed);
+    ``facts`` is what ``${facts...}`` reads (read lazily: only a file that uses it pays).
+    Raises InvalidTopology listing every problem."""
     filename = os.fspath(path)
-    return load_topology_text(read_file(filename), filename)
+    if os.path.isdir(filename):
+        doc = expand(filename, None, variables, facts)
+        return _validated(doc, filename)
+    return load_topology_text(read_file(filename), filename, variables=variables, facts=facts)
 
 
-def load_topology_text(text: str | bytes, filename: str = "<string>") -> Topology:
-    """Load and validate topology text; ``filename`` is only used in diagnostics."""
+def load_topology_text(text: str | bytes, filename: str = "<string>", *,
+                       variables: Mapping[str, Any] | None = None,
+                       facts: Mapping[str, Any] | None = None) -> Topology:
+    """Load and validate topology text; ``filename`` is used in diagnostics and is where
+    relative includes start from."""
+    return _validated(load_document(text, filename, variables, facts), filename)
+
+
+def load_document(text: str | bytes, filename: str, variables: Mapping[str, Any] | None = None,
+                  facts: Mapping[str, Any] | None = None) -> Document:
+    """The file as plain data with positions: parsed, and expanded when it is a template."""
     try:
-        doc = parse(decode(text) if isinstance(text, bytes) else text)
+        source = decode(text) if isinstance(text, bytes) else text
+        doc = parse(source)
     except YamlProblem as e:
         raise InvalidTopology([Diagnostic(filename, e.line, e.col, e.message)]) from None
+    if doc.data is not None and (variables or is_template(source, doc.data)):
+        return expand(filename, source, variables, facts)
+    return doc
+
+
+def expand(filename: str, text: str | None, variables: Mapping[str, Any] | None,
+           facts: Mapping[str, Any] | None) -> Document:
+    """A template (a file with its includes, or a directory) expanded into one Document."""
+    try:
+        sources = collect(filename, read_file, text)
+        return Expander(sources, dict(variables or {}), facts, filename).run()
+    except TemplateProblem as e:
+        raise InvalidTopology([Diagnostic(e.file, e.pos[0], e.pos[1], e.message,
+                                          note=e.note)]) from None
+
+
+def _validated(doc: Document, filename: str) -> Topology:
     if doc.data is None:
         raise InvalidTopology([Diagnostic(filename, 1, 1, "the file is empty; a topology needs "
                                                           "at least 'version: 1' and 'name:'")])
@@ -96,7 +132,22 @@ def load_topology_text(text: str | bytes, filename: str = "<string>") -> Topolog
         raise InvalidTopology(errors)
     topology = build(doc)
     topology.warnings = [str(w) for w in sorted(set(ctx.warnings))]
+    topology.sources = doc.files or (filename,)
+    if doc.files:
+        topology.expanded = doc.data
     return topology
+
+
+def load_var_file(filename: str) -> dict[str, Any]:
+    """A --var-file: a YAML mapping of variable names to values."""
+    try:
+        doc = parse(decode(read_file(filename)))
+    except YamlProblem as e:
+        raise InvalidTopology([Diagnostic(filename, e.line, e.col, e.message)]) from None
+    if not isinstance(doc.data, dict):
+        raise InvalidTopology([Diagnostic(filename, 1, 1, "a var file is a mapping of "
+                                                          "NAME: VALUE")])
+    return dict(doc.data)
 
 
 def read_file(filename: str) -> bytes:
@@ -188,13 +239,15 @@ def schema_problems(doc: Document, filename: str) -> list[tuple[Diagnostic, bool
     if fast_valid(doc.data):
         return []
     found = schema_errors.problems(validator().iter_errors(doc.data), doc)
-    return [(Diagnostic(filename, p.pos[0], p.pos[1], p.message), p.soft) for p in found]
+    return [(Diagnostic(p.origin[0] or filename, p.pos[0], p.pos[1], p.message,
+                        note=p.origin[1]), p.soft) for p in found]
 
 
 def merge(schema: list[tuple[Diagnostic, bool]], semantic: list[Diagnostic]) -> list[Diagnostic]:
     """One message per problem: a semantic message beats a schema pattern error at one spot."""
-    semantic_at = {(d.line, d.col) for d in semantic}
-    kept = [d for d, soft in schema if not (soft and (d.line, d.col) in semantic_at)]
+    semantic_at = {(d.file, d.line, d.col, d.note) for d in semantic}
+    kept = [d for d, soft in schema
+            if not (soft and (d.file, d.line, d.col, d.note) in semantic_at)]
     found = sorted(set(kept) | set(semantic))
     if len(found) > MAX_DIAGNOSTICS:
         rest = found[MAX_DIAGNOSTICS]

@@ -7,6 +7,7 @@ jsonschema says "'big' is not of type 'integer'"; users should read
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 from collections.abc import Iterator
@@ -49,12 +50,18 @@ class SchemaProblem:
     pos: Pos
     message: str
     soft: bool = False
+    # of an expanded template: the file and loop iteration (Document.origin); else (None, "")
+    origin: tuple[str | None, str] = (None, "")
 
 
 def problems(errors: Iterator[ValidationError], doc: Document) -> list[SchemaProblem]:
     out: list[SchemaProblem] = []
     for error in errors:
-        out.extend(convert(error, doc))
+        found = convert(error, doc)
+        if doc.origins:
+            origin = doc.origin(tuple(error.absolute_path))
+            found = [dataclasses.replace(p, origin=origin) for p in found]
+        out.extend(found)
     return sorted(set(out), key=lambda p: (p.pos, p.message))
 
 

@@ -79,6 +79,10 @@ class Document:
     data: Any
     values: dict[Path, Pos] = field(default_factory=dict)  # path -> position of the value
     keys: dict[Path, Pos] = field(default_factory=dict)  # path -> position of its mapping key
+    # Set by template expansion (template/expand.py) where a part of the data comes from
+    # another file or a loop iteration: path -> (file, "i=17"); other paths: the loaded file.
+    origins: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # of an expanded template: every file it was read from
 
     def value_pos(self, path: Path) -> Pos:
         """Position of the value at ``path``, or of the nearest enclosing value we know."""
@@ -87,6 +91,26 @@ class Document:
             if pos is not None:
                 return pos
         return (1, 1)
+
+    def origin(self, path: Path) -> tuple[str | None, str]:
+        """The file (None: the loaded one) and loop iteration the value at ``path`` comes from."""
+        if self.origins:
+            for i in range(len(path), -1, -1):
+                found = self.origins.get(tuple(path[:i]))
+                if found is not None:
+                    return found
+        return None, ""
+
+    def where(self, path: Path, file: str) -> str:
+        """'line 12' of the loaded ``file``, or 'other.yaml:12' (with its iteration), for
+        messages that name a second place; of a template with includes always FILE:LINE."""
+        line = self.value_pos(path)[0]
+        origin, note = self.origin(path)
+        if len(self.files) > 1:  # a template with includes: always say which file
+            place = f"{origin or file}:{line}"
+        else:
+            place = f"line {line}" if origin in (None, file) else f"{origin}:{line}"
+        return f"{place} ({note})" if note else place
 
     def key_pos(self, path: Path) -> Pos:
         """Position of the key naming ``path`` (list items have none: their value instead)."""

@@ -40,6 +40,12 @@ options:
       - Path of a topology file on the managed host.
       - Exactly one of O(src) and O(content) is required.
     type: path
+  vars:
+    description:
+      - Values for the topology template's C(vars) (as C(netdecl apply --var NAME=VALUE));
+        they beat the file's defaults.
+      - O(src) may also be a directory, read as one topology, or a file with C(include).
+    type: dict
   content:
     description:
       - The topology as YAML text, for example from the C(template) lookup.
@@ -125,6 +131,12 @@ EXAMPLES = r"""
   netdecl.netdecl.topology:
     src: /etc/netdecl/docker-bridge.yaml
     state_dir: /var/lib/netdecl
+
+- name: One templated file for the whole fleet, this host's values from its inventory
+  netdecl.netdecl.topology:
+    src: /etc/netdecl/star.yaml
+    vars:
+      n: "{{ containers | default(10) }}"
 
 - name: Drift check (run with --check --diff; changed means the host drifted)
   netdecl.netdecl.topology:
@@ -233,9 +245,9 @@ def netdecl_calls():
     (netdecl.api, re-exported as netdecl.*), sandboxes and probes included, and nothing else of
     netdecl. Results come back as data (Plan objects, probe results), never as text to
     parse."""
-    def load(src, content):
-        return netdecl.load(src) if src is not None else \
-            netdecl.load(text=content, name=CONTENT_NAME)
+    def load(src, content, variables=None):
+        return netdecl.load(src, variables=variables) if src is not None else \
+            netdecl.load(text=content, name=CONTENT_NAME, variables=variables)
 
     def plan(topology, root, adopt):
         return netdecl.plan(topology, state_dir=root, adopt=adopt)
@@ -266,6 +278,7 @@ def netdecl_calls():
 ARGUMENT_SPEC = dict(
     src=dict(type="path"),
     content=dict(type="str"),
+    vars=dict(type="dict"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     state_dir=dict(type="path"),
     sandbox=dict(type="str"),
@@ -298,7 +311,7 @@ def run(module, api, outcome):
     params = module.params
     if params["sandbox"]:
         api.enter_sandbox(params["sandbox"])  # first: it must run before any thread starts
-    topology = api.load(params["src"], params["content"])
+    topology = api.load(params["src"], params["content"], params["vars"])
     outcome.result["topology"] = topology.name
     for warning in topology.warnings:
         module.warn(warning)
