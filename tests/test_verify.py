@@ -167,12 +167,13 @@ def test_udp_probes_direct_through_a_forward_and_masqueraded(host, tmp_path: Pat
 
 def test_a_probe_leaves_the_topology_only_into_a_network_the_file_declares():
     """Another host's pod is outside the topology but inside a network the file declares:
-    host-a.yaml's overlay subnet on its bridge, flannel-node1.yaml's host-gw route. A default
-    route declares nothing: 192.0.2.7 stays refused."""
+    host-a.yaml's overlay subnet on its bridge, flannel-fleet.yaml's host-gw route (as node 1
+    applies it). A default route declares nothing: 192.0.2.7 stays refused."""
+    node1 = {"node_ip": "192.168.117.207"}
     for path, address, network in (("topologies/host-a.yaml", "10.244.2.2", "10.244.0.0/16"),
-                                   ("topologies/flannel-node1.yaml", "10.244.2.2",
+                                   ("topologies/flannel-fleet.yaml", "10.244.2.2",
                                     "10.244.2.0/24")):
-        topo = load_topology(path)
+        topo = load_topology(path, variables=node1 if "fleet" in path else None)
         (probe,) = topo.probes
         target = resolve(topo, probe)
         assert (target.address, target.outside, target.port) == (address, network, 80), path
