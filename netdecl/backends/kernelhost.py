@@ -11,9 +11,10 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netdecl.backends import namespaces, sysctl
+from netdecl.backends import namespaces, qdiscs, sysctl
 from netdecl.backends.host import Birth, Scope, temp_namespace_name
 from netdecl.backends.netlink import Kernel, KernelError
+from netdecl.backends.rtnl import RtnlError
 from netdecl.links import EXTERNAL
 from netdecl.model import (
     ROOT,
@@ -23,6 +24,7 @@ from netdecl.model import (
     Namespace,
     NatTable,
     NetObject,
+    Qdisc,
     Route,
     Sysctl,
 )
@@ -139,6 +141,21 @@ def _delete_nat(topology: str, table: NatTable) -> None:
     nftables.delete(topology, table.namespace, nat_handle(table))
 
 
+def _write_qdisc(k: Kernel, before: Qdisc | None, after: Qdisc) -> None:
+    """A link's root chain replaced in place, or the qdisc from before netdecl put back."""
+    ns = after.namespace
+    what = f"{'restore' if after.original else 'set'} {after.describe()}"
+    try:
+        index = k.index_of(ns, after.link)
+        sock = k.rtnl(ns)
+        if after.original:
+            qdiscs.restore(sock, index, after.original)
+        else:
+            qdiscs.write_egress(sock, index, before, after)
+    except RtnlError as exc:
+        raise KernelError(exc.errno or errno.EIO, what) from None
+
+
 def _readd(add: Callable[[Kernel, Any], None], remove: Callable[[Kernel, Any], None]
            ) -> Callable[[Kernel, Any, Any, Any, str, Birth], None]:
     """modify for objects the kernel cannot change in place: delete the old, add the new."""
@@ -194,7 +211,24 @@ WRITERS: dict[str, _Writer] = {
         create=lambda k, o, t, p, b: _create_nat(k, o, t, b),
         delete=lambda k, o, t, p: _delete_nat(t, o),
         modify=lambda k, b, a, c, t, birth: _replace_nat(k, b, a, t, birth)),
+    # a link always has a root qdisc: netdecl replaces it, and puts the old one back
+    "qdisc": _Writer(
+        create=lambda k, o, t, p, _: _write_qdisc(k, None, o),
+        delete=_no_modify("qdisc"),
+        modify=lambda k, b, a, c, t, _: _write_qdisc(k, b, a)),
 }
+
+
+def _read_qdiscs(kernel: Kernel, ns: str, links: list[Link],
+                 wanted: set[tuple[str, str]]) -> list[Qdisc]:
+    msgs = qdiscs.dump(kernel.rtnl(ns))
+    found = []
+    for link in links:
+        if (ns, link.name) in wanted and link.ifindex is not None:
+            qdisc = qdiscs.egress_of(ns, link.name, link.ifindex, msgs)
+            if qdisc is not None:
+                found.append(qdisc)
+    return found
 
 
 def _no_birth() -> Birth:
@@ -238,6 +272,8 @@ class KernelHost:
             seen.extend(links)
             seen.extend(kernel.read_addresses(ns, link_local=False))  # never managed
             seen.extend(kernel.read_routes(ns))
+            if any(where == ns for where, _ in scope.qdiscs):
+                seen.extend(_read_qdiscs(kernel, ns, links, scope.qdiscs))
             if scope.rules:
                 seen.extend(kernel.read_rules(ns))
             if scope.fdb:
@@ -267,6 +303,9 @@ class KernelHost:
                changes: dict[str, Any], topology: str, birth: Birth | None = None) -> None:
         WRITERS[after.TYPE].modify(self.kernel, before, after, changes, topology,
                                    birth or _no_birth())
+
+    def missing_qdisc_kinds(self, kinds: Collection[str]) -> dict[str, str]:
+        return qdiscs.missing_kinds(kinds)
 
     def set_alias(self, link: NetObject, alias: str | None) -> None:
         assert isinstance(link, Link)

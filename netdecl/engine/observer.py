@@ -22,6 +22,7 @@ from netdecl.model import (
     NatTable,
     Neighbor,
     NetObject,
+    Qdisc,
     Rule,
     Sysctl,
     Topology,
@@ -38,6 +39,7 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
     names |= {key[1] for key in record.identities if key[0] == "link"}
     names |= {ns for ns, _ in record.sysctl_originals}
     names |= {ns for ns, _, _ in record.link_originals}
+    names |= {ns for ns, _, _ in record.qdisc_originals}
     sysctls: dict[str, set[str]] = {}
     for o in desired.of_type(Sysctl):
         sysctls.setdefault(o.namespace, set()).add(o.name)
@@ -59,6 +61,8 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
         or "fdb" in types or "neighbor" in types
         or any(kind.reads_fdb for link in desired.of_type(Link)
                if (kind := link_kind(link.kind)) is not None),
+        qdiscs={(q.namespace, q.link) for q in desired.of_type(Qdisc)}
+        | {(ns, link) for ns, link, _ in record.qdisc_originals},
     )
 
 

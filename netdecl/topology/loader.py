@@ -58,6 +58,7 @@ from netdecl.topology.format import (
     route_to,
     sysctl_value,
 )
+from netdecl.topology.trafficcontrol import build_qdiscs
 from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
 
 if TYPE_CHECKING:
@@ -360,6 +361,7 @@ BUILDERS: dict[str, Builder] = {
     "fdb": build_fdb,
     "neighbor": build_neighbors,
     "rule": build_rules,
+    "qdisc": build_qdiscs,
 }
 # What the file implies rather than says, run after every builder.
 DERIVED: tuple[Builder, ...] = (hairpin_by_default,)

@@ -1,0 +1,81 @@
+"""A link's ``netem``, ``shaping`` and ``qdisc``: checked with tc's own parsers, then built
+into Qdisc objects. The units and the kernel's terms are netdecl/tc/'s; this module only knows
+where in the file each value is, so every problem is reported at its ``FILE:LINE:COL``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from netdecl.model import EGRESS, ROOT, Qdisc, Topology
+from netdecl.tc import qdiscs, units
+from netdecl.topology.yamlsrc import Document
+
+if TYPE_CHECKING:
+    from netdecl.topology.checks import Context
+
+_NETEM_PARSERS: dict[str, Callable[[Any, str], int]] = {
+    "delay": units.time_ns, "jitter": units.time_ns, "correlation": units.percent,
+    "loss": units.percent, "duplicate": units.percent, "reorder": units.percent,
+    "corrupt": units.percent, "rate": units.rate_bytes}
+_BUCKET_PARSERS: dict[str, Callable[[Any, str], int]] = {
+    "rate": units.rate_bytes, "burst": units.size_bytes, "latency": units.time_ns,
+    "limit": units.size_bytes}
+
+
+def declares_tc(entry: dict[str, Any]) -> bool:
+    return any(entry.get(key) is not None for key in ("netem", "shaping", "qdisc"))
+
+
+def check_traffic_control(ctx: Context) -> None:
+    """Each value in its unit and range, at its own position; then the chain as a whole."""
+    for path, entry in ctx.items("links"):
+        if not declares_tc(entry):
+            continue
+        ok = True
+        netem = entry.get("netem")
+        if isinstance(netem, dict):
+            for key, parse in _NETEM_PARSERS.items():
+                ok &= _parsed(ctx, (*path, "netem", key), netem.get(key), parse, f"netem {key}")
+        shaping = entry.get("shaping")
+        for direction in ("egress", "ingress"):
+            bucket = shaping.get(direction) if isinstance(shaping, dict) else None
+            if isinstance(bucket, dict):
+                for key, parse in _BUCKET_PARSERS.items():
+                    ok &= _parsed(ctx, (*path, "shaping", direction, key), bucket.get(key),
+                                  parse, f"shaping {direction} {key}")
+        if entry.get("qdisc") is not None and (netem is not None or shaping):
+            ctx.error((*path, "qdisc"), "qdisc names the root scheduler of a link without "
+                      "netem or shaping; with them, netdecl builds the root itself (tbf, netem)")
+            ok = False
+        if isinstance(shaping, dict) and shaping.get("ingress") is not None:
+            ctx.error((*path, "shaping", "ingress"), "ingress shaping is not supported yet")
+            ok = False
+        if ok and isinstance(netem, (dict, type(None))):
+            try:
+                qdiscs.egress_stages(entry)
+            except (units.UnitError, KeyError, TypeError) as exc:
+                ctx.error((*path, "netem") if netem is not None else path, str(exc))
+
+
+def _parsed(ctx: Context, path: tuple[Any, ...], value: Any,
+            parse: Callable[[Any, str], int], what: str) -> bool:
+    if value is None:
+        return True
+    try:
+        parse(value, what)
+    except units.UnitError as exc:
+        ctx.error(path, str(exc))
+        return False
+    return True
+
+
+def build_qdiscs(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    for i, entry in enumerate(data.get("links") or []):
+        if not declares_tc(entry):
+            continue
+        stages = qdiscs.egress_stages(entry)
+        if stages:
+            obj = Qdisc(entry.get("namespace", ROOT), entry["name"], EGRESS, stages)
+            topology.add(obj)
+            topology.positions[obj.key] = doc.value_pos(("links", i))
