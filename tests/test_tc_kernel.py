@@ -1,0 +1,166 @@
+"""Traffic control on this machine's kernel (it has tbf but not netem): a declared egress rate
+measured with a bulk TCP transfer, changed in place (same link, same qdisc handle), a
+hand-set qdisc on an external link recorded and put back by destroy and by a failed apply's
+rollback, and a plan needing netem refused naming the module, with nothing changed.
+
+The independent eye is `tc -j qdisc show`; the rate is what a receiver counts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BULK = str(Path(__file__).with_name("tcbulk.py"))
+# TCP's payload per 1514-byte frame a tbf counts on a veth (1448 with timestamps)
+GOODPUT = 1448 / 1514
+TOLERANCE = 0.15
+
+TOPOLOGY = """\
+version: 1
+name: tcrate
+namespaces:
+  a: {}
+  b: {}
+links:
+  - name: va
+    kind: veth
+    namespace: a
+    addresses: [10.61.0.1/24]
+    shaping:
+      egress: {rate: RATE, burst: 32kb}
+    peer: {name: vb, namespace: b, addresses: [10.61.0.2/24]}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "tc.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def netdecl_ok(host, *args: str, **kwargs: Any) -> str:
+    result = host.netdecl(*args, **kwargs)
+    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def qdiscs(host, dev: str, ns: str | None = None) -> list[dict[str, Any]]:
+    return json.loads(host.run(["tc", "-j", "qdisc", "show", "dev", dev], ns=ns).stdout)
+
+
+def root(host, dev: str, ns: str | None = None) -> dict[str, Any]:
+    (found,) = [q for q in qdiscs(host, dev, ns) if q.get("root")]
+    return found
+
+
+def goodput(host, src: str, dst: str, address: str, size: int) -> float:
+    """Bytes per second a receiver in ``dst`` counts from a bulk sender in ``src``."""
+    out = host.run([sys.executable, BULK, src, dst, address, str(size)], timeout=90).stdout
+    result = json.loads(out)
+    assert result["bytes"] == size, result
+    return result["bytes"] / result["seconds"]
+
+
+def ifindex(host, dev: str, ns: str) -> int:
+    (link,) = host.ip_json("link", "show", "dev", dev, ns=ns)
+    return link["ifindex"]
+
+
+def test_an_egress_rate_is_measured_and_changed_in_place(host, tmp_path: Path):
+    netdecl_ok(host, "apply", write(tmp_path, TOPOLOGY.replace("RATE", "20mbit")))
+    found = root(host, "va", "a")
+    assert (found["kind"], found["options"]["rate"]) == ("tbf", 2_500_000), found
+    handle, index = found["handle"], ifindex(host, "va", "a")
+    measured = goodput(host, "a", "b", "10.61.0.2", 3_000_000)
+    assert abs(measured / (2_500_000 * GOODPUT) - 1) < TOLERANCE, measured
+    # the other way is not shaped: far faster than the cap
+    assert goodput(host, "b", "a", "10.61.0.1", 3_000_000) > 3 * 2_500_000
+
+    path = write(tmp_path, TOPOLOGY.replace("RATE", "40000000"))  # bits/s, as CNI gives it
+    plan = netdecl_ok(host, "plan", path)
+    assert "~ qdisc egress on a/va: qdisc tbf rate 20mbit" in plan, plan
+    assert "-> tbf rate 40mbit" in plan and "1 to change" in plan, plan
+    netdecl_ok(host, "apply", path)
+    found = root(host, "va", "a")
+    # changed in place: the same qdisc (handle) on the same link (ifindex)
+    assert (found["handle"], found["options"]["rate"]) == (handle, 5_000_000), found
+    assert ifindex(host, "va", "a") == index
+    measured = goodput(host, "a", "b", "10.61.0.2", 6_000_000)
+    assert abs(measured / (5_000_000 * GOODPUT) - 1) < TOLERANCE, measured
+    assert "No changes" in netdecl_ok(host, "plan", path)
+
+    # no longer declared: the kernel's default comes back, on the same link
+    plain = TOPOLOGY.replace("    shaping:\n      egress: {rate: RATE, burst: 32kb}\n", "")
+    plain_path = write(tmp_path, plain)
+    netdecl_ok(host, "apply", plain_path)
+    assert root(host, "va", "a")["kind"] == "noqueue"
+    assert ifindex(host, "va", "a") == index
+    netdecl_ok(host, "destroy", plain_path)
+
+
+EXTERNAL = """\
+version: 1
+name: tcext
+sysctls: {net.ipv4.conf.all.forwarding: 1}
+links:
+  - name: ext0
+    kind: external
+    shaping:
+      egress: {rate: 8mbit, burst: 64kb, latency: 40ms}
+"""
+
+
+def hand_set(host) -> dict[str, Any]:
+    host.run(["ip", "link", "add", "ext0", "type", "veth", "peer", "name", "ext1"])
+    host.run(["tc", "qdisc", "add", "dev", "ext0", "root", "handle", "1:", "pfifo",
+              "limit", "77"])
+    before = root(host, "ext0")
+    assert (before["kind"], before["handle"], before["options"]["limit"]) == ("pfifo", "1:", 77)
+    return before
+
+
+def test_a_hand_set_qdisc_is_recorded_and_put_back_by_destroy(host, tmp_path: Path):
+    before = hand_set(host)
+    path = write(tmp_path, EXTERNAL)
+    netdecl_ok(host, "apply", path)
+    found = root(host, "ext0")
+    assert found["kind"] == "tbf" and found["options"]["rate"] == 1_000_000, found
+    # latency 40ms at 1 MB/s plus the 64 KiB bucket: the queue tc would have computed
+    (fifo,) = [q for q in qdiscs(host, "ext0") if q["kind"] == "bfifo"]
+    assert fifo["options"]["limit"] == 40_000 + 65_536
+    netdecl_ok(host, "destroy", path)
+    assert root(host, "ext0") == before
+
+
+def test_a_failed_apply_puts_the_hand_set_qdisc_back(host, tmp_path: Path):
+    before = hand_set(host)
+    path = write(tmp_path, EXTERNAL)
+    plan = netdecl_ok(host, "plan", path)
+    lines = plan.splitlines()
+    changed = lines.index("    ~ qdisc egress on ext0: qdisc pfifo -> tbf rate 8mbit burst 64kb "
+                          "limit 105536")
+    assert lines[changed + 1].startswith("    ~ sysctl"), plan
+    # the sysctl, the third action, fails: after the qdisc was replaced
+    failed = host.netdecl("apply", path, env={"NETDECL_FAIL_AT": "3"})
+    text = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "the 2 action(s) done before the failure were undone" \
+        in text and "modify sysctl" in text, text
+    assert root(host, "ext0") == before
+    assert host.sysctl("net.ipv4.conf.all.forwarding") == "0"
+
+
+def test_a_qdisc_kind_the_kernel_lacks_is_refused_at_plan_naming_its_module(
+        host, tmp_path: Path):
+    netem = TOPOLOGY.replace("    shaping:\n      egress: {rate: RATE, burst: 32kb}\n",
+                             "    netem: {delay: 40ms}\n")
+    before = host.snapshot()
+    result = host.netdecl("plan", write(tmp_path, netem))
+    assert result.returncode == 1, result
+    lines = [line for line in result.stdout.splitlines() if "sch_netem" in line]
+    assert len(lines) == 1 and "netem qdisc for egress of a/va" in lines[0], result.stdout
+    failed = host.netdecl("apply", write(tmp_path, netem))
+    assert failed.returncode == 1 and "sch_netem" in failed.stdout + failed.stderr
+    assert host.snapshot() == before
