@@ -1,0 +1,144 @@
+"""netem on a kernel that has it: the kernel lab (tests/kernellab.py; this machine's kernel
+has no sch_netem). One boot for the module.
+
+Two namespaces joined by a veth whose `a` end delays what it sends by 40 ms. A TCP connect
+from `a` to `b` takes one round trip, so its time is the declared delay (and a little). An
+established connection is kept open while netdecl changes the delay to 80 ms: the change is
+made in place (the link's ifindex and the qdisc's handle stay), the connection carries data
+afterwards (no reset), and connects now take 80 ms. The step leaves its measurements and
+`tc -j`'s account in $OUT; the tests here judge them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kernellab import KernelLab, LabRun, Step
+
+pytestmark = pytest.mark.lab("veth", "sch_netem")
+
+TOPOLOGY = """\
+version: 1
+name: netemlab
+namespaces:
+  a: {}
+  b: {}
+links:
+  - name: va
+    kind: veth
+    namespace: a
+    addresses: [10.62.0.1/24]
+    netem: {delay: DELAY}
+    peer: {name: vb, namespace: b, addresses: [10.62.0.2/24]}
+"""
+
+
+def measure() -> None:
+    """Runs in the lab: connect times, a connection held across the change, tc's account."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import threading
+    import time
+
+    from netdecl.backends import namespaces
+
+    out = os.environ["OUT"]
+    port = 7000
+
+    def listen() -> socket.socket:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("10.62.0.2", port))
+        server.listen(64)
+        return server
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+    def serve(server: socket.socket) -> None:
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    def connect_ms() -> float:
+        def once() -> float:
+            started = time.monotonic()
+            with socket.create_connection(("10.62.0.2", port), timeout=5):
+                return (time.monotonic() - started) * 1000
+        return min(namespaces.run_in("a", once) for _ in range(5))
+
+    def qdisc() -> dict:
+        shown = subprocess.run(["ip", "netns", "exec", "a", "tc", "-j", "qdisc", "show",
+                                "dev", "va"], capture_output=True, text=True, check=True)
+        return next(q for q in json.loads(shown.stdout) if q.get("root"))
+
+    def ifindex() -> int:
+        shown = subprocess.run(["ip", "-n", "a", "-j", "link", "show", "dev", "va"],
+                               capture_output=True, text=True, check=True)
+        return json.loads(shown.stdout)[0]["ifindex"]
+
+    result: dict = {}
+    subprocess.run(["netdecl", "apply", "topo40.yaml"], check=True)
+    server = namespaces.run_in("b", listen)
+    threading.Thread(target=serve, args=(server,), daemon=True).start()
+    result["rtt40"] = connect_ms()
+    result["qdisc40"], result["ifindex40"] = qdisc(), ifindex()
+    held = namespaces.run_in("a", lambda: socket.create_connection(("10.62.0.2", port), 5))
+    held.sendall(b"before")
+    result["echo_before"] = held.recv(64).decode()
+    change = subprocess.run(["netdecl", "apply", "topo80.yaml"], capture_output=True,
+                            text=True)
+    result["apply80"] = [change.returncode, change.stdout, change.stderr]
+    try:
+        held.sendall(b"after")
+        result["echo_after"] = held.recv(64).decode()
+    except OSError as exc:
+        result["echo_after"] = f"error: {exc}"
+    held.close()
+    result["rtt80"] = connect_ms()
+    result["qdisc80"], result["ifindex80"] = qdisc(), ifindex()
+    plan = subprocess.run(["netdecl", "plan", "--detailed-exitcode", "topo80.yaml"])
+    result["plan_after"] = plan.returncode
+    destroy = subprocess.run(["netdecl", "destroy", "topo80.yaml"])
+    result["destroy"] = destroy.returncode
+    with open(os.path.join(out, "result.json"), "w") as f:
+        json.dump(result, f)
+
+
+@pytest.fixture(scope="module")
+def run(module_lab: KernelLab) -> LabRun:
+    return module_lab.run([Step.python("measure", measure)], files={
+        "topo40.yaml": TOPOLOGY.replace("DELAY", "40ms"),
+        "topo80.yaml": TOPOLOGY.replace("DELAY", "80ms")})
+
+
+def result(run: LabRun) -> dict:
+    step = run["measure"]
+    step.ok()
+    return step.json["result"]
+
+
+def test_a_declared_delay_shows_in_the_round_trip(run: LabRun):
+    found = result(run)
+    assert found["qdisc40"]["kind"] == "netem", found["qdisc40"]
+    assert found["qdisc40"]["options"]["delay"]["delay"] == pytest.approx(0.04)
+    # one round trip: the 40 ms of a's sending side, plus what the lab's timers add
+    assert 40 <= found["rtt40"] < 60, found["rtt40"]
+
+
+def test_a_new_delay_is_applied_in_place_and_a_connection_survives_it(run: LabRun):
+    found = result(run)
+    code, stdout, stderr = found["apply80"]
+    assert code == 0, stdout + stderr
+    assert "~ qdisc egress on a/va: qdisc netem limit 1000 delay 40ms -> netem limit 1000 " \
+           "delay 80ms" in stdout, stdout
+    assert "1 to change" in stdout and "to add" in stdout and "0 to add" in stdout, stdout
+    assert (found["echo_before"], found["echo_after"]) == ("before", "after")
+    assert found["ifindex80"] == found["ifindex40"]
+    assert found["qdisc80"]["handle"] == found["qdisc40"]["handle"]
+    assert found["qdisc80"]["options"]["delay"]["delay"] == pytest.approx(0.08)
+    assert 80 <= found["rtt80"] < 100, found["rtt80"]
+    assert found["plan_after"] == 0 and found["destroy"] == 0
