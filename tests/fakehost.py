@@ -62,6 +62,7 @@ from netdecl.links.veth import VethSpec
 from netdecl.links.vxlan import Vxlan
 from netdecl.model import (
     EGRESS,
+    INGRESS,
     IPV6_DEFAULT_METRIC,
     ROOT,
     RTPROT_NETDECL,
@@ -114,6 +115,7 @@ class FakeHost:
         # (namespace, link, its ident) -> the root qdisc netdecl (or a test) set there; a
         # link without one has the kernel's default, and a link made again starts with it
         self.qdiscs: dict[tuple[str, str, str | None], Qdisc] = {}
+        self.ingress: dict[tuple[str, str, str | None], Qdisc] = {}  # ingress qdiscs, alike
         self.missing_kinds: dict[str, str] = {}  # qdisc kind -> module the fake kernel lacks
 
     # -- test helpers --------------------------------------------------------------------------
@@ -136,7 +138,9 @@ class FakeHost:
         return {"objects": objects, "sysctls": sysctls,
                 "nat": {k: repr(_without_identity(v)) for k, v in sorted(self.nat.items())},
                 "qdiscs": {(ns, name): q.stages for (ns, name, _), q in sorted(
-                    self.qdiscs.items(), key=repr) if self._qdisc_link(ns, name, _)}}
+                    self.qdiscs.items(), key=repr) if self._qdisc_link(ns, name, _)},
+                "ingress": {(ns, name): q.redirect for (ns, name, _), q in sorted(
+                    self.ingress.items(), key=repr) if self._qdisc_link(ns, name, _)}}
 
     def _qdisc_link(self, ns: str, name: str, ident: str | None) -> bool:
         link = self.objects.get(("link", ns, name))
@@ -157,7 +161,13 @@ class FakeHost:
         if not isinstance(link, Link):
             raise FakeKernelError(errno.ENODEV, f"{what}: no link {after.link}")
         key = (after.namespace, after.link, link.ident)
-        if after.original == "default":
+        if after.direction == INGRESS:
+            if after.original:
+                self.ingress.pop(key, None)
+            else:
+                self.ingress[key] = dataclasses.replace(after, handle=0xFFFF0000,
+                                                        original="ingress")
+        elif after.original == "default":
             self.qdiscs.pop(key, None)
         elif after.original:
             kind, hex_handle, _ = after.original.split(":")
@@ -246,6 +256,10 @@ class FakeHost:
                 qdisc = self._root_qdisc(ns, name) if where == ns else None
                 if qdisc is not None:
                     seen.append(qdisc)
+                    link = self.objects.get(("link", ns, name))
+                    found = self.ingress.get((ns, name, getattr(link, "ident", None)))
+                    if found is not None:
+                        seen.append(found)
             if scope.nat and (scope.nat_namespaces is None or ns in scope.nat_namespaces):
                 table = self.nat.get((topology, ns))
                 if table is not None:

@@ -164,3 +164,65 @@ def test_a_qdisc_kind_the_kernel_lacks_is_refused_at_plan_naming_its_module(
     failed = host.netdecl("apply", write(tmp_path, netem))
     assert failed.returncode == 1 and "sch_netem" in failed.stdout + failed.stderr
     assert host.snapshot() == before
+
+
+INGRESS = """\
+version: 1
+name: tcin
+namespaces:
+  a: {}
+  b: {}
+links:
+  - name: va
+    kind: veth
+    namespace: a
+    addresses: [10.63.0.1/24]
+    shaping:
+      ingress: {rate: 16000000, burst: 262144}   # bits/s and bits, as CNI takes them
+    peer: {name: vb, namespace: b, addresses: [10.63.0.2/24]}
+"""
+
+
+def test_an_ingress_rate_is_shaped_on_an_ifb_as_the_cni_plugin_does(host, tmp_path: Path):
+    path = write(tmp_path, INGRESS)
+    plan = netdecl_ok(host, "plan", path)
+    (ifb,) = [line.split("a/")[1].split(" ")[0] for line in plan.splitlines()
+              if "(ifb)" in line]
+    assert f"+ qdisc ingress on a/va (ingress redirect to {ifb})" in plan, plan
+    netdecl_ok(host, "apply", path)
+    # the independent eye: ingress qdisc + match-all u32 filter redirecting to the ifb, whose
+    # root is the tbf (2 MB/s, a 32 KiB bucket)
+    on_link = qdiscs(host, "va", "a")
+    assert [q["kind"] for q in on_link if q.get("parent") == "ffff:fff1"] == ["ingress"]
+    filters = json.loads(host.run(["tc", "-j", "filter", "show", "dev", "va", "ingress"],
+                                  ns="a").stdout)
+    actions = [a for f in filters for a in f.get("options", {}).get("actions", [])]
+    assert [(a["kind"], a["to_dev"], a["mirred_action"]) for a in actions] == [
+        ("mirred", ifb, "redirect")], filters
+    shaper = root(host, ifb, "a")
+    assert (shaper["kind"], shaper["options"]["rate"], shaper["options"]["burst"]) == (
+        "tbf", 2_000_000, 32_768), shaper
+    # what va receives (b sends) is capped; what it sends is not
+    measured = goodput(host, "b", "a", "10.63.0.1", 3_000_000)
+    assert abs(measured / (2_000_000 * GOODPUT) - 1) < TOLERANCE, measured
+    assert goodput(host, "a", "b", "10.63.0.2", 3_000_000) > 3 * 2_000_000
+
+    netdecl_ok(host, "destroy", path)
+    assert host.netns_list() == []
+
+
+def test_a_foreign_ingress_qdisc_is_a_conflict_at_plan(host, tmp_path: Path):
+    host.run(["ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1"])
+    host.run(["tc", "qdisc", "add", "dev", "up0", "ingress"])
+    theirs = qdiscs(host, "up0")
+    assert "ingress" in [q["kind"] for q in theirs]
+    text = "version: 1\nname: tcfor\nlinks:\n  - name: up0\n    kind: external\n" \
+           "    shaping: {ingress: {rate: 10mbit, burst: 64kb}}\n"
+    before = host.snapshot()
+    result = host.netdecl("plan", write(tmp_path, text))
+    assert result.returncode == 1, result
+    assert "up0 already has an ingress qdisc (ingress) that topology tcfor did not make" \
+        in result.stdout, result.stdout
+    assert host.netdecl("apply", write(tmp_path, text)).returncode == 1
+    assert host.snapshot() == before
+    assert qdiscs(host, "up0") == theirs

@@ -17,6 +17,7 @@ from netdecl.backends.netlink import Kernel, KernelError
 from netdecl.backends.rtnl import RtnlError
 from netdecl.links import EXTERNAL
 from netdecl.model import (
+    INGRESS,
     ROOT,
     Address,
     ExternalLink,
@@ -148,7 +149,12 @@ def _write_qdisc(k: Kernel, before: Qdisc | None, after: Qdisc) -> None:
     try:
         index = k.index_of(ns, after.link)
         sock = k.rtnl(ns)
-        if after.original:
+        if after.direction == INGRESS:
+            if before is not None:
+                qdiscs.delete_ingress(sock, index)  # ours: the planner proved it
+            if not after.original and after.redirect:
+                qdiscs.write_ingress(sock, index, k.index_of(ns, after.redirect))
+        elif after.original:
             qdiscs.restore(sock, index, after.original)
         else:
             qdiscs.write_egress(sock, index, before, after)
@@ -221,13 +227,16 @@ WRITERS: dict[str, _Writer] = {
 
 def _read_qdiscs(kernel: Kernel, ns: str, links: list[Link],
                  wanted: set[tuple[str, str]]) -> list[Qdisc]:
-    msgs = qdiscs.dump(kernel.rtnl(ns))
+    sock = kernel.rtnl(ns)
+    msgs = qdiscs.dump(sock)
+    names = {link.ifindex: link.name for link in links if link.ifindex is not None}
     found = []
     for link in links:
         if (ns, link.name) in wanted and link.ifindex is not None:
-            qdisc = qdiscs.egress_of(ns, link.name, link.ifindex, msgs)
-            if qdisc is not None:
-                found.append(qdisc)
+            for qdisc in (qdiscs.egress_of(ns, link.name, link.ifindex, msgs),
+                          qdiscs.ingress_of(sock, ns, link.name, link.ifindex, msgs, names)):
+                if qdisc is not None:
+                    found.append(qdisc)
     return found
 
 

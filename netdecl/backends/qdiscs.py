@@ -19,12 +19,14 @@ from dataclasses import dataclass
 
 from netdecl.backends import namespaces
 from netdecl.backends.rtnl import RtnlError, RtnlSocket
-from netdecl.model import EGRESS, Qdisc, QdiscStage
+from netdecl.model import EGRESS, INGRESS, Qdisc, QdiscStage
 from netdecl.nlattr import as_str, attr, attr_str, parse_attrs
-from netdecl.nlconst import NLM_F_CREATE, NLM_F_REPLACE
+from netdecl.nlconst import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
+from netdecl.tc import ingress
 from netdecl.tc import qdiscs as tc
 
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
+RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46
 TCA_KIND, TCA_OPTIONS = 1, 2
 _TCMSG = struct.Struct("=BBHiIII")  # family, pad, pad, ifindex, handle, parent, info
 LOOPBACK_INDEX = 1
@@ -118,6 +120,44 @@ def restore(sock: RtnlSocket, index: int, original: str) -> None:
     kind, handle, options = found
     sock.call(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE,
               _body(index, handle, tc.TC_H_ROOT, raw=(kind, options)))
+
+
+# -- ingress: an ingress qdisc redirecting to an ifb (CNI's bandwidth plugin) ------------------
+
+def ingress_of(sock: RtnlSocket, ns: str, link: str, index: int, msgs: list[QdiscMsg],
+               names: dict[int, str]) -> Qdisc | None:
+    """The link's ingress qdisc, with the ifb its filter redirects to; None: it has none (a
+    clsact is one too: it holds the ingress hook as well)."""
+    found = next((m for m in msgs if m.index == index and m.parent == tc.TC_H_INGRESS), None)
+    if found is None:
+        return None
+    target = None
+    body = _TCMSG.pack(socket.AF_UNSPEC, 0, 0, index, 0, tc.INGRESS_HANDLE, 0)
+    for payload in sock.dump(RTM_GETTFILTER, body):
+        attrs = parse_attrs(payload, _TCMSG.size)
+        if as_str(attrs.get(TCA_KIND)) == ingress.FILTER_KIND:
+            target = ingress.redirect_target(attrs.get(TCA_OPTIONS)) or target
+    return Qdisc(ns, link, INGRESS, redirect=names.get(target) if target else None,
+                 handle=found.handle, original=found.kind)
+
+
+def write_ingress(sock: RtnlSocket, index: int, ifb_index: int) -> None:
+    """An ingress qdisc (made: never someone else's, the planner saw to that) and its
+    match-all filter redirecting to the ifb."""
+    sock.call(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, _body(
+        index, tc.INGRESS_HANDLE, tc.TC_H_INGRESS, raw=(ingress.INGRESS_KIND, b"")))
+    body = _TCMSG.pack(socket.AF_UNSPEC, 0, 0, index, 0, tc.INGRESS_HANDLE,
+                       ingress.filter_info()) + ingress.redirect_filter(ifb_index)
+    sock.call(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, body)
+
+
+def delete_ingress(sock: RtnlSocket, index: int) -> None:
+    """The ingress qdisc and its filter with it; gone already is no error."""
+    try:
+        sock.call(RTM_DELQDISC, 0, _body(index, tc.INGRESS_HANDLE, tc.TC_H_INGRESS))
+    except RtnlError as exc:
+        if exc.errno not in (errno.ENOENT, errno.EINVAL):
+            raise
 
 
 # -- is the kind in the kernel? ------------------------------------------------------------------

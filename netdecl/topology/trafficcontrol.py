@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from netdecl.model import EGRESS, ROOT, Qdisc, Topology
+from netdecl.links.ifb import NAME as IFB
+from netdecl.links.ifb import ifb_for
+from netdecl.model import EGRESS, INGRESS, ROOT, Link, NetObject, Qdisc, Topology
 from netdecl.tc import qdiscs, units
 from netdecl.topology.yamlsrc import Document
 
@@ -48,9 +50,6 @@ def check_traffic_control(ctx: Context) -> None:
             ctx.error((*path, "qdisc"), "qdisc names the root scheduler of a link without "
                       "netem or shaping; with them, netdecl builds the root itself (tbf, netem)")
             ok = False
-        if isinstance(shaping, dict) and shaping.get("ingress") is not None:
-            ctx.error((*path, "shaping", "ingress"), "ingress shaping is not supported yet")
-            ok = False
         if ok and isinstance(netem, (dict, type(None))):
             try:
                 qdiscs.egress_stages(entry)
@@ -74,8 +73,18 @@ def build_qdiscs(topology: Topology, data: dict[str, Any], doc: Document) -> Non
     for i, entry in enumerate(data.get("links") or []):
         if not declares_tc(entry):
             continue
+        ns, name, where = entry.get("namespace", ROOT), entry["name"], doc.value_pos(("links", i))
         stages = qdiscs.egress_stages(entry)
+        made: list[NetObject] = []
         if stages:
-            obj = Qdisc(entry.get("namespace", ROOT), entry["name"], EGRESS, stages)
+            made.append(Qdisc(ns, name, EGRESS, stages))
+        shaper = qdiscs.ingress_stage(entry)
+        if shaper is not None:
+            # as the CNI bandwidth plugin: an ifb of the topology's, shaped on its egress, and
+            # the link's ingress redirected to it
+            ifb = ifb_for(ns, name)
+            made += [Link(ns, ifb, IFB), Qdisc(ns, ifb, EGRESS, (shaper,)),
+                     Qdisc(ns, name, INGRESS, redirect=ifb)]
+        for obj in made:
             topology.add(obj)
-            topology.positions[obj.key] = doc.value_pos(("links", i))
+            topology.positions[obj.key] = where

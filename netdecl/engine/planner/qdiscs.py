@@ -15,16 +15,21 @@ from typing import TYPE_CHECKING
 
 from netdecl.engine.planner.plan import CREATE, MODIFY, Action, Reason
 from netdecl.kinds import Kind
-from netdecl.model import Qdisc
+from netdecl.model import INGRESS, Qdisc, qualify
 from netdecl.tc.qdiscs import KERNEL_DEFAULT, describe_chain
 
 if TYPE_CHECKING:
     from netdecl.engine.planner.diff import _Diff
 
 
+def shown(qdisc: Qdisc) -> str:
+    if qdisc.direction == INGRESS:
+        return f"ingress redirect to {qdisc.redirect}" if qdisc.redirect else "ingress"
+    return describe_chain(qdisc.stages)
+
+
 def chain_change(now: Qdisc | None, want: Qdisc) -> dict[str, list]:
-    return {"qdisc": [describe_chain(now.stages) if now is not None else None,
-                      describe_chain(want.stages)]}
+    return {"qdisc": [shown(now) if now is not None else None, shown(want)]}
 
 
 def qdisc_rule(d: _Diff, kind: Kind) -> None:
@@ -37,7 +42,12 @@ def qdisc_rule(d: _Diff, kind: Kind) -> None:
             # a link made (again) by this plan: its root qdisc is the kernel's default
             d.add(Action(CREATE, key, after=want,
                          why=Reason.DEPENDENCY_REBUILT if now is not None else Reason.NONE))
-        elif now.stages != want.stages:
+        elif want.direction == INGRESS and key[1:] not in d.record.qdisc_originals:
+            d.conflict(key, f"{qualify(want.namespace, want.link)} already has an ingress "
+                            f"qdisc ({now.original}) that topology {d.topology} did not make: "
+                            "netdecl will not replace it for ingress shaping (its filters may "
+                            "be someone's policy); delete it or drop shaping.ingress")
+        elif now.stages != want.stages or now.redirect != want.redirect:
             d.add(Action(MODIFY, key, before=now, after=want, changes=chain_change(now, want)))
     for (ns, link, direction), original in sorted(d.record.qdisc_originals.items()):
         key = ("qdisc", ns, link, direction)
@@ -46,6 +56,8 @@ def qdisc_rule(d: _Diff, kind: Kind) -> None:
                 or ("link", ns, link) in d.rebuilt_links:
             continue  # declared, or gone with its link: nothing to put back
         what = "the kernel's default" if original == KERNEL_DEFAULT else original.split(":")[0]
+        if direction == INGRESS:
+            what = "no ingress qdisc"
         d.add(Action(MODIFY, key, before=now, after=Qdisc(ns, link, direction, original=original),
-                     changes={"qdisc": [describe_chain(now.stages), f"{what}, as before netdecl"]},
+                     changes={"qdisc": [shown(now), f"{what}, as before netdecl"]},
                      why=Reason.RESTORE_ORIGINAL))
