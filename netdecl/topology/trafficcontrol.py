@@ -4,9 +4,10 @@ where in the file each value is, so every problem is reported at its ``FILE:LINE
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from netdecl.links import LINK_KINDS
 from netdecl.links.ifb import NAME as IFB
 from netdecl.links.ifb import ifb_for
 from netdecl.model import EGRESS, INGRESS, ROOT, Link, NetObject, Qdisc, Topology
@@ -25,13 +26,14 @@ _BUCKET_PARSERS: dict[str, Callable[[Any, str], int]] = {
     "limit": units.size_bytes}
 
 
-def declares_tc(entry: dict[str, Any]) -> bool:
+def declares_tc(entry: Mapping[str, Any]) -> bool:
     return any(entry.get(key) is not None for key in ("netem", "shaping", "qdisc"))
 
 
 def check_traffic_control(ctx: Context) -> None:
     """Each value in its unit and range, at its own position; then the chain as a whole."""
-    for path, entry in ctx.items("links"):
+    for decl in ctx.links:  # each end of a pair declares its own
+        path, entry = decl.path, decl.spec
         if not declares_tc(entry):
             continue
         ok = True
@@ -70,10 +72,14 @@ def _parsed(ctx: Context, path: tuple[Any, ...], value: Any,
 
 
 def build_qdiscs(topology: Topology, data: dict[str, Any], doc: Document) -> None:
-    for i, entry in enumerate(data.get("links") or []):
+    ends = [end for i, item in enumerate(data.get("links") or [])
+            for end in LINK_KINDS[item["kind"]].ends(item, item.get("namespace", ROOT),
+                                                     ("links", i))]
+    for end in ends:
+        entry = end.entry
         if not declares_tc(entry):
             continue
-        ns, name, where = entry.get("namespace", ROOT), entry["name"], doc.value_pos(("links", i))
+        ns, name, where = end.namespace, end.name, doc.value_pos(end.path)
         stages = qdiscs.egress_stages(entry)
         made: list[NetObject] = []
         if stages:
