@@ -67,7 +67,7 @@ class Veth(LinkKind):
             # traffic control is every link's, this end's own (netdecl/tc/)
             "netem": {"$ref": "#/$defs/netem"},
             "shaping": {"$ref": "#/$defs/shaping"},
-            "qdisc": {"$ref": "#/$defs/link/properties/qdisc"},
+            "qdisc": {"$ref": "#/$defs/root_qdisc"},
         },
     }}
     host_local: ClassVar[bool] = True
