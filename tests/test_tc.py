@@ -6,6 +6,7 @@ refused at plan)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from fakehost import FakeHost
@@ -176,7 +177,7 @@ def test_a_change_of_delay_is_one_in_place_change_and_destroy_puts_everything_ba
     result = service.apply(topology("{delay: 80ms}"), tmp_path, host=host)
     (action,) = result.plan.actions
     assert (action.op, action.key) == (Op.MODIFY, ("qdisc", ROOT, "va", EGRESS))
-    assert action.changes["qdisc"][1] == "netem limit 1000 delay 80ms"
+    assert action.changes["qdisc"][1] == "netem delay 80ms"
     assert service.plan(topology("{delay: 80ms}"), tmp_path, host=host).actions == []
     service.destroy("tc", tmp_path, host=host)
     assert host.state() == before
@@ -221,3 +222,14 @@ def test_a_kind_the_kernel_lacks_is_a_conflict_naming_its_module(tmp_path):
     (conflict,) = plan.conflicts
     assert conflict.message == ("netem qdisc for egress of va is not in this kernel: module "
                                 "sch_netem is missing (modprobe sch_netem)")
+
+
+def test_graph_draws_the_impairments_on_their_links():
+    from netdecl.tools.graph import to_dot
+
+    wan = load_topology_text((Path(__file__).parent.parent / "topologies" / "wan-lab.yaml")
+                             .read_text())
+    dot = to_dot(wan)
+    assert "egress: tbf rate 20mbit burst 32kb limit 157768 / netem delay 40ms jitter 5ms " \
+           "loss 0.5%" in dot
+    assert f"ingress: redirect to {ifb_for('branch', 'eth0')}" in dot

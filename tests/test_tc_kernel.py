@@ -188,7 +188,7 @@ def test_an_ingress_rate_is_shaped_on_an_ifb_as_the_cni_plugin_does(host, tmp_pa
     plan = netdecl_ok(host, "plan", path)
     (ifb,) = [line.split("a/")[1].split(" ")[0] for line in plan.splitlines()
               if "(ifb)" in line]
-    assert f"+ qdisc ingress on a/va (ingress redirect to {ifb})" in plan, plan
+    assert f"+ qdisc ingress on a/va (redirect to {ifb})" in plan, plan
     netdecl_ok(host, "apply", path)
     # the independent eye: ingress qdisc + match-all u32 filter redirecting to the ifb, whose
     # root is the tbf (2 MB/s, a 32 KiB bucket)
@@ -206,6 +206,11 @@ def test_an_ingress_rate_is_shaped_on_an_ifb_as_the_cni_plugin_does(host, tmp_pa
     measured = goodput(host, "b", "a", "10.63.0.1", 3_000_000)
     assert abs(measured / (2_000_000 * GOODPUT) - 1) < TOLERANCE, measured
     assert goodput(host, "a", "b", "10.63.0.2", 3_000_000) > 3 * 2_000_000
+
+    # explain names what shapes the packet where it crosses
+    explained = host.netdecl("explain", "--from", "b", "10.63.0.1:80", path)
+    assert f"[a] va ingress: redirect to {ifb}, shaped there by tbf rate 16mbit burst 32kb" \
+        in explained.stdout, explained.stdout
 
     netdecl_ok(host, "destroy", path)
     assert host.netns_list() == []

@@ -14,12 +14,14 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from netdecl.model import QdiscStage
+from netdecl.model import INGRESS, Qdisc, QdiscStage
 from netdecl.nlattr import U32, attr, parse_attrs
 from netdecl.tc import units
 
 NETEM, TBF, BFIFO = "netem", "tbf", "bfifo"
 SCHEDULERS = ("fq_codel", "fq", "cake", "pfifo")
+IMPAIRING = (NETEM, TBF)
+"""The kinds that change what crosses a link (delay, loss, rate), which explain names."""
 """The root schedulers ``qdisc:`` may name (their defaults: no settings of ours)."""
 
 # kind -> the kernel module that provides it (pfifo and bfifo are always built in)
@@ -267,12 +269,21 @@ def describe_stage(stage: QdiscStage) -> str:
     p = dict(stage.params)
     shown: list[str] = [stage.kind]
     for name, value in sorted(p.items(), key=lambda kv: _ORDER.get(kv[0], 99)):
+        if stage.kind == NETEM and (name, value) == ("limit", NETEM_LIMIT):
+            continue  # tc's default: noise in every plan line
         shown.append(f"{_SHOWN_AS.get(name, name)} {_show(name, value)}")
     return " ".join(shown)
 
 
 def describe_chain(stages: tuple[QdiscStage, ...]) -> str:
     return " / ".join(describe_stage(s) for s in stages) or "none"
+
+
+def describe_qdisc(qdisc: Qdisc) -> str:
+    """``tbf rate 20mbit ... / netem delay 40ms ...``, or ``ingress redirect to IFB``."""
+    if qdisc.direction == INGRESS:
+        return f"redirect to {qdisc.redirect}" if qdisc.redirect else "ingress qdisc"
+    return describe_chain(qdisc.stages)
 
 
 _ORDER = {n: i for i, n in enumerate(("rate", "burst", "limit", "delay", "jitter", "delay_corr",

@@ -10,9 +10,9 @@ import json
 from typing import Any
 
 from netdecl.engine.planner.plan import ADOPT, CREATE, DELETE, MODIFY, SYMBOLS, Action, Plan
-from netdecl.engine.planner.qdiscs import shown
 from netdecl.engine.state.planfile import plan_to_json
 from netdecl.model import Link, NatTable, Qdisc, Route, qualify
+from netdecl.tc.qdiscs import describe_qdisc
 
 _GREEN, _RED, _YELLOW, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"
 _PAINT = {"+": _GREEN, "-": _RED, "~": _YELLOW}
@@ -56,7 +56,7 @@ def _object_details(action: Action) -> str:
             bits.append(obj.type)
         return obj.describe() + (f" ({', '.join(bits)})" if bits else "")
     if isinstance(obj, Qdisc) and action.op == CREATE:
-        return f"{obj.describe()} ({shown(obj)})"
+        return f"{obj.describe()} ({describe_qdisc(obj)})"
     return obj.describe()
 
 

@@ -16,20 +16,14 @@ from typing import TYPE_CHECKING
 from netdecl.engine.planner.plan import CREATE, MODIFY, Action, Reason
 from netdecl.kinds import Kind
 from netdecl.model import INGRESS, Qdisc, qualify
-from netdecl.tc.qdiscs import KERNEL_DEFAULT, describe_chain
+from netdecl.tc.qdiscs import KERNEL_DEFAULT, describe_qdisc
 
 if TYPE_CHECKING:
     from netdecl.engine.planner.diff import _Diff
 
 
-def shown(qdisc: Qdisc) -> str:
-    if qdisc.direction == INGRESS:
-        return f"ingress redirect to {qdisc.redirect}" if qdisc.redirect else "ingress"
-    return describe_chain(qdisc.stages)
-
-
 def chain_change(now: Qdisc | None, want: Qdisc) -> dict[str, list]:
-    return {"qdisc": [shown(now) if now is not None else None, shown(want)]}
+    return {"qdisc": [describe_qdisc(now) if now is not None else None, describe_qdisc(want)]}
 
 
 def qdisc_rule(d: _Diff, kind: Kind) -> None:
@@ -59,5 +53,5 @@ def qdisc_rule(d: _Diff, kind: Kind) -> None:
         if direction == INGRESS:
             what = "no ingress qdisc"
         d.add(Action(MODIFY, key, before=now, after=Qdisc(ns, link, direction, original=original),
-                     changes={"qdisc": [shown(now), f"{what}, as before netdecl"]},
+                     changes={"qdisc": [describe_qdisc(now), f"{what}, as before netdecl"]},
                      why=Reason.RESTORE_ORIGINAL))
