@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 BULK = str(Path(__file__).with_name("tcbulk.py"))
 # TCP's payload per 1514-byte frame a tbf counts on a veth (1448 with timestamps)
 GOODPUT = 1448 / 1514
@@ -91,6 +93,9 @@ def test_an_egress_rate_is_measured_and_changed_in_place(host, tmp_path: Path):
     measured = goodput(host, "a", "b", "10.61.0.2", 6_000_000)
     assert abs(measured / (5_000_000 * GOODPUT) - 1) < TOLERANCE, measured
     assert "No changes" in netdecl_ok(host, "plan", path)
+    shown = yaml.safe_load(netdecl_ok(host, "show", "--namespace", "a"))
+    (entry,) = [e for e in shown["links"] if e["name"] == "va"]
+    assert entry["shaping"]["egress"]["rate"] == "40mbit", entry
 
     # no longer declared: the kernel's default comes back, on the same link
     plain = TOPOLOGY.replace("    shaping:\n      egress: {rate: RATE, burst: 32kb}\n", "")
@@ -206,6 +211,12 @@ def test_an_ingress_rate_is_shaped_on_an_ifb_as_the_cni_plugin_does(host, tmp_pa
     measured = goodput(host, "b", "a", "10.63.0.1", 3_000_000)
     assert abs(measured / (2_000_000 * GOODPUT) - 1) < TOLERANCE, measured
     assert goodput(host, "a", "b", "10.63.0.2", 3_000_000) > 3 * 2_000_000
+
+    # show writes it back as the file says it, without the ifb the loader derives
+    shown = yaml.safe_load(netdecl_ok(host, "show", "--namespace", "a"))
+    (entry,) = [e for e in shown["links"] if e["name"] == "va"]
+    assert entry["shaping"] == {"ingress": {"rate": "16mbit", "burst": "32768b"}}, entry
+    assert [e["name"] for e in shown["links"]] == ["va"]
 
     # explain names what shapes the packet where it crosses
     explained = host.netdecl("explain", "--from", "b", "10.63.0.1:80", path)

@@ -28,6 +28,7 @@ from netdecl.model import (
     Topology,
 )
 from netdecl.nlconst import RT_TABLE_DEFAULT, RT_TABLE_LOCAL
+from netdecl.tc.qdiscs import file_form
 from netdecl.topology.checks import FORWARDING
 
 __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_again", "observe_all"]
@@ -147,9 +148,22 @@ def observe_all(host: Host, namespaces_to_read: list[str],
     seen = Topology(name="")
     seen.extend(o for o in host.observe("", scope) if _shown(o))
     seen.extend(_sysctls(host, seen, namespaces_to_read, records))
+    seen.extend(_traffic_control(host, seen, namespaces_to_read))
     for table in _nat_tables(host, namespaces_to_read, records):
         seen.add(table)
     return seen
+
+
+def _traffic_control(host: Host, seen: Topology, names: list[str]) -> list[Qdisc]:
+    """The qdiscs of every link that the file format can say (netem, tbf, the root
+    schedulers, an ingress redirect): the kernel's defaults are nothing to write."""
+    links = {(link.namespace, link.name) for link in seen.of_type(Link)}
+    if not links:
+        return []
+    scope = Scope(namespaces=names, sysctls={}, nat=False, rules=False, fdb=False,
+                  qdiscs=links)
+    return [q for q in host.observe("", scope) if isinstance(q, Qdisc)
+            and (q.redirect or (q.handle and q.stages and file_form(q.stages)))]
 
 
 def _shown(obj: NetObject) -> bool:

@@ -118,8 +118,9 @@ def show_time(ns: int) -> str:
 def show_rate(bytes_per_s: int) -> str:
     bits = bytes_per_s * 8
     for unit, scale in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
-        if bits >= scale:
-            return f"{bits / scale:g}{unit}"
+        text = f"{bits / scale:g}{unit}"
+        if bits >= scale and rate_bytes(text) == bytes_per_s:  # exact: show's output loads
+            return text
     return f"{bits}bit"
 
 
