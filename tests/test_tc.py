@@ -233,3 +233,26 @@ def test_graph_draws_the_impairments_on_their_links():
     assert "egress: tbf rate 20mbit burst 32kb limit 157768 / netem delay 40ms jitter 5ms " \
            "loss 0.5%" in dot
     assert f"ingress: redirect to {ifb_for('branch', 'eth0')}" in dot
+
+
+def test_verify_holds_a_probe_to_the_declared_delays_on_its_path():
+    from netdecl.model import Probe
+    from netdecl.tools.impairments import least_round_trip_ns
+    from netdecl.tools.verify import ProbeResult, Target, _judge
+
+    wan = load_topology_text((Path(__file__).parent.parent / "topologies" / "wan-lab.yaml")
+                             .read_text())
+    # (40 - 5) ms each way, one pair: the branch is one more pair away, unimpaired
+    assert least_round_trip_ns(wan, "site-a", "site-b") == 70_000_000
+    assert least_round_trip_ns(wan, "branch", "site-a") == 70_000_000
+    assert least_round_trip_ns(wan, "branch", "site-b") == 0
+    probe = Probe("site-a", "site-b")
+    target = Target("10.70.0.2", None, "icmp", "site-b", "site-b", "10.70.0.2", None)
+    fast = ProbeResult(probe, target, False, "reachable", "answered", seconds=0.01,
+                       declared_rtt=0.07)
+    _judge(fast)
+    assert not fast.ok and "less than the 70 ms the declared netem delays" in fast.detail
+    slow = ProbeResult(probe, target, False, "reachable", "answered", seconds=0.081,
+                       declared_rtt=0.07)
+    _judge(slow)
+    assert slow.ok
