@@ -36,6 +36,7 @@ RTM_GETNSID = 90
 
 # multicast groups (linux/rtnetlink.h, enum rtnetlink_groups; linux/netfilter/nfnetlink.h)
 RTNLGRP_LINK, RTNLGRP_NEIGH = 1, 3
+RTNLGRP_TC = 4  # qdiscs, classes, filters
 RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE = 5, 7, 8
 RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE = 9, 11, 19
 NFNLGRP_NFTABLES = 7
@@ -73,3 +74,7 @@ NUD_INCOMPLETE, NUD_FAILED, NUD_PERMANENT = 0x01, 0x20, 0x80
 
 # namespace ids (linux/net_namespace.h)
 NETNSA_NSID, NETNSA_FD = 1, 3
+
+# traffic control (linux/rtnetlink.h): qdiscs and filters
+RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
+RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46

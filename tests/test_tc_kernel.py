@@ -242,3 +242,26 @@ def test_a_foreign_ingress_qdisc_is_a_conflict_at_plan(host, tmp_path: Path):
     assert host.netdecl("apply", write(tmp_path, text)).returncode == 1
     assert host.snapshot() == before
     assert qdiscs(host, "up0") == theirs
+
+
+def test_the_agent_puts_back_a_qdisc_changed_or_deleted_by_hand(host, tmp_path: Path):
+    from agentproc import AgentProcess, wait_until
+
+    path = write(tmp_path, TOPOLOGY.replace("RATE", "20mbit"))
+    with AgentProcess(host, path) as agent:
+        agent.wait_for("started")
+        agent.wait_for("applied", lambda e: e["reason"] == "start")
+        handle = root(host, "va", "a")["handle"]
+        for rate in ("1mbit", "2mbit"):
+            # a rate changed in place by hand: only a qdisc event says so (no link changes);
+            # the first may be caught by the agent's look when it starts watching the new
+            # namespaces, the second only by the event
+            host.run(["tc", "qdisc", "change", "dev", "va", "root", "handle", handle, "tbf",
+                      "rate", rate, "burst", "32kb", "latency", "25ms"], ns="a")
+            repaired = agent.wait_for("repaired", lambda e, rate=rate: f"tbf rate {rate}"
+                                      in " ".join(e["actions"]))
+            assert root(host, "va", "a")["options"]["rate"] == 2_500_000
+        assert repaired["trigger"] == "RTM_NEWQDISC in a", repaired
+        host.run(["tc", "qdisc", "del", "dev", "va", "root"], ns="a")
+        wait_until(lambda: root(host, "va", "a")["kind"] == "tbf", 10.0, "the tbf back")
+        assert agent.stop() == 0

@@ -21,12 +21,19 @@ from netdecl.backends import namespaces
 from netdecl.backends.rtnl import RtnlError, RtnlSocket
 from netdecl.model import EGRESS, INGRESS, Qdisc, QdiscStage
 from netdecl.nlattr import as_str, attr, attr_str, parse_attrs
-from netdecl.nlconst import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
+from netdecl.nlconst import (
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    RTM_DELQDISC,
+    RTM_GETQDISC,
+    RTM_GETTFILTER,
+    RTM_NEWQDISC,
+    RTM_NEWTFILTER,
+)
 from netdecl.tc import ingress
 from netdecl.tc import qdiscs as tc
 
-RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
-RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46
 TCA_KIND, TCA_OPTIONS = 1, 2
 _TCMSG = struct.Struct("=BBHiIII")  # family, pad, pad, ifindex, handle, parent, info
 LOOPBACK_INDEX = 1
