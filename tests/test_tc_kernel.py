@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 BULK = str(Path(__file__).with_name("tcbulk.py"))
@@ -265,3 +266,68 @@ def test_the_agent_puts_back_a_qdisc_changed_or_deleted_by_hand(host, tmp_path: 
         host.run(["tc", "qdisc", "del", "dev", "va", "root"], ns="a")
         wait_until(lambda: root(host, "va", "a")["kind"] == "tbf", 10.0, "the tbf back")
         assert agent.stop() == 0
+
+
+CNI_BANDWIDTH = "/usr/lib/cni/bandwidth"
+# what the CNI bandwidth plugin calls ingress is what the container receives: the host end's
+# egress; its egress is what the container sends: the host end's ingress, through an ifb
+CNI_RATES = {"ingressRate": 16_000_000, "ingressBurst": 262_144,
+             "egressRate": 8_000_000, "egressBurst": 131_072}
+NETDECL_LIKE_CNI = """\
+version: 1
+name: likecni
+namespaces:
+  c2: {}
+links:
+  - name: vhost2
+    kind: veth
+    shaping:
+      egress: {rate: 16000000, burst: 262144}
+      ingress: {rate: 8000000, burst: 131072}
+    peer: {name: eth0, namespace: c2}
+"""
+
+
+def _tc_state(host, dev: str) -> dict[str, Any]:
+    """What the shaping of a host-side veth is, in tc's own words, without the names and
+    handles that differ by who made it."""
+    on_link = qdiscs(host, dev)
+    (shaper,) = [q for q in on_link if q.get("root")]
+    assert [q["kind"] for q in on_link if q.get("parent") == "ffff:fff1"] == ["ingress"]
+    filters = json.loads(host.run(["tc", "-j", "filter", "show", "dev", dev, "ingress"]).stdout)
+    (match,) = [f for f in filters if "actions" in f.get("options", {})]
+    first = match["options"]["actions"][0]
+    ifb = first["to_dev"]
+    return {
+        "egress": (shaper["kind"], shaper["options"]["rate"], shaper["options"]["lat"]),
+        "egress burst": shaper["options"]["burst"],
+        "filter": (match["kind"], match["protocol"], match["pref"],
+                   match["options"]["match"], first["kind"], first["mirred_action"],
+                   first["direction"], first["control_action"]),
+        "ifb": (root(host, ifb)["kind"], root(host, ifb)["options"]["rate"],
+                root(host, ifb)["options"]["lat"]),
+        "ifb burst": root(host, ifb)["options"]["burst"],
+    }
+
+
+def test_shaping_is_what_the_cni_bandwidth_plugin_builds(host, tmp_path: Path):
+    if not Path(CNI_BANDWIDTH).exists():
+        pytest.skip(f"{CNI_BANDWIDTH} is missing (apt-get install containernetworking-plugins)")
+    host.run(["ip", "netns", "add", "c1"])
+    host.run(["ip", "link", "add", "vhost1", "type", "veth", "peer", "name", "eth0", "netns",
+              "c1"])
+    host.run(["ip", "link", "set", "vhost1", "up"])
+    host.run(["ip", "-n", "c1", "link", "set", "eth0", "up"])
+    config = {"cniVersion": "0.4.0", "name": "bw", "type": "bandwidth", **CNI_RATES,
+              "prevResult": {"cniVersion": "0.4.0", "ips": [], "interfaces": [
+                  {"name": "vhost1"}, {"name": "eth0", "sandbox": "/run/netns/c1"}]}}
+    host.run([CNI_BANDWIDTH], input=json.dumps(config), env={
+        "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "netdecl-test", "CNI_NETNS": "/run/netns/c1",
+        "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"})
+    netdecl_ok(host, "apply", write(tmp_path, NETDECL_LIKE_CNI))
+    cni, ours = _tc_state(host, "vhost1"), _tc_state(host, "vhost2")
+    # the bucket: CNI hands the kernel the time to send it, netdecl the bytes (TCA_TBF_BURST);
+    # tc prints each back from the kernel's ticks, a byte apart at most
+    for burst in ("egress burst", "ifb burst"):
+        assert abs(cni.pop(burst) - ours.pop(burst)) <= 1, burst
+    assert ours == cni
