@@ -256,3 +256,17 @@ def test_verify_holds_a_probe_to_the_declared_delays_on_its_path():
                        declared_rtt=0.07)
     _judge(slow)
     assert slow.ok
+
+
+def test_a_gilbert_elliott_loss_model_reads_back_and_is_checked():
+    stage = qdiscs.netem_stage({"delay": "10ms", "loss_model": {"gemodel": {
+        "p": "1%", "r": "25%", "1-h": "50%"}}})
+    assert qdiscs.stage_from_kernel("netem", qdiscs.options(stage)) == stage
+    # tc's defaults and its naming: the kernel keeps h, tc's option is 1-h
+    assert stage.get("ge_h") == units.U32_MAX - units.percent("50%")
+    assert qdiscs.describe_stage(stage) == \
+        "netem loss gemodel p 1% r 25% 1-h 50% 1-k 0% delay 10ms"
+    assert problems("    netem: {loss_model: {gemodel: {p: 1%, r: 120%}}}\n") == [
+        "tc.yaml:8:46: gemodel r '120%' is more than 100%"]
+    assert problems("    netem: {loss: 1%, loss_model: {gemodel: {p: 1%}}}\n") == [
+        "tc.yaml:8:12: netem loss and loss_model are one or the other"]

@@ -108,11 +108,84 @@ def measure() -> None:
         json.dump(result, f)
 
 
+GEMODEL = """\
+version: 1
+name: gelab
+namespaces:
+  c: {}
+  d: {}
+links:
+  - name: vc
+    kind: veth
+    namespace: c
+    addresses: [10.64.0.1/24]
+    netem: {loss_model: {gemodel: {p: 5%, r: 50%}}}
+    peer: {name: vd, namespace: d, addresses: [10.64.0.2/24]}
+"""
+
+
+def bursty() -> None:
+    """Runs in the lab: 3000 numbered datagrams through a Gilbert-Elliott loss model."""
+    import json
+    import os
+    import socket
+    import struct
+    import subprocess
+    import time
+
+    from netdecl.backends import namespaces
+
+    out: dict = {}
+    subprocess.run(["netdecl", "apply", "ge.yaml"], check=True)
+    shown = subprocess.run(["ip", "netns", "exec", "c", "tc", "-j", "qdisc", "show", "dev",
+                            "vc"], capture_output=True, text=True, check=True)
+    out["tc"] = json.loads(shown.stdout)
+    out["plan"] = subprocess.run(["netdecl", "plan", "--detailed-exitcode", "ge.yaml"]
+                                 ).returncode
+    receiver = namespaces.run_in("d", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    receiver.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: lose nothing here
+    receiver.bind(("10.64.0.2", 9000))
+    sender = namespaces.run_in("c", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    for number in range(3000):
+        sender.sendto(struct.pack("!I", number), ("10.64.0.2", 9000))
+        if number % 100 == 99:
+            time.sleep(0.01)
+    receiver.settimeout(2.0)
+    got = set()
+    try:
+        while True:
+            got.add(struct.unpack("!I", receiver.recv(64))[0])
+    except TimeoutError:
+        pass
+    out["received"] = sorted(got)
+    out["destroy"] = subprocess.run(["netdecl", "destroy", "ge.yaml"]).returncode
+    with open(os.path.join(os.environ["OUT"], "bursty.json"), "w") as f:
+        json.dump(out, f)
+
+
 @pytest.fixture(scope="module")
 def run(module_lab: KernelLab) -> LabRun:
-    return module_lab.run([Step.python("measure", measure)], files={
-        "topo40.yaml": TOPOLOGY.replace("DELAY", "40ms"),
-        "topo80.yaml": TOPOLOGY.replace("DELAY", "80ms")})
+    return module_lab.run([Step.python("measure", measure), Step.python("bursty", bursty)],
+                          files={"topo40.yaml": TOPOLOGY.replace("DELAY", "40ms"),
+                                 "topo80.yaml": TOPOLOGY.replace("DELAY", "80ms"),
+                                 "ge.yaml": GEMODEL})
+
+
+def test_a_gilbert_elliott_loss_model_loses_in_bursts(run: LabRun):
+    step = run["bursty"]
+    step.ok()
+    found = step.json["bursty"]
+    (netem,) = [q for q in found["tc"] if q["kind"] == "netem"]
+    model = netem["options"]["loss-gemodel"]
+    assert (model["p"], model["r"], model["1-h"], model["1-k"]) == pytest.approx(
+        (0.05, 0.5, 1.0, 0.0)), model
+    assert found["plan"] == 0 and found["destroy"] == 0  # read back as declared
+    received = set(found["received"])
+    lost = [n for n in range(3000) if n not in received]
+    # the bad state's share is p / (p + r) = 9.1 %; a stay in it lasts 1 / r = 2 packets
+    assert 0.05 <= len(lost) / 3000 <= 0.14, len(lost)
+    runs = sum(1 for n in lost if n - 1 not in lost)
+    assert len(lost) / runs >= 1.5, (len(lost), runs)  # random loss at 9 % would give 1.1
 
 
 def result(run: LabRun) -> dict:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from netdecl.model import INGRESS, Qdisc, QdiscStage
-from netdecl.nlattr import U32, attr, parse_attrs
+from netdecl.nlattr import U32, attr, nested, parse_attrs
 from netdecl.tc import units
 
 NETEM, TBF, BFIFO = "netem", "tbf", "bfifo"
@@ -50,6 +50,11 @@ PSCHED_SHIFT = 6  # a psched tick is 64 ns
 _NETEM_QOPT = struct.Struct("=IIIIII")  # latency, limit, loss, gap, duplicate, jitter
 TCA_NETEM_CORR, TCA_NETEM_REORDER, TCA_NETEM_CORRUPT = 1, 3, 4
 TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
+TCA_NETEM_LOSS, NETEM_LOSS_GE = 5, 2
+_GEMODEL = struct.Struct("=IIII")  # p, r, h, k1 (the kernel's h: 1 - tc's "1-h")
+# a Gilbert-Elliott loss model, as tc names its parameters: p (good -> bad), r (bad -> good),
+# 1-h (loss in the bad state, default 100 %), 1-k (loss in the good state, default 0)
+GEMODEL_KEYS = ("p", "r", "1-h", "1-k")
 _CORR = struct.Struct("=III")  # delay, loss, duplicate correlation
 _PROB_CORR = struct.Struct("=II")
 _NETEM_RATE = struct.Struct("=IiIi")
@@ -82,6 +87,11 @@ def netem_stage(spec: Mapping[str, Any]) -> QdiscStage:
     if spec.get("gap") is not None:
         params["gap"] = units.count(spec["gap"], "netem gap")
     params["limit"] = units.count(spec.get("limit", NETEM_LIMIT), "netem limit")
+    model = (spec.get("loss_model") or {}).get("gemodel")
+    if model is not None:
+        if params.get("loss"):
+            raise units.UnitError("netem loss and loss_model are one or the other")
+        params.update(_gemodel(model))
     if params.get("jitter") and not params.get("delay"):
         raise units.UnitError("netem jitter needs a delay")
     if params.get("reorder") or params.get("gap"):
@@ -90,6 +100,17 @@ def netem_stage(spec: Mapping[str, Any]) -> QdiscStage:
                                   "overtaken)")
         params.setdefault("gap", 1)  # as tc: reorder alone means every packet may go early
     return _stage(NETEM, params)
+
+
+def _gemodel(model: Mapping[str, Any]) -> dict[str, int]:
+    """tc's defaults (`loss gemodel P`): r = 1 - p, 1-h = 100 %, 1-k = 0."""
+    p = units.percent(model.get("p"), "gemodel p")
+    r = units.percent(model["r"], "gemodel r") if model.get("r") is not None \
+        else units.U32_MAX - p
+    loss_bad = units.percent(model["1-h"], "gemodel 1-h") if model.get("1-h") is not None \
+        else units.U32_MAX
+    k1 = units.percent(model["1-k"], "gemodel 1-k") if model.get("1-k") is not None else 0
+    return {"gemodel": 1, "ge_p": p, "ge_r": r, "ge_h": units.U32_MAX - loss_bad, "ge_k1": k1}
 
 
 def tbf_stage(spec: Mapping[str, Any], where: str) -> QdiscStage:
@@ -176,6 +197,9 @@ def options(stage: QdiscStage) -> bytes:
         body += attr(TCA_NETEM_CORRUPT, _PROB_CORR.pack(p.get("corrupt", 0), 0))
         rate = p.get("rate", 0)
         body += attr(TCA_NETEM_RATE, _NETEM_RATE.pack(min(rate, units.U32_MAX), 0, 0, 0))
+        if p.get("gemodel"):
+            body += nested(TCA_NETEM_LOSS, attr(NETEM_LOSS_GE, _GEMODEL.pack(
+                p.get("ge_p", 0), p.get("ge_r", 0), p.get("ge_h", 0), p.get("ge_k1", 0))))
         if rate > units.U32_MAX:
             body += attr(TCA_NETEM_RATE64, _U64.pack(rate))
         return body + attr(TCA_NETEM_LATENCY64, _S64.pack(delay)) + \
@@ -219,8 +243,11 @@ def stage_from_kernel(kind: str, raw: bytes | None) -> QdiscStage:
             params["rate"] = _NETEM_RATE.unpack_from(found[TCA_NETEM_RATE])[0]
         if TCA_NETEM_RATE64 in found:
             params["rate"] = _U64.unpack_from(found[TCA_NETEM_RATE64])[0]
-        if not params["reorder"] and params["gap"]:
-            params["gap"] = params["gap"]  # (a gap without reorder: the kernel's 100 %)
+        ge = parse_attrs(found.get(TCA_NETEM_LOSS, b"")).get(NETEM_LOSS_GE)
+        if ge is not None and len(ge) >= _GEMODEL.size:
+            params["gemodel"] = 1
+            params["ge_p"], params["ge_r"], params["ge_h"], params["ge_k1"] = \
+                _GEMODEL.unpack_from(ge)
         return _stage(NETEM, params)
     if kind == BFIFO and len(raw) >= 4:
         return _stage(BFIFO, {"limit": U32.unpack_from(raw)[0]})
@@ -268,6 +295,12 @@ def parse_original(text: str) -> tuple[str, int, bytes] | None:
 def describe_stage(stage: QdiscStage) -> str:
     p = dict(stage.params)
     shown: list[str] = [stage.kind]
+    if p.pop("gemodel", None):
+        values = (p.pop("ge_p", 0), p.pop("ge_r", 0), units.U32_MAX - p.pop("ge_h", 0),
+                  p.pop("ge_k1", 0))
+        shown.append("loss gemodel " + " ".join(
+            f"{key} {units.show_percent(value)}" for key, value in zip(GEMODEL_KEYS, values,
+                                                                        strict=True)))
     for name, value in sorted(p.items(), key=lambda kv: _ORDER.get(kv[0], 99)):
         if stage.kind == NETEM and (name, value) == ("limit", NETEM_LIMIT):
             continue  # tc's default: noise in every plan line
@@ -314,6 +347,12 @@ def file_form(stages: tuple[QdiscStage, ...]) -> dict[str, Any]:
             for extra in ("gap", "limit"):
                 if p.get(extra):
                     out["netem"][extra] = p[extra]
+            if p.get("gemodel"):
+                values = (p.get("ge_p", 0), p.get("ge_r", 0), units.U32_MAX - p.get("ge_h", 0),
+                          p.get("ge_k1", 0))
+                out["netem"]["loss_model"] = {"gemodel": {
+                    key: units.show_percent(value)
+                    for key, value in zip(GEMODEL_KEYS, values, strict=True)}}
         elif stage.kind == TBF:
             out.setdefault("shaping", {})["egress"] = {
                 "rate": _show("rate", p["rate"]), "burst": f"{p['burst']}b",

@@ -12,6 +12,7 @@ from netdecl.links.ifb import NAME as IFB
 from netdecl.links.ifb import ifb_for
 from netdecl.model import EGRESS, INGRESS, ROOT, Link, NetObject, Qdisc, Topology
 from netdecl.tc import qdiscs, units
+from netdecl.tc.qdiscs import GEMODEL_KEYS
 from netdecl.topology.yamlsrc import Document
 
 if TYPE_CHECKING:
@@ -41,6 +42,13 @@ def check_traffic_control(ctx: Context) -> None:
         if isinstance(netem, dict):
             for key, parse in _NETEM_PARSERS.items():
                 ok &= _parsed(ctx, (*path, "netem", key), netem.get(key), parse, f"netem {key}")
+            model = netem.get("loss_model")
+            ge = model.get("gemodel") if isinstance(model, dict) else None
+            for key in GEMODEL_KEYS:
+                if not isinstance(ge, dict):
+                    break
+                ok &= _parsed(ctx, (*path, "netem", "loss_model", "gemodel", key), ge.get(key),
+                              units.percent, f"gemodel {key}")
         shaping = entry.get("shaping")
         for direction in ("egress", "ingress"):
             bucket = shaping.get(direction) if isinstance(shaping, dict) else None
