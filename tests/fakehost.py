@@ -167,6 +167,8 @@ class FakeHost:
             else:
                 self.ingress[key] = dataclasses.replace(after, handle=0xFFFF0000,
                                                         original="ingress")
+        elif after.original and after.stages and after.handle == 0xD3 << 16:
+            self.qdiscs[key] = after  # netdecl's chain written back whole (a rollback)
         elif after.original == "default":
             self.qdiscs.pop(key, None)
         elif after.original:

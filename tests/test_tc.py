@@ -270,3 +270,18 @@ def test_a_gilbert_elliott_loss_model_reads_back_and_is_checked():
         "tc.yaml:8:46: gemodel r '120%' is more than 100%"]
     assert problems("    netem: {loss: 1%, loss_model: {gemodel: {p: 1%}}}\n") == [
         "tc.yaml:8:12: netem loss and loss_model are one or the other"]
+
+
+def test_a_rollback_puts_back_every_stage_of_netdecls_own_chain(tmp_path):
+    """A failed apply that changed a netem under a tbf: the snapshot's chain is written back
+    whole (the root's dump alone would leave the new netem under the old tbf)."""
+    shaped = BASE + "    netem: {delay: 40ms}\n    shaping: {egress: {rate: 8mbit, burst: 32kb}}\n"
+    host = FakeHost()
+    service.apply(load_topology_text(shaped), tmp_path, host=host)
+    before = host.state()
+    changed = load_topology_text(shaped.replace("40ms", "80ms")
+                                 + "sysctls: {net.ipv4.ip_forward: 1}\n")
+    host.arm(2)  # the sysctl, after the netem changed
+    with pytest.raises(ApplyFailed, match="injected"):
+        service.apply(changed, tmp_path, host=host)
+    assert host.state() == before

@@ -196,9 +196,37 @@ def measure() -> None:
         json.dump(result, f)
 
 
+# a failed apply that changed the WAN's netem (under its tbf): the rollback puts back every
+# stage of the chain, not only the root
+ROLLBACK = """set -e
+netdecl apply wan-lab.yaml > /dev/null
+ip netns exec site-a tc -j qdisc show dev wan0 > "$OUT/before.json"
+sed 's/delay: 40ms/delay: 80ms/; s/^routes:/sysctls: {net.ipv4.ip_forward: 1}\\nroutes:/' \\
+    wan-lab.yaml > wan-lab-broken.yaml
+last=$(netdecl plan --json wan-lab-broken.yaml | "$PYTHON" -c \\
+    'import json, sys; print(len(json.load(sys.stdin)["actions"]))')
+if NETDECL_FAIL_AT=$last netdecl apply wan-lab-broken.yaml > "$OUT/failed.txt" 2>&1; then
+    exit 9
+fi
+ip netns exec site-a tc -j qdisc show dev wan0 > "$OUT/after.json"
+netdecl destroy wan-lab.yaml > /dev/null
+"""
+
+
 @pytest.fixture(scope="module")
 def run(module_lab: KernelLab) -> LabRun:
-    return module_lab.run([Step.python("measure", measure)], files={"wan-lab.yaml": WAN_LAB})
+    return module_lab.run([Step.python("measure", measure), Step("rollback", ROLLBACK)],
+                          files={"wan-lab.yaml": WAN_LAB})
+
+
+def test_a_failed_apply_puts_back_the_netem_under_the_tbf(run: LabRun):
+    step = run["rollback"]
+    step.ok()
+    before, after = step.json["before"], step.json["after"]
+    netem = [q for q in after if q["kind"] == "netem"]
+    assert netem and netem[0]["options"]["delay"]["delay"] == pytest.approx(0.04), after
+    assert [{k: v for k, v in q.items() if k != "refcnt"} for q in after] == \
+        [{k: v for k, v in q.items() if k != "refcnt"} for q in before]
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from netdecl.model import (
     Route,
     Sysctl,
 )
+from netdecl.tc.qdiscs import ROOT_HANDLES
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,12 @@ def _write_qdisc(k: Kernel, before: Qdisc | None, after: Qdisc) -> None:
                 qdiscs.delete_ingress(sock, index)  # ours: the planner proved it
             if not after.original and after.redirect:
                 qdiscs.write_ingress(sock, index, k.index_of(ns, after.redirect))
-        elif after.original:
+        elif after.original and not (after.stages and after.handle in ROOT_HANDLES):
+            # what was there before netdecl (or someone's, in a snapshot): as it was dumped
             qdiscs.restore(sock, index, after.original)
         else:
+            # netdecl's chain, declared or from a rollback's snapshot: every stage of it (the
+            # dump of the root alone would leave a netem under a tbf as the apply left it)
             qdiscs.write_egress(sock, index, before, after)
     except RtnlError as exc:
         raise KernelError(exc.errno or errno.EIO, what) from None
