@@ -163,12 +163,60 @@ def bursty() -> None:
         json.dump(out, f)
 
 
+CHAIN = """\
+version: 1
+name: chainlab
+namespaces:
+  e: {}
+links:
+  - name: ve
+    kind: veth
+    namespace: e
+    netem: {delay: 40ms}
+    shaping: {egress: {rate: 10mbit, burst: 32kb}}
+    peer: {name: vf, namespace: e}
+"""
+
+
+
+def missing() -> None:
+    """Runs in the lab, which has sch_netem but not sch_tbf: the plan names the one that is
+    missing (netem, tried first, must not hide it) and nothing is made."""
+    import json
+    import os
+    import subprocess
+
+    plan = subprocess.run(["netdecl", "plan", "chain.yaml"], capture_output=True, text=True)
+    apply = subprocess.run(["netdecl", "apply", "chain.yaml"], capture_output=True, text=True)
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    with open(os.path.join(os.environ["OUT"], "missing.json"), "w") as f:
+        json.dump({"plan": [plan.returncode, plan.stdout + plan.stderr],
+                   "apply": [apply.returncode, apply.stdout + apply.stderr],
+                   "namespaces": names}, f)
+
+
 @pytest.fixture(scope="module")
 def run(module_lab: KernelLab) -> LabRun:
-    return module_lab.run([Step.python("measure", measure), Step.python("bursty", bursty)],
+    return module_lab.run([Step.python("measure", measure), Step.python("bursty", bursty),
+                           Step.python("missing", missing)],
                           files={"topo40.yaml": TOPOLOGY.replace("DELAY", "40ms"),
                                  "topo80.yaml": TOPOLOGY.replace("DELAY", "80ms"),
-                                 "ge.yaml": GEMODEL})
+                                 "ge.yaml": GEMODEL,
+                                 "chain.yaml": CHAIN})
+
+
+def test_the_one_missing_kind_is_named_though_another_was_tried_first(run: LabRun):
+    step = run["missing"]
+    step.ok()
+    found = step.json["missing"]
+    code, text = found["plan"]
+    lines = [line for line in text.splitlines() if "is not in this kernel" in line]
+    assert code == 1 and lines == [
+        "conflict: tbf qdisc for egress of e/ve is not in this kernel: module sch_tbf is "
+        "missing (modprobe sch_tbf)"], text
+    code, text = found["apply"]
+    assert code == 1 and "sch_tbf" in text, text
+    assert found["namespaces"] == ""  # nothing was made
 
 
 def test_a_gilbert_elliott_loss_model_loses_in_bursts(run: LabRun):

@@ -188,10 +188,11 @@ def _probe(kinds: list[str]) -> dict[str, bool]:
                                     socket.NETLINK_ROUTE))
     found = {}
     try:
-        for kind in kinds:
+        for number, kind in enumerate(kinds, start=1):
             try:
-                replace(sock, LOOPBACK_INDEX, tc.ROOT_HANDLES[0], tc.TC_H_ROOT,
-                        tc.probe_stage(kind))
+                # a handle of its own per kind: at the handle of the kind tried before, the
+                # kernel would refuse the kind change (EINVAL) before asking if it knows it
+                replace(sock, LOOPBACK_INDEX, number << 16, tc.TC_H_ROOT, tc.probe_stage(kind))
                 found[kind] = True
             except RtnlError as exc:
                 found[kind] = exc.errno != errno.ENOENT  # ENOENT: "qdisc kind is unknown"
