@@ -285,3 +285,14 @@ def test_a_rollback_puts_back_every_stage_of_netdecls_own_chain(tmp_path):
     with pytest.raises(ApplyFailed, match="injected"):
         service.apply(changed, tmp_path, host=host)
     assert host.state() == before
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("shaping: {egress: 5}", "tc.yaml:8:23: egress: expected a mapping, got 5"),
+    ("shaping: 5", "tc.yaml:8:14: shaping: expected a mapping, got 5"),
+    ("netem: 5", "tc.yaml:8:12: netem: expected a mapping, got 5"),
+    ("netem: {loss_model: 5}", "tc.yaml:8:25: loss_model: expected a mapping, got 5"),
+    ("netem: {loss_model: {gemodel: 5}}",
+     "tc.yaml:8:35: gemodel: expected a mapping, got 5")])
+def test_a_misshapen_declaration_is_the_schemas_message_not_a_crash(line, message):
+    assert problems(f"    {line}\n") == [message]

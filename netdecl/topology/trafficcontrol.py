@@ -60,11 +60,26 @@ def check_traffic_control(ctx: Context) -> None:
             ctx.error((*path, "qdisc"), "qdisc names the root scheduler of a link without "
                       "netem or shaping; with them, netdecl builds the root itself (tbf, netem)")
             ok = False
-        if ok and isinstance(netem, (dict, type(None))):
+        if ok and _well_shaped(entry):  # (else the schema says what is wrong)
             try:
                 qdiscs.egress_stages(entry)
             except (units.UnitError, KeyError, TypeError) as exc:
                 ctx.error((*path, "netem") if netem is not None else path, str(exc))
+
+
+def _well_shaped(entry: Mapping[str, Any]) -> bool:
+    """Mappings where the schema wants them: only then is the chain built as a whole."""
+    netem, shaping = entry.get("netem"), entry.get("shaping")
+    if netem is not None:
+        model = netem.get("loss_model") if isinstance(netem, dict) else None
+        if not isinstance(netem, dict) or (model is not None and not (
+                isinstance(model, dict) and isinstance(model.get("gemodel"), dict))):
+            return False
+    if shaping is not None:
+        if not isinstance(shaping, dict) or not all(
+                isinstance(shaping.get(d), (dict, type(None))) for d in ("egress", "ingress")):
+            return False
+    return True
 
 
 def _parsed(ctx: Context, path: tuple[Any, ...], value: Any,
