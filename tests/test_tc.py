@@ -17,7 +17,7 @@ from netdecl.engine.state.record import OwnershipRecord, validated
 from netdecl.engine.state.untrusted import Untrusted
 from netdecl.errors import ApplyFailed, InvalidTopology
 from netdecl.links.ifb import ifb_for
-from netdecl.model import EGRESS, ROOT, Link, Qdisc, QdiscStage
+from netdecl.model import EGRESS, INGRESS, ROOT, Link, Qdisc, QdiscStage
 from netdecl.tc import ingress, qdiscs, units
 from netdecl.topology.loader import load_topology_text
 
@@ -296,3 +296,19 @@ def test_a_rollback_puts_back_every_stage_of_netdecls_own_chain(tmp_path):
      "tc.yaml:8:35: gemodel: expected a mapping, got 5")])
 def test_a_misshapen_declaration_is_the_schemas_message_not_a_crash(line, message):
     assert problems(f"    {line}\n") == [message]
+
+
+@pytest.mark.parametrize("forged", [
+    Qdisc(ROOT, "eth0/../x", EGRESS),
+    Qdisc(ROOT, "eth0", INGRESS, redirect="ifb 0"),
+    Qdisc(ROOT, "eth0", "sideways"),
+    Qdisc(ROOT, "eth0", EGRESS, (QdiscStage("tbf; rm"),)),
+    Qdisc(ROOT, "eth0", EGRESS, (QdiscStage("tbf", (("rate", -1),)),)),
+    Qdisc(ROOT, "eth0", EGRESS, original="pfifo:zz:00")])
+def test_a_forged_qdisc_in_a_journal_or_saved_plan_is_refused(forged):
+    from netdecl.engine.state.untrusted import check_object
+
+    with pytest.raises(Untrusted):
+        check_object(forged)
+    assert check_object(Qdisc(ROOT, "eth0", EGRESS, (QdiscStage("tbf", (("rate", 1),)),),
+                              original="default"))
