@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from test_rollback import state_files
 
 BULK = str(Path(__file__).with_name("tcbulk.py"))
 # TCP's payload per 1514-byte frame a tbf counts on a veth (1448 with timestamps)
@@ -139,6 +140,7 @@ def test_a_hand_set_qdisc_is_recorded_and_put_back_by_destroy(host, tmp_path: Pa
     assert fifo["options"]["limit"] == 40_000 + 65_536
     netdecl_ok(host, "destroy", path)
     assert root(host, "ext0") == before
+    assert state_files(host) == []
 
 
 def test_a_failed_apply_puts_the_hand_set_qdisc_back(host, tmp_path: Path):
@@ -226,6 +228,7 @@ def test_an_ingress_rate_is_shaped_on_an_ifb_as_the_cni_plugin_does(host, tmp_pa
 
     netdecl_ok(host, "destroy", path)
     assert host.netns_list() == []
+    assert state_files(host) == []  # nothing left to put back: no record at all
 
 
 def test_a_foreign_ingress_qdisc_is_a_conflict_at_plan(host, tmp_path: Path):
