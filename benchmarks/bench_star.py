@@ -227,7 +227,7 @@ def address_of(i: int) -> str:
     return f"10.{k}.{host >> 8}.{host & 255}"
 
 
-def star_yaml(n: int, mtu_of_s0: int | None = None) -> str:
+def star_yaml(n: int, mtu_of_s0: int | None = None, rate_of_s0: str | None = None) -> str:
     lines = [
         "version: 1",
         f"name: {TOPOLOGY}",
@@ -243,6 +243,8 @@ def star_yaml(n: int, mtu_of_s0: int | None = None) -> str:
         lines += [f"  - name: vs{i}", "    kind: veth", f"    master: br{bridge_of(i)}"]
         if i == 0 and mtu_of_s0 is not None:
             lines.append(f"    mtu: {mtu_of_s0}")
+        if i == 0 and rate_of_s0 is not None:  # traffic control on one link of the star
+            lines.append(f"    shaping: {{egress: {{rate: {rate_of_s0}, burst: 32kb}}}}")
         lines.append(f"    peer: {{name: eth0, namespace: s{i}, "
                      f"addresses: [{address_of(i)}/16]}}")
     lines.append("routes:")
@@ -340,6 +342,10 @@ def bench_size(n: int, profile: Path | None = None,
         topo.write_text(star_yaml(n))
         changed = workdir / "star-mtu.yaml"
         changed.write_text(star_yaml(n, mtu_of_s0=1400))
+        shaped = workdir / "star-tbf.yaml"
+        shaped.write_text(star_yaml(n, mtu_of_s0=1400, rate_of_s0="10mbit"))
+        reshaped = workdir / "star-tbf2.yaml"
+        reshaped.write_text(star_yaml(n, mtu_of_s0=1400, rate_of_s0="20mbit"))
         ours_steps = [
             # reads no kernel state: what start-up and the file itself cost at this size
             step("validate", "validate", str(topo)),
@@ -347,6 +353,9 @@ def bench_size(n: int, profile: Path | None = None,
             step("plan (no changes)", "plan", "--detailed-exitcode", str(topo)),
             step("apply (one mtu)", "apply", str(changed)),
             step("plan (no changes, again)", "plan", "--detailed-exitcode", str(changed)),
+            # a lab changing one impairment: a tbf on one link, then its rate, in place
+            step("apply (one qdisc)", "apply", str(shaped)),
+            step("apply (one rate change)", "apply", str(reshaped)),
         ]
         if quick:  # the steps the start-up targets name; no floor to compare with
             return run_steps(ours_steps, workdir)
@@ -358,7 +367,7 @@ def bench_size(n: int, profile: Path | None = None,
             *ours_steps,
             # -v: the first action's progress line ("[1/...") marks the first change; what
             # comes before it is reading and checking (see README)
-            step("destroy", "destroy", "-v", str(changed), mark="[1/"),
+            step("destroy", "destroy", "-v", str(reshaped), mark="[1/"),
         ], workdir)
         failed = run_steps([
             # -v: a progress line per action (to a pipe there is none without it), from which
@@ -394,7 +403,7 @@ BASELINE = {"floor teardown": "floor teardown", "destroy": "floor teardown",
             "destroy, from its first change": "floor teardown",
             "rollback (of that apply)": "floor teardown"}
 # the floor has nothing like them
-NOT_AGAINST_THE_FLOOR = {"validate"}
+NOT_AGAINST_THE_FLOOR = {"validate", "apply (one qdisc)", "apply (one rate change)"}
 
 
 def table(results: dict[int, dict[str, dict[str, Any]]],

@@ -32,6 +32,7 @@ from netdecl.model import (
     NatTable,
     Neighbor,
     NetObject,
+    Qdisc,
     Route,
     Rule,
     Sysctl,
@@ -92,6 +93,8 @@ def object_from_dict(data: dict[str, Any]) -> NetObject:
     cls = KINDS[data.pop("object_type")].cls
     if cls is Link:
         data = _link_fields(data)
+    if cls is Qdisc:
+        return Qdisc.from_dict(data)
     if cls is NatTable and data.get("rules") is not None:
         data["rules"] = tuple(NatRule.from_dict(r) for r in data["rules"])
     return cls(**data)
@@ -126,3 +129,5 @@ register(Kind("fdb", FdbEntry, Stage.AFTER_ADDRESSES, Ownership.RECORD))
 register(Kind("neighbor", Neighbor, Stage.AFTER_ADDRESSES, Ownership.RECORD))
 register(Kind("sysctl", Sysctl, Stage.AFTER_LINKS, Ownership.ORIGINAL))
 register(Kind("nat", NatTable, Stage.AFTER_LINKS, Ownership.TABLE))
+# traffic control on a link: the qdisc that was there before is recorded and put back
+register(Kind("qdisc", Qdisc, Stage.AFTER_LINKS, Ownership.ORIGINAL))

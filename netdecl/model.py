@@ -269,6 +269,63 @@ class ExternalLink(NetObject):
 
 
 @dataclass(frozen=True)
+class QdiscStage:
+    """One qdisc of a link's chain: its kind (the kernel's name) and its settings in the
+    kernel's own units, as the kernel reports them back, so desired and observed compare
+    equal; netdecl/tc/ owns what each setting means and how it is written."""
+
+    kind: str
+    params: tuple[tuple[str, int], ...] = ()
+
+    def get(self, name: str) -> int | None:
+        return dict(self.params).get(name)
+
+
+EGRESS = "egress"
+INGRESS = "ingress"
+
+
+@dataclass(frozen=True)
+class Qdisc(NetObject):
+    """Traffic control on a link, one direction: ``egress`` is the link's root qdisc chain
+    (outermost first: a shaper, then netem under it); ``ingress`` is an ingress qdisc whose
+    match-all filter redirects what the link receives to ``redirect`` (an ifb shaped on its
+    own egress), as the CNI bandwidth plugin builds it. The qdisc that was there before
+    netdecl (the kernel's default or a hand-set one) is recorded and put back."""
+
+    TYPE: ClassVar[str] = "qdisc"
+    OBSERVED_ONLY: ClassVar[tuple[str, ...]] = ("handle", "original")
+
+    link: str = ""
+    direction: str = EGRESS
+    stages: tuple[QdiscStage, ...] = ()
+    redirect: str | None = None
+    # observed only: the root qdisc's handle (0: the kernel's default), and the root qdisc as
+    # the kernel dumps it (netdecl/tc/qdiscs.py original_of), to put back
+    handle: int | None = None
+    original: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return ("qdisc", self.namespace, self.link, self.direction)
+
+    def describe(self) -> str:
+        return f"qdisc {self.direction} on {qualify(self.namespace, self.link)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["stages"] = [[s.kind, [list(p) for p in s.params]] for s in self.stages]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Qdisc:
+        fields = dict(data)
+        fields["stages"] = tuple(QdiscStage(kind, tuple((n, v) for n, v in params))
+                                 for kind, params in fields.get("stages") or ())
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
 class Address(NetObject):
     """An IP address (CIDR, normalised by ipaddress) on a link."""
 

@@ -37,6 +37,7 @@ RTM_GETNSID = 90
 
 # multicast groups (linux/rtnetlink.h, enum rtnetlink_groups; linux/netfilter/nfnetlink.h)
 RTNLGRP_LINK, RTNLGRP_NEIGH = 1, 3
+RTNLGRP_TC = 4  # qdiscs, classes, filters
 RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE = 5, 7, 8
 RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE = 9, 11, 19
 NFNLGRP_NFTABLES = 7
@@ -79,3 +80,6 @@ NETNSA_NSID, NETNSA_FD = 1, 3
 TCMSG = "=B3xiIII"  # family, ifindex, handle, parent, info
 TCA_KIND = 1
 TC_H_ROOT, TC_H_INGRESS = 0xFFFFFFFF, 0xFFFFFFF1
+# traffic control (linux/rtnetlink.h): qdiscs and filters
+RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
+RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46

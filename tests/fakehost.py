@@ -61,6 +61,8 @@ from netdecl.links.bridge import BridgeSpec
 from netdecl.links.veth import VethSpec
 from netdecl.links.vxlan import Vxlan
 from netdecl.model import (
+    EGRESS,
+    INGRESS,
     IPV6_DEFAULT_METRIC,
     ROOT,
     RTPROT_NETDECL,
@@ -74,6 +76,8 @@ from netdecl.model import (
     NatTable,
     Neighbor,
     NetObject,
+    Qdisc,
+    QdiscStage,
     Route,
     Rule,
     Sysctl,
@@ -108,6 +112,11 @@ class FakeHost:
         self._next_ident = 0
         # identities of the bridges whose MTU someone set: those no longer follow their ports
         self._mtu_set: set[str] = set()
+        # (namespace, link, its ident) -> the root qdisc netdecl (or a test) set there; a
+        # link without one has the kernel's default, and a link made again starts with it
+        self.qdiscs: dict[tuple[str, str, str | None], Qdisc] = {}
+        self.ingress: dict[tuple[str, str, str | None], Qdisc] = {}  # ingress qdiscs, alike
+        self.missing_kinds: dict[str, str] = {}  # qdisc kind -> module the fake kernel lacks
 
     # -- test helpers --------------------------------------------------------------------------
     def arm(self, n: int) -> None:
@@ -127,7 +136,49 @@ class FakeHost:
         sysctls = {(ns, name): self._sysctl(ns, name)
                    for ns in [ROOT, *self.named_namespaces()] for name in SYSCTL_DEFAULTS}
         return {"objects": objects, "sysctls": sysctls,
-                "nat": {k: repr(_without_identity(v)) for k, v in sorted(self.nat.items())}}
+                "nat": {k: repr(_without_identity(v)) for k, v in sorted(self.nat.items())},
+                "qdiscs": {(ns, name): q.stages for (ns, name, _), q in sorted(
+                    self.qdiscs.items(), key=repr) if self._qdisc_link(ns, name, _)},
+                "ingress": {(ns, name): q.redirect for (ns, name, _), q in sorted(
+                    self.ingress.items(), key=repr) if self._qdisc_link(ns, name, _)}}
+
+    def _qdisc_link(self, ns: str, name: str, ident: str | None) -> bool:
+        link = self.objects.get(("link", ns, name))
+        return isinstance(link, Link) and link.ident == ident
+
+    def _root_qdisc(self, ns: str, name: str) -> Qdisc | None:
+        link = self.objects.get(("link", ns, name))
+        if not isinstance(link, Link):
+            return None
+        return self.qdiscs.get((ns, name, link.ident)) or Qdisc(
+            ns, name, EGRESS, (QdiscStage("noqueue"),), handle=0, original="default")
+
+    def missing_qdisc_kinds(self, kinds: Collection[str]) -> dict[str, str]:
+        return {k: m for k, m in self.missing_kinds.items() if k in kinds}
+
+    def _write_qdisc(self, before: NetObject | None, after: Qdisc, what: str) -> None:
+        link = self.objects.get(("link", after.namespace, after.link))
+        if not isinstance(link, Link):
+            raise FakeKernelError(errno.ENODEV, f"{what}: no link {after.link}")
+        key = (after.namespace, after.link, link.ident)
+        if after.direction == INGRESS:
+            if after.original:
+                self.ingress.pop(key, None)
+            else:
+                self.ingress[key] = dataclasses.replace(after, handle=0xFFFF0000,
+                                                        original="ingress")
+        elif after.original and after.stages and after.handle == 0xD3 << 16:
+            self.qdiscs[key] = after  # netdecl's chain written back whole (a rollback)
+        elif after.original == "default":
+            self.qdiscs.pop(key, None)
+        elif after.original:
+            kind, hex_handle, _ = after.original.split(":")
+            self.qdiscs[key] = Qdisc(after.namespace, after.link, EGRESS, (QdiscStage(kind),),
+                                     handle=int(hex_handle, 16), original=after.original)
+        else:
+            ours = 0xD3 << 16
+            self.qdiscs[key] = dataclasses.replace(
+                after, handle=ours, original=f"{after.stages[0].kind}:{ours:08x}:")
 
     def add_foreign(self, *objs: NetObject, topology: str = "") -> None:
         """Objects someone else made (no owner mark unless a Link names one - a forged mark -,
@@ -206,6 +257,14 @@ class FakeHost:
                 value = self._sysctl(ns, name)
                 if value is not None:
                     seen.append(Sysctl(ns, name, value))
+            for where, name in sorted(scope.qdiscs):
+                qdisc = self._root_qdisc(ns, name) if where == ns else None
+                if qdisc is not None:
+                    seen.append(qdisc)
+                    link = self.objects.get(("link", ns, name))
+                    found = self.ingress.get((ns, name, getattr(link, "ident", None)))
+                    if found is not None:
+                        seen.append(found)
             if scope.nat and (scope.nat_namespaces is None or ns in scope.nat_namespaces):
                 table = self.nat.get((topology, ns))
                 if table is not None:
@@ -254,6 +313,9 @@ class FakeHost:
             return
         if isinstance(obj, Sysctl):
             self._write_sysctl(obj)
+            return
+        if isinstance(obj, Qdisc):
+            self._write_qdisc(None, obj, what)
             return
         if isinstance(obj, ExternalLink):
             raise FakeKernelError(errno.EOPNOTSUPP, f"{what}: netdecl never creates one")
@@ -431,6 +493,8 @@ class FakeHost:
         self._change(what)
         if isinstance(after, Sysctl):
             self._write_sysctl(after)
+        elif isinstance(after, Qdisc):
+            self._write_qdisc(before, after, what)
         elif isinstance(after, NatTable):
             if not self._still(before, self.nat.get((topology, after.namespace))) \
                     if before is not None else False:

@@ -177,6 +177,10 @@ class RemoteHost:
                changes: dict[str, Any], topology: str, birth: Birth | None = None) -> None:
         self._call("modify", before, after, changes, topology, birth=birth)
 
+    def missing_qdisc_kinds(self, kinds: Collection[str]) -> dict[str, str]:
+        result: dict[str, str] = self._call("missing_qdisc_kinds", kinds)
+        return result
+
     def set_alias(self, link: NetObject, alias: str | None) -> None:
         self._call("set_alias", link, alias)
 

@@ -277,6 +277,7 @@ def test_the_fake_has_every_method_of_the_protocol() -> None:
     methods = [name for name, member in vars(Host).items()
                if callable(member) and not name.startswith("_")]
     assert methods == ["observe", "named_namespaces", "unmodelled", "create", "delete", "modify",
+                       "missing_qdisc_kinds",
                        "set_alias", "restore_route", "remove_placeholders", "refresh",
                        "reconnect", "close"]
     for cls in (FakeHost, RemoteHost):

@@ -27,6 +27,8 @@ from netdecl.model import (
     NatRule,
     NatTable,
     Neighbor,
+    Qdisc,
+    QdiscStage,
     Route,
     Rule,
     Sysctl,
@@ -48,6 +50,9 @@ SAMPLES = [
     FdbEntry(ROOT, "vx0", "00:00:00:00:00:00", dst="192.0.2.2"),
     Neighbor(ROOT, "veth0", "10.0.0.2", "02:00:00:00:00:02"),
     Sysctl(ROOT, "net.ipv4.ip_forward", "1"),
+    Qdisc("ns1", "eth0", stages=(QdiscStage("tbf", (("burst", 32768), ("rate", 2500000))),
+                                 QdiscStage("netem", (("delay", 40000000),))),
+          handle=0xD30000, original="default"),
     NatTable(ROOT, (NatRule("dnat", proto="tcp", port=8080, to_address="10.0.0.2", to_port=80),
                     NatRule("masquerade", source="fd00::/64", not_destination=("fd01::/64",)),
                     NatRule("dnat", proto="tcp", port=80, address="10.96.0.10",
@@ -99,6 +104,7 @@ LINK_SAMPLES = {
     "vlan": "  - {name: uplink.100, kind: vlan, link: uplink, vlan: {id: 100, protocol: 802.1ad},\n"
             "     addresses: [10.100.0.1/24]}\n",
     "macvlan": "  - {name: mv0, kind: macvlan, link: uplink, macvlan: {mode: private}}\n",
+    "ifb": "  - {name: ifb0, kind: ifb}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"

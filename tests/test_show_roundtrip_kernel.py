@@ -160,19 +160,20 @@ def test_a_prefix_route_moved_to_another_table_is_written_and_main_named(host, t
 def test_a_link_of_a_kind_netdecl_does_not_know_and_a_qdisc_are_named(host,
                                                                               tmp_path):
     ok(host, "apply", write(tmp_path, "small.yaml", SMALL))
-    for argv in (["link", "add", "x0", "type", "ifb"], ["addr", "add", "10.77.0.1/24", "dev",
-                                                         "x0"],
+    # macvtap: a kind this kernel has and netdecl does not know
+    for argv in (["link", "add", "x0", "link", "v2", "type", "macvtap"],
+                 ["addr", "add", "10.77.0.1/24", "dev", "x0"],
                  ["link", "set", "x0", "up"], ["route", "add", "10.78.0.0/24", "via",
                                                "10.77.0.9"]):
         host.run(["ip", "-n", "c2", *argv])
-    # and a qdisc (netdecl has no traffic control): the kernel's own defaults are not named
-    host.run(["tc", "qdisc", "add", "dev", "v2p", "root", "handle", "1:", "pfifo"], ns="c1")
+    # and a qdisc the file cannot say (htb; a pfifo it writes as `qdisc: pfifo`): the
+    # kernel's own defaults are not named
+    host.run(["tc", "qdisc", "add", "dev", "v2p", "root", "handle", "1:", "htb"], ns="c1")
     qdiscs = json.loads(host.run(["tc", "-j", "qdisc", "show"], ns="c1").stdout)
-    assert ("v2p", "pfifo", "1:") in {(q["dev"], q["kind"], q["handle"]) for q in qdiscs}
+    assert ("v2p", "htb", "1:") in {(q["dev"], q["kind"], q["handle"]) for q in qdiscs}
     text = ok(host, "show", "--name", "small")
-    assert notes(text) == ["qdisc pfifo 1: (root) on link c1/v2p: netdecl does not manage "
-                           "traffic control",
-                           "link c2/x0: kind ifb, which netdecl does not know",
+    assert notes(text) == ["qdisc htb 1: (root) on link c1/v2p: the file cannot say it",
+                           "link c2/x0: kind macvtap, which netdecl does not know",
                            "address 10.77.0.1/24: on link c2/x0, which is not written",
                            "route 10.78.0.0/24 in c2: on link c2/x0, which is not written"]
     names = [e["name"] for e in yaml.safe_load(text)["links"]]

@@ -28,11 +28,13 @@ from netdecl.nlconst import (
     RTM_DELADDR,
     RTM_DELLINK,
     RTM_DELNEIGH,
+    RTM_DELQDISC,
     RTM_DELROUTE,
     RTM_DELRULE,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWNEIGH,
+    RTM_NEWQDISC,
     RTM_NEWROUTE,
     RTM_NEWRULE,
     RTNLGRP_IPV4_IFADDR,
@@ -43,6 +45,7 @@ from netdecl.nlconst import (
     RTNLGRP_IPV6_RULE,
     RTNLGRP_LINK,
     RTNLGRP_NEIGH,
+    RTNLGRP_TC,
     SO_RCVBUFFORCE,
     SOL_NETLINK,
 )
@@ -50,13 +53,15 @@ from netdecl.nlconst import (
 RECEIVE_BUFFER = 4 << 20  # a burst (a whole namespace going away) must not overrun it
 
 ROUTE_GROUPS = (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE,
-                RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_RULE)
+                RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_RULE,
+                RTNLGRP_TC)  # a qdisc replaced or deleted by hand is drift too
 
 RTM_NAMES = {RTM_NEWLINK: "RTM_NEWLINK", RTM_DELLINK: "RTM_DELLINK",
              RTM_NEWADDR: "RTM_NEWADDR", RTM_DELADDR: "RTM_DELADDR",
              RTM_NEWROUTE: "RTM_NEWROUTE", RTM_DELROUTE: "RTM_DELROUTE",
              RTM_NEWNEIGH: "RTM_NEWNEIGH", RTM_DELNEIGH: "RTM_DELNEIGH",
-             RTM_NEWRULE: "RTM_NEWRULE", RTM_DELRULE: "RTM_DELRULE"}
+             RTM_NEWRULE: "RTM_NEWRULE", RTM_DELRULE: "RTM_DELRULE",
+             RTM_NEWQDISC: "RTM_NEWQDISC", RTM_DELQDISC: "RTM_DELQDISC"}
 
 ROUTE, NFTABLES = "rtnetlink", "nftables"
 

@@ -10,7 +10,7 @@ modify of model objects. Which objects are netdecl's is the engine's business
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from netdecl.model import Key, NetObject
@@ -31,6 +31,9 @@ class Scope:
     # also the routes the kernel derives from addresses (proto kernel), which netdecl never
     # manages: only `show` reads them (a prefix route moved to another table is the user's)
     kernel_routes: bool = False
+    # (namespace, link) whose traffic control to read: a qdisc dump only where a topology
+    # declares or recorded one
+    qdiscs: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,10 @@ class Host(Protocol):
         """Change ``before`` into ``after``; ``changes`` names the attributes that differ. A
         change that makes a new object (a NAT table is replaced whole) reports it through
         ``birth``."""
+
+    def missing_qdisc_kinds(self, kinds: Collection[str]) -> dict[str, str]:
+        """Of these qdisc kinds, those the kernel cannot make: kind -> the module it lacks.
+        Asked at plan time, so that a plan needing one refuses before changing anything."""
 
     def set_alias(self, link: NetObject, alias: str | None) -> None:
         """Set the ifalias of the observed ``link`` (that very one: its ifindex) to ``alias``;

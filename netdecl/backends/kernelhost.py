@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netdecl.backends import namespaces, sysctl
+from netdecl.backends import namespaces, qdiscs, sysctl
 from netdecl.backends.host import (
     ALTERNATIVES,
     BEING_REMOVED,
@@ -21,8 +21,10 @@ from netdecl.backends.host import (
     temp_namespace_name,
 )
 from netdecl.backends.netlink import Kernel, KernelError
+from netdecl.backends.rtnl import RtnlError
 from netdecl.links import EXTERNAL
 from netdecl.model import (
+    INGRESS,
     ROOT,
     Address,
     ExternalLink,
@@ -30,11 +32,13 @@ from netdecl.model import (
     Namespace,
     NatTable,
     NetObject,
+    Qdisc,
     Route,
     Sysctl,
     qualify,
 )
 from netdecl.nlconst import TC_H_INGRESS, TC_H_ROOT
+from netdecl.tc.qdiscs import ROOT_HANDLES, file_form
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,29 @@ def _delete_nat(topology: str, table: NatTable) -> None:
     nftables.delete(topology, table.namespace, nat_handles(table))
 
 
+def _write_qdisc(k: Kernel, before: Qdisc | None, after: Qdisc) -> None:
+    """A link's root chain replaced in place, or the qdisc from before netdecl put back."""
+    ns = after.namespace
+    what = f"{'restore' if after.original else 'set'} {after.describe()}"
+    try:
+        index = k.index_of(ns, after.link)
+        sock = k.rtnl(ns)
+        if after.direction == INGRESS:
+            if before is not None:
+                qdiscs.delete_ingress(sock, index)  # ours: the planner proved it
+            if not after.original and after.redirect:
+                qdiscs.write_ingress(sock, index, k.index_of(ns, after.redirect))
+        elif after.original and not (after.stages and after.handle in ROOT_HANDLES):
+            # what was there before netdecl (or someone's, in a snapshot): as it was dumped
+            qdiscs.restore(sock, index, after.original)
+        else:
+            # netdecl's chain, declared or from a rollback's snapshot: every stage of it (the
+            # dump of the root alone would leave a netem under a tbf as the apply left it)
+            qdiscs.write_egress(sock, index, before, after)
+    except RtnlError as exc:
+        raise KernelError(exc.errno or errno.EIO, what) from None
+
+
 def _readd(add: Callable[[Kernel, Any], None], remove: Callable[[Kernel, Any], None]
            ) -> Callable[[Kernel, Any, Any, Any, str, Birth], None]:
     """modify for objects the kernel cannot change in place: delete the old, add the new."""
@@ -198,7 +225,27 @@ WRITERS: dict[str, _Writer] = {
         create=lambda k, o, t, p, b: _create_nat(k, o, t, b),
         delete=lambda k, o, t, p: _delete_nat(t, o),
         modify=lambda k, b, a, c, t, birth: _replace_nat(k, b, a, t, birth)),
+    # a link always has a root qdisc: netdecl replaces it, and puts the old one back
+    "qdisc": _Writer(
+        create=lambda k, o, t, p, _: _write_qdisc(k, None, o),
+        delete=_no_modify("qdisc"),
+        modify=lambda k, b, a, c, t, _: _write_qdisc(k, b, a)),
 }
+
+
+def _read_qdiscs(kernel: Kernel, ns: str, links: list[Link],
+                 wanted: set[tuple[str, str]]) -> list[Qdisc]:
+    sock = kernel.rtnl(ns)
+    msgs = qdiscs.dump(sock)
+    names = {link.ifindex: link.name for link in links if link.ifindex is not None}
+    found = []
+    for link in links:
+        if (ns, link.name) in wanted and link.ifindex is not None:
+            for qdisc in (qdiscs.egress_of(ns, link.name, link.ifindex, msgs),
+                          qdiscs.ingress_of(sock, ns, link.name, link.ifindex, msgs, names)):
+                if qdisc is not None:
+                    found.append(qdisc)
+    return found
 
 
 def _no_birth() -> Birth:
@@ -219,11 +266,41 @@ class KernelHost:
     def unmodelled(self, namespaces: list[str]) -> list[str]:
         out = []
         for ns in namespaces:
-            for link, kind, handle, parent in self.kernel.read_qdiscs(ns):
+            found = self.kernel.read_qdiscs(ns)
+            written = self._written_qdiscs(ns, {link for link, *_ in found}) if found else set()
+            for link, kind, handle, parent in found:
+                if (link, handle) in written:
+                    continue
                 where = {TC_H_ROOT: "root", TC_H_INGRESS: "ingress"}.get(
                     parent, f"parent {parent >> 16:x}:{parent & 0xFFFF:x}")
                 out.append(f"qdisc {kind} {handle >> 16:x}: ({where}) on link "
-                           f"{qualify(ns, link)}: netdecl does not manage traffic control")
+                           f"{qualify(ns, link)}: the file cannot say it")
+        return out
+
+    def _written_qdiscs(self, ns: str, links: set[str]) -> set[tuple[str, int]]:
+        """(link, handle) of the qdiscs `show` writes as the link's traffic control
+        (engine/observer.observe_all: a root chain tc/ can say, an ingress redirect): the
+        others are named, not written."""
+        sock = self.kernel.rtnl(ns)
+        msgs = qdiscs.dump(sock)
+        indexes: dict[str, int] = {}
+        for link in links:
+            try:
+                indexes[link] = self.kernel.index_of(ns, link)
+            except KernelError:
+                continue  # a link gone since the dump, or one with no name
+        names = {index: link for link, index in indexes.items()}
+        out = set()
+        for link, index in indexes.items():
+            egress = qdiscs.egress_of(ns, link, index, msgs)
+            if egress is not None and egress.handle and egress.stages \
+                    and file_form(egress.stages):
+                out.add((link, egress.handle))
+                out.update((link, m.handle) for m in msgs
+                           if m.index == index and m.parent == egress.handle | 1)
+            ingress = qdiscs.ingress_of(sock, ns, link, index, msgs, names)
+            if ingress is not None and ingress.redirect and ingress.handle is not None:
+                out.add((link, ingress.handle))
         return out
 
     def observe(self, topology: str, scope: Scope) -> list[NetObject]:
@@ -252,6 +329,8 @@ class KernelHost:
             seen.extend(links)
             seen.extend(kernel.read_addresses(ns, link_local=False))  # never managed
             seen.extend(kernel.read_routes(ns, kernel_made=scope.kernel_routes))
+            if any(where == ns for where, _ in scope.qdiscs):
+                seen.extend(_read_qdiscs(kernel, ns, links, scope.qdiscs))
             if scope.rules:
                 seen.extend(kernel.read_rules(ns))
             if scope.fdb:
@@ -281,6 +360,9 @@ class KernelHost:
                changes: dict[str, Any], topology: str, birth: Birth | None = None) -> None:
         WRITERS[after.TYPE].modify(self.kernel, before, after, changes, topology,
                                    birth or _no_birth())
+
+    def missing_qdisc_kinds(self, kinds: Collection[str]) -> dict[str, str]:
+        return qdiscs.missing_kinds(kinds)
 
     def set_alias(self, link: NetObject, alias: str | None) -> None:
         assert isinstance(link, Link)

@@ -21,7 +21,8 @@ from netdecl.engine.ownership import ALTERNATIVES, BY_SECRET_NAME, rules_identit
 from netdecl.engine.planner.plan import ADOPT, CREATE, DELETE, REPLACE, Action, Reason
 from netdecl.engine.state.record import CLAIM_PREFIX, OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
-from netdecl.model import ExternalLink, Key, Link, NatTable, Sysctl
+from netdecl.model import ExternalLink, Key, Link, NatTable, NetObject, Qdisc, Sysctl
+from netdecl.tc.qdiscs import KERNEL_DEFAULT
 
 _SECRET = re.compile(r"[0-9a-f]{12}")
 
@@ -91,6 +92,10 @@ def claim(action: Action, record: OwnershipRecord, ticket: Ticket | None = None)
     elif action.why is Reason.ON_EXTERNAL and action.op == CREATE:
         # an address netdecl adds to a link the host owns: the record says it is ours
         record.objects.add(action.key)
+    elif isinstance(action.after, Qdisc):
+        if not _restoring(action):
+            record.qdisc_originals.setdefault(
+                (ns, action.after.link, action.after.direction), _qdisc_before(action))
     elif how is Ownership.ORIGINAL and isinstance(action.after, ExternalLink):
         if not _restoring(action) and isinstance(action.before, ExternalLink):
             for attr in action.changes:
@@ -118,6 +123,21 @@ def claim(action: Action, record: OwnershipRecord, ticket: Ticket | None = None)
             record.identities[key] = BY_SECRET_NAME
 
 
+def _qdisc_before(action: Action) -> str:
+    """The root qdisc a first change of a link's traffic control replaces: the kernel's
+    default on a link this plan makes, else what was observed there."""
+    before = action.before
+    if action.op != CREATE and isinstance(before, Qdisc) and before.original:
+        return before.original
+    return KERNEL_DEFAULT
+
+
+def _forget_qdiscs_of(record: OwnershipRecord, link: NetObject) -> None:
+    """A deleted link takes its qdiscs along: nothing is left to put back."""
+    for key in [k for k in record.qdisc_originals if k[:2] == link.key[1:]]:
+        del record.qdisc_originals[key]
+
+
 def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None) -> None:
     """Forget what ``action`` has just removed."""
     how = KINDS[action.type].ownership
@@ -129,6 +149,9 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
     if action.type == "address" and action.op == DELETE:
         record.objects.discard(action.key)  # an address added to an external link
         record.identities.pop(action.key, None)
+    elif isinstance(action.after, Qdisc):
+        if _restoring(action):
+            record.qdisc_originals.pop((ns, action.after.link, action.after.direction), None)
     elif how is Ownership.ORIGINAL and isinstance(action.after, ExternalLink):
         if _restoring(action):
             for attr in action.changes:
@@ -139,6 +162,7 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
         for end in (action.before, action.peer_before):
             if end is not None:
                 record.identities.pop(end.key, None)
+                _forget_qdiscs_of(record, end)
     elif how is Ownership.RECORD and action.op == DELETE:
         record.objects.discard(action.key)
         record.identities.pop(action.key, None)

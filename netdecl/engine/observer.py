@@ -27,12 +27,14 @@ from netdecl.model import (
     NatTable,
     Neighbor,
     NetObject,
+    Qdisc,
     Route,
     Rule,
     Sysctl,
     Topology,
 )
 from netdecl.nlconst import RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RTPROT_KERNEL
+from netdecl.tc.qdiscs import file_form
 from netdecl.topology.checks import FORWARDING
 
 __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_again", "observe_all"]
@@ -44,6 +46,7 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
     names |= {key[1] for key in record.identities if key[0] == "link"}
     names |= {ns for ns, _ in record.sysctl_originals}
     names |= {ns for ns, _, _ in record.link_originals}
+    names |= {ns for ns, _, _ in record.qdisc_originals}
     sysctls: dict[str, set[str]] = {}
     for o in desired.of_type(Sysctl):
         sysctls.setdefault(o.namespace, set()).add(o.name)
@@ -65,6 +68,8 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
         or "fdb" in types or "neighbor" in types
         or any(kind.reads_fdb for link in desired.of_type(Link)
                if (kind := link_kind(link.kind)) is not None),
+        qdiscs={(q.namespace, q.link) for q in desired.of_type(Qdisc)}
+        | {(ns, link) for ns, link, _ in record.qdisc_originals},
     )
 
 
@@ -153,9 +158,22 @@ def observe_all(host: Host, namespaces_to_read: list[str],
     seen.warnings.extend(_prefix_routes_moved(everything))
     seen.warnings.extend(host.unmodelled(namespaces_to_read))
     seen.extend(_sysctls(host, seen, namespaces_to_read, records))
+    seen.extend(_traffic_control(host, seen, namespaces_to_read))
     for table in _nat_tables(host, namespaces_to_read, records):
         seen.add(table)
     return seen
+
+
+def _traffic_control(host: Host, seen: Topology, names: list[str]) -> list[Qdisc]:
+    """The qdiscs of every link that the file format can say (netem, tbf, the root
+    schedulers, an ingress redirect): the kernel's defaults are nothing to write."""
+    links = {(link.namespace, link.name) for link in seen.of_type(Link)}
+    if not links:
+        return []
+    scope = Scope(namespaces=names, sysctls={}, nat=False, rules=False, fdb=False,
+                  qdiscs=links)
+    return [q for q in host.observe("", scope) if isinstance(q, Qdisc)
+            and (q.redirect or (q.handle and q.stages and file_form(q.stages)))]
 
 
 def _shown(obj: NetObject) -> bool:

@@ -245,6 +245,9 @@ def forget_gone(observed: Topology, record: OwnershipRecord) -> bool:
             record.nat_namespaces.discard(name)
             record.identities.pop(("nat", name), None)
             dropped = True
+    for qdisc in [k for k in record.qdisc_originals if ("link", *k[:2]) not in observed.objects]:
+        del record.qdisc_originals[qdisc]  # its link is gone, and with it what to put back
+        dropped = True
     for key in [k for k in record.identities if k[0] == "link"]:
         now = observed.get(key)
         if now is None or not owns(now, observed, record):

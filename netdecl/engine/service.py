@@ -24,7 +24,7 @@ from netdecl.engine.observer import observe, observe_all, observe_for, scope_for
 from netdecl.engine.ownership import forget_gone, pin_identities
 from netdecl.engine.planner import make_plan
 from netdecl.engine.planner.adopt import Adoption
-from netdecl.engine.planner.plan import ADOPT, Action, Plan
+from netdecl.engine.planner.plan import ADOPT, Action, Conflict, Plan
 from netdecl.engine.state import LOCK_TIMEOUT, planfile, statedir
 from netdecl.engine.state import confirm as confirmation
 from netdecl.engine.state.journal import Journal, pending
@@ -38,7 +38,7 @@ from netdecl.engine.state.unfinished import (
     unfinished_applies,
 )
 from netdecl.errors import EnvironmentProblem, NetdeclError, RollbackFailed
-from netdecl.model import ROOT, Link, NatTable, Topology
+from netdecl.model import ROOT, Link, NatTable, Qdisc, Topology, qualify
 
 __all__ = ["ApplyResult", "Events", "PendingApply", "PlanConflicts", "UnfinishedApply", "apply",
            "confirm", "destroy", "load_saved_plan", "plan", "rollback", "salvage", "save_plan",
@@ -145,7 +145,23 @@ def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
     observed = observe_for(host, desired, record)
     pinned = pin_identities(observed, record)
     dropped = forget_gone(observed, record)
-    return make_plan(desired, observed, record, adopt=adopt), observed, pinned or dropped
+    result = make_plan(desired, observed, record, adopt=adopt)
+    result.conflicts += _missing_qdisc_kinds(host, result)
+    return result, observed, pinned or dropped
+
+
+def _missing_qdisc_kinds(host: Host, result: Plan) -> list[Conflict]:
+    """A plan that needs a qdisc kind this kernel lacks refuses before anything changes,
+    naming the module (asked of the kernel once per kind, not per link)."""
+    wanted = {action.key: {stage.kind for stage in action.after.stages}
+              for action in result.actions if isinstance(action.after, Qdisc)}
+    if not wanted:
+        return []
+    missing = host.missing_qdisc_kinds(set().union(*wanted.values()))
+    return [Conflict(key, f"{kind} qdisc for {describe} is not in this kernel: module "
+                          f"{missing[kind]} is missing (modprobe {missing[kind]})")
+            for key, kinds in sorted(wanted.items()) for kind in sorted(kinds & set(missing))
+            for describe in [f"{key[3]} of {qualify(key[1], key[2])}"]]
 
 
 def scope(desired: Topology, state_root: Path) -> Scope:

@@ -64,6 +64,10 @@ class Veth(LinkKind):
             "hairpin": {"type": "boolean", "description": "Bridge-port hairpin mode (frames may "
                         "leave by the port they came in): needed for NAT hairpin. Only with "
                         "master."},
+            # traffic control is every link's, this end's own (netdecl/tc/)
+            "netem": {"$ref": "#/$defs/netem"},
+            "shaping": {"$ref": "#/$defs/shaping"},
+            "qdisc": {"$ref": "#/$defs/root_qdisc"},
         },
     }}
     host_local: ClassVar[bool] = True

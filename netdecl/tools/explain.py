@@ -19,9 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netdecl.backends import qdiscs
 from netdecl.links import link_kind
-from netdecl.model import FILTER, MAIN_TABLE, Link, NatRule, ns_label, qualify
+from netdecl.model import EGRESS, FILTER, INGRESS, MAIN_TABLE, Link, NatRule, ns_label, qualify
 from netdecl.nlconst import NUD_FAILED, NUD_INCOMPLETE
+from netdecl.tc.qdiscs import IMPAIRING, describe_qdisc
 from netdecl.topology.format import split_target
 
 MAX_HOPS = 32
@@ -178,6 +180,7 @@ class World:
         self.namespaces = namespaces
         self._nat_rules = nat_rules
         self._nat: dict[str, tuple[NatRule, ...]] = {}
+        self._tc: dict[str, dict[tuple[str, str], str]] = {}
         self.links: dict[tuple[str, str], Link] = {}
         self.addrs: dict[tuple[str, str], list[Any]] = {}  # (ns, link) -> ip_interface
         self.owner: dict[str, tuple[str, str]] = {}  # address -> (ns, link)
@@ -192,6 +195,27 @@ class World:
                 iface = ipaddress.ip_interface(addr.cidr)
                 self.addrs.setdefault((ns, addr.link), []).append(iface)
                 self.owner.setdefault(str(iface.ip), (ns, addr.link))
+
+    def impairment(self, node: tuple[str, str], direction: str) -> str | None:
+        """The traffic control netdecl writes on a link, one direction (read lazily, one
+        qdisc dump per namespace): what shapes or delays a packet crossing there."""
+        ns = node[0]
+        if ns not in self._tc:
+            self._tc[ns] = {}
+            sock = self.kernel.rtnl(ns)
+            msgs = qdiscs.dump(sock)
+            names = {link.ifindex: name for (where, name), link in self.links.items()
+                     if where == ns and link.ifindex is not None}
+            for index, name in names.items():
+                for qdisc in (qdiscs.egress_of(ns, name, index, msgs),
+                              qdiscs.ingress_of(sock, ns, name, index, msgs, names)):
+                    if qdisc is not None and (qdisc.redirect or any(
+                            stage.kind in IMPAIRING for stage in qdisc.stages)):
+                        self._tc[ns][(name, qdisc.direction)] = describe_qdisc(qdisc)
+        found = self._tc[ns].get((node[1], direction))
+        ifb = self._tc[ns].get((found[len("redirect to "):], EGRESS)) \
+            if found and direction == INGRESS else None
+        return f"{found}, shaped there by {ifb}" if ifb else found
 
     def nat(self, ns: str) -> tuple[NatRule, ...]:
         if ns not in self._nat:
@@ -430,6 +454,10 @@ def _cross(world: World, result: Explanation, pkt: Packet, start: tuple[str, str
         link = world.links[there]
         if how == "pair":
             result.add(here[0], f"{here[1]} -> {link.kind} peer {_full(there)}")
+            for where, direction in ((here, EGRESS), (there, INGRESS)):
+                shaped = world.impairment(where, direction)
+                if shaped is not None:
+                    result.add(where[0], f"{where[1]} {direction}: {shaped}")
         elif how == "port-to-bridge":
             result.add(here[0], f"{here[1]} is a port of {link.kind} {there[1]}")
         elif how == "bridge-to-port":

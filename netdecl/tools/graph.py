@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from netdecl.errors import EnvironmentProblem, NetdeclError
 from netdecl.links import link_kind
-from netdecl.model import FILTER, Address, Link, NatTable, Topology, ns_label
+from netdecl.model import FILTER, Address, Link, NatTable, Qdisc, Topology, ns_label
+from netdecl.tc.qdiscs import describe_qdisc
 
 DOT_TIMEOUT = 30.0
 
@@ -47,6 +48,9 @@ def _label(topo: Topology, link: Link) -> list[str]:
     lines = [link.name, kind.label(link) if kind is not None else link.kind]
     lines += [a.cidr for a in topo.of_type(Address)
               if a.namespace == link.namespace and a.link == link.name]
+    # its traffic control, as the plan writes it: what a lab user reads the graph for
+    lines += [f"{q.direction}: {describe_qdisc(q)}" for q in topo.of_type(Qdisc)
+              if q.namespace == link.namespace and q.link == link.name]
     return lines
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from netdecl.engine.planner.plan import ADOPT, DELETE, MODIFY, SYMBOLS, Action, Plan
+from netdecl.engine.planner.plan import ADOPT, CREATE, DELETE, MODIFY, SYMBOLS, Action, Plan
 from netdecl.engine.state.planfile import plan_to_json
-from netdecl.model import Link, NatTable, Route, qualify
+from netdecl.model import Link, NatTable, Qdisc, Route, qualify
+from netdecl.tc.qdiscs import describe_qdisc
 
 _GREEN, _RED, _YELLOW, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"
 _PAINT = {"+": _GREEN, "-": _RED, "~": _YELLOW}
@@ -54,6 +55,8 @@ def _object_details(action: Action) -> str:
         if obj.type and obj.type != "unicast":
             bits.append(obj.type)
         return obj.describe() + (f" ({', '.join(bits)})" if bits else "")
+    if isinstance(obj, Qdisc) and action.op == CREATE:
+        return f"{obj.describe()} ({describe_qdisc(obj)})"
     return obj.describe()
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from netdecl.model import Address, NatTable, Probe, Route, Topology, ns_label
 from netdecl.tools.explain import dnat_target, match_dnat
+from netdecl.tools.impairments import least_round_trip_ns
 
 ICMP_ECHO = {4: (8, 0), 6: (128, 129)}  # (request, reply) types
 ICMP_UNREACH = {4: 3, 6: 1}
@@ -79,6 +80,8 @@ class ProbeResult:
     seconds: float = 0.0
     seen_source: str | None = None
     listener: str | None = None  # "started" | "existing" | None (icmp, skipped)
+    # the least round trip the topology's netem delays promise on the way (0: none)
+    declared_rtt: float = 0.0
 
     def expected(self) -> str:
         if self.probe.expect == "blocked":
@@ -98,7 +101,7 @@ class ProbeResult:
             "expect": self.probe.expect, "expect_source": self.probe.expect_source,
             "ok": self.ok, "result": self.result, "detail": self.detail,
             "seconds": round(self.seconds, 4), "seen_source": self.seen_source,
-            "listener": self.listener,
+            "listener": self.listener, "declared_rtt": round(self.declared_rtt, 4),
         }
 
 
@@ -407,7 +410,8 @@ def run_probe(topo: Topology, probe: Probe, timeout: float) -> ProbeResult:
     result = ProbeResult(probe, target, False, "reachable" if passed else "blocked", what,
                          time.monotonic() - started, seen,
                          None if target.proto == "icmp" else
-                         ("started" if listener is not None else "existing"))
+                         ("started" if listener is not None else "existing"),
+                         least_round_trip_ns(topo, probe.source, target.owner) / 1e9)
     _judge(result)
     return result
 
@@ -490,6 +494,13 @@ def _judge(result: ProbeResult) -> None:
     if probe.expect_source and result.seen_source != probe.expect_source:
         result.detail = (f"wrong source: {target.listen_address} saw {result.seen_source}, "
                          f"expected {probe.expect_source}")
+        return
+    if result.seconds < result.declared_rtt:
+        # the probe's time holds at least one round trip: faster than the declared delays
+        # allow, the impairments are not on the path
+        result.detail = (f"{result.detail}, in {result.seconds * 1000:.1f} ms: less than the "
+                         f"{result.declared_rtt * 1000:.0f} ms the declared netem delays on "
+                         "the way allow")
         return
     result.ok = True
 

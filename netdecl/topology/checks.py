@@ -45,6 +45,7 @@ from netdecl.topology.format import (
     split_target,
     sysctl_value,
 )
+from netdecl.topology.trafficcontrol import check_traffic_control
 from netdecl.topology.yamlsrc import Document, Path, quoted
 
 IFNAMSIZ = 15  # bytes, without the kernel's trailing NUL
@@ -844,6 +845,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     check_neighbors,
     check_rules,
     check_probes,
+    check_traffic_control,
     warn_nat_without_forwarding,
     warn_localnet,
 )

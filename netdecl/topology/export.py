@@ -30,8 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from netdecl.links import EXTERNAL, LINK_KINDS, link_kind
+from netdecl.links.ifb import ifb_for
 from netdecl.model import (
     DEVICE,
+    EGRESS,
+    INGRESS,
     MAIN_TABLE,
     ROOT,
     Address,
@@ -40,12 +43,14 @@ from netdecl.model import (
     Namespace,
     NatTable,
     Neighbor,
+    Qdisc,
     Route,
     Rule,
     Sysctl,
     Topology,
     qualify,
 )
+from netdecl.tc.qdiscs import file_form
 from netdecl.topology.checks import ifname_problem, nsname_problem
 from netdecl.topology.format import (
     UNICAST,
@@ -177,6 +182,7 @@ class _Exporter:
 
     def links_section(self) -> None:
         entries = []
+        self.done |= self._derived_ifbs()
         for key, link in sorted(self.links.items()):
             if key in self.done:
                 continue
@@ -187,6 +193,7 @@ class _Exporter:
                 entry["namespace"] = link.namespace
             entry.update(self._fields(link, kind))
             entry.update(LINK_KINDS[kind].export(link, self))
+            entry.update(self._traffic_control(link))
             if (valid := self._valid("links", entry, _label(link.namespace, link.name))):
                 entries.append(valid)
         if entries:
@@ -218,6 +225,27 @@ class _Exporter:
             where = ".".join(str(step) for step in path)
             self.note(f"{what}: {where} {value!r} left out: {error.message}")
             del container[path[-1]]
+
+    def _traffic_control(self, link: Link) -> dict[str, Any]:
+        """``netem``, ``shaping``, ``qdisc`` as the file writes them; an ingress redirect to
+        the ifb the loader would derive is ``shaping.ingress`` (that ifb is then not listed)."""
+        found = {q.direction: q for q in self.topo.of_type(Qdisc)
+                 if (q.namespace, q.link) == (link.namespace, link.name)}
+        out = file_form(found[EGRESS].stages) if EGRESS in found else {}
+        redirect = found[INGRESS].redirect if INGRESS in found else None
+        shaper = self.topo.get(("qdisc", link.namespace, redirect or "", EGRESS))
+        if redirect == ifb_for(link.namespace, link.name) and isinstance(shaper, Qdisc):
+            bucket = file_form(shaper.stages).get("shaping", {}).get("egress")
+            if bucket:
+                bucket.pop("limit", None)
+                out.setdefault("shaping", {})["ingress"] = bucket
+        return out
+
+    def _derived_ifbs(self) -> set[tuple[str, str]]:
+        """The ifbs the loader makes from a link's shaping.ingress: written as that."""
+        return {(q.namespace, q.redirect) for q in self.topo.of_type(Qdisc)
+                if q.direction == INGRESS and q.redirect == ifb_for(q.namespace, q.link)
+                and isinstance(self.topo.get(("qdisc", q.namespace, q.redirect, EGRESS)), Qdisc)}
 
     def _remotes(self, link: Link) -> list[str]:
         return sorted(e.dst for e in self.topo.of_type(FdbEntry)

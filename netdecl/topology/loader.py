@@ -60,6 +60,7 @@ from netdecl.topology.format import (
 )
 from netdecl.topology.template.expand import Expander, TemplateProblem, is_template
 from netdecl.topology.template.include import collect
+from netdecl.topology.trafficcontrol import build_qdiscs
 from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
 
 if TYPE_CHECKING:
@@ -413,6 +414,7 @@ BUILDERS: dict[str, Builder] = {
     "fdb": build_fdb,
     "neighbor": build_neighbors,
     "rule": build_rules,
+    "qdisc": build_qdiscs,
 }
 # What the file implies rather than says, run after every builder.
 DERIVED: tuple[Builder, ...] = (hairpin_by_default,)

@@ -23,6 +23,7 @@ from netdecl.engine.planner.plan import (
     Conflict,
     Reason,
 )
+from netdecl.engine.planner.qdiscs import qdisc_rule
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Kind, Ownership
 from netdecl.model import (
@@ -582,4 +583,5 @@ RULES: dict[str, DiffRule] = {
     # route, rule, fdb, neighbor: Ownership.RECORD, the keyed rule (see rule_for)
     "sysctl": _sysctls,
     "nat": _nat,
+    "qdisc": qdisc_rule,
 }

@@ -23,7 +23,8 @@ from typing import Any
 from netdecl.engine.state import statedir, untrusted
 from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted, parse_problem
 from netdecl.kinds import Ownership
-from netdecl.model import Key
+from netdecl.model import EGRESS, INGRESS, Key
+from netdecl.tc.qdiscs import parse_original
 
 
 def _key_to_json(key: Key) -> list:
@@ -47,6 +48,9 @@ class OwnershipRecord:
     nat_namespaces: set[str] = field(default_factory=set)
     # (namespace, external link, attribute) -> its value before netdecl first changed it
     link_originals: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    # (namespace, link, direction) -> the qdisc there before netdecl first replaced it, as
+    # netdecl/tc/qdiscs.py original_of writes it ("default": the kernel's own)
+    qdisc_originals: dict[tuple[str, str, str], str] = field(default_factory=dict)
     # not saved: sysctls other topologies manage, with the originals their records keep.
     # Two topologies may both want net.ipv4.ip_forward=1; the value from before netdecl must
     # survive until the last of them lets go, so only that one restores it.
@@ -91,13 +95,16 @@ class OwnershipRecord:
             del self.sysctl_originals[sysctl]
         for attr in [key for key in self.link_originals if key[0] in gone]:
             del self.link_originals[attr]
+        for qdisc in [key for key in self.qdisc_originals if key[0] in gone]:
+            del self.qdisc_originals[qdisc]
 
     def is_empty(self) -> bool:
         self.flush()
         # identities count: links are owned by theirs alone (a topology of root-namespace
         # links has nothing else in its record)
         return not (self.namespaces or self.objects or self.sysctl_originals
-                    or self.nat_namespaces or self.link_originals or self.identities)
+                    or self.nat_namespaces or self.link_originals or self.identities
+                    or self.qdisc_originals)
 
     def to_json(self) -> dict[str, Any]:
         self.flush()
@@ -113,6 +120,9 @@ class OwnershipRecord:
                                in sorted(self.link_originals.items())],
             "identities": sorted(([*_key_to_json(k), v] for k, v in self.identities.items()),
                                  key=repr),
+            **({"qdisc_originals": [[ns, link, direction, value] for (ns, link, direction), value
+                                    in sorted(self.qdisc_originals.items())]}
+               if self.qdisc_originals else {}),
         }
 
     @classmethod
@@ -128,6 +138,8 @@ class OwnershipRecord:
                             for ns, link, attr, value in data.get("link_originals", [])},
             identities={_key_from_json(entry[:-1]): entry[-1]
                         for entry in data.get("identities", [])},
+            qdisc_originals={(ns, link, direction): value for ns, link, direction, value
+                             in data.get("qdisc_originals", [])},
             legacy="identities" not in data,
         )
 
@@ -225,7 +237,7 @@ def record_shape(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != 1:
         raise TypeError("not a format 1 record")
     for field_name in ("namespaces", "objects", "sysctl_originals", "nat_namespaces",
-                       "link_originals", "identities"):
+                       "link_originals", "identities", "qdisc_originals"):
         if not isinstance(data.get(field_name, []), list):
             raise TypeError(f"{field_name} is not a list")
     for entry in data.get("sysctl_originals", []):
@@ -234,6 +246,10 @@ def record_shape(data: Any) -> dict[str, Any]:
     for entry in data.get("link_originals", []):
         if not (isinstance(entry, list) and len(entry) == 4):
             raise TypeError("a link original is not [namespace, link, attribute, value]")
+    for entry in data.get("qdisc_originals", []):
+        if not (isinstance(entry, list) and len(entry) == 4
+                and all(isinstance(part, str) for part in entry)):
+            raise TypeError("a qdisc original is not [namespace, link, direction, qdisc]")
     for entry in data.get("identities", []):
         if not (isinstance(entry, list) and len(entry) >= 3):
             raise TypeError("an identity is not [key..., identity]")
@@ -265,6 +281,16 @@ def validated(record: OwnershipRecord, topology: str) -> OwnershipRecord:
         untrusted.link_name(link)
         if attr not in _LINK_ORIGINALS or not _LINK_ORIGINALS[attr](value):
             raise Untrusted(f"link original {attr}={value!r} of {link} is not one netdecl keeps")
+    for (ns, link, direction), value in record.qdisc_originals.items():
+        untrusted.namespace(ns)
+        untrusted.link_name(link)
+        if direction not in (EGRESS, INGRESS):
+            raise Untrusted(f"qdisc original of {link}: no direction {direction!r}")
+        try:
+            parse_original(value)
+        except ValueError as exc:
+            raise Untrusted(f"qdisc original of {link} is not one netdecl keeps: {exc}") \
+                from None
     for (ns, name), value in record.sysctl_originals.items():
         untrusted.namespace(ns)
         untrusted.sysctl_name(name)

@@ -22,6 +22,8 @@ from typing import Any
 from netdecl.errors import NetdeclError
 from netdecl.kinds import KINDS, Ownership
 from netdecl.model import (
+    EGRESS,
+    INGRESS,
     ROOT,
     Address,
     ExternalLink,
@@ -30,10 +32,12 @@ from netdecl.model import (
     NatTable,
     Neighbor,
     NetObject,
+    Qdisc,
     Route,
     Rule,
     Sysctl,
 )
+from netdecl.tc.qdiscs import parse_original
 from netdecl.topology.checks import ifname_problem, nsname_problem
 from netdecl.topology.loader import SCHEMA_PATH
 
@@ -184,7 +188,31 @@ def check_object(obj: NetObject) -> NetObject:
         for rule in obj.rules or ():
             for value in (rule.out, rule.not_out, rule.in_):
                 _optional_link(value)
+    elif isinstance(obj, Qdisc):
+        _qdisc(obj)
     return obj
+
+
+_QDISC_KIND = re.compile(r"[a-z][a-z0-9_]{0,14}")
+
+
+def _qdisc(obj: Qdisc) -> None:
+    """Names reach the kernel (the link, the ifb, a kind) and an original is replayed: each
+    must be what netdecl itself writes."""
+    link_name(obj.link)
+    _optional_link(obj.redirect)
+    if obj.direction not in (EGRESS, INGRESS):
+        raise Untrusted(f"qdisc direction {obj.direction!r}")
+    for stage in obj.stages:
+        if not isinstance(stage.kind, str) or not _QDISC_KIND.fullmatch(stage.kind) or any(
+                not isinstance(name, str) or not isinstance(value, int) or isinstance(
+                    value, bool) or not 0 <= value < 1 << 64 for name, value in stage.params):
+            raise Untrusted(f"qdisc stage {stage!r} is not one netdecl writes")
+    if obj.original is not None:
+        try:
+            parse_original(obj.original)
+        except ValueError as exc:
+            raise Untrusted(f"qdisc original is not one netdecl keeps: {exc}") from None
 
 
 def check_key(key: Any, kinds: Iterable[Ownership] | None = None) -> tuple[Any, ...]:
@@ -202,4 +230,6 @@ def check_key(key: Any, kinds: Iterable[Ownership] | None = None) -> tuple[Any, 
         link_name(key[2])
     if kind.name == "sysctl" and len(key) > 2:
         sysctl_name(key[2])
+    if kind.name == "qdisc" and len(key) > 2:
+        link_name(key[2])
     return tuple(key)

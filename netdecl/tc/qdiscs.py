@@ -1,0 +1,362 @@
+"""A link's traffic control, from the file to the kernel's bytes and back.
+
+The file says what a link should do (``netem``, ``shaping``, ``qdisc``); ``egress_stages``
+turns that into the chain of qdiscs (a shaper at the root, netem under it), each a
+``QdiscStage`` in the kernel's own units: exactly what the kernel reports back for it, so the
+planner compares desired and observed by equality. ``options`` writes a stage's TCA_OPTIONS,
+``stage_from_kernel`` reads one back. Attribute numbers are the kernel's
+(include/uapi/linux/pkt_sched.h), defined here since nothing else speaks them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from netdecl.model import INGRESS, Qdisc, QdiscStage
+from netdecl.nlattr import U32, attr, nested, parse_attrs
+from netdecl.tc import units
+
+NETEM, TBF, BFIFO = "netem", "tbf", "bfifo"
+SCHEDULERS = ("fq_codel", "fq", "cake", "pfifo")
+IMPAIRING = (NETEM, TBF)
+"""The kinds that change what crosses a link (delay, loss, rate), which explain names."""
+"""The root schedulers ``qdisc:`` may name (their defaults: no settings of ours)."""
+
+# kind -> the kernel module that provides it (pfifo and bfifo are always built in)
+MODULES = {NETEM: "sch_netem", TBF: "sch_tbf", "fq_codel": "sch_fq_codel", "fq": "sch_fq",
+           "cake": "sch_cake", "ingress": "sch_ingress"}
+
+# handles: netdecl's root qdisc is D3: (211, its route protocol) or D5: when a root of another
+# kind must replace its own (the kernel changes a qdisc in place only when kind and handle
+# match, and grafts a new one atomically otherwise: never a gap)
+ROOT_HANDLES = (0xD3 << 16, 0xD5 << 16)
+TC_H_ROOT = 0xFFFFFFFF
+TC_H_INGRESS = 0xFFFFFFF1
+INGRESS_HANDLE = 0xFFFF0000
+
+CNI_LATENCY_NS = 25_000_000  # the CNI bandwidth plugin's queue: 25 ms at the rate, plus burst
+NETEM_LIMIT = 1000  # tc's default queue of a netem, packets
+
+# -- tbf (pkt_sched.h) ---------------------------------------------------------------------------
+TCA_TBF_PARMS, TCA_TBF_RATE64, TCA_TBF_BURST = 1, 4, 6
+_RATESPEC = struct.Struct("=BBHhHI")  # cell_log, linklayer, overhead, cell_align, mpu, rate
+_TBF_QOPT = struct.Struct("=12s12sIII")  # rate, peakrate, limit, buffer, mtu
+TC_LINKLAYER_ETHERNET = 1
+PSCHED_SHIFT = 6  # a psched tick is 64 ns
+
+# -- netem ---------------------------------------------------------------------------------------
+_NETEM_QOPT = struct.Struct("=IIIIII")  # latency, limit, loss, gap, duplicate, jitter
+TCA_NETEM_CORR, TCA_NETEM_REORDER, TCA_NETEM_CORRUPT = 1, 3, 4
+TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
+TCA_NETEM_LOSS, NETEM_LOSS_GE = 5, 2
+_GEMODEL = struct.Struct("=IIII")  # p, r, h, k1 (the kernel's h: 1 - tc's "1-h")
+# a Gilbert-Elliott loss model, as tc names its parameters: p (good -> bad), r (bad -> good),
+# 1-h (loss in the bad state, default 100 %), 1-k (loss in the good state, default 0)
+GEMODEL_KEYS = ("p", "r", "1-h", "1-k")
+_CORR = struct.Struct("=III")  # delay, loss, duplicate correlation
+_PROB_CORR = struct.Struct("=II")
+_NETEM_RATE = struct.Struct("=IiIi")
+_S64 = struct.Struct("=q")
+_U64 = struct.Struct("=Q")
+
+_FIFO_QOPT = U32  # struct tc_fifo_qopt { __u32 limit; }
+
+# -- the file -> stages --------------------------------------------------------------------------
+
+# netem key -> (parser, parameter name)
+_NETEM_KEYS = {
+    "delay": (units.time_ns, "delay"),
+    "jitter": (units.time_ns, "jitter"),
+    "correlation": (units.percent, "delay_corr"),
+    "loss": (units.percent, "loss"),
+    "duplicate": (units.percent, "duplicate"),
+    "reorder": (units.percent, "reorder"),
+    "corrupt": (units.percent, "corrupt"),
+    "rate": (units.rate_bytes, "rate"),
+}
+
+
+def netem_stage(spec: Mapping[str, Any]) -> QdiscStage:
+    """``netem: {delay: 40ms, jitter: 5ms, loss: 0.5%, ...}``; UnitError on a bad value."""
+    params: dict[str, int] = {}
+    for key, (parse, name) in _NETEM_KEYS.items():
+        if spec.get(key) is not None:
+            params[name] = parse(spec[key], f"netem {key}")
+    if spec.get("gap") is not None:
+        params["gap"] = units.count(spec["gap"], "netem gap")
+    params["limit"] = units.count(spec.get("limit", NETEM_LIMIT), "netem limit")
+    model = (spec.get("loss_model") or {}).get("gemodel")
+    if model is not None:
+        if params.get("loss"):
+            raise units.UnitError("netem loss and loss_model are one or the other")
+        params.update(_gemodel(model))
+    if params.get("jitter") and not params.get("delay"):
+        raise units.UnitError("netem jitter needs a delay")
+    if params.get("reorder") or params.get("gap"):
+        if not params.get("delay"):
+            raise units.UnitError("netem reorder needs a delay (only delayed packets can be "
+                                  "overtaken)")
+        params.setdefault("gap", 1)  # as tc: reorder alone means every packet may go early
+    return _stage(NETEM, params)
+
+
+def _gemodel(model: Mapping[str, Any]) -> dict[str, int]:
+    """tc's defaults (`loss gemodel P`): r = 1 - p, 1-h = 100 %, 1-k = 0."""
+    p = units.percent(model.get("p"), "gemodel p")
+    r = units.percent(model["r"], "gemodel r") if model.get("r") is not None \
+        else units.U32_MAX - p
+    loss_bad = units.percent(model["1-h"], "gemodel 1-h") if model.get("1-h") is not None \
+        else units.U32_MAX
+    k1 = units.percent(model["1-k"], "gemodel 1-k") if model.get("1-k") is not None else 0
+    return {"gemodel": 1, "ge_p": p, "ge_r": r, "ge_h": units.U32_MAX - loss_bad, "ge_k1": k1}
+
+
+def tbf_stage(spec: Mapping[str, Any], where: str) -> QdiscStage:
+    """``{rate, burst, latency | limit}``: a token bucket, as the kernel will report it."""
+    rate = units.rate_bytes(spec.get("rate"), f"{where} rate")
+    burst = units.size_bytes(spec.get("burst"), f"{where} burst")
+    if spec.get("limit") is not None:
+        limit = units.size_bytes(spec["limit"], f"{where} limit")
+    else:
+        latency = units.time_ns(spec["latency"], f"{where} latency") \
+            if spec.get("latency") is not None else CNI_LATENCY_NS
+        limit = rate * latency // units.NSEC_PER_SEC + burst
+    if limit > units.U32_MAX:
+        raise units.UnitError(f"{where}: the queue (rate x latency + burst) is over 4 GiB")
+    buffer = tbf_buffer_ticks(rate, burst)
+    return _stage(TBF, {"rate": rate, "burst": tbf_burst(rate, buffer), "limit": limit})
+
+
+def egress_stages(entry: Mapping[str, Any]) -> tuple[QdiscStage, ...]:
+    """A links entry's egress chain (empty: it declares none): tbf over netem when both."""
+    stages: list[QdiscStage] = []
+    shaping = (entry.get("shaping") or {}).get("egress")
+    if shaping:
+        stages.append(tbf_stage(shaping, "shaping egress"))
+    if entry.get("netem") is not None:
+        stages.append(netem_stage(entry["netem"] or {}))
+    if entry.get("qdisc"):
+        stages.append(QdiscStage(entry["qdisc"]))
+    return tuple(stages)
+
+
+def ingress_stage(entry: Mapping[str, Any]) -> QdiscStage | None:
+    shaping = (entry.get("shaping") or {}).get("ingress")
+    return tbf_stage(shaping, "shaping ingress") if shaping else None
+
+
+def _stage(kind: str, params: Mapping[str, int]) -> QdiscStage:
+    return QdiscStage(kind, tuple(sorted((k, v) for k, v in params.items() if v)))
+
+
+# -- the kernel's precision ----------------------------------------------------------------------
+
+def _mult_shift(rate: int) -> tuple[int, int]:
+    """psched_ratecfg_precompute: time_ns = (len * mult) >> shift."""
+    factor, shift = units.NSEC_PER_SEC, 0
+    while True:
+        mult = factor // rate
+        if mult & (1 << 31) or factor & (1 << 63):
+            return mult, shift
+        factor <<= 1
+        shift += 1
+
+
+def tbf_buffer_ticks(rate: int, burst: int) -> int:
+    """The bucket as the kernel keeps it for TCA_TBF_BURST: the time to send it, in ticks."""
+    mult, shift = _mult_shift(rate)
+    return ((burst * mult) >> shift) >> PSCHED_SHIFT
+
+
+def tbf_burst(rate: int, buffer_ticks: int) -> int:
+    """The bucket in bytes from the kernel's ticks, as tc prints it."""
+    return round(rate * (buffer_ticks << PSCHED_SHIFT) / units.NSEC_PER_SEC)
+
+
+# -- stages -> TCA_OPTIONS -----------------------------------------------------------------------
+
+def options(stage: QdiscStage) -> bytes:
+    """The TCA_OPTIONS payload that makes ``stage`` (b"": the kind's defaults)."""
+    p = dict(stage.params)
+    if stage.kind == TBF:
+        rate = p["rate"]
+        spec = _RATESPEC.pack(0, TC_LINKLAYER_ETHERNET, 0, 0, 0, min(rate, units.U32_MAX))
+        body = attr(TCA_TBF_PARMS, _TBF_QOPT.pack(spec, bytes(12), p["limit"], 0, 0))
+        if rate > units.U32_MAX:
+            body += attr(TCA_TBF_RATE64, _U64.pack(rate))
+        return body + attr(TCA_TBF_BURST, U32.pack(p["burst"]))
+    if stage.kind == NETEM:
+        delay, jitter = p.get("delay", 0), p.get("jitter", 0)
+        body = _NETEM_QOPT.pack(min(delay >> PSCHED_SHIFT, units.U32_MAX), p["limit"],
+                                p.get("loss", 0), p.get("gap", 0), p.get("duplicate", 0),
+                                min(jitter >> PSCHED_SHIFT, units.U32_MAX))
+        body += attr(TCA_NETEM_CORR, _CORR.pack(p.get("delay_corr", 0), 0, 0))
+        body += attr(TCA_NETEM_REORDER, _PROB_CORR.pack(p.get("reorder", 0), 0))
+        body += attr(TCA_NETEM_CORRUPT, _PROB_CORR.pack(p.get("corrupt", 0), 0))
+        rate = p.get("rate", 0)
+        body += attr(TCA_NETEM_RATE, _NETEM_RATE.pack(min(rate, units.U32_MAX), 0, 0, 0))
+        if p.get("gemodel"):
+            body += nested(TCA_NETEM_LOSS, attr(NETEM_LOSS_GE, _GEMODEL.pack(
+                p.get("ge_p", 0), p.get("ge_r", 0), p.get("ge_h", 0), p.get("ge_k1", 0))))
+        if rate > units.U32_MAX:
+            body += attr(TCA_NETEM_RATE64, _U64.pack(rate))
+        return body + attr(TCA_NETEM_LATENCY64, _S64.pack(delay)) + \
+            attr(TCA_NETEM_JITTER64, _S64.pack(jitter))
+    if stage.kind == BFIFO:
+        return _FIFO_QOPT.pack(p["limit"])
+    return b""
+
+
+def stage_from_kernel(kind: str, raw: bytes | None) -> QdiscStage:
+    """What the kernel reports for a qdisc, as a stage; a kind netdecl does not write is
+    just its kind (it never equals a declared chain, which is what the planner needs)."""
+    raw = raw or b""
+    if kind == TBF and raw:
+        found = parse_attrs(raw)
+        parms = found.get(TCA_TBF_PARMS)
+        if parms is None or len(parms) < _TBF_QOPT.size:
+            return QdiscStage(kind)
+        rate_spec, _peak, limit, buffer, _mtu = _TBF_QOPT.unpack_from(parms)
+        rate = _RATESPEC.unpack(rate_spec)[5]
+        if TCA_TBF_RATE64 in found:
+            rate = _U64.unpack_from(found[TCA_TBF_RATE64])[0]
+        return _stage(TBF, {"rate": rate, "burst": tbf_burst(rate, buffer) if rate else 0,
+                            "limit": limit})
+    if kind == NETEM and len(raw) >= _NETEM_QOPT.size:
+        latency, limit, loss, gap, duplicate, jitter = _NETEM_QOPT.unpack_from(raw)
+        found = parse_attrs(raw, (_NETEM_QOPT.size + 3) & ~3)
+        params = {"limit": limit, "loss": loss, "gap": gap, "duplicate": duplicate,
+                  "delay": latency << PSCHED_SHIFT, "jitter": jitter << PSCHED_SHIFT}
+        if TCA_NETEM_LATENCY64 in found:
+            params["delay"] = _S64.unpack_from(found[TCA_NETEM_LATENCY64])[0]
+        if TCA_NETEM_JITTER64 in found:
+            params["jitter"] = _S64.unpack_from(found[TCA_NETEM_JITTER64])[0]
+        if TCA_NETEM_CORR in found:
+            params["delay_corr"] = _CORR.unpack_from(found[TCA_NETEM_CORR])[0]
+        if TCA_NETEM_REORDER in found:
+            params["reorder"] = _PROB_CORR.unpack_from(found[TCA_NETEM_REORDER])[0]
+        if TCA_NETEM_CORRUPT in found:
+            params["corrupt"] = _PROB_CORR.unpack_from(found[TCA_NETEM_CORRUPT])[0]
+        if TCA_NETEM_RATE in found:
+            params["rate"] = _NETEM_RATE.unpack_from(found[TCA_NETEM_RATE])[0]
+        if TCA_NETEM_RATE64 in found:
+            params["rate"] = _U64.unpack_from(found[TCA_NETEM_RATE64])[0]
+        ge = parse_attrs(found.get(TCA_NETEM_LOSS, b"")).get(NETEM_LOSS_GE)
+        if ge is not None and len(ge) >= _GEMODEL.size:
+            params["gemodel"] = 1
+            params["ge_p"], params["ge_r"], params["ge_h"], params["ge_k1"] = \
+                _GEMODEL.unpack_from(ge)
+        return _stage(NETEM, params)
+    if kind == BFIFO and len(raw) >= 4:
+        return _stage(BFIFO, {"limit": U32.unpack_from(raw)[0]})
+    return QdiscStage(kind)
+
+
+def probe_stage(kind: str) -> QdiscStage:
+    """A valid stage of ``kind`` to try on a throwaway link (is the kind in the kernel?)."""
+    if kind == TBF:
+        return _stage(TBF, {"rate": 125_000, "burst": 16_384, "limit": 32_768})
+    if kind == NETEM:
+        return _stage(NETEM, {"limit": NETEM_LIMIT})
+    return QdiscStage(kind)
+
+
+# -- what was there before -----------------------------------------------------------------------
+
+KERNEL_DEFAULT = "default"
+
+
+def original_of(kind: str, handle: int, raw: bytes | None) -> str:
+    """How the record keeps a root qdisc to put back: the kernel's default (handle 0, which
+    the kernel attaches again when netdecl's is deleted) or the kind, handle and options it
+    was dumped with, which a replace writes back."""
+    if handle == 0:
+        return KERNEL_DEFAULT
+    return f"{kind}:{handle:08x}:{(raw or b'').hex()}"
+
+
+def parse_original(text: str) -> tuple[str, int, bytes] | None:
+    """(kind, handle, options) of a recorded original; None: the kernel's default. ValueError
+    for anything original_of does not write (the record is not trusted)."""
+    if text == KERNEL_DEFAULT:
+        return None
+    kind, handle, raw = text.split(":")
+    if not (kind.isascii() and kind.replace("_", "").isalnum() and 0 < len(kind) < 16):
+        raise ValueError(f"qdisc kind {kind!r}")
+    if len(handle) != 8 or len(raw) > 65536:
+        raise ValueError("qdisc handle or options")
+    return kind, int(handle, 16), bytes.fromhex(raw)
+
+
+# -- text (plans, show, explain, graph) ----------------------------------------------------------
+
+def describe_stage(stage: QdiscStage) -> str:
+    p = dict(stage.params)
+    shown: list[str] = [stage.kind]
+    if p.pop("gemodel", None):
+        values = (p.pop("ge_p", 0), p.pop("ge_r", 0), units.U32_MAX - p.pop("ge_h", 0),
+                  p.pop("ge_k1", 0))
+        shown.append("loss gemodel " + " ".join(
+            f"{key} {units.show_percent(value)}" for key, value in zip(GEMODEL_KEYS, values,
+                                                                        strict=True)))
+    for name, value in sorted(p.items(), key=lambda kv: _ORDER.get(kv[0], 99)):
+        if stage.kind == NETEM and (name, value) == ("limit", NETEM_LIMIT):
+            continue  # tc's default: noise in every plan line
+        shown.append(f"{_SHOWN_AS.get(name, name)} {_show(name, value)}")
+    return " ".join(shown)
+
+
+def describe_chain(stages: tuple[QdiscStage, ...]) -> str:
+    return " / ".join(describe_stage(s) for s in stages) or "none"
+
+
+def describe_qdisc(qdisc: Qdisc) -> str:
+    """``tbf rate 20mbit ... / netem delay 40ms ...``, or ``ingress redirect to IFB``."""
+    if qdisc.direction == INGRESS:
+        return f"redirect to {qdisc.redirect}" if qdisc.redirect else "ingress qdisc"
+    return describe_chain(qdisc.stages)
+
+
+_ORDER = {n: i for i, n in enumerate(("rate", "burst", "limit", "delay", "jitter", "delay_corr",
+                                      "loss", "duplicate", "reorder", "gap", "corrupt"))}
+_SHOWN_AS = {"delay_corr": "correlation"}
+
+
+def _show(name: str, value: int) -> str:
+    if name in ("delay", "jitter"):
+        return units.show_time(value)
+    if name == "rate":
+        return units.show_rate(value)
+    if name == "burst":
+        return units.show_size(value)
+    if name in ("loss", "duplicate", "reorder", "corrupt", "delay_corr"):
+        return units.show_percent(value)
+    return str(value)
+
+
+def file_form(stages: tuple[QdiscStage, ...]) -> dict[str, Any]:
+    """A chain as the file writes it (``show``): netem, shaping egress, qdisc."""
+    out: dict[str, Any] = {}
+    for stage in stages:
+        p = dict(stage.params)
+        if stage.kind == NETEM:
+            out["netem"] = {key: _show(name, p[name]) for key, (_, name) in _NETEM_KEYS.items()
+                            if p.get(name)}
+            for extra in ("gap", "limit"):
+                if p.get(extra):
+                    out["netem"][extra] = p[extra]
+            if p.get("gemodel"):
+                values = (p.get("ge_p", 0), p.get("ge_r", 0), units.U32_MAX - p.get("ge_h", 0),
+                          p.get("ge_k1", 0))
+                out["netem"]["loss_model"] = {"gemodel": {
+                    key: units.show_percent(value)
+                    for key, value in zip(GEMODEL_KEYS, values, strict=True)}}
+        elif stage.kind == TBF:
+            out.setdefault("shaping", {})["egress"] = {
+                "rate": _show("rate", p["rate"]), "burst": f"{p['burst']}b",
+                "limit": f"{p['limit']}b"}
+        elif stage.kind in SCHEDULERS:
+            out["qdisc"] = stage.kind
+    return out
