@@ -145,19 +145,23 @@ def test_a_hand_set_qdisc_is_recorded_and_put_back_by_destroy(host, tmp_path: Pa
 
 def test_a_failed_apply_puts_the_hand_set_qdisc_back(host, tmp_path: Path):
     before = hand_set(host)
-    path = write(tmp_path, EXTERNAL)
+    # a route through ext0: an action the plan orders after the qdisc, made to fail
+    path = write(tmp_path, EXTERNAL.replace("    kind: external\n",
+                                            "    kind: external\n"
+                                            "    addresses: [10.99.0.1/24]\n")
+                 + "routes:\n  - {to: 10.98.0.0/24, via: 10.99.0.9, dev: ext0}\n")
     plan = netdecl_ok(host, "plan", path)
-    lines = plan.splitlines()
-    changed = lines.index("    ~ qdisc egress on ext0: qdisc pfifo -> tbf rate 8mbit burst 64kb "
-                          "limit 105536")
-    assert lines[changed + 1].startswith("    ~ sysctl"), plan
-    # the sysctl, the third action, fails: after the qdisc was replaced
-    failed = host.netdecl("apply", path, env={"NETDECL_FAIL_AT": "3"})
+    actions = [line.strip() for line in plan.splitlines() if line.startswith("    ")]
+    qdisc = actions.index("~ qdisc egress on ext0: qdisc pfifo -> tbf rate 8mbit burst 64kb "
+                          "limit 105536") + 1
+    assert actions[qdisc:] and actions[qdisc].startswith("+ route"), plan
+    failed = host.netdecl("apply", path, env={"NETDECL_FAIL_AT": str(qdisc + 1)})
     text = failed.stdout + failed.stderr
-    assert failed.returncode != 0 and "the 2 action(s) done before the failure were undone" \
-        in text and "modify sysctl" in text, text
+    assert failed.returncode != 0 and f"the {qdisc} action(s) done before the failure were " \
+        "undone" in text and "create route" in text, text
     assert root(host, "ext0") == before
     assert host.sysctl("net.ipv4.conf.all.forwarding") == "0"
+    assert host.ip_json("addr", "show", "dev", "ext0")[0]["addr_info"] == []
 
 
 def test_a_qdisc_kind_the_kernel_lacks_is_refused_at_plan_naming_its_module(
