@@ -246,6 +246,7 @@ def _apply_arguments(p: argparse.ArgumentParser) -> None:
     _lock_timeout(p)
     _output_options(p)
     p.add_argument("--json", action="store_true", help="print the executed plan as JSON")
+    _wait_for_links(p)
     p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
                    help="after applying and verifying, wait SECS for `netdecl confirm` (or "
                         "Enter, on a terminal); roll back by itself if none comes")
@@ -325,6 +326,14 @@ def _add_agent_parser(command: Command) -> None:
                         "An object that drifts again and again is repaired less "
                         "and less often (back-off). SIGTERM/Ctrl-C: exit 0, the "
                         "host left as it is; SIGHUP: re-read the files.")
+    command("boot", _boot_arguments,
+            help="apply every topology in a directory, each on its own (the boot unit)",
+            description="Apply the *.yaml topologies of DIR once, in name order, each "
+                        "on its own: a file that does not validate, whose NICs do not "
+                        "appear in time, or whose apply fails (and is rolled back) is "
+                        "reported with its FILE:LINE:COL and the others are applied. "
+                        "Exit status: the worst of them. contrib/systemd/"
+                        "netdecl-boot.service runs it before network.target.")
 
 
 def _agent_arguments(p: argparse.ArgumentParser) -> None:
@@ -339,6 +348,29 @@ def _agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log lines on stderr as text or as one JSON object each "
                         "(default text)")
+
+
+def _wait_for_links(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait-for-links", type=_duration, default=0.0, metavar="DURATION",
+                   help="first wait up to DURATION (30s, 2m, 500ms; a number: seconds) for "
+                        "the host's NICs the topology declares (kind: external) to appear, "
+                        "then name those that did not (default: no wait)")
+
+
+def _duration(text: str) -> float:
+    from netdecl.agent.boot import parse_duration  # a bad one is a usage error
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _boot_arguments(p: argparse.ArgumentParser) -> None:
+    action = p.add_argument("directory", metavar="DIR", help="a directory of *.yaml topologies")
+    action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
+    _wait_for_links(p)
+    _lock_timeout(p)
 
 
 def _add_traffic_parsers(command: Command) -> None:
@@ -431,6 +463,7 @@ PRIVILEGED_USAGE = {
     "verify": "verify FILE",
     "explain": "explain --from NS DEST FILE",
     "agent": "agent FILE",
+    "boot": "boot DIR",
 }
 
 
@@ -581,6 +614,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     target = api.read_plan(args.file) or _load(args.file)
     _require_privileges("apply")
     _require_lasting_namespaces()
+    if args.wait_for_links and isinstance(target, api.Topology):
+        # (a saved plan was made against the host with its NICs: nothing to wait for)
+        api.wait_for_links(target, args.wait_for_links)
     report = Report(args, as_json=args.json)
     try:
         result = api.apply(target, state_dir=args.state_dir, lock_timeout=args.lock_timeout,
@@ -737,6 +773,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return agent.run(args.metrics_listen)
 
 
+def cmd_boot(args: argparse.Namespace) -> int:
+    from netdecl.agent.boot import boot
+
+    _require_privileges("boot")
+    _require_lasting_namespaces()
+    return boot(args.directory, args.state_dir, wait_for_links=args.wait_for_links,
+                lock_timeout=args.lock_timeout, say=_err)
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     import shtab
 
@@ -769,6 +814,7 @@ COMMANDS = {
     "explain": cmd_explain,
     "graph": cmd_graph,
     "agent": cmd_agent,
+    "boot": cmd_boot,
     "completion": cmd_completion,
     "manpage": cmd_manpage,
 }
