@@ -49,13 +49,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
         show,
         unfinished,
         verify,
+        wait_for_links,
     )
 
 # the names netdecl.api exports (tests/test_api_unit.py checks that they agree)
 __all__ = [
     "__version__",
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "unfinished", "confirm",
-    "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox",
+    "show", "scope", "verify", "enter_sandbox", "sandboxes", "remove_sandbox", "wait_for_links",
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic", "NetdeclError", "InvalidTopology",
     "EnvironmentProblem", "PlanConflicts", "StalePlan", "UnfinishedApply", "ActionFailed",

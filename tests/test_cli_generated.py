@@ -161,6 +161,8 @@ INVOCATIONS = [
     ["graph", "--format", "mermaid", "t.yaml"],
     ["agent", "--metrics-listen", "127.0.0.1:9", "--resync", "5", "--log-format", "json", "a",
      "b"],
+    ["boot", "--wait-for-links", "30s", "--lock-timeout", "3", "/etc/netdecl"],
+    ["apply", "--wait-for-links", "2m", "t.yaml"],
     ["completion", "zsh"], ["manpage"],
 ]
 
