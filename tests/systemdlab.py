@@ -93,6 +93,10 @@ ln -s /etc/systemd/system/lab-steps.service "$R/etc/systemd/system/multi-user.ta
 for unit in @ENABLE@; do
     ln -sf "/lib/systemd/system/$unit" "$R/etc/systemd/system/multi-user.target.wants/$unit"
 done
+@PREPARE@
+# shared, as systemd makes / on a real machine (here it leaves the moved root private), so
+# that a mount under /run/netns propagates as it does there (backends/mountns.py checks)
+mount --make-rshared "$R"
 echo "@MARK@ switching"
 exec switch_root "$R" @SYSTEMD@
 """
@@ -152,6 +156,9 @@ class SystemdLab:
     timeout: float = 180.0  # boot, steps and power-off together
     # loaded before systemd starts (the lab kernel's autoload does not find them by itself)
     modules: Sequence[str] = ("veth", "bridge", "dummy")
+    # shell run by the first init just before systemd starts, with $R the overlay's root
+    # (install units, write configuration): the machine as it is at power-on
+    prepare: str = ""
     enable: Sequence[str] = ("systemd-networkd.service",)
 
     def run(self, steps: Sequence[Step], files: Mapping[str, str | bytes] | None = None,
@@ -221,7 +228,7 @@ class SystemdLab:
                 "@MACHINE_ID@": MACHINE_ID, "@MASKED@": " ".join(MASKED),
                 "@ENABLE@": " ".join(self.enable),
                 "@MODULE_LIST@": " ".join(shlex.quote(m) for m in self.modules),
-                "@SYSTEMD@": SYSTEMD,
+                "@SYSTEMD@": SYSTEMD, "@PREPARE@": self.prepare,
                 "@PATH@": shlex.quote(path), "@PYTHON@": shlex.quote(sys.executable)}
 
         def filled(text: str) -> str:
@@ -239,7 +246,7 @@ class SystemdLab:
         init.chmod(0o755)
         return [UML, f"mem={MEM}", "rootfstype=hostfs", "rootflags=/", "ro", f"init={init}",
                 "con=null", "con0=fd:0,fd:1", f"uml_dir={scratch}", "umid=lab",
-                "systemd.show_status=0"]
+                "systemd.show_status=0", "systemd.journald.forward_to_console=1"]
 
 
 if __name__ == "__main__":

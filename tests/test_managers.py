@@ -92,6 +92,24 @@ def test_a_manager_of_another_network_namespace_or_a_stopped_one_manages_nothing
     assert fake.managers().managed() == {}
 
 
+def test_without_access_to_their_namespace_links_the_links_they_see_tell(tmp_path):
+    """Under netdecl's units (no CAP_SYS_PTRACE) /proc/PID/ns/net of another process cannot be
+    read; /proc/PID/net/dev can."""
+    fake = FakeRun(tmp_path / "fake")
+    dev = "Inter-|   Receive\n face |bytes\n    lo: 0 0\n  eth0: 1 2\n"
+    for pid in ("self", "1"):
+        (fake.paths.proc / pid / "net").mkdir()
+        (fake.paths.proc / pid / "net" / "dev").write_text(dev)
+    for pid, comm, links in (("300", "NetworkManager", dev), ("400", "systemd-network",
+                                                             dev.replace("eth0", "veth9"))):
+        (fake.paths.proc / pid / "net").mkdir(parents=True)
+        (fake.paths.proc / pid / "net" / "dev").write_text(links)
+        (fake.paths.proc / pid / "comm").write_text(comm)
+    (fake.paths.proc / "1" / "ns" / "net").unlink()
+    assert fake.managers().running() == {NETWORK_MANAGER: 300}
+    assert fake.managers().host_network()
+
+
 def test_marks_are_written_reloaded_and_removed(run):
     managers = run.managers()
     assert managers.mark("lab", ["br0", "veth1"]) == []
@@ -99,6 +117,10 @@ def test_marks_are_written_reloaded_and_removed(run):
     assert "[keyfile]\nunmanaged-devices+=interface-name:=br0;interface-name:=veth1\n" in nm
     networkd = (run.paths.networkd_conf / "00-netdecl-lab.network").read_text()
     assert "[Match]\nName=br0 veth1\n\n[Link]\nUnmanaged=yes\n" in networkd
+    # networkd reads them as systemd-network, not root, whatever netdecl's umask
+    for path in (run.paths.nm_conf / "90-netdecl-lab.conf", run.paths.networkd_conf,
+                 run.paths.networkd_conf / "00-netdecl-lab.network"):
+        assert path.stat().st_mode & 0o777 in (0o644, 0o755), path
     assert run.killed == [(300, signal.SIGHUP)] and run.ran == [["networkctl", "reload"]]
     # the same marks again: nothing written, nobody reloaded
     assert managers.mark("lab", ["veth1", "br0"]) == []

@@ -71,7 +71,6 @@ class Managers:
         """The managers running in this network namespace: name -> PID."""
         if self._running is None:
             self._running = {}
-            mine = _netns(self.paths.proc / "self")
             try:
                 entries = os.listdir(self.paths.proc)
             except OSError:
@@ -84,7 +83,7 @@ class Managers:
                 except OSError:
                     continue
                 name = COMMS.get(comm)
-                if name and mine is not None and _netns(self.paths.proc / entry) == mine:
+                if name and _same_netns(self.paths.proc / "self", self.paths.proc / entry):
                     self._running[name] = int(entry)
         return self._running
 
@@ -98,15 +97,17 @@ class Managers:
                     found[ifindex] = NETWORKD
         if NETWORK_MANAGER in running:
             for ifindex, fields in _state_files(self.paths.nm_devices):
+                # NetworkManager also "manages" a link it only watches (connected
+                # externally: one networkd or a person configured), and its file does not
+                # tell the two apart: networkd's claim, when it has one, is the real one
                 if fields.get("managed") == "true":
-                    found[ifindex] = NETWORK_MANAGER
+                    found.setdefault(ifindex, NETWORK_MANAGER)
         return found
 
     # -- marking -------------------------------------------------------------------------------
     def host_network(self) -> bool:
         """Is this process in the host's network namespace (PID 1's)?"""
-        mine = _netns(self.paths.proc / "self")
-        return mine is not None and mine == _netns(self.paths.proc / "1")
+        return _same_netns(self.paths.proc / "self", self.paths.proc / "1")
 
     def marked(self, topology: str) -> dict[str, str]:
         """The marks written for ``topology``: manager -> the file's text."""
@@ -142,9 +143,12 @@ class Managers:
                 if text is None:
                     path.unlink(missing_ok=True)
                 else:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    _make_dir(path.parent)
                     temporary = path.with_name(f".{path.name}.tmp")
                     temporary.write_text(text)
+                    # readable by networkd, which runs as systemd-network (and whatever the
+                    # umask: the units set 0077)
+                    temporary.chmod(0o644)
                     temporary.replace(path)
             except OSError as exc:
                 problems.append(f"could not write {path}: {exc.strerror or exc}")
@@ -168,6 +172,17 @@ class Managers:
         return None
 
 
+def _make_dir(directory: Path) -> None:
+    """``directory`` and its missing parents, 0755 (theirs to read) whatever the umask."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+        made.chmod(0o755)
+
+
 def marks_for(topology: str, names: list[str]) -> dict[str, str]:
     """The text of each manager's mark that keeps it off ``names``."""
     header = (f"# Written by netdecl for topology {topology}: these links are netdecl's.\n"
@@ -178,12 +193,25 @@ def marks_for(topology: str, names: list[str]) -> dict[str, str]:
             NETWORKD: f"{header}[Match]\nName={' '.join(names)}\n\n[Link]\nUnmanaged=yes\n"}
 
 
-def _netns(proc_entry: Path) -> tuple[int, int] | None:
+def _same_netns(one: Path, other: Path) -> bool:
+    """Do these /proc/PID entries share a network namespace? By the namespace's identity when
+    both can be read. A unit without CAP_SYS_PTRACE (netdecl's) may not read another process's
+    /proc/PID/ns/net, but may its /proc/PID/net/dev: the same links, the same namespace (two
+    namespaces with identical link names are not the case this serves: the host's)."""
     try:
-        info = os.stat(proc_entry / "ns" / "net")
+        a, b = os.stat(one / "ns" / "net"), os.stat(other / "ns" / "net")
+    except OSError:
+        mine, theirs = _link_names(one), _link_names(other)
+        return mine is not None and mine == theirs
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _link_names(proc_entry: Path) -> frozenset[str] | None:
+    try:
+        lines = (proc_entry / "net" / "dev").read_text().splitlines()[2:]  # 2 header lines
     except OSError:
         return None
-    return info.st_dev, info.st_ino
+    return frozenset(line.split(":", 1)[0].strip() for line in lines if ":" in line)
 
 
 def _state_files(directory: Path) -> list[tuple[int, dict[str, str]]]:
