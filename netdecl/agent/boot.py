@@ -69,7 +69,8 @@ def _one(path: Path, names: dict[str, Path], state_dir: str | None, wait: float,
         return ExitStatus.INVALID_TOPOLOGY
     try:
         api.wait_for_links(topology, wait)
-        result = api.apply(topology, state_dir=state_dir, lock_timeout=lock_timeout)
+        result = api.apply(topology, state_dir=state_dir, lock_timeout=lock_timeout,
+                           events=api.Events(notice=lambda text: say(f"{path}: {text}")))
     except api.PlanConflicts as exc:
         for conflict in exc.plan.conflicts:
             say(f"{path}: conflict: {conflict.message}")
