@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ pr
         show,
         unfinished,
         verify,
+        wait_for_links,
     )
 
 # the names netdecl.api exports (tests/test_api_unit.py checks that they agree)
@@ -60,7 +61,7 @@ __all__ = [
     "__version__",
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "salvage", "unfinished",
     "confirm", "show", "scope", "verify", "probe_gate", "enter_sandbox", "sandboxes",
-    "remove_sandbox", "render", "read_var_file",
+    "remove_sandbox", "render", "read_var_file", "wait_for_links",
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic", "NetdeclError", "InvalidTopology",
     "EnvironmentProblem", "PlanConflicts", "StalePlan", "UnfinishedApply", "ActionFailed",

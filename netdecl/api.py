@@ -65,7 +65,7 @@ __all__ = [
     # functions
     "load", "plan", "read_plan", "apply", "destroy", "rollback", "salvage", "unfinished",
     "confirm", "show", "scope", "verify", "probe_gate", "enter_sandbox", "sandboxes",
-    "remove_sandbox", "render", "read_var_file",
+    "remove_sandbox", "render", "read_var_file", "wait_for_links",
     # data
     "Action", "ApplyResult", "Conflict", "Events", "PendingApply", "Plan", "ProbeResult",
     "Scope", "Topology", "VerifyResult", "Diagnostic",
@@ -472,6 +472,23 @@ def scope(topology: Topology, *, state_dir: StateDir = None) -> Scope:
     from netdecl.engine import service
 
     return service.scope(topology, _root(state_dir))
+
+
+def wait_for_links(topology: Topology, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for the host's NICs ``topology`` declares (``kind:
+    external`` in the root namespace) to appear, from the kernel's link notifications (udev may
+    rename a NIC late in boot); EnvironmentProblem naming those still missing after it."""
+    from netdecl.backends.linkwait import wait_for_links as wait
+    from netdecl.model import ROOT, ExternalLink
+
+    names = [o.name for o in topology.of_type(ExternalLink) if o.namespace == ROOT]
+    missing = wait(names, timeout)
+    if missing:
+        listed = ", ".join(missing)
+        raise EnvironmentProblem(
+            f"topology {topology.name}: external link{'s' if len(missing) > 1 else ''} "
+            f"{listed} did not appear within {timeout:g}s (declared kind: external; netdecl "
+            f"never creates it: check the NIC's name, `ip link`, and its driver)")
 
 
 def verify(topology: Topology, *, timeout: float = 2.0) -> VerifyResult:

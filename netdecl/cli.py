@@ -289,6 +289,7 @@ def _apply_arguments(p: argparse.ArgumentParser) -> None:
                         "apply, under the lock; if one fails, roll the apply back (exit 1)")
     p.add_argument("--probe-timeout", type=float, default=2.0, metavar="SECS",
                    help="per-probe timeout for --verify (default 2)")
+    _wait_for_links(p)
     p.add_argument("--confirm-timeout", type=float, default=None, metavar="SECS",
                    help="after applying and verifying, wait SECS for `netdecl confirm` (or "
                         "Enter, on a terminal); roll back by itself if none comes")
@@ -375,6 +376,14 @@ def _add_agent_parser(command: Command) -> None:
                         "An object that drifts again and again is repaired less "
                         "and less often (back-off). SIGTERM/Ctrl-C: exit 0, the "
                         "host left as it is; SIGHUP: re-read the files.")
+    command("boot", _boot_arguments,
+            help="apply every topology in a directory, each on its own (the boot unit)",
+            description="Apply the *.yaml topologies of DIR once, in name order, each "
+                        "on its own: a file that does not validate, whose NICs do not "
+                        "appear in time, or whose apply fails (and is rolled back) is "
+                        "reported with its FILE:LINE:COL and the others are applied. "
+                        "Exit status: the worst of them. contrib/systemd/"
+                        "netdecl-boot.service runs it before network.target.")
 
 
 def _agent_arguments(p: argparse.ArgumentParser) -> None:
@@ -396,6 +405,29 @@ def _agent_arguments(p: argparse.ArgumentParser) -> None:
                    help="the lowest level logged (default info); debug adds every action of "
                         "each apply (applied-actions)")
     _var_options(p)
+
+
+def _wait_for_links(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait-for-links", type=_duration, default=0.0, metavar="DURATION",
+                   help="first wait up to DURATION (30s, 2m, 500ms; a number: seconds) for "
+                        "the host's NICs the topology declares (kind: external) to appear, "
+                        "then name those that did not (default: no wait)")
+
+
+def _duration(text: str) -> float:
+    from netdecl.agent.boot import parse_duration  # a bad one is a usage error
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _boot_arguments(p: argparse.ArgumentParser) -> None:
+    action = p.add_argument("directory", metavar="DIR", help="a directory of *.yaml topologies")
+    action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
+    _wait_for_links(p)
+    _lock_timeout(p)
 
 
 def _add_traffic_parsers(command: Command) -> None:
@@ -510,6 +542,7 @@ PRIVILEGED_USAGE = {
     "verify": "verify FILE",
     "explain": "explain --from NS DEST FILE",
     "agent": "agent FILE",
+    "boot": "boot DIR",
 }
 
 
@@ -791,6 +824,9 @@ def _apply(args: argparse.Namespace, run: _Run) -> int:
                            f"probes: section or drop --verify. Nothing was changed.")
     _require_privileges("apply")
     _require_lasting_namespaces()
+    if args.wait_for_links and isinstance(target, api.Topology):
+        # (a saved plan was made against the host with its NICs: nothing to wait for)
+        api.wait_for_links(target, args.wait_for_links)
     run.report = report = Report(args, as_json=args.json)
     gate = (api.probe_gate(desired, timeout=args.probe_timeout, seen=run.seen)
             if args.verify and desired is not None else None)
@@ -1034,6 +1070,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_boot(args: argparse.Namespace) -> int:
+    from netdecl.agent.boot import boot
+
+    _require_privileges("boot")
+    _require_lasting_namespaces()
+    return boot(args.directory, args.state_dir, wait_for_links=args.wait_for_links,
+                lock_timeout=args.lock_timeout, say=_err)
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     import shtab
 
@@ -1111,6 +1156,7 @@ COMMANDS = {
     "agent": cmd_agent,
     "examples": cmd_examples,
     "schema": cmd_schema,
+    "boot": cmd_boot,
     "completion": cmd_completion,
     "manpage": cmd_manpage,
 }

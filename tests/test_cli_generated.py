@@ -203,6 +203,8 @@ INVOCATIONS = [
     ["apply", "--verify", "--probe-timeout", "1", "t.yaml"],
     ["agent", "--metrics-listen", ":9464", "--log-level", "debug", "a"],
     ["plan", "--var", "n=1", "--var-file", "v.yaml", "t.yaml"], ["render", "t.yaml"],
+    ["boot", "--wait-for-links", "30s", "--lock-timeout", "3", "/etc/netdecl"],
+    ["apply", "--wait-for-links", "2m", "t.yaml"],
 ]
 
 

@@ -69,7 +69,7 @@ def test_without_privileges_each_command_names_a_real_command(host):
     invocations = {"apply": ["apply", BRIDGE], "destroy": ["destroy", BRIDGE],
                    "rollback": ["rollback"], "verify": ["verify", BRIDGE],
                    "explain": ["explain", "--from", "root", "127.0.0.1"],
-                   "agent": ["agent", BRIDGE]}
+                   "agent": ["agent", BRIDGE], "boot": ["boot", str(Path(BRIDGE).parent)]}
     assert set(invocations) == set(PRIVILEGED_USAGE)
     before = host.snapshot()
     for command, argv in invocations.items():

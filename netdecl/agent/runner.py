@@ -36,6 +36,7 @@ from netdecl.agent.events import NFTABLES, ROUTE, Change, KernelWatch, Subscript
 from netdecl.agent.files import POLL_INTERVAL, FileWatch
 from netdecl.agent.log import AgentLog
 from netdecl.agent.metrics import AgentMetrics
+from netdecl.agent.notify import Notifier
 from netdecl.backends import namespaces
 from netdecl.engine.state.statedir import lock_path
 from netdecl.errors import (
@@ -122,13 +123,18 @@ def expand(paths: Iterable[str]) -> tuple[list[Path], list[Path]]:
 class Agent:
     def __init__(self, paths: list[str], state_root: Path, *, resync: float = 60.0,
                  log: AgentLog | None = None, metrics: AgentMetrics | None = None,
-                 variables: dict[str, Any] | None = None):
+                 variables: dict[str, Any] | None = None,
+                 notifier: Notifier | None = None):
         self.paths = paths
         self.variables = variables or {}  # --var: for templates, every file takes them
         self.state_root = state_root
         self.resync = resync
         self.log = log or AgentLog()
         self.metrics = metrics or AgentMetrics()
+        # systemd (Type=notify): READY=1 once every file had its first reconcile, WATCHDOG=1
+        self.notifier = notifier or Notifier()
+        self.first_reconcile: set[Path] | None = None  # the files still waiting for theirs
+        self.next_ping = 0.0
         self.backoff = Backoff()
         self.kernel = KernelWatch()
         self.sources: dict[Path, Source] = {}
@@ -184,6 +190,7 @@ class Agent:
             now = time.monotonic()
             for source in self.sources.values():
                 self._mark(source, START, "start", now - DEBOUNCE_MAX)
+            self.first_reconcile = set(self.sources)
             self.metrics.up.set(1)
             self.metrics.managed_objects.set(self._managed_objects())
             self.log("started", f"agent for {', '.join(s.name for s in self.sources.values())}"
@@ -192,6 +199,7 @@ class Agent:
             status = self._loop()
         finally:
             self.metrics.up.set(0)
+            self.notifier.stopping()
             self._unregister_kernel()
             self.kernel.close()
             if self.files is not None:
@@ -251,6 +259,7 @@ class Agent:
             if self.stopping:
                 break
             self._update_gauges()
+            self._notify(time.monotonic())
         broken = [s.name for s in self.sources.values() if s.broken]
         self.log("stopped", "the host is left as it is (nothing destroyed)"
                  + (f"; a rollback of {', '.join(broken)} could not restore everything: "
@@ -268,6 +277,8 @@ class Agent:
             wake.append(release)
         if self.files is not None and self.files.polling:
             wake.append(now + POLL_INTERVAL)
+        if self.notifier.watchdog_interval is not None:
+            wake.append(self.next_ping)
         return max(0.0, min(wake) - now)
 
     def _due(self, source: Source, now: float) -> bool:
@@ -432,6 +443,8 @@ class Agent:
             return
         reason, what, first = source.pending, source.what, source.first_change
         source.pending, source.drifted = None, False
+        if self.first_reconcile is not None:
+            self.first_reconcile.discard(source.path)
         if reason is None:
             return  # nothing pending (the loop reconciles only sources with a reason)
         if reason == FILE:
@@ -621,11 +634,31 @@ class Agent:
     def _events(self, planned: Callable[[api.Plan], None]) -> api.Events[api.Plan, api.Action]:
         return api.Events(
             planned=planned,
+            # a long apply (a cold start of a thousand namespaces) must not starve the watchdog
+            progress=lambda *_: self._watchdog(time.monotonic()),
             notice=lambda text: self.log("notice", text),
             recovering=lambda pending: self.log(
                 "recovering", f"an earlier apply of {pending.topology!r} did not finish "
                 f"(it stopped {pending.how_far()}); rolling it back first", level="warning",
                 topology=pending.topology))
+
+    # -- systemd -----------------------------------------------------------------------------
+    def _notify(self, now: float) -> None:
+        if self.first_reconcile is not None and not self.first_reconcile:
+            self.first_reconcile = None
+            failing = [s.name for s in self.sources.values() if s.failures]
+            status = (f"first reconcile done; failing, retried: {', '.join(failing)}"
+                      if failing else "first reconcile done; watching for drift")
+            # ready even when one failed: the agent runs and retries, and a unit ordered after
+            # it must not wait forever for a file someone has to fix first
+            self.notifier.ready(status)
+        self._watchdog(now)
+
+    def _watchdog(self, now: float) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is not None and now >= self.next_ping:
+            self.notifier.watchdog()
+            self.next_ping = now + interval
 
     # -- watches and gauges ------------------------------------------------------------------
     def _sync_watches(self) -> None:

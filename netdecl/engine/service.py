@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from netdecl.backends.host import Host, Scope
+from netdecl.backends.managers import Managers
 from netdecl.engine.applier import Applier, rollback_record, snapshot_owned
+from netdecl.engine.coexistence import managed_names, marks_around_apply, settle_marks
 from netdecl.engine.observer import observe, observe_all, observe_for, scope_for
 from netdecl.engine.ownership import forget_gone, pin_identities
 from netdecl.engine.planner import make_plan
@@ -121,8 +123,16 @@ def _kernel_host() -> Host:
 
 # -- plan ----------------------------------------------------------------------------------------
 
+def _managers(host: Host | None, managers: Managers | None) -> Managers | None:
+    """The host's other network managers: those of this machine when the host is the real
+    kernel (none given), none for an in-memory host unless a test gives them."""
+    if managers is not None or host is not None:
+        return managers
+    return Managers()
+
+
 def plan(desired: Topology, state_root: Path, host: Host | None = None,
-         adopt: bool = False) -> Plan:
+         adopt: bool = False, managers: Managers | None = None) -> Plan:
     """Observe what ``desired`` and its record name, and plan toward ``desired``; ``adopt``
     takes over declared objects that exist and belong to nobody (ADOPT actions). Raises
     UnfinishedApply while its last apply is not rolled back (or still running)."""
@@ -130,22 +140,25 @@ def plan(desired: Topology, state_root: Path, host: Host | None = None,
     notes = check_before_plan(state_root, desired.name)
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
+    others = _managers(host, managers)
     with _using(host) as h:
-        result, observed, _ = _plan_against(h, desired, record, adopt)
+        result, observed, _ = _plan_against(h, desired, record, adopt, others)
         result.fingerprint_of = lambda: planfile.fingerprint(observed)  # if asked for
     result.notes += notes
     return result
 
 
 def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
-                  adopt: bool = False) -> tuple[Plan, Topology, bool]:
+                  adopt: bool = False, managers: Managers | None = None
+                  ) -> tuple[Plan, Topology, bool]:
     """Observe and plan. ``record`` is brought up to date first: identities written down for
     a record from before them, claims dropped whose object is gone or someone else's now
     (the last value: whether that changed it)."""
     observed = observe_for(host, desired, record)
     pinned = pin_identities(observed, record)
     dropped = forget_gone(observed, record)
-    result = make_plan(desired, observed, record, adopt=adopt)
+    result = make_plan(desired, observed, record, adopt=adopt,
+                       managed=managed_names(observed, managers))
     result.conflicts += _missing_qdisc_kinds(host, result)
     return result, observed, pinned or dropped
 
@@ -194,7 +207,7 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
           lock_timeout: float = LOCK_TIMEOUT, confirm_timeout: float | None = None,
           gate: Callable[[], None] | None = None,
           events: EngineEvents | None = None, host: Host | None = None,
-          adopt: bool = False) -> EngineResult:
+          adopt: bool = False, managers: Managers | None = None) -> EngineResult:
     """Make the host match ``desired``: under the host lock, first roll back whatever an
     interrupted apply left; then observe, plan (a ``saved`` plan must still be exactly what
     is planned now), snapshot, execute, verify, pass the ``gate`` and wait for confirmation
@@ -210,6 +223,7 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
     notice = events.notice or _ignore
     if saved is not None:
         adopt = adopt or any(a.get("op") == ADOPT.value for a in saved.actions)
+    others = _managers(host, managers)
     with HostLock(state_root, lock_timeout), _using(host) as h:
         # only this topology's own journal: another's is that topology's business (its next
         # apply, destroy or `netdecl rollback`), and damage in it must not block this one
@@ -219,15 +233,17 @@ def apply(desired: Topology, state_root: Path, *, saved: SavedPlan | None = None
                 notice(f"netdecl: an interrupted apply of {other!r} left its journal; "
                        f"`netdecl rollback --name {other}` rolls it back")
         result = _apply_locked(h, desired, state_root, saved, confirm_timeout, gate, events,
-                               adopt)
+                               adopt, others)
         return dataclasses.replace(result, recovered=tuple(recovered))
 
 
 def destroy(topology: str, state_root: Path, *, lock_timeout: float = LOCK_TIMEOUT,
-            events: EngineEvents | None = None, host: Host | None = None) -> EngineResult:
-    """Remove everything ``topology`` owns and restore the root sysctls it changed."""
+            events: EngineEvents | None = None, host: Host | None = None,
+            managers: Managers | None = None) -> EngineResult:
+    """Remove everything ``topology`` owns and restore the root sysctls it changed (and the
+    marks that kept the other network managers off its links)."""
     return apply(Topology(name=topology), state_root, lock_timeout=lock_timeout,
-                 events=events, host=host)
+                 events=events, host=host, managers=managers)
 
 
 def rollback(state_root: Path, topology: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT,
@@ -318,11 +334,12 @@ def _left_unproven(host: Host, journal: Journal) -> list[str]:
 
 def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedPlan | None,
                   confirm_timeout: float | None, gate: Callable[[], None] | None,
-                  events: EngineEvents, adopt: bool = False) -> EngineResult:
+                  events: EngineEvents, adopt: bool = False,
+                  managers: Managers | None = None) -> EngineResult:
     store = RecordStore(state_root)
     record = store.load(desired.name)
     _check_nft_if_needed(desired, record)
-    todo, observed, brought_up_to_date = _plan_against(host, desired, record, adopt)
+    todo, observed, brought_up_to_date = _plan_against(host, desired, record, adopt, managers)
     if saved is not None:
         todo.fingerprint_of = lambda: planfile.fingerprint(observed)
         planfile.check_fresh(saved, todo)
@@ -330,7 +347,9 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         store.save(record)  # claims dropped, identities written: true whatever happens next
     if todo.conflicts:
         raise PlanConflicts(todo)
+    notice = events.notice or _ignore
     if not todo.actions:
+        settle_marks(managers, desired, notice)
         return ApplyResult(topology=desired.name, plan=todo)
     if events.planned is not None:
         events.planned(todo)
@@ -344,7 +363,6 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         snapshot.extend(observed.objects.get(key, obj) for key, obj in owned.objects.items())
     else:
         snapshot = snapshot_owned(observed, record)
-    notice = events.notice or _ignore
     waiter = None
     if confirm_timeout is not None:
         waiter = confirmation.Waiter(state_root, desired.name, confirm_timeout, notice)
@@ -355,10 +373,11 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
         if waiter is not None:
             waiter(checkpoint)
 
-    executed = Applier(store, host, progress=events.progress,
-                       rollback_progress=events.rollback_progress).apply(
-        desired, todo, snapshot, hold=hold if gate or waiter else None, record=record,
-        observed=observed)
+    with marks_around_apply(managers, desired, observed, record, notice):
+        executed = Applier(store, host, progress=events.progress,
+                           rollback_progress=events.rollback_progress).apply(
+            desired, todo, snapshot, hold=hold if gate or waiter else None, record=record,
+            observed=observed)
     if waiter is not None:
         confirmation.clear(state_root, desired.name)  # journal gone: now `confirm` may return
         notice("Confirmed: keeping the changes.")

@@ -6,6 +6,8 @@ data; make_plan (here) puts them together, with the notes a plan carries."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from netdecl.engine.planner.diff import diff
 from netdecl.engine.planner.order import order
 from netdecl.engine.planner.plan import Action, Conflict, Plan
@@ -17,10 +19,11 @@ __all__ = ["Action", "Conflict", "Plan", "make_plan", "forwarding_notes"]
 
 
 def make_plan(desired: Topology, observed: Topology, record: OwnershipRecord,
-              adopt: bool = False) -> Plan:
+              adopt: bool = False, managed: Mapping[str, str] | None = None) -> Plan:
     """``adopt``: take over declared objects that exist and belong to nobody (planner/adopt.py)
-    instead of reporting them as conflicts."""
-    actions, conflicts = diff(desired, observed, record, adopt=adopt)
+    instead of reporting them as conflicts. ``managed``: which root-namespace links another
+    network manager manages (name: manager), conflicts when declared."""
+    actions, conflicts = diff(desired, observed, record, adopt=adopt, managed=managed)
     return Plan(
         topology=desired.name,
         actions=order(actions),

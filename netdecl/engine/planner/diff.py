@@ -9,7 +9,7 @@ neighbours) share the keyed rule unless they register their own.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from netdecl.engine.ownership import foreign_nat_tables, nat_ours, owns
@@ -27,6 +27,7 @@ from netdecl.engine.planner.qdiscs import qdisc_rule
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Kind, Ownership
 from netdecl.model import (
+    ROOT,
     Address,
     ExternalLink,
     Key,
@@ -83,9 +84,14 @@ class _Diff:
 
 
 def diff(desired: Topology, observed: Topology, record: OwnershipRecord,
-         adopt: bool = False) -> tuple[list[Action], list[Conflict]]:
+         adopt: bool = False, managed: Mapping[str, str] | None = None
+         ) -> tuple[list[Action], list[Conflict]]:
     """Actions and conflicts. With ``adopt``, declared objects that exist, belong to nobody
-    and are compatible are taken over first (ADOPT actions), then diffed as if owned."""
+    and are compatible are taken over first (ADOPT actions), then diffed as if owned.
+    ``managed``: the root namespace's links another network manager manages, by name (the
+    manager's name)."""
+    # before adoption: a link another manager holds is not adoptable, --adopt or not
+    held = _held_by_other_managers(desired, observed, record, managed or {})
     adopted: list[Action] = []
     not_adopted: dict[Key, str] = {}
     if adopt:
@@ -97,7 +103,35 @@ def diff(desired: Topology, observed: Topology, record: OwnershipRecord,
               not_adopted=not_adopted)
     for kind in KINDS.values():  # in registration order: links and addresses before routes
         rule_for(kind)(d, kind)
-    return adopted + d.actions, d.conflicts
+    return adopted + d.actions, held + d.conflicts
+
+
+RELEASE = {
+    "NetworkManager": "`nmcli device set {name} managed no` (or unmanaged-devices in "
+                      "NetworkManager.conf), then plan again",
+    "systemd-networkd": "a .network file matching {name} with [Link] Unmanaged=yes, or none "
+                        "matching it, and `networkctl reload`; then plan again",
+}
+
+
+def _held_by_other_managers(desired: Topology, observed: Topology, record: OwnershipRecord,
+                            managed: Mapping[str, str]) -> list[Conflict]:
+    """A declared link of the root namespace that NetworkManager or systemd-networkd manages
+    (and this topology does not own: its own links it marks unmanaged for them) would be
+    configured by two programs at once, each undoing the other: a conflict that says how to
+    release it."""
+    conflicts = []
+    declared: list[Link | ExternalLink] = [*desired.of_type(Link), *desired.of_type(ExternalLink)]
+    for want in sorted(declared, key=lambda o: o.key):
+        manager = managed.get(want.name) if want.namespace == ROOT else None
+        now = observed.get(("link", ROOT, want.name))
+        if manager is None or now is None or owns(now, observed, record):
+            continue
+        how = RELEASE.get(manager, "release it there, then plan again").format(name=want.name)
+        conflicts.append(Conflict(want.key, f"link {want.name} is managed by {manager}: "
+                                            f"netdecl will not fight it over the link; to hand "
+                                            f"it to netdecl, release it: {how}"))
+    return conflicts
 
 
 def _impostor_namespaces(desired: Topology, observed: Topology,
