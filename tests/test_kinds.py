@@ -99,6 +99,8 @@ LINK_SAMPLES = {
     "vlan": "  - {name: uplink.100, kind: vlan, link: uplink, vlan: {id: 100, protocol: 802.1ad},\n"
             "     addresses: [10.100.0.1/24]}\n",
     "macvlan": "  - {name: mv0, kind: macvlan, link: uplink, macvlan: {mode: private}}\n",
+    "vrf": "  - {name: blue, kind: vrf, vrf: {table: 10}}\n"
+           "  - {name: svc1, kind: dummy, master: blue, addresses: [10.1.0.1/24]}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"

@@ -519,6 +519,8 @@ class Kernel:
         out = []
         for family, fam in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
             for m in self.ipr(ns).rule("dump", family=family):
+                if m.get("FRA_L3MDEV"):
+                    continue  # the kernel's own rule for VRFs (links/vrf.py): never ours
                 prio = m.get("FRA_PRIORITY") or 0
                 src = m.get("FRA_SRC")
                 dst = m.get("FRA_DST")

@@ -167,6 +167,9 @@ class LinkKind:
     refuses_because: ClassVar[str] = ""
     # other links join it with ``master:`` (a bridge)
     ports: ClassVar[bool] = False
+    # other links join it with ``master:`` to be routed in its table, not switched (a VRF):
+    # a bridge may join one, and nothing crosses it at layer 2
+    l3_master: ClassVar[bool] = False
     # a segment of links of such kinds ends at this host: nothing outside hears it
     host_local: ClassVar[bool] = False
     # `explain` follows layer 2 through it (to a peer, ports, a tunnel's far end)
@@ -203,6 +206,11 @@ class LinkKind:
 
     def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
         """The kind's own checks, over every declared link of the kind at once."""
+
+    def routing_table(self, entry: Mapping[str, Any]) -> int | None:
+        """The routing table a link of this kind owns (a VRF's), from its (unvalidated) file
+        entry: routes and rules may name the link instead of the number."""
+        return None
 
     def exportable(self, link: Link, view: ExportView) -> bool:
         """Whether `show` can write the observed ``link`` as this kind (else: external)."""

@@ -220,8 +220,10 @@ class World:
         out: list[tuple[tuple[str, str], str]] = []
         if link.peer and link.peer in self.links:
             out.append((link.peer, "pair"))
-        if link.master and (node[0], link.master) in self.links:
-            out.append(((node[0], link.master), "port-to-bridge"))
+        master = self.links.get((node[0], link.master)) if link.master else None
+        master_kind = link_kind(master.kind) if master is not None else None
+        if master is not None and master_kind is not None and master_kind.ports:
+            out.append(((node[0], master.name), "port-to-bridge"))  # (a VRF is no L2 hop)
         kind = link_kind(link.kind)
         if kind is not None and kind.ports:
             out += [(key, "bridge-to-port") for key, other in self.links.items()

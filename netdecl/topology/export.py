@@ -22,7 +22,6 @@ from typing import Any
 
 from netdecl.links import EXTERNAL, LINK_KINDS, link_kind
 from netdecl.model import (
-    MAIN_TABLE,
     ROOT,
     Address,
     FdbEntry,
@@ -38,13 +37,16 @@ from netdecl.model import (
 from netdecl.topology.checks import ifname_problem, nsname_problem
 from netdecl.topology.format import (
     UNICAST,
+    NamedTables,
     metric_in_file,
     nat_rule_spec,
     route_to_text,
     scope_in_file,
+    table_in_file,
 )
 
 ZERO_MAC = "00:00:00:00:00:00"
+MTU_MAX = 65535  # the most a file's mtu says (topology.schema.json)
 _SYSCTL_NAME = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)+")
 
 
@@ -63,6 +65,7 @@ class _Exporter:
         self.kinds = {key: self._kind(link) for key, link in self.links.items()}
         self.done: set[tuple[str, str]] = set()  # links written (a veth's peer: in its entry)
         self.addresses = self._addresses()
+        self.tables = self._named_tables()
 
     def _kind(self, link: Link) -> str:
         """What the file can make of a link: netdecl's own kinds, or external."""
@@ -84,27 +87,49 @@ class _Exporter:
     def fdb_remotes(self, link: Link) -> list[str]:
         return self._remotes(link)
 
+    def _named_tables(self) -> NamedTables:
+        """The routing tables of the links written as a kind that owns one (a VRF's), which
+        routes and rules name (the file names a VRF's table no other way)."""
+        named: NamedTables = {}
+        for key, link in self.links.items():
+            kind = LINK_KINDS[self.kinds[key]]
+            if not kind.l3_master:
+                continue  # (an export may note the links it writes: a veth's peer)
+            table = kind.routing_table(kind.export(link, self))
+            if table is not None:
+                named.setdefault(key, table)
+        return named
+
     def _addresses(self) -> dict[tuple[str, str], list[str]]:
         out: dict[tuple[str, str], list[str]] = {}
-        seen_ips: set[tuple[str, str]] = set()
+        seen_ips: set[tuple[str, str | None, str]] = set()
         for a in sorted(self.topo.of_type(Address), key=lambda a: a.key):
             ip = a.cidr.split("/")[0]
-            if (a.namespace, a.link) not in self.links or (a.namespace, ip) in seen_ips:
+            key = (a.namespace, a.link)
+            link = self.links.get(key)
+            domain = self._domain(link) if link is not None else None
+            if link is None or (a.namespace, domain, ip) in seen_ips:
                 continue  # on a link not written, or a second copy the format refuses
-            seen_ips.add((a.namespace, ip))
-            out.setdefault((a.namespace, a.link), []).append(a.cidr)
+            seen_ips.add((a.namespace, domain, ip))
+            out.setdefault(key, []).append(a.cidr)
         return out
+
+    def _domain(self, link: Link) -> str | None:
+        """The VRF a link joins (its addresses may repeat another VRF's), None: none."""
+        master = self.kinds.get((link.namespace, link.master)) if link.master else None
+        kind = link_kind(master)
+        return link.master if kind is not None and kind.l3_master else None
 
     def _master(self, link: Link) -> str | None:
         master = self.kinds.get((link.namespace, link.master)) if link.master else None
         kind = link_kind(master)
-        return link.master if kind is not None and kind.ports else None
+        return link.master if kind is not None and (kind.ports or kind.l3_master) else None
 
     def _fields(self, link: Link, kind: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if addresses := self.addresses.get((link.namespace, link.name)):
             out["addresses"] = addresses
-        if link.mtu is not None:
+        if link.mtu is not None and link.mtu <= MTU_MAX:  # (a VRF's is 65575: its own)
             out["mtu"] = link.mtu
         if link.mac and kind != EXTERNAL:
             out["mac"] = link.mac
@@ -154,8 +179,8 @@ class _Exporter:
                     entry[attr] = getattr(r, attr)
             if (metric := metric_in_file(r)) is not None:
                 entry["metric"] = metric
-            if r.table != MAIN_TABLE:
-                entry["table"] = r.table
+            if (table := table_in_file(r.table, r.namespace, self.tables)) is not None:
+                entry["table"] = table
             if not unicast:
                 entry["type"] = r.type
             if r.onlink:
@@ -179,8 +204,8 @@ class _Exporter:
             for key, value in (("from", r.src), ("to", r.dst), ("iif", r.iif), ("oif", r.oif)):
                 if value and (key in ("from", "to") or ifname_problem(value) is None):
                     entry[key] = value
-            if r.table != MAIN_TABLE:
-                entry["table"] = r.table
+            if (table := table_in_file(r.table, r.namespace, self.tables)) is not None:
+                entry["table"] = table
             rules.append(entry)
         if rules:
             self.doc["rules"] = rules

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import lru_cache, wraps
 from typing import Any, TypeVar
 
-from netdecl.model import FILTER, IPV6_DEFAULT_METRIC, NatRule, Route
+from netdecl.model import FILTER, IPV6_DEFAULT_METRIC, MAIN_TABLE, NatRule, Route
 from netdecl.topology.yamlsrc import quoted
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -259,6 +259,30 @@ def route_family(route: dict[str, Any]) -> int:
         if fam is not None and not (key == "to" and route.get("to") == DEFAULT_ROUTE):
             return fam
     return 4
+
+
+# ---------------------------------------------------------------------------- tables
+
+NamedTables = dict[tuple[str, str], int]
+"""(namespace, link name) -> the routing table that link owns (a VRF's): what a route's or a
+rule's ``table:`` may name instead of the number."""
+
+
+def routing_table(value: Any, namespace: str, named: NamedTables) -> int:
+    """A (known good) route's or rule's ``table``: a number, the name of a VRF of its
+    namespace, or omitted (main)."""
+    if isinstance(value, str):
+        return named[(namespace, value)]
+    return MAIN_TABLE if value is None else int(value)
+
+
+def table_in_file(table: int, namespace: str, named: NamedTables) -> int | str | None:
+    """Inverse of routing_table: a VRF's table by the VRF's name (a file may say it no other
+    way), main as nothing."""
+    if table == MAIN_TABLE:
+        return None
+    return next((name for (ns, name), number in sorted(named.items())
+                 if ns == namespace and number == table), table)
 
 
 # ---------------------------------------------------------------------------- vxlan

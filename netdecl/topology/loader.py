@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from netdecl.errors import Diagnostic, InvalidTopology
 from netdecl.links import LINK_KINDS
 from netdecl.model import (
-    MAIN_TABLE,
     ROOT,
     Address,
     ExternalLink,
@@ -46,6 +45,7 @@ from netdecl.topology.format import (
     FILTER_SECTIONS,
     NAT_SECTIONS,
     UNICAST,
+    NamedTables,
     family_of,
     filter_rule,
     nat_rule,
@@ -56,6 +56,7 @@ from netdecl.topology.format import (
     route_metric,
     route_scope,
     route_to,
+    routing_table,
     sysctl_value,
 )
 from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
@@ -267,13 +268,25 @@ def add_addresses(topology: Topology, link: NetObject, spec: Mapping[str, Any],
               doc.value_pos((*path, "addresses", k)))
 
 
+def named_tables(data: dict[str, Any]) -> NamedTables:
+    """The routing tables links of the file own (a VRF's), by (namespace, link name)."""
+    named: NamedTables = {}
+    for entry in data.get("links") or []:
+        table = LINK_KINDS[entry["kind"]].routing_table(entry)
+        if table is not None:
+            named[(entry.get("namespace", ROOT), entry["name"])] = table
+    return named
+
+
 def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    named = named_tables(data)
     for i, spec in enumerate(data.get("routes") or []):
         family = route_family(spec)
+        namespace = spec.get("namespace", ROOT)
         route = Route(
-            namespace=spec.get("namespace", ROOT),
+            namespace=namespace,
             to=route_to(spec["to"], family),
-            table=int(spec.get("table", MAIN_TABLE)),
+            table=routing_table(spec.get("table"), namespace, named),
             metric=int(route_metric(spec, family)),
             via=ip(spec.get("via")),
             dev=spec.get("dev"),
@@ -339,11 +352,14 @@ def build_neighbors(topology: Topology, data: dict[str, Any], doc: Document) -> 
 
 
 def build_rules(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    named = named_tables(data)
     for i, spec in enumerate(data.get("rules") or []):
         family = family_of(spec.get("from")) or family_of(spec.get("to")) or 4
-        rule = Rule(spec.get("namespace", ROOT), priority=int(spec["priority"]), family=family,
+        namespace = spec.get("namespace", ROOT)
+        rule = Rule(namespace, priority=int(spec["priority"]), family=family,
                     src=net(spec.get("from")), dst=net(spec.get("to")),
-                    table=int(spec.get("table", MAIN_TABLE)), iif=spec.get("iif"),
+                    table=routing_table(spec.get("table"), namespace, named),
+                    iif=spec.get("iif"),
                     oif=spec.get("oif"))
         place(topology, rule, doc.value_pos(("rules", i)))
 

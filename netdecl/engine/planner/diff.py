@@ -335,13 +335,15 @@ def _addresses(d: _Diff, kind: Kind) -> None:
 def _route_flushing_namespaces(d: _Diff) -> set[str]:
     """Namespaces where IPv4 will flush routes: an address goes away (gateway routes go with
     the address that made the gateway reachable) or a link goes down (a MAC change may take
-    it down briefly). Computed once, not scanned per route: per route it is O(routes*actions)."""
+    it down briefly, a new master when that is a VRF). Computed once, not scanned per route:
+    per route it is O(routes*actions)."""
     out = set()
     for a in d.actions:
         if a.type == "address" and a.op == DELETE:
             out.add(a.namespace)
         elif a.type in ("link", "external") and a.op == MODIFY and \
-                ({"up", "mac"} & set(a.changes)):
+                ({"up", "mac", "master"} & set(a.changes)):
+            # (joining or leaving a VRF takes the link down and up again: links/vrf.py)
             out.add(a.namespace)
     return out
 
