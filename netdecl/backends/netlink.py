@@ -646,7 +646,8 @@ class Kernel:
             attrs["master"] = self.index_of(ns, link.master) if link.master else 0
         kind = link_kind(link.kind)
         # settings of the kind's own, changed in place (a fresh link was made with them)
-        kind_data = kind.change_data(link, wanted) if kind is not None and not fresh else None
+        kind_data = kind.change_request(link, wanted, _Request(self, ns, [], None)) \
+            if kind is not None and not fresh else None
         port_flags = ("hairpin" in wanted and link.hairpin is not None and link.master) or (
             kind_data is not None)
         if "up" in wanted and link.up is not None and not port_flags:

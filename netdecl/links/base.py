@@ -239,6 +239,12 @@ class LinkKind:
         place; None: nothing of the kind's to change."""
         return None
 
+    def change_request(self, link: Link, changed: set[str],
+                       request: KernelRequest) -> bytes | None:
+        """``change_data`` for a kind whose in-place change names other links (a tunnel's
+        underlay, by its ifindex in ``request``'s namespace)."""
+        return self.change_data(link, changed)
+
     def parse(self, link: KernelLink) -> LinkSpec | None:
         """The spec of a link the kernel reports as this kind."""
         return None

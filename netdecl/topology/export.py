@@ -46,6 +46,7 @@ from netdecl.topology.format import (
 )
 
 ZERO_MAC = "00:00:00:00:00:00"
+MAC_TEXT = len(ZERO_MAC)  # six octets as text
 MTU_MAX = 65535  # the most a file's mtu says (topology.schema.json)
 _SYSCTL_NAME = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)+")
 
@@ -131,7 +132,8 @@ class _Exporter:
             out["addresses"] = addresses
         if link.mtu is not None and link.mtu <= MTU_MAX:  # (a VRF's is 65575: its own)
             out["mtu"] = link.mtu
-        if link.mac and kind != EXTERNAL:
+        if link.mac and kind != EXTERNAL and len(link.mac) == MAC_TEXT:
+            # (an IP tunnel's hardware address is its local IP: not a MAC, not the file's)
             out["mac"] = link.mac
         if link.up is False:
             out["up"] = False

@@ -25,6 +25,7 @@ from netdecl.engine.planner.plan import (
 )
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Kind, Ownership
+from netdecl.links import kernels_own
 from netdecl.model import (
     Address,
     ExternalLink,
@@ -149,7 +150,9 @@ def _namespaces(d: _Diff, kind: Kind) -> None:
         now = existing.get(name)
         if now is None or not owns(now, d.observed, d.record):
             continue  # gone, or someone else's now: the claim is stale, never a delete
-        foreign = [link.name for link in links_by_ns.get(name, ()) if not _owned(d, link)]
+        # (a tunnel module's fallback devices are the kernel's: they go with the namespace)
+        foreign = [link.name for link in links_by_ns.get(name, ())
+                   if not _owned(d, link) and not kernels_own(link.name, link.kind)]
         if foreign:
             d.conflict(("namespace", name),
                        f"namespace {name} is to be deleted but holds links netdecl does not own "
