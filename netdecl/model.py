@@ -273,6 +273,9 @@ class Address(NetObject):
 
     link: str = ""
     cidr: str = ""
+    # the kernel adds no prefix route for it (IFA_F_NOPREFIXROUTE): on a link with a routing
+    # table of its own (``route_table``), whose prefix route netdecl puts in that table
+    noprefixroute: bool = False
 
     @property
     def key(self) -> Key:

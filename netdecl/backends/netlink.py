@@ -34,6 +34,7 @@ from netdecl.model import (
 )
 from netdecl.nlconst import (
     IFA_F_NODAD,
+    IFA_F_NOPREFIXROUTE,
     IFF_UP,
     IFLA_ADDRESS,
     IFLA_BRPORT_MODE,
@@ -455,8 +456,9 @@ class Kernel:
             name = names.get(m.index) or self._name_of_index(ns, m.index)
             if name is None or name == "lo":
                 continue
-            out.append(Address(namespace=ns, link=name, cidr=_cidr(m.family, m.address,
-                                                                   m.prefixlen)))
+            out.append(Address(namespace=ns, link=name,
+                               cidr=_cidr(m.family, m.address, m.prefixlen),
+                               noprefixroute=bool(m.flags & IFA_F_NOPREFIXROUTE)))
         return out
 
     def read_routes(self, ns: str) -> list[Route]:
@@ -723,6 +725,8 @@ class Kernel:
         # Duplicate address detection would leave an IPv6 address "tentative" (unusable) for a
         # second or two after apply; netdecl owns these links and their addresses.
         flags = IFA_F_NODAD if iface.version == 6 else 0
+        if addr.noprefixroute:
+            flags |= IFA_F_NOPREFIXROUTE
         index = self.index_of(addr.namespace, addr.link)
         try:
             self._raw_call(addr.namespace, f"add {addr.describe()}", "add_address",

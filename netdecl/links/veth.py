@@ -64,6 +64,9 @@ class Veth(LinkKind):
             "hairpin": {"type": "boolean", "description": "Bridge-port hairpin mode (frames may "
                         "leave by the port they came in): needed for NAT hairpin. Only with "
                         "master."},
+            "route_table": {"type": "integer", "minimum": 1, "maximum": 4294967295,
+                            "description": "Source-based routing (the CNI sbr plugin's): "
+                            "as on a link."},
         },
     }}
     host_local: ClassVar[bool] = True

@@ -22,6 +22,7 @@ from netdecl.errors import Diagnostic
 from netdecl.links import LINK_KINDS, link_kind
 from netdecl.links.base import End, entry_namespace
 from netdecl.model import COMMENT_MAX, MAIN_TABLE, ROOT, NatRule, encode_comment
+from netdecl.topology import sbr
 from netdecl.topology.format import (
     DEFAULT_ROUTE,
     FILTER_SECTIONS,
@@ -475,6 +476,8 @@ def check_routes(ctx: Context) -> None:
             ctx.link_ref((*path, "dev"), ns, route["dev"])
         metric = route_metric(route, family)
         table = check_table(ctx, path, route, ns)
+        if "table" not in route and table is not None:  # through a link with its own table
+            table = sbr.table_through(ctx.data, ns, route.get("dev")) or table
         if to is None or ns is None or not is_int(metric) or table is None:
             continue
         key = (ns, table, to, metric)
@@ -901,6 +904,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     check_fdb,
     check_neighbors,
     check_rules,
+    sbr.check,
     check_probes,
     warn_nat_without_forwarding,
     warn_localnet,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from netdecl.errors import Diagnostic, InvalidTopology
 from netdecl.links import LINK_KINDS
 from netdecl.model import (
+    MAIN_TABLE,
     ROOT,
     Address,
     ExternalLink,
@@ -39,7 +40,7 @@ from netdecl.model import (
     Sysctl,
     Topology,
 )
-from netdecl.topology import schema_errors
+from netdecl.topology import sbr, schema_errors
 from netdecl.topology.checks import run_checks
 from netdecl.topology.format import (
     FILTER_SECTIONS,
@@ -280,13 +281,15 @@ def named_tables(data: dict[str, Any]) -> NamedTables:
 
 def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
     named = named_tables(data)
+    own_tables = sbr.tables_of(data)  # a route through such a link naming no table: its
     for i, spec in enumerate(data.get("routes") or []):
         family = route_family(spec)
         namespace = spec.get("namespace", ROOT)
         route = Route(
             namespace=namespace,
             to=route_to(spec["to"], family),
-            table=routing_table(spec.get("table"), namespace, named),
+            table=routing_table(spec["table"], namespace, named) if "table" in spec
+            else own_tables.get((namespace, spec.get("dev")), MAIN_TABLE),
             metric=int(route_metric(spec, family)),
             via=ip(spec.get("via")),
             dev=spec.get("dev"),
@@ -378,7 +381,7 @@ BUILDERS: dict[str, Builder] = {
     "rule": build_rules,
 }
 # What the file implies rather than says, run after every builder.
-DERIVED: tuple[Builder, ...] = (hairpin_by_default,)
+DERIVED: tuple[Builder, ...] = (hairpin_by_default, sbr.derive)
 # Kinds the file writes inside another kind's entry: a link's `addresses`; an external link is
 # a `links` entry of kind external.
 BUILT_WITH: dict[str, str] = {"address": "link", "external": "link"}

@@ -318,8 +318,13 @@ def _addresses(d: _Diff, kind: Kind) -> None:
     observed = {a.key: a for a in d.observed.of_type(Address)}
     for key, a in sorted(desired.items()):
         link_key = ("link", a.namespace, a.link)
-        if key in observed and link_key not in d.rebuilt_links:
-            continue
+        now = observed.get(key)
+        if now is not None and link_key not in d.rebuilt_links:
+            if now.noprefixroute == a.noprefixroute or not owns(now, d.observed, d.record):
+                continue
+            # the kernel keeps the prefix route flag from when the address was added: a link
+            # that takes (or leaves) a table of its own gets its addresses again
+            d.add(Action(DELETE, key, before=now, why=Reason.RECREATE))
         external = ("external", a.namespace, a.link) in d.desired.objects
         d.add(Action(CREATE, key, after=a, why=Reason.ON_EXTERNAL if external else Reason.NONE))
     for key, a in sorted(observed.items()):
