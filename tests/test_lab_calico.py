@@ -64,6 +64,11 @@ ip -n node1 -j -s link show tunl0 > "$OUT/tunl0_after.json"
 """),
     Step("plan", ON + "set -e\non node1 plan --detailed-exitcode node1.yaml\n"
                       "on node2 plan --detailed-exitcode node2.yaml\n"),
+    Step("show", ON + """set -e
+on node1 show --name shown --namespace root --namespace pod-n1 > shown.yaml
+NETDECL_STATE_DIR=/var/lib/netdecl/node1 netdecl validate shown.yaml >&2
+cat shown.yaml
+"""),
     Step("destroy", ON + "set -e\non node1 destroy node1.yaml\non node2 destroy node2.yaml\n"),
     Step("destroyed", TUNL0),
 ]
@@ -118,6 +123,11 @@ def test_a_pod_reaches_a_pod_on_the_other_node_with_its_own_address(run: LabRun)
 
 def test_a_second_plan_on_each_node_has_nothing_to_do(run: LabRun) -> None:
     assert run["plan"].ok().count("No changes") == 2
+
+
+def test_show_writes_tunl0_as_the_hosts_own(run: LabRun) -> None:
+    shown = run["show"].ok()
+    assert "name: tunl0" in shown and "kind: ipip" not in shown, shown
 
 
 def test_destroy_leaves_tunl0_as_it_was(run: LabRun) -> None:

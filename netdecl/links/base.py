@@ -268,6 +268,11 @@ class LinkKind:
         """How `explain` says a frame crosses from ``link`` to a tunnel's far end."""
         return self.name
 
+    def underlay(self, link: Link) -> tuple[str | None, tuple[str, ...]]:
+        """The link ``link`` sends its wrapped packets by (None: whichever the routes say)
+        and the addresses it sends them to: plan checks that the underlay reaches them."""
+        return None, ()
+
     def reaches_sibling(self, link: Link, other: Link) -> bool:
         """Whether a frame from ``link`` reaches ``other``, made on the same parent, without
         leaving through the parent (only for kinds ``on_parent_segment``)."""

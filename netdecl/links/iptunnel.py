@@ -113,6 +113,12 @@ class IpTunnel(LinkKind):
         """The kind's key, if it has one (GRE)."""
         return None
 
+    def underlay(self, link: Link) -> tuple[str | None, tuple[str, ...]]:
+        spec = link.spec
+        if not isinstance(spec, TunnelSpec):
+            return None, ()
+        return spec.dev, (spec.remote,) if spec.remote else ()
+
     def label(self, link: Link) -> str:
         spec = link.spec
         if not isinstance(spec, TunnelSpec):

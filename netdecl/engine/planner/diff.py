@@ -25,7 +25,7 @@ from netdecl.engine.planner.plan import (
 )
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Kind, Ownership
-from netdecl.links import kernels_own
+from netdecl.links import kernels_own, link_kind
 from netdecl.model import (
     Address,
     ExternalLink,
@@ -485,6 +485,33 @@ def _externals(d: _Diff, kind: Kind) -> None:
         d.add(Action(MODIFY, key, before=now, after=after, changes=changes,
                      why=Reason.RESTORE_ORIGINAL))
     _check_gateways_on_externals(d)
+    _check_tunnels_on_externals(d)
+
+
+def _check_tunnels_on_externals(d: _Diff) -> None:
+    """A tunnel whose underlay is the host's NIC must reach its remote through it: on-link
+    (the NIC's live addresses) or by a live route through the NIC. Only the host knows."""
+    externals = {(o.namespace, o.name) for o in d.desired.of_type(ExternalLink)}
+    for link in d.desired.of_type(Link):
+        kind = link_kind(link.kind)
+        dev, remotes = kind.underlay(link) if kind is not None else (None, ())
+        if dev is None or (link.namespace, dev) not in externals:
+            continue
+        for remote in remotes:
+            if not _reached_by(d, link.namespace, dev, ipaddress.ip_address(remote)):
+                d.conflict(link.key, f"{link.describe()}: remote {remote} is not reachable "
+                                     f"through its underlay {dev}: no address of {dev} covers "
+                                     f"it and no route through {dev} leads there")
+
+
+def _reached_by(d: _Diff, ns: str, dev: str, address: ipaddress.IPv4Address |
+                ipaddress.IPv6Address) -> bool:
+    for a in d.observed.of_type(Address):
+        if (a.namespace, a.link) == (ns, dev) and \
+                address in ipaddress.ip_interface(a.cidr).network:
+            return True
+    return any(r.namespace == ns and r.dev == dev and r.type in (None, "unicast")
+               and address in ipaddress.ip_network(r.to) for r in d.observed.of_type(Route))
 
 
 def _check_gateways_on_externals(d: _Diff) -> None:
