@@ -17,7 +17,7 @@ import pytest
 from harness import HTTP_CLIENT, PING, SERVER
 from kernellab import KernelLab, LabRun, Step
 
-pytestmark = pytest.mark.lab("vrf", "veth")
+pytestmark = pytest.mark.lab("vrf", "veth", "nf_tables")  # nf_tables: explain reads it
 
 TOPOLOGY = (Path(__file__).resolve().parent.parent / "topologies" / "vrf-tenants.yaml"
             ).read_text()
@@ -65,6 +65,8 @@ printf '{"own_a": "%s", "own_b": "%s", "a_to_b": "%s", "b_to_a": "%s", "main": "
     "$own_a" "$own_b" "$a_to_b" "$b_to_a" "$main" > "$OUT/pings.json"
 """),
     Step("verify", "netdecl verify topo.yaml"),
+    Step("explain", "netdecl explain --from a-client 203.0.113.1:80 topo.yaml; "
+                    "netdecl explain --from b-client 203.0.113.1:80 topo.yaml"),
     Step("plan", "netdecl plan --detailed-exitcode topo.yaml"),
     Step("show", """set -e
 netdecl show --name shown > shown.yaml
@@ -142,6 +144,14 @@ def test_each_tenant_reaches_its_own_gateway_and_never_the_others(run: LabRun) -
 def test_verify_runs_the_shipped_probes_the_blocked_ones_included(run: LabRun) -> None:
     out = run["verify"].ok()
     assert "4 probes: 4 passed, 0 failed" in out, out
+
+
+def test_explain_follows_each_tenant_through_its_own_vrf(run: LabRun) -> None:
+    out = run["explain"].ok()
+    for tenant, port, gateway in (("a", "up-a", "198.51.100.10"), ("b", "up-b", "198.51.100.20")):
+        assert f"route 203.0.113.1 via {gateway} dev {port} table of VRF tenant-{tenant}" \
+            in out, out
+        assert f"delivered: to {tenant}-gw (203.0.113.1); source seen there: 10.0.0.2" in out
 
 
 def test_show_writes_the_vrfs_back_as_a_valid_file(run: LabRun) -> None:

@@ -180,7 +180,8 @@ class World:
         self._nat: dict[str, tuple[NatRule, ...]] = {}
         self.links: dict[tuple[str, str], Link] = {}
         self.addrs: dict[tuple[str, str], list[Any]] = {}  # (ns, link) -> ip_interface
-        self.owner: dict[str, tuple[str, str]] = {}  # address -> (ns, link)
+        # (ns, address) -> link: per namespace, for namespaces (and VRFs) reuse addresses
+        self.owner: dict[tuple[str, str], str] = {}
         # parent -> the links on its segment made on it (macvlans: LinkKind.on_parent_segment)
         self.on_parent: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for ns in namespaces:
@@ -191,7 +192,7 @@ class World:
             for addr in kernel.read_addresses(ns):
                 iface = ipaddress.ip_interface(addr.cidr)
                 self.addrs.setdefault((ns, addr.link), []).append(iface)
-                self.owner.setdefault(str(iface.ip), (ns, addr.link))
+                self.owner.setdefault((ns, str(iface.ip)), addr.link)
 
     def nat(self, ns: str) -> tuple[NatRule, ...]:
         if ns not in self._nat:
@@ -199,9 +200,15 @@ class World:
         return self._nat[ns]
 
     def is_local(self, ns: str, address: str) -> bool:
-        owner = self.owner.get(address)
-        return (owner is not None and owner[0] == ns) or \
-            ipaddress.ip_address(address) in LOOPBACK
+        return (ns, address) in self.owner or ipaddress.ip_address(address) in LOOPBACK
+
+    def routing_domain(self, ns: str, name: str | None) -> str | None:
+        """The VRF whose table routes for the link ``name`` (a port of it), if any."""
+        link = self.links.get((ns, name)) if name else None
+        master = self.links.get((ns, link.master)) if link and link.master else None
+        kind = link_kind(master.kind) if master is not None else None
+        return master.name if master is not None and kind is not None and kind.l3_master \
+            else None
 
     def address_towards(self, ns: str, link: str, nexthop: str) -> str | None:
         """The address masquerade picks on ``link``: the one on the next hop's subnet, else the
@@ -303,8 +310,8 @@ def _one_namespace(world: World, result: Explanation, pkt: Packet) -> bool:
     if route is None:
         return True
     if route["type"] == "local":
-        owner = world.owner.get(pkt.dst)
-        where = f" ({owner[1]})" if owner and owner[0] == ns else ""
+        owner = world.owner.get((ns, pkt.dst))
+        where = f" ({owner})" if owner else ""
         result.add(ns, f"{pkt.dst} is a local address{where}: delivered")
         _finish(result, pkt, "delivered",
                 f"to {ns_label(ns)} ({pkt.dst}); source seen there: {pkt.src or '-'}")
@@ -365,6 +372,9 @@ def _route(world: World, result: Explanation, pkt: Packet) -> dict[str, Any] | N
         via = f" via {route['via']}" if route["via"] else ""
         src = f" src {route['src']}" if route["src"] and not pkt.iif else ""
         table = "main" if route["table"] == MAIN_TABLE else str(route["table"])
+        vrf = world.routing_domain(ns, pkt.iif or route["dev"])
+        if vrf is not None:  # (the kernel reports main for a lookup a VRF's rule redirected)
+            table = f"of VRF {vrf}"
         how = f" (forwarding: from {pkt.src} in {pkt.iif})" if pkt.iif else ""
         result.add(ns, f"route {pkt.dst}{via} dev {route['dev']}{src} table {table}{how}")
     return route
@@ -485,8 +495,11 @@ def _l2_path(world: World, start: tuple[str, str],
 
 def _holds(world: World, node: tuple[str, str], address: str) -> bool:
     link = world.links[node]
-    if link.master:  # a bridge port's addresses are not used for forwarding; the bridge's are
-        return False
+    master = world.links.get((node[0], link.master)) if link.master else None
+    kind = link_kind(master.kind) if master is not None else None
+    if kind is not None and kind.ports:
+        return False  # a bridge port's addresses are not used for forwarding; the bridge's are
+    # (a VRF's port routes with its own addresses, in the VRF's table)
     return any(str(i.ip) == address for i in world.addrs.get(node, []))
 
 
