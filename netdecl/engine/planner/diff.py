@@ -492,6 +492,8 @@ def _check_tunnels_on_externals(d: _Diff) -> None:
     """A tunnel whose underlay is the host's NIC must reach its remote through it: on-link
     (the NIC's live addresses) or by a live route through the NIC. Only the host knows."""
     externals = {(o.namespace, o.name) for o in d.desired.of_type(ExternalLink)}
+    if not externals:
+        return
     for link in d.desired.of_type(Link):
         kind = link_kind(link.kind)
         dev, remotes = kind.underlay(link) if kind is not None else (None, ())
