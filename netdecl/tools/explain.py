@@ -78,11 +78,13 @@ def _in_any(address: str | None, cidrs: tuple[str, ...]) -> bool:
 
 
 def match_snat(rules: tuple[NatRule, ...], src: str | None, out: str,
-               dst: str | None = None) -> NatRule | None:
+               dst: str | None = None, local: bool = False) -> NatRule | None:
     """The first masquerade/snat rule that applies to a packet from ``src`` to ``dst``
-    leaving via ``out``."""
+    leaving via ``out`` (``local``: sent by the namespace itself, not forwarded)."""
     for rule in rules:
         if rule.kind not in ("masquerade", "snat"):
+            continue
+        if rule.local_source and not local:
             continue
         if src is not None and _family(src) not in rule.families:
             continue
@@ -113,6 +115,8 @@ def match_filter(rules: tuple[NatRule, ...], *, iif: str, out: str, src: str | N
             continue
         if rule.destination and not _in_any(dst, rule.destination):
             continue
+        if rule.state and "new" not in rule.state:
+            continue  # explain follows a new connection's first packet
         if rule.proto and rule.proto != proto:
             continue
         if rule.port is not None and (port is None or not
@@ -412,7 +416,7 @@ def _full(node: tuple[str, str]) -> str:
 
 
 def _apply_snat(world: World, result: Explanation, pkt: Packet, out: str, nexthop: str) -> None:
-    rule = match_snat(world.nat(pkt.ns), pkt.src, out, pkt.dst)
+    rule = match_snat(world.nat(pkt.ns), pkt.src, out, pkt.dst, local=pkt.iif is None)
     label = rule.describe() if rule else None
     if rule is None and pkt.dnatted_here and pkt.iif == out:
         label = "masquerade of a DNATed flow that leaves the way it came"

@@ -26,6 +26,7 @@ from netdecl.topology import sbr
 from netdecl.topology.format import (
     DEFAULT_ROUTE,
     FILTER_SECTIONS,
+    LOCAL_SOURCE,
     NAT_FAMILIES,
     NAT_SECTIONS,
     UNICAST,
@@ -613,6 +614,9 @@ def check_filter(ctx: Context) -> None:
                 if key in rule:
                     ctx.link_ref((*path, key), ns, rule[key])
             check_one_family(ctx, path, f"filter {section}", rule_families(ctx, path, rule))
+            if rule.get("source") == LOCAL_SOURCE:
+                ctx.error((*path, "source"), "a forward filter never sees what the host itself "
+                                             "sends (source: local is for masquerade and snat)")
             if "port" in rule:
                 if problem := port_problem(rule.get("port")):
                     ctx.error((*path, "port"), problem)
@@ -732,8 +736,8 @@ def rule_families(ctx: Context, path: Path, rule: dict[str, Any]) -> dict[Path, 
     families: dict[Path, int] = {}
     for key in ("source", "from", "destination", "not_destination"):
         values = rule.get(key)
-        if values is None:
-            continue
+        if values is None or (key == "source" and values == LOCAL_SOURCE):
+            continue  # (``source: local``: the host's own traffic, no network; see check_filter)
         listed = isinstance(values, list)
         nets: list[tuple[Path, IpNet]] = []
         for i, text in enumerate(as_list(values)):

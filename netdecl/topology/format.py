@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import lru_cache, wraps
 from typing import Any, TypeVar
 
-from netdecl.model import FILTER, IPV6_DEFAULT_METRIC, MAIN_TABLE, NatRule, Route
+from netdecl.model import CT_STATES, FILTER, IPV6_DEFAULT_METRIC, MAIN_TABLE, NatRule, Route
 from netdecl.topology.yamlsrc import quoted
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -311,6 +311,10 @@ NAT_SECTIONS: dict[str, str] = {"masquerade": "masquerade", "snat": "snat",
                                 "port_forwards": "dnat"}
 """The sections under ``nat:`` in file order, and the NatRule kind each one holds."""
 
+LOCAL_SOURCE = "local"
+"""A masquerade's or snat's ``source`` for what the host itself sends (Docker's masquerade of
+the host's own traffic into docker0: `-m addrtype --src-type LOCAL`)."""
+
 FILTER_SECTIONS: dict[str, str] = {"forward": FILTER}
 """The sections under ``filter:``, and the NatRule kind each one holds (a filter rule lives in
 the same nft table as the NAT rules, after them)."""
@@ -338,7 +342,9 @@ def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
     and ``from`` are the model's ``in_`` and ``from_`` (Python keywords)."""
     kind = NAT_SECTIONS[section]
     if kind != "dnat":
-        return NatRule(kind=kind, source=normal_net(spec.get("source")), out=spec.get("out"),
+        local = spec.get("source") == LOCAL_SOURCE
+        return NatRule(kind=kind, source=None if local else normal_net(spec.get("source")),
+                       local_source=True if local else None, out=spec.get("out"),
                        not_out=spec.get("not_out"), to_source=normal_ip(spec.get("to_source")),
                        destination=networks(spec.get("destination")),
                        not_destination=networks(spec.get("not_destination")))
@@ -363,7 +369,14 @@ def filter_rule(spec: dict[str, Any]) -> NatRule:
                    source=normal_net(spec.get("source")),
                    destination=networks(spec.get("destination")), proto=spec.get("proto"),
                    port=ports[0] if ports else None, port_end=ports[1] if ports else None,
-                   action=spec["action"])
+                   action=spec["action"], state=ct_states(spec.get("state")))
+
+
+def ct_states(value: Any) -> tuple[str, ...] | None:
+    """A filter rule's ``state`` (known good) in the order nft lists it."""
+    if value is None:
+        return None
+    return tuple(s for s in CT_STATES if s in value)
 
 
 def _one_or_list(values: tuple[str, ...] | None) -> Any:
@@ -380,11 +393,13 @@ def nat_rule_spec(rule: NatRule) -> tuple[str, str, dict[str, Any]]:
     if rule.kind == FILTER:
         spec = {"in": rule.in_, "out": rule.out, "source": rule.source,
                 "destination": _one_or_list(rule.destination), "proto": rule.proto,
-                "port": port, "action": rule.action}
+                "port": port, "state": list(rule.state) if rule.state else None,
+                "action": rule.action}
         return "filter", "forward", {k: v for k, v in spec.items() if v is not None}
     section = next(s for s, kind in NAT_SECTIONS.items() if kind == rule.kind)
     if rule.kind != "dnat":
-        spec = {"source": rule.source, "out": rule.out, "not_out": rule.not_out,
+        spec = {"source": LOCAL_SOURCE if rule.local_source else rule.source,
+                "out": rule.out, "not_out": rule.not_out,
                 "to_source": rule.to_source, "destination": _one_or_list(rule.destination),
                 "not_destination": _one_or_list(rule.not_destination)}
         return "nat", section, {k: v for k, v in spec.items() if v is not None}
