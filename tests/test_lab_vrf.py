@@ -75,6 +75,18 @@ cat shown.yaml
 """),
     Step("destroy", "netdecl destroy topo.yaml"),
     Step("destroyed", STATE),
+    # a VRF made by hand at a declared name: a conflict, then taken over by --adopt
+    Step("handmade", """set -e
+ip link add tenant-a type vrf table 10
+ip -j -d link show tenant-a > "$OUT/link.json"
+"""),
+    Step("plan_handmade", "netdecl plan topo.yaml"),
+    Step("adopt", "netdecl apply --adopt topo.yaml"),
+    Step("adopted", 'ip -j -d link show tenant-a > "$OUT/link.json"'),
+    Step("destroy_adopted", """set -e
+netdecl destroy topo.yaml
+ip -j link show > "$OUT/links.json"
+"""),
 ]
 
 
@@ -159,6 +171,19 @@ def test_show_writes_the_vrfs_back_as_a_valid_file(run: LabRun) -> None:
     shown = run["show"].stdout
     assert "kind: vrf" in shown
     assert "table: tenant-a" in shown and "master: tenant-a" in shown
+
+
+def test_a_handmade_vrf_is_a_conflict_until_adopted_as_itself(run: LabRun) -> None:
+    run["handmade"].ok()
+    refused = run["plan_handmade"]
+    assert refused.returncode == 1 and "tenant-a already exists" in refused.stdout + \
+        refused.stderr, refused.stdout + refused.stderr
+    assert "= adopt link tenant-a" in run["adopt"].ok()
+    (made,), (adopted,) = run["handmade"].json["link"], run["adopted"].json["link"]
+    assert adopted["ifindex"] == made["ifindex"]  # the very link, now netdecl's
+    assert adopted["ifalias"] == MARK
+    run["destroy_adopted"].ok()
+    assert "tenant-a" not in {link["ifname"] for link in run["destroy_adopted"].json["links"]}
 
 
 def test_destroy_leaves_the_host_as_it_was(run: LabRun) -> None:
