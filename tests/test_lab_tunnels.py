@@ -16,7 +16,8 @@ import pytest
 from harness import HTTP_CLIENT, PING, SERVER
 from kernellab import KernelLab, LabRun, Step
 
-pytestmark = pytest.mark.lab("veth", "ipip", "sit", "ip6_tunnel", "ip_gre", "geneve")
+pytestmark = pytest.mark.lab("veth", "ipip", "sit", "ip6_tunnel", "ip_gre", "geneve",
+                             "nf_tables")  # nf_tables: explain reads it
 
 # kind -> (settings on n1's end, settings on n2's end, n1's inner address, n2's)
 TUNNELS = {
@@ -70,6 +71,8 @@ for _ in $(seq 100); do grep -q ready /tmp/server && break; sleep 0.1; done
 ip netns exec n1 "$PYTHON" client.py 10.1.4.2 80 5 > "$OUT/over_gre.json"
 """),
     Step("plan", "netdecl plan --detailed-exitcode v1.yaml"),
+    Step("explain", "netdecl explain --from n1 10.1.4.2:80 v1.yaml; "
+                    "netdecl explain --from n1 10.1.6.2:80 v1.yaml"),
     Step("edit", "netdecl apply v2.yaml"),
     Step("edited", LINKS),
     Step("show", """set -e
@@ -120,6 +123,13 @@ def test_traffic_crosses_every_tunnel(run: LabRun) -> None:
     assert {kind: pings[kind] for kind in TUNNELS} == {kind: "ok" for kind in TUNNELS}
     over_gre = traffic.json["over_gre"]
     assert over_gre["ok"] and "ns=n2 client=10.1.4.1" in over_gre["body"], over_gre
+
+
+def test_explain_crosses_the_tunnels(run: LabRun) -> None:
+    out = run["explain"].ok()
+    assert "gre1 -> gre tunnel (key 42) -> n2/gre1" in out, out
+    assert "geneve1 -> Geneve tunnel (id 7) -> n2/geneve1" in out, out
+    assert out.count("delivered: to n2") == 2, out
 
 
 def test_a_second_plan_has_nothing_to_do(run: LabRun) -> None:

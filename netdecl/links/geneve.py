@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from netdecl.links.base import End, ExportView, FileCheck, KernelLink, KernelRequest, LinkKind
 from netdecl.links.tunnel import check_tunnels
-from netdecl.model import Link, LinkSpec
+from netdecl.model import Link, LinkSpec, Topology
 from netdecl.nlattr import as_ip, as_u32, attr, attr_u32
 
 NAME = "geneve"
@@ -126,6 +126,25 @@ class Geneve(LinkKind):
             remote=as_ip(data.get(IFLA_GENEVE_REMOTE)) or as_ip(data.get(IFLA_GENEVE_REMOTE6)),
             ttl=ttl[0] or None if ttl else None, tos=tos[0] or None if tos else None,
             port=_BE16.unpack_from(port)[0] if port else PORT, external=external)
+
+    def far_ends(self, key: tuple[str, str], link: Link,
+                 links: Mapping[tuple[str, str], Link]) -> list[tuple[str, str]]:
+        """Every Geneve of the same id and port (explain does not check the remotes agree)."""
+        spec = link.spec
+        return [other_key for other_key, other in links.items()
+                if other_key != key and isinstance(spec, GeneveSpec) and not spec.external
+                and isinstance(other.spec, GeneveSpec)
+                and (other.spec.id, other.spec.port) == (spec.id, spec.port)]
+
+    def tunnels(self, key: tuple[str, str], link: Link, links: Mapping[tuple[str, str], Link],
+                topology: Topology) -> list[tuple[tuple[str, str], str]]:
+        spec = link.spec
+        return [(other, f"geneve {spec.id}") for other in self.far_ends(key, link, links)
+                if isinstance(spec, GeneveSpec)]
+
+    def crossing(self, link: Link) -> str:
+        spec = link.spec
+        return f"Geneve tunnel (id {spec.id})" if isinstance(spec, GeneveSpec) else NAME
 
     def label(self, link: Link) -> str:
         spec = link.spec

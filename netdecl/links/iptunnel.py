@@ -22,7 +22,7 @@ from netdecl.links.tunnel import (
     tunnel_schema,
     tunnel_spec,
 )
-from netdecl.model import Link, LinkSpec
+from netdecl.model import Link, LinkSpec, Topology
 from netdecl.nlattr import as_ip, as_u32, attr, attr_u32, ip_bytes
 
 # linux/if_tunnel.h, IFLA_INFO_DATA of ipip, sit and ip6tnl: setting -> IFLA_IPTUN_*
@@ -119,12 +119,39 @@ class IpTunnel(LinkKind):
             return None, ()
         return spec.dev, (spec.remote,) if spec.remote else ()
 
+    def far_ends(self, key: tuple[str, str], link: Link,
+                 links: Mapping[tuple[str, str], Link]) -> list[tuple[str, str]]:
+        """The tunnels of the same kind whose ends mirror this one's (its remote their local,
+        their remote its local or any) and whose key is the same: where packets arrive."""
+        return [other_key for other_key, other in links.items()
+                if other_key != key and other.kind == link.kind and _mirrors(link, other)]
+
+    def tunnels(self, key: tuple[str, str], link: Link, links: Mapping[tuple[str, str], Link],
+                topology: Topology) -> list[tuple[tuple[str, str], str]]:
+        spec = link.spec
+        what = self.name + (f" key {spec.key}" if isinstance(spec, TunnelSpec) and
+                            spec.key is not None else "")
+        return [(other_key, what) for other_key in self.far_ends(key, link, links)]
+
+    def crossing(self, link: Link) -> str:
+        spec = link.spec
+        key = f" (key {spec.key})" if isinstance(spec, TunnelSpec) and spec.key is not None \
+            else ""
+        return f"{self.name} tunnel{key}"
+
     def label(self, link: Link) -> str:
         spec = link.spec
         if not isinstance(spec, TunnelSpec):
             return self.name
         ends = f" {spec.local or 'any'} -> {spec.remote or 'any'}"
         return self.name + (" external" if spec.external else ends)
+
+
+def _mirrors(link: Link, other: Link) -> bool:
+    a, b = link.spec, other.spec
+    if not isinstance(a, TunnelSpec) or not isinstance(b, TunnelSpec) or a.key != b.key:
+        return False
+    return a.remote is not None and a.remote == b.local and b.remote in (None, a.local)
 
 
 def _address(raw: bytes | None) -> str | None:
