@@ -87,6 +87,10 @@ class FileCheck(Protocol):
     def ifname(self, path: Path, text: str) -> bool:
         """Whether ``text`` is an interface name; reports it at ``path`` when not."""
 
+    def declared(self, namespace: str, name: str) -> LinkRef | None:
+        """The link the file declares as ``name`` in ``namespace``, if any (nothing reported:
+        for a reference that may name a link the file does not declare)."""
+
     def link_ref(self, path: Path, namespace: str | None, value: Any) -> LinkRef | None:
         """The link ``value`` names in ``namespace``; None after reporting at ``path`` that
         there is none (or when ``value`` is no name: the schema says so)."""

@@ -177,7 +177,7 @@ def check_tunnels(ctx: FileCheck, ends: Sequence[End], settings_key: str, overhe
             else:
                 underlay = ctx.link_ref((*path, "dev"), end.namespace, settings["dev"])
         keyed = isinstance(settings.get("key"), int)
-        _check_mtu(ctx, end, underlay, overhead + (KEY_BYTES if keyed else 0))
+        check_mtu(ctx, end, underlay, overhead + (KEY_BYTES if keyed else 0))
         ident = (end.namespace, end.entry.get("kind"), settings.get("local"),
                  settings.get("remote"), settings.get("key"), settings.get("dev"),
                  settings.get("id"), settings.get("external"))
@@ -192,7 +192,7 @@ KEY_BYTES = 4  # a GRE header with a key is this much longer
 DEFAULT_MTU = 1500  # an Ethernet underlay's, when the file does not say
 
 
-def _check_mtu(ctx: FileCheck, end: End, underlay: LinkRef | None, overhead: int) -> None:
+def check_mtu(ctx: FileCheck, end: End, underlay: LinkRef | None, overhead: int) -> None:
     """The overlay's packets, wrapped, must fit the underlay's MTU (else they are fragmented
     or dropped): checked where the file says both, or the overlay's and an underlay it makes
     (whose MTU is then the kernel's 1500)."""

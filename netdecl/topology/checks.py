@@ -218,6 +218,9 @@ class Context:
             return None
         return value
 
+    def declared(self, namespace: str, name: str) -> LinkDecl | None:
+        return self.link_index.get((namespace, name))
+
     def link_ref(self, path: Path, namespace: str | None, value: Any) -> LinkDecl | None:
         """Check a reference to a declared link in ``namespace``; errors say what's wrong."""
         if not isinstance(value, str):
