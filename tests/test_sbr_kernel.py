@@ -73,6 +73,8 @@ def test_a_links_routes_live_in_its_table_and_its_address_routes_there(host, tmp
 
     plan = host.netdecl("plan", "--detailed-exitcode", str(path))
     assert plan.returncode == 0, plan.stdout + plan.stderr
+    shown = host.netdecl("show", "--namespace", "root", "--namespace", "c1").stdout
+    assert "route_table: 100" in shown and "priority" not in shown, shown
     destroyed = host.netdecl("destroy", str(path))
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     assert host.snapshot() == before
@@ -94,3 +96,21 @@ def test_a_link_that_takes_a_table_gets_its_addresses_again(host, tmp_path: Path
     assert [r for r in routes(host, "main") if r.get("dev") == "eth0"] == []
     assert {r["dst"] for r in routes(host, "100")} == {"default", "10.0.0.0/24"}
     assert host.netdecl("plan", "--detailed-exitcode", str(path)).returncode == 0
+
+
+def test_show_writes_route_table_back_instead_of_what_it_implies():
+    """`show` of a host built from route_table writes route_table again (not its rules,
+    prefix routes and a table on each route), and the file rebuilds the same objects."""
+    import yaml
+
+    from netdecl.topology.export import to_document
+    from netdecl.topology.loader import load_topology_text
+
+    topo = load_topology_text(TOPOLOGY)
+    doc = to_document(topo, "sbr")
+    eth0 = next(link["peer"] for link in doc["links"] if link["name"] == "veth-a")
+    assert eth0["route_table"] == 100
+    assert "rules" not in doc
+    assert all("table" not in route for route in doc["routes"])
+    again = load_topology_text(yaml.safe_dump(doc))
+    assert again.objects == topo.objects

@@ -17,6 +17,7 @@ left out rather than written invalid.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -38,6 +39,7 @@ from netdecl.topology.checks import ifname_problem, nsname_problem
 from netdecl.topology.format import (
     UNICAST,
     NamedTables,
+    default_metric,
     metric_in_file,
     nat_rule_spec,
     route_to_text,
@@ -67,6 +69,7 @@ class _Exporter:
         self.done: set[tuple[str, str]] = set()  # links written (a veth's peer: in its entry)
         self.addresses = self._addresses()
         self.tables = self._named_tables()
+        self.own_tables, self.implied = self._source_routing()
 
     def _kind(self, link: Link) -> str:
         """What the file can make of a link: netdecl's own kinds, or external."""
@@ -100,6 +103,32 @@ class _Exporter:
             if table is not None:
                 named.setdefault(key, table)
         return named
+
+    def _source_routing(self) -> tuple[dict[tuple[str, str], int], set[Any]]:
+        """The links with a table of their own as the file says it (``route_table``, see
+        sbr.py): every address without a prefix route in main, each with its rule to one
+        table. Also the keys of the rules and prefix routes that implies (not written: the
+        file makes them again, its rules at the priorities it gives them)."""
+        addresses: dict[tuple[str, str], list[Address]] = {}
+        for a in self.topo.of_type(Address):
+            addresses.setdefault((a.namespace, a.link), []).append(a)
+        rules = {(r.namespace, r.src): r for r in self.topo.of_type(Rule)
+                 if r.src and not (r.dst or r.iif or r.oif)}
+        own: dict[tuple[str, str], int] = {}
+        implied: set[Any] = set()
+        for key, found in addresses.items():
+            if key not in self.links or not all(a.noprefixroute for a in found):
+                continue
+            ifaces = [ipaddress.ip_interface(a.cidr) for a in found]
+            matched = [rules.get((key[0], f"{i.ip}/{i.max_prefixlen}")) for i in ifaces]
+            tables = {r.table for r in matched if r is not None}
+            if None in matched or len(tables) != 1:
+                continue
+            own[key] = table = tables.pop()
+            implied |= {r.key for r in matched if r is not None}
+            implied |= {("route", key[0], table, str(i.network), default_metric(i.version))
+                        for i in ifaces if i.network.prefixlen < i.max_prefixlen}
+        return own, implied
 
     def _addresses(self) -> dict[tuple[str, str], list[str]]:
         out: dict[tuple[str, str], list[str]] = {}
@@ -137,6 +166,8 @@ class _Exporter:
             out["mac"] = link.mac
         if link.up is False:
             out["up"] = False
+        if (table := self.own_tables.get((link.namespace, link.name))) is not None:
+            out["route_table"] = table
         if master := self._master(link):
             out["master"] = master
             if link.hairpin and kind != EXTERNAL:
@@ -168,9 +199,9 @@ class _Exporter:
         routes, keys = [], set()
         for r in sorted(self.topo.of_type(Route), key=lambda r: repr(r.key)):
             unicast = (r.type or UNICAST) == UNICAST
-            if r.namespace not in self.spaces or r.key in keys or \
+            if r.namespace not in self.spaces or r.key in keys or r.key in self.implied or \
                     (unicast and r.dev and (r.namespace, r.dev) not in self.links):
-                continue  # through a link not written (lo, say)
+                continue  # through a link not written (lo, say), or one route_table implies
             keys.add(r.key)
             entry: dict[str, Any] = {}
             if r.namespace:
@@ -181,8 +212,9 @@ class _Exporter:
                     entry[attr] = getattr(r, attr)
             if (metric := metric_in_file(r)) is not None:
                 entry["metric"] = metric
-            if (table := table_in_file(r.table, r.namespace, self.tables)) is not None:
-                entry["table"] = table
+            if (table := table_in_file(r.table, r.namespace, self.tables)) is not None and \
+                    self.own_tables.get((r.namespace, r.dev or "")) != r.table:
+                entry["table"] = table  # (through a link with its own table: that table)
             if not unicast:
                 entry["type"] = r.type
             if r.onlink:
@@ -197,7 +229,7 @@ class _Exporter:
         rules, keys = [], set()
         for r in sorted(self.topo.of_type(Rule), key=lambda r: repr(r.key)):
             # the file infers a rule's family from its addresses: an IPv6 rule needs one
-            if r.namespace not in self.spaces or r.key in keys or \
+            if r.namespace not in self.spaces or r.key in keys or r.key in self.implied or \
                     (r.family == 6 and not (r.src or r.dst)):
                 continue
             keys.add(r.key)
