@@ -281,7 +281,8 @@ def named_tables(data: dict[str, Any]) -> NamedTables:
 
 def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
     named = named_tables(data)
-    own_tables = sbr.tables_of(data)  # a route through such a link naming no table: its
+    # a route naming no table, through a link with a table of its own, goes in that table
+    own_tables = sbr.tables_of(data)
     for i, spec in enumerate(data.get("routes") or []):
         family = route_family(spec)
         namespace = spec.get("namespace", ROOT)

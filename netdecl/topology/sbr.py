@@ -94,12 +94,13 @@ def derive(topology: Topology, data: dict[str, Any], doc: Document) -> None:
     """The loader's part: addresses without a prefix route, that route in the link's table,
     and a rule per address (the file's routes through the link: loader.build_routes)."""
     tables = tables_of(data)
+    if not tables:
+        return
     for (ns, family, priority), (link, where) in rule_priorities(data).items():
         pos = doc.value_pos(where)
-        address = next(a for a in topology.of_type(Address)
-                       if (a.namespace, a.link) == (ns, link) and a.cidr.split("/")[0] ==
-                       _address_at(data, where))
-        iface = ipaddress.ip_interface(address.cidr)
+        iface = ipaddress.ip_interface(_value_at(data, where))
+        address = topology.get(("address", ns, link, iface.with_prefixlen))
+        assert isinstance(address, Address)  # (loader.add_addresses placed it, by that key)
         table = tables[(ns, link)]
         for obj in (dataclasses.replace(address, noprefixroute=True),
                     Rule(ns, priority=priority, family=family,
@@ -114,11 +115,11 @@ def derive(topology: Topology, data: dict[str, Any], doc: Document) -> None:
             topology.positions[prefix.key] = pos
 
 
-def _address_at(data: Any, where: Path) -> str:
+def _value_at(data: Any, where: Path) -> Any:
     node = data
     for part in where:
         node = node[part]
-    return str(ipaddress.ip_interface(node).ip)
+    return node
 
 
 def check(ctx: Any) -> None:
