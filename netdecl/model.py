@@ -563,6 +563,7 @@ class Probe:
     expect_source: str | None = None  # "source" in the file: what the server must see
     expect: str = "reachable"  # reachable | blocked
     proto: str = "tcp"
+    vrf: str | None = None  # sent from a socket bound to this VRF: routed in its table
 
 
 T = TypeVar("T", bound=NetObject)

@@ -87,13 +87,35 @@ ip -j -d link show tenant-a > "$OUT/link.json"
 netdecl destroy topo.yaml
 ip -j link show > "$OUT/links.json"
 """),
+    # verify from a namespace holding a VRF: a probe bound to it, and one that is not
+    Step("probe_vrf", "set -e\nnetdecl apply probe.yaml\nnetdecl verify probe.yaml\n"
+                      "netdecl destroy probe.yaml"),
 ]
+
+PROBE = """\
+version: 1
+name: vrf-probe
+namespaces: {r1: {}, far: {}}
+links:
+  - {name: blue, namespace: r1, kind: vrf, vrf: {table: 10}}
+  - name: p0
+    namespace: r1
+    kind: veth
+    master: blue
+    addresses: [192.0.2.1/24]
+    peer: {name: eth0, namespace: far, addresses: [192.0.2.2/24]}
+probes:
+  - {from: r1, in_vrf: blue, to: far, port: 80, source: 192.0.2.1}
+  - {from: r1, in_vrf: blue, to: far}
+  - {from: r1, to: far, expect: blocked}   # r1's main table knows nothing of blue's
+"""
 
 
 @pytest.fixture(scope="module")
 def run(module_lab: KernelLab) -> LabRun:
     """One boot for the whole module: every test below reads its own part of it."""
-    return module_lab.run(STEPS, files={"topo.yaml": TOPOLOGY, "ping.py": PING,
+    return module_lab.run(STEPS, files={"topo.yaml": TOPOLOGY, "probe.yaml": PROBE,
+                                        "ping.py": PING,
                                         "server.py": SERVER, "client.py": HTTP_CLIENT})
 
 
@@ -164,6 +186,12 @@ def test_explain_follows_each_tenant_through_its_own_vrf(run: LabRun) -> None:
         assert f"route 203.0.113.1 via {gateway} dev {port} table of VRF tenant-{tenant}" \
             in out, out
         assert f"delivered: to {tenant}-gw (203.0.113.1); source seen there: 10.0.0.2" in out
+
+
+def test_a_probe_bound_to_a_vrf_is_routed_in_its_table(run: LabRun) -> None:
+    out = run["probe_vrf"].ok()
+    assert "3 probes: 3 passed, 0 failed" in out, out
+    assert "r1 vrf blue" in out, out
 
 
 def test_show_writes_the_vrfs_back_as_a_valid_file(run: LabRun) -> None:

@@ -827,7 +827,12 @@ def check_rules(ctx: Context) -> None:
 def check_probes(ctx: Context) -> None:
     for path, probe in ctx.items("probes"):
         if isinstance(probe.get("from"), str):
-            ctx.ns_ref((*path, "from"), probe["from"])
+            ns = ctx.ns_ref((*path, "from"), probe["from"])
+            vrf = probe.get("in_vrf")
+            if isinstance(vrf, str) and ns is not None and \
+                    (found := ctx.link_ref((*path, "in_vrf"), ns, vrf)) is not None and \
+                    not _routes_ports(found.kind):
+                ctx.error((*path, "in_vrf"), f"{quoted(vrf)} is a {found.kind}, not a VRF")
         to = probe.get("to")
         if isinstance(to, str) and to not in ctx.namespaces and parse_ip(to)[0] is None:
             hint = suggest(to, sorted(ctx.namespaces))

@@ -395,4 +395,4 @@ def build_probes(topology: Topology, data: dict[str, Any], doc: Document) -> Non
                                      port=int(port) if port is not None else None,
                                      expect_source=ip(spec.get("source")),
                                      expect=spec.get("expect", "reachable"),
-                                     proto=spec.get("proto", "tcp")))
+                                     proto=spec.get("proto", "tcp"), vrf=spec.get("in_vrf")))
