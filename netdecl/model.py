@@ -333,6 +333,9 @@ class Address(NetObject):
 
     link: str = ""
     cidr: str = ""
+    # the kernel adds no prefix route for it (IFA_F_NOPREFIXROUTE): on a link with a routing
+    # table of its own (``route_table``), whose prefix route netdecl puts in that table
+    noprefixroute: bool = False
 
     @property
     def key(self) -> Key:
@@ -419,6 +422,8 @@ NAT_KINDS = ("masquerade", "snat", "dnat")
 FILTER = "filter"
 """The kind of a forward-filter rule; it lives in the same nft table as the NAT rules."""
 FILTER_ACTIONS = ("accept", "drop", "reject")
+CT_STATES = ("invalid", "established", "related", "new", "untracked")
+"""The conntrack states a filter rule may match, in the order nft lists them (by bit)."""
 
 
 @dataclass(frozen=True)
@@ -451,6 +456,10 @@ class NatRule:
     # these addresses (to_address is None then), all on to_port
     to_addresses: tuple[str, ...] | None = None
     action: str | None = None  # filter: accept | drop | reject
+    # filter: only packets of connections in one of these conntrack states (CT_STATES order)
+    state: tuple[str, ...] | None = None
+    # masquerade, snat: only packets the host itself sends (``source: local`` in the file)
+    local_source: bool | None = None
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -498,11 +507,13 @@ class NatRule:
         target = ",".join(self.targets) or None
         if target is not None and self.to_port is not None:
             target = f"[{target}]:{self.to_port}" if ":" in target else f"{target}:{self.to_port}"
-        shown = (("source", self.source), ("destination", _joined(self.destination)),
+        shown = (("source", "local" if self.local_source else self.source),
+                 ("destination", _joined(self.destination)),
                  ("not_destination", _joined(self.not_destination)), ("out", self.out),
                  ("not_out", self.not_out), ("to_source", self.to_source),
                  ("proto", self.proto), ("port", ports), ("to", target), ("in", self.in_),
-                 ("from", self.from_), ("address", self.address))
+                 ("from", self.from_), ("address", self.address),
+                 ("state", _joined(self.state)))
         head = [self.kind] if self.action is None else [self.kind, self.action]
         return " ".join([*head, *(f"{k}={v}" for k, v in shown if v is not None)])
 
@@ -624,6 +635,7 @@ class Probe:
     expect_source: str | None = None  # "source" in the file: what the server must see
     expect: str = "reachable"  # reachable | blocked
     proto: str = "tcp"
+    vrf: str | None = None  # sent from a socket bound to this VRF: routed in its table
 
 
 T = TypeVar("T", bound=NetObject)
@@ -699,16 +711,17 @@ _SHORT_KEYS = {
     "destination": "dst",
     "not_destination": "ndst",
     "action": "act",
+    "state": "st",
 }
 # Fields holding several values, written comma-separated (no value contains a comma).
-_LIST_KEYS = ("dst", "ndst", "lb")
+_LIST_KEYS = ("dst", "ndst", "lb", "st")
 _LONG_KEYS = {short: long for long, short in _SHORT_KEYS.items()}
 # The order of the words in a comment (kept from the first version, so tables already on a
 # host keep reading back as netdecl's).
 # Words added later go at the end. "lb" and "tport" are a load-balanced forward's targets
 # and their common port.
 _COMMENT_ORDER = ("src", "out", "nout", "tosrc", "proto", "port", "to", "in", "from", "addr",
-                  "dst", "ndst", "lb", "tport", "act")
+                  "dst", "ndst", "lb", "tport", "act", "st", "loc")
 
 
 def encode_comment(index: int, rule: NatRule) -> str:
@@ -716,6 +729,8 @@ def encode_comment(index: int, rule: NatRule) -> str:
     stored in live kernels: it must keep reading back what earlier versions wrote."""
     values: dict[str, str] = {_SHORT_KEYS[k]: ",".join(v) if isinstance(v, list) else v
                               for k, v in rule.to_dict().items() if k in _SHORT_KEYS}
+    if rule.local_source:
+        values["loc"] = "1"
     if rule.port is not None:
         values["port"] = str(rule.port) + ("" if rule.port_end is None else f"-{rule.port_end}")
     elif rule.port_end is not None:
@@ -753,7 +768,8 @@ def decode_comment(comment: str) -> tuple[int, NatRule] | None:
     fields: dict[str, Any] = {}
     for word in words[2:]:
         key, sep, value = word.partition("=")
-        if not sep or key in fields or key not in (*_LONG_KEYS, "port", "to", "lb", "tport"):
+        if not sep or key in fields or \
+                key not in (*_LONG_KEYS, "port", "to", "lb", "tport", "loc"):
             return None
         fields[key] = value
     typed: dict[str, Any] = {_LONG_KEYS[k]: tuple(v.split(",")) if k in _LIST_KEYS else v
@@ -776,6 +792,10 @@ def decode_comment(comment: str) -> tuple[int, NatRule] | None:
             typed["to_port"] = int(fields["tport"])
     elif "tport" in fields:
         return None
+    if "loc" in fields:
+        if fields["loc"] != "1":
+            return None
+        typed["local_source"] = True
     try:
         return int(words[0]), NatRule(kind=words[1], **typed)
     except TypeError:

@@ -59,6 +59,7 @@ IFF_LOOPBACK = 0x8
 # addresses (linux/if_addr.h)
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFA_F_NODAD = 0x02
+IFA_F_NOPREFIXROUTE = 0x200
 
 # routes (linux/rtnetlink.h); the main table is the model's (model.MAIN_TABLE)
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15

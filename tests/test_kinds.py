@@ -105,6 +105,18 @@ LINK_SAMPLES = {
             "     addresses: [10.100.0.1/24]}\n",
     "macvlan": "  - {name: mv0, kind: macvlan, link: uplink, macvlan: {mode: private}}\n",
     "ifb": "  - {name: ifb0, kind: ifb}\n",
+    "vrf": "  - {name: blue, kind: vrf, vrf: {table: 10}}\n"
+           "  - {name: svc1, kind: dummy, master: blue, addresses: [10.1.0.1/24]}\n",
+    "ipip": "  - {name: ipip0, kind: ipip, mtu: 1400,\n"
+            "     ipip: {local: 192.0.2.1, remote: 192.0.2.2, ttl: 64, dev: uplink}}\n",
+    "sit": "  - {name: sit1, kind: sit,\n"
+           "     sit: {local: 192.0.2.1, remote: 192.0.2.3, pmtudisc: false}}\n",
+    "ip6tnl": "  - {name: t6, kind: ip6tnl,\n"
+              "     ip6tnl: {local: '2001:db8::1', remote: '2001:db8::2'}}\n",
+    "gre": "  - {name: gre1, kind: gre,\n"
+           "     gre: {local: 192.0.2.1, remote: 192.0.2.2, key: 42, tos: 8}}\n",
+    "gretap": "  - {name: gt1, kind: gretap, master: br0, gretap: {remote: 192.0.2.9}}\n",
+    "geneve": "  - {name: gnv0, kind: geneve, geneve: {id: 7, remote: 192.0.2.2}}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"

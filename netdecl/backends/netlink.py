@@ -35,6 +35,7 @@ from netdecl.model import (
 )
 from netdecl.nlconst import (
     IFA_F_NODAD,
+    IFA_F_NOPREFIXROUTE,
     IFF_UP,
     IFLA_ADDRESS,
     IFLA_BRPORT_MODE,
@@ -463,8 +464,9 @@ class Kernel:
             name = names.get(m.index) or self._name_of_index(ns, m.index)
             if name is None or name == "lo":
                 continue
-            out.append(Address(namespace=ns, link=name, cidr=_cidr(m.family, m.address,
-                                                                   m.prefixlen)))
+            out.append(Address(namespace=ns, link=name,
+                               cidr=_cidr(m.family, m.address, m.prefixlen),
+                               noprefixroute=bool(m.flags & IFA_F_NOPREFIXROUTE)))
         return out
 
     def read_routes(self, ns: str, kernel_made: bool = False) -> list[Route]:
@@ -527,6 +529,8 @@ class Kernel:
         out = []
         for family, fam in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
             for m in self.ipr(ns).rule("dump", family=family):
+                if m.get("FRA_L3MDEV"):
+                    continue  # the kernel's own rule for VRFs (links/vrf.py): never ours
                 prio = m.get("FRA_PRIORITY") or 0
                 src = m.get("FRA_SRC")
                 dst = m.get("FRA_DST")
@@ -652,7 +656,8 @@ class Kernel:
             attrs["master"] = self.index_of(ns, link.master) if link.master else 0
         kind = link_kind(link.kind)
         # settings of the kind's own, changed in place (a fresh link was made with them)
-        kind_data = kind.change_data(link, wanted) if kind is not None and not fresh else None
+        kind_data = kind.change_request(link, wanted, _Request(self, ns, [], None)) \
+            if kind is not None and not fresh else None
         port_flags = ("hairpin" in wanted and link.hairpin is not None and link.master) or (
             kind_data is not None)
         if "up" in wanted and link.up is not None and not port_flags:
@@ -728,6 +733,8 @@ class Kernel:
         # Duplicate address detection would leave an IPv6 address "tentative" (unusable) for a
         # second or two after apply; netdecl owns these links and their addresses.
         flags = IFA_F_NODAD if iface.version == 6 else 0
+        if addr.noprefixroute:
+            flags |= IFA_F_NOPREFIXROUTE
         index = self.index_of(addr.namespace, addr.link)
         try:
             self._raw_call(addr.namespace, f"add {addr.describe()}", "add_address",

@@ -176,6 +176,8 @@ def _rule_exprs(rule: NatRule, family: int = 4) -> list[tuple[str, list[dict[str
 
 def _source_nat_matches(rule: NatRule, family: int) -> list[dict[str, Any]]:
     matches = []
+    if rule.local_source:  # what the host itself sends, from any of its addresses
+        matches.append(_match({"fib": {"result": "type", "flags": ["saddr"]}}, "local"))
     if rule.source:
         matches.append(_match(_ip("saddr", family), _cidr(rule.source, family)))
     if rule.destination:
@@ -210,6 +212,9 @@ def _filter_exprs(rule: NatRule, family: int) -> list[dict[str, Any]]:
         exprs.append(_match(_payload(rule.proto, "dport"), _ports(rule.port, rule.port_end)))
     elif rule.proto:
         exprs.append(_match(_meta("l4proto"), rule.proto))
+    if rule.state:  # as nft lists it: one state as a word, several as a list
+        states: Any = rule.state[0] if len(rule.state) == 1 else list(rule.state)
+        exprs.append(_match({"ct": {"key": "state"}}, states, "in"))
     return [*exprs, verdict[family]]
 
 

@@ -119,6 +119,7 @@ class AddrMsg:
     prefixlen: int
     index: int
     address: str
+    flags: int = 0  # IFA_FLAGS (all 32 bits), else the header's 8
 
 
 @dataclass
@@ -223,14 +224,15 @@ class RtnlSocket:
         IPv6 link-local ones, left before their attributes are parsed."""
         out = []
         for p in self.dump(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
-            family, prefixlen, _flags, scope, index = _IFADDR.unpack_from(p)
+            family, prefixlen, flags, scope, index = _IFADDR.unpack_from(p)
             if index in skip_links or (skip_link_local and family == socket.AF_INET6
                                        and scope == RT_SCOPE_LINK):
                 continue
             attrs = parse_attrs(p, _IFADDR.size)
             address = as_ip(attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS))
             if address is not None:
-                out.append(AddrMsg(family, prefixlen, index, address))
+                out.append(AddrMsg(family, prefixlen, index, address,
+                                   as_u32(attrs.get(IFA_FLAGS)) or flags))
         return out
 
     def routes(self, types: Container[int] | None = None, skip_table: int | None = None,

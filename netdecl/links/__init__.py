@@ -7,8 +7,22 @@ settings), and one line in ``LINK_KINDS``; tests/test_kinds.py checks that it ha
 
 from __future__ import annotations
 
-from netdecl.links import bridge, dummy, external, ifb, macvlan, veth, vlan, vxlan
+from netdecl.links import (
+    bridge,
+    dummy,
+    external,
+    geneve,
+    gre,
+    ifb,
+    iptunnel,
+    macvlan,
+    veth,
+    vlan,
+    vrf,
+    vxlan,
+)
 from netdecl.links.base import LinkKind
+from netdecl.links.tunnel import kernels_own
 
 LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     bridge.KIND,
@@ -18,6 +32,13 @@ LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     vlan.KIND,
     macvlan.KIND,
     ifb.KIND,
+    vrf.KIND,
+    iptunnel.IPIP,
+    iptunnel.SIT,
+    iptunnel.IP6TNL,
+    gre.GRE,
+    gre.GRETAP,
+    geneve.KIND,
     external.KIND,
 )}
 """name (the file's ``kind:``, the kernel's IFLA_INFO_KIND) -> kind, in the schema's order."""
@@ -31,4 +52,4 @@ def link_kind(name: object) -> LinkKind | None:
     return LINK_KINDS.get(name) if isinstance(name, str) else None
 
 
-__all__ = ["EXTERNAL", "LINK_KINDS", "LinkKind", "link_kind"]
+__all__ = ["EXTERNAL", "LINK_KINDS", "LinkKind", "kernels_own", "link_kind"]

@@ -87,6 +87,10 @@ class FileCheck(Protocol):
     def ifname(self, path: Path, text: str) -> bool:
         """Whether ``text`` is an interface name; reports it at ``path`` when not."""
 
+    def declared(self, namespace: str, name: str) -> LinkRef | None:
+        """The link the file declares as ``name`` in ``namespace``, if any (nothing reported:
+        for a reference that may name a link the file does not declare)."""
+
     def link_ref(self, path: Path, namespace: str | None, value: Any) -> LinkRef | None:
         """The link ``value`` names in ``namespace``; None after reporting at ``path`` that
         there is none (or when ``value`` is no name: the schema says so)."""
@@ -171,6 +175,9 @@ class LinkKind:
     refuses_because: ClassVar[str] = ""
     # other links join it with ``master:`` (a bridge)
     ports: ClassVar[bool] = False
+    # other links join it with ``master:`` to be routed in its table, not switched (a VRF):
+    # a bridge may join one, and nothing crosses it at layer 2
+    l3_master: ClassVar[bool] = False
     # a segment of links of such kinds ends at this host: nothing outside hears it
     host_local: ClassVar[bool] = False
     # `explain` follows layer 2 through it (to a peer, ports, a tunnel's far end)
@@ -208,6 +215,11 @@ class LinkKind:
     def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
         """The kind's own checks, over every declared link of the kind at once."""
 
+    def routing_table(self, entry: Mapping[str, Any]) -> int | None:
+        """The routing table a link of this kind owns (a VRF's), from its (unvalidated) file
+        entry: routes and rules may name the link instead of the number."""
+        return None
+
     def exportable(self, link: Link, view: ExportView) -> bool:
         """Whether `show` can write the observed ``link`` as this kind (else: external)."""
         return self.made
@@ -235,6 +247,12 @@ class LinkKind:
         place; None: nothing of the kind's to change."""
         return None
 
+    def change_request(self, link: Link, changed: set[str],
+                       request: KernelRequest) -> bytes | None:
+        """``change_data`` for a kind whose in-place change names other links (a tunnel's
+        underlay, by its ifindex in ``request``'s namespace)."""
+        return self.change_data(link, changed)
+
     def parse(self, link: KernelLink) -> LinkSpec | None:
         """The spec of a link the kernel reports as this kind."""
         return None
@@ -257,6 +275,11 @@ class LinkKind:
     def crossing(self, link: Link) -> str:
         """How `explain` says a frame crosses from ``link`` to a tunnel's far end."""
         return self.name
+
+    def underlay(self, link: Link) -> tuple[str | None, tuple[str, ...]]:
+        """The link ``link`` sends its wrapped packets by (None: whichever the routes say)
+        and the addresses it sends them to: plan checks that the underlay reaches them."""
+        return None, ()
 
     def reaches_sibling(self, link: Link, other: Link) -> bool:
         """Whether a frame from ``link`` reaches ``other``, made on the same parent, without

@@ -68,6 +68,9 @@ class Veth(LinkKind):
             "netem": {"$ref": "#/$defs/netem"},
             "shaping": {"$ref": "#/$defs/shaping"},
             "qdisc": {"$ref": "#/$defs/root_qdisc"},
+            "route_table": {"type": "integer", "minimum": 1, "maximum": 4294967295,
+                            "description": "Source-based routing (the CNI sbr plugin's): "
+                            "as on a link."},
         },
     }}
     host_local: ClassVar[bool] = True

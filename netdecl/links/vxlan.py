@@ -23,11 +23,13 @@ from netdecl.links.base import (
     LinkKind,
     Path,
 )
+from netdecl.links.tunnel import check_mtu
 from netdecl.model import FdbEntry, Link, LinkSpec, NetObject, Topology
 from netdecl.nlattr import as_ip, as_u32, attr, attr_u32, ip_bytes
 
 NAME = "vxlan"
 
+OVERHEAD = {4: 50, 6: 70}  # outer IP, UDP, VXLAN and the inner Ethernet header
 PORT = 4789
 """The IANA-assigned VXLAN UDP port, used when none is given. Linux's own default (8472)
 predates the assignment, so netdecl always passes the port explicitly."""
@@ -122,8 +124,10 @@ class VxlanKind(LinkKind):
                 version = ctx.ip_version((*path, "local"), vx["local"])
                 if version is not None:
                     families.add(version)
-            if isinstance(vx.get("dev"), str):
-                ctx.ifname((*path, "dev"), vx["dev"])
+            if isinstance(vx.get("dev"), str) and ctx.ifname((*path, "dev"), vx["dev"]):
+                # (a missing underlay is a plan-time problem where it is the host's NIC)
+                underlay = ctx.declared(end.namespace, vx["dev"])
+                check_mtu(ctx, end, underlay, OVERHEAD[6 if 6 in families else 4])
             remotes = vx.get("remotes")
             for i, remote in enumerate(remotes if isinstance(remotes, list) else []):
                 if not isinstance(remote, str):

@@ -80,11 +80,13 @@ def _in_any(address: str | None, cidrs: tuple[str, ...]) -> bool:
 
 
 def match_snat(rules: tuple[NatRule, ...], src: str | None, out: str,
-               dst: str | None = None) -> NatRule | None:
+               dst: str | None = None, local: bool = False) -> NatRule | None:
     """The first masquerade/snat rule that applies to a packet from ``src`` to ``dst``
-    leaving via ``out``."""
+    leaving via ``out`` (``local``: sent by the namespace itself, not forwarded)."""
     for rule in rules:
         if rule.kind not in ("masquerade", "snat"):
+            continue
+        if rule.local_source and not local:
             continue
         if src is not None and _family(src) not in rule.families:
             continue
@@ -115,6 +117,8 @@ def match_filter(rules: tuple[NatRule, ...], *, iif: str, out: str, src: str | N
             continue
         if rule.destination and not _in_any(dst, rule.destination):
             continue
+        if rule.state and "new" not in rule.state:
+            continue  # explain follows a new connection's first packet
         if rule.proto and rule.proto != proto:
             continue
         if rule.port is not None and (port is None or not
@@ -183,7 +187,8 @@ class World:
         self._tc: dict[str, dict[tuple[str, str], str]] = {}
         self.links: dict[tuple[str, str], Link] = {}
         self.addrs: dict[tuple[str, str], list[Any]] = {}  # (ns, link) -> ip_interface
-        self.owner: dict[str, tuple[str, str]] = {}  # address -> (ns, link)
+        # (ns, address) -> link: per namespace, for namespaces (and VRFs) reuse addresses
+        self.owner: dict[tuple[str, str], str] = {}
         # parent -> the links on its segment made on it (macvlans: LinkKind.on_parent_segment)
         self.on_parent: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for ns in namespaces:
@@ -194,7 +199,7 @@ class World:
             for addr in kernel.read_addresses(ns):
                 iface = ipaddress.ip_interface(addr.cidr)
                 self.addrs.setdefault((ns, addr.link), []).append(iface)
-                self.owner.setdefault(str(iface.ip), (ns, addr.link))
+                self.owner.setdefault((ns, str(iface.ip)), addr.link)
 
     def impairment(self, node: tuple[str, str], direction: str) -> str | None:
         """The traffic control netdecl writes on a link, one direction (read lazily, one
@@ -223,9 +228,15 @@ class World:
         return self._nat[ns]
 
     def is_local(self, ns: str, address: str) -> bool:
-        owner = self.owner.get(address)
-        return (owner is not None and owner[0] == ns) or \
-            ipaddress.ip_address(address) in LOOPBACK
+        return (ns, address) in self.owner or ipaddress.ip_address(address) in LOOPBACK
+
+    def routing_domain(self, ns: str, name: str | None) -> str | None:
+        """The VRF whose table routes for the link ``name`` (a port of it), if any."""
+        link = self.links.get((ns, name)) if name else None
+        master = self.links.get((ns, link.master)) if link and link.master else None
+        kind = link_kind(master.kind) if master is not None else None
+        return master.name if master is not None and kind is not None and kind.l3_master \
+            else None
 
     def address_towards(self, ns: str, link: str, nexthop: str) -> str | None:
         """The address masquerade picks on ``link``: the one on the next hop's subnet, else the
@@ -244,8 +255,10 @@ class World:
         out: list[tuple[tuple[str, str], str]] = []
         if link.peer and link.peer in self.links:
             out.append((link.peer, "pair"))
-        if link.master and (node[0], link.master) in self.links:
-            out.append(((node[0], link.master), "port-to-bridge"))
+        master = self.links.get((node[0], link.master)) if link.master else None
+        master_kind = link_kind(master.kind) if master is not None else None
+        if master is not None and master_kind is not None and master_kind.ports:
+            out.append(((node[0], master.name), "port-to-bridge"))  # (a VRF is no L2 hop)
         kind = link_kind(link.kind)
         if kind is not None and kind.ports:
             out += [(key, "bridge-to-port") for key, other in self.links.items()
@@ -325,8 +338,8 @@ def _one_namespace(world: World, result: Explanation, pkt: Packet) -> bool:
     if route is None:
         return True
     if route["type"] == "local":
-        owner = world.owner.get(pkt.dst)
-        where = f" ({owner[1]})" if owner and owner[0] == ns else ""
+        owner = world.owner.get((ns, pkt.dst))
+        where = f" ({owner})" if owner else ""
         result.add(ns, f"{pkt.dst} is a local address{where}: delivered")
         _finish(result, pkt, "delivered",
                 f"to {ns_label(ns)} ({pkt.dst}); source seen there: {pkt.src or '-'}")
@@ -387,6 +400,9 @@ def _route(world: World, result: Explanation, pkt: Packet) -> dict[str, Any] | N
         via = f" via {route['via']}" if route["via"] else ""
         src = f" src {route['src']}" if route["src"] and not pkt.iif else ""
         table = "main" if route["table"] == MAIN_TABLE else str(route["table"])
+        vrf = world.routing_domain(ns, pkt.iif or route["dev"])
+        if vrf is not None:  # (the kernel reports main for a lookup a VRF's rule redirected)
+            table = f"of VRF {vrf}"
         how = f" (forwarding: from {pkt.src} in {pkt.iif})" if pkt.iif else ""
         result.add(ns, f"route {pkt.dst}{via} dev {route['dev']}{src} table {table}{how}")
     return route
@@ -424,7 +440,7 @@ def _full(node: tuple[str, str]) -> str:
 
 
 def _apply_snat(world: World, result: Explanation, pkt: Packet, out: str, nexthop: str) -> None:
-    rule = match_snat(world.nat(pkt.ns), pkt.src, out, pkt.dst)
+    rule = match_snat(world.nat(pkt.ns), pkt.src, out, pkt.dst, local=pkt.iif is None)
     label = rule.describe() if rule else None
     if rule is None and pkt.dnatted_here and pkt.iif == out:
         label = "masquerade of a DNATed flow that leaves the way it came"
@@ -511,8 +527,11 @@ def _l2_path(world: World, start: tuple[str, str],
 
 def _holds(world: World, node: tuple[str, str], address: str) -> bool:
     link = world.links[node]
-    if link.master:  # a bridge port's addresses are not used for forwarding; the bridge's are
-        return False
+    master = world.links.get((node[0], link.master)) if link.master else None
+    kind = link_kind(master.kind) if master is not None else None
+    if kind is not None and kind.ports:
+        return False  # a bridge port's addresses are not used for forwarding; the bridge's are
+    # (a VRF's port routes with its own addresses, in the VRF's table)
     return any(str(i.ip) == address for i in world.addrs.get(node, []))
 
 

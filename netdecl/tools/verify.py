@@ -191,6 +191,19 @@ def _in_ns(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
     return namespaces.run_in(ns, lambda: socket.socket(family, kind, proto))
 
 
+def _client(probe: Probe, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """The probe's socket in its namespace; bound to its VRF, if it names one, so the VRF's
+    table routes what it sends (what `ip vrf exec` does for a program)."""
+    sock = _in_ns(probe.source, family, kind, proto)
+    if probe.vrf is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, probe.vrf.encode())
+        except OSError:
+            sock.close()
+            raise
+    return sock
+
+
 class Sniffer:
     """A raw socket in the receiving namespace: sees every packet of one protocol delivered
     there (after any DNAT), whether or not a connection ever completes."""
@@ -278,7 +291,7 @@ def _tcp(probe: Probe, target: Target, listener: socket.socket | None,
          timeout: float, extra: list[socket.socket] | None = None
          ) -> tuple[bool, str, str | None]:
     """(connected, what happened, source the listener accepted)."""
-    client = _in_ns(probe.source, _family(target.address), socket.SOCK_STREAM)
+    client = _client(probe, _family(target.address), socket.SOCK_STREAM)
     try:
         client.settimeout(timeout)
         try:
@@ -303,7 +316,7 @@ def _tcp(probe: Probe, target: Target, listener: socket.socket | None,
 def _udp(probe: Probe, target: Target, listener: socket.socket | None,
          timeout: float, token: bytes, extra: list[socket.socket] | None = None
          ) -> tuple[bool, str, str | None]:
-    client = _in_ns(probe.source, _family(target.address), socket.SOCK_DGRAM)
+    client = _client(probe, _family(target.address), socket.SOCK_DGRAM)
     try:
         client.settimeout(timeout)
         try:
@@ -341,7 +354,7 @@ def _icmp(probe: Probe, target: Target, timeout: float,
     version = 6 if family == socket.AF_INET6 else 4
     request, reply = ICMP_ECHO[version]
     proto = socket.IPPROTO_ICMPV6 if version == 6 else socket.IPPROTO_ICMP
-    sock = _in_ns(probe.source, family, socket.SOCK_RAW, proto)
+    sock = _client(probe, family, socket.SOCK_RAW, proto)
     try:
         ident = int.from_bytes(token[:2], "big")
         header = struct.pack("!BBHHH", request, 0, 0, ident, 1)
@@ -549,7 +562,8 @@ def render_table(results: list[ProbeResult]) -> str:
         to = f"{r.probe.to} {r.target.describe()}" if r.target and r.probe.to != \
             r.target.address else (r.target.describe() if r.target else r.probe.to)
         status = "ok" if r.ok else f"FAIL: {r.detail}"
-        rows.append((r.probe.source, to, r.expected(), status,
+        source = r.probe.source + (f" vrf {r.probe.vrf}" if r.probe.vrf else "")
+        rows.append((source, to, r.expected(), status,
                      f"{r.seconds * 1000:.0f}ms", r.seen_source or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()

@@ -22,14 +22,17 @@ from netdecl.errors import Diagnostic
 from netdecl.links import LINK_KINDS, link_kind
 from netdecl.links.base import End, entry_namespace
 from netdecl.model import COMMENT_MAX, MAIN_TABLE, ROOT, NatRule, encode_comment
+from netdecl.topology import sbr
 from netdecl.topology.format import (
     DEFAULT_ROUTE,
     FILTER_SECTIONS,
+    LOCAL_SOURCE,
     NAT_FAMILIES,
     NAT_SECTIONS,
     UNICAST,
     IpAddr,
     IpNet,
+    NamedTables,
     as_list,
     default_route_to,
     default_scope,
@@ -146,6 +149,8 @@ class Context:
     # namespaces with a link the host owns (kind external): their live addresses decide
     # what is on-link there, which only plan can know
     external_namespaces: set[str] = field(default_factory=set)
+    # the routing tables declared links own (a VRF's): what ``table:`` may name
+    tables: NamedTables = field(default_factory=dict)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -217,6 +222,9 @@ class Context:
             return None
         return value
 
+    def declared(self, namespace: str, name: str) -> LinkDecl | None:
+        return self.link_index.get((namespace, name))
+
     def link_ref(self, path: Path, namespace: str | None, value: Any) -> LinkDecl | None:
         """Check a reference to a declared link in ``namespace``; errors say what's wrong."""
         if not isinstance(value, str):
@@ -254,6 +262,10 @@ def collect(ctx: Context) -> None:
     ctx.external_namespaces = {d.namespace for d in ctx.links
                                if (k := link_kind(d.kind)) is not None and not k.made}
     for decl in ctx.links:
+        kind = link_kind(decl.kind)
+        table = kind.routing_table(decl.spec) if kind is not None else None
+        if table is not None:
+            ctx.tables.setdefault((decl.namespace, decl.name), table)
         if (decl.namespace, decl.name) not in ctx.link_index:
             ctx.link_index[(decl.namespace, decl.name)] = decl
             ctx.names_in.setdefault(decl.namespace, []).append(decl.name)
@@ -313,10 +325,14 @@ def check_masters(ctx: Context) -> None:
             ctx.error(path, f"link {quoted(decl.name)} cannot be its own master")
             continue
         target = ctx.link_ref(path, decl.namespace, master)
+        if target is not None and _routes_ports(target.kind):
+            if _routes_ports(decl.kind):
+                ctx.error(path, f"VRF {quoted(decl.name)} cannot be a port of another VRF")
+            continue
         if target is not None and not _takes_ports(target.kind):
-            ctx.error(path, f"master '{master}' is a {target.kind}, not a bridge")
-        elif target is not None and _takes_ports(decl.kind):
-            ctx.error(path, f"bridge {quoted(decl.name)} cannot be a port of another bridge")
+            ctx.error(path, f"master '{master}' is a {target.kind}, not a bridge or a VRF")
+        elif target is not None and (_takes_ports(decl.kind) or _routes_ports(decl.kind)):
+            ctx.error(path, f"{decl.kind} {quoted(decl.name)} cannot be a port of a bridge")
         elif target is not None:
             count = ports[(decl.namespace, master)] = ports.get((decl.namespace, master), 0) + 1
             if count == BRIDGE_MAX_PORTS + 1:
@@ -339,13 +355,24 @@ def check_link_macs(ctx: Context) -> None:
             ctx.error((*decl.path, "mac"), "MAC 00:00:00:00:00:00 cannot be a link address")
 
 
+def _domain(ctx: Context, decl: LinkDecl) -> str | None:
+    """The routing domain a link's addresses live in: the VRF it joins, None for its
+    namespace's main one (VRFs are for overlapping addresses: 10.0.0.1 in each tenant's)."""
+    master = decl.spec.get("master")
+    if not isinstance(master, str):
+        return None
+    target = ctx.link_index.get((decl.namespace, master))
+    return master if target is not None and _routes_ports(target.kind) else None
+
+
 def check_addresses(ctx: Context) -> None:
-    """Valid addresses with prefix, and no address twice in a namespace."""
-    owner: dict[tuple[str, IpAddr], tuple[str, Path]] = {}
+    """Valid addresses with prefix, and no address twice in a namespace's routing domain."""
+    owner: dict[tuple[str, str | None, IpAddr], tuple[str, Path]] = {}
     for decl in ctx.links:
         addresses = decl.spec.get("addresses")
         if not isinstance(addresses, list):
             continue
+        domain = _domain(ctx, decl)
         for i, text in enumerate(addresses):
             if not isinstance(text, str):
                 continue
@@ -354,11 +381,13 @@ def check_addresses(ctx: Context) -> None:
             if iface is None:
                 ctx.error(path, problem or "bad address")
                 continue
-            name, first = owner.setdefault((decl.namespace, iface.ip), (decl.name, path))
+            name, first = owner.setdefault((decl.namespace, domain, iface.ip),
+                                           (decl.name, path))
             if first != path:
+                where = f" in VRF {quoted(domain)}" if domain else ""
                 ctx.error(path, f"address {iface.ip} is already on {quoted(name)} ("
                                 f"{ctx.doc.where(first, ctx.file)}) in namespace "
-                                f"{decl.namespace or 'root'}")
+                                f"{decl.namespace or 'root'}{where}")
                 continue
             ctx.addresses.add((decl.namespace, iface.ip))
             by_len = ctx.networks.setdefault(decl.namespace, {})
@@ -368,6 +397,12 @@ def check_addresses(ctx: Context) -> None:
 def _takes_ports(kind: Any) -> bool:
     found = link_kind(kind)
     return found is not None and found.ports
+
+
+def _routes_ports(kind: Any) -> bool:
+    """Links join it to be routed in its table (a VRF)."""
+    found = link_kind(kind)
+    return found is not None and found.l3_master
 
 
 def check_link_kinds(ctx: Context) -> None:
@@ -448,8 +483,10 @@ def check_routes(ctx: Context) -> None:
         if isinstance(route.get("dev"), str):
             ctx.link_ref((*path, "dev"), ns, route["dev"])
         metric = route_metric(route, family)
-        table = route.get("table", MAIN_TABLE)
-        if to is None or ns is None or not is_int(metric) or not is_int(table):
+        table = check_table(ctx, path, route, ns)
+        if "table" not in route and table is not None:  # through a link with its own table
+            table = sbr.table_through(ctx.data, ns, route.get("dev")) or table
+        if to is None or ns is None or not is_int(metric) or table is None:
             continue
         key = (ns, table, to, metric)
         first = seen.setdefault(key, path)
@@ -457,6 +494,36 @@ def check_routes(ctx: Context) -> None:
             ctx.error((*path, "to"), f"route {route.get('to')} (table {key[1]}, metric {metric}) "
                                      f"is declared twice in namespace {ns or 'root'} "
                                      f"(first at {ctx.doc.where(first, ctx.file)})")
+
+
+def check_table(ctx: Context, path: Path, item: dict[str, Any], ns: str | None) -> int | None:
+    """The table number a route's or a rule's ``table:`` means, or None after saying why it
+    cannot be one: a name must be a VRF's of the namespace, and a VRF's table is named, not
+    numbered (one table, one meaning: a plain table that is also a VRF's would carry the
+    VRF's traffic and the policy routing's at once)."""
+    value = item.get("table", MAIN_TABLE)
+    where = (*path, "table")
+    if ns is None:
+        return None
+    if isinstance(value, str):
+        if (ns, value) in ctx.tables:
+            return ctx.tables[(ns, value)]
+        if ifname_problem(value) is None:  # else the schema's pattern says it
+            vrfs = sorted(name for (space, name) in ctx.tables if space == ns)
+            hint = suggest(value, vrfs) or (f" (its VRFs: {', '.join(vrfs)})" if vrfs else "")
+            ctx.error(where, f"table {quoted(value)} names no VRF in namespace "
+                             f"{ns or 'root'}{hint}")
+        return None
+    if not is_int(value):
+        return None
+    owner = next((name for (space, name), table in sorted(ctx.tables.items())
+                  if space == ns and table == value), None)
+    if owner is not None:
+        ctx.error(where, f"table {value} is the table of VRF {quoted(owner)}: a route or rule "
+                         f"in it names the VRF (table: {owner}), and a plain table needs a "
+                         "number no VRF uses")
+        return None
+    return int(value)
 
 
 def check_route_to(ctx: Context, path: Path, route: dict[str, Any], family: int) -> str | None:
@@ -554,6 +621,9 @@ def check_filter(ctx: Context) -> None:
                 if key in rule:
                     ctx.link_ref((*path, key), ns, rule[key])
             check_one_family(ctx, path, f"filter {section}", rule_families(ctx, path, rule))
+            if rule.get("source") == LOCAL_SOURCE:
+                ctx.error((*path, "source"), "a forward filter never sees what the host itself "
+                                             "sends (source: local is for masquerade and snat)")
             if "port" in rule:
                 if problem := port_problem(rule.get("port")):
                     ctx.error((*path, "port"), problem)
@@ -673,8 +743,8 @@ def rule_families(ctx: Context, path: Path, rule: dict[str, Any]) -> dict[Path, 
     families: dict[Path, int] = {}
     for key in ("source", "from", "destination", "not_destination"):
         values = rule.get(key)
-        if values is None:
-            continue
+        if values is None or (key == "source" and values == LOCAL_SOURCE):
+            continue  # (``source: local``: the host's own traffic, no network; see check_filter)
         listed = isinstance(values, list)
         nets: list[tuple[Path, IpNet]] = []
         for i, text in enumerate(as_list(values)):
@@ -746,6 +816,7 @@ def check_rules(ctx: Context) -> None:
             # Need not be declared (rules often match the host's own NICs); must be a name.
             if isinstance(rule.get(key), str) and (problem := ifname_problem(rule[key])):
                 ctx.error((*path, key), problem)
+        check_table(ctx, path, rule, ns)
         priority = rule.get("priority")
         if ns is None or not is_int(priority) or len(families) > 1:
             continue
@@ -760,7 +831,12 @@ def check_rules(ctx: Context) -> None:
 def check_probes(ctx: Context) -> None:
     for path, probe in ctx.items("probes"):
         if isinstance(probe.get("from"), str):
-            ctx.ns_ref((*path, "from"), probe["from"])
+            ns = ctx.ns_ref((*path, "from"), probe["from"])
+            vrf = probe.get("in_vrf")
+            if isinstance(vrf, str) and ns is not None and \
+                    (found := ctx.link_ref((*path, "in_vrf"), ns, vrf)) is not None and \
+                    not _routes_ports(found.kind):
+                ctx.error((*path, "in_vrf"), f"{quoted(vrf)} is a {found.kind}, not a VRF")
         to = probe.get("to")
         if isinstance(to, str) and to not in ctx.namespaces and parse_ip(to)[0] is None:
             hint = suggest(to, sorted(ctx.namespaces))
@@ -844,6 +920,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     check_fdb,
     check_neighbors,
     check_rules,
+    sbr.check,
     check_probes,
     check_traffic_control,
     warn_nat_without_forwarding,

@@ -25,6 +25,7 @@ the file's limits are the schema's, stated once.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,6 @@ from netdecl.model import (
     DEVICE,
     EGRESS,
     INGRESS,
-    MAIN_TABLE,
     ROOT,
     Address,
     FdbEntry,
@@ -54,13 +54,18 @@ from netdecl.tc.qdiscs import file_form
 from netdecl.topology.checks import ifname_problem, nsname_problem
 from netdecl.topology.format import (
     UNICAST,
+    NamedTables,
+    default_metric,
     metric_in_file,
     nat_rule_spec,
     route_to_text,
     scope_in_file,
+    table_in_file,
 )
 
 ZERO_MAC = "00:00:00:00:00:00"
+MAC_TEXT = len(ZERO_MAC)  # six octets as text
+MTU_MAX = 65535  # the most a file's mtu says (topology.schema.json)
 _SYSCTL_NAME = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)+")
 
 
@@ -100,6 +105,8 @@ class _Exporter:
             self.note(f"{_label(*key)}: {why}")
         self.done: set[tuple[str, str]] = set()  # links written (a veth's peer: in its entry)
         self.addresses = self._addresses()
+        self.tables = self._named_tables()
+        self.own_tables, self.implied = self._source_routing()
 
     def note(self, text: str) -> None:
         """Name something read that the file cannot say (links.base.ExportView.note)."""
@@ -137,23 +144,71 @@ class _Exporter:
     def fdb_remotes(self, link: Link) -> list[str]:
         return self._remotes(link)
 
+    def _named_tables(self) -> NamedTables:
+        """The routing tables of the links written as a kind that owns one (a VRF's), which
+        routes and rules name (the file names a VRF's table no other way)."""
+        named: NamedTables = {}
+        for key, link in self.links.items():
+            kind = LINK_KINDS[self.kinds[key]]
+            if not kind.l3_master:
+                continue  # (an export may note the links it writes: a veth's peer)
+            table = kind.routing_table(kind.export(link, self))
+            if table is not None:
+                named.setdefault(key, table)
+        return named
+
+    def _source_routing(self) -> tuple[dict[tuple[str, str], int], set[Any]]:
+        """The links with a table of their own as the file says it (``route_table``, see
+        sbr.py): every address without a prefix route in main, each with its rule to one
+        table. Also the keys of the rules and prefix routes that implies (not written: the
+        file makes them again, its rules at the priorities it gives them)."""
+        addresses: dict[tuple[str, str], list[Address]] = {}
+        for a in self.topo.of_type(Address):
+            addresses.setdefault((a.namespace, a.link), []).append(a)
+        rules = {(r.namespace, r.src): r for r in self.topo.of_type(Rule)
+                 if r.src and not (r.dst or r.iif or r.oif)}
+        own: dict[tuple[str, str], int] = {}
+        implied: set[Any] = set()
+        for key, found in addresses.items():
+            if key not in self.links or not all(a.noprefixroute for a in found):
+                continue
+            ifaces = [ipaddress.ip_interface(a.cidr) for a in found]
+            matched = [rules.get((key[0], f"{i.ip}/{i.max_prefixlen}")) for i in ifaces]
+            tables = {r.table for r in matched if r is not None}
+            if None in matched or len(tables) != 1:
+                continue
+            own[key] = table = tables.pop()
+            implied |= {r.key for r in matched if r is not None}
+            implied |= {("route", key[0], table, str(i.network), default_metric(i.version))
+                        for i in ifaces if i.network.prefixlen < i.max_prefixlen}
+        return own, implied
+
     def _addresses(self) -> dict[tuple[str, str], list[str]]:
         out: dict[tuple[str, str], list[str]] = {}
-        seen_ips: set[tuple[str, str]] = set()
+        seen_ips: set[tuple[str, str | None, str]] = set()
         for a in sorted(self.topo.of_type(Address), key=lambda a: a.key):
             ip = a.cidr.split("/")[0]
+            key = (a.namespace, a.link)
             if a.namespace not in self.spaces or \
                     self._on_unwritten(a.namespace, a.link, f"address {a.cidr}"):
                 continue
-            if (a.namespace, a.link) not in self.links:
+            link = self.links.get(key)
+            if link is None:
                 continue
-            if (a.namespace, ip) in seen_ips:
+            domain = self._domain(link)
+            if (a.namespace, domain, ip) in seen_ips:
                 self.note(f"{a.describe()}: a second copy of {ip} in its namespace, which the "
                           "file cannot say")
                 continue
-            seen_ips.add((a.namespace, ip))
-            out.setdefault((a.namespace, a.link), []).append(a.cidr)
+            seen_ips.add((a.namespace, domain, ip))
+            out.setdefault(key, []).append(a.cidr)
         return out
+
+    def _domain(self, link: Link) -> str | None:
+        """The VRF a link joins (its addresses may repeat another VRF's), None: none."""
+        master = self.kinds.get((link.namespace, link.master)) if link.master else None
+        kind = link_kind(master)
+        return link.master if kind is not None and kind.l3_master else None
 
     def _master(self, link: Link) -> str | None:
         if not link.master or self._on_unwritten(
@@ -162,18 +217,21 @@ class _Exporter:
             return None
         master = self.kinds.get((link.namespace, link.master))
         kind = link_kind(master)
-        return link.master if kind is not None and kind.ports else None
+        return link.master if kind is not None and (kind.ports or kind.l3_master) else None
 
     def _fields(self, link: Link, kind: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if addresses := self.addresses.get((link.namespace, link.name)):
             out["addresses"] = addresses
-        if link.mtu is not None:
+        if link.mtu is not None and link.mtu <= MTU_MAX:  # (a VRF's is 65575: its own)
             out["mtu"] = link.mtu
-        if link.mac and kind != EXTERNAL:
+        if link.mac and kind != EXTERNAL and len(link.mac) == MAC_TEXT:
+            # (an IP tunnel's hardware address is its local IP: not a MAC, not the file's)
             out["mac"] = link.mac
         if link.up is False:
             out["up"] = False
+        if (table := self.own_tables.get((link.namespace, link.name))) is not None:
+            out["route_table"] = table
         if master := self._master(link):
             out["master"] = master
             if link.hairpin and kind != EXTERNAL:
@@ -256,7 +314,7 @@ class _Exporter:
         routes, keys = [], set()
         for r in sorted(self.topo.of_type(Route), key=lambda r: repr(r.key)):
             unicast = (r.type or UNICAST) == UNICAST
-            if r.namespace not in self.spaces or r.key in keys or \
+            if r.namespace not in self.spaces or r.key in keys or r.key in self.implied or \
                     self._on_unwritten(r.namespace, r.dev, r.describe()):
                 continue
             if unicast and r.dev and (r.namespace, r.dev) not in self.links:
@@ -272,8 +330,9 @@ class _Exporter:
                     entry[attr] = getattr(r, attr)
             if (metric := metric_in_file(r)) is not None:
                 entry["metric"] = metric
-            if r.table != MAIN_TABLE:
-                entry["table"] = r.table
+            if (table := table_in_file(r.table, r.namespace, self.tables)) is not None and \
+                    self.own_tables.get((r.namespace, r.dev or "")) != r.table:
+                entry["table"] = table  # (through a link with its own table: that table)
             if not unicast:
                 entry["type"] = r.type
             if r.onlink:
@@ -288,7 +347,7 @@ class _Exporter:
     def rules_section(self) -> None:
         rules, keys = [], set()
         for r in sorted(self.topo.of_type(Rule), key=lambda r: repr(r.key)):
-            if r.namespace not in self.spaces or r.key in keys:
+            if r.namespace not in self.spaces or r.key in keys or r.key in self.implied:
                 continue
             if r.table == 0:
                 # the kernel's l3mdev rule (`lookup [l3mdev-table]`, made with the first VRF)
@@ -307,8 +366,8 @@ class _Exporter:
             for key, value in (("from", r.src), ("to", r.dst), ("iif", r.iif), ("oif", r.oif)):
                 if value and (key in ("from", "to") or ifname_problem(value) is None):
                     entry[key] = value
-            if r.table != MAIN_TABLE:
-                entry["table"] = r.table
+            if (table := table_in_file(r.table, r.namespace, self.tables)) is not None:
+                entry["table"] = table
             if (valid := self._valid("rules", entry, r.describe())):
                 rules.append(valid)
         if rules:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import lru_cache, wraps
 from typing import Any, TypeVar
 
-from netdecl.model import FILTER, IPV6_DEFAULT_METRIC, NatRule, Route
+from netdecl.model import CT_STATES, FILTER, IPV6_DEFAULT_METRIC, MAIN_TABLE, NatRule, Route
 from netdecl.topology.yamlsrc import quoted
 
 IfAddr = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -261,6 +261,30 @@ def route_family(route: dict[str, Any]) -> int:
     return 4
 
 
+# ---------------------------------------------------------------------------- tables
+
+NamedTables = dict[tuple[str, str], int]
+"""(namespace, link name) -> the routing table that link owns (a VRF's): what a route's or a
+rule's ``table:`` may name instead of the number."""
+
+
+def routing_table(value: Any, namespace: str, named: NamedTables) -> int:
+    """A (known good) route's or rule's ``table``: a number, the name of a VRF of its
+    namespace, or omitted (main)."""
+    if isinstance(value, str):
+        return named[(namespace, value)]
+    return MAIN_TABLE if value is None else int(value)
+
+
+def table_in_file(table: int, namespace: str, named: NamedTables) -> int | str | None:
+    """Inverse of routing_table: a VRF's table by the VRF's name (a file may say it no other
+    way), main as nothing."""
+    if table == MAIN_TABLE:
+        return None
+    return next((name for (ns, name), number in sorted(named.items())
+                 if ns == namespace and number == table), table)
+
+
 # ---------------------------------------------------------------------------- vxlan
 
 
@@ -286,6 +310,10 @@ def sysctl_value(value: Any) -> str:
 NAT_SECTIONS: dict[str, str] = {"masquerade": "masquerade", "snat": "snat",
                                 "port_forwards": "dnat"}
 """The sections under ``nat:`` in file order, and the NatRule kind each one holds."""
+
+LOCAL_SOURCE = "local"
+"""A masquerade's or snat's ``source`` for what the host itself sends (Docker's masquerade of
+the host's own traffic into docker0: `-m addrtype --src-type LOCAL`)."""
 
 FILTER_SECTIONS: dict[str, str] = {"forward": FILTER}
 """The sections under ``filter:``, and the NatRule kind each one holds (a filter rule lives in
@@ -314,7 +342,9 @@ def nat_rule(section: str, spec: dict[str, Any]) -> NatRule:
     and ``from`` are the model's ``in_`` and ``from_`` (Python keywords)."""
     kind = NAT_SECTIONS[section]
     if kind != "dnat":
-        return NatRule(kind=kind, source=normal_net(spec.get("source")), out=spec.get("out"),
+        local = spec.get("source") == LOCAL_SOURCE
+        return NatRule(kind=kind, source=None if local else normal_net(spec.get("source")),
+                       local_source=True if local else None, out=spec.get("out"),
                        not_out=spec.get("not_out"), to_source=normal_ip(spec.get("to_source")),
                        destination=networks(spec.get("destination")),
                        not_destination=networks(spec.get("not_destination")))
@@ -339,7 +369,14 @@ def filter_rule(spec: dict[str, Any]) -> NatRule:
                    source=normal_net(spec.get("source")),
                    destination=networks(spec.get("destination")), proto=spec.get("proto"),
                    port=ports[0] if ports else None, port_end=ports[1] if ports else None,
-                   action=spec["action"])
+                   action=spec["action"], state=ct_states(spec.get("state")))
+
+
+def ct_states(value: Any) -> tuple[str, ...] | None:
+    """A filter rule's ``state`` (known good) in the order nft lists it."""
+    if value is None:
+        return None
+    return tuple(s for s in CT_STATES if s in value)
 
 
 def _one_or_list(values: tuple[str, ...] | None) -> Any:
@@ -356,11 +393,13 @@ def nat_rule_spec(rule: NatRule) -> tuple[str, str, dict[str, Any]]:
     if rule.kind == FILTER:
         spec = {"in": rule.in_, "out": rule.out, "source": rule.source,
                 "destination": _one_or_list(rule.destination), "proto": rule.proto,
-                "port": port, "action": rule.action}
+                "port": port, "state": list(rule.state) if rule.state else None,
+                "action": rule.action}
         return "filter", "forward", {k: v for k, v in spec.items() if v is not None}
     section = next(s for s, kind in NAT_SECTIONS.items() if kind == rule.kind)
     if rule.kind != "dnat":
-        spec = {"source": rule.source, "out": rule.out, "not_out": rule.not_out,
+        spec = {"source": LOCAL_SOURCE if rule.local_source else rule.source,
+                "out": rule.out, "not_out": rule.not_out,
                 "to_source": rule.to_source, "destination": _one_or_list(rule.destination),
                 "not_destination": _one_or_list(rule.not_destination)}
         return "nat", section, {k: v for k, v in spec.items() if v is not None}

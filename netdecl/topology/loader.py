@@ -40,12 +40,13 @@ from netdecl.model import (
     Sysctl,
     Topology,
 )
-from netdecl.topology import schema_errors
+from netdecl.topology import sbr, schema_errors
 from netdecl.topology.checks import run_checks
 from netdecl.topology.format import (
     FILTER_SECTIONS,
     NAT_SECTIONS,
     UNICAST,
+    NamedTables,
     family_of,
     filter_rule,
     nat_rule,
@@ -56,6 +57,7 @@ from netdecl.topology.format import (
     route_metric,
     route_scope,
     route_to,
+    routing_table,
     sysctl_value,
 )
 from netdecl.topology.template.expand import Expander, TemplateProblem, is_template
@@ -321,13 +323,28 @@ def add_addresses(topology: Topology, link: NetObject, spec: Mapping[str, Any],
               doc.value_pos((*path, "addresses", k)))
 
 
+def named_tables(data: dict[str, Any]) -> NamedTables:
+    """The routing tables links of the file own (a VRF's), by (namespace, link name)."""
+    named: NamedTables = {}
+    for entry in data.get("links") or []:
+        table = LINK_KINDS[entry["kind"]].routing_table(entry)
+        if table is not None:
+            named[(entry.get("namespace", ROOT), entry["name"])] = table
+    return named
+
+
 def build_routes(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    named = named_tables(data)
+    # a route naming no table, through a link with a table of its own, goes in that table
+    own_tables = sbr.tables_of(data)
     for i, spec in enumerate(data.get("routes") or []):
         family = route_family(spec)
+        namespace = spec.get("namespace", ROOT)
         route = Route(
-            namespace=spec.get("namespace", ROOT),
+            namespace=namespace,
             to=route_to(spec["to"], family),
-            table=int(spec.get("table", MAIN_TABLE)),
+            table=routing_table(spec["table"], namespace, named) if "table" in spec
+            else own_tables.get((namespace, spec.get("dev")), MAIN_TABLE),
             metric=int(route_metric(spec, family)),
             via=ip(spec.get("via")),
             dev=spec.get("dev"),
@@ -393,11 +410,14 @@ def build_neighbors(topology: Topology, data: dict[str, Any], doc: Document) -> 
 
 
 def build_rules(topology: Topology, data: dict[str, Any], doc: Document) -> None:
+    named = named_tables(data)
     for i, spec in enumerate(data.get("rules") or []):
         family = family_of(spec.get("from")) or family_of(spec.get("to")) or 4
-        rule = Rule(spec.get("namespace", ROOT), priority=int(spec["priority"]), family=family,
+        namespace = spec.get("namespace", ROOT)
+        rule = Rule(namespace, priority=int(spec["priority"]), family=family,
                     src=net(spec.get("from")), dst=net(spec.get("to")),
-                    table=int(spec.get("table", MAIN_TABLE)), iif=spec.get("iif"),
+                    table=routing_table(spec.get("table"), namespace, named),
+                    iif=spec.get("iif"),
                     oif=spec.get("oif"))
         place(topology, rule, doc.value_pos(("rules", i)))
 
@@ -417,7 +437,7 @@ BUILDERS: dict[str, Builder] = {
     "qdisc": build_qdiscs,
 }
 # What the file implies rather than says, run after every builder.
-DERIVED: tuple[Builder, ...] = (hairpin_by_default,)
+DERIVED: tuple[Builder, ...] = (hairpin_by_default, sbr.derive)
 # Kinds the file writes inside another kind's entry: a link's `addresses`; an external link is
 # a `links` entry of kind external.
 BUILT_WITH: dict[str, str] = {"address": "link", "external": "link"}
@@ -430,4 +450,4 @@ def build_probes(topology: Topology, data: dict[str, Any], doc: Document) -> Non
                                      port=int(port) if port is not None else None,
                                      expect_source=ip(spec.get("source")),
                                      expect=spec.get("expect", "reachable"),
-                                     proto=spec.get("proto", "tcp")))
+                                     proto=spec.get("proto", "tcp"), vrf=spec.get("in_vrf")))

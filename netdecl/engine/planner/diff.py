@@ -26,6 +26,7 @@ from netdecl.engine.planner.plan import (
 from netdecl.engine.planner.qdiscs import qdisc_rule
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.kinds import KINDS, Kind, Ownership
+from netdecl.links import kernels_own, link_kind
 from netdecl.model import (
     ROOT,
     Address,
@@ -196,7 +197,9 @@ def _namespaces(d: _Diff, kind: Kind) -> None:
         now = existing.get(name)
         if now is None or not owns(now, d.observed, d.record):
             continue  # gone, or someone else's now: the claim is stale, never a delete
-        foreign = [link.name for link in links_by_ns.get(name, ()) if not _owned(d, link)]
+        # (a tunnel module's fallback devices are the kernel's: they go with the namespace)
+        foreign = [link.name for link in links_by_ns.get(name, ())
+                   if not _owned(d, link) and not kernels_own(link.name, link.kind)]
         if foreign:
             d.conflict(("namespace", name),
                        f"namespace {name} is to be deleted but holds links netdecl does not own "
@@ -362,11 +365,16 @@ def _addresses(d: _Diff, kind: Kind) -> None:
     observed = {a.key: a for a in d.observed.of_type(Address)}
     for key, a in sorted(desired.items()):
         link_key = ("link", a.namespace, a.link)
-        if key in observed and link_key not in d.rebuilt_links:
+        now = observed.get(key)
+        if now is not None and link_key not in d.rebuilt_links:
             if ":" in a.cidr and d.loses_ipv6(a.namespace, a.link):
-                d.add(Action(CREATE, key, before=observed[key], after=a,
-                             why=Reason.DEPENDENCY_REBUILT))
-            continue
+                d.add(Action(CREATE, key, before=now, after=a, why=Reason.DEPENDENCY_REBUILT))
+                continue
+            if now.noprefixroute == a.noprefixroute or not owns(now, d.observed, d.record):
+                continue
+            # the kernel keeps the prefix route flag from when the address was added: a link
+            # that takes (or leaves) a table of its own gets its addresses again
+            d.add(Action(DELETE, key, before=now, why=Reason.RECREATE))
         external = ("external", a.namespace, a.link) in d.desired.objects
         d.add(Action(CREATE, key, after=a, why=Reason.ON_EXTERNAL if external else Reason.NONE))
     for key, a in sorted(observed.items()):
@@ -385,13 +393,15 @@ def _addresses(d: _Diff, kind: Kind) -> None:
 def _route_flushing_namespaces(d: _Diff) -> set[str]:
     """Namespaces where IPv4 will flush routes: an address goes away (gateway routes go with
     the address that made the gateway reachable) or a link goes down (a MAC change may take
-    it down briefly). Computed once, not scanned per route: per route it is O(routes*actions)."""
+    it down briefly, a new master when that is a VRF). Computed once, not scanned per route:
+    per route it is O(routes*actions)."""
     out = set()
     for a in d.actions:
         if a.type == "address" and a.op == DELETE:
             out.add(a.namespace)
         elif a.type in ("link", "external") and a.op == MODIFY and \
-                ({"up", "mac"} & set(a.changes)):
+                ({"up", "mac", "master"} & set(a.changes)):
+            # (joining or leaving a VRF takes the link down and up again: links/vrf.py)
             out.add(a.namespace)
     return out
 
@@ -583,6 +593,35 @@ def _externals(d: _Diff, kind: Kind) -> None:
         d.add(Action(MODIFY, key, before=now, after=after, changes=changes,
                      why=Reason.RESTORE_ORIGINAL))
     _check_gateways_on_externals(d)
+    _check_tunnels_on_externals(d)
+
+
+def _check_tunnels_on_externals(d: _Diff) -> None:
+    """A tunnel whose underlay is the host's NIC must reach its remote through it: on-link
+    (the NIC's live addresses) or by a live route through the NIC. Only the host knows."""
+    externals = {(o.namespace, o.name) for o in d.desired.of_type(ExternalLink)}
+    if not externals:
+        return
+    for link in d.desired.of_type(Link):
+        kind = link_kind(link.kind)
+        dev, remotes = kind.underlay(link) if kind is not None else (None, ())
+        if dev is None or (link.namespace, dev) not in externals:
+            continue
+        for remote in remotes:
+            if not _reached_by(d, link.namespace, dev, ipaddress.ip_address(remote)):
+                d.conflict(link.key, f"{link.describe()}: remote {remote} is not reachable "
+                                     f"through its underlay {dev}: no address of {dev} covers "
+                                     f"it and no route through {dev} leads there")
+
+
+def _reached_by(d: _Diff, ns: str, dev: str, address: ipaddress.IPv4Address |
+                ipaddress.IPv6Address) -> bool:
+    for a in d.observed.of_type(Address):
+        if (a.namespace, a.link) == (ns, dev) and \
+                address in ipaddress.ip_interface(a.cidr).network:
+            return True
+    return any(r.namespace == ns and r.dev == dev and r.type in (None, "unicast")
+               and address in ipaddress.ip_network(r.to) for r in d.observed.of_type(Route))
 
 
 def _check_gateways_on_externals(d: _Diff) -> None:
