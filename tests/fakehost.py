@@ -108,6 +108,8 @@ class FakeHost:
         self._next_ident = 0
         # identities of the bridges whose MTU someone set: those no longer follow their ports
         self._mtu_set: set[str] = set()
+        # link kinds this fake kernel has no module for (missing_kinds)
+        self.kernel_lacks: set[str] = set()
 
     # -- test helpers --------------------------------------------------------------------------
     def arm(self, n: int) -> None:
@@ -179,6 +181,9 @@ class FakeHost:
     # -- reading -------------------------------------------------------------------------------
     def named_namespaces(self) -> list[str]:
         return sorted(o.namespace for o in self.objects.values() if isinstance(o, Namespace))
+
+    def missing_kinds(self, kinds: Collection[str]) -> list[str]:
+        return [kind for kind in kinds if kind in self.kernel_lacks]
 
     def _exists(self, ns: str) -> bool:
         return ns == ROOT or ("namespace", ns) in self.objects

@@ -90,6 +90,10 @@ class Host(Protocol):
     def named_namespaces(self) -> list[str]:
         """Named namespaces that exist (the root always does)."""
 
+    def missing_kinds(self, kinds: Collection[str]) -> list[str]:
+        """Those of the link kinds ``kinds`` (links/ names) this kernel cannot make: their
+        module is neither built in, nor loaded, nor loadable. Changes nothing."""
+
     def create(self, obj: NetObject, topology: str, peer: NetObject | None = None,
                birth: Birth | None = None) -> None:
         """Make ``obj`` (a veth: with its ``peer`` end) and mark it as ``topology``'s where the

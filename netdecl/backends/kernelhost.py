@@ -14,7 +14,7 @@ from typing import Any
 from netdecl.backends import namespaces, sysctl
 from netdecl.backends.host import Birth, Scope, temp_namespace_name
 from netdecl.backends.netlink import Kernel, KernelError
-from netdecl.links import EXTERNAL
+from netdecl.links import EXTERNAL, link_kind
 from netdecl.model import (
     ROOT,
     Address,
@@ -207,10 +207,21 @@ class KernelHost:
 
     def __init__(self) -> None:
         self.kernel = Kernel()
+        self._kinds_present: set[str] = set()  # link kinds the kernel was found to have
 
     # -- reading -------------------------------------------------------------------------------
     def named_namespaces(self) -> list[str]:
         return namespaces.list_named()
+
+    def missing_kinds(self, kinds: Collection[str]) -> list[str]:
+        from netdecl.backends.kindprobe import missing_modules
+
+        asked = [kind for name in kinds
+                 if name not in self._kinds_present and (kind := link_kind(name)) is not None]
+        missing = [kind.name for kind in missing_modules(asked, lambda: self.kernel.rtnl(ROOT))]
+        # a module once there stays (unloading one under its links is refused): ask once
+        self._kinds_present.update(kind.name for kind in asked if kind.name not in missing)
+        return missing
 
     def observe(self, topology: str, scope: Scope) -> list[NetObject]:
         """Each namespace in scope read once per object type (one netlink dump each)."""

@@ -177,6 +177,13 @@ class LinkKind:
     reads_fdb: ClassVar[bool] = False
     # made on another link of its namespace, which the entry names as ``link:`` (PARENT_KEY)
     parented: ClassVar[bool] = False
+    # the kernel module that makes links of this kind ("8021q" for a vlan); None: nothing to
+    # load (external). plan and apply check that the kernel has it before changing anything
+    # (backends/kindprobe.py says how), so a missing one is one line, not EOPNOTSUPP mid-apply
+    module: ClassVar[str | None] = None
+    # a character device the kind is made through instead of an RTM_NEWLINK (a tap's
+    # /dev/net/tun): the probe opens it rather than asking rtnetlink for the kind
+    made_through: ClassVar[str | None] = None
     # sends and receives untagged on its parent's segment (a macvlan, not a VLAN): `explain`
     # crosses from it to its parent and from the parent to it
     on_parent_segment: ClassVar[bool] = False

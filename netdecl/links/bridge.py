@@ -34,6 +34,7 @@ def _spec(stp: bool | None) -> BridgeSpec | None:
 
 class Bridge(LinkKind):
     name: ClassVar[str] = NAME
+    module: ClassVar[str | None] = "bridge"
     settings_key: ClassVar[str | None] = "bridge"
     settings_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

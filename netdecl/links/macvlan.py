@@ -53,6 +53,7 @@ class MacvlanSpec(LinkSpec):
 
 class Macvlan(LinkKind):
     name: ClassVar[str] = NAME
+    module: ClassVar[str | None] = "macvlan"
     settings_key: ClassVar[str | None] = "macvlan"
     settings_schema: ClassVar[dict[str, Any]] = {
         "type": "object",

@@ -40,6 +40,7 @@ class VethSpec(LinkSpec):
 
 class Veth(LinkKind):
     name: ClassVar[str] = NAME
+    module: ClassVar[str | None] = "veth"
     settings_key: ClassVar[str | None] = "peer"
     settings_required: ClassVar[bool] = True
     settings_hint: ClassVar[str] = "a veth needs its other end: peer: {name: ..., namespace: ...}"
