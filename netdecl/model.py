@@ -40,6 +40,11 @@ def ns_label(namespace: str) -> str:
     return namespace or "root"
 
 
+LINK_FLAGS = ("promisc", "allmulti")
+"""Interface flags a file may set on any link (IFF_PROMISC, IFF_ALLMULTI), in place. Observed,
+a flag that is off reads None, as links read before there were flags (records, journals and
+saved plans of those hosts stay the same); a desired False matches it."""
+
 _COMPARED: dict[type, tuple[str, ...]] = {}
 
 
@@ -88,7 +93,8 @@ class NetObject:
         for name in _compared_fields(type(self)):
             want = getattr(self, name)
             now = getattr(observed, name)
-            if want == now or (want is None and name not in self.NONE_IS_VALUE):
+            if want == now or (want is None and name not in self.NONE_IS_VALUE) or (
+                    want is False and now is None and name in LINK_FLAGS):
                 continue
             changes[name] = (now, want)
         return changes
@@ -190,6 +196,10 @@ class Link(NetObject):
     ifindex: int | None = None
     # observed only: the link's identity, its ifindex within the identity of its namespace
     ident: str | None = None
+    # receive every frame / every multicast frame (what the CNI tuning plugin sets); observed:
+    # what was asked of the link (not a bridge's own promiscuity on its ports), None when off
+    promisc: bool | None = None
+    allmulti: bool | None = None
 
     @property
     def key(self) -> Key:
@@ -235,6 +245,9 @@ class Link(NetObject):
         out.update(settings)
         for name in ("owner", "alias", "ifindex", "ident"):
             out[name] = getattr(self, name)
+        for name in LINK_FLAGS:  # written only when said: older records read the same
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -246,12 +259,14 @@ class ExternalLink(NetObject):
     on destroy. ``None`` means "not declared": the host's value stands."""
 
     TYPE: ClassVar[str] = "external"
-    MANAGED: ClassVar[tuple[str, ...]] = ("up", "mtu", "master")
+    MANAGED: ClassVar[tuple[str, ...]] = ("up", "mtu", "master", *LINK_FLAGS)
 
     name: str = ""
     up: bool | None = None
     mtu: int | None = None
     master: str | None = None
+    promisc: bool | None = None
+    allmulti: bool | None = None
 
     @property
     def key(self) -> Key:

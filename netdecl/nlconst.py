@@ -54,6 +54,7 @@ IFINFOMSG = struct.Struct("=BxHiII")
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
+IFF_PROMISC, IFF_ALLMULTI = 0x100, 0x200
 
 # addresses (linux/if_addr.h)
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8

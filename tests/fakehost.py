@@ -62,6 +62,7 @@ from netdecl.links.veth import VethSpec
 from netdecl.links.vxlan import Vxlan
 from netdecl.model import (
     IPV6_DEFAULT_METRIC,
+    LINK_FLAGS,
     ROOT,
     RTPROT_NETDECL,
     Address,
@@ -354,6 +355,7 @@ class FakeHost:
             now = dataclasses.replace(now, master=end.master, hairpin=bool(end.hairpin))
         if end.up is not None:
             now = dataclasses.replace(now, up=end.up)
+        now = _with_flags(now, end, LINK_FLAGS)
         self.objects[end.key] = now
         self._follow_ports(end.namespace, end.master)
 
@@ -482,6 +484,7 @@ class FakeHost:
             now = dataclasses.replace(now, hairpin=hairpin)
         if "up" in changes and after.up is not None:
             now = dataclasses.replace(now, up=after.up)
+        now = _with_flags(now, after, [flag for flag in LINK_FLAGS if flag in changes])
         self.objects[now.key] = now
         for bridge in {old_master, now.master}:
             self._follow_ports(now.namespace, bridge)
@@ -670,3 +673,10 @@ def _without_identity(obj: NetObject) -> NetObject:
         return dataclasses.replace(obj, ident=None)
     return obj
 
+
+def _with_flags(now: Link, asked: Link | ExternalLink, flags: Collection[str]) -> Link:
+    """``now`` with the interface flags of ``flags`` that ``asked`` says, as the kernel reads
+    them back: on, or None for off (model.LINK_FLAGS)."""
+    promisc, allmulti = (getattr(asked, flag) if flag in flags else getattr(now, flag)
+                         for flag in LINK_FLAGS)
+    return dataclasses.replace(now, promisc=promisc or None, allmulti=allmulti or None)

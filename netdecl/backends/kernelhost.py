@@ -16,6 +16,7 @@ from netdecl.backends.host import Birth, Scope, temp_namespace_name
 from netdecl.backends.netlink import Kernel, KernelError
 from netdecl.links import EXTERNAL, link_kind
 from netdecl.model import (
+    LINK_FLAGS,
     ROOT,
     Address,
     ExternalLink,
@@ -75,8 +76,11 @@ def _configure_external(k: Kernel, before: Any, after: ExternalLink, changes: di
                         topology: str, birth: Birth | None) -> None:
     """Set (or put back) the attributes named in ``changes`` on a link the host owns; no
     owner mark: it stays the host's."""
+    # a flag put back to None was off (model.LINK_FLAGS): written as off
+    promisc, allmulti = (bool(getattr(after, flag)) if flag in changes else None
+                         for flag in LINK_FLAGS)
     link = Link(after.namespace, after.name, kind=EXTERNAL, up=after.up, mtu=after.mtu,
-                master=after.master)
+                master=after.master, promisc=promisc, allmulti=allmulti)
     k.configure_link(link, topology, changes=changes.keys())
 
 

@@ -23,6 +23,7 @@ from netdecl.backends.rtnl import LinkEvents, LinkMsg
 from netdecl.errors import NetdeclError
 from netdecl.links import link_kind
 from netdecl.model import (
+    LINK_FLAGS,
     ROOT,
     RTPROT_NETDECL,
     Address,
@@ -34,6 +35,8 @@ from netdecl.model import (
 )
 from netdecl.nlconst import (
     IFA_F_NODAD,
+    IFF_ALLMULTI,
+    IFF_PROMISC,
     IFF_UP,
     IFLA_ADDRESS,
     IFLA_BRPORT_MODE,
@@ -397,6 +400,10 @@ class Kernel:
             alias=alias,
             ifindex=m.index,
             ident=link_ident(ns_ident, m.index) if ns_ident is not None else None,
+            # as asked of the link (the kernel reports its gflags here, not the promiscuity a
+            # bridge holds on its ports); off reads None (model.LINK_FLAGS)
+            promisc=True if m.flags & IFF_PROMISC else None,
+            allmulti=True if m.flags & IFF_ALLMULTI else None,
         )
 
     def _link_target(self, ns: str, m: LinkMsg, name: str, by_index: dict[int, str],
@@ -628,7 +635,7 @@ class Kernel:
         ns = link.namespace
         idx = index if index is not None else self.index_of(ns, link.name)
         wanted = set(changes) if changes is not None else {
-            "mtu", "mac", "master", "hairpin", "up", *link.settings()}
+            "mtu", "mac", "master", "hairpin", "up", *LINK_FLAGS, *link.settings()}
         what = f"configure {link.describe()}"
         # name, mtu, mac, master, alias and up go in one RTM_NEWLINK (do_setlink applies
         # them in its own order, flags last)
@@ -642,6 +649,9 @@ class Kernel:
             attrs["mac"] = link.mac
         if "master" in wanted and (link.master is not None or not fresh):
             attrs["master"] = self.index_of(ns, link.master) if link.master else 0
+        for flag in LINK_FLAGS:
+            if flag in wanted and getattr(link, flag) is not None:
+                attrs[flag] = getattr(link, flag)
         kind = link_kind(link.kind)
         # settings of the kind's own, changed in place (a fresh link was made with them)
         kind_data = kind.change_data(link, wanted) if kind is not None and not fresh else None

@@ -38,7 +38,9 @@ from netdecl.nlconst import (
     IFA_ADDRESS,
     IFA_FLAGS,
     IFA_LOCAL,
+    IFF_ALLMULTI,
     IFF_LOOPBACK,
+    IFF_PROMISC,
     IFF_UP,
     IFINFOMSG,
     IFLA_ADDRESS,
@@ -288,13 +290,15 @@ class RtnlSocket:
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: int | None = None,
-                 alias: str | None = None, name: str | None = None) -> None:
+                 alias: str | None = None, name: str | None = None,
+                 promisc: bool | None = None, allmulti: bool | None = None) -> None:
         """One RTM_NEWLINK for all of it, applied by the kernel in its own order (do_setlink),
         the flags last; a rename to a name that is taken fails the request (EEXIST) before
         the alias and the flags. An empty ``alias`` removes the link's alias."""
         flags = change = 0
-        if up is not None:
-            flags, change = (IFF_UP if up else 0), IFF_UP
+        for flag, value in ((IFF_UP, up), (IFF_PROMISC, promisc), (IFF_ALLMULTI, allmulti)):
+            if value is not None:  # (do_setlink sets exactly the flags in ifi_change)
+                flags, change = flags | (flag if value else 0), change | flag
         body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
         if name is not None:
             body += attr_str(IFLA_IFNAME, name)

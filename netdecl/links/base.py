@@ -34,6 +34,17 @@ PARENT_KEY = "link"
 """The file key naming the link a link is made on (a VLAN's or a macvlan's parent), for the
 kinds that are (``LinkKind.parented``)."""
 
+FLAG_SCHEMA: dict[str, dict[str, Any]] = {
+    "promisc": {"type": "boolean", "description": "Promiscuous mode: the link receives every "
+                "frame on its segment, not only those to its MAC (the CNI tuning plugin's "
+                "promisc). Left out: as the kernel has it."},
+    "allmulti": {"type": "boolean", "description": "The link receives every multicast frame, "
+                 "not only the groups joined (the CNI tuning plugin's allmulti). Left out: as "
+                 "the kernel has it."},
+}
+"""The interface flags any link may set (model.LINK_FLAGS): on a links entry and a veth's
+``peer``."""
+
 PARENT_SCHEMA: dict[str, Any] = {
     "$ref": "#/$defs/ifname",
     "description": "The link this one is made on (its parent: a VLAN's or a macvlan's lower "
@@ -281,6 +292,8 @@ def common_link(end: End, kind: str, spec: LinkSpec | None) -> Link:
         master=entry.get("master"),
         hairpin=entry.get("hairpin"),
         spec=spec,
+        promisc=entry.get("promisc"),
+        allmulti=entry.get("allmulti"),
     )
 
 

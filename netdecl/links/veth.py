@@ -11,7 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from netdecl.links.base import End, ExportView, KernelLink, KernelRequest, LinkKind, Path
+from netdecl.links.base import (
+    FLAG_SCHEMA,
+    End,
+    ExportView,
+    KernelLink,
+    KernelRequest,
+    LinkKind,
+    Path,
+)
 from netdecl.links.base import entry_namespace as _namespace
 from netdecl.model import Link, LinkSpec
 from netdecl.nlattr import attr, attr_str, attr_u32
@@ -65,6 +73,7 @@ class Veth(LinkKind):
             "hairpin": {"type": "boolean", "description": "Bridge-port hairpin mode (frames may "
                         "leave by the port they came in): needed for NAT hairpin. Only with "
                         "master."},
+            **FLAG_SCHEMA,
         },
     }}
     host_local: ClassVar[bool] = True

@@ -22,6 +22,7 @@ from typing import Any
 
 from netdecl.links import EXTERNAL, LINK_KINDS, link_kind
 from netdecl.model import (
+    LINK_FLAGS,
     MAIN_TABLE,
     ROOT,
     Address,
@@ -114,6 +115,9 @@ class _Exporter:
             out["master"] = master
             if link.hairpin and kind != EXTERNAL:
                 out["hairpin"] = True
+        for flag in LINK_FLAGS:  # on, as someone asked; off is every link's default
+            if getattr(link, flag):
+                out[flag] = True
         return out
 
     def links_section(self) -> None:
