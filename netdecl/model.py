@@ -142,6 +142,9 @@ class LinkSpec:
 
     # setting -> why changing it needs a new device (the kernel cannot change it in place)
     RECREATE: ClassVar[dict[str, str]] = {}
+    # setting -> why the link goes down for a change of it (the kernel changes it in place,
+    # only while the link is down: a bond's lacp_rate)
+    DOWN_FOR: ClassVar[dict[str, str]] = {}
 
     def flat(self) -> dict[str, Any]:
         """Setting name -> value, as plans compare and show them."""

@@ -99,6 +99,9 @@ LINK_SAMPLES = {
     "vlan": "  - {name: uplink.100, kind: vlan, link: uplink, vlan: {id: 100, protocol: 802.1ad},\n"
             "     addresses: [10.100.0.1/24]}\n",
     "macvlan": "  - {name: mv0, kind: macvlan, link: uplink, macvlan: {mode: private}}\n",
+    "bond": "  - {name: bond0, kind: bond, addresses: [10.1.0.1/24],\n"
+            "     bond: {mode: 802.3ad, miimon: 100, lacp_rate: fast, xmit_hash_policy: layer3+4,\n"
+            "            ad_select: count, updelay: 200, downdelay: 200, min_links: 1}}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"

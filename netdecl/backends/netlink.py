@@ -196,6 +196,9 @@ class Kernel:
         # quadratic in the root's links
         self._index_names: dict[str, dict[int, str]] = {}
         self._deleted_namespaces: set[str] = set()  # by this Kernel: the kernel is cleaning up
+        # (namespace, ifindex) of a master -> whether its members must be down to join (a
+        # bond); an ifindex is not given to another link while the namespace lives
+        self._members_down_of: dict[tuple[str, int], bool] = {}
 
     # -- sockets -------------------------------------------------------------------------------
     def _new_socket(self, ns: str, kind: int = socket.SOCK_RAW) -> socket.socket:
@@ -654,19 +657,65 @@ class Kernel:
                 attrs[flag] = getattr(link, flag)
         kind = link_kind(link.kind)
         # settings of the kind's own, changed in place (a fresh link was made with them)
-        kind_data = kind.change_data(link, wanted) if kind is not None and not fresh else None
+        kind_data = (kind.change_request(link, wanted, _Request(self, ns, [], None))
+                     if kind is not None and not fresh else None)
         port_flags = ("hairpin" in wanted and link.hairpin is not None and link.master) or (
             kind_data is not None)
         if "up" in wanted and link.up is not None and not port_flags:
             attrs["up"] = link.up
+        # joining or leaving a bond: down to join, the state from before back after leaving
+        strict, restore_up = self._prepare_membership(ns, idx, link, what, fresh) \
+            if "master" in attrs else (False, None)
+        up = attrs.pop("up", None) if strict else None  # (do_setlink sets flags before master)
         if attrs:
             self._raw_call(ns, what, "set_link", idx, **attrs)
+        if up is not None or restore_up is not None:
+            self._raw_call(ns, what, "set_link", idx, up=up if up is not None else restore_up)
         if kind_data is not None:
+            down_for = link.spec is not None and any(
+                name in wanted for name in type(link.spec).DOWN_FOR)
+            msg = self.rtnl(ns).link_by_index(idx) if down_for else None
+            was_up = msg is not None and bool(msg.flags & IFF_UP)
+            if was_up:  # (the kernel refuses such a change while the link is up)
+                self._raw_call(ns, what, "set_link", idx, up=False)
             self._raw_call(ns, what, "set_link_data", idx, link.kind, kind_data)
+            if was_up and not ("up" in wanted and link.up is False):
+                self._raw_call(ns, what, "set_link", idx, up=True)
         if "hairpin" in wanted and link.hairpin is not None and link.master:
             self._call(ns, what, "brport", "set", index=idx, mode=1 if link.hairpin else 0)
         if "up" in wanted and link.up is not None and port_flags:
             self._raw_call(ns, what, "set_link", idx, up=link.up)
+
+    def _prepare_membership(self, ns: str, idx: int, link: Link, what: str,
+                            fresh: bool) -> tuple[bool, bool | None]:
+        """Before a link at ``idx`` changes master: whether it leaves or joins a link of a
+        kind whose members must be down (a bond: it refuses one that is up, opens it on
+        joining and closes it on release), and then the state to give it back after a
+        release (the state it has now; None when joining). A joining link is taken down
+        first. A fresh link (born down, in no master) asks only about its new master."""
+        new = self._members_down(ns, self.index_of(ns, link.master)) if link.master else False
+        if fresh:
+            return new, None
+        msg = self.rtnl(ns).link_by_index(idx)
+        if msg is None:
+            return new, None
+        old = rtnl.as_u32(msg.attrs.get(IFLA_MASTER))
+        if not (new or (old and self._members_down(ns, old))):
+            return False, None
+        was_up = bool(msg.flags & IFF_UP)
+        if was_up and link.master:
+            self._raw_call(ns, what, "set_link", idx, up=False)
+        return True, (was_up if not link.master else None)
+
+    def _members_down(self, ns: str, index: int) -> bool:
+        """Whether the link at ``index`` is of a kind whose members must be down to join
+        (asked once per master: a thousand ports join one bridge)."""
+        known = self._members_down_of.get((ns, index))
+        if known is None:
+            msg = self.rtnl(ns).link_by_index(index)
+            kind = link_kind(msg.kind) if msg is not None else None
+            known = self._members_down_of[(ns, index)] = kind is not None and kind.members_down
+        return known
 
     def set_alias(self, link: Link, alias: str | None) -> None:
         """Set the ifalias of the observed ``link`` (None or empty: remove it), addressed by its

@@ -195,6 +195,11 @@ class LinkKind:
     # a character device the kind is made through instead of an RTM_NEWLINK (a tap's
     # /dev/net/tun): the probe opens it rather than asking rtnetlink for the kind
     made_through: ClassVar[str | None] = None
+    # other links join it with ``master:`` as its members, not as ports of a switch (a bond)
+    members: ClassVar[bool] = False
+    # a link joins it only while down, and it closes a member it releases (bonding): the
+    # executor takes a joining link down first and gives a leaving one its state back
+    members_down: ClassVar[bool] = False
     # sends and receives untagged on its parent's segment (a macvlan, not a VLAN): `explain`
     # crosses from it to its parent and from the parent to it
     on_parent_segment: ClassVar[bool] = False
@@ -222,6 +227,9 @@ class LinkKind:
     def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
         """The kind's own checks, over every declared link of the kind at once."""
 
+    def check_member(self, ctx: FileCheck, member: End, master: End) -> None:
+        """Checks of a link that names a link of this kind as its ``master``."""
+
     def exportable(self, link: Link, view: ExportView) -> bool:
         """Whether `show` can write the observed ``link`` as this kind (else: external)."""
         return self.made
@@ -248,6 +256,12 @@ class LinkKind:
         """IFLA_INFO_DATA that sets the ``changed`` settings of an existing ``link`` in
         place; None: nothing of the kind's to change."""
         return None
+
+    def change_request(self, link: Link, changed: set[str],
+                       request: KernelRequest) -> bytes | None:
+        """``change_data``, for a kind whose settings name other links (by ifindex, which
+        ``request`` looks up)."""
+        return self.change_data(link, changed)
 
     def parse(self, link: KernelLink) -> LinkSpec | None:
         """The spec of a link the kernel reports as this kind."""

@@ -309,8 +309,12 @@ def check_masters(ctx: Context) -> None:
             ctx.error(path, f"link {quoted(decl.name)} cannot be its own master")
             continue
         target = ctx.link_ref(path, decl.namespace, master)
-        if target is not None and not _takes_ports(target.kind):
-            ctx.error(path, f"master '{master}' is a {target.kind}, not a bridge")
+        joined = link_kind(target.kind) if target is not None else None
+        if target is not None and joined is not None and joined.members:
+            joined.check_member(ctx, End(decl.namespace, decl.name, decl.path, decl.spec),
+                                End(target.namespace, target.name, target.path, target.spec))
+        elif target is not None and not _takes_ports(target.kind):
+            ctx.error(path, f"master '{master}' is a {target.kind}, not a {_JOINABLE}")
         elif target is not None and _takes_ports(decl.kind):
             ctx.error(path, f"bridge {quoted(decl.name)} cannot be a port of another bridge")
         elif target is not None:
@@ -359,6 +363,10 @@ def check_addresses(ctx: Context) -> None:
             ctx.addresses.add((decl.namespace, iface.ip))
             by_len = ctx.networks.setdefault(decl.namespace, {})
             by_len.setdefault(iface.network.prefixlen, set()).add(iface.network)
+
+
+# what a master may be: the kinds others join (a bridge's ports, a bond's members)
+_JOINABLE = " or a ".join(k.name for k in LINK_KINDS.values() if k.ports or k.members)
 
 
 def _takes_ports(kind: Any) -> bool:

@@ -99,7 +99,7 @@ class _Exporter:
     def _master(self, link: Link) -> str | None:
         master = self.kinds.get((link.namespace, link.master)) if link.master else None
         kind = link_kind(master)
-        return link.master if kind is not None and kind.ports else None
+        return link.master if kind is not None and (kind.ports or kind.members) else None
 
     def _fields(self, link: Link, kind: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
