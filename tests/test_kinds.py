@@ -99,6 +99,8 @@ LINK_SAMPLES = {
     "vlan": "  - {name: uplink.100, kind: vlan, link: uplink, vlan: {id: 100, protocol: 802.1ad},\n"
             "     addresses: [10.100.0.1/24]}\n",
     "macvlan": "  - {name: mv0, kind: macvlan, link: uplink, macvlan: {mode: private}}\n",
+    "ipvlan": "  - {name: ipv0, kind: ipvlan, link: uplink, ipvlan: {mode: l2, flag: private},\n"
+              "     addresses: [10.2.0.1/24]}\n",
     "bond": "  - {name: bond0, kind: bond, addresses: [10.1.0.1/24],\n"
             "     bond: {mode: 802.3ad, miimon: 100, lacp_rate: fast, xmit_hash_policy: layer3+4,\n"
             "            ad_select: count, updelay: 200, downdelay: 200, min_links: 1}}\n",

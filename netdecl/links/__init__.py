@@ -7,7 +7,7 @@ settings), and one line in ``LINK_KINDS``; tests/test_kinds.py checks that it ha
 
 from __future__ import annotations
 
-from netdecl.links import bond, bridge, dummy, external, macvlan, veth, vlan, vxlan
+from netdecl.links import bond, bridge, dummy, external, ipvlan, macvlan, veth, vlan, vxlan
 from netdecl.links.base import LinkKind
 
 LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
@@ -17,6 +17,7 @@ LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     dummy.KIND,
     vlan.KIND,
     macvlan.KIND,
+    ipvlan.KIND,
     bond.KIND,
     external.KIND,
 )}
