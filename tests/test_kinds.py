@@ -104,6 +104,9 @@ LINK_SAMPLES = {
     "bond": "  - {name: bond0, kind: bond, addresses: [10.1.0.1/24],\n"
             "     bond: {mode: 802.3ad, miimon: 100, lacp_rate: fast, xmit_hash_policy: layer3+4,\n"
             "            ad_select: count, updelay: 200, downdelay: 200, min_links: 1}}\n",
+    "tap": "  - {name: vm0, kind: tap, master: br0,\n"
+           "     tap: {owner: 1000, group: 100, vnet_hdr: true, multi_queue: true}}\n",
+    "tun": "  - {name: vpn0, kind: tun, tun: {owner: 0}, addresses: [10.3.0.1/24]}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"

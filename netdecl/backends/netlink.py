@@ -16,7 +16,7 @@ import socket
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
-from netdecl.backends import namespaces, rtnl
+from netdecl.backends import namespaces, rtnl, tundev
 from netdecl.backends.announce import Announcer
 from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
 from netdecl.backends.rtnl import LinkEvents, LinkMsg
@@ -382,16 +382,18 @@ class Kernel:
         attrs = m.attrs
         kind = link_kind(m.kind)
         spec = None
+        kind_name = m.kind or "device"
         if kind is not None:
-            spec = kind.parse(_Reported(self, ns, m, name, by_index, all_namespaces,
-                                        kind.paired))
+            reported = _Reported(self, ns, m, name, by_index, all_namespaces, kind.paired)
+            spec = kind.parse(reported)
+            kind_name = kind.reported_as(reported)
         master_idx = rtnl.as_u32(attrs.get(IFLA_MASTER))
         hairpin = m.slave_data.get(IFLA_BRPORT_MODE) if m.slave_data is not None else None
         alias = rtnl.as_str(attrs.get(IFLA_IFALIAS)) or None
         return Link(
             namespace=ns,
             name=name,
-            kind=m.kind or "device",
+            kind=kind_name,
             up=bool(m.flags & IFF_UP),
             mtu=rtnl.as_u32(attrs.get(IFLA_MTU)),
             mac=rtnl.as_mac(attrs.get(IFLA_ADDRESS)),
@@ -600,9 +602,15 @@ class Kernel:
             fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
         try:
             request = _Request(self, link.namespace, temps, fd)
-            echoed = self._raw_call(link.namespace, what, "new_link", temps[0], link.kind,
-                                    kind.create_data(link, request),
-                                    kind.create_attrs(link, request))
+            if kind.made_through is not None:  # a tap or tun: through /dev/net/tun
+                try:
+                    tundev.create(link.namespace, temps[0], *kind.device_settings(link))
+                except OSError as exc:
+                    raise KernelError(exc.errno or errno.EIO, what) from None
+            else:
+                echoed = self._raw_call(link.namespace, what, "new_link", temps[0], link.kind,
+                                        kind.create_data(link, request),
+                                        kind.create_attrs(link, request))
         finally:
             if fd is not None:
                 os.close(fd)

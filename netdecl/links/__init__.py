@@ -7,7 +7,18 @@ settings), and one line in ``LINK_KINDS``; tests/test_kinds.py checks that it ha
 
 from __future__ import annotations
 
-from netdecl.links import bond, bridge, dummy, external, ipvlan, macvlan, veth, vlan, vxlan
+from netdecl.links import (
+    bond,
+    bridge,
+    dummy,
+    external,
+    ipvlan,
+    macvlan,
+    tuntap,
+    veth,
+    vlan,
+    vxlan,
+)
 from netdecl.links.base import LinkKind
 
 LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
@@ -19,6 +30,8 @@ LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     macvlan.KIND,
     ipvlan.KIND,
     bond.KIND,
+    tuntap.TAP_KIND,
+    tuntap.TUN_KIND,
     external.KIND,
 )}
 """name (the file's ``kind:``, the kernel's IFLA_INFO_KIND) -> kind, in the schema's order."""

@@ -267,6 +267,16 @@ class LinkKind:
         """The spec of a link the kernel reports as this kind."""
         return None
 
+    def reported_as(self, link: KernelLink) -> str:
+        """The kind a link the kernel reports as this one is (the kernel's "tun" is a tap or
+        a tun, by its IFLA_TUN_TYPE)."""
+        return self.name
+
+    def device_settings(self, link: Link) -> tuple[int, int | None, int | None]:
+        """For a kind ``made_through`` a device: the flags it is made with, its owner and its
+        group (a tap's TUNSETIFF, TUNSETOWNER, TUNSETGROUP)."""
+        raise NotImplementedError(f"kind {self.name} is made over rtnetlink")
+
     # -- drawing ----------------------------------------------------------------------------
     def label(self, link: Link) -> str:
         """The second line of a link's node in `graph`."""
