@@ -52,14 +52,22 @@ with open(os.path.join(os.environ["OUT"], sys.argv[1] + ".json"), "w") as out:
     json.dump({"links": links, "bonding": bonding}, out)
 PY
 }
-# `lacp_up`: until the bond's aggregator has a partner (LACP answered by the switch), 30 s at most
+# `lacp_up`: until LACP has both members collecting and distributing at both ends (every
+# actor and partner port state in /proc/net/bonding/bond0 has bits 0x10 and 0x20): 30 s at most
 lacp_up() {
-    for _ in $(seq 300); do
-        grep -q "Partner Mac Address: 00:00:00:00:00:00" /proc/net/bonding/bond0 2>/dev/null \
-            || { grep -q "Partner Mac Address" /proc/net/bonding/bond0 && return 0; }
-        sleep 0.1
-    done
-    return 1
+    "$PYTHON" - <<'PY'
+import re, sys, time
+for _ in range(300):
+    try:
+        text = open("/proc/net/bonding/bond0").read()
+    except OSError:
+        text = ""
+    states = [int(s) for s in re.findall(r"port state: (\d+)", text)]
+    if len(states) >= 4 and all(s & 0x30 == 0x30 for s in states):
+        sys.exit(0)
+    time.sleep(0.1)
+sys.exit(1)
+PY
 }
 # `http NS ADDRESS CLIENT_NS NAME`: an HTTP server on ADDRESS in NS ("" is the lab's root),
 # one GET from CLIENT_NS, its outcome in $OUT/NAME.json
