@@ -145,6 +145,9 @@ class LinkSpec:
     # setting -> why the link goes down for a change of it (the kernel changes it in place,
     # only while the link is down: a bond's lacp_rate)
     DOWN_FOR: ClassVar[dict[str, str]] = {}
+    # setting -> its kernel default, which the kind reads back as None (so links read as
+    # they did before the setting existed): a desired default matches it
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def flat(self) -> dict[str, Any]:
         """Setting name -> value, as plans compare and show them."""
@@ -229,9 +232,11 @@ class Link(NetObject):
         if mine:
             same_kind = isinstance(observed, Link) and type(observed.spec) is type(self.spec)
             theirs = observed.settings() if same_kind and isinstance(observed, Link) else {}
+            defaults = self.spec.DEFAULTS if self.spec is not None else {}
             for name, want in mine.items():
                 now = theirs.get(name)
-                if want is not None and want != now:
+                if want is not None and want != now and not (
+                        now is None and name in defaults and defaults[name] == want):
                     changes[name] = (now, want)
         return changes
 
