@@ -206,6 +206,9 @@ class Link(NetObject):
     # what was asked of the link (not a bridge's own promiscuity on its ports), None when off
     promisc: bool | None = None
     allmulti: bool | None = None
+    # a bridge port's (or a bridge's own) VLANs: (id, pvid, untagged) per VLAN, sorted; the
+    # complete set when said; observed only when a topology says it of some link
+    vlans: tuple[tuple[int, bool, bool], ...] | None = None
 
     @property
     def key(self) -> Key:
@@ -256,6 +259,8 @@ class Link(NetObject):
         for name in LINK_FLAGS:  # written only when said: older records read the same
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.vlans is not None:
+            out["vlans"] = [list(entry) for entry in self.vlans]
         return out
 
 

@@ -356,6 +356,8 @@ class FakeHost:
         if end.up is not None:
             now = dataclasses.replace(now, up=end.up)
         now = _with_flags(now, end, LINK_FLAGS)
+        if end.vlans is not None:
+            now = dataclasses.replace(now, vlans=end.vlans)
         self.objects[end.key] = now
         self._follow_ports(end.namespace, end.master)
 
@@ -485,6 +487,8 @@ class FakeHost:
         if "up" in changes and after.up is not None:
             now = dataclasses.replace(now, up=after.up)
         now = _with_flags(now, after, [flag for flag in LINK_FLAGS if flag in changes])
+        if "vlans" in changes and isinstance(after, Link) and after.vlans is not None:
+            now = dataclasses.replace(now, vlans=after.vlans)
         self.objects[now.key] = now
         for bridge in {old_master, now.master}:
             self._follow_ports(now.namespace, bridge)

@@ -91,7 +91,8 @@ def test_every_kind_is_built_from_the_file():
 # sample here fails test_every_link_kind_has_a_sample, so every piece below covers it.
 LINK_SAMPLES = {
     "bridge": "  - {name: br0, kind: bridge, bridge: {stp: true}, addresses: [10.0.0.1/24]}\n",
-    "veth": "  - {name: v0, kind: veth, master: br0, hairpin: true,\n"
+    "veth": "  - {name: v0, kind: veth, master: br0, hairpin: true, promisc: true,\n"
+            "     vlans: [{id: 10, pvid: true, untagged: true}, {id: \"20-21\"}],\n"
             "     peer: {name: eth0, namespace: ns1, mtu: 1400, addresses: [10.0.0.2/24]}}\n",
     "vxlan": "  - {name: vx0, kind: vxlan, master: br0,\n"
              "     vxlan: {id: 42, local: 192.0.2.1, dev: uplink, remotes: [192.0.2.2]}}\n",

@@ -16,7 +16,7 @@ import pytest
 from harness import HTTP_CLIENT, SERVER
 from kernellab import KernelLab, LabRun, Step
 
-pytestmark = pytest.mark.lab("bridge", "veth")
+pytestmark = pytest.mark.lab("bridge", "veth", "8021q")
 
 TOPOLOGY = """\
 version: 1
@@ -24,10 +24,16 @@ name: vbr
 namespaces:
   a: {}
   b: {}
+  t: {}
 links:
   - {name: br0, kind: bridge, bridge: {vlan_filtering: true, default_pvid: PVID}}
   - {name: va, kind: veth, master: br0, peer: {name: eth0, namespace: a, addresses: [10.95.0.2/24]}}
   - {name: vb, kind: veth, master: br0, peer: {name: eth0, namespace: b, addresses: [10.95.0.3/24]}}
+  - name: vt                # a trunk: VLANs 10, 20 and 21 tagged, no pvid
+    kind: veth
+    master: br0
+    vlans: [{id: 10}, {id: "20-21"}]
+    peer: {name: eth0, namespace: t}
 """
 
 HTTP = r"""
@@ -56,9 +62,19 @@ ip link set vc master br0
 bridge vlan del dev vc vid 10
 bridge vlan add dev vc vid 30 pvid untagged
 ip link set vc up
+ip -n t link set eth0 up
+ip -n t link add link eth0 name eth0.10 type vlan id 10
+ip -n t addr add 10.95.0.5/24 dev eth0.10
+ip -n t link set eth0.10 up
 http b 10.95.0.3 a a_to_b
 http c 10.95.0.4 a a_to_c
+http t 10.95.0.5 a a_to_t
 """),
+    Step("vlan-drift", """bridge vlan del dev vt vid 21
+bridge vlan add dev vt vid 99
+netdecl plan --detailed-exitcode pvid10.yaml
+"""),
+    Step("vlan-repair", "set -e\nnetdecl apply pvid10.yaml\n" + EYES),
     Step("drift", "ip link set br0 type bridge vlan_filtering 0\nnetdecl plan --detailed-exitcode"
                   " pvid10.yaml"),
     Step("repair", "netdecl apply pvid10.yaml"),
@@ -67,7 +83,7 @@ http c 10.95.0.4 a a_to_c
     Step("pvid", "netdecl apply pvid20.yaml"),
     Step("pvided", "set -e\n" + EYES),
     Step("pvid-traffic", HTTP + "set -e\nhttp b 10.95.0.3 a a_to_b\n"),
-    Step("destroy", "ip link del vc\nnetdecl destroy pvid20.yaml"),
+    Step("destroy", "ip link del vc\nip -n t link del eth0.10\nnetdecl destroy pvid20.yaml"),
 ]
 
 
@@ -100,6 +116,8 @@ def test_the_bridge_filters_vlans_and_its_ports_take_the_default_pvid(run: LabRu
     assert (data["vlan_filtering"], data["vlan_default_pvid"]) == (1, 10), data
     vlans = port_vlans(applied)
     assert vlans["va"] == vlans["vb"] == {(10, True, True)}, vlans
+    # the trunk: exactly the file's VLANs, tagged (VLAN 10, the default PVID, not as pvid)
+    assert vlans["vt"] == {(10, False, False), (20, False, False), (21, False, False)}, vlans
 
 
 def test_ports_of_one_vlan_talk_and_another_vlan_is_not_reached(run: LabRun) -> None:
@@ -108,6 +126,17 @@ def test_ports_of_one_vlan_talk_and_another_vlan_is_not_reached(run: LabRun) -> 
     assert traffic.json["a_to_b"]["ok"], traffic.json["a_to_b"]
     assert "client=10.95.0.2" in traffic.json["a_to_b"]["body"]
     assert not traffic.json["a_to_c"]["ok"], traffic.json["a_to_c"]  # c is in VLAN 30
+    # a's untagged frames, in VLAN 10 by its pvid, leave the trunk tagged 10 for t's eth0.10
+    assert traffic.json["a_to_t"]["ok"], traffic.json["a_to_t"]
+
+
+def test_a_ports_vlans_changed_by_hand_are_drift_and_repaired(run: LabRun) -> None:
+    drift = run["vlan-drift"]
+    assert drift.returncode == 2 and "~ link vt" in drift.stdout and "vlans" in drift.stdout, \
+        drift.stdout
+    run["vlan-repair"].ok()
+    vlans = port_vlans(run["vlan-repair"].json)
+    assert vlans["vt"] == {(10, False, False), (20, False, False), (21, False, False)}, vlans
 
 
 def test_filtering_turned_off_by_hand_is_drift_and_repaired(run: LabRun) -> None:
@@ -128,6 +157,7 @@ def test_a_new_default_pvid_is_changed_in_place_and_the_ports_follow(run: LabRun
     vlans = port_vlans(pvided)
     assert vlans["va"] == vlans["vb"] == {(20, True, True)}, vlans
     assert vlans["vc"] == {(30, True, True)}  # the hand-made port keeps its own
+    assert vlans["vt"] == {(10, False, False), (20, False, False), (21, False, False)}
     assert pvided["br0"][0]["ifindex"] == run["applied"].json["br0"][0]["ifindex"]
     assert run["pvid-traffic"].json["a_to_b"]["ok"]
     run["destroy"].ok()

@@ -28,6 +28,9 @@ class Scope:
     # where the topology's NAT table can be; None: all. Reading it costs an `nft` process per
     # namespace, so never in the hundreds of others.
     nat_namespaces: set[str] | None = None
+    # the VLANs bridges keep for their ports (a dump per namespace): only when a topology
+    # says some link's (model.Link.vlans)
+    bridge_vlans: bool = False
 
 
 @dataclass(frozen=True)

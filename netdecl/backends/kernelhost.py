@@ -250,6 +250,10 @@ class KernelHost:
             if ns != ROOT:
                 seen.append(Namespace(ns, ident=ns_ident))
             links = kernel.read_links(ns, all_named, ns_ident)
+            if scope.bridge_vlans:
+                vlans = kernel.rtnl(ns).bridge_vlans()
+                links = [dataclasses.replace(link, vlans=vlans.get(link.ifindex or 0))
+                         for link in links]
             seen.extend(links)
             seen.extend(kernel.read_addresses(ns, link_local=False))  # never managed
             seen.extend(kernel.read_routes(ns))

@@ -646,7 +646,7 @@ class Kernel:
         ns = link.namespace
         idx = index if index is not None else self.index_of(ns, link.name)
         wanted = set(changes) if changes is not None else {
-            "mtu", "mac", "master", "hairpin", "up", *LINK_FLAGS, *link.settings()}
+            "mtu", "mac", "master", "hairpin", "up", "vlans", *LINK_FLAGS, *link.settings()}
         what = f"configure {link.describe()}"
         # name, mtu, mac, master, alias and up go in one RTM_NEWLINK (do_setlink applies
         # them in its own order, flags last)
@@ -679,6 +679,15 @@ class Kernel:
             self._raw_call(ns, what, "set_link", idx, **attrs)
         if up is not None or restore_up is not None:
             self._raw_call(ns, what, "set_link", idx, up=up if up is not None else restore_up)
+        if "vlans" in wanted and link.vlans is not None:
+            # the complete set: what is wanted added (or its flags set) first, which moves the
+            # pvid, then the rest removed (a new port starts with the bridge's default PVID)
+            now = self.rtnl(ns).bridge_vlans().get(idx, ())
+            wanted_ids = {vid for vid, _, _ in link.vlans}
+            self._raw_call(ns, what, "set_bridge_vlans", idx,
+                           [v for v in link.vlans if v not in now],
+                           [vid for vid, _, _ in now if vid not in wanted_ids],
+                           bool(kind is not None and kind.ports))
         if kind_data is not None:
             down_for = link.spec is not None and any(
                 name in wanted for name in type(link.spec).DOWN_FOR)

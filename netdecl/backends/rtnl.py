@@ -16,7 +16,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,9 @@ from netdecl.nlattr import (  # noqa: F401  (re-exported: netlink.py reads attri
     parse_attrs,
 )
 from netdecl.nlconst import (
+    BRIDGE_FLAGS_SELF,
+    BRIDGE_VLAN_INFO_PVID,
+    BRIDGE_VLAN_INFO_UNTAGGED,
     IFA_ADDRESS,
     IFA_FLAGS,
     IFA_LOCAL,
@@ -44,6 +47,9 @@ from netdecl.nlconst import (
     IFF_UP,
     IFINFOMSG,
     IFLA_ADDRESS,
+    IFLA_AF_SPEC,
+    IFLA_BRIDGE_FLAGS,
+    IFLA_BRIDGE_VLAN_INFO,
     IFLA_EXT_MASK,
     IFLA_IFALIAS,
     IFLA_IFNAME,
@@ -74,6 +80,7 @@ from netdecl.nlconst import (
     RTA_PREFSRC,
     RTA_PRIORITY,
     RTA_TABLE,
+    RTEXT_FILTER_BRVLAN,
     RTEXT_FILTER_SKIP_STATS,
     RTM_DELADDR,
     RTM_DELLINK,
@@ -85,6 +92,7 @@ from netdecl.nlconst import (
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWROUTE,
+    RTM_SETLINK,
     RTNLGRP_LINK,
     SO_RCVBUFFORCE,
 )
@@ -94,6 +102,7 @@ DUMP_ATTEMPTS = 5
 EVENT_BUFFER = 8 << 20
 
 _IFADDR = struct.Struct("=BBBBi")
+_VLAN_INFO = struct.Struct("=HH")  # struct bridge_vlan_info: flags, vid
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _S32 = struct.Struct("=i")
 
@@ -248,6 +257,42 @@ class RtnlSocket:
             out.append(RouteMsg(family, dst_len, as_u32(attrs.get(RTA_TABLE)) or table,
                                 proto, rtype, flags, attrs, scope))
         return out
+
+    def bridge_vlans(self) -> dict[int, tuple[tuple[int, bool, bool], ...]]:
+        """ifindex -> the VLANs the bridge keeps for it, (id, pvid, untagged) sorted: for each
+        bridge port, and each bridge's own (an AF_BRIDGE dump, as `bridge vlan` reads)."""
+        body = IFINFOMSG.pack(socket.AF_BRIDGE, 0, 0, 0, 0) + attr_u32(
+            IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN)
+        out: dict[int, tuple[tuple[int, bool, bool], ...]] = {}
+        for p in self.dump(RTM_GETLINK, body):
+            index = IFINFOMSG.unpack_from(p)[2]
+            spec = parse_attrs(p, IFINFOMSG.size).get(IFLA_AF_SPEC)
+            if spec is None:
+                continue
+            found = {}
+            for kind, payload in _each_attr(spec):  # (repeated: parse_attrs keeps one)
+                if kind == IFLA_BRIDGE_VLAN_INFO and len(payload) >= 4:
+                    flags, vid = _VLAN_INFO.unpack_from(payload)
+                    found[vid] = (vid, bool(flags & BRIDGE_VLAN_INFO_PVID),
+                                  bool(flags & BRIDGE_VLAN_INFO_UNTAGGED))
+            out[index] = tuple(found[vid] for vid in sorted(found))
+        return out
+
+    def set_bridge_vlans(self, index: int, vlans: Iterable[tuple[int, bool, bool]],
+                         remove: Iterable[int], own: bool) -> None:
+        """Add (or set the flags of) ``vlans`` on the port at ``index`` (``own``: the bridge
+        itself), then remove the ids ``remove``."""
+        head = attr(IFLA_BRIDGE_FLAGS, struct.pack("=H", BRIDGE_FLAGS_SELF)) if own else b""
+        added = b"".join(attr(IFLA_BRIDGE_VLAN_INFO, _VLAN_INFO.pack(
+            (BRIDGE_VLAN_INFO_PVID if pvid else 0) | (BRIDGE_VLAN_INFO_UNTAGGED if untagged
+                                                      else 0), vid))
+            for vid, pvid, untagged in vlans)
+        removed = b"".join(attr(IFLA_BRIDGE_VLAN_INFO, _VLAN_INFO.pack(0, vid)) for vid in remove)
+        for msg_type, infos in ((RTM_SETLINK, added), (RTM_DELLINK, removed)):
+            if infos:
+                body = IFINFOMSG.pack(socket.AF_BRIDGE, 0, index, 0, 0) + nested(
+                    IFLA_AF_SPEC, head + infos)
+                self.call(msg_type, 0, body)
 
     def nsid_of(self, fd: int) -> int | None:
         """The id this namespace gives the namespace behind ``fd`` (RTM_GETNSID)."""
@@ -431,6 +476,17 @@ class LinkEvents:
                 offset += align(max(length, NLMSGHDR.size))
             if block:
                 return found
+
+
+def _each_attr(buf: bytes) -> Iterator[tuple[int, bytes]]:
+    """Every attribute of ``buf`` in order, repeated ones included."""
+    offset = 0
+    while offset + 4 <= len(buf):
+        size, kind = ATTR.unpack_from(buf, offset)
+        if size < 4:
+            return
+        yield kind & 0x3FFF, buf[offset + 4: offset + size]
+        offset += (size + 3) & ~3
 
 
 def _loopback_msg(payload: bytes) -> LinkMsg:

@@ -59,6 +59,7 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
         or "fdb" in types or "neighbor" in types
         or any(kind.reads_fdb for link in desired.of_type(Link)
                if (kind := link_kind(link.kind)) is not None),
+        bridge_vlans=any(link.vlans is not None for link in desired.of_type(Link)),
     )
 
 

@@ -45,6 +45,50 @@ FLAG_SCHEMA: dict[str, dict[str, Any]] = {
 """The interface flags any link may set (model.LINK_FLAGS): on a links entry and a veth's
 ``peer``."""
 
+VLANS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "description": "A bridge port's VLANs (or, on a bridge, its own: what the bridge itself "
+                   "sends and receives), the complete set: each an id or a range \"20-30\", "
+                   "pvid (untagged frames arriving go to it: one per link) and untagged "
+                   "(frames leave without the tag). Left out: as the kernel has them.",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id"],
+        "properties": {
+            "id": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 4094},
+                             {"type": "string", "pattern": "^[0-9]{1,4}-[0-9]{1,4}$(?!\\n)"}]},
+            "pvid": {"type": "boolean", "default": False},
+            "untagged": {"type": "boolean", "default": False},
+        },
+    },
+}
+"""``vlans`` on a links entry and a veth's ``peer`` (model.Link.vlans)."""
+
+
+def vlan_ids(value: Any) -> range | None:
+    """The ids a ``vlans`` entry's ``id`` names (``10`` or ``"20-30"``); None when it names
+    none in 1-4094 (the checks say why)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        first = last = value
+    elif isinstance(value, str) and value.count("-") == 1 and value.replace("-", "").isdigit():
+        first, last = (int(part) for part in value.split("-"))
+    else:
+        return None
+    return range(first, last + 1) if 1 <= first <= last <= 4094 else None
+
+
+def vlan_entries(value: Any) -> tuple[tuple[int, bool, bool], ...] | None:
+    """A valid ``vlans`` list as model.Link.vlans: (id, pvid, untagged) per id, sorted."""
+    if value is None:
+        return None
+    out = {}
+    for item in value:
+        for vid in vlan_ids(item["id"]) or ():
+            out[vid] = (vid, bool(item.get("pvid", False)), bool(item.get("untagged", False)))
+    return tuple(out[vid] for vid in sorted(out))
+
+
 PARENT_SCHEMA: dict[str, Any] = {
     "$ref": "#/$defs/ifname",
     "description": "The link this one is made on (its parent: a VLAN's or a macvlan's lower "
@@ -318,6 +362,7 @@ def common_link(end: End, kind: str, spec: LinkSpec | None) -> Link:
         spec=spec,
         promisc=entry.get("promisc"),
         allmulti=entry.get("allmulti"),
+        vlans=vlan_entries(entry.get("vlans")),
     )
 
 

@@ -22,7 +22,7 @@ class External(LinkKind):
     made: ClassVar[bool] = False
     refuses_because: ClassVar[str] = ("netdecl manages only the addresses, mtu, up, master, "
                                       "promisc and allmulti declared on a link the host owns")
-    refuses: ClassVar[tuple[str, ...]] = ("mac", "hairpin")
+    refuses: ClassVar[tuple[str, ...]] = ("mac", "hairpin", "vlans")
     described: ClassVar[str] = (
         "external names an interface the host owns (its NIC): never created or deleted, and "
         "only the addresses (added beside its own), mtu, up and master declared on it are "

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from netdecl.links.base import (
     FLAG_SCHEMA,
+    VLANS_SCHEMA,
     End,
     ExportView,
     KernelLink,
@@ -74,6 +75,7 @@ class Veth(LinkKind):
                         "leave by the port they came in): needed for NAT hairpin. Only with "
                         "master."},
             **FLAG_SCHEMA,
+            "vlans": VLANS_SCHEMA,
         },
     }}
     host_local: ClassVar[bool] = True

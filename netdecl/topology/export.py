@@ -118,6 +118,11 @@ class _Exporter:
         for flag in LINK_FLAGS:  # on, as someone asked; off is every link's default
             if getattr(link, flag):
                 out[flag] = True
+        if link.vlans is not None and link.vlans != ((1, True, True),) and kind != EXTERNAL:
+            # (VLAN 1, pvid and untagged, is what a bridge gives every port: not written)
+            out["vlans"] = [{"id": vid, **({"pvid": True} if pvid else {}),
+                             **({"untagged": True} if untagged else {})}
+                            for vid, pvid, untagged in link.vlans]
         return out
 
     def links_section(self) -> None:
