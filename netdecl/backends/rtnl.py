@@ -30,6 +30,7 @@ from netdecl.nlattr import (  # noqa: F401  (re-exported: netlink.py reads attri
     attr,
     attr_str,
     attr_u32,
+    each_attr,
     ip_bytes,
     nested,
     parse_attrs,
@@ -270,7 +271,7 @@ class RtnlSocket:
             if spec is None:
                 continue
             found = {}
-            for kind, payload in _each_attr(spec):  # (repeated: parse_attrs keeps one)
+            for kind, payload in each_attr(spec):  # (repeated: parse_attrs keeps one)
                 if kind == IFLA_BRIDGE_VLAN_INFO and len(payload) >= 4:
                     flags, vid = _VLAN_INFO.unpack_from(payload)
                     found[vid] = (vid, bool(flags & BRIDGE_VLAN_INFO_PVID),
@@ -476,17 +477,6 @@ class LinkEvents:
                 offset += align(max(length, NLMSGHDR.size))
             if block:
                 return found
-
-
-def _each_attr(buf: bytes) -> Iterator[tuple[int, bytes]]:
-    """Every attribute of ``buf`` in order, repeated ones included."""
-    offset = 0
-    while offset + 4 <= len(buf):
-        size, kind = ATTR.unpack_from(buf, offset)
-        if size < 4:
-            return
-        yield kind & 0x3FFF, buf[offset + 4: offset + size]
-        offset += (size + 3) & ~3
 
 
 def _loopback_msg(payload: bytes) -> LinkMsg:
