@@ -649,7 +649,8 @@ class Kernel:
             "mtu", "mac", "master", "hairpin", "up", "vlans", *LINK_FLAGS, *link.settings()}
         what = f"configure {link.describe()}"
         # name, mtu, mac, master, alias and up go in one RTM_NEWLINK (do_setlink applies
-        # them in its own order, flags last)
+        # them in its own order: the flags before the master, as a bond's refusal of a
+        # member that is up showed in the lab)
         attrs: dict[str, Any] = {}
         if fresh:
             attrs["name"] = link.name

@@ -338,9 +338,11 @@ class RtnlSocket:
                  mac: str | None = None, master: int | None = None,
                  alias: str | None = None, name: str | None = None,
                  promisc: bool | None = None, allmulti: bool | None = None) -> None:
-        """One RTM_NEWLINK for all of it, applied by the kernel in its own order (do_setlink),
-        the flags last; a rename to a name that is taken fails the request (EEXIST) before
-        the alias and the flags. An empty ``alias`` removes the link's alias."""
+        """One RTM_NEWLINK for all of it, applied by the kernel in its own order (do_setlink):
+        the flags after the name, MTU, MAC and alias, but before the master (a bond refuses a
+        member brought up in the same request); a rename to a name that is taken fails the
+        request (EEXIST) before the alias and the flags. An empty ``alias`` removes the link's
+        alias."""
         flags = change = 0
         for flag, value in ((IFF_UP, up), (IFF_PROMISC, promisc), (IFF_ALLMULTI, allmulti)):
             if value is not None:  # (do_setlink sets exactly the flags in ifi_change)
