@@ -75,6 +75,8 @@ bridge vlan add dev vt vid 99
 netdecl plan --detailed-exitcode pvid10.yaml
 """),
     Step("vlan-repair", "set -e\nnetdecl apply pvid10.yaml\n" + EYES),
+    Step("show", "set -e\nnetdecl show > shown.yaml\ncat shown.yaml\nnetdecl validate shown.yaml"
+                 " >&2\n"),
     Step("drift", "ip link set br0 type bridge vlan_filtering 0\nnetdecl plan --detailed-exitcode"
                   " pvid10.yaml"),
     Step("repair", "netdecl apply pvid10.yaml"),
@@ -146,6 +148,19 @@ def test_filtering_turned_off_by_hand_is_drift_and_repaired(run: LabRun) -> None
     repaired = run["repaired"].json
     assert bridge_data(repaired)["vlan_filtering"] == 1
     assert repaired["br0"][0]["ifindex"] == run["applied"].json["br0"][0]["ifindex"]
+
+
+def test_show_writes_the_bridge_and_its_ports_vlans_and_the_file_validates(
+        run: LabRun) -> None:
+    import yaml
+
+    shown = yaml.safe_load(run["show"].ok())
+    links = {link["name"]: link for link in shown["links"]}
+    assert links["br0"]["bridge"]["vlan_filtering"] is True
+    assert links["br0"]["bridge"]["default_pvid"] == 10
+    assert links["vt"]["vlans"] == [{"id": 10}, {"id": 20}, {"id": 21}], links["vt"]
+    assert links["va"]["vlans"] == [{"id": 10, "pvid": True, "untagged": True}]
+    assert links["vc"]["vlans"] == [{"id": 30, "pvid": True, "untagged": True}]
 
 
 def test_a_new_default_pvid_is_changed_in_place_and_the_ports_follow(run: LabRun) -> None:

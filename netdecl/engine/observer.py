@@ -140,7 +140,8 @@ def observe_all(host: Host, namespaces_to_read: list[str],
     the sysctls that matter for forwarding (and any a topology manages), and the NAT rules of
     netdecl's tables (the topologies' ``records`` say where they are)."""
     records = list(records)
-    scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=True, fdb=True)
+    scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=True, fdb=True,
+                  bridge_vlans=True)
     seen = Topology(name="")
     seen.extend(o for o in host.observe("", scope) if _shown(o))
     seen.extend(_sysctls(host, seen, namespaces_to_read, records))
