@@ -107,6 +107,8 @@ def _link_fields(data: dict[str, Any]) -> dict[str, Any]:
     """A recorded link's fields: its kind's flat settings (model.RECORD_SETTINGS and any of
     the kind's own) gathered into its spec."""
     kind = link_kind(data.get("kind"))
+    if data.get("vlans") is not None:
+        data["vlans"] = tuple(tuple(entry) for entry in data["vlans"])
     settings = {k: data.pop(k) for k in list(data) if k not in _LINK_FIELDS}
     if kind is None and set(settings) - set(RECORD_SETTINGS):
         raise TypeError(f"unexpected link fields {sorted(set(settings) - set(RECORD_SETTINGS))}")

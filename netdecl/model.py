@@ -40,6 +40,11 @@ def ns_label(namespace: str) -> str:
     return namespace or "root"
 
 
+LINK_FLAGS = ("promisc", "allmulti")
+"""Interface flags a file may set on any link (IFF_PROMISC, IFF_ALLMULTI), in place. Observed,
+a flag that is off reads None, as links read before there were flags (records, journals and
+saved plans of those hosts stay the same); a desired False matches it."""
+
 _COMPARED: dict[type, tuple[str, ...]] = {}
 
 
@@ -88,7 +93,8 @@ class NetObject:
         for name in _compared_fields(type(self)):
             want = getattr(self, name)
             now = getattr(observed, name)
-            if want == now or (want is None and name not in self.NONE_IS_VALUE):
+            if want == now or (want is None and name not in self.NONE_IS_VALUE) or (
+                    want is False and now is None and name in LINK_FLAGS):
                 continue
             changes[name] = (now, want)
         return changes
@@ -136,6 +142,12 @@ class LinkSpec:
 
     # setting -> why changing it needs a new device (the kernel cannot change it in place)
     RECREATE: ClassVar[dict[str, str]] = {}
+    # setting -> why the link goes down for a change of it (the kernel changes it in place,
+    # only while the link is down: a bond's lacp_rate)
+    DOWN_FOR: ClassVar[dict[str, str]] = {}
+    # setting -> its kernel default, which the kind reads back as None (so links read as
+    # they did before the setting existed): a desired default matches it
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def flat(self) -> dict[str, Any]:
         """Setting name -> value, as plans compare and show them."""
@@ -193,6 +205,13 @@ class Link(NetObject):
     ifindex: int | None = None
     # observed only: the link's identity, its ifindex within the identity of its namespace
     ident: str | None = None
+    # receive every frame / every multicast frame (what the CNI tuning plugin sets); observed:
+    # what was asked of the link (not a bridge's own promiscuity on its ports), None when off
+    promisc: bool | None = None
+    allmulti: bool | None = None
+    # a bridge port's (or a bridge's own) VLANs: (id, pvid, untagged) per VLAN, sorted; the
+    # complete set when said; observed only when a topology says it of some link
+    vlans: tuple[tuple[int, bool, bool], ...] | None = None
 
     @property
     def key(self) -> Key:
@@ -219,9 +238,11 @@ class Link(NetObject):
         if mine:
             same_kind = isinstance(observed, Link) and type(observed.spec) is type(self.spec)
             theirs = observed.settings() if same_kind and isinstance(observed, Link) else {}
+            defaults = self.spec.DEFAULTS if self.spec is not None else {}
             for name, want in mine.items():
                 now = theirs.get(name)
-                if want is not None and want != now:
+                if want is not None and want != now and not (
+                        now is None and name in defaults and defaults[name] == want):
                     changes[name] = (now, want)
         return changes
 
@@ -238,6 +259,11 @@ class Link(NetObject):
         out.update(settings)
         for name in ("owner", "alias", "ifindex", "ident"):
             out[name] = getattr(self, name)
+        for name in LINK_FLAGS:  # written only when said: older records read the same
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.vlans is not None:
+            out["vlans"] = [list(entry) for entry in self.vlans]
         return out
 
 
@@ -249,12 +275,14 @@ class ExternalLink(NetObject):
     on destroy. ``None`` means "not declared": the host's value stands."""
 
     TYPE: ClassVar[str] = "external"
-    MANAGED: ClassVar[tuple[str, ...]] = ("up", "mtu", "master")
+    MANAGED: ClassVar[tuple[str, ...]] = ("up", "mtu", "master", *LINK_FLAGS)
 
     name: str = ""
     up: bool | None = None
     mtu: int | None = None
     master: str | None = None
+    promisc: bool | None = None
+    allmulti: bool | None = None
 
     @property
     def key(self) -> Key:

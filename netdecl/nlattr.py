@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
 
 from netdecl.nlconst import NLA_F_NESTED
 
@@ -50,6 +51,18 @@ def parse_attrs(buf: bytes, offset: int = 0, end: int | None = None) -> dict[int
         out[kind & 0x7FFF & ~NLA_F_NESTED] = buf[offset + 4: offset + size]
         offset += (size + 3) & ~3  # align
     return out
+
+
+def each_attr(buf: bytes) -> Iterator[tuple[int, bytes]]:
+    """Every attribute of ``buf`` in order, repeated ones included (a list the kernel sends
+    as one attribute per item: a bridge port's VLANs, a macvlan's source MACs)."""
+    offset = 0
+    while offset + 4 <= len(buf):
+        size, kind = ATTR.unpack_from(buf, offset)
+        if size < 4:
+            return
+        yield kind & 0x7FFF & ~NLA_F_NESTED, buf[offset + 4: offset + size]
+        offset += (size + 3) & ~3
 
 
 def as_str(raw: bytes | None) -> str | None:

@@ -64,6 +64,7 @@ from netdecl.model import (
     EGRESS,
     INGRESS,
     IPV6_DEFAULT_METRIC,
+    LINK_FLAGS,
     ROOT,
     RTPROT_NETDECL,
     Address,
@@ -116,7 +117,9 @@ class FakeHost:
         # link without one has the kernel's default, and a link made again starts with it
         self.qdiscs: dict[tuple[str, str, str | None], Qdisc] = {}
         self.ingress: dict[tuple[str, str, str | None], Qdisc] = {}  # ingress qdiscs, alike
-        self.missing_kinds: dict[str, str] = {}  # qdisc kind -> module the fake kernel lacks
+        self.qdiscs_lacking: dict[str, str] = {}  # qdisc kind -> module the fake kernel lacks
+        # link kinds this fake kernel has no module for (missing_kinds)
+        self.kernel_lacks: set[str] = set()
 
     # -- test helpers --------------------------------------------------------------------------
     def arm(self, n: int) -> None:
@@ -154,7 +157,7 @@ class FakeHost:
             ns, name, EGRESS, (QdiscStage("noqueue"),), handle=0, original="default")
 
     def missing_qdisc_kinds(self, kinds: Collection[str]) -> dict[str, str]:
-        return {k: m for k, m in self.missing_kinds.items() if k in kinds}
+        return {k: m for k, m in self.qdiscs_lacking.items() if k in kinds}
 
     def _write_qdisc(self, before: NetObject | None, after: Qdisc, what: str) -> None:
         link = self.objects.get(("link", after.namespace, after.link))
@@ -233,6 +236,9 @@ class FakeHost:
 
     def unmodelled(self, namespaces: list[str]) -> list[str]:
         return []  # holds nothing netdecl has no model for
+
+    def missing_kinds(self, kinds: Collection[str]) -> list[str]:
+        return [kind for kind in kinds if kind in self.kernel_lacks]
 
     def _exists(self, ns: str) -> bool:
         return ns == ROOT or ("namespace", ns) in self.objects
@@ -414,6 +420,9 @@ class FakeHost:
             now = dataclasses.replace(now, master=end.master, hairpin=bool(end.hairpin))
         if end.up is not None:
             now = dataclasses.replace(now, up=end.up)
+        now = _with_flags(now, end, LINK_FLAGS)
+        if end.vlans is not None:
+            now = dataclasses.replace(now, vlans=end.vlans)
         self.objects[end.key] = now
         self._follow_ports(end.namespace, end.master)
 
@@ -544,6 +553,9 @@ class FakeHost:
             now = dataclasses.replace(now, hairpin=hairpin)
         if "up" in changes and after.up is not None:
             now = dataclasses.replace(now, up=after.up)
+        now = _with_flags(now, after, [flag for flag in LINK_FLAGS if flag in changes])
+        if "vlans" in changes and isinstance(after, Link) and after.vlans is not None:
+            now = dataclasses.replace(now, vlans=after.vlans)
         self.objects[now.key] = now
         for bridge in {old_master, now.master}:
             self._follow_ports(now.namespace, bridge)
@@ -732,3 +744,10 @@ def _without_identity(obj: NetObject) -> NetObject:
         return dataclasses.replace(obj, ident=None)
     return obj
 
+
+def _with_flags(now: Link, asked: Link | ExternalLink, flags: Collection[str]) -> Link:
+    """``now`` with the interface flags of ``flags`` that ``asked`` says, as the kernel reads
+    them back: on, or None for off (model.LINK_FLAGS)."""
+    promisc, allmulti = (getattr(asked, flag) if flag in flags else getattr(now, flag)
+                         for flag in LINK_FLAGS)
+    return dataclasses.replace(now, promisc=promisc or None, allmulti=allmulti or None)

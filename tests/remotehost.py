@@ -166,6 +166,10 @@ class RemoteHost:
         result: list[str] = self._call("unmodelled", namespaces)
         return result
 
+    def missing_kinds(self, kinds: Collection[str]) -> list[str]:
+        result: list[str] = self._call("missing_kinds", list(kinds))
+        return result
+
     def create(self, obj: NetObject, topology: str, peer: NetObject | None = None,
                birth: Birth | None = None) -> None:
         self._call("create", obj, topology, peer, birth=birth)

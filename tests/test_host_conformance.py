@@ -276,8 +276,8 @@ def test_the_fake_has_every_method_of_the_protocol() -> None:
     FakeHost (and RemoteHost) with the same parameters, defaults and annotations."""
     methods = [name for name, member in vars(Host).items()
                if callable(member) and not name.startswith("_")]
-    assert methods == ["observe", "named_namespaces", "unmodelled", "create", "delete", "modify",
-                       "missing_qdisc_kinds",
+    assert methods == ["observe", "named_namespaces", "unmodelled", "missing_kinds", "create",
+                       "delete", "modify", "missing_qdisc_kinds",
                        "set_alias", "restore_route", "remove_placeholders", "refresh",
                        "reconnect", "close"]
     for cls in (FakeHost, RemoteHost):

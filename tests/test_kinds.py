@@ -96,7 +96,8 @@ def test_every_kind_is_built_from_the_file():
 # sample here fails test_every_link_kind_has_a_sample, so every piece below covers it.
 LINK_SAMPLES = {
     "bridge": "  - {name: br0, kind: bridge, bridge: {stp: true}, addresses: [10.0.0.1/24]}\n",
-    "veth": "  - {name: v0, kind: veth, master: br0, hairpin: true,\n"
+    "veth": "  - {name: v0, kind: veth, master: br0, hairpin: true, promisc: true,\n"
+            "     vlans: [{id: 10, pvid: true, untagged: true}, {id: \"20-21\"}],\n"
             "     peer: {name: eth0, namespace: ns1, mtu: 1400, addresses: [10.0.0.2/24]}}\n",
     "vxlan": "  - {name: vx0, kind: vxlan, master: br0,\n"
              "     vxlan: {id: 42, local: 192.0.2.1, dev: uplink, remotes: [192.0.2.2]}}\n",
@@ -117,6 +118,14 @@ LINK_SAMPLES = {
            "     gre: {local: 192.0.2.1, remote: 192.0.2.2, key: 42, tos: 8}}\n",
     "gretap": "  - {name: gt1, kind: gretap, master: br0, gretap: {remote: 192.0.2.9}}\n",
     "geneve": "  - {name: gnv0, kind: geneve, geneve: {id: 7, remote: 192.0.2.2}}\n",
+    "ipvlan": "  - {name: ipv0, kind: ipvlan, link: uplink, ipvlan: {mode: l2, flag: private},\n"
+              "     addresses: [10.2.0.1/24]}\n",
+    "bond": "  - {name: bond0, kind: bond, addresses: [10.1.0.1/24],\n"
+            "     bond: {mode: 802.3ad, miimon: 100, lacp_rate: fast, xmit_hash_policy: layer3+4,\n"
+            "            ad_select: count, updelay: 200, downdelay: 200, min_links: 1}}\n",
+    "tap": "  - {name: vm0, kind: tap, master: br0,\n"
+           "     tap: {owner: 1000, group: 100, vnet_hdr: true, multi_queue: true}}\n",
+    "tun": "  - {name: vpn0, kind: tun, tun: {owner: 0}, addresses: [10.3.0.1/24]}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"

@@ -217,7 +217,7 @@ def copied(source, target):
 
 def test_a_kind_the_kernel_lacks_is_a_conflict_naming_its_module(tmp_path):
     host = host_with_hand_set_qdisc()
-    host.missing_kinds = {"netem": "sch_netem"}
+    host.qdiscs_lacking = {"netem": "sch_netem"}
     plan = service.plan(topology(), tmp_path, host=host)
     (conflict,) = plan.conflicts
     assert conflict.message == ("netem qdisc for egress of va is not in this kernel: module "

@@ -34,6 +34,9 @@ class Scope:
     # (namespace, link) whose traffic control to read: a qdisc dump only where a topology
     # declares or recorded one
     qdiscs: set[tuple[str, str]] = field(default_factory=set)
+    # the VLANs bridges keep for their ports (a dump per namespace): only when a topology
+    # says some link's (model.Link.vlans)
+    bridge_vlans: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,10 @@ class Host(Protocol):
     def unmodelled(self, namespaces: list[str]) -> list[str]:
         """What these namespaces hold that netdecl has no model for (a qdisc someone added),
         one sentence each: `show` names them, since its file cannot say them."""
+
+    def missing_kinds(self, kinds: Collection[str]) -> list[str]:
+        """Those of the link kinds ``kinds`` (links/ names) this kernel cannot make: their
+        module is neither built in, nor loaded, nor loadable. Changes nothing."""
 
     def create(self, obj: NetObject, topology: str, peer: NetObject | None = None,
                birth: Birth | None = None) -> None:

@@ -22,9 +22,10 @@ from netdecl.backends.host import (
 )
 from netdecl.backends.netlink import Kernel, KernelError
 from netdecl.backends.rtnl import RtnlError
-from netdecl.links import EXTERNAL
+from netdecl.links import EXTERNAL, link_kind
 from netdecl.model import (
     INGRESS,
+    LINK_FLAGS,
     ROOT,
     Address,
     ExternalLink,
@@ -88,8 +89,11 @@ def _configure_external(k: Kernel, before: Any, after: ExternalLink, changes: di
                         topology: str, birth: Birth | None) -> None:
     """Set (or put back) the attributes named in ``changes`` on a link the host owns; no
     owner mark: it stays the host's."""
+    # a flag put back to None was off (model.LINK_FLAGS): written as off
+    promisc, allmulti = (bool(getattr(after, flag)) if flag in changes else None
+                         for flag in LINK_FLAGS)
     link = Link(after.namespace, after.name, kind=EXTERNAL, up=after.up, mtu=after.mtu,
-                master=after.master)
+                master=after.master, promisc=promisc, allmulti=allmulti)
     k.configure_link(link, topology, changes=changes.keys())
 
 
@@ -258,6 +262,7 @@ class KernelHost:
 
     def __init__(self) -> None:
         self.kernel = Kernel()
+        self._kinds_present: set[str] = set()  # link kinds the kernel was found to have
 
     # -- reading -------------------------------------------------------------------------------
     def named_namespaces(self) -> list[str]:
@@ -303,6 +308,16 @@ class KernelHost:
                 out.add((link, ingress.handle))
         return out
 
+    def missing_kinds(self, kinds: Collection[str]) -> list[str]:
+        from netdecl.backends.kindprobe import missing_modules
+
+        asked = [kind for name in kinds
+                 if name not in self._kinds_present and (kind := link_kind(name)) is not None]
+        missing = [kind.name for kind in missing_modules(asked, lambda: self.kernel.rtnl(ROOT))]
+        # a module once there stays (unloading one under its links is refused): ask once
+        self._kinds_present.update(kind.name for kind in asked if kind.name not in missing)
+        return missing
+
     def observe(self, topology: str, scope: Scope) -> list[NetObject]:
         """Each namespace in scope read once per object type (one netlink dump each)."""
         kernel = self.kernel
@@ -326,6 +341,10 @@ class KernelHost:
             if ns != ROOT:
                 seen.append(Namespace(ns, ident=ns_ident))
             links = kernel.read_links(ns, all_named, ns_ident)
+            if scope.bridge_vlans:
+                vlans = kernel.rtnl(ns).bridge_vlans()
+                links = [dataclasses.replace(link, vlans=vlans.get(link.ifindex or 0))
+                         for link in links]
             seen.extend(links)
             seen.extend(kernel.read_addresses(ns, link_local=False))  # never managed
             seen.extend(kernel.read_routes(ns, kernel_made=scope.kernel_routes))

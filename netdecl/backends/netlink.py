@@ -16,7 +16,7 @@ import socket
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
-from netdecl.backends import namespaces, rtnl
+from netdecl.backends import namespaces, rtnl, tundev
 from netdecl.backends.announce import Announcer
 from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
 from netdecl.backends.rtnl import LinkEvents, LinkMsg
@@ -24,6 +24,7 @@ from netdecl.errors import NetdeclError
 from netdecl.links import link_kind
 from netdecl.model import (
     DEVICE,
+    LINK_FLAGS,
     ROOT,
     RTPROT_NETDECL,
     Address,
@@ -36,6 +37,8 @@ from netdecl.model import (
 from netdecl.nlconst import (
     IFA_F_NODAD,
     IFA_F_NOPREFIXROUTE,
+    IFF_ALLMULTI,
+    IFF_PROMISC,
     IFF_UP,
     IFLA_ADDRESS,
     IFLA_BRPORT_MODE,
@@ -195,6 +198,9 @@ class Kernel:
         # quadratic in the root's links
         self._index_names: dict[str, dict[int, str]] = {}
         self._deleted_namespaces: set[str] = set()  # by this Kernel: the kernel is cleaning up
+        # (namespace, ifindex) of a master -> whether its members must be down to join (a
+        # bond); an ifindex is not given to another link while the namespace lives
+        self._members_down_of: dict[tuple[str, int], bool] = {}
 
     # -- sockets -------------------------------------------------------------------------------
     def _new_socket(self, ns: str, kind: int = socket.SOCK_RAW) -> socket.socket:
@@ -378,16 +384,18 @@ class Kernel:
         attrs = m.attrs
         kind = link_kind(m.kind)
         spec = None
+        kind_name = m.kind or DEVICE
         if kind is not None:
-            spec = kind.parse(_Reported(self, ns, m, name, by_index, all_namespaces,
-                                        kind.paired))
+            reported = _Reported(self, ns, m, name, by_index, all_namespaces, kind.paired)
+            spec = kind.parse(reported)
+            kind_name = kind.reported_as(reported)
         master_idx = rtnl.as_u32(attrs.get(IFLA_MASTER))
         hairpin = m.slave_data.get(IFLA_BRPORT_MODE) if m.slave_data is not None else None
         alias = rtnl.as_str(attrs.get(IFLA_IFALIAS)) or None
         return Link(
             namespace=ns,
             name=name,
-            kind=m.kind or DEVICE,
+            kind=kind_name,
             up=bool(m.flags & IFF_UP),
             mtu=rtnl.as_u32(attrs.get(IFLA_MTU)),
             mac=rtnl.as_mac(attrs.get(IFLA_ADDRESS)),
@@ -399,6 +407,10 @@ class Kernel:
             alias=alias,
             ifindex=m.index,
             ident=link_ident(ns_ident, m.index) if ns_ident is not None else None,
+            # as asked of the link (the kernel reports its gflags here, not the promiscuity a
+            # bridge holds on its ports); off reads None (model.LINK_FLAGS)
+            promisc=True if m.flags & IFF_PROMISC else None,
+            allmulti=True if m.flags & IFF_ALLMULTI else None,
         )
 
     def _link_target(self, ns: str, m: LinkMsg, name: str, by_index: dict[int, str],
@@ -602,9 +614,15 @@ class Kernel:
             fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
         try:
             request = _Request(self, link.namespace, temps, fd)
-            echoed = self._raw_call(link.namespace, what, "new_link", temps[0], link.kind,
-                                    kind.create_data(link, request),
-                                    kind.create_attrs(link, request))
+            if kind.made_through is not None:  # a tap or tun: through /dev/net/tun
+                try:
+                    tundev.create(link.namespace, temps[0], *kind.device_settings(link))
+                except OSError as exc:
+                    raise KernelError(exc.errno or errno.EIO, what) from None
+            else:
+                echoed = self._raw_call(link.namespace, what, "new_link", temps[0], link.kind,
+                                        kind.create_data(link, request),
+                                        kind.create_attrs(link, request))
         finally:
             if fd is not None:
                 os.close(fd)
@@ -640,10 +658,11 @@ class Kernel:
         ns = link.namespace
         idx = index if index is not None else self.index_of(ns, link.name)
         wanted = set(changes) if changes is not None else {
-            "mtu", "mac", "master", "hairpin", "up", *link.settings()}
+            "mtu", "mac", "master", "hairpin", "up", "vlans", *LINK_FLAGS, *link.settings()}
         what = f"configure {link.describe()}"
         # name, mtu, mac, master, alias and up go in one RTM_NEWLINK (do_setlink applies
-        # them in its own order, flags last)
+        # them in its own order: the flags before the master, as a bond's refusal of a
+        # member that is up showed in the lab)
         attrs: dict[str, Any] = {}
         if fresh:
             attrs["name"] = link.name
@@ -654,22 +673,79 @@ class Kernel:
             attrs["mac"] = link.mac
         if "master" in wanted and (link.master is not None or not fresh):
             attrs["master"] = self.index_of(ns, link.master) if link.master else 0
+        for flag in LINK_FLAGS:
+            if flag in wanted and getattr(link, flag) is not None:
+                attrs[flag] = getattr(link, flag)
         kind = link_kind(link.kind)
         # settings of the kind's own, changed in place (a fresh link was made with them)
-        kind_data = kind.change_request(link, wanted, _Request(self, ns, [], None)) \
-            if kind is not None and not fresh else None
+        kind_data = (kind.change_request(link, wanted, _Request(self, ns, [], None))
+                     if kind is not None and not fresh else None)
         port_flags = ("hairpin" in wanted and link.hairpin is not None and link.master) or (
             kind_data is not None)
         if "up" in wanted and link.up is not None and not port_flags:
             attrs["up"] = link.up
+        # joining or leaving a bond: down to join, the state from before back after leaving
+        strict, restore_up = self._prepare_membership(ns, idx, link, what, fresh) \
+            if "master" in attrs else (False, None)
+        up = attrs.pop("up", None) if strict else None  # (do_setlink sets flags before master)
         if attrs:
             self._raw_call(ns, what, "set_link", idx, **attrs)
+        if up is not None or restore_up is not None:
+            self._raw_call(ns, what, "set_link", idx, up=up if up is not None else restore_up)
+        if "vlans" in wanted and link.vlans is not None:
+            # the complete set: what is wanted added (or its flags set) first, which moves the
+            # pvid, then the rest removed (a new port starts with the bridge's default PVID)
+            now = self.rtnl(ns).bridge_vlans().get(idx, ())
+            wanted_ids = {vid for vid, _, _ in link.vlans}
+            self._raw_call(ns, what, "set_bridge_vlans", idx,
+                           [v for v in link.vlans if v not in now],
+                           [vid for vid, _, _ in now if vid not in wanted_ids],
+                           bool(kind is not None and kind.ports))
         if kind_data is not None:
+            down_for = link.spec is not None and any(
+                name in wanted for name in type(link.spec).DOWN_FOR)
+            msg = self.rtnl(ns).link_by_index(idx) if down_for else None
+            was_up = msg is not None and bool(msg.flags & IFF_UP)
+            if was_up:  # (the kernel refuses such a change while the link is up)
+                self._raw_call(ns, what, "set_link", idx, up=False)
             self._raw_call(ns, what, "set_link_data", idx, link.kind, kind_data)
+            if was_up and not ("up" in wanted and link.up is False):
+                self._raw_call(ns, what, "set_link", idx, up=True)
         if "hairpin" in wanted and link.hairpin is not None and link.master:
             self._call(ns, what, "brport", "set", index=idx, mode=1 if link.hairpin else 0)
         if "up" in wanted and link.up is not None and port_flags:
             self._raw_call(ns, what, "set_link", idx, up=link.up)
+
+    def _prepare_membership(self, ns: str, idx: int, link: Link, what: str,
+                            fresh: bool) -> tuple[bool, bool | None]:
+        """Before a link at ``idx`` changes master: whether it leaves or joins a link of a
+        kind whose members must be down (a bond: it refuses one that is up, opens it on
+        joining and closes it on release), and then the state to give it back after a
+        release (the state it has now; None when joining). A joining link is taken down
+        first. A fresh link (born down, in no master) asks only about its new master."""
+        new = self._members_down(ns, self.index_of(ns, link.master)) if link.master else False
+        if fresh:
+            return new, None
+        msg = self.rtnl(ns).link_by_index(idx)
+        if msg is None:
+            return new, None
+        old = rtnl.as_u32(msg.attrs.get(IFLA_MASTER))
+        if not (new or (old and self._members_down(ns, old))):
+            return False, None
+        was_up = bool(msg.flags & IFF_UP)
+        if was_up and link.master:
+            self._raw_call(ns, what, "set_link", idx, up=False)
+        return True, (was_up if not link.master else None)
+
+    def _members_down(self, ns: str, index: int) -> bool:
+        """Whether the link at ``index`` is of a kind whose members must be down to join
+        (asked once per master: a thousand ports join one bridge)."""
+        known = self._members_down_of.get((ns, index))
+        if known is None:
+            msg = self.rtnl(ns).link_by_index(index)
+            kind = link_kind(msg.kind) if msg is not None else None
+            known = self._members_down_of[(ns, index)] = kind is not None and kind.members_down
+        return known
 
     def set_alias(self, link: Link, alias: str | None) -> None:
         """Set the ifalias of the observed ``link`` (None or empty: remove it), addressed by its

@@ -16,7 +16,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,18 +30,27 @@ from netdecl.nlattr import (  # noqa: F401  (re-exported: netlink.py reads attri
     attr,
     attr_str,
     attr_u32,
+    each_attr,
     ip_bytes,
     nested,
     parse_attrs,
 )
 from netdecl.nlconst import (
+    BRIDGE_FLAGS_SELF,
+    BRIDGE_VLAN_INFO_PVID,
+    BRIDGE_VLAN_INFO_UNTAGGED,
     IFA_ADDRESS,
     IFA_FLAGS,
     IFA_LOCAL,
+    IFF_ALLMULTI,
     IFF_LOOPBACK,
+    IFF_PROMISC,
     IFF_UP,
     IFINFOMSG,
     IFLA_ADDRESS,
+    IFLA_AF_SPEC,
+    IFLA_BRIDGE_FLAGS,
+    IFLA_BRIDGE_VLAN_INFO,
     IFLA_EXT_MASK,
     IFLA_IFALIAS,
     IFLA_IFNAME,
@@ -72,6 +81,7 @@ from netdecl.nlconst import (
     RTA_PREFSRC,
     RTA_PRIORITY,
     RTA_TABLE,
+    RTEXT_FILTER_BRVLAN,
     RTEXT_FILTER_SKIP_STATS,
     RTM_DELADDR,
     RTM_DELLINK,
@@ -84,6 +94,7 @@ from netdecl.nlconst import (
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWROUTE,
+    RTM_SETLINK,
     RTNLGRP_LINK,
     SO_RCVBUFFORCE,
     TCA_KIND,
@@ -95,6 +106,7 @@ DUMP_ATTEMPTS = 5
 EVENT_BUFFER = 8 << 20
 
 _IFADDR = struct.Struct("=BBBBi")
+_VLAN_INFO = struct.Struct("=HH")  # struct bridge_vlan_info: flags, vid
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _S32 = struct.Struct("=i")
 
@@ -262,6 +274,42 @@ class RtnlSocket:
             out.append((index, handle, parent, kind))
         return out
 
+    def bridge_vlans(self) -> dict[int, tuple[tuple[int, bool, bool], ...]]:
+        """ifindex -> the VLANs the bridge keeps for it, (id, pvid, untagged) sorted: for each
+        bridge port, and each bridge's own (an AF_BRIDGE dump, as `bridge vlan` reads)."""
+        body = IFINFOMSG.pack(socket.AF_BRIDGE, 0, 0, 0, 0) + attr_u32(
+            IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN)
+        out: dict[int, tuple[tuple[int, bool, bool], ...]] = {}
+        for p in self.dump(RTM_GETLINK, body):
+            index = IFINFOMSG.unpack_from(p)[2]
+            spec = parse_attrs(p, IFINFOMSG.size).get(IFLA_AF_SPEC)
+            if spec is None:
+                continue
+            found = {}
+            for kind, payload in each_attr(spec):  # (repeated: parse_attrs keeps one)
+                if kind == IFLA_BRIDGE_VLAN_INFO and len(payload) >= 4:
+                    flags, vid = _VLAN_INFO.unpack_from(payload)
+                    found[vid] = (vid, bool(flags & BRIDGE_VLAN_INFO_PVID),
+                                  bool(flags & BRIDGE_VLAN_INFO_UNTAGGED))
+            out[index] = tuple(found[vid] for vid in sorted(found))
+        return out
+
+    def set_bridge_vlans(self, index: int, vlans: Iterable[tuple[int, bool, bool]],
+                         remove: Iterable[int], own: bool) -> None:
+        """Add (or set the flags of) ``vlans`` on the port at ``index`` (``own``: the bridge
+        itself), then remove the ids ``remove``."""
+        head = attr(IFLA_BRIDGE_FLAGS, struct.pack("=H", BRIDGE_FLAGS_SELF)) if own else b""
+        added = b"".join(attr(IFLA_BRIDGE_VLAN_INFO, _VLAN_INFO.pack(
+            (BRIDGE_VLAN_INFO_PVID if pvid else 0) | (BRIDGE_VLAN_INFO_UNTAGGED if untagged
+                                                      else 0), vid))
+            for vid, pvid, untagged in vlans)
+        removed = b"".join(attr(IFLA_BRIDGE_VLAN_INFO, _VLAN_INFO.pack(0, vid)) for vid in remove)
+        for msg_type, infos in ((RTM_SETLINK, added), (RTM_DELLINK, removed)):
+            if infos:
+                body = IFINFOMSG.pack(socket.AF_BRIDGE, 0, index, 0, 0) + nested(
+                    IFLA_AF_SPEC, head + infos)
+                self.call(msg_type, 0, body)
+
     def nsid_of(self, fd: int) -> int | None:
         """The id this namespace gives the namespace behind ``fd`` (RTM_GETNSID)."""
         body = struct.pack("=B3x", socket.AF_UNSPEC) + attr_u32(NETNSA_FD, fd)
@@ -303,13 +351,17 @@ class RtnlSocket:
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: int | None = None,
-                 alias: str | None = None, name: str | None = None) -> None:
-        """One RTM_NEWLINK for all of it, applied by the kernel in its own order (do_setlink),
-        the flags last; a rename to a name that is taken fails the request (EEXIST) before
-        the alias and the flags. An empty ``alias`` removes the link's alias."""
+                 alias: str | None = None, name: str | None = None,
+                 promisc: bool | None = None, allmulti: bool | None = None) -> None:
+        """One RTM_NEWLINK for all of it, applied by the kernel in its own order (do_setlink):
+        the flags after the name, MTU, MAC and alias, but before the master (a bond refuses a
+        member brought up in the same request); a rename to a name that is taken fails the
+        request (EEXIST) before the alias and the flags. An empty ``alias`` removes the link's
+        alias."""
         flags = change = 0
-        if up is not None:
-            flags, change = (IFF_UP if up else 0), IFF_UP
+        for flag, value in ((IFF_UP, up), (IFF_PROMISC, promisc), (IFF_ALLMULTI, allmulti)):
+            if value is not None:  # (do_setlink sets exactly the flags in ifi_change)
+                flags, change = flags | (flag if value else 0), change | flag
         body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
         if name is not None:
             body += attr_str(IFLA_IFNAME, name)

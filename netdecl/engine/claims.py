@@ -98,7 +98,9 @@ def claim(action: Action, record: OwnershipRecord, ticket: Ticket | None = None)
                 (ns, action.after.link, action.after.direction), _qdisc_before(action))
     elif how is Ownership.ORIGINAL and isinstance(action.after, ExternalLink):
         if not _restoring(action) and isinstance(action.before, ExternalLink):
-            for attr in action.changes:
+            # joining a master may change the state too (a bond opens its member): kept
+            kept = [*action.changes, *(["up"] if "master" in action.changes else [])]
+            for attr in kept:
                 record.link_originals.setdefault((ns, action.key[2], attr),
                                                  getattr(action.before, attr))
     elif how is Ownership.RECORD and action.op != DELETE:
@@ -154,7 +156,9 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
             record.qdisc_originals.pop((ns, action.after.link, action.after.direction), None)
     elif how is Ownership.ORIGINAL and isinstance(action.after, ExternalLink):
         if _restoring(action):
-            for attr in action.changes:
+            # (the state kept beside the master: put back with it, see the executor)
+            kept = [*action.changes, *(["up"] if "master" in action.changes else [])]
+            for attr in kept:
                 record.link_originals.pop((ns, action.key[2], attr), None)
     elif how is Ownership.NAMESPACE and action.op == DELETE:
         record.forget_namespace(ns)  # (action.key is ("namespace", ns): it goes too)

@@ -70,6 +70,7 @@ def scope_for(desired: Topology, record: OwnershipRecord) -> Scope:
                if (kind := link_kind(link.kind)) is not None),
         qdiscs={(q.namespace, q.link) for q in desired.of_type(Qdisc)}
         | {(ns, link) for ns, link, _ in record.qdisc_originals},
+        bridge_vlans=any(link.vlans is not None for link in desired.of_type(Link)),
     )
 
 
@@ -151,7 +152,7 @@ def observe_all(host: Host, namespaces_to_read: list[str],
     netdecl's tables (the topologies' ``records`` say where they are)."""
     records = list(records)
     scope = Scope(namespaces=namespaces_to_read, sysctls={}, nat=False, rules=True, fdb=True,
-                  kernel_routes=True)
+                  kernel_routes=True, bridge_vlans=True)
     seen = Topology(name="")
     everything = host.observe("", scope)
     seen.extend(o for o in everything if _shown(o))

@@ -201,7 +201,8 @@ def external_views(observed: Topology, names: Iterable[tuple[str, str]]) -> None
     for ns, name in sorted(set(names)):
         link = observed.get(("link", ns, name))
         if isinstance(link, Link):
-            observed.add(ExternalLink(ns, name, up=link.up, mtu=link.mtu, master=link.master))
+            observed.add(ExternalLink(ns, name, up=link.up, mtu=link.mtu, master=link.master,
+                                      promisc=link.promisc, allmulti=link.allmulti))
 
 
 def pin_identities(observed: Topology, record: OwnershipRecord) -> bool:

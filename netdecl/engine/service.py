@@ -40,6 +40,7 @@ from netdecl.engine.state.unfinished import (
     unfinished_applies,
 )
 from netdecl.errors import EnvironmentProblem, NetdeclError, RollbackFailed
+from netdecl.links import link_kind
 from netdecl.model import ROOT, Link, NatTable, Qdisc, Topology, qualify
 
 __all__ = ["ApplyResult", "Events", "PendingApply", "PlanConflicts", "UnfinishedApply", "apply",
@@ -142,6 +143,7 @@ def plan(desired: Topology, state_root: Path, host: Host | None = None,
     _check_nft_if_needed(desired, record)
     others = _managers(host, managers)
     with _using(host) as h:
+        _check_kernel_modules(h, desired)
         result, observed, _ = _plan_against(h, desired, record, adopt, others)
         result.fingerprint_of = lambda: planfile.fingerprint(observed)  # if asked for
     result.notes += notes
@@ -339,6 +341,7 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
     store = RecordStore(state_root)
     record = store.load(desired.name)
     _check_nft_if_needed(desired, record)
+    _check_kernel_modules(host, desired)
     todo, observed, brought_up_to_date = _plan_against(host, desired, record, adopt, managers)
     if saved is not None:
         todo.fingerprint_of = lambda: planfile.fingerprint(observed)
@@ -434,6 +437,25 @@ def _check_nft_if_needed(desired: Topology, record: OwnershipRecord) -> None:
         raise EnvironmentProblem(
             "this topology has NAT rules but the nft command is missing: install the "
             "nftables package (apt-get install nftables)")
+
+
+def _check_kernel_modules(host: Host, desired: Topology) -> None:
+    """Refuse, before anything changes, a topology with links of a kind this kernel cannot
+    make: one line per kind, naming its module and its links (a create would fail with
+    EOPNOTSUPP halfway through the apply, and be rolled back)."""
+    wanted: dict[str, list[str]] = {}
+    for link in desired.of_type(Link):
+        wanted.setdefault(link.kind, []).append(qualify(link.namespace, link.name))
+    lines = []
+    for name in host.missing_kinds(sorted(wanted)):
+        kind = link_kind(name)
+        module = kind.module if kind is not None else name
+        links = wanted[name]
+        shown = ", ".join(links[:3]) + (f" and {len(links) - 3} more" if len(links) > 3 else "")
+        lines.append(f"kind {name} ({shown}) needs kernel module {module}, which this kernel "
+                     f"does not have: load it (modprobe {module}) or use a kernel built with it")
+    if lines:
+        raise EnvironmentProblem("\n".join(lines))
 
 
 # -- confirm, show -------------------------------------------------------------------------------

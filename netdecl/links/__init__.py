@@ -8,6 +8,7 @@ settings), and one line in ``LINK_KINDS``; tests/test_kinds.py checks that it ha
 from __future__ import annotations
 
 from netdecl.links import (
+    bond,
     bridge,
     dummy,
     external,
@@ -15,7 +16,9 @@ from netdecl.links import (
     gre,
     ifb,
     iptunnel,
+    ipvlan,
     macvlan,
+    tuntap,
     veth,
     vlan,
     vrf,
@@ -39,6 +42,10 @@ LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     gre.GRE,
     gre.GRETAP,
     geneve.KIND,
+    ipvlan.KIND,
+    bond.KIND,
+    tuntap.TAP_KIND,
+    tuntap.TUN_KIND,
     external.KIND,
 )}
 """name (the file's ``kind:``, the kernel's IFLA_INFO_KIND) -> kind, in the schema's order."""

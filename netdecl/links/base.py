@@ -34,6 +34,61 @@ PARENT_KEY = "link"
 """The file key naming the link a link is made on (a VLAN's or a macvlan's parent), for the
 kinds that are (``LinkKind.parented``)."""
 
+FLAG_SCHEMA: dict[str, dict[str, Any]] = {
+    "promisc": {"type": "boolean", "description": "Promiscuous mode: the link receives every "
+                "frame on its segment, not only those to its MAC (the CNI tuning plugin's "
+                "promisc). Left out: as the kernel has it."},
+    "allmulti": {"type": "boolean", "description": "The link receives every multicast frame, "
+                 "not only the groups joined (the CNI tuning plugin's allmulti). Left out: as "
+                 "the kernel has it."},
+}
+"""The interface flags any link may set (model.LINK_FLAGS): on a links entry and a veth's
+``peer``."""
+
+VLANS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "description": "A bridge port's VLANs (or, on a bridge, its own: what the bridge itself "
+                   "sends and receives), the complete set: each an id or a range \"20-30\", "
+                   "pvid (untagged frames arriving go to it: one per link) and untagged "
+                   "(frames leave without the tag). Left out: as the kernel has them.",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id"],
+        "properties": {
+            "id": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 4094},
+                             {"type": "string", "pattern": "^[0-9]{1,4}-[0-9]{1,4}$(?!\\n)"}]},
+            "pvid": {"type": "boolean", "default": False},
+            "untagged": {"type": "boolean", "default": False},
+        },
+    },
+}
+"""``vlans`` on a links entry and a veth's ``peer`` (model.Link.vlans)."""
+
+
+def vlan_ids(value: Any) -> range | None:
+    """The ids a ``vlans`` entry's ``id`` names (``10`` or ``"20-30"``); None when it names
+    none in 1-4094 (the checks say why)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        first = last = value
+    elif isinstance(value, str) and value.count("-") == 1 and value.replace("-", "").isdigit():
+        first, last = (int(part) for part in value.split("-"))
+    else:
+        return None
+    return range(first, last + 1) if 1 <= first <= last <= 4094 else None
+
+
+def vlan_entries(value: Any) -> tuple[tuple[int, bool, bool], ...] | None:
+    """A valid ``vlans`` list as model.Link.vlans: (id, pvid, untagged) per id, sorted."""
+    if value is None:
+        return None
+    out = {}
+    for item in value:
+        for vid in vlan_ids(item["id"]) or ():
+            out[vid] = (vid, bool(item.get("pvid", False)), bool(item.get("untagged", False)))
+    return tuple(out[vid] for vid in sorted(out))
+
+
 PARENT_SCHEMA: dict[str, Any] = {
     "$ref": "#/$defs/ifname",
     "description": "The link this one is made on (its parent: a VLAN's or a macvlan's lower "
@@ -188,6 +243,18 @@ class LinkKind:
     reads_fdb: ClassVar[bool] = False
     # made on another link of its namespace, which the entry names as ``link:`` (PARENT_KEY)
     parented: ClassVar[bool] = False
+    # the kernel module that makes links of this kind ("8021q" for a vlan); None: nothing to
+    # load (external). plan and apply check that the kernel has it before changing anything
+    # (backends/kindprobe.py says how), so a missing one is one line, not EOPNOTSUPP mid-apply
+    module: ClassVar[str | None] = None
+    # a character device the kind is made through instead of an RTM_NEWLINK (a tap's
+    # /dev/net/tun): the probe opens it rather than asking rtnetlink for the kind
+    made_through: ClassVar[str | None] = None
+    # other links join it with ``master:`` as its members, not as ports of a switch (a bond)
+    members: ClassVar[bool] = False
+    # a link joins it only while down, and it closes a member it releases (bonding): the
+    # executor takes a joining link down first and gives a leaving one its state back
+    members_down: ClassVar[bool] = False
     # sends and receives untagged on its parent's segment (a macvlan, not a VLAN): `explain`
     # crosses from it to its parent and from the parent to it
     on_parent_segment: ClassVar[bool] = False
@@ -214,6 +281,9 @@ class LinkKind:
 
     def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
         """The kind's own checks, over every declared link of the kind at once."""
+
+    def check_member(self, ctx: FileCheck, member: End, master: End) -> None:
+        """Checks of a link that names a link of this kind as its ``master``."""
 
     def routing_table(self, entry: Mapping[str, Any]) -> int | None:
         """The routing table a link of this kind owns (a VRF's), from its (unvalidated) file
@@ -249,13 +319,23 @@ class LinkKind:
 
     def change_request(self, link: Link, changed: set[str],
                        request: KernelRequest) -> bytes | None:
-        """``change_data`` for a kind whose in-place change names other links (a tunnel's
-        underlay, by its ifindex in ``request``'s namespace)."""
+        """``change_data``, for a kind whose settings name other links (by ifindex, which
+        ``request`` looks up)."""
         return self.change_data(link, changed)
 
     def parse(self, link: KernelLink) -> LinkSpec | None:
         """The spec of a link the kernel reports as this kind."""
         return None
+
+    def reported_as(self, link: KernelLink) -> str:
+        """The kind a link the kernel reports as this one is (the kernel's "tun" is a tap or
+        a tun, by its IFLA_TUN_TYPE)."""
+        return self.name
+
+    def device_settings(self, link: Link) -> tuple[int, int | None, int | None]:
+        """For a kind ``made_through`` a device: the flags it is made with, its owner and its
+        group (a tap's TUNSETIFF, TUNSETOWNER, TUNSETGROUP)."""
+        raise NotImplementedError(f"kind {self.name} is made over rtnetlink")
 
     # -- drawing ----------------------------------------------------------------------------
     def label(self, link: Link) -> str:
@@ -301,6 +381,9 @@ def common_link(end: End, kind: str, spec: LinkSpec | None) -> Link:
         master=entry.get("master"),
         hairpin=entry.get("hairpin"),
         spec=spec,
+        promisc=entry.get("promisc"),
+        allmulti=entry.get("allmulti"),
+        vlans=vlan_entries(entry.get("vlans")),
     )
 
 

@@ -16,6 +16,7 @@ NAME = "dummy"
 
 class Dummy(LinkKind):
     name: ClassVar[str] = NAME
+    module: ClassVar[str | None] = "dummy"
     # frames sent through it are dropped: nothing outside the host hears its segment
     host_local: ClassVar[bool] = True
 

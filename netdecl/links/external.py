@@ -20,9 +20,9 @@ NAME = "external"
 class External(LinkKind):
     name: ClassVar[str] = NAME
     made: ClassVar[bool] = False
-    refuses_because: ClassVar[str] = ("netdecl manages only the addresses, mtu, up and master "
-                                      "declared on a link the host owns")
-    refuses: ClassVar[tuple[str, ...]] = ("mac", "hairpin")
+    refuses_because: ClassVar[str] = ("netdecl manages only the addresses, mtu, up, master, "
+                                      "promisc and allmulti declared on a link the host owns")
+    refuses: ClassVar[tuple[str, ...]] = ("mac", "hairpin", "vlans")
     described: ClassVar[str] = (
         "external names an interface the host owns (its NIC): never created or deleted, and "
         "only the addresses (added beside its own), mtu, up and master declared on it are "
@@ -34,7 +34,8 @@ class External(LinkKind):
         mtu = entry.get("mtu")
         return [ExternalLink(namespace=ends[0].namespace, name=ends[0].name, up=entry.get("up"),
                              mtu=int(mtu) if mtu is not None else None,
-                             master=entry.get("master"))]
+                             master=entry.get("master"), promisc=entry.get("promisc"),
+                             allmulti=entry.get("allmulti"))]
 
     def exportable(self, link: Link, view: ExportView) -> bool:
         return True

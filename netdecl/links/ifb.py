@@ -24,6 +24,7 @@ class Ifb(LinkKind):
     name: ClassVar[str] = NAME
     # what reaches it was redirected to it on this host; it leads nowhere else
     host_local: ClassVar[bool] = True
+    module: ClassVar[str | None] = "ifb"
 
 
 KIND = Ifb()

@@ -3,7 +3,10 @@ file), as Docker's and the CNI's macvlan networks make them.
 
 The mode says what the macvlans of one parent may say to each other: ``bridge`` (directly),
 ``private`` (nothing), ``vepa`` (only through the switch outside, which must send frames back),
-``passthru`` (one macvlan takes the parent over). A new mode or parent makes a new device.
+``passthru`` (one macvlan takes the parent over), ``source`` (it receives the frames whose
+source MAC is one of its ``macs``, beside whatever else the parent gets: how a macvtap
+follows a VM's traffic). A new mode or parent makes a new device; a source macvlan's MAC list
+changes in place (IFLA_MACVLAN_MACADDR_MODE set).
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ from netdecl.links.base import (
     parent_name,
 )
 from netdecl.model import Link, LinkSpec
-from netdecl.nlattr import as_u32, attr_u32
+from netdecl.nlattr import as_mac, as_u32, attr, attr_u32, each_attr, nested
 
 NAME = "macvlan"
 
-IFLA_MACVLAN_MODE = 1  # linux/if_link.h, IFLA_INFO_DATA of a macvlan
-# the file's mode -> the kernel's (enum macvlan_mode); source mode (a MAC list) is not yet
-MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
+# linux/if_link.h, IFLA_INFO_DATA of a macvlan
+IFLA_MACVLAN_MODE, IFLA_MACVLAN_MACADDR_MODE, IFLA_MACVLAN_MACADDR = 1, 3, 4
+IFLA_MACVLAN_MACADDR_DATA = 5
+MACVLAN_MACADDR_SET = 3  # replace the source list with the one given
+# the file's mode -> the kernel's (enum macvlan_mode)
+MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+SOURCE = "source"
 DEFAULT_MODE = "bridge"
 _BY_NUMBER = {number: name for name, number in MODES.items()}
 
@@ -43,9 +50,19 @@ class MacvlanSpec(LinkSpec):
 
     mode: str = DEFAULT_MODE
     link: str | None = None  # the parent, in the macvlan's namespace; None: elsewhere or gone
+    macs: tuple[str, ...] | None = None  # source mode's MACs, sorted; None in other modes
 
     def flat(self) -> dict[str, Any]:
-        return {"link": self.link, "macvlan": {"mode": self.mode}}
+        return {"link": self.link, "macvlan": {"mode": self.mode}, "macs": self.macs}
+
+    def flat_json(self) -> dict[str, Any]:
+        """Records keep the MAC list only in source mode (older records read the same)."""
+        flat = self.flat()
+        if self.macs is None:
+            del flat["macs"]
+        else:
+            flat["macs"] = list(self.macs)
+        return flat
 
     def uses(self) -> tuple[str, ...]:
         return (self.link,) if self.link else ()
@@ -53,6 +70,7 @@ class MacvlanSpec(LinkSpec):
 
 class Macvlan(LinkKind):
     name: ClassVar[str] = NAME
+    module: ClassVar[str | None] = "macvlan"
     settings_key: ClassVar[str | None] = "macvlan"
     settings_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -62,7 +80,11 @@ class Macvlan(LinkKind):
             "mode": {"enum": list(MODES), "default": DEFAULT_MODE,
                      "description": "What the macvlans of one parent may say to each other: "
                                     "bridge (directly), private (nothing), vepa (through the "
-                                    "switch outside), passthru (one macvlan owns the parent)."},
+                                    "switch outside), passthru (one macvlan owns the parent), "
+                                    "source (it receives the frames from its macs)."},
+            "macs": {"type": "array", "items": {"$ref": "#/$defs/mac"}, "uniqueItems": True,
+                     "description": "source mode only: the source MACs whose frames it "
+                                    "receives (changed in place)."},
         },
     }
     parented: ClassVar[bool] = True
@@ -71,11 +93,20 @@ class Macvlan(LinkKind):
 
     def specs(self, ends: Sequence[End]) -> list[LinkSpec | None]:
         entry = ends[0].entry
-        mode = (entry.get("macvlan") or {}).get("mode", DEFAULT_MODE)
-        return [MacvlanSpec(mode=mode, link=entry[PARENT_KEY])]
+        settings = entry.get("macvlan") or {}
+        mode = settings.get("mode", DEFAULT_MODE)
+        macs = tuple(sorted(m.lower() for m in settings.get("macs", []))) if mode == SOURCE \
+            else None
+        return [MacvlanSpec(mode=mode, link=entry[PARENT_KEY], macs=macs)]
 
     def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
         for end in ends:
+            settings = end.entry.get("macvlan")
+            if isinstance(settings, dict) and "macs" in settings and \
+                    settings.get("mode", DEFAULT_MODE) != SOURCE:
+                ctx.error((*end.path, "macvlan", "macs"),
+                          f"macs are the source list of a macvlan in mode source, not "
+                          f"{settings.get('mode', DEFAULT_MODE)}")
             parent = check_parent(ctx, end)
             if parent is not None and isinstance(parent.spec.get("master"), str):
                 # the bridge holds the port's frames (its rx handler): the kernel refuses
@@ -93,18 +124,39 @@ class Macvlan(LinkKind):
     def export(self, link: Link, view: ExportView) -> dict[str, Any]:
         spec = link.spec
         assert isinstance(spec, MacvlanSpec)
-        return {PARENT_KEY: spec.link, "macvlan": {"mode": spec.mode}}
+        settings: dict[str, Any] = {"mode": spec.mode}
+        if spec.macs:
+            settings["macs"] = list(spec.macs)
+        return {PARENT_KEY: spec.link, "macvlan": settings}
 
     def spec_from_record(self, data: Mapping[str, Any]) -> LinkSpec | None:
         macvlan = data.get("macvlan")
         if macvlan is None:
             return None
-        return MacvlanSpec(mode=macvlan["mode"], link=data.get("link"))
+        macs = data.get("macs")
+        return MacvlanSpec(mode=macvlan["mode"], link=data.get("link"),
+                           macs=tuple(macs) if macs is not None else None)
 
     def create_data(self, link: Link, request: KernelRequest) -> bytes:
         spec = link.spec
         assert isinstance(spec, MacvlanSpec)
-        return attr_u32(IFLA_MACVLAN_MODE, MODES[spec.mode])
+        return attr_u32(IFLA_MACVLAN_MODE, MODES[spec.mode]) + self._sources(spec)
+
+    def change_data(self, link: Link, changed: set[str]) -> bytes | None:
+        spec = link.spec
+        if "macs" not in changed or not isinstance(spec, MacvlanSpec) or spec.mode != SOURCE:
+            return None
+        return self._sources(spec) or None
+
+    @staticmethod
+    def _sources(spec: MacvlanSpec) -> bytes:
+        """The source list, replacing whatever the macvlan had (source mode only)."""
+        if spec.mode != SOURCE or spec.macs is None:
+            return b""
+        data = b"".join(attr(IFLA_MACVLAN_MACADDR, bytes.fromhex(mac.replace(":", "")))
+                        for mac in spec.macs)
+        return attr_u32(IFLA_MACVLAN_MACADDR_MODE, MACVLAN_MACADDR_SET) + \
+            nested(IFLA_MACVLAN_MACADDR_DATA, data)
 
     def create_attrs(self, link: Link, request: KernelRequest) -> bytes:
         spec = link.spec
@@ -115,7 +167,12 @@ class Macvlan(LinkKind):
         number = as_u32(link.info_data.get(IFLA_MACVLAN_MODE))
         # a mode netdecl does not write (source) reads as its number: never equal to a file's
         mode = _BY_NUMBER.get(number, str(number)) if number is not None else DEFAULT_MODE
-        return MacvlanSpec(mode=mode, link=parent_name(link))
+        macs = None
+        if mode == SOURCE:
+            found = link.info_data.get(IFLA_MACVLAN_MACADDR_DATA) or b""
+            macs = tuple(sorted(mac for kind, raw in each_attr(found)
+                                if kind == IFLA_MACVLAN_MACADDR and (mac := as_mac(raw))))
+        return MacvlanSpec(mode=mode, link=parent_name(link), macs=macs)
 
     def reaches_sibling(self, link: Link, other: Link) -> bool:
         """Bridge mode: macvlans of one parent talk directly; in the other modes the frame

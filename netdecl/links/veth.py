@@ -11,7 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from netdecl.links.base import End, ExportView, KernelLink, KernelRequest, LinkKind, Path
+from netdecl.links.base import (
+    FLAG_SCHEMA,
+    VLANS_SCHEMA,
+    End,
+    ExportView,
+    KernelLink,
+    KernelRequest,
+    LinkKind,
+    Path,
+)
 from netdecl.links.base import entry_namespace as _namespace
 from netdecl.model import Link, LinkSpec
 from netdecl.nlattr import attr, attr_str, attr_u32
@@ -40,6 +49,7 @@ class VethSpec(LinkSpec):
 
 class Veth(LinkKind):
     name: ClassVar[str] = NAME
+    module: ClassVar[str | None] = "veth"
     settings_key: ClassVar[str | None] = "peer"
     settings_required: ClassVar[bool] = True
     settings_hint: ClassVar[str] = "a veth needs its other end: peer: {name: ..., namespace: ...}"
@@ -71,6 +81,8 @@ class Veth(LinkKind):
             "route_table": {"type": "integer", "minimum": 1, "maximum": 4294967295,
                             "description": "Source-based routing (the CNI sbr plugin's): "
                             "as on a link."},
+            **FLAG_SCHEMA,
+            "vlans": VLANS_SCHEMA,
         },
     }}
     host_local: ClassVar[bool] = True

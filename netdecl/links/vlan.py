@@ -57,6 +57,7 @@ class VlanSpec(LinkSpec):
 
 class Vlan(LinkKind):
     name: ClassVar[str] = NAME
+    module: ClassVar[str | None] = "8021q"
     settings_key: ClassVar[str | None] = "vlan"
     settings_required: ClassVar[bool] = True
     settings_hint: ClassVar[str] = "a vlan link needs its id: vlan: {id: ...}"

@@ -74,6 +74,7 @@ def _is_int(value: Any) -> bool:
 
 class VxlanKind(LinkKind):
     name: ClassVar[str] = NAME
+    module: ClassVar[str | None] = "vxlan"
     settings_key: ClassVar[str | None] = "vxlan"
     settings_required: ClassVar[bool] = True
     settings_hint: ClassVar[str] = "a vxlan link needs at least vxlan: {id: ...}"

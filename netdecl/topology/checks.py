@@ -20,7 +20,7 @@ from typing import Any
 
 from netdecl.errors import Diagnostic
 from netdecl.links import LINK_KINDS, link_kind
-from netdecl.links.base import End, entry_namespace
+from netdecl.links.base import End, entry_namespace, vlan_ids
 from netdecl.model import COMMENT_MAX, MAIN_TABLE, ROOT, NatRule, encode_comment
 from netdecl.topology import sbr
 from netdecl.topology.format import (
@@ -325,12 +325,16 @@ def check_masters(ctx: Context) -> None:
             ctx.error(path, f"link {quoted(decl.name)} cannot be its own master")
             continue
         target = ctx.link_ref(path, decl.namespace, master)
+        joined = link_kind(target.kind) if target is not None else None
         if target is not None and _routes_ports(target.kind):
             if _routes_ports(decl.kind):
                 ctx.error(path, f"VRF {quoted(decl.name)} cannot be a port of another VRF")
             continue
-        if target is not None and not _takes_ports(target.kind):
-            ctx.error(path, f"master '{master}' is a {target.kind}, not a bridge or a VRF")
+        if target is not None and joined is not None and joined.members:
+            joined.check_member(ctx, End(decl.namespace, decl.name, decl.path, decl.spec),
+                                End(target.namespace, target.name, target.path, target.spec))
+        elif target is not None and not _takes_ports(target.kind):
+            ctx.error(path, f"master '{master}' is a {target.kind}, not a {_JOINABLE}")
         elif target is not None and (_takes_ports(decl.kind) or _routes_ports(decl.kind)):
             ctx.error(path, f"{decl.kind} {quoted(decl.name)} cannot be a port of a bridge")
         elif target is not None:
@@ -394,6 +398,11 @@ def check_addresses(ctx: Context) -> None:
             by_len.setdefault(iface.network.prefixlen, set()).add(iface.network)
 
 
+# what a master may be: the kinds others join (a bridge's ports, a bond's members)
+_JOINABLE = " or a ".join(k.name for k in LINK_KINDS.values()
+                          if k.ports or k.members or k.l3_master)
+
+
 def _takes_ports(kind: Any) -> bool:
     found = link_kind(kind)
     return found is not None and found.ports
@@ -403,6 +412,41 @@ def _routes_ports(kind: Any) -> bool:
     """Links join it to be routed in its table (a VRF)."""
     found = link_kind(kind)
     return found is not None and found.l3_master
+
+
+def check_link_vlans(ctx: Context) -> None:
+    """A ``vlans`` list: ids in 1-4094 (a range low to high), each once, one pvid, and only on
+    a bridge or a port of one (the bridge keeps them)."""
+    for decl in ctx.links:
+        items = decl.spec.get("vlans")
+        if not isinstance(items, list):
+            continue
+        path = (*decl.path, "vlans")
+        master = ctx.link_index.get((decl.namespace, decl.spec.get("master") or ""))
+        if not _takes_ports(decl.kind) and not (master is not None
+                                                and _takes_ports(master.kind)):
+            ctx.error(path, f"{quoted(decl.name)} has vlans but is no bridge and no port of "
+                            "one: only a bridge keeps VLANs for its ports and itself")
+            continue
+        seen: set[int] = set()
+        pvids = 0
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "id" not in item:
+                continue  # the schema says what is wrong
+            ids = vlan_ids(item["id"])
+            if ids is None:
+                ctx.error((*path, i, "id"), f"VLAN {item['id']!r} is not an id or a range "
+                                            "low-high within 1-4094")
+                continue
+            if item.get("pvid") is True:
+                pvids += 1
+                if len(ids) > 1 or pvids > 1:
+                    ctx.error((*path, i, "pvid"), "one VLAN id is the pvid of a link, not "
+                                                  "a range or several")
+            twice = seen.intersection(ids)
+            if twice:
+                ctx.error((*path, i, "id"), f"VLAN {min(twice)} is listed twice")
+            seen.update(ids)
 
 
 def check_link_kinds(ctx: Context) -> None:
@@ -912,6 +956,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     check_masters,
     check_link_macs,
     check_addresses,
+    check_link_vlans,
     check_link_kinds,
     check_sysctls,
     check_routes,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from netdecl.links import LINK_KINDS
-from netdecl.links.base import PARENT_KEY, PARENT_SCHEMA
+from netdecl.links.base import FLAG_SCHEMA, PARENT_KEY, PARENT_SCHEMA, VLANS_SCHEMA
 from netdecl.topology.loader import SCHEMA_PATH, schema_digest
 
 TARGET = Path(__file__).with_name("schema_compiled.py")
@@ -42,6 +42,8 @@ def with_link_kinds(schema: dict[str, Any]) -> dict[str, Any]:
     schema = copy.deepcopy(schema)
     defs = schema["$defs"]
     link = defs["link"]
+    link["properties"].update(FLAG_SCHEMA)  # any link's, the host's NIC's too
+    link["properties"]["vlans"] = VLANS_SCHEMA
     kinds = list(LINK_KINDS.values())
     made = [k.name for k in kinds if k.made]
     link["properties"]["kind"] = {

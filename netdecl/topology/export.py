@@ -36,6 +36,7 @@ from netdecl.model import (
     DEVICE,
     EGRESS,
     INGRESS,
+    LINK_FLAGS,
     ROOT,
     Address,
     FdbEntry,
@@ -217,7 +218,8 @@ class _Exporter:
             return None
         master = self.kinds.get((link.namespace, link.master))
         kind = link_kind(master)
-        return link.master if kind is not None and (kind.ports or kind.l3_master) else None
+        return link.master if kind is not None and (kind.ports or kind.members
+                                                      or kind.l3_master) else None
 
     def _fields(self, link: Link, kind: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -236,6 +238,14 @@ class _Exporter:
             out["master"] = master
             if link.hairpin and kind != EXTERNAL:
                 out["hairpin"] = True
+        for flag in LINK_FLAGS:  # on, as someone asked; off is every link's default
+            if getattr(link, flag):
+                out[flag] = True
+        if link.vlans is not None and link.vlans != ((1, True, True),) and kind != EXTERNAL:
+            # (VLAN 1, pvid and untagged, is what a bridge gives every port: not written)
+            out["vlans"] = [{"id": vid, **({"pvid": True} if pvid else {}),
+                             **({"untagged": True} if untagged else {})}
+                            for vid, pvid, untagged in link.vlans]
         return out
 
     def links_section(self) -> None:

@@ -291,9 +291,14 @@ def _links(d: _Diff, kind: Kind) -> None:
             changes = {k: list(v) for k, v in end.differences(now).items()
                        if k != "kind" and k not in recreate}
             if changes:
-                d.add(Action(MODIFY, end.key, before=now, after=end, changes=changes))
+                d.add(Action(MODIFY, end.key, before=now, after=end, changes=changes,
+                             detail=_down_for(end, changes)))
 
     _made_again_with_parent(d, desired_links, deleted)
+    for want in sorted(desired_links, key=lambda link: link.key):
+        now = d.observed.get(want.key)
+        if want.key not in d.rebuilt_links and isinstance(now, Link):
+            _rejoin(d, want, now)
     desired_keys = {link.key for link in desired_links}
     for o in sorted(d.observed.of_type(Link), key=lambda link: link.key):
         if o.key in desired_keys or o.key in deleted or not _owned(d, o):
@@ -323,6 +328,27 @@ def _made_again_with_parent(d: _Diff, desired_links: list[Link], deleted: set[Ke
             d.add(Action(REPLACE, want.key, before=now, after=want, why=Reason.RECREATE,
                          detail=f"made on {qualify(want.namespace, lost)}, which is made again"))
             found = True
+
+
+def _down_for(link: Link, changes: dict[str, list]) -> str:
+    """What the plan says of a change the link goes down for (LinkSpec.DOWN_FOR)."""
+    down_for = type(link.spec).DOWN_FOR if link.spec is not None else {}
+    return "; ".join(why for name, why in down_for.items() if name in changes)
+
+
+def _rejoin(d: _Diff, want: Link | ExternalLink, now: Link | ExternalLink) -> None:
+    """A link whose master the plan makes again left it with the old one (the kernel releases
+    a bridge's ports and a bond's members when it is deleted): it joins the new one, after it
+    (order.py: a link's master comes first)."""
+    if not want.master or ("link", want.namespace, want.master) not in d.rebuilt_links:
+        return
+    found = next((a for a in d.actions if a.key == want.key and a.op == MODIFY), None)
+    if found is not None:
+        found.changes.setdefault("master", [now.master, want.master])
+        return
+    d.add(Action(MODIFY, want.key, before=now, after=want,
+                 changes={"master": [now.master, want.master]},
+                 detail=f"joins {want.master} again, which is made again"))
 
 
 def _needs_replace(ends: list[Link], observed: list[NetObject | None]) -> bool:
@@ -575,6 +601,8 @@ def _externals(d: _Diff, kind: Kind) -> None:
                             "declare it with its kind")
         elif changes := {k: list(v) for k, v in want.differences(now).items()}:
             d.add(Action(MODIFY, key, before=now, after=want, changes=changes))
+        if now is not None and not (isinstance(link, Link) and link.owner):
+            _rejoin(d, want, now)
     restore: dict[Key, dict[str, list]] = {}
     for (ns, name, attr), original in sorted(d.record.link_originals.items(), key=repr):
         key = ("external", ns, name)
@@ -583,7 +611,11 @@ def _externals(d: _Diff, kind: Kind) -> None:
         if current is None or ns in d.deleted_namespaces or \
                 (isinstance(declared, ExternalLink) and attr in declared.declared()):
             continue
-        if getattr(current, attr) != original:
+        # a master the plan deletes may close its members (a bond does): their state from
+        # before is written again after it (order.py), even where it reads the same now
+        master_goes = attr == "up" and current.master is not None and \
+            ("link", ns, current.master) in d.rebuilt_links
+        if getattr(current, attr) != original or master_goes:
             restore.setdefault(key, {})[attr] = [getattr(current, attr), original]
     for key, changes in restore.items():
         now = observed[key]

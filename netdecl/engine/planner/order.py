@@ -109,6 +109,9 @@ def _build_deps(action: Action, by_key: dict[Key, int]) -> list[Dep]:
                 deps.append((("start",), ("links-ready", end.namespace)))
                 if end.master:
                     after_action(("link", end.namespace, end.master))
+                left = action.before.master if isinstance(action.before, ExternalLink) else None
+                if left and left != end.master:  # after the master it leaves is deleted
+                    after_action(("link", end.namespace, left))
     elif stage == Stage.ADDRESS:
         after_action(("link", ns, action.key[2]))
         deps.append((("ns-sysctls", ns), None))

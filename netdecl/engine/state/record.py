@@ -261,6 +261,9 @@ _LINK_ORIGINALS: dict[str, Callable[[Any], bool]] = {
     "mtu": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
     "up": lambda v: v is None or isinstance(v, bool),
     "master": lambda v: v is None or (isinstance(v, str) and untrusted.link_name(v) == v),
+    # interface flags: on, or None for off (model.LINK_FLAGS)
+    "promisc": lambda v: v is None or v is True,
+    "allmulti": lambda v: v is None or v is True,
 }
 
 

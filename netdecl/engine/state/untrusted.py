@@ -173,6 +173,11 @@ def check_object(obj: NetObject) -> NetObject:
             link_name(obj.peer[1])
         for used in obj.spec.uses() if obj.spec is not None else ():
             link_name(used)
+        for entry in obj.vlans or ():
+            if not (len(entry) == 3 and isinstance(entry[0], int)
+                    and not isinstance(entry[0], bool) and 1 <= entry[0] <= 4094
+                    and all(isinstance(flag, bool) for flag in entry[1:])):
+                raise Untrusted(f"bridge VLAN {entry!r} is not (1-4094, pvid, untagged)")
     elif isinstance(obj, (Address, FdbEntry, Neighbor)):
         link_name(obj.link)
     elif isinstance(obj, Route):
