@@ -225,7 +225,11 @@ class _Exporter:
         out: dict[str, Any] = {}
         if addresses := self.addresses.get((link.namespace, link.name)):
             out["addresses"] = addresses
-        if link.mtu is not None and link.mtu <= MTU_MAX:  # (a VRF's is 65575: its own)
+        own = link_kind(kind)
+        if link.mtu is not None and not (own is not None and own.l3_master
+                                         and link.mtu > MTU_MAX):
+            # a VRF's 65575 is the kernel's own for it, not a setting; any other MTU over
+            # the file's bound is left out with a note (_valid)
             out["mtu"] = link.mtu
         if link.mac and kind != EXTERNAL and len(link.mac) == MAC_TEXT:
             # (an IP tunnel's hardware address is its local IP: not a MAC, not the file's)
