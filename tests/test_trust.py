@@ -335,14 +335,15 @@ def test_a_journal_cut_mid_file_never_makes_rollback_report_success(host):
 # -- signals, and nft vanishing -----------------------------------------------------------------
 
 FAKE_NFT = """#!/bin/sh
-rm -f "$0"
+case "$*" in *" ip6 "*) rm -f "$0";; esac
 exec {real} "$@"
 """
 
 
 def test_nft_vanishing_mid_apply_exits_4_with_the_journal_kept(host, tmp_path):
-    # nft answers the observation (the first call) and is gone for the NAT action: hide the
-    # real one with /dev/null (not executable) and put a copy on PATH that removes itself
+    # nft answers the observation (which lists the ip table, then the ip6 one) and is gone
+    # for the NAT action: hide the real one with /dev/null (not executable) and put a copy
+    # on PATH that removes itself when it lists the ip6 table
     real = tmp_path / "nft-real"
     real.write_bytes(Path("/usr/sbin/nft").read_bytes())
     real.chmod(0o755)

@@ -57,7 +57,7 @@ def source_routed(data: Any) -> Iterator[SourceRouted]:
         namespace = entry.get("namespace", ROOT)
         for end in kind.ends(entry, namespace if isinstance(namespace, str) else ROOT,
                              ("links", i)):
-            if KEY in end.entry:
+            if KEY in end.entry and isinstance(end.name, str) and isinstance(end.namespace, str):
                 addresses = end.entry.get("addresses")
                 yield SourceRouted(end.namespace, end.name, end.entry[KEY],
                                    addresses if isinstance(addresses, list) else [], end.path)
@@ -140,6 +140,8 @@ def check(ctx: Any) -> None:
     for path, rule in ctx.items("rules"):
         ns = rule.get("namespace", ROOT)
         priority = rule.get("priority")
+        if not isinstance(ns, str):
+            continue  # the schema says what is wrong
         for family in (4, 6):
             found = taken.get((ns, family, priority)) if is_int(priority) else None
             if found is not None:
