@@ -391,3 +391,12 @@ def test_a_default_route_spelled_as_a_network_makes_no_gateway_on_link():
                 "  - {to: default, via: 198.51.100.1}\n")
         with pytest.raises(InvalidTopology, match="gateway 198.51.100.1 is not on-link"):
             load_topology_text(text)
+
+
+def test_a_rule_whose_namespace_is_a_list_is_invalid_not_a_crash():
+    # the fuzz test found it: source routing's check used the namespace as a dict key
+    text = ("version: 1\nname: t\nnamespaces: {n1: {}}\n"
+            "rules:\n  - {namespace: [], priority: 100, from: 10.0.0.0/24, table: 100}\n")
+    with pytest.raises(InvalidTopology) as raised:
+        load_topology_text(text, "t.yaml")
+    assert any(d.line == 5 for d in raised.value.diagnostics), raised.value.diagnostics
