@@ -83,10 +83,6 @@ NUD_INCOMPLETE, NUD_FAILED, NUD_PERMANENT = 0x01, 0x20, 0x80
 # namespace ids (linux/net_namespace.h)
 NETNSA_NSID, NETNSA_FD = 1, 3
 
-# traffic control (linux/rtnetlink.h, linux/pkt_sched.h): qdiscs are only read, for `show`
-TCMSG = "=B3xiIII"  # family, ifindex, handle, parent, info
-TCA_KIND = 1
-TC_H_ROOT, TC_H_INGRESS = 0xFFFFFFFF, 0xFFFFFFF1
-# traffic control (linux/rtnetlink.h): qdiscs and filters
+# traffic control (linux/rtnetlink.h): qdiscs and filters (their attributes: tc/qdiscs.py)
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
 RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46

@@ -21,7 +21,7 @@ from netdecl.backends.host import (
     temp_namespace_name,
 )
 from netdecl.backends.netlink import Kernel, KernelError
-from netdecl.backends.rtnl import RtnlError
+from netdecl.backends.rtnl import RtnlError, RtnlSocket
 from netdecl.links import EXTERNAL, link_kind
 from netdecl.model import (
     INGRESS,
@@ -38,8 +38,7 @@ from netdecl.model import (
     Sysctl,
     qualify,
 )
-from netdecl.nlconst import TC_H_INGRESS, TC_H_ROOT
-from netdecl.tc.qdiscs import ROOT_HANDLES, file_form
+from netdecl.tc.qdiscs import ROOT_HANDLES, TC_H_INGRESS, TC_H_ROOT, file_form
 
 
 @dataclass(frozen=True)
@@ -252,6 +251,24 @@ def _read_qdiscs(kernel: Kernel, ns: str, links: list[Link],
     return found
 
 
+def _written_qdiscs(sock: RtnlSocket, ns: str, msgs: list[qdiscs.QdiscMsg],
+                    names: dict[int, str]) -> set[tuple[int, int]]:
+    """(ifindex, handle) of the qdiscs `show` writes as their link's traffic control
+    (engine/observer.observe_all: a root chain tc/ can say, an ingress redirect): the others
+    are named, not written."""
+    out = set()
+    for index, link in names.items():
+        egress = qdiscs.egress_of(ns, link, index, msgs)
+        if egress is not None and egress.handle and egress.stages and file_form(egress.stages):
+            out.add((index, egress.handle))
+            out.update((index, m.handle) for m in msgs
+                       if m.index == index and m.parent == egress.handle | 1)
+        ingress = qdiscs.ingress_of(sock, ns, link, index, msgs, names)
+        if ingress is not None and ingress.redirect and ingress.handle is not None:
+            out.add((index, ingress.handle))
+    return out
+
+
 def _no_birth() -> Birth:
     """For a caller that does not need to know what a create made."""
     return Birth(secrets.token_hex(6), lambda key, ident: None)
@@ -271,41 +288,18 @@ class KernelHost:
     def unmodelled(self, namespaces: list[str]) -> list[str]:
         out = []
         for ns in namespaces:
-            found = self.kernel.read_qdiscs(ns)
-            written = self._written_qdiscs(ns, {link for link, *_ in found}) if found else set()
-            for link, kind, handle, parent in found:
-                if (link, handle) in written:
+            sock = self.kernel.rtnl(ns)
+            # handle 0: the kernel's own defaults (noqueue, pfifo_fast... as a link comes up)
+            msgs = [m for m in qdiscs.dump(sock) if m.handle != 0]
+            names = {m.index: self.kernel.name_of(ns, m.index) or f"#{m.index}" for m in msgs}
+            written = _written_qdiscs(sock, ns, msgs, names)
+            for m in msgs:
+                if (m.index, m.handle) in written:
                     continue
                 where = {TC_H_ROOT: "root", TC_H_INGRESS: "ingress"}.get(
-                    parent, f"parent {parent >> 16:x}:{parent & 0xFFFF:x}")
-                out.append(f"qdisc {kind} {handle >> 16:x}: ({where}) on link "
-                           f"{qualify(ns, link)}: the file cannot say it")
-        return out
-
-    def _written_qdiscs(self, ns: str, links: set[str]) -> set[tuple[str, int]]:
-        """(link, handle) of the qdiscs `show` writes as the link's traffic control
-        (engine/observer.observe_all: a root chain tc/ can say, an ingress redirect): the
-        others are named, not written."""
-        sock = self.kernel.rtnl(ns)
-        msgs = qdiscs.dump(sock)
-        indexes: dict[str, int] = {}
-        for link in links:
-            try:
-                indexes[link] = self.kernel.index_of(ns, link)
-            except KernelError:
-                continue  # a link gone since the dump, or one with no name
-        names = {index: link for link, index in indexes.items()}
-        out = set()
-        for link, index in indexes.items():
-            egress = qdiscs.egress_of(ns, link, index, msgs)
-            if egress is not None and egress.handle and egress.stages \
-                    and file_form(egress.stages):
-                out.add((link, egress.handle))
-                out.update((link, m.handle) for m in msgs
-                           if m.index == index and m.parent == egress.handle | 1)
-            ingress = qdiscs.ingress_of(sock, ns, link, index, msgs, names)
-            if ingress is not None and ingress.redirect and ingress.handle is not None:
-                out.add((link, ingress.handle))
+                    m.parent, f"parent {m.parent >> 16:x}:{m.parent & 0xFFFF:x}")
+                out.append(f"qdisc {m.kind} {m.handle >> 16:x}: ({where}) on link "
+                           f"{qualify(ns, names[m.index])}: the file cannot say it")
         return out
 
     def missing_kinds(self, kinds: Collection[str]) -> list[str]:

@@ -457,12 +457,9 @@ class Kernel:
     def _names(self, ns: str) -> dict[int, str]:
         return {idx: name for name, idx in self._index_cache.get(ns, {}).items()}
 
-    def read_qdiscs(self, ns: str) -> list[tuple[str, str, int, int]]:
-        """(link, kind, handle, parent) of every qdisc but the kernel's own defaults (handle
-        0: noqueue, pfifo_fast, fq_codel as a link comes up); only `show` asks."""
-        return [(self._names(ns).get(index) or self._name_of_index(ns, index) or f"#{index}",
-                 kind, handle, parent)
-                for index, handle, parent, kind in self.rtnl(ns).qdiscs() if handle != 0]
+    def name_of(self, ns: str, index: int) -> str | None:
+        """The name of the link at ``index`` in ``ns``; None: there is none."""
+        return self._names(ns).get(index) or self._name_of_index(ns, index)
 
     def read_addresses(self, ns: str, link_local: bool = True) -> list[Address]:
         """Addresses on every link but loopback (IPv6 link-local ones only with

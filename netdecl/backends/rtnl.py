@@ -89,7 +89,6 @@ from netdecl.nlconst import (
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNSID,
-    RTM_GETQDISC,
     RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
@@ -97,8 +96,6 @@ from netdecl.nlconst import (
     RTM_SETLINK,
     RTNLGRP_LINK,
     SO_RCVBUFFORCE,
-    TCA_KIND,
-    TCMSG,
 )
 
 DUMP_ATTEMPTS = 5
@@ -262,16 +259,6 @@ class RtnlSocket:
             attrs = parse_attrs(p, _RTMSG.size)
             out.append(RouteMsg(family, dst_len, as_u32(attrs.get(RTA_TABLE)) or table,
                                 proto, rtype, flags, attrs, scope))
-        return out
-
-    def qdiscs(self) -> list[tuple[int, int, int, str]]:
-        """(ifindex, handle, parent, kind) of every qdisc (RTM_GETQDISC)."""
-        tcmsg = struct.Struct(TCMSG)
-        out = []
-        for p in self.dump(RTM_GETQDISC, tcmsg.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
-            _family, index, handle, parent, _info = tcmsg.unpack_from(p)
-            kind = as_str(parse_attrs(p, tcmsg.size).get(TCA_KIND)) or "?"
-            out.append((index, handle, parent, kind))
         return out
 
     def bridge_vlans(self) -> dict[int, tuple[tuple[int, bool, bool], ...]]:
