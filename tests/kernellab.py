@@ -231,6 +231,22 @@ step() {  # NAME INTERPRETER
 """
 
 
+def write_inputs(lab: Path, steps: Sequence[Step], files: Mapping[str, str | bytes]) -> None:
+    """The lab directory's inputs, as the init script reads them: ``work/`` (the steps'
+    working directory, ``files`` in it), ``steps/`` (one script each) and an empty ``out/``."""
+    for sub in ("work", "steps", "out"):
+        (lab / sub).mkdir()
+    for name, content in files.items():
+        target = lab / "work" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+    for step in steps:
+        (lab / "steps" / step.name).write_text(step.script)
+
+
 def init_script(lab: Path, modules: Sequence[str], steps: Sequence[Step] | None,
                 version: str) -> str:
     """The lab's init: set up, then the steps (None: a shell on the console), then power off."""
@@ -392,17 +408,7 @@ class KernelLab:
             raise ValueError(f"step names must differ: {names}")
         _precompile_netdecl()
         version = kernel_version()
-        for sub in ("work", "steps", "out"):
-            (lab / sub).mkdir()
-        for name, content in files.items():
-            target = lab / "work" / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                target.write_bytes(content)
-            else:
-                target.write_text(content)
-        for step in steps or ():
-            (lab / "steps" / step.name).write_text(step.script)
+        write_inputs(lab, steps or (), files)
         init = lab / "init"
         init.write_text(init_script(lab, self.modules, steps, version))
         init.chmod(0o755)

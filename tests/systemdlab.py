@@ -49,6 +49,7 @@ from kernellab import (
     kernel_version,
     tail,
     unavailable,
+    write_inputs,
 )
 
 SYSTEMD = "/lib/systemd/systemd"
@@ -206,17 +207,7 @@ class SystemdLab:
     def _prepare(self, lab: Path, scratch: Path, steps: Sequence[Step],
                  files: Mapping[str, str | bytes], persist: Path | None) -> list[str]:
         version = kernel_version()
-        for sub in ("work", "steps", "out"):
-            (lab / sub).mkdir()
-        for name, content in files.items():
-            target = lab / "work" / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                target.write_bytes(content)
-            else:
-                target.write_text(content)
-        for step in steps:
-            (lab / "steps" / step.name).write_text(step.script)
+        write_inputs(lab, steps, files)
         if persist is not None:
             (persist / "etc").mkdir(parents=True, exist_ok=True)
             (persist / "state").mkdir(mode=0o700, parents=True, exist_ok=True)
