@@ -518,6 +518,7 @@ def check_route_scope(ctx: Context, path: Path, route: dict[str, Any], family: i
 def check_routes(ctx: Context) -> None:
     seen: dict[tuple[Any, ...], Path] = {}
     collect_link_routes(ctx)
+    own_tables = sbr.tables_through(ctx.data)
     for path, route in ctx.items("routes"):
         ns = ctx.ns_ref((*path, "namespace"), route.get("namespace"))
         family = route_family(route)
@@ -529,7 +530,9 @@ def check_routes(ctx: Context) -> None:
         metric = route_metric(route, family)
         table = check_table(ctx, path, route, ns)
         if "table" not in route and table is not None:  # through a link with its own table
-            table = sbr.table_through(ctx.data, ns, route.get("dev")) or table
+            dev = route.get("dev")
+            table = (own_tables.get((ns, dev)) if isinstance(ns, str) and isinstance(dev, str)
+                     else None) or table
         if to is None or ns is None or not is_int(metric) or table is None:
             continue
         key = (ns, table, to, metric)

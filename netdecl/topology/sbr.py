@@ -79,10 +79,15 @@ def rule_priorities(data: Any) -> dict[tuple[str, int, int], tuple[str, Path]]:
     return taken
 
 
-def table_through(data: Any, namespace: str | None, dev: Any) -> int | None:
-    """The table of the link ``dev`` when it has one of its own (the file may be invalid)."""
-    return next((r.table for r in source_routed(data) if (r.namespace, r.link) ==
-                 (namespace, dev) and is_int(r.table)), None)
+def tables_through(data: Any) -> dict[tuple[str, str], int]:
+    """(namespace, link) -> the table of each link with one of its own (the file may be
+    invalid: a table that is not a number is left out). One pass over the links, so the
+    routes' check looks each route's link up instead of walking every link per route."""
+    tables: dict[tuple[str, str], int] = {}
+    for r in source_routed(data):
+        if is_int(r.table):
+            tables.setdefault((r.namespace, r.link), int(r.table))
+    return tables
 
 
 def tables_of(data: Any) -> dict[tuple[str, str], int]:
