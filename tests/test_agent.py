@@ -324,6 +324,37 @@ def test_an_invalid_file_at_start_exits_3_and_changes_nothing(host, tmp_path):
     assert_same(host.snapshot(), before)
 
 
+def test_an_invalid_file_in_a_directory_is_refused_and_the_others_go_on(host, tmp_path):
+    """A bad file dropped into the watched directory must not stop the agent (under systemd
+    an exit 3 is a restart loop that keeps every topology of the directory unwatched): it is
+    refused like a bad edit, /ready names it, and once mended it is applied."""
+    good = tmp_path / "bridge.yaml"
+    good.write_text((REPO_ROOT / BRIDGE).read_text())
+    bad = tmp_path / "extra.yaml"
+    mended = ("version: 1\nname: extra\nlinks:\n  - name: br-extra\n    kind: bridge\n"
+              "    addresses: [10.99.0.1/24]\n")
+    broken = mended.replace("10.99.0.1/24", "10.99.0.1/99")
+    line = next(i for i, ln in enumerate(broken.splitlines(), 1) if "/99" in ln)
+    bad.write_text(broken)
+    port = 19467
+    with started(host, str(tmp_path), "--metrics-listen", f"127.0.0.1:{port}") as agent:
+        event = agent.wait_for("invalid")
+        assert event["file"] == str(bad)
+        assert any(re.match(rf"{re.escape(str(bad))}:{line}:\d+: ", e) for e in event["errors"])
+        wait_settled(agent, host, str(good))
+        assert scrape(host, port)["netdecl_invalid_files"] == 1
+        status, body = fetch(host, port, "/ready")
+        assert status == 503 and str(bad) in body, (status, body)
+        assert not has_link(host, "br-extra")
+        _replace(bad, mended)
+        wait_until(lambda: has_link(host, "br-extra"), REPAIR_DEADLINE, "the mended file applied")
+        wait_until(lambda: converged(host, str(bad)), 30, "the host matches the mended file")
+        assert scrape(host, port)["netdecl_invalid_files"] == 0
+        assert fetch(host, port, "/ready") == (200, "ready\n")
+        assert agent.proc.poll() is None
+        assert agent.stop() == 0
+
+
 def test_the_agent_rolls_back_an_interrupted_apply_at_start_and_goes_on(host, tmp_path):
     """An apply killed half-way leaves its journal; the agent started next rolls it back
     first (it crashed with a TypeError here: the service reports a PendingApply, the agent's

@@ -147,25 +147,38 @@ class Agent:
         self.held_before: set[Any] = set()
         self.lock_waiting: set[Path] = set()
         self.watch_problems: set[str] = set()
+        self.refused_at_start: list[tuple[Source, InvalidTopology]] = []
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
         self._previous_handlers: dict[int, Any] = {}
 
     # -- start and stop ----------------------------------------------------------------------
     def load(self) -> None:
-        """Load every file; raises InvalidTopology (every file's problems) or NetdeclError."""
+        """Load every file; raises InvalidTopology (the named files' problems) or NetdeclError.
+
+        A file found in a directory that is invalid at start is refused the way a bad edit
+        is (logged, counted in netdecl_invalid_files, watched until it is mended) and the
+        others go on: one bad file dropped into /etc/netdecl must not stop the agent for
+        every topology, nor make its unit restart it forever. A file named on the command
+        line is the user's typo to see at once: exit 3, nothing changed."""
         files, self.directories = expand(self.paths)
         if not files:
             raise NetdeclError("no topology files: the directories given hold no *.yaml")
+        named = {Path(text).absolute() for text in self.paths} - set(self.directories)
         problems = []
+        refused: list[tuple[Source, InvalidTopology]] = []
         for path in files:
             source = Source(path)
             try:
                 self._read(source)
             except InvalidTopology as exc:
-                problems += exc.diagnostics
+                if path in named:
+                    problems += exc.diagnostics
+                else:
+                    refused.append((source, exc))
             self.sources[path] = source
         if problems:
             raise InvalidTopology(problems)
+        self.refused_at_start = refused  # logged by run(), after the "started" line
         names: dict[str, Path] = {}
         for source in self.sources.values():
             other = names.setdefault(source.name, source.path)
@@ -196,6 +209,8 @@ class Agent:
             self.log("started", f"agent for {', '.join(s.name for s in self.sources.values())}"
                      f" (resync every {self.resync:g}s)",
                      topologies=[s.name for s in self.sources.values()], pid=os.getpid())
+            for source, exc in self.refused_at_start:
+                self._refuse_edit(source, exc, "file")
             status = self._loop()
         finally:
             self.metrics.up.set(0)
@@ -555,7 +570,8 @@ class Agent:
                      f"first (its journal was left)", level="warning", topology=recovered)
         executed = result.executed
         if self.metrics.not_ready is not None:
-            self.metrics.not_ready.discard(name)
+            # a file refused at start waited under its path: it had no topology name yet
+            self.metrics.not_ready.difference_update({name, str(source.path)})
         self.metrics.applies.labels(result="changed" if executed else "unchanged").inc()
         if executed:
             done = time.monotonic()
@@ -621,14 +637,14 @@ class Agent:
         self._mark(source, reason, what, first)
         source.retry_at = time.monotonic() + LOCK_RETRY
 
-    def _refuse_edit(self, source: Source, exc: InvalidTopology) -> None:
+    def _refuse_edit(self, source: Source, exc: InvalidTopology, what: str = "edit") -> None:
         self.metrics.applies.labels(result="invalid").inc()
         source.invalid = True
         self.metrics.invalid_files.set(sum(s.invalid for s in self.sources.values()))
         errors = [str(d) for d in exc.diagnostics]
         kept = (f"keeping the last good version of {source.name}" if source.desired
                 else "nothing to keep: it never loaded")
-        self.log("invalid", f"{source.path}: edit refused, {kept}:\n  " + "\n  ".join(errors),
+        self.log("invalid", f"{source.path}: {what} refused, {kept}:\n  " + "\n  ".join(errors),
                  level="error", file=str(source.path), errors=errors)
 
     def _events(self, planned: Callable[[api.Plan], None]) -> api.Events[api.Plan, api.Action]:
