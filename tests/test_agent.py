@@ -139,6 +139,10 @@ def test_a_namespace_deleted_by_hand_is_recreated_with_its_links(host):
         # namespace comes back with a fresh veth pair, address and route
         wait_until(lambda: "nginx-2" in host.netns_list() and bool(default_route(host, "nginx-2"))
                    and converged(host, BRIDGE), REPAIR_DEADLINE * 2, "nginx-2 recreated")
+        repaired = agent.wait_for("repaired")
+        # counted whole, listed up to 10 (a deleted namespace can bring hundreds)
+        assert sum(repaired["kinds"].values()) == len(repaired["actions"]) + repaired["more"]
+        assert repaired["kinds"]["namespace"] == 1 and len(repaired["actions"]) <= 10
         assert agent.stop() == 0
 
 

@@ -273,3 +273,13 @@ def test_the_agent_module_is_importable_without_root():
 
     assert runner.DEBOUNCE < runner.DEBOUNCE_MAX < 1
     assert os.path.basename(runner.__file__) == "runner.py"
+
+
+def test_a_long_repair_is_listed_up_to_ten_actions_and_counted():
+    from netdecl.agent.runner import REPAIRS_LISTED, _listed
+
+    lines = [f"+ address a{i}" for i in range(REPAIRS_LISTED + 3)]
+    shown, more = _listed(lines)
+    assert more == 3 and shown.endswith("+ address a9; and 3 more")
+    assert "a10" not in shown
+    assert _listed(lines[:2]) == ("+ address a0; + address a1", 0)

@@ -58,6 +58,9 @@ LOCK_WAIT = 0.5  # how long one apply waits for the host lock; the loop retries 
 LOCK_RETRY = 0.2
 FAILURE_RETRY_MAX = 30.0
 TOPOLOGY_SUFFIXES = (".yaml", ".yml")
+# a repair line names its actions (a removed link or address is worth seeing) up to this many;
+# a deleted namespace can bring hundreds, listed whole on a debug line
+REPAIRS_LISTED = 10
 
 # Why a topology is due for a reconcile. Repairs after drift count against the object's
 # back-off; applying an edited file does not (that change is wanted).
@@ -551,10 +554,13 @@ class Agent:
         if result.executed:
             lines = [a.text() for a in result.executed]
             self.metrics.drift_repairs.inc(len(lines))
+            shown, more = _listed(lines)
             self.log("repaired", f"{applied.name}: repaired {len(lines)} object(s) of the last "
-                     f"applied version (the new one waits to be retried): " + "; ".join(lines),
-                     topology=applied.name, reason=DRIFT, actions=lines,
+                     f"applied version (the new one waits to be retried): {shown}",
+                     topology=applied.name, reason=DRIFT, actions=lines[:REPAIRS_LISTED],
+                     more=more, kinds=_kinds(result.executed),
                      ms=round((time.monotonic() - started) * 1000))
+            self._log_all_actions(applied.name, lines, more)
             for action in result.executed:  # a fight over them backs off as usual
                 self._count_repair(applied.name, action, time.monotonic())
         self._sync_watches()
@@ -594,12 +600,21 @@ class Agent:
                          topology=name, actions=lines)
             else:
                 self.metrics.drift_repairs.inc(len(executed))
+                shown, more = _listed(lines)
                 self.log("repaired", f"{name}: repaired {len(executed)} object(s) "
-                         f"{latency_ms} ms after {what}: " + "; ".join(lines), topology=name,
-                         reason=reason, trigger=what, actions=lines, ms=latency_ms)
+                         f"{latency_ms} ms after {what}: {shown}", topology=name,
+                         reason=reason, trigger=what, actions=lines[:REPAIRS_LISTED],
+                         more=more, kinds=_kinds(executed), ms=latency_ms)
+                self._log_all_actions(name, lines, more)
                 for action in executed:
                     self._count_repair(name, action, done)
         self._sync_watches()
+
+    def _log_all_actions(self, topology: str, lines: list[str], more: int) -> None:
+        """Every action of a long repair, on a debug line (the info line lists the first)."""
+        if more:
+            self.log("repaired-actions", f"{topology}: " + "; ".join(lines), level="debug",
+                     topology=topology, actions=lines)
 
     def _count_repair(self, topology: str, action: api.Action, now: float) -> None:
         delay = self.backoff.repaired((topology, action.key), now)
@@ -747,6 +762,13 @@ def _new_version(source: Source) -> bool:
     except (OSError, NetdeclError):
         return False
     return hashlib.sha256(data).hexdigest() != source.digest
+def _listed(lines: list[str]) -> tuple[str, int]:
+    """The first REPAIRS_LISTED actions as one text, and how many more there were."""
+    more = max(0, len(lines) - REPAIRS_LISTED)
+    shown = "; ".join(lines[:REPAIRS_LISTED])
+    return (f"{shown}; and {more} more" if more else shown), more
+
+
 def _kinds(actions: Iterable[api.Action]) -> dict[str, int]:
     """{object kind: how many actions}, in name order."""
     kinds: dict[str, int] = {}
