@@ -309,6 +309,7 @@ def _destroy_arguments(p: argparse.ArgumentParser) -> None:
 def _rollback_arguments(p: argparse.ArgumentParser) -> None:
     _file_argument(p, "the topology whose interrupted apply to roll back (optional)",
                    nargs="?")
+    _var_options(p)  # a template without defaults is read only with its vars
     p.add_argument("--name", metavar="TOPOLOGY",
                    help="the topology whose interrupted apply to roll back, by name")
     p.add_argument("--salvage", action="store_true",
@@ -461,6 +462,7 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
                    help="destination address, optionally with a port")
     _file_argument(p, "topology: limits the scope to its namespaces and takes NAT rules from "
                       "its table", nargs="?")
+    _var_options(p)
     p.add_argument("--proto", choices=("tcp", "udp", "icmp"),
                    help="default: tcp with a port, icmp without")
     _json_option(p, "print the path as JSON")

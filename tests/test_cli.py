@@ -104,3 +104,21 @@ def test_no_command_exits_1_from_the_process_too():
     result = run_netdecl()
     assert result.returncode == 1
     assert result.stdout.startswith("usage: netdecl")
+
+
+def test_every_command_that_reads_a_topology_file_takes_its_template_variables():
+    """A templated file (vars without defaults) is only readable with --var: a command that
+    takes FILE without it could not read such a file at all (explain lacked it)."""
+    import argparse
+
+    from netdecl.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    reading = {}
+    for name, sub in commands.choices.items():
+        dests = {a.dest for a in sub._actions}
+        if "file" in dests:
+            reading[name] = {"var", "var_file"} <= dests
+    assert reading.get("explain") and reading.get("plan") and reading.get("graph")
+    assert [name for name, ok in reading.items() if not ok] == []
