@@ -5,6 +5,7 @@ a real systemd: tests/test_systemd_lab.py."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import signal
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from fakehost import FakeHost
 
+from netdecl.backends.host import TEMP_LINK_GLOB
 from netdecl.backends.managers import NETWORK_MANAGER, NETWORKD, Managers, Paths
 from netdecl.engine import service
 from netdecl.engine.planner.plan import ADOPT
@@ -240,3 +242,25 @@ def test_a_failed_apply_puts_the_marks_back_as_they_were(tmp_path, run):
         service.apply(topology(Link(ROOT, "br0", "bridge"), Link(ROOT, "br9", "bridge")),
                       tmp_path, host=host, managers=run.managers())
     assert nm.read_text() == before
+
+
+def test_while_an_apply_creates_links_the_marks_cover_their_temporary_names(tmp_path, run):
+    """Links are born as nd<secret><end> and renamed: a networkd .network with Name=* (or
+    NetworkManager) must not take one up in between."""
+    from netdecl.backends.host import temp_link_name
+
+    managers = run.managers()
+    written: list[dict[str, str]] = []
+    restore = managers.restore
+    managers.restore = lambda topology, texts: (written.append(dict(texts)),
+                                                restore(topology, texts))[1]
+    service.apply(topology(Link(ROOT, "br0", "bridge")), tmp_path, host=FakeHost(),
+                  managers=managers)
+    during, after = written[0], written[-1]
+    born = temp_link_name("0123456789ab", 1)
+    assert fnmatch.fnmatchcase(born, TEMP_LINK_GLOB) and len(born) == len(TEMP_LINK_GLOB)
+    assert f"interface-name:{TEMP_LINK_GLOB}" in during[NETWORK_MANAGER]
+    assert f"Name=br0 {TEMP_LINK_GLOB}\n" in during[NETWORKD]
+    # after the apply: exactly the declared links
+    assert TEMP_LINK_GLOB not in after[NETWORK_MANAGER] + after[NETWORKD]
+    assert (run.paths.networkd_conf / "00-netdecl-lab.network").read_text() == after[NETWORKD]

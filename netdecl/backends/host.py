@@ -125,6 +125,11 @@ def temp_link_name(secret: str, end: int) -> str:
     return f"nd{secret[:12]}{end}"
 
 
+# Every temp_link_name as a glob (12 hex digits of the secret, one of the end): the other
+# network managers are kept off links born under these names while an apply runs.
+TEMP_LINK_GLOB = "nd" + "?" * 13
+
+
 def temp_namespace_name(secret: str) -> str:
     """The placeholder file a namespace mount point starts as, under /run/netns."""
     return f".nd{secret[:12]}"

@@ -28,6 +28,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netdecl.backends.host import TEMP_LINK_GLOB
+
 NETWORK_MANAGER = "NetworkManager"
 NETWORKD = "systemd-networkd"
 # /proc/PID/comm: the kernel keeps 15 characters of the name
@@ -119,13 +121,16 @@ class Managers:
                 continue
         return found
 
-    def mark(self, topology: str, names: Collection[str]) -> list[str]:
+    def mark(self, topology: str, names: Collection[str], *, creating: bool = False
+             ) -> list[str]:
         """Make ``topology``'s marks say exactly ``names`` (none: remove them), and have the
-        running managers whose mark changed reload. Problems, as sentences (a manager that
-        would not reload: the mark applies at its next start)."""
+        running managers whose mark changed reload. ``creating``: an apply is about to make
+        links, which are born under temporary names (TEMP_LINK_GLOB) and renamed: the marks
+        cover those too while it runs. Problems, as sentences (a manager that would not
+        reload: the mark applies at its next start)."""
         if not self.host_network():
             return []  # elsewhere, the names are other links (and the files not ours to touch)
-        wanted = marks_for(topology, sorted(names)) if names else {}
+        wanted = marks_for(topology, sorted(names), creating=creating) if names else {}
         return self.restore(topology, wanted)
 
     def restore(self, topology: str, texts: dict[str, str]) -> list[str]:
@@ -183,14 +188,19 @@ def _make_dir(directory: Path) -> None:
         made.chmod(0o755)
 
 
-def marks_for(topology: str, names: list[str]) -> dict[str, str]:
-    """The text of each manager's mark that keeps it off ``names``."""
+def marks_for(topology: str, names: list[str], *, creating: bool = False) -> dict[str, str]:
+    """The text of each manager's mark that keeps it off ``names`` (and, ``creating``, off
+    the temporary names links are born under)."""
     header = (f"# Written by netdecl for topology {topology}: these links are netdecl's.\n"
               f"# Removed by `netdecl destroy`; do not edit (netdecl rewrites it).\n")
     # "=": the name literally, not a glob
-    nm = ";".join(f"interface-name:={name}" for name in names)
-    return {NETWORK_MANAGER: f"{header}[keyfile]\nunmanaged-devices+={nm}\n",
-            NETWORKD: f"{header}[Match]\nName={' '.join(names)}\n\n[Link]\nUnmanaged=yes\n"}
+    nm = [f"interface-name:={name}" for name in names]
+    networkd = list(names)
+    if creating:
+        nm.append(f"interface-name:{TEMP_LINK_GLOB}")  # no "=": a glob (NM takes * and ?)
+        networkd.append(TEMP_LINK_GLOB)  # networkd's Name= takes shell globs
+    return {NETWORK_MANAGER: f"{header}[keyfile]\nunmanaged-devices+={';'.join(nm)}\n",
+            NETWORKD: f"{header}[Match]\nName={' '.join(networkd)}\n\n[Link]\nUnmanaged=yes\n"}
 
 
 def _same_netns(one: Path, other: Path) -> bool:

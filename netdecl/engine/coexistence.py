@@ -5,7 +5,8 @@ the other managers of the host's links; backends/managers.py reads and writes th
   does not own, is a plan-time conflict (planner/diff.py, from ``managed_names``): two
   programs configuring one link undo each other's work forever.
 - The links a topology makes in the root namespace are marked unmanaged for both, before the
-  apply creates them (so neither ever takes one up), and exactly the declared ones after it;
+  apply creates them (so neither ever takes one up; the temporary names links are born under
+  are covered while the apply runs), and exactly the declared ones after it;
   a failed apply puts the marks back as they were, and destroy (nothing declared) removes them.
 """
 
@@ -47,7 +48,7 @@ def marks_around_apply(managers: Managers | None, desired: Topology, observed: T
     owned_now = {o.name for o in observed.of_type(Link)
                  if o.namespace == ROOT and owns(o, observed, record)}
     wanted = _made_here(desired)
-    for problem in managers.mark(desired.name, wanted | owned_now):
+    for problem in managers.mark(desired.name, wanted | owned_now, creating=True):
         notice(f"netdecl: {problem}")
     try:
         yield
