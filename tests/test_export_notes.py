@@ -59,3 +59,20 @@ def test_the_notes_are_a_comment_above_a_document_that_loads():
     plain = Topology(name="")
     plain.add(Link(ROOT, "br0", "bridge", mtu=1500, spec=BridgeSpec()))
     assert to_yaml(plain, "p").startswith("version: 1\n")
+
+
+def test_a_ports_vlans_are_written_only_when_they_differ_from_the_bridges_default_pvid():
+    """A VLAN-aware bridge gives itself and every port its default PVID (pvid, untagged):
+    writing that back for each port would repeat the bridge on every line."""
+    topo = Topology(name="")
+    topo.add(Link(ROOT, "br0", "bridge", spec=BridgeSpec(vlan_filtering=True, default_pvid=10),
+                  vlans=((10, True, True),)))
+    topo.add(Link(ROOT, "p1", "dummy", master="br0", vlans=((10, True, True),)))
+    topo.add(Link(ROOT, "p2", "dummy", master="br0",
+                  vlans=((10, True, True), (20, False, False))))
+    topo.add(Link(ROOT, "p3", "dummy", master="br0", vlans=((1, True, True),)))
+    links = {e["name"]: e for e in export(topo, "imported").document["links"]}
+    assert "vlans" not in links["br0"] and "vlans" not in links["p1"]
+    assert links["p2"]["vlans"] == [{"id": 10, "pvid": True, "untagged": True}, {"id": 20}]
+    # VLAN 1 is not this bridge's default: it was set on purpose
+    assert links["p3"]["vlans"] == [{"id": 1, "pvid": True, "untagged": True}]

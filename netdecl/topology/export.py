@@ -221,6 +221,12 @@ class _Exporter:
         return link.master if kind is not None and (kind.ports or kind.members
                                                       or kind.l3_master) else None
 
+    def _default_pvid(self, link: Link) -> int:
+        """The VLAN the bridge of ``link`` (its master, or itself) gives a port by itself."""
+        bridge = self.links.get((link.namespace, link.master or link.name))
+        pvid = getattr(bridge.spec, "default_pvid", None) if bridge is not None else None
+        return pvid if isinstance(pvid, int) else 1
+
     def _fields(self, link: Link, kind: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if addresses := self.addresses.get((link.namespace, link.name)):
@@ -245,8 +251,10 @@ class _Exporter:
         for flag in LINK_FLAGS:  # on, as someone asked; off is every link's default
             if getattr(link, flag):
                 out[flag] = True
-        if link.vlans is not None and link.vlans != ((1, True, True),) and kind != EXTERNAL:
-            # (VLAN 1, pvid and untagged, is what a bridge gives every port: not written)
+        if (link.vlans is not None and link.vlans != ((self._default_pvid(link), True, True),)
+                and kind != EXTERNAL):
+            # (the bridge's default PVID, pvid and untagged, is what it gives every port and
+            # itself: not written)
             out["vlans"] = [{"id": vid, **({"pvid": True} if pvid else {}),
                              **({"untagged": True} if untagged else {})}
                             for vid, pvid, untagged in link.vlans]
