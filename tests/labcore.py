@@ -11,6 +11,7 @@ import json
 import os
 import re
 import selectors
+import shlex
 import shutil
 import signal
 import subprocess
@@ -103,6 +104,90 @@ class LabRun:
 def tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
+
+
+def modules_in(directory: Path) -> frozenset[str]:
+    """The module names a kernel with this lib/modules/VERSION directory can load (or has
+    built in), `-` spelled `_` as modprobe treats them."""
+    names = set()
+    for index in ("modules.dep", "modules.builtin"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in (directory / index).read_text().splitlines():
+                path = line.split(":", 1)[0].strip()
+                if path:
+                    names.add(_module_name(path))
+    return frozenset(names)
+
+
+def _module_name(path_or_name: str) -> str:
+    name = path_or_name.rsplit("/", 1)[-1]
+    name = re.sub(r"\.ko(\.[a-z]+)?$", "", name)
+    return name.replace("-", "_")
+
+
+# ---- the init script -----------------------------------------------------------------------
+
+INIT = r"""#!/bin/sh
+# PID 1 of a kernel lab (written by tests/labcore.py for one boot). Its stdout is the
+# console, which the driving side reads for the MARK lines; results go to files under $LAB.
+LAB=@LAB@
+say() { echo "@MARK@ $*"; }
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+for dir in @TMPFS@; do mount -t tmpfs -o mode=0755 tmpfs "$dir"; done
+mkdir -p /run/netns /run/netdecl /run/lab/lib/modules "$LAB"
+# the one writable piece of this machine: the boot's directory, at the same path as outside
+@MOUNT_LAB@
+ln -s @MODULES@ /run/lab/lib/modules/
+ip link set lo up
+export PATH=@PATH@ PYTHON=@PYTHON@ HOME=/tmp LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1
+
+finish() {
+    sync
+    say done
+    # Powering off is asynchronous and PID 1 must not exit (the kernel panics): wait for it.
+    echo o > /proc/sysrq-trigger
+    exec sleep infinity
+}
+
+for module in @MODULE_LIST@; do
+    if ! modprobe -d /run/lab "$module" 2> "$LAB/modprobe.err"; then
+        say "modprobe-failed $module"
+        finish
+    fi
+done
+say booted
+
+step() {  # NAME INTERPRETER
+    out="$LAB/out/$1"
+    mkdir -p "$out"
+    say "step $1"
+    (cd "$LAB/work" && OUT="$out" "$2" "$LAB/steps/$1" < /dev/null > "$out/stdout" 2> "$out/stderr")
+    echo $? > "$out/rc"
+    sync  # a kill later on must not take this step's results with it (hostfs and 9p write back)
+}
+"""
+
+def init_script(lab: Path, modules: Sequence[str], steps: Sequence[Step] | None,
+                modules_dir: Path, mount_lab: str) -> str:
+    """The lab's init: set up, then the steps (None: a shell on the console), then power off.
+    modules_dir: the kernel's lib/modules/VERSION; mount_lab: the shell command that mounts
+    this machine's $LAB, writable, at $LAB."""
+    path = ":".join([os.path.dirname(sys.executable), "/usr/local/sbin", "/usr/local/bin",
+                     "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+    fill = {"@LAB@": shlex.quote(str(lab)), "@MARK@": MARK, "@TMPFS@": " ".join(TMPFS),
+            "@MODULES@": shlex.quote(str(modules_dir)), "@MOUNT_LAB@": mount_lab,
+            "@PATH@": shlex.quote(path), "@PYTHON@": shlex.quote(sys.executable),
+            "@MODULE_LIST@": " ".join(shlex.quote(m) for m in modules)}
+    text = INIT
+    for key, value in fill.items():
+        text = text.replace(key, value)
+    if steps is None:
+        # by hand: a shell with the console as its terminal (so ^C works), in the work dir
+        text += 'cd "$LAB/work"\nsetsid -c /bin/bash -i\n'
+    else:
+        text += "".join(f"step {s.name} {shlex.quote(s.interpreter)}\n" for s in steps)
+    return text + "finish\n"
 
 
 def write_inputs(lab: Path, steps: Sequence[Step], files: Mapping[str, str | bytes]) -> None:
@@ -241,6 +326,102 @@ class _Kernel:
             if left:
                 raise LabError(f"processes of the lab outlived it: {left}")
 
+
+
+@dataclasses.dataclass
+class Lab:
+    """A lab with these modules loaded. Each run() is one boot, bounded in time: boot_timeout
+    to start and load the modules, timeout for all steps together. A kind of lab says how
+    its kernel starts (_prepare)."""
+
+    modules: Sequence[str] = ()
+    boot_timeout: float = 60.0
+    timeout: float = 120.0
+    poweroff_timeout: float = 30.0
+
+    def _prepare(self, lab: Path, scratch: Path, steps: Sequence[Step] | None,
+                 files: Mapping[str, str | bytes]) -> tuple[list[str], dict[str, str]]:
+        """Fill the lab's directory; the kernel's command line and environment."""
+        raise NotImplementedError
+
+    def _fill(self, lab: Path, steps: Sequence[Step] | None, files: Mapping[str, str | bytes],
+              modules_dir: Path, mount_lab: str) -> Path:
+        """Write the steps, the files and the init script (init_script) into the lab's
+        directory; the init script's path."""
+        names = [s.name for s in steps or ()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"step names must differ: {names}")
+        _precompile_netdecl()
+        write_inputs(lab, steps or (), files)
+        init = lab / "init"
+        init.write_text(init_script(lab, self.modules, steps, modules_dir, mount_lab))
+        init.chmod(0o755)
+        return init
+
+    def run(self, steps: Sequence[Step], files: Mapping[str, str | bytes] | None = None
+            ) -> LabRun:
+        """Boot, run the steps in order (a failing step does not stop the next), power off.
+        `files` (relative path: content) are the steps' working directory."""
+        with _boot_dirs() as (lab, scratch):
+            argv, env = self._prepare(lab, scratch, steps, files or {})
+            started = time.monotonic()
+            kernel = _Kernel(argv, env)
+            problem: LabError | None = None
+            try:
+                problem = self._drive(kernel, lab)
+            finally:
+                kernel.kill()
+            run = LabRun(_results(lab / "out", steps), kernel.console,
+                         time.monotonic() - started)
+        if problem is not None:
+            problem.run = run
+            problem.args = (f"{problem.args[0]}\nfinished steps: {list(run.steps)}\n"
+                            f"console:\n{tail(run.console)}",)
+            raise problem
+        return run
+
+    def _drive(self, kernel: _Kernel, lab: Path) -> LabError | None:
+        """Follow the console through boot, steps and power-off; what went wrong, or None."""
+        def marked(*words: str) -> Callable[[str], bool]:
+            return lambda line: line.startswith(MARK) and line.split()[1] in words
+
+        phase, running = "to boot", None
+        try:
+            line = kernel.read_until(marked("booted", "modprobe-failed"),
+                                     time.monotonic() + self.boot_timeout)
+            if line is None:
+                return LabError(f"the lab kernel exited while booting "
+                                f"(exit code {kernel.proc.wait()})")
+            if "modprobe-failed" in line:
+                err = (lab / "modprobe.err").read_text().strip()
+                return LabError(f"modprobe {line.split()[-1]} failed in the lab: {err}")
+            phase, deadline = "to run its steps", time.monotonic() + self.timeout
+            while (line := kernel.read_until(marked("step", "done"), deadline)) is not None:
+                if line.split()[1] == "done":
+                    break
+                running = line.split()[2]
+            else:
+                return LabError(f"the lab kernel exited in step {running} "
+                                f"(exit code {kernel.proc.wait()})")
+            phase, running = "to power off", None
+            kernel.read_until(lambda _: False, time.monotonic() + self.poweroff_timeout)
+        except TimeoutError:
+            where = f" (in step {running})" if running else ""
+            return LabTimeout(f"the lab ran out of time {phase}{where}; it was killed",
+                              running=running)
+        except LabError as exc:
+            return exc
+        return None
+
+    def shell(self) -> int:
+        """Boot with a shell on this terminal (by hand); power off when it exits."""
+        with _boot_dirs() as (lab, scratch):
+            argv, env = self._prepare(lab, scratch, None, {})
+            kernel = _Kernel(argv, env, terminal=True)
+            try:
+                return kernel.proc.wait()
+            finally:
+                kernel.kill()
 
 
 @contextlib.contextmanager
