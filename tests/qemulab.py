@@ -72,6 +72,15 @@ def kernel_version() -> str:
     return found.name
 
 
+def _kernel_image(version: str) -> Path:
+    """The kernel qemu boots: the uncompressed ELF .ci/setup leaves beside vmlinuz (booted
+    through its PVH entry: the emulated CPU would take half a minute to decompress vmlinuz),
+    else vmlinuz itself."""
+    boot = CACHE / version / "boot"
+    vmlinux = boot / f"vmlinux-{version}"
+    return vmlinux if vmlinux.is_file() else boot / f"vmlinuz-{version}"
+
+
 def _modules_dir() -> Path:
     return CACHE / kernel_version() / "lib" / "modules" / kernel_version()
 
@@ -201,12 +210,12 @@ class QemuLab(Lab):
                           f'{MSIZE} lab "$LAB"')
         initrd = scratch / "initrd.cpio"
         initrd.write_bytes(initramfs(modules_dir))
-        cmdline = f"console=ttyS0 panic=-1 quiet labinit={init}"
+        cmdline = f"console=ttyS0 panic=-1 loglevel=6 labinit={init}"
         argv = [QEMU, "-accel", _accel(), "-m", MEM, "-smp", "1",
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 # the console: qemu's stdio (^C goes to the lab's shell, not to qemu)
                 "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
-                "-kernel", str(CACHE / version / "boot" / f"vmlinuz-{version}"),
+                "-kernel", str(_kernel_image(version)),
                 "-initrd", str(initrd), "-append", cmdline,
                 "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
                            "multidevs=remap",
