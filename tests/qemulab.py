@@ -210,7 +210,7 @@ class QemuLab(Lab):
                           f'{MSIZE} lab "$LAB"')
         initrd = scratch / "initrd.cpio"
         initrd.write_bytes(initramfs(modules_dir))
-        cmdline = f"console=ttyS0 panic=-1 loglevel=6 labinit={init}"
+        cmdline = f"console=ttyS0 panic=-1 quiet labinit={init}"
         argv = [QEMU, "-accel", _accel(), "-m", MEM, "-smp", "1",
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 # the console: qemu's stdio (^C goes to the lab's shell, not to qemu)
