@@ -11,8 +11,9 @@ from the extracted tree, the steps one after another in one boot, power off. The
 directory is a second, writable 9p share at the same path as outside, so results come back
 as a LabRun, exactly as with KernelLab.
 
-qemu emulates the CPU (TCG), so it is much slower than UML to boot; a test module should boot
-it once (a module-scoped fixture) where it can. It is
+qemu emulates the CPU (TCG; KVM never booted a guest on the machine this was written on), so
+it is much slower than UML to boot (the README says how much); a test module should boot it
+once (a module-scoped fixture) where it can. Its tests mark themselves `kernel`. It is
 bounded in time and killed with everything in it like the UML lab (labcore._Kernel: the init
 of a PID namespace of its own, under `setpriv --pdeathsig KILL`).
 
@@ -47,8 +48,8 @@ from labcore import (
 
 QEMU = "qemu-system-x86_64"
 BUSYBOX = Path("/bin/busybox")  # busybox-static: the initramfs's only program
-# .ci/setup extracts Debian's kernel package here: VERSION/boot/vmlinuz-VERSION and
-# VERSION/lib/modules/VERSION (indexed)
+# .ci/setup extracts Debian's kernel package here: VERSION/boot/vmlinuz-VERSION (and beside it
+# vmlinux-VERSION, uncompressed) and VERSION/lib/modules/VERSION (indexed)
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "qemulab"
 MEM = "1G"
 # What the initramfs loads to reach the root filesystem: the virtio PCI transport, 9p over it.
