@@ -94,19 +94,24 @@ JsonSchemaValuesException = JsonSchemaValueException
 
 
 class _Lean(ast.NodeTransformer):
-    """fastjsonschema's code with its exceptions carrying the message only.
+    """fastjsonschema's code without what only its messages use.
 
     Its ``if``/``then`` (each link kind's conditions: about twenty per link) runs the ``if``
-    and catches the exception a failed one raises, and each raise built the failing part of the
-    schema as a dict literal (``definition=``), the value and the rule: a third of the check
-    of a large file went there, and those literals were most of the module's 750 kB. Nobody
-    reads them: a file the fast check refuses is checked again by jsonschema, which makes the
-    messages. (fastjsonschema's own detailed_exceptions=False fails on a ``const``.)"""
+    and catches the exception a failed one raises, and each raise built its message, the
+    failing part of the schema as a dict literal (``definition=``), the value and the rule: a
+    third of the check of a large file went there, and those literals were most of the
+    module's 750 kB. And each call of a definition's validator (every link, route, namespace)
+    formatted the value's name for messages from ``locals()``. Nobody reads them: a file the
+    fast check refuses is checked again by jsonschema, which makes the messages.
+    (fastjsonschema's own detailed_exceptions=False fails on a ``const``.)"""
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
-        if isinstance(node.func, ast.Name) and node.func.id.startswith("JsonSchemaValue"):
-            node.keywords = []
+        if isinstance(node.func, ast.Name):
+            if node.func.id.startswith("JsonSchemaValue"):
+                node.args, node.keywords = [], []
+            elif node.func.id.startswith("validate_") and len(node.args) == 3:
+                node.args[2] = ast.Constant(None)  # name_prefix: the value's name
         return node
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | list[ast.stmt]:

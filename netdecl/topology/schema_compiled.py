@@ -14,35 +14,35 @@ NoneType = type(None)
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['version', 'name']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'version' in data_keys:
             data_keys.remove('version')
             data__version = data['version']
             if not (isinstance(data__version, (int, float)) and (not isinstance(data__version, bool)) and (data__version == 1)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.version must be same as const definition: 1')
+                raise JsonSchemaValueException()
         if 'name' in data_keys:
             data_keys.remove('name')
             data__name = data['name']
             if not isinstance(data__name, str):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.name must be string')
+                raise JsonSchemaValueException()
             if isinstance(data__name, str):
                 if not REGEX_PATTERNS['^[a-z0-9][a-z0-9-]{0,15}$(?!\\n)'].search(data__name):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.name must match pattern ^[a-z0-9][a-z0-9-]{0,15}$(?!\\n)')
+                    raise JsonSchemaValueException()
         if 'sysctls' in data_keys:
             data_keys.remove('sysctls')
             data__sysctls = data['sysctls']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_sysctls(data__sysctls, custom_formats, (name_prefix or 'data') + '.sysctls')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_sysctls(data__sysctls, custom_formats, None)
         if 'namespaces' in data_keys:
             data_keys.remove('namespaces')
             data__namespaces = data['namespaces']
             if not isinstance(data__namespaces, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.namespaces must be object')
+                raise JsonSchemaValueException()
             data__namespaces_is_dict = isinstance(data__namespaces, dict)
             if data__namespaces_is_dict:
                 data__namespaces_keys = set(data__namespaces.keys())
@@ -50,51 +50,51 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json(data, custom_f
                     if data__namespaces_key not in []:
                         data__namespaces_value = data__namespaces.get(data__namespaces_key)
                         if not isinstance(data__namespaces_value, (dict, NoneType)):
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.namespaces.{data__namespaces_key}'.format(**locals()) + ' must be object or null')
+                            raise JsonSchemaValueException()
                         data__namespaces_value_is_dict = isinstance(data__namespaces_value, dict)
                         if data__namespaces_value_is_dict:
                             data__namespaces_value_keys = set(data__namespaces_value.keys())
                             if 'sysctls' in data__namespaces_value_keys:
                                 data__namespaces_value_keys.remove('sysctls')
                                 data__namespaces_value__sysctls = data__namespaces_value['sysctls']
-                                validate_https___netdecl_invalid_schemas_topology_schema_json___defs_sysctls(data__namespaces_value__sysctls, custom_formats, (name_prefix or 'data') + '.namespaces.{data__namespaces_key}.sysctls'.format(**locals()))
+                                validate_https___netdecl_invalid_schemas_topology_schema_json___defs_sysctls(data__namespaces_value__sysctls, custom_formats, None)
                             if data__namespaces_value_keys:
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.namespaces.{data__namespaces_key}'.format(**locals()) + ' must not contain ' + str(data__namespaces_value_keys) + ' properties')
+                                raise JsonSchemaValueException()
                 data__namespaces_len = len(data__namespaces)
                 if data__namespaces_len != 0:
                     data__namespaces_property_names = True
                     for data__namespaces_key in data__namespaces:
                         try:
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespaces_key, custom_formats, (name_prefix or 'data') + '.namespaces')
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespaces_key, custom_formats, None)
                         except (JsonSchemaValueException, JsonSchemaValuesException):
                             data__namespaces_property_names = False
                     if not data__namespaces_property_names:
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.namespaces must be named by propertyName definition')
+                        raise JsonSchemaValueException()
         if 'links' in data_keys:
             data_keys.remove('links')
             data__links = data['links']
             if not isinstance(data__links, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.links must be array')
+                raise JsonSchemaValueException()
             data__links_is_list = isinstance(data__links, (list, tuple))
             if data__links_is_list:
                 data__links_len = len(data__links)
                 for data__links_x, data__links_item in enumerate(data__links):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(data__links_item, custom_formats, (name_prefix or 'data') + '.links[{data__links_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(data__links_item, custom_formats, None)
         if 'routes' in data_keys:
             data_keys.remove('routes')
             data__routes = data['routes']
             if not isinstance(data__routes, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.routes must be array')
+                raise JsonSchemaValueException()
             data__routes_is_list = isinstance(data__routes, (list, tuple))
             if data__routes_is_list:
                 data__routes_len = len(data__routes)
                 for data__routes_x, data__routes_item in enumerate(data__routes):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_route(data__routes_item, custom_formats, (name_prefix or 'data') + '.routes[{data__routes_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_route(data__routes_item, custom_formats, None)
         if 'nat' in data_keys:
             data_keys.remove('nat')
             data__nat = data['nat']
             if not isinstance(data__nat, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.nat must be object')
+                raise JsonSchemaValueException()
             data__nat_is_dict = isinstance(data__nat, dict)
             if data__nat_is_dict:
                 data__nat_keys = set(data__nat.keys())
@@ -102,39 +102,39 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json(data, custom_f
                     data__nat_keys.remove('masquerade')
                     data__nat__masquerade = data__nat['masquerade']
                     if not isinstance(data__nat__masquerade, (list, tuple)):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.nat.masquerade must be array')
+                        raise JsonSchemaValueException()
                     data__nat__masquerade_is_list = isinstance(data__nat__masquerade, (list, tuple))
                     if data__nat__masquerade_is_list:
                         data__nat__masquerade_len = len(data__nat__masquerade)
                         for data__nat__masquerade_x, data__nat__masquerade_item in enumerate(data__nat__masquerade):
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_masquerade(data__nat__masquerade_item, custom_formats, (name_prefix or 'data') + '.nat.masquerade[{data__nat__masquerade_x}]'.format(**locals()))
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_masquerade(data__nat__masquerade_item, custom_formats, None)
                 if 'snat' in data__nat_keys:
                     data__nat_keys.remove('snat')
                     data__nat__snat = data__nat['snat']
                     if not isinstance(data__nat__snat, (list, tuple)):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.nat.snat must be array')
+                        raise JsonSchemaValueException()
                     data__nat__snat_is_list = isinstance(data__nat__snat, (list, tuple))
                     if data__nat__snat_is_list:
                         data__nat__snat_len = len(data__nat__snat)
                         for data__nat__snat_x, data__nat__snat_item in enumerate(data__nat__snat):
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_snat(data__nat__snat_item, custom_formats, (name_prefix or 'data') + '.nat.snat[{data__nat__snat_x}]'.format(**locals()))
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_snat(data__nat__snat_item, custom_formats, None)
                 if 'port_forwards' in data__nat_keys:
                     data__nat_keys.remove('port_forwards')
                     data__nat__portforwards = data__nat['port_forwards']
                     if not isinstance(data__nat__portforwards, (list, tuple)):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.nat.port_forwards must be array')
+                        raise JsonSchemaValueException()
                     data__nat__portforwards_is_list = isinstance(data__nat__portforwards, (list, tuple))
                     if data__nat__portforwards_is_list:
                         data__nat__portforwards_len = len(data__nat__portforwards)
                         for data__nat__portforwards_x, data__nat__portforwards_item in enumerate(data__nat__portforwards):
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port_forward(data__nat__portforwards_item, custom_formats, (name_prefix or 'data') + '.nat.port_forwards[{data__nat__portforwards_x}]'.format(**locals()))
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port_forward(data__nat__portforwards_item, custom_formats, None)
                 if data__nat_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.nat must not contain ' + str(data__nat_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'filter' in data_keys:
             data_keys.remove('filter')
             data__filter = data['filter']
             if not isinstance(data__filter, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.filter must be object')
+                raise JsonSchemaValueException()
             data__filter_is_dict = isinstance(data__filter, dict)
             if data__filter_is_dict:
                 data__filter_keys = set(data__filter.keys())
@@ -142,560 +142,560 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json(data, custom_f
                     data__filter_keys.remove('forward')
                     data__filter__forward = data__filter['forward']
                     if not isinstance(data__filter__forward, (list, tuple)):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.filter.forward must be array')
+                        raise JsonSchemaValueException()
                     data__filter__forward_is_list = isinstance(data__filter__forward, (list, tuple))
                     if data__filter__forward_is_list:
                         data__filter__forward_len = len(data__filter__forward)
                         for data__filter__forward_x, data__filter__forward_item in enumerate(data__filter__forward):
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_filter_rule(data__filter__forward_item, custom_formats, (name_prefix or 'data') + '.filter.forward[{data__filter__forward_x}]'.format(**locals()))
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_filter_rule(data__filter__forward_item, custom_formats, None)
                 if data__filter_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.filter must not contain ' + str(data__filter_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'fdb' in data_keys:
             data_keys.remove('fdb')
             data__fdb = data['fdb']
             if not isinstance(data__fdb, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.fdb must be array')
+                raise JsonSchemaValueException()
             data__fdb_is_list = isinstance(data__fdb, (list, tuple))
             if data__fdb_is_list:
                 data__fdb_len = len(data__fdb)
                 for data__fdb_x, data__fdb_item in enumerate(data__fdb):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_fdb(data__fdb_item, custom_formats, (name_prefix or 'data') + '.fdb[{data__fdb_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_fdb(data__fdb_item, custom_formats, None)
         if 'neighbors' in data_keys:
             data_keys.remove('neighbors')
             data__neighbors = data['neighbors']
             if not isinstance(data__neighbors, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.neighbors must be array')
+                raise JsonSchemaValueException()
             data__neighbors_is_list = isinstance(data__neighbors, (list, tuple))
             if data__neighbors_is_list:
                 data__neighbors_len = len(data__neighbors)
                 for data__neighbors_x, data__neighbors_item in enumerate(data__neighbors):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_neighbor(data__neighbors_item, custom_formats, (name_prefix or 'data') + '.neighbors[{data__neighbors_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_neighbor(data__neighbors_item, custom_formats, None)
         if 'rules' in data_keys:
             data_keys.remove('rules')
             data__rules = data['rules']
             if not isinstance(data__rules, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.rules must be array')
+                raise JsonSchemaValueException()
             data__rules_is_list = isinstance(data__rules, (list, tuple))
             if data__rules_is_list:
                 data__rules_len = len(data__rules)
                 for data__rules_x, data__rules_item in enumerate(data__rules):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_rule(data__rules_item, custom_formats, (name_prefix or 'data') + '.rules[{data__rules_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_rule(data__rules_item, custom_formats, None)
         if 'probes' in data_keys:
             data_keys.remove('probes')
             data__probes = data['probes']
             if not isinstance(data__probes, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.probes must be array')
+                raise JsonSchemaValueException()
             data__probes_is_list = isinstance(data__probes, (list, tuple))
             if data__probes_is_list:
                 data__probes_len = len(data__probes)
                 for data__probes_x, data__probes_item in enumerate(data__probes):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_probe(data__probes_item, custom_formats, (name_prefix or 'data') + '.probes[{data__probes_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_probe(data__probes_item, custom_formats, None)
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_probe(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['from', 'to']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'from' in data_keys:
             data_keys.remove('from')
             data__from = data['from']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__from, custom_formats, (name_prefix or 'data') + '.from')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__from, custom_formats, None)
         if 'to' in data_keys:
             data_keys.remove('to')
             data__to = data['to']
             if not isinstance(data__to, str):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.to must be string')
+                raise JsonSchemaValueException()
         if 'port' in data_keys:
             data_keys.remove('port')
             data__port = data['port']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port(data__port, custom_formats, (name_prefix or 'data') + '.port')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port(data__port, custom_formats, None)
         if 'source' in data_keys:
             data_keys.remove('source')
             data__source = data['source']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__source, custom_formats, (name_prefix or 'data') + '.source')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__source, custom_formats, None)
         if 'expect' in data_keys:
             data_keys.remove('expect')
             data__expect = data['expect']
             if not (isinstance(data__expect, str) and data__expect == 'reachable' or (isinstance(data__expect, str) and data__expect == 'blocked')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".expect must be one of ['reachable', 'blocked']")
+                raise JsonSchemaValueException()
         if 'proto' in data_keys:
             data_keys.remove('proto')
             data__proto = data['proto']
             if not (isinstance(data__proto, str) and data__proto == 'tcp' or (isinstance(data__proto, str) and data__proto == 'udp')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".proto must be one of ['tcp', 'udp']")
+                raise JsonSchemaValueException()
         if 'in_vrf' in data_keys:
             data_keys.remove('in_vrf')
             data__invrf = data['in_vrf']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__invrf, custom_formats, (name_prefix or 'data') + '.in_vrf')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__invrf, custom_formats, None)
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, str):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string')
+        raise JsonSchemaValueException()
     if isinstance(data, str):
         if not REGEX_PATTERNS['^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$(?!\\n)'].search(data):
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must match pattern ^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$(?!\\n)')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, str):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string')
+        raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, int) and (not (isinstance(data, float) and data.is_integer())) or isinstance(data, bool):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be integer')
+        raise JsonSchemaValueException()
     if isinstance(data, (int, float, Decimal)) and (not isinstance(data, bool)):
         if data < 1:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be bigger than or equal to 1')
+            raise JsonSchemaValueException()
         if data > 65535:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be smaller than or equal to 65535')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_rule(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['priority']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'priority' in data_keys:
             data_keys.remove('priority')
             data__priority = data['priority']
             if not isinstance(data__priority, int) and (not (isinstance(data__priority, float) and data__priority.is_integer())) or isinstance(data__priority, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.priority must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__priority, (int, float, Decimal)) and (not isinstance(data__priority, bool)):
                 if data__priority < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.priority must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__priority > 4294967295:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.priority must be smaller than or equal to 4294967295')
+                    raise JsonSchemaValueException()
         if 'from' in data_keys:
             data_keys.remove('from')
             data__from = data['from']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__from, custom_formats, (name_prefix or 'data') + '.from')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__from, custom_formats, None)
         if 'to' in data_keys:
             data_keys.remove('to')
             data__to = data['to']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__to, custom_formats, (name_prefix or 'data') + '.to')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__to, custom_formats, None)
         if 'table' in data_keys:
             data_keys.remove('table')
             data__table = data['table']
             if not isinstance(data__table, (int, str)) and (not (isinstance(data__table, float) and data__table.is_integer())) or isinstance(data__table, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be integer or string')
+                raise JsonSchemaValueException()
             if isinstance(data__table, str):
                 if not REGEX_PATTERNS['^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$(?!\\n)'].search(data__table):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must match pattern ^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$(?!\\n)')
+                    raise JsonSchemaValueException()
             if isinstance(data__table, (int, float, Decimal)) and (not isinstance(data__table, bool)):
                 if data__table < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__table > 4294967295:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be smaller than or equal to 4294967295')
+                    raise JsonSchemaValueException()
         if 'iif' in data_keys:
             data_keys.remove('iif')
             data__iif = data['iif']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__iif, custom_formats, (name_prefix or 'data') + '.iif')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__iif, custom_formats, None)
         if 'oif' in data_keys:
             data_keys.remove('oif')
             data__oif = data['oif']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__oif, custom_formats, (name_prefix or 'data') + '.oif')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__oif, custom_formats, None)
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, str):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string')
+        raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_neighbor(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['link', 'address', 'mac']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'link' in data_keys:
             data_keys.remove('link')
             data__link = data['link']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__link, custom_formats, (name_prefix or 'data') + '.link')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__link, custom_formats, None)
         if 'address' in data_keys:
             data_keys.remove('address')
             data__address = data['address']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__address, custom_formats, (name_prefix or 'data') + '.address')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__address, custom_formats, None)
         if 'mac' in data_keys:
             data_keys.remove('mac')
             data__mac = data['mac']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__mac, custom_formats, (name_prefix or 'data') + '.mac')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__mac, custom_formats, None)
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, str):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string')
+        raise JsonSchemaValueException()
     if isinstance(data, str):
         if not REGEX_PATTERNS['^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$(?!\\n)'].search(data):
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must match pattern ^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$(?!\\n)')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_fdb(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['link', 'mac']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'link' in data_keys:
             data_keys.remove('link')
             data__link = data['link']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__link, custom_formats, (name_prefix or 'data') + '.link')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__link, custom_formats, None)
         if 'mac' in data_keys:
             data_keys.remove('mac')
             data__mac = data['mac']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__mac, custom_formats, (name_prefix or 'data') + '.mac')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__mac, custom_formats, None)
         if 'dst' in data_keys:
             data_keys.remove('dst')
             data__dst = data['dst']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__dst, custom_formats, (name_prefix or 'data') + '.dst')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__dst, custom_formats, None)
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_filter_rule(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['action']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'in' in data_keys:
             data_keys.remove('in')
             data__in = data['in']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__in, custom_formats, (name_prefix or 'data') + '.in')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__in, custom_formats, None)
         if 'out' in data_keys:
             data_keys.remove('out')
             data__out = data['out']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__out, custom_formats, (name_prefix or 'data') + '.out')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__out, custom_formats, None)
         if 'source' in data_keys:
             data_keys.remove('source')
             data__source = data['source']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__source, custom_formats, (name_prefix or 'data') + '.source')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__source, custom_formats, None)
         if 'destination' in data_keys:
             data_keys.remove('destination')
             data__destination = data['destination']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__destination, custom_formats, (name_prefix or 'data') + '.destination')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__destination, custom_formats, None)
         if 'proto' in data_keys:
             data_keys.remove('proto')
             data__proto = data['proto']
             if not (isinstance(data__proto, str) and data__proto == 'tcp' or (isinstance(data__proto, str) and data__proto == 'udp')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".proto must be one of ['tcp', 'udp']")
+                raise JsonSchemaValueException()
         if 'port' in data_keys:
             data_keys.remove('port')
             data__port = data['port']
             if not isinstance(data__port, (int, str)) and (not (isinstance(data__port, float) and data__port.is_integer())) or isinstance(data__port, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.port must be integer or string')
+                raise JsonSchemaValueException()
             if isinstance(data__port, str):
                 if not REGEX_PATTERNS['^[0-9]{1,5}(-[0-9]{1,5})?$(?!\\n)'].search(data__port):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.port must match pattern ^[0-9]{1,5}(-[0-9]{1,5})?$(?!\\n)')
+                    raise JsonSchemaValueException()
             if isinstance(data__port, (int, float, Decimal)) and (not isinstance(data__port, bool)):
                 if data__port < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.port must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__port > 65535:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.port must be smaller than or equal to 65535')
+                    raise JsonSchemaValueException()
         if 'state' in data_keys:
             data_keys.remove('state')
             data__state = data['state']
             if not isinstance(data__state, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.state must be array')
+                raise JsonSchemaValueException()
             data__state_is_list = isinstance(data__state, (list, tuple))
             if data__state_is_list:
                 data__state_len = len(data__state)
                 if data__state_len < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.state must contain at least 1 items')
+                    raise JsonSchemaValueException()
 
                 def fn(var):
                     return frozenset(dict(((k, fn(v)) for k, v in var.items())).items()) if hasattr(var, 'items') else tuple((fn(v) for v in var)) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
                 if data__state_len > len(set((fn(data__state_x) for data__state_x in data__state))):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.state must contain unique items')
+                    raise JsonSchemaValueException()
                 for data__state_x, data__state_item in enumerate(data__state):
                     if not (isinstance(data__state_item, str) and data__state_item == 'invalid' or (isinstance(data__state_item, str) and data__state_item == 'established') or (isinstance(data__state_item, str) and data__state_item == 'related') or (isinstance(data__state_item, str) and data__state_item == 'new') or (isinstance(data__state_item, str) and data__state_item == 'untracked')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.state[{data__state_x}]'.format(**locals()) + " must be one of ['invalid', 'established', 'related', 'new', 'untracked']")
+                        raise JsonSchemaValueException()
         if 'action' in data_keys:
             data_keys.remove('action')
             data__action = data['action']
             if not (isinstance(data__action, str) and data__action == 'accept' or (isinstance(data__action, str) and data__action == 'drop') or (isinstance(data__action, str) and data__action == 'reject')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".action must be one of ['accept', 'drop', 'reject']")
+                raise JsonSchemaValueException()
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, (str, list, tuple)):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string or array')
+        raise JsonSchemaValueException()
     data_is_list = isinstance(data, (list, tuple))
     if data_is_list:
         data_len = len(data)
         if data_len < 1:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain at least 1 items')
+            raise JsonSchemaValueException()
         for data_x, data_item in enumerate(data):
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data_item, custom_formats, (name_prefix or 'data') + '[{data_x}]'.format(**locals()))
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data_item, custom_formats, None)
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port_forward(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['proto', 'port', 'to']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'proto' in data_keys:
             data_keys.remove('proto')
             data__proto = data['proto']
             if not (isinstance(data__proto, str) and data__proto == 'tcp' or (isinstance(data__proto, str) and data__proto == 'udp')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".proto must be one of ['tcp', 'udp']")
+                raise JsonSchemaValueException()
         if 'port' in data_keys:
             data_keys.remove('port')
             data__port = data['port']
             if not isinstance(data__port, (int, str)) and (not (isinstance(data__port, float) and data__port.is_integer())) or isinstance(data__port, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.port must be integer or string')
+                raise JsonSchemaValueException()
             if isinstance(data__port, str):
                 if not REGEX_PATTERNS['^[0-9]{1,5}(-[0-9]{1,5})?$(?!\\n)'].search(data__port):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.port must match pattern ^[0-9]{1,5}(-[0-9]{1,5})?$(?!\\n)')
+                    raise JsonSchemaValueException()
             if isinstance(data__port, (int, float, Decimal)) and (not isinstance(data__port, bool)):
                 if data__port < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.port must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__port > 65535:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.port must be smaller than or equal to 65535')
+                    raise JsonSchemaValueException()
         if 'to' in data_keys:
             data_keys.remove('to')
             data__to = data['to']
             if not isinstance(data__to, (str, list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.to must be string or array')
+                raise JsonSchemaValueException()
             data__to_is_list = isinstance(data__to, (list, tuple))
             if data__to_is_list:
                 data__to_len = len(data__to)
                 if data__to_len < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.to must contain at least 1 items')
+                    raise JsonSchemaValueException()
                 for data__to_x, data__to_item in enumerate(data__to):
                     if not isinstance(data__to_item, str):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.to[{data__to_x}]'.format(**locals()) + ' must be string')
+                        raise JsonSchemaValueException()
         if 'in' in data_keys:
             data_keys.remove('in')
             data__in = data['in']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__in, custom_formats, (name_prefix or 'data') + '.in')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__in, custom_formats, None)
         if 'from' in data_keys:
             data_keys.remove('from')
             data__from = data['from']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__from, custom_formats, (name_prefix or 'data') + '.from')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__from, custom_formats, None)
         if 'address' in data_keys:
             data_keys.remove('address')
             data__address = data['address']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__address, custom_formats, (name_prefix or 'data') + '.address')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__address, custom_formats, None)
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_snat(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['to_source']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'source' in data_keys:
             data_keys.remove('source')
             data__source = data['source']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__source, custom_formats, (name_prefix or 'data') + '.source')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__source, custom_formats, None)
         if 'out' in data_keys:
             data_keys.remove('out')
             data__out = data['out']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__out, custom_formats, (name_prefix or 'data') + '.out')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__out, custom_formats, None)
         if 'not_out' in data_keys:
             data_keys.remove('not_out')
             data__notout = data['not_out']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__notout, custom_formats, (name_prefix or 'data') + '.not_out')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__notout, custom_formats, None)
         if 'to_source' in data_keys:
             data_keys.remove('to_source')
             data__tosource = data['to_source']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__tosource, custom_formats, (name_prefix or 'data') + '.to_source')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__tosource, custom_formats, None)
         if 'destination' in data_keys:
             data_keys.remove('destination')
             data__destination = data['destination']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__destination, custom_formats, (name_prefix or 'data') + '.destination')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__destination, custom_formats, None)
         if 'not_destination' in data_keys:
             data_keys.remove('not_destination')
             data__notdestination = data['not_destination']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__notdestination, custom_formats, (name_prefix or 'data') + '.not_destination')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__notdestination, custom_formats, None)
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_masquerade(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data_keys = set(data.keys())
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'source' in data_keys:
             data_keys.remove('source')
             data__source = data['source']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__source, custom_formats, (name_prefix or 'data') + '.source')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidr(data__source, custom_formats, None)
         if 'out' in data_keys:
             data_keys.remove('out')
             data__out = data['out']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__out, custom_formats, (name_prefix or 'data') + '.out')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__out, custom_formats, None)
         if 'not_out' in data_keys:
             data_keys.remove('not_out')
             data__notout = data['not_out']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__notout, custom_formats, (name_prefix or 'data') + '.not_out')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__notout, custom_formats, None)
         if 'destination' in data_keys:
             data_keys.remove('destination')
             data__destination = data['destination']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__destination, custom_formats, (name_prefix or 'data') + '.destination')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__destination, custom_formats, None)
         if 'not_destination' in data_keys:
             data_keys.remove('not_destination')
             data__notdestination = data['not_destination']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__notdestination, custom_formats, (name_prefix or 'data') + '.not_destination')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_cidrs(data__notdestination, custom_formats, None)
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_route(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['to']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'to' in data_keys:
             data_keys.remove('to')
             data__to = data['to']
             if not isinstance(data__to, str):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.to must be string')
+                raise JsonSchemaValueException()
         if 'via' in data_keys:
             data_keys.remove('via')
             data__via = data['via']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__via, custom_formats, (name_prefix or 'data') + '.via')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__via, custom_formats, None)
         if 'dev' in data_keys:
             data_keys.remove('dev')
             data__dev = data['dev']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__dev, custom_formats, (name_prefix or 'data') + '.dev')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__dev, custom_formats, None)
         if 'src' in data_keys:
             data_keys.remove('src')
             data__src = data['src']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__src, custom_formats, (name_prefix or 'data') + '.src')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__src, custom_formats, None)
         if 'metric' in data_keys:
             data_keys.remove('metric')
             data__metric = data['metric']
             if not isinstance(data__metric, int) and (not (isinstance(data__metric, float) and data__metric.is_integer())) or isinstance(data__metric, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.metric must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__metric, (int, float, Decimal)) and (not isinstance(data__metric, bool)):
                 if data__metric < 0:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.metric must be bigger than or equal to 0')
+                    raise JsonSchemaValueException()
                 if data__metric > 4294967295:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.metric must be smaller than or equal to 4294967295')
+                    raise JsonSchemaValueException()
         if 'table' in data_keys:
             data_keys.remove('table')
             data__table = data['table']
             if not isinstance(data__table, (int, str)) and (not (isinstance(data__table, float) and data__table.is_integer())) or isinstance(data__table, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be integer or string')
+                raise JsonSchemaValueException()
             if isinstance(data__table, str):
                 if not REGEX_PATTERNS['^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$(?!\\n)'].search(data__table):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must match pattern ^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$(?!\\n)')
+                    raise JsonSchemaValueException()
             if isinstance(data__table, (int, float, Decimal)) and (not isinstance(data__table, bool)):
                 if data__table < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__table > 4294967295:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be smaller than or equal to 4294967295')
+                    raise JsonSchemaValueException()
         if 'type' in data_keys:
             data_keys.remove('type')
             data__type = data['type']
             if not (isinstance(data__type, str) and data__type == 'unicast' or (isinstance(data__type, str) and data__type == 'blackhole') or (isinstance(data__type, str) and data__type == 'unreachable') or (isinstance(data__type, str) and data__type == 'prohibit')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".type must be one of ['unicast', 'blackhole', 'unreachable', 'prohibit']")
+                raise JsonSchemaValueException()
         if 'onlink' in data_keys:
             data_keys.remove('onlink')
             data__onlink = data['onlink']
             if not isinstance(data__onlink, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.onlink must be boolean')
+                raise JsonSchemaValueException()
         if 'scope' in data_keys:
             data_keys.remove('scope')
             data__scope = data['scope']
             if not (isinstance(data__scope, str) and data__scope == 'global' or (isinstance(data__scope, str) and data__scope == 'link') or (isinstance(data__scope, str) and data__scope == 'host')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".scope must be one of ['global', 'link', 'host']")
+                raise JsonSchemaValueException()
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'veth'):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['veth']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -703,19 +703,19 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
         if data_is_dict:
             data__missing_keys = set(['peer']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'vxlan'):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['vxlan']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -723,19 +723,19 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
         if data_is_dict:
             data__missing_keys = set(['vxlan']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'vlan'):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['vlan']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -743,19 +743,19 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
         if data_is_dict:
             data__missing_keys = set(['vlan']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'vrf'):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['vrf']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -763,19 +763,19 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
         if data_is_dict:
             data__missing_keys = set(['vrf']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'geneve'):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['geneve']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -783,19 +783,19 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
         if data_is_dict:
             data__missing_keys = set(['geneve']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'veth' or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -804,23 +804,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['bridge']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -829,23 +829,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['peer']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -854,23 +854,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['vxlan']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -879,23 +879,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['vlan']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -904,23 +904,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['macvlan']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -929,23 +929,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['vrf']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -954,23 +954,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['ipip']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -979,23 +979,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['sit']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1004,23 +1004,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['ip6tnl']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1029,23 +1029,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['gre']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'geneve', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1054,23 +1054,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['gretap']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'ipvlan', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1079,23 +1079,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['geneve']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1104,23 +1104,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['ipvlan']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1129,23 +1129,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['bond']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1154,23 +1154,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['tap']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1179,23 +1179,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['tun']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'vlan' or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ipvlan')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['vlan', 'macvlan', 'ipvlan']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1203,19 +1203,19 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
         if data_is_dict:
             data__missing_keys = set(['link']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun')):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'bond', 'tap', 'tun']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1224,23 +1224,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['link']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
             data__missing_keys = set(['kind']) - data.keys()
             if data__missing_keys:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                raise JsonSchemaValueException()
             data_keys = set(data.keys())
             if 'kind' in data_keys:
                 data_keys.remove('kind')
                 data__kind = data['kind']
                 if not (isinstance(data__kind, str) and data__kind == 'external'):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['external']")
+                    raise JsonSchemaValueException()
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -1249,265 +1249,265 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
             if data_is_dict:
                 data__missing_keys = set(['bridge']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['peer']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['vxlan']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['vlan']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['macvlan']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['vrf']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['ipip']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['sit']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['ip6tnl']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['gre']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['gretap']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['geneve']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['ipvlan']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['bond']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['tap']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['tun']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['link']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['mac']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['hairpin']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
         try:
             data_is_dict = isinstance(data, dict)
             if data_is_dict:
                 data__missing_keys = set(['vlans']) - data.keys()
                 if data__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
         else:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must NOT match a disallowed definition')
+            raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['name', 'kind']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'name' in data_keys:
             data_keys.remove('name')
             data__name = data['name']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__name, custom_formats, (name_prefix or 'data') + '.name')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__name, custom_formats, None)
         if 'kind' in data_keys:
             data_keys.remove('kind')
             data__kind = data['kind']
             if not (isinstance(data__kind, str) and data__kind == 'bridge' or (isinstance(data__kind, str) and data__kind == 'veth') or (isinstance(data__kind, str) and data__kind == 'vxlan') or (isinstance(data__kind, str) and data__kind == 'dummy') or (isinstance(data__kind, str) and data__kind == 'vlan') or (isinstance(data__kind, str) and data__kind == 'macvlan') or (isinstance(data__kind, str) and data__kind == 'ifb') or (isinstance(data__kind, str) and data__kind == 'vrf') or (isinstance(data__kind, str) and data__kind == 'ipip') or (isinstance(data__kind, str) and data__kind == 'sit') or (isinstance(data__kind, str) and data__kind == 'ip6tnl') or (isinstance(data__kind, str) and data__kind == 'gre') or (isinstance(data__kind, str) and data__kind == 'gretap') or (isinstance(data__kind, str) and data__kind == 'geneve') or (isinstance(data__kind, str) and data__kind == 'ipvlan') or (isinstance(data__kind, str) and data__kind == 'bond') or (isinstance(data__kind, str) and data__kind == 'tap') or (isinstance(data__kind, str) and data__kind == 'tun') or (isinstance(data__kind, str) and data__kind == 'external')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".kind must be one of ['bridge', 'veth', 'vxlan', 'dummy', 'vlan', 'macvlan', 'ifb', 'vrf', 'ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'geneve', 'ipvlan', 'bond', 'tap', 'tun', 'external']")
+                raise JsonSchemaValueException()
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'addresses' in data_keys:
             data_keys.remove('addresses')
             data__addresses = data['addresses']
             if not isinstance(data__addresses, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.addresses must be array')
+                raise JsonSchemaValueException()
             data__addresses_is_list = isinstance(data__addresses, (list, tuple))
             if data__addresses_is_list:
                 data__addresses_len = len(data__addresses)
                 for data__addresses_x, data__addresses_item in enumerate(data__addresses):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_interface_address(data__addresses_item, custom_formats, (name_prefix or 'data') + '.addresses[{data__addresses_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_interface_address(data__addresses_item, custom_formats, None)
         if 'mtu' in data_keys:
             data_keys.remove('mtu')
             data__mtu = data['mtu']
             if not isinstance(data__mtu, int) and (not (isinstance(data__mtu, float) and data__mtu.is_integer())) or isinstance(data__mtu, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.mtu must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__mtu, (int, float, Decimal)) and (not isinstance(data__mtu, bool)):
                 if data__mtu < 68:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.mtu must be bigger than or equal to 68')
+                    raise JsonSchemaValueException()
                 if data__mtu > 65535:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.mtu must be smaller than or equal to 65535')
+                    raise JsonSchemaValueException()
         if 'mac' in data_keys:
             data_keys.remove('mac')
             data__mac = data['mac']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__mac, custom_formats, (name_prefix or 'data') + '.mac')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__mac, custom_formats, None)
         if 'up' in data_keys:
             data_keys.remove('up')
             data__up = data['up']
             if not isinstance(data__up, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.up must be boolean')
+                raise JsonSchemaValueException()
         else:
             data['up'] = True
         if 'master' in data_keys:
             data_keys.remove('master')
             data__master = data['master']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__master, custom_formats, (name_prefix or 'data') + '.master')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__master, custom_formats, None)
         if 'hairpin' in data_keys:
             data_keys.remove('hairpin')
             data__hairpin = data['hairpin']
             if not isinstance(data__hairpin, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.hairpin must be boolean')
+                raise JsonSchemaValueException()
         if 'bridge' in data_keys:
             data_keys.remove('bridge')
             data__bridge = data['bridge']
             if not isinstance(data__bridge, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bridge must be object')
+                raise JsonSchemaValueException()
             data__bridge_is_dict = isinstance(data__bridge, dict)
             if data__bridge_is_dict:
                 data__bridge_keys = set(data__bridge.keys())
@@ -1515,42 +1515,42 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
                     data__bridge_keys.remove('stp')
                     data__bridge__stp = data__bridge['stp']
                     if not isinstance(data__bridge__stp, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bridge.stp must be boolean')
+                        raise JsonSchemaValueException()
                 if 'vlan_filtering' in data__bridge_keys:
                     data__bridge_keys.remove('vlan_filtering')
                     data__bridge__vlanfiltering = data__bridge['vlan_filtering']
                     if not isinstance(data__bridge__vlanfiltering, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bridge.vlan_filtering must be boolean')
+                        raise JsonSchemaValueException()
                 if 'default_pvid' in data__bridge_keys:
                     data__bridge_keys.remove('default_pvid')
                     data__bridge__defaultpvid = data__bridge['default_pvid']
                     if not isinstance(data__bridge__defaultpvid, int) and (not (isinstance(data__bridge__defaultpvid, float) and data__bridge__defaultpvid.is_integer())) or isinstance(data__bridge__defaultpvid, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bridge.default_pvid must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__bridge__defaultpvid, (int, float, Decimal)) and (not isinstance(data__bridge__defaultpvid, bool)):
                         if data__bridge__defaultpvid < 1:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bridge.default_pvid must be bigger than or equal to 1')
+                            raise JsonSchemaValueException()
                         if data__bridge__defaultpvid > 4094:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bridge.default_pvid must be smaller than or equal to 4094')
+                            raise JsonSchemaValueException()
                 if 'vlan_protocol' in data__bridge_keys:
                     data__bridge_keys.remove('vlan_protocol')
                     data__bridge__vlanprotocol = data__bridge['vlan_protocol']
                     if not (isinstance(data__bridge__vlanprotocol, str) and data__bridge__vlanprotocol == '802.1Q' or (isinstance(data__bridge__vlanprotocol, str) and data__bridge__vlanprotocol == '802.1ad')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".bridge.vlan_protocol must be one of ['802.1Q', '802.1ad']")
+                        raise JsonSchemaValueException()
                 if data__bridge_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bridge must not contain ' + str(data__bridge_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'peer' in data_keys:
             data_keys.remove('peer')
             data__peer = data['peer']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_peer(data__peer, custom_formats, (name_prefix or 'data') + '.peer')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_peer(data__peer, custom_formats, None)
         if 'vxlan' in data_keys:
             data_keys.remove('vxlan')
             data__vxlan = data['vxlan']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vxlan(data__vxlan, custom_formats, (name_prefix or 'data') + '.vxlan')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vxlan(data__vxlan, custom_formats, None)
         if 'macvlan' in data_keys:
             data_keys.remove('macvlan')
             data__macvlan = data['macvlan']
             if not isinstance(data__macvlan, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.macvlan must be object')
+                raise JsonSchemaValueException()
             data__macvlan_is_dict = isinstance(data__macvlan, dict)
             if data__macvlan_is_dict:
                 data__macvlan_keys = set(data__macvlan.keys())
@@ -1558,14 +1558,14 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
                     data__macvlan_keys.remove('mode')
                     data__macvlan__mode = data__macvlan['mode']
                     if not (isinstance(data__macvlan__mode, str) and data__macvlan__mode == 'private' or (isinstance(data__macvlan__mode, str) and data__macvlan__mode == 'vepa') or (isinstance(data__macvlan__mode, str) and data__macvlan__mode == 'bridge') or (isinstance(data__macvlan__mode, str) and data__macvlan__mode == 'passthru') or (isinstance(data__macvlan__mode, str) and data__macvlan__mode == 'source')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".macvlan.mode must be one of ['private', 'vepa', 'bridge', 'passthru', 'source']")
+                        raise JsonSchemaValueException()
                 else:
                     data__macvlan['mode'] = 'bridge'
                 if 'macs' in data__macvlan_keys:
                     data__macvlan_keys.remove('macs')
                     data__macvlan__macs = data__macvlan['macs']
                     if not isinstance(data__macvlan__macs, (list, tuple)):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.macvlan.macs must be array')
+                        raise JsonSchemaValueException()
                     data__macvlan__macs_is_list = isinstance(data__macvlan__macs, (list, tuple))
                     if data__macvlan__macs_is_list:
 
@@ -1573,403 +1573,403 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
                             return frozenset(dict(((k, fn(v)) for k, v in var.items())).items()) if hasattr(var, 'items') else tuple((fn(v) for v in var)) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
                         data__macvlan__macs_len = len(data__macvlan__macs)
                         if data__macvlan__macs_len > len(set((fn(data__macvlan__macs_x) for data__macvlan__macs_x in data__macvlan__macs))):
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.macvlan.macs must contain unique items')
+                            raise JsonSchemaValueException()
                         for data__macvlan__macs_x, data__macvlan__macs_item in enumerate(data__macvlan__macs):
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__macvlan__macs_item, custom_formats, (name_prefix or 'data') + '.macvlan.macs[{data__macvlan__macs_x}]'.format(**locals()))
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__macvlan__macs_item, custom_formats, None)
                 if data__macvlan_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.macvlan must not contain ' + str(data__macvlan_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'link' in data_keys:
             data_keys.remove('link')
             data__link = data['link']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__link, custom_formats, (name_prefix or 'data') + '.link')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__link, custom_formats, None)
         if 'vlan' in data_keys:
             data_keys.remove('vlan')
             data__vlan = data['vlan']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vlan(data__vlan, custom_formats, (name_prefix or 'data') + '.vlan')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vlan(data__vlan, custom_formats, None)
         if 'netem' in data_keys:
             data_keys.remove('netem')
             data__netem = data['netem']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_netem(data__netem, custom_formats, (name_prefix or 'data') + '.netem')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_netem(data__netem, custom_formats, None)
         if 'shaping' in data_keys:
             data_keys.remove('shaping')
             data__shaping = data['shaping']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_shaping(data__shaping, custom_formats, (name_prefix or 'data') + '.shaping')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_shaping(data__shaping, custom_formats, None)
         if 'qdisc' in data_keys:
             data_keys.remove('qdisc')
             data__qdisc = data['qdisc']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_root_qdisc(data__qdisc, custom_formats, (name_prefix or 'data') + '.qdisc')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_root_qdisc(data__qdisc, custom_formats, None)
         if 'route_table' in data_keys:
             data_keys.remove('route_table')
             data__routetable = data['route_table']
             if not isinstance(data__routetable, int) and (not (isinstance(data__routetable, float) and data__routetable.is_integer())) or isinstance(data__routetable, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.route_table must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__routetable, (int, float, Decimal)) and (not isinstance(data__routetable, bool)):
                 if data__routetable < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.route_table must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__routetable > 4294967295:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.route_table must be smaller than or equal to 4294967295')
+                    raise JsonSchemaValueException()
         if 'vrf' in data_keys:
             data_keys.remove('vrf')
             data__vrf = data['vrf']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vrf(data__vrf, custom_formats, (name_prefix or 'data') + '.vrf')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vrf(data__vrf, custom_formats, None)
         if 'ipip' in data_keys:
             data_keys.remove('ipip')
             data__ipip = data['ipip']
             if not isinstance(data__ipip, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip must be object')
+                raise JsonSchemaValueException()
             data__ipip_is_dict = isinstance(data__ipip, dict)
             if data__ipip_is_dict:
                 data__ipip_keys = set(data__ipip.keys())
                 if 'local' in data__ipip_keys:
                     data__ipip_keys.remove('local')
                     data__ipip__local = data__ipip['local']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__ipip__local, custom_formats, (name_prefix or 'data') + '.ipip.local')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__ipip__local, custom_formats, None)
                 if 'remote' in data__ipip_keys:
                     data__ipip_keys.remove('remote')
                     data__ipip__remote = data__ipip['remote']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__ipip__remote, custom_formats, (name_prefix or 'data') + '.ipip.remote')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__ipip__remote, custom_formats, None)
                 if 'ttl' in data__ipip_keys:
                     data__ipip_keys.remove('ttl')
                     data__ipip__ttl = data__ipip['ttl']
                     if not isinstance(data__ipip__ttl, int) and (not (isinstance(data__ipip__ttl, float) and data__ipip__ttl.is_integer())) or isinstance(data__ipip__ttl, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip.ttl must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__ipip__ttl, (int, float, Decimal)) and (not isinstance(data__ipip__ttl, bool)):
                         if data__ipip__ttl < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip.ttl must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__ipip__ttl > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip.ttl must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'dev' in data__ipip_keys:
                     data__ipip_keys.remove('dev')
                     data__ipip__dev = data__ipip['dev']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__ipip__dev, custom_formats, (name_prefix or 'data') + '.ipip.dev')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__ipip__dev, custom_formats, None)
                 if 'external' in data__ipip_keys:
                     data__ipip_keys.remove('external')
                     data__ipip__external = data__ipip['external']
                     if not isinstance(data__ipip__external, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip.external must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__ipip['external'] = False
                 if 'tos' in data__ipip_keys:
                     data__ipip_keys.remove('tos')
                     data__ipip__tos = data__ipip['tos']
                     if not isinstance(data__ipip__tos, int) and (not (isinstance(data__ipip__tos, float) and data__ipip__tos.is_integer())) or isinstance(data__ipip__tos, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip.tos must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__ipip__tos, (int, float, Decimal)) and (not isinstance(data__ipip__tos, bool)):
                         if data__ipip__tos < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip.tos must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__ipip__tos > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip.tos must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'pmtudisc' in data__ipip_keys:
                     data__ipip_keys.remove('pmtudisc')
                     data__ipip__pmtudisc = data__ipip['pmtudisc']
                     if not isinstance(data__ipip__pmtudisc, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip.pmtudisc must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__ipip['pmtudisc'] = True
                 if data__ipip_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipip must not contain ' + str(data__ipip_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'sit' in data_keys:
             data_keys.remove('sit')
             data__sit = data['sit']
             if not isinstance(data__sit, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit must be object')
+                raise JsonSchemaValueException()
             data__sit_is_dict = isinstance(data__sit, dict)
             if data__sit_is_dict:
                 data__sit_keys = set(data__sit.keys())
                 if 'local' in data__sit_keys:
                     data__sit_keys.remove('local')
                     data__sit__local = data__sit['local']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__sit__local, custom_formats, (name_prefix or 'data') + '.sit.local')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__sit__local, custom_formats, None)
                 if 'remote' in data__sit_keys:
                     data__sit_keys.remove('remote')
                     data__sit__remote = data__sit['remote']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__sit__remote, custom_formats, (name_prefix or 'data') + '.sit.remote')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__sit__remote, custom_formats, None)
                 if 'ttl' in data__sit_keys:
                     data__sit_keys.remove('ttl')
                     data__sit__ttl = data__sit['ttl']
                     if not isinstance(data__sit__ttl, int) and (not (isinstance(data__sit__ttl, float) and data__sit__ttl.is_integer())) or isinstance(data__sit__ttl, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit.ttl must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__sit__ttl, (int, float, Decimal)) and (not isinstance(data__sit__ttl, bool)):
                         if data__sit__ttl < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit.ttl must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__sit__ttl > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit.ttl must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'dev' in data__sit_keys:
                     data__sit_keys.remove('dev')
                     data__sit__dev = data__sit['dev']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__sit__dev, custom_formats, (name_prefix or 'data') + '.sit.dev')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__sit__dev, custom_formats, None)
                 if 'external' in data__sit_keys:
                     data__sit_keys.remove('external')
                     data__sit__external = data__sit['external']
                     if not isinstance(data__sit__external, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit.external must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__sit['external'] = False
                 if 'tos' in data__sit_keys:
                     data__sit_keys.remove('tos')
                     data__sit__tos = data__sit['tos']
                     if not isinstance(data__sit__tos, int) and (not (isinstance(data__sit__tos, float) and data__sit__tos.is_integer())) or isinstance(data__sit__tos, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit.tos must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__sit__tos, (int, float, Decimal)) and (not isinstance(data__sit__tos, bool)):
                         if data__sit__tos < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit.tos must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__sit__tos > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit.tos must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'pmtudisc' in data__sit_keys:
                     data__sit_keys.remove('pmtudisc')
                     data__sit__pmtudisc = data__sit['pmtudisc']
                     if not isinstance(data__sit__pmtudisc, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit.pmtudisc must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__sit['pmtudisc'] = True
                 if data__sit_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.sit must not contain ' + str(data__sit_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'ip6tnl' in data_keys:
             data_keys.remove('ip6tnl')
             data__ip6tnl = data['ip6tnl']
             if not isinstance(data__ip6tnl, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ip6tnl must be object')
+                raise JsonSchemaValueException()
             data__ip6tnl_is_dict = isinstance(data__ip6tnl, dict)
             if data__ip6tnl_is_dict:
                 data__ip6tnl_keys = set(data__ip6tnl.keys())
                 if 'local' in data__ip6tnl_keys:
                     data__ip6tnl_keys.remove('local')
                     data__ip6tnl__local = data__ip6tnl['local']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__ip6tnl__local, custom_formats, (name_prefix or 'data') + '.ip6tnl.local')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__ip6tnl__local, custom_formats, None)
                 if 'remote' in data__ip6tnl_keys:
                     data__ip6tnl_keys.remove('remote')
                     data__ip6tnl__remote = data__ip6tnl['remote']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__ip6tnl__remote, custom_formats, (name_prefix or 'data') + '.ip6tnl.remote')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__ip6tnl__remote, custom_formats, None)
                 if 'ttl' in data__ip6tnl_keys:
                     data__ip6tnl_keys.remove('ttl')
                     data__ip6tnl__ttl = data__ip6tnl['ttl']
                     if not isinstance(data__ip6tnl__ttl, int) and (not (isinstance(data__ip6tnl__ttl, float) and data__ip6tnl__ttl.is_integer())) or isinstance(data__ip6tnl__ttl, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ip6tnl.ttl must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__ip6tnl__ttl, (int, float, Decimal)) and (not isinstance(data__ip6tnl__ttl, bool)):
                         if data__ip6tnl__ttl < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ip6tnl.ttl must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__ip6tnl__ttl > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ip6tnl.ttl must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'dev' in data__ip6tnl_keys:
                     data__ip6tnl_keys.remove('dev')
                     data__ip6tnl__dev = data__ip6tnl['dev']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__ip6tnl__dev, custom_formats, (name_prefix or 'data') + '.ip6tnl.dev')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__ip6tnl__dev, custom_formats, None)
                 if 'external' in data__ip6tnl_keys:
                     data__ip6tnl_keys.remove('external')
                     data__ip6tnl__external = data__ip6tnl['external']
                     if not isinstance(data__ip6tnl__external, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ip6tnl.external must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__ip6tnl['external'] = False
                 if data__ip6tnl_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ip6tnl must not contain ' + str(data__ip6tnl_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'gre' in data_keys:
             data_keys.remove('gre')
             data__gre = data['gre']
             if not isinstance(data__gre, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre must be object')
+                raise JsonSchemaValueException()
             data__gre_is_dict = isinstance(data__gre, dict)
             if data__gre_is_dict:
                 data__gre_keys = set(data__gre.keys())
                 if 'local' in data__gre_keys:
                     data__gre_keys.remove('local')
                     data__gre__local = data__gre['local']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__gre__local, custom_formats, (name_prefix or 'data') + '.gre.local')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__gre__local, custom_formats, None)
                 if 'remote' in data__gre_keys:
                     data__gre_keys.remove('remote')
                     data__gre__remote = data__gre['remote']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__gre__remote, custom_formats, (name_prefix or 'data') + '.gre.remote')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__gre__remote, custom_formats, None)
                 if 'ttl' in data__gre_keys:
                     data__gre_keys.remove('ttl')
                     data__gre__ttl = data__gre['ttl']
                     if not isinstance(data__gre__ttl, int) and (not (isinstance(data__gre__ttl, float) and data__gre__ttl.is_integer())) or isinstance(data__gre__ttl, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.ttl must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__gre__ttl, (int, float, Decimal)) and (not isinstance(data__gre__ttl, bool)):
                         if data__gre__ttl < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.ttl must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__gre__ttl > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.ttl must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'dev' in data__gre_keys:
                     data__gre_keys.remove('dev')
                     data__gre__dev = data__gre['dev']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__gre__dev, custom_formats, (name_prefix or 'data') + '.gre.dev')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__gre__dev, custom_formats, None)
                 if 'external' in data__gre_keys:
                     data__gre_keys.remove('external')
                     data__gre__external = data__gre['external']
                     if not isinstance(data__gre__external, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.external must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__gre['external'] = False
                 if 'tos' in data__gre_keys:
                     data__gre_keys.remove('tos')
                     data__gre__tos = data__gre['tos']
                     if not isinstance(data__gre__tos, int) and (not (isinstance(data__gre__tos, float) and data__gre__tos.is_integer())) or isinstance(data__gre__tos, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.tos must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__gre__tos, (int, float, Decimal)) and (not isinstance(data__gre__tos, bool)):
                         if data__gre__tos < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.tos must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__gre__tos > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.tos must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'pmtudisc' in data__gre_keys:
                     data__gre_keys.remove('pmtudisc')
                     data__gre__pmtudisc = data__gre['pmtudisc']
                     if not isinstance(data__gre__pmtudisc, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.pmtudisc must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__gre['pmtudisc'] = True
                 if 'key' in data__gre_keys:
                     data__gre_keys.remove('key')
                     data__gre__key = data__gre['key']
                     if not isinstance(data__gre__key, int) and (not (isinstance(data__gre__key, float) and data__gre__key.is_integer())) or isinstance(data__gre__key, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.key must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__gre__key, (int, float, Decimal)) and (not isinstance(data__gre__key, bool)):
                         if data__gre__key < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.key must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__gre__key > 4294967295:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre.key must be smaller than or equal to 4294967295')
+                            raise JsonSchemaValueException()
                 if data__gre_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gre must not contain ' + str(data__gre_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'gretap' in data_keys:
             data_keys.remove('gretap')
             data__gretap = data['gretap']
             if not isinstance(data__gretap, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap must be object')
+                raise JsonSchemaValueException()
             data__gretap_is_dict = isinstance(data__gretap, dict)
             if data__gretap_is_dict:
                 data__gretap_keys = set(data__gretap.keys())
                 if 'local' in data__gretap_keys:
                     data__gretap_keys.remove('local')
                     data__gretap__local = data__gretap['local']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__gretap__local, custom_formats, (name_prefix or 'data') + '.gretap.local')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__gretap__local, custom_formats, None)
                 if 'remote' in data__gretap_keys:
                     data__gretap_keys.remove('remote')
                     data__gretap__remote = data__gretap['remote']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__gretap__remote, custom_formats, (name_prefix or 'data') + '.gretap.remote')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__gretap__remote, custom_formats, None)
                 if 'ttl' in data__gretap_keys:
                     data__gretap_keys.remove('ttl')
                     data__gretap__ttl = data__gretap['ttl']
                     if not isinstance(data__gretap__ttl, int) and (not (isinstance(data__gretap__ttl, float) and data__gretap__ttl.is_integer())) or isinstance(data__gretap__ttl, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.ttl must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__gretap__ttl, (int, float, Decimal)) and (not isinstance(data__gretap__ttl, bool)):
                         if data__gretap__ttl < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.ttl must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__gretap__ttl > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.ttl must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'dev' in data__gretap_keys:
                     data__gretap_keys.remove('dev')
                     data__gretap__dev = data__gretap['dev']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__gretap__dev, custom_formats, (name_prefix or 'data') + '.gretap.dev')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__gretap__dev, custom_formats, None)
                 if 'external' in data__gretap_keys:
                     data__gretap_keys.remove('external')
                     data__gretap__external = data__gretap['external']
                     if not isinstance(data__gretap__external, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.external must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__gretap['external'] = False
                 if 'tos' in data__gretap_keys:
                     data__gretap_keys.remove('tos')
                     data__gretap__tos = data__gretap['tos']
                     if not isinstance(data__gretap__tos, int) and (not (isinstance(data__gretap__tos, float) and data__gretap__tos.is_integer())) or isinstance(data__gretap__tos, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.tos must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__gretap__tos, (int, float, Decimal)) and (not isinstance(data__gretap__tos, bool)):
                         if data__gretap__tos < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.tos must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__gretap__tos > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.tos must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'pmtudisc' in data__gretap_keys:
                     data__gretap_keys.remove('pmtudisc')
                     data__gretap__pmtudisc = data__gretap['pmtudisc']
                     if not isinstance(data__gretap__pmtudisc, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.pmtudisc must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__gretap['pmtudisc'] = True
                 if 'key' in data__gretap_keys:
                     data__gretap_keys.remove('key')
                     data__gretap__key = data__gretap['key']
                     if not isinstance(data__gretap__key, int) and (not (isinstance(data__gretap__key, float) and data__gretap__key.is_integer())) or isinstance(data__gretap__key, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.key must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__gretap__key, (int, float, Decimal)) and (not isinstance(data__gretap__key, bool)):
                         if data__gretap__key < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.key must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__gretap__key > 4294967295:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap.key must be smaller than or equal to 4294967295')
+                            raise JsonSchemaValueException()
                 if data__gretap_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gretap must not contain ' + str(data__gretap_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'geneve' in data_keys:
             data_keys.remove('geneve')
             data__geneve = data['geneve']
             if not isinstance(data__geneve, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve must be object')
+                raise JsonSchemaValueException()
             data__geneve_is_dict = isinstance(data__geneve, dict)
             if data__geneve_is_dict:
                 data__geneve__missing_keys = set(['id']) - data__geneve.keys()
                 if data__geneve__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve must contain ' + (str(sorted(data__geneve__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
                 data__geneve_keys = set(data__geneve.keys())
                 if 'id' in data__geneve_keys:
                     data__geneve_keys.remove('id')
                     data__geneve__id = data__geneve['id']
                     if not isinstance(data__geneve__id, int) and (not (isinstance(data__geneve__id, float) and data__geneve__id.is_integer())) or isinstance(data__geneve__id, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.id must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__geneve__id, (int, float, Decimal)) and (not isinstance(data__geneve__id, bool)):
                         if data__geneve__id < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.id must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__geneve__id > 16777215:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.id must be smaller than or equal to 16777215')
+                            raise JsonSchemaValueException()
                 if 'remote' in data__geneve_keys:
                     data__geneve_keys.remove('remote')
                     data__geneve__remote = data__geneve['remote']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__geneve__remote, custom_formats, (name_prefix or 'data') + '.geneve.remote')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__geneve__remote, custom_formats, None)
                 if 'ttl' in data__geneve_keys:
                     data__geneve_keys.remove('ttl')
                     data__geneve__ttl = data__geneve['ttl']
                     if not isinstance(data__geneve__ttl, int) and (not (isinstance(data__geneve__ttl, float) and data__geneve__ttl.is_integer())) or isinstance(data__geneve__ttl, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.ttl must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__geneve__ttl, (int, float, Decimal)) and (not isinstance(data__geneve__ttl, bool)):
                         if data__geneve__ttl < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.ttl must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__geneve__ttl > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.ttl must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'tos' in data__geneve_keys:
                     data__geneve_keys.remove('tos')
                     data__geneve__tos = data__geneve['tos']
                     if not isinstance(data__geneve__tos, int) and (not (isinstance(data__geneve__tos, float) and data__geneve__tos.is_integer())) or isinstance(data__geneve__tos, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.tos must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__geneve__tos, (int, float, Decimal)) and (not isinstance(data__geneve__tos, bool)):
                         if data__geneve__tos < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.tos must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__geneve__tos > 255:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.tos must be smaller than or equal to 255')
+                            raise JsonSchemaValueException()
                 if 'port' in data__geneve_keys:
                     data__geneve_keys.remove('port')
                     data__geneve__port = data__geneve['port']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port(data__geneve__port, custom_formats, (name_prefix or 'data') + '.geneve.port')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port(data__geneve__port, custom_formats, None)
                 else:
                     data__geneve['port'] = 6081
                 if 'external' in data__geneve_keys:
                     data__geneve_keys.remove('external')
                     data__geneve__external = data__geneve['external']
                     if not isinstance(data__geneve__external, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve.external must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__geneve['external'] = False
                 if data__geneve_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.geneve must not contain ' + str(data__geneve_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'promisc' in data_keys:
             data_keys.remove('promisc')
             data__promisc = data['promisc']
             if not isinstance(data__promisc, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.promisc must be boolean')
+                raise JsonSchemaValueException()
         if 'allmulti' in data_keys:
             data_keys.remove('allmulti')
             data__allmulti = data['allmulti']
             if not isinstance(data__allmulti, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.allmulti must be boolean')
+                raise JsonSchemaValueException()
         if 'bond' in data_keys:
             data_keys.remove('bond')
             data__bond = data['bond']
             if not isinstance(data__bond, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond must be object')
+                raise JsonSchemaValueException()
             data__bond_is_dict = isinstance(data__bond, dict)
             if data__bond_is_dict:
                 data__bond_keys = set(data__bond.keys())
@@ -1977,75 +1977,75 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
                     data__bond_keys.remove('mode')
                     data__bond__mode = data__bond['mode']
                     if not (isinstance(data__bond__mode, str) and data__bond__mode == 'balance-rr' or (isinstance(data__bond__mode, str) and data__bond__mode == 'active-backup') or (isinstance(data__bond__mode, str) and data__bond__mode == 'balance-xor') or (isinstance(data__bond__mode, str) and data__bond__mode == 'broadcast') or (isinstance(data__bond__mode, str) and data__bond__mode == '802.3ad') or (isinstance(data__bond__mode, str) and data__bond__mode == 'balance-tlb') or (isinstance(data__bond__mode, str) and data__bond__mode == 'balance-alb')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".bond.mode must be one of ['balance-rr', 'active-backup', 'balance-xor', 'broadcast', '802.3ad', 'balance-tlb', 'balance-alb']")
+                        raise JsonSchemaValueException()
                 else:
                     data__bond['mode'] = 'balance-rr'
                 if 'miimon' in data__bond_keys:
                     data__bond_keys.remove('miimon')
                     data__bond__miimon = data__bond['miimon']
                     if not isinstance(data__bond__miimon, int) and (not (isinstance(data__bond__miimon, float) and data__bond__miimon.is_integer())) or isinstance(data__bond__miimon, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.miimon must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__bond__miimon, (int, float, Decimal)) and (not isinstance(data__bond__miimon, bool)):
                         if data__bond__miimon < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.miimon must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__bond__miimon > 2147483647:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.miimon must be smaller than or equal to 2147483647')
+                            raise JsonSchemaValueException()
                 if 'updelay' in data__bond_keys:
                     data__bond_keys.remove('updelay')
                     data__bond__updelay = data__bond['updelay']
                     if not isinstance(data__bond__updelay, int) and (not (isinstance(data__bond__updelay, float) and data__bond__updelay.is_integer())) or isinstance(data__bond__updelay, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.updelay must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__bond__updelay, (int, float, Decimal)) and (not isinstance(data__bond__updelay, bool)):
                         if data__bond__updelay < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.updelay must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__bond__updelay > 2147483647:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.updelay must be smaller than or equal to 2147483647')
+                            raise JsonSchemaValueException()
                 if 'downdelay' in data__bond_keys:
                     data__bond_keys.remove('downdelay')
                     data__bond__downdelay = data__bond['downdelay']
                     if not isinstance(data__bond__downdelay, int) and (not (isinstance(data__bond__downdelay, float) and data__bond__downdelay.is_integer())) or isinstance(data__bond__downdelay, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.downdelay must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__bond__downdelay, (int, float, Decimal)) and (not isinstance(data__bond__downdelay, bool)):
                         if data__bond__downdelay < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.downdelay must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__bond__downdelay > 2147483647:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.downdelay must be smaller than or equal to 2147483647')
+                            raise JsonSchemaValueException()
                 if 'xmit_hash_policy' in data__bond_keys:
                     data__bond_keys.remove('xmit_hash_policy')
                     data__bond__xmithashpolicy = data__bond['xmit_hash_policy']
                     if not (isinstance(data__bond__xmithashpolicy, str) and data__bond__xmithashpolicy == 'layer2' or (isinstance(data__bond__xmithashpolicy, str) and data__bond__xmithashpolicy == 'layer3+4') or (isinstance(data__bond__xmithashpolicy, str) and data__bond__xmithashpolicy == 'layer2+3') or (isinstance(data__bond__xmithashpolicy, str) and data__bond__xmithashpolicy == 'encap2+3') or (isinstance(data__bond__xmithashpolicy, str) and data__bond__xmithashpolicy == 'encap3+4') or (isinstance(data__bond__xmithashpolicy, str) and data__bond__xmithashpolicy == 'vlan+srcmac')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".bond.xmit_hash_policy must be one of ['layer2', 'layer3+4', 'layer2+3', 'encap2+3', 'encap3+4', 'vlan+srcmac']")
+                        raise JsonSchemaValueException()
                 if 'lacp_rate' in data__bond_keys:
                     data__bond_keys.remove('lacp_rate')
                     data__bond__lacprate = data__bond['lacp_rate']
                     if not (isinstance(data__bond__lacprate, str) and data__bond__lacprate == 'slow' or (isinstance(data__bond__lacprate, str) and data__bond__lacprate == 'fast')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".bond.lacp_rate must be one of ['slow', 'fast']")
+                        raise JsonSchemaValueException()
                 if 'ad_select' in data__bond_keys:
                     data__bond_keys.remove('ad_select')
                     data__bond__adselect = data__bond['ad_select']
                     if not (isinstance(data__bond__adselect, str) and data__bond__adselect == 'stable' or (isinstance(data__bond__adselect, str) and data__bond__adselect == 'bandwidth') or (isinstance(data__bond__adselect, str) and data__bond__adselect == 'count')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".bond.ad_select must be one of ['stable', 'bandwidth', 'count']")
+                        raise JsonSchemaValueException()
                 if 'min_links' in data__bond_keys:
                     data__bond_keys.remove('min_links')
                     data__bond__minlinks = data__bond['min_links']
                     if not isinstance(data__bond__minlinks, int) and (not (isinstance(data__bond__minlinks, float) and data__bond__minlinks.is_integer())) or isinstance(data__bond__minlinks, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.min_links must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__bond__minlinks, (int, float, Decimal)) and (not isinstance(data__bond__minlinks, bool)):
                         if data__bond__minlinks < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.min_links must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__bond__minlinks > 2147483647:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond.min_links must be smaller than or equal to 2147483647')
+                            raise JsonSchemaValueException()
                 if 'primary' in data__bond_keys:
                     data__bond_keys.remove('primary')
                     data__bond__primary = data__bond['primary']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__bond__primary, custom_formats, (name_prefix or 'data') + '.bond.primary')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__bond__primary, custom_formats, None)
                 if data__bond_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.bond must not contain ' + str(data__bond_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'ipvlan' in data_keys:
             data_keys.remove('ipvlan')
             data__ipvlan = data['ipvlan']
             if not isinstance(data__ipvlan, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipvlan must be object')
+                raise JsonSchemaValueException()
             data__ipvlan_is_dict = isinstance(data__ipvlan, dict)
             if data__ipvlan_is_dict:
                 data__ipvlan_keys = set(data__ipvlan.keys())
@@ -2053,23 +2053,23 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
                     data__ipvlan_keys.remove('mode')
                     data__ipvlan__mode = data__ipvlan['mode']
                     if not (isinstance(data__ipvlan__mode, str) and data__ipvlan__mode == 'l2' or (isinstance(data__ipvlan__mode, str) and data__ipvlan__mode == 'l3') or (isinstance(data__ipvlan__mode, str) and data__ipvlan__mode == 'l3s')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".ipvlan.mode must be one of ['l2', 'l3', 'l3s']")
+                        raise JsonSchemaValueException()
                 else:
                     data__ipvlan['mode'] = 'l3'
                 if 'flag' in data__ipvlan_keys:
                     data__ipvlan_keys.remove('flag')
                     data__ipvlan__flag = data__ipvlan['flag']
                     if not (isinstance(data__ipvlan__flag, str) and data__ipvlan__flag == 'bridge' or (isinstance(data__ipvlan__flag, str) and data__ipvlan__flag == 'private') or (isinstance(data__ipvlan__flag, str) and data__ipvlan__flag == 'vepa')):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ".ipvlan.flag must be one of ['bridge', 'private', 'vepa']")
+                        raise JsonSchemaValueException()
                 else:
                     data__ipvlan['flag'] = 'bridge'
                 if data__ipvlan_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ipvlan must not contain ' + str(data__ipvlan_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'tap' in data_keys:
             data_keys.remove('tap')
             data__tap = data['tap']
             if not isinstance(data__tap, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap must be object')
+                raise JsonSchemaValueException()
             data__tap_is_dict = isinstance(data__tap, dict)
             if data__tap_is_dict:
                 data__tap_keys = set(data__tap.keys())
@@ -2077,43 +2077,43 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
                     data__tap_keys.remove('owner')
                     data__tap__owner = data__tap['owner']
                     if not isinstance(data__tap__owner, int) and (not (isinstance(data__tap__owner, float) and data__tap__owner.is_integer())) or isinstance(data__tap__owner, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap.owner must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__tap__owner, (int, float, Decimal)) and (not isinstance(data__tap__owner, bool)):
                         if data__tap__owner < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap.owner must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__tap__owner > 4294967294:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap.owner must be smaller than or equal to 4294967294')
+                            raise JsonSchemaValueException()
                 if 'group' in data__tap_keys:
                     data__tap_keys.remove('group')
                     data__tap__group = data__tap['group']
                     if not isinstance(data__tap__group, int) and (not (isinstance(data__tap__group, float) and data__tap__group.is_integer())) or isinstance(data__tap__group, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap.group must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__tap__group, (int, float, Decimal)) and (not isinstance(data__tap__group, bool)):
                         if data__tap__group < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap.group must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__tap__group > 4294967294:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap.group must be smaller than or equal to 4294967294')
+                            raise JsonSchemaValueException()
                 if 'multi_queue' in data__tap_keys:
                     data__tap_keys.remove('multi_queue')
                     data__tap__multiqueue = data__tap['multi_queue']
                     if not isinstance(data__tap__multiqueue, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap.multi_queue must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__tap['multi_queue'] = False
                 if 'vnet_hdr' in data__tap_keys:
                     data__tap_keys.remove('vnet_hdr')
                     data__tap__vnethdr = data__tap['vnet_hdr']
                     if not isinstance(data__tap__vnethdr, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap.vnet_hdr must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__tap['vnet_hdr'] = False
                 if data__tap_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tap must not contain ' + str(data__tap_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'tun' in data_keys:
             data_keys.remove('tun')
             data__tun = data['tun']
             if not isinstance(data__tun, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun must be object')
+                raise JsonSchemaValueException()
             data__tun_is_dict = isinstance(data__tun, dict)
             if data__tun_is_dict:
                 data__tun_keys = set(data__tun.keys())
@@ -2121,54 +2121,54 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
                     data__tun_keys.remove('owner')
                     data__tun__owner = data__tun['owner']
                     if not isinstance(data__tun__owner, int) and (not (isinstance(data__tun__owner, float) and data__tun__owner.is_integer())) or isinstance(data__tun__owner, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun.owner must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__tun__owner, (int, float, Decimal)) and (not isinstance(data__tun__owner, bool)):
                         if data__tun__owner < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun.owner must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__tun__owner > 4294967294:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun.owner must be smaller than or equal to 4294967294')
+                            raise JsonSchemaValueException()
                 if 'group' in data__tun_keys:
                     data__tun_keys.remove('group')
                     data__tun__group = data__tun['group']
                     if not isinstance(data__tun__group, int) and (not (isinstance(data__tun__group, float) and data__tun__group.is_integer())) or isinstance(data__tun__group, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun.group must be integer')
+                        raise JsonSchemaValueException()
                     if isinstance(data__tun__group, (int, float, Decimal)) and (not isinstance(data__tun__group, bool)):
                         if data__tun__group < 0:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun.group must be bigger than or equal to 0')
+                            raise JsonSchemaValueException()
                         if data__tun__group > 4294967294:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun.group must be smaller than or equal to 4294967294')
+                            raise JsonSchemaValueException()
                 if 'multi_queue' in data__tun_keys:
                     data__tun_keys.remove('multi_queue')
                     data__tun__multiqueue = data__tun['multi_queue']
                     if not isinstance(data__tun__multiqueue, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun.multi_queue must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__tun['multi_queue'] = False
                 if 'vnet_hdr' in data__tun_keys:
                     data__tun_keys.remove('vnet_hdr')
                     data__tun__vnethdr = data__tun['vnet_hdr']
                     if not isinstance(data__tun__vnethdr, bool):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun.vnet_hdr must be boolean')
+                        raise JsonSchemaValueException()
                 else:
                     data__tun['vnet_hdr'] = False
                 if data__tun_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.tun must not contain ' + str(data__tun_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'vlans' in data_keys:
             data_keys.remove('vlans')
             data__vlans = data['vlans']
             if not isinstance(data__vlans, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans must be array')
+                raise JsonSchemaValueException()
             data__vlans_is_list = isinstance(data__vlans, (list, tuple))
             if data__vlans_is_list:
                 data__vlans_len = len(data__vlans)
                 for data__vlans_x, data__vlans_item in enumerate(data__vlans):
                     if not isinstance(data__vlans_item, dict):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}]'.format(**locals()) + ' must be object')
+                        raise JsonSchemaValueException()
                     data__vlans_item_is_dict = isinstance(data__vlans_item, dict)
                     if data__vlans_item_is_dict:
                         data__vlans_item__missing_keys = set(['id']) - data__vlans_item.keys()
                         if data__vlans_item__missing_keys:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__vlans_item__missing_keys)) + ' properties'))
+                            raise JsonSchemaValueException()
                         data__vlans_item_keys = set(data__vlans_item.keys())
                         if 'id' in data__vlans_item_keys:
                             data__vlans_item_keys.remove('id')
@@ -2177,78 +2177,78 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_link(da
                             if data__vlans_item__id_one_of_count1 < 2:
                                 try:
                                     if not isinstance(data__vlans_item__id, int) and (not (isinstance(data__vlans_item__id, float) and data__vlans_item__id.is_integer())) or isinstance(data__vlans_item__id, bool):
-                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be integer')
+                                        raise JsonSchemaValueException()
                                     if isinstance(data__vlans_item__id, (int, float, Decimal)) and (not isinstance(data__vlans_item__id, bool)):
                                         if data__vlans_item__id < 1:
-                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be bigger than or equal to 1')
+                                            raise JsonSchemaValueException()
                                         if data__vlans_item__id > 4094:
-                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be smaller than or equal to 4094')
+                                            raise JsonSchemaValueException()
                                     data__vlans_item__id_one_of_count1 += 1
                                 except (JsonSchemaValueException, JsonSchemaValuesException):
                                     pass
                             if data__vlans_item__id_one_of_count1 < 2:
                                 try:
                                     if not isinstance(data__vlans_item__id, str):
-                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be string')
+                                        raise JsonSchemaValueException()
                                     if isinstance(data__vlans_item__id, str):
                                         if not REGEX_PATTERNS['^[0-9]{1,4}-[0-9]{1,4}$(?!\\n)'].search(data__vlans_item__id):
-                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must match pattern ^[0-9]{1,4}-[0-9]{1,4}$(?!\\n)')
+                                            raise JsonSchemaValueException()
                                     data__vlans_item__id_one_of_count1 += 1
                                 except (JsonSchemaValueException, JsonSchemaValuesException):
                                     pass
                             if data__vlans_item__id_one_of_count1 != 1:
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be valid exactly by one definition' + (' (' + str(data__vlans_item__id_one_of_count1) + ' matches found)'))
+                                raise JsonSchemaValueException()
                         if 'pvid' in data__vlans_item_keys:
                             data__vlans_item_keys.remove('pvid')
                             data__vlans_item__pvid = data__vlans_item['pvid']
                             if not isinstance(data__vlans_item__pvid, bool):
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].pvid'.format(**locals()) + ' must be boolean')
+                                raise JsonSchemaValueException()
                         else:
                             data__vlans_item['pvid'] = False
                         if 'untagged' in data__vlans_item_keys:
                             data__vlans_item_keys.remove('untagged')
                             data__vlans_item__untagged = data__vlans_item['untagged']
                             if not isinstance(data__vlans_item__untagged, bool):
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].untagged'.format(**locals()) + ' must be boolean')
+                                raise JsonSchemaValueException()
                         else:
                             data__vlans_item['untagged'] = False
                         if data__vlans_item_keys:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}]'.format(**locals()) + ' must not contain ' + str(data__vlans_item_keys) + ' properties')
+                            raise JsonSchemaValueException()
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vrf(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['table']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'table' in data_keys:
             data_keys.remove('table')
             data__table = data['table']
             if not isinstance(data__table, int) and (not (isinstance(data__table, float) and data__table.is_integer())) or isinstance(data__table, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__table, (int, float, Decimal)) and (not isinstance(data__table, bool)):
                 if data__table < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__table > 4294967295:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.table must be smaller than or equal to 4294967295')
+                    raise JsonSchemaValueException()
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_root_qdisc(data, custom_formats={}, name_prefix=None):
     if not (isinstance(data, str) and data == 'fq_codel' or (isinstance(data, str) and data == 'fq') or (isinstance(data, str) and data == 'cake') or (isinstance(data, str) and data == 'pfifo')):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + " must be one of ['fq_codel', 'fq', 'cake', 'pfifo']")
+        raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_shaping(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data_keys = set(data.keys())
@@ -2256,375 +2256,375 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_shaping
             data_keys.remove('egress')
             data__egress = data['egress']
             if not isinstance(data__egress, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.egress must be object')
+                raise JsonSchemaValueException()
             try:
                 data__egress_is_dict = isinstance(data__egress, dict)
                 if data__egress_is_dict:
                     data__egress__missing_keys = set(['latency', 'limit']) - data__egress.keys()
                     if data__egress__missing_keys:
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.egress must contain ' + (str(sorted(data__egress__missing_keys)) + ' properties'))
+                        raise JsonSchemaValueException()
             except (JsonSchemaValueException, JsonSchemaValuesException):
                 pass
             else:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.egress must NOT match a disallowed definition')
+                raise JsonSchemaValueException()
             data__egress_is_dict = isinstance(data__egress, dict)
             if data__egress_is_dict:
                 data__egress__missing_keys = set(['rate', 'burst']) - data__egress.keys()
                 if data__egress__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.egress must contain ' + (str(sorted(data__egress__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
                 data__egress_keys = set(data__egress.keys())
                 if 'rate' in data__egress_keys:
                     data__egress_keys.remove('rate')
                     data__egress__rate = data__egress['rate']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_rate(data__egress__rate, custom_formats, (name_prefix or 'data') + '.egress.rate')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_rate(data__egress__rate, custom_formats, None)
                 if 'burst' in data__egress_keys:
                     data__egress_keys.remove('burst')
                     data__egress__burst = data__egress['burst']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_size(data__egress__burst, custom_formats, (name_prefix or 'data') + '.egress.burst')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_size(data__egress__burst, custom_formats, None)
                 if 'latency' in data__egress_keys:
                     data__egress_keys.remove('latency')
                     data__egress__latency = data__egress['latency']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_time(data__egress__latency, custom_formats, (name_prefix or 'data') + '.egress.latency')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_time(data__egress__latency, custom_formats, None)
                 if 'limit' in data__egress_keys:
                     data__egress_keys.remove('limit')
                     data__egress__limit = data__egress['limit']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_size(data__egress__limit, custom_formats, (name_prefix or 'data') + '.egress.limit')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_size(data__egress__limit, custom_formats, None)
                 if data__egress_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.egress must not contain ' + str(data__egress_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if 'ingress' in data_keys:
             data_keys.remove('ingress')
             data__ingress = data['ingress']
             if not isinstance(data__ingress, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ingress must be object')
+                raise JsonSchemaValueException()
             data__ingress_is_dict = isinstance(data__ingress, dict)
             if data__ingress_is_dict:
                 data__ingress__missing_keys = set(['rate', 'burst']) - data__ingress.keys()
                 if data__ingress__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ingress must contain ' + (str(sorted(data__ingress__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
                 data__ingress_keys = set(data__ingress.keys())
                 if 'rate' in data__ingress_keys:
                     data__ingress_keys.remove('rate')
                     data__ingress__rate = data__ingress['rate']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_rate(data__ingress__rate, custom_formats, (name_prefix or 'data') + '.ingress.rate')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_rate(data__ingress__rate, custom_formats, None)
                 if 'burst' in data__ingress_keys:
                     data__ingress_keys.remove('burst')
                     data__ingress__burst = data__ingress['burst']
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_size(data__ingress__burst, custom_formats, (name_prefix or 'data') + '.ingress.burst')
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_size(data__ingress__burst, custom_formats, None)
                 if data__ingress_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.ingress must not contain ' + str(data__ingress_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_time(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, (str, int, float, Decimal)) or isinstance(data, bool):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string or number')
+        raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_size(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, (str, int, float, Decimal)) or isinstance(data, bool):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string or number')
+        raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_rate(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, (str, int, float, Decimal)) or isinstance(data, bool):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string or number')
+        raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_netem(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data_keys = set(data.keys())
         if 'delay' in data_keys:
             data_keys.remove('delay')
             data__delay = data['delay']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_time(data__delay, custom_formats, (name_prefix or 'data') + '.delay')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_time(data__delay, custom_formats, None)
         if 'jitter' in data_keys:
             data_keys.remove('jitter')
             data__jitter = data['jitter']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_time(data__jitter, custom_formats, (name_prefix or 'data') + '.jitter')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_time(data__jitter, custom_formats, None)
         if 'correlation' in data_keys:
             data_keys.remove('correlation')
             data__correlation = data['correlation']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__correlation, custom_formats, (name_prefix or 'data') + '.correlation')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__correlation, custom_formats, None)
         if 'loss' in data_keys:
             data_keys.remove('loss')
             data__loss = data['loss']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__loss, custom_formats, (name_prefix or 'data') + '.loss')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__loss, custom_formats, None)
         if 'duplicate' in data_keys:
             data_keys.remove('duplicate')
             data__duplicate = data['duplicate']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__duplicate, custom_formats, (name_prefix or 'data') + '.duplicate')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__duplicate, custom_formats, None)
         if 'reorder' in data_keys:
             data_keys.remove('reorder')
             data__reorder = data['reorder']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__reorder, custom_formats, (name_prefix or 'data') + '.reorder')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__reorder, custom_formats, None)
         if 'gap' in data_keys:
             data_keys.remove('gap')
             data__gap = data['gap']
             if not isinstance(data__gap, int) and (not (isinstance(data__gap, float) and data__gap.is_integer())) or isinstance(data__gap, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gap must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__gap, (int, float, Decimal)) and (not isinstance(data__gap, bool)):
                 if data__gap < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.gap must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
         if 'corrupt' in data_keys:
             data_keys.remove('corrupt')
             data__corrupt = data['corrupt']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__corrupt, custom_formats, (name_prefix or 'data') + '.corrupt')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__corrupt, custom_formats, None)
         if 'rate' in data_keys:
             data_keys.remove('rate')
             data__rate = data['rate']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_rate(data__rate, custom_formats, (name_prefix or 'data') + '.rate')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_rate(data__rate, custom_formats, None)
         if 'limit' in data_keys:
             data_keys.remove('limit')
             data__limit = data['limit']
             if not isinstance(data__limit, int) and (not (isinstance(data__limit, float) and data__limit.is_integer())) or isinstance(data__limit, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.limit must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__limit, (int, float, Decimal)) and (not isinstance(data__limit, bool)):
                 if data__limit < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.limit must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
         if 'loss_model' in data_keys:
             data_keys.remove('loss_model')
             data__lossmodel = data['loss_model']
             if not isinstance(data__lossmodel, dict):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.loss_model must be object')
+                raise JsonSchemaValueException()
             data__lossmodel_is_dict = isinstance(data__lossmodel, dict)
             if data__lossmodel_is_dict:
                 data__lossmodel__missing_keys = set(['gemodel']) - data__lossmodel.keys()
                 if data__lossmodel__missing_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.loss_model must contain ' + (str(sorted(data__lossmodel__missing_keys)) + ' properties'))
+                    raise JsonSchemaValueException()
                 data__lossmodel_keys = set(data__lossmodel.keys())
                 if 'gemodel' in data__lossmodel_keys:
                     data__lossmodel_keys.remove('gemodel')
                     data__lossmodel__gemodel = data__lossmodel['gemodel']
                     if not isinstance(data__lossmodel__gemodel, dict):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.loss_model.gemodel must be object')
+                        raise JsonSchemaValueException()
                     data__lossmodel__gemodel_is_dict = isinstance(data__lossmodel__gemodel, dict)
                     if data__lossmodel__gemodel_is_dict:
                         data__lossmodel__gemodel__missing_keys = set(['p']) - data__lossmodel__gemodel.keys()
                         if data__lossmodel__gemodel__missing_keys:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.loss_model.gemodel must contain ' + (str(sorted(data__lossmodel__gemodel__missing_keys)) + ' properties'))
+                            raise JsonSchemaValueException()
                         data__lossmodel__gemodel_keys = set(data__lossmodel__gemodel.keys())
                         if 'p' in data__lossmodel__gemodel_keys:
                             data__lossmodel__gemodel_keys.remove('p')
                             data__lossmodel__gemodel__p = data__lossmodel__gemodel['p']
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__lossmodel__gemodel__p, custom_formats, (name_prefix or 'data') + '.loss_model.gemodel.p')
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__lossmodel__gemodel__p, custom_formats, None)
                         if 'r' in data__lossmodel__gemodel_keys:
                             data__lossmodel__gemodel_keys.remove('r')
                             data__lossmodel__gemodel__r = data__lossmodel__gemodel['r']
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__lossmodel__gemodel__r, custom_formats, (name_prefix or 'data') + '.loss_model.gemodel.r')
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__lossmodel__gemodel__r, custom_formats, None)
                         if '1-h' in data__lossmodel__gemodel_keys:
                             data__lossmodel__gemodel_keys.remove('1-h')
                             data__lossmodel__gemodel__1h = data__lossmodel__gemodel['1-h']
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__lossmodel__gemodel__1h, custom_formats, (name_prefix or 'data') + '.loss_model.gemodel.1-h')
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__lossmodel__gemodel__1h, custom_formats, None)
                         if '1-k' in data__lossmodel__gemodel_keys:
                             data__lossmodel__gemodel_keys.remove('1-k')
                             data__lossmodel__gemodel__1k = data__lossmodel__gemodel['1-k']
-                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__lossmodel__gemodel__1k, custom_formats, (name_prefix or 'data') + '.loss_model.gemodel.1-k')
+                            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data__lossmodel__gemodel__1k, custom_formats, None)
                         if data__lossmodel__gemodel_keys:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.loss_model.gemodel must not contain ' + str(data__lossmodel__gemodel_keys) + ' properties')
+                            raise JsonSchemaValueException()
                 if data__lossmodel_keys:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.loss_model must not contain ' + str(data__lossmodel_keys) + ' properties')
+                    raise JsonSchemaValueException()
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_tc_percent(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, (str, int, float, Decimal)) or isinstance(data, bool):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string or number')
+        raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vlan(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['id']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'id' in data_keys:
             data_keys.remove('id')
             data__id = data['id']
             if not isinstance(data__id, int) and (not (isinstance(data__id, float) and data__id.is_integer())) or isinstance(data__id, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__id, (int, float, Decimal)) and (not isinstance(data__id, bool)):
                 if data__id < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__id > 4094:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must be smaller than or equal to 4094')
+                    raise JsonSchemaValueException()
         if 'protocol' in data_keys:
             data_keys.remove('protocol')
             data__protocol = data['protocol']
             if not (isinstance(data__protocol, str) and data__protocol == '802.1Q' or (isinstance(data__protocol, str) and data__protocol == '802.1ad')):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ".protocol must be one of ['802.1Q', '802.1ad']")
+                raise JsonSchemaValueException()
         else:
             data['protocol'] = '802.1Q'
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_vxlan(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['id']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'id' in data_keys:
             data_keys.remove('id')
             data__id = data['id']
             if not isinstance(data__id, int) and (not (isinstance(data__id, float) and data__id.is_integer())) or isinstance(data__id, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__id, (int, float, Decimal)) and (not isinstance(data__id, bool)):
                 if data__id < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__id > 16777215:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.id must be smaller than or equal to 16777215')
+                    raise JsonSchemaValueException()
         if 'local' in data_keys:
             data_keys.remove('local')
             data__local = data['local']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__local, custom_formats, (name_prefix or 'data') + '.local')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__local, custom_formats, None)
         if 'dev' in data_keys:
             data_keys.remove('dev')
             data__dev = data['dev']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__dev, custom_formats, (name_prefix or 'data') + '.dev')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__dev, custom_formats, None)
         if 'port' in data_keys:
             data_keys.remove('port')
             data__port = data['port']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port(data__port, custom_formats, (name_prefix or 'data') + '.port')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_port(data__port, custom_formats, None)
         else:
             data['port'] = 4789
         if 'remotes' in data_keys:
             data_keys.remove('remotes')
             data__remotes = data['remotes']
             if not isinstance(data__remotes, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.remotes must be array')
+                raise JsonSchemaValueException()
             data__remotes_is_list = isinstance(data__remotes, (list, tuple))
             if data__remotes_is_list:
                 data__remotes_len = len(data__remotes)
                 for data__remotes_x, data__remotes_item in enumerate(data__remotes):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__remotes_item, custom_formats, (name_prefix or 'data') + '.remotes[{data__remotes_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ip(data__remotes_item, custom_formats, None)
         if 'learning' in data_keys:
             data_keys.remove('learning')
             data__learning = data['learning']
             if not isinstance(data__learning, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.learning must be boolean')
+                raise JsonSchemaValueException()
         else:
             data['learning'] = True
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_peer(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['name']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must contain ' + (str(sorted(data__missing_keys)) + ' properties'))
+            raise JsonSchemaValueException()
         data_keys = set(data.keys())
         if 'name' in data_keys:
             data_keys.remove('name')
             data__name = data['name']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__name, custom_formats, (name_prefix or 'data') + '.name')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__name, custom_formats, None)
         if 'namespace' in data_keys:
             data_keys.remove('namespace')
             data__namespace = data['namespace']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, (name_prefix or 'data') + '.namespace')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data__namespace, custom_formats, None)
         if 'addresses' in data_keys:
             data_keys.remove('addresses')
             data__addresses = data['addresses']
             if not isinstance(data__addresses, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.addresses must be array')
+                raise JsonSchemaValueException()
             data__addresses_is_list = isinstance(data__addresses, (list, tuple))
             if data__addresses_is_list:
                 data__addresses_len = len(data__addresses)
                 for data__addresses_x, data__addresses_item in enumerate(data__addresses):
-                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_interface_address(data__addresses_item, custom_formats, (name_prefix or 'data') + '.addresses[{data__addresses_x}]'.format(**locals()))
+                    validate_https___netdecl_invalid_schemas_topology_schema_json___defs_interface_address(data__addresses_item, custom_formats, None)
         if 'mtu' in data_keys:
             data_keys.remove('mtu')
             data__mtu = data['mtu']
             if not isinstance(data__mtu, int) and (not (isinstance(data__mtu, float) and data__mtu.is_integer())) or isinstance(data__mtu, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.mtu must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__mtu, (int, float, Decimal)) and (not isinstance(data__mtu, bool)):
                 if data__mtu < 68:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.mtu must be bigger than or equal to 68')
+                    raise JsonSchemaValueException()
                 if data__mtu > 65535:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.mtu must be smaller than or equal to 65535')
+                    raise JsonSchemaValueException()
         if 'mac' in data_keys:
             data_keys.remove('mac')
             data__mac = data['mac']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__mac, custom_formats, (name_prefix or 'data') + '.mac')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_mac(data__mac, custom_formats, None)
         if 'up' in data_keys:
             data_keys.remove('up')
             data__up = data['up']
             if not isinstance(data__up, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.up must be boolean')
+                raise JsonSchemaValueException()
         else:
             data['up'] = True
         if 'master' in data_keys:
             data_keys.remove('master')
             data__master = data['master']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__master, custom_formats, (name_prefix or 'data') + '.master')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_ifname(data__master, custom_formats, None)
         if 'hairpin' in data_keys:
             data_keys.remove('hairpin')
             data__hairpin = data['hairpin']
             if not isinstance(data__hairpin, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.hairpin must be boolean')
+                raise JsonSchemaValueException()
         if 'netem' in data_keys:
             data_keys.remove('netem')
             data__netem = data['netem']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_netem(data__netem, custom_formats, (name_prefix or 'data') + '.netem')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_netem(data__netem, custom_formats, None)
         if 'shaping' in data_keys:
             data_keys.remove('shaping')
             data__shaping = data['shaping']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_shaping(data__shaping, custom_formats, (name_prefix or 'data') + '.shaping')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_shaping(data__shaping, custom_formats, None)
         if 'qdisc' in data_keys:
             data_keys.remove('qdisc')
             data__qdisc = data['qdisc']
-            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_root_qdisc(data__qdisc, custom_formats, (name_prefix or 'data') + '.qdisc')
+            validate_https___netdecl_invalid_schemas_topology_schema_json___defs_root_qdisc(data__qdisc, custom_formats, None)
         if 'route_table' in data_keys:
             data_keys.remove('route_table')
             data__routetable = data['route_table']
             if not isinstance(data__routetable, int) and (not (isinstance(data__routetable, float) and data__routetable.is_integer())) or isinstance(data__routetable, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.route_table must be integer')
+                raise JsonSchemaValueException()
             if isinstance(data__routetable, (int, float, Decimal)) and (not isinstance(data__routetable, bool)):
                 if data__routetable < 1:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.route_table must be bigger than or equal to 1')
+                    raise JsonSchemaValueException()
                 if data__routetable > 4294967295:
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.route_table must be smaller than or equal to 4294967295')
+                    raise JsonSchemaValueException()
         if 'promisc' in data_keys:
             data_keys.remove('promisc')
             data__promisc = data['promisc']
             if not isinstance(data__promisc, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.promisc must be boolean')
+                raise JsonSchemaValueException()
         if 'allmulti' in data_keys:
             data_keys.remove('allmulti')
             data__allmulti = data['allmulti']
             if not isinstance(data__allmulti, bool):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.allmulti must be boolean')
+                raise JsonSchemaValueException()
         if 'vlans' in data_keys:
             data_keys.remove('vlans')
             data__vlans = data['vlans']
             if not isinstance(data__vlans, (list, tuple)):
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans must be array')
+                raise JsonSchemaValueException()
             data__vlans_is_list = isinstance(data__vlans, (list, tuple))
             if data__vlans_is_list:
                 data__vlans_len = len(data__vlans)
                 for data__vlans_x, data__vlans_item in enumerate(data__vlans):
                     if not isinstance(data__vlans_item, dict):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}]'.format(**locals()) + ' must be object')
+                        raise JsonSchemaValueException()
                     data__vlans_item_is_dict = isinstance(data__vlans_item, dict)
                     if data__vlans_item_is_dict:
                         data__vlans_item__missing_keys = set(['id']) - data__vlans_item.keys()
                         if data__vlans_item__missing_keys:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}]'.format(**locals()) + ' must contain ' + (str(sorted(data__vlans_item__missing_keys)) + ' properties'))
+                            raise JsonSchemaValueException()
                         data__vlans_item_keys = set(data__vlans_item.keys())
                         if 'id' in data__vlans_item_keys:
                             data__vlans_item_keys.remove('id')
@@ -2633,63 +2633,63 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_peer(da
                             if data__vlans_item__id_one_of_count2 < 2:
                                 try:
                                     if not isinstance(data__vlans_item__id, int) and (not (isinstance(data__vlans_item__id, float) and data__vlans_item__id.is_integer())) or isinstance(data__vlans_item__id, bool):
-                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be integer')
+                                        raise JsonSchemaValueException()
                                     if isinstance(data__vlans_item__id, (int, float, Decimal)) and (not isinstance(data__vlans_item__id, bool)):
                                         if data__vlans_item__id < 1:
-                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be bigger than or equal to 1')
+                                            raise JsonSchemaValueException()
                                         if data__vlans_item__id > 4094:
-                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be smaller than or equal to 4094')
+                                            raise JsonSchemaValueException()
                                     data__vlans_item__id_one_of_count2 += 1
                                 except (JsonSchemaValueException, JsonSchemaValuesException):
                                     pass
                             if data__vlans_item__id_one_of_count2 < 2:
                                 try:
                                     if not isinstance(data__vlans_item__id, str):
-                                        raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be string')
+                                        raise JsonSchemaValueException()
                                     if isinstance(data__vlans_item__id, str):
                                         if not REGEX_PATTERNS['^[0-9]{1,4}-[0-9]{1,4}$(?!\\n)'].search(data__vlans_item__id):
-                                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must match pattern ^[0-9]{1,4}-[0-9]{1,4}$(?!\\n)')
+                                            raise JsonSchemaValueException()
                                     data__vlans_item__id_one_of_count2 += 1
                                 except (JsonSchemaValueException, JsonSchemaValuesException):
                                     pass
                             if data__vlans_item__id_one_of_count2 != 1:
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].id'.format(**locals()) + ' must be valid exactly by one definition' + (' (' + str(data__vlans_item__id_one_of_count2) + ' matches found)'))
+                                raise JsonSchemaValueException()
                         if 'pvid' in data__vlans_item_keys:
                             data__vlans_item_keys.remove('pvid')
                             data__vlans_item__pvid = data__vlans_item['pvid']
                             if not isinstance(data__vlans_item__pvid, bool):
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].pvid'.format(**locals()) + ' must be boolean')
+                                raise JsonSchemaValueException()
                         else:
                             data__vlans_item['pvid'] = False
                         if 'untagged' in data__vlans_item_keys:
                             data__vlans_item_keys.remove('untagged')
                             data__vlans_item__untagged = data__vlans_item['untagged']
                             if not isinstance(data__vlans_item__untagged, bool):
-                                raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}].untagged'.format(**locals()) + ' must be boolean')
+                                raise JsonSchemaValueException()
                         else:
                             data__vlans_item['untagged'] = False
                         if data__vlans_item_keys:
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + '.vlans[{data__vlans_x}]'.format(**locals()) + ' must not contain ' + str(data__vlans_item_keys) + ' properties')
+                            raise JsonSchemaValueException()
         if data_keys:
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must not contain ' + str(data_keys) + ' properties')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_interface_address(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, str):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string')
+        raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_namespace(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, str):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string')
+        raise JsonSchemaValueException()
     if isinstance(data, str):
         if not REGEX_PATTERNS['^(?!\\.)[A-Za-z0-9_.-]{1,64}$(?!\\n)'].search(data):
-            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must match pattern ^(?!\\.)[A-Za-z0-9_.-]{1,64}$(?!\\n)')
+            raise JsonSchemaValueException()
     return data
 
 def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_sysctls(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, dict):
-        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be object')
+        raise JsonSchemaValueException()
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data_keys = set(data.keys())
@@ -2697,21 +2697,21 @@ def validate_https___netdecl_invalid_schemas_topology_schema_json___defs_sysctls
             if data_key not in []:
                 data_value = data.get(data_key)
                 if not isinstance(data_value, (int, str, bool)) and (not (isinstance(data_value, float) and data_value.is_integer())):
-                    raise JsonSchemaValueException('' + (name_prefix or 'data') + '.{data_key}'.format(**locals()) + ' must be integer or string or boolean')
+                    raise JsonSchemaValueException()
         data_len = len(data)
         if data_len != 0:
             data_property_names = True
             for data_key in data:
                 try:
                     if not isinstance(data_key, str):
-                        raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be string')
+                        raise JsonSchemaValueException()
                     if isinstance(data_key, str):
                         if not REGEX_PATTERNS['^[a-z0-9_]+([./][a-z0-9_-]+)+$(?!\\n)'].search(data_key):
-                            raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must match pattern ^[a-z0-9_]+([./][a-z0-9_-]+)+$(?!\\n)')
+                            raise JsonSchemaValueException()
                 except (JsonSchemaValueException, JsonSchemaValuesException):
                     data_property_names = False
             if not data_property_names:
-                raise JsonSchemaValueException('' + (name_prefix or 'data') + ' must be named by propertyName definition')
+                raise JsonSchemaValueException()
     return data
 
 validate = validate_https___netdecl_invalid_schemas_topology_schema_json
