@@ -21,11 +21,12 @@ SMALL = REPO_ROOT / "topologies" / "docker-bridge.yaml"
 
 # What neither validate nor --help uses: the engine (its two package __init__s are a docstring
 # and a constant, LOCK_TIMEOUT, which --help shows), the kernel, the tools, the agent;
-# jsonschema is for a file the compiled check refuses, importlib.resources and hashlib for
-# files netdecl ships and ifb names.
+# jsonschema is for a file the compiled check refuses, difflib for its suggestions,
+# importlib.resources and hashlib for files netdecl ships and ifb names, socket for netlink;
+# shutil is what argparse would import for the terminal's width.
 NOT_FOR_VALIDATE = ("netdecl.engine.", "netdecl.backends", "netdecl.tools", "netdecl.agent",
                     "pyroute2", "jsonschema", "fastjsonschema", "hashlib", "_hashlib",
-                    "importlib.resources", "zipfile")
+                    "importlib.resources", "zipfile", "difflib", "socket", "shutil")
 ENGINE_PACKAGES = {"netdecl.engine.state"}  # (no code: a docstring and LOCK_TIMEOUT)
 
 
