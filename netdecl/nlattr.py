@@ -7,7 +7,6 @@ the layers so that a link kind can own its netlink attributes without importing 
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Iterator
 
@@ -73,7 +72,12 @@ def as_u32(raw: bytes | None) -> int | None:
     return U32.unpack_from(raw)[0] if raw is not None and len(raw) >= 4 else None
 
 
+# socket is imported where it is used: the link kinds import this module, and so every
+# `netdecl validate`, which would pay ~5 ms for socket (and selectors under it) and use none.
+
 def as_ip(raw: bytes | None) -> str | None:
+    import socket
+
     if raw is None:
         return None
     if len(raw) == 4:
@@ -88,6 +92,8 @@ def as_mac(raw: bytes | None) -> str | None:
 
 
 def ip_bytes(address: str) -> tuple[int, bytes]:
+    import socket
+
     if ":" in address:
         return socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address)
     return socket.AF_INET, socket.inet_pton(socket.AF_INET, address)

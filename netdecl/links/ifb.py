@@ -6,7 +6,6 @@ it may also be declared by hand. No settings of its own.
 
 from __future__ import annotations
 
-import hashlib
 from typing import ClassVar
 
 from netdecl.links.base import LinkKind
@@ -17,6 +16,8 @@ NAME = "ifb"
 def ifb_for(namespace: str, link: str) -> str:
     """The name of the ifb that shapes what ``link`` receives: fixed by the link's identity
     in the file (15 bytes, IFNAMSIZ), so plans find it again."""
+    import hashlib  # here: its import (OpenSSL) costs ~10 ms that only shaped files need
+
     return "ifb" + hashlib.sha256(f"{namespace}/{link}".encode()).hexdigest()[:12]
 
 

@@ -6,7 +6,6 @@ ends pair up is fixed when they are made: a new peer means a new pair.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -134,6 +133,8 @@ class Veth(LinkKind):
 def peer_data(name: str, netns_fd: int | None) -> bytes:
     """IFLA_INFO_DATA that makes the other end ``name``, in the namespace of ``netns_fd`` (None:
     this one). Also for veths made by hand (benchmarks, captures)."""
+    import socket  # (here: validate, which imports every link kind, needs none of it)
+
     other = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
     if netns_fd is not None:
         other += attr_u32(IFLA_NET_NS_FD, netns_fd)

@@ -10,7 +10,6 @@ interface names are limited to [A-Za-z0-9_.-] so nothing in them can be nft or s
 
 from __future__ import annotations
 
-import difflib
 import functools
 import ipaddress
 import re
@@ -110,6 +109,8 @@ SUGGEST_MAX_CANDIDATES = 200  # difflib is O(candidates); hostile files must not
 def suggest(word: str, candidates: list[str]) -> str:
     if len(candidates) > SUGGEST_MAX_CANDIDATES:
         return ""
+    import difflib  # (here: only a file with a mistake pays for it)
+
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import stat
+import zlib
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from netdecl.errors import Diagnostic, InvalidTopology
@@ -66,13 +65,39 @@ from netdecl.topology.trafficcontrol import build_qdiscs
 from netdecl.topology.yamlsrc import MAX_BYTES, Document, YamlProblem, decode, parse
 
 if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
     from jsonschema import Draft202012Validator
+
+    # (made on first use by __getattr__ below)
+    SCHEMA_PATH: Traversable
 
 MAX_DIAGNOSTICS = 500  # past this nobody reads on, and a hostile file could make millions
 
-# Package data, found through importlib.resources wherever and however the package is installed
-# (a wheel in site-packages, a zip, an editable checkout). A Traversable: use .read_text().
-SCHEMA_PATH = resources.files("netdecl.topology").joinpath("topology.schema.json")
+SCHEMA_FILE = "topology.schema.json"
+
+
+def __getattr__(name: str) -> Any:
+    """``SCHEMA_PATH``: the schema as package data, found through importlib.resources wherever
+    and however the package is installed (a wheel in site-packages, a zip, an editable
+    checkout). A Traversable: use .read_text(). Made on first use: importlib.resources (and
+    the zipfile machinery under it) costs every command ~10 ms, and a valid file needs only
+    schema_bytes()."""
+    if name == "SCHEMA_PATH":
+        from importlib import resources
+
+        return resources.files(__package__).joinpath(SCHEMA_FILE)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def schema_bytes() -> bytes:
+    """The schema file's bytes, through the loader that imported this package (a file, a zip
+    member: what importlib.resources would find, without importing it)."""
+    from netdecl import topology
+
+    assert topology.__spec__ is not None and topology.__spec__.loader is not None
+    return topology.__spec__.loader.get_data(  # type: ignore[attr-defined]
+        os.path.join(os.path.dirname(topology.__file__), SCHEMA_FILE))
 
 __all__ = ["SCHEMA_PATH", "load_document", "load_topology", "load_topology_text"]
 
@@ -182,7 +207,7 @@ def validator() -> Draft202012Validator:
     # Imported here: jsonschema costs ~50 ms of start-up that `netdecl --help` needn't pay.
     from jsonschema import Draft202012Validator
 
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = json.loads(schema_bytes())
     return Draft202012Validator(inline_refs(schema, schema.get("$defs", {})))
 
 
@@ -206,7 +231,11 @@ def inline_refs(node: Any, defs: dict[str, Any]) -> Any:
 
 
 def schema_digest() -> str:
-    return hashlib.sha256(SCHEMA_PATH.read_bytes()).hexdigest()
+    """Which schema schema_compiled.py was made from: CRC-32 and size, enough to tell an edited
+    schema (whoever can write the package's files runs code anyway), and zlib loads in well
+    under a millisecond where hashlib (OpenSSL) took ~10."""
+    data = schema_bytes()
+    return f"crc32:{zlib.crc32(data):08x}:{len(data)}"
 
 
 @lru_cache(maxsize=1)
@@ -221,13 +250,13 @@ def fast_check() -> Callable[[Any], Any]:
     very schema; compiled here otherwise."""
     from netdecl.topology import schema_compiled
 
-    if schema_compiled.SCHEMA_SHA256 == schema_digest():
+    if schema_compiled.SCHEMA_DIGEST == schema_digest():
         return schema_compiled.validate
     import fastjsonschema
 
     # with its $refs kept: fastjsonschema turns each definition into one function, which is
     # smaller to compile and faster to run than the inlined copy jsonschema prefers
-    return fastjsonschema.compile(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    return fastjsonschema.compile(json.loads(schema_bytes()))
 
 
 def fast_valid(data: Any) -> bool:

@@ -8,7 +8,6 @@ jsonschema says "'big' is not of type 'integer'"; users should read
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -207,5 +206,7 @@ def shown(value: Any) -> str:
 
 
 def suggestion(word: str, candidates: list[str]) -> str:
+    import difflib  # (here: only a file with a mistake pays for it)
+
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
