@@ -149,6 +149,12 @@ class Replay:
             raise AssertionError("the codec waits for an answer the kernel never sent")
         return self.steps.popleft()[1]
 
+    def recv_into(self, buffer: bytearray, flags: int = 0) -> int:
+        data = self.recv(len(buffer), flags)
+        assert len(data) <= len(buffer), "a captured datagram larger than the codec's buffer"
+        buffer[:len(data)] = data
+        return len(data)
+
     def finished(self) -> bool:
         return not self.steps
 

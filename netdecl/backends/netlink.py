@@ -201,6 +201,7 @@ class Kernel:
         # (namespace, ifindex) of a master -> whether its members must be down to join (a
         # bond); an ifindex is not given to another link while the namespace lives
         self._members_down_of: dict[tuple[str, int], bool] = {}
+        self._root_identity: str | None = None  # namespace_identity(ROOT), once asked
 
     # -- sockets -------------------------------------------------------------------------------
     def _new_socket(self, ns: str, kind: int = socket.SOCK_RAW) -> socket.socket:
@@ -578,8 +579,13 @@ class Kernel:
         it up)."""
         return name in self._deleted_namespaces
 
-    @staticmethod
-    def namespace_identity(ns: str) -> str:
+    def namespace_identity(self, ns: str) -> str:
+        if ns == ROOT:
+            # the process's own namespace is the same for the Kernel's whole life (it is
+            # entered, by --sandbox, before): asked once, not twice more per link made
+            if self._root_identity is None:
+                self._root_identity = namespaces.identity(ns)
+            return self._root_identity or "gone"
         return namespaces.identity(ns) or "gone"
 
     def link_identity(self, ns: str, index: int) -> str:

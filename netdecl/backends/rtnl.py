@@ -99,6 +99,7 @@ from netdecl.nlconst import (
 )
 
 DUMP_ATTEMPTS = 5
+RECV_SIZE = 1 << 20  # what one recv() of an answer takes at most
 # room for the notifications of a whole kernel cleanup batch (a thousand veths at ~2 KiB each)
 EVENT_BUFFER = 8 << 20
 
@@ -150,6 +151,10 @@ class RtnlSocket:
         self.sock = sock
         self.sock.bind((0, 0))
         self.seq = 0
+        # one receive buffer for the socket's life: a fresh 1 MiB bytes per recv() is an
+        # mmap, an mremap and a munmap per kernel answer, three system calls more per action
+        # of an apply (and each dear in the kernel lab's user-mode Linux)
+        self._buffer = bytearray(RECV_SIZE)
 
     def close(self) -> None:
         self.sock.close()
@@ -163,7 +168,8 @@ class RtnlSocket:
     def _replies(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
         """(type, flags, payload) of each reply to ``seq`` until DONE/ACK; raise on error."""
         while True:
-            data = self.sock.recv(1 << 20)
+            received = self.sock.recv_into(self._buffer)
+            data = bytes(memoryview(self._buffer)[:received])
             offset = 0
             while offset + NLMSGHDR.size <= len(data):
                 length, msg_type, flags, msg_seq, _pid = NLMSGHDR.unpack_from(data, offset)

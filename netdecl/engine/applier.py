@@ -129,8 +129,11 @@ class Applier:
                 trap.disarm()
                 journal.release_reserve()  # the room kept for this rollback (a full disk)
                 # RollbackFailed (exit 4) keeps the journal: `netdecl rollback` tries again
-                self.rollback_to(snapshot, journal.record_before, current=record, cause=exc,
-                                 journal=journal)
+                try:
+                    self.rollback_to(snapshot, journal.record_before, current=record,
+                                     cause=exc, journal=journal)
+                finally:
+                    journal.close()  # (kept when the rollback failed: closed all the same)
                 journal.finish()
                 raise ApplyFailed(_failure_message(exc, len(executed))) from None
         journal.finish()

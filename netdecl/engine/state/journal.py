@@ -70,6 +70,8 @@ class Journal:
         self.complete_size: int | None = None  # load(): bytes up to the last complete line
         self.header_lost = False  # salvage(): the header was unreadable: no snapshot
         self.reserve: Reserve | None = None  # begin(): the room kept for a rollback
+        self._fd: int | None = None  # open from the first line written to finish()
+        self._size = 0  # the file's size in bytes, while _fd is open
 
     @classmethod
     def begin(cls, state_root: Path, topology: str, snapshot: Topology,
@@ -130,21 +132,47 @@ class Journal:
         # (SIGKILL, OOM, a bug), and written data survives that. What it describes - links,
         # routes, namespaces - lives in kernel memory and does not survive a reboot either, so
         # an fsync per action (a third of a cold apply's time at 500 namespaces) buys nothing.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # The file stays open from the first line to the last, and its size is counted here
+        # (no other process writes it: the host lock is held): a line is one write(2), not an
+        # open, fstat, write and close, which cost a thousand-action apply four thousand
+        # system calls, dear where each is (the kernel lab's user-mode Linux).
+        fd, size = self._open()
         try:
-            size = os.fstat(fd).st_size
+            statedir.write_all(fd, line)
+        except BaseException as exc:
+            # a write cut short (ENOSPC after part of the line) must not leave half a
+            # line for the next one to be glued to: put the file back as it was
+            os.ftruncate(fd, size)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, f"no room left in {self.path.parent} for the "
+                                            f"journal") from None
+            raise
+        self._size = size + len(line)
+
+    def _open(self) -> tuple[int, int]:
+        """The journal's descriptor, opened at its first line after begin() or load(), and
+        the file's size."""
+        if self._fd is None:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                statedir.write_all(fd, line)
-            except BaseException as exc:
-                # a write cut short (ENOSPC after part of the line) must not leave half a
-                # line for the next one to be glued to: put the file back as it was
-                os.ftruncate(fd, size)
-                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                    raise OSError(errno.ENOSPC, f"no room left in {self.path.parent} for the "
-                                                f"journal") from None
+                self._size = os.fstat(fd).st_size
+            except BaseException:
+                os.close(fd)
                 raise
-        finally:
-            os.close(fd)
+            self._fd = fd
+        return self._fd, self._size
+
+    def close(self) -> None:
+        """Close the journal's descriptor (the next line opens it again)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        # a journal kept (a rollback that failed) in a process that goes on (the agent)
+        # must not keep its descriptor for ever
+        if getattr(self, "_fd", None) is not None:
+            self.close()
 
     def release_reserve(self) -> None:
         """Free the room kept for the rollback: first thing a rollback does."""
@@ -152,6 +180,7 @@ class Journal:
         self.reserve = None
 
     def finish(self) -> None:
+        self.close()
         self.path.unlink(missing_ok=True)
         reserve.release(self.path)
         statedir.remove_stale_temps(self.path)
@@ -264,6 +293,7 @@ class Journal:
         """After a salvage: keep the damaged file for people, under a name that is no
         journal (NAME.jsonl.salvaged, replacing an older one); returns that name."""
         kept = self.path.with_name(self.path.name + SALVAGED_SUFFIX)
+        self.close()
         os.replace(self.path, kept)
         statedir.remove_stale_temps(self.path)
         return kept
@@ -282,6 +312,7 @@ class Journal:
         needs no free space."""
         if self.torn is None or self.complete_size is None:
             return
+        self.close()  # (its size is counted afresh at the next line)
         fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             os.ftruncate(fd, self.complete_size)
