@@ -24,6 +24,7 @@ from netdecl.links import wireguard as wgmod
 from netdecl.links.wireguard import (
     KIND,
     NO_PSK,
+    Peer,
     UnusableKey,
     Wireguard,
     b64,
@@ -369,3 +370,43 @@ def test_configure_sends_the_key_removes_other_peers_and_keeps_declared_ones(tmp
     with pytest.raises(UnusableKey, match="changed since the plan"):
         KIND.configure(link, 7, channel)
     assert len(channel.sent) == 1
+
+
+def test_a_peer_without_endpoint_plans_saves_and_applies_from_a_saved_plan(tmp_path):
+    key_path = tmp_path / "wg0.key"
+    key_file(key_path)
+    text = topology_text(key_path).replace("          endpoint: 192.0.2.2:51820\n", "")
+    topo = load(tmp_path, text)
+    state, host = tmp_path / "state", FakeHost()
+    plan = service.plan(topo, state, host=host)
+    assert json.loads(plan_json(plan))
+    saved = tmp_path / "saved.plan"
+    planfile.save(saved, plan, str(tmp_path / "wg.yaml"), text)
+    loaded = service.load_saved_plan(str(saved))
+    assert loaded is not None
+    service.apply(loaded[1], state, saved=loaded[0], host=host)
+    # the kernel learns an endpoint from the peer: no endpoint declared is any endpoint
+    now = host.objects[("link", ROOT, "wg0")]
+    spec = now.spec
+    assert isinstance(spec, Wireguard)
+    learnt = spec.peers[0].__class__(**{**spec.peers[0].__dict__, "endpoint": "192.0.2.9:4000"})
+    host.objects[now.key] = Link(**{**now.__dict__, "spec": Wireguard(
+        **{**spec.__dict__, "peers": (learnt,)})})
+    assert service.plan(topo, state, host=host).actions == []
+
+
+def test_adopt_takes_over_a_matching_device_netdecl_did_not_make(tmp_path):
+    key_path = tmp_path / "wg0.key"
+    private = key_file(key_path)
+    topo = load(tmp_path, topology_text(key_path))
+    declared = KIND.on_host(topo.objects[("link", ROOT, "wg0")])
+    assert isinstance(declared.spec, Wireguard)
+    # as the kernel reports it: no key file, the public key its private key makes
+    seen = Wireguard(public_key=b64(public_key(private)), listen_port=51820,
+                     peers=tuple(Peer(**{**p.__dict__, "preshared_key_file": None})
+                                 for p in declared.spec.peers))
+    host = FakeHost()
+    host.add_foreign(Link(ROOT, "wg0", "wireguard", spec=seen))
+    plan = service.plan(topo, tmp_path / "state", host=host, adopt=True)
+    assert (Op.ADOPT, ("link", ROOT, "wg0")) in [(a.op, a.key) for a in plan.actions]
+    assert not [a for a in plan.actions if a.key == ("link", ROOT, "wg0") and a.op != Op.ADOPT]

@@ -223,6 +223,10 @@ class _Any:
     def __repr__(self) -> str:
         return "any"
 
+    def to_dict(self) -> None:
+        """In plan JSON and saved plans (planfile._plain): null, as the file leaves it out."""
+        return None
+
 
 _ANY = _Any()
 
