@@ -68,7 +68,8 @@ NO_PSK = "none"  # the fingerprint of no preshared key (the kernel reports 32 ze
 _PORT = struct.Struct("!H")
 _U16 = struct.Struct("=H")
 KEY_PATTERN = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw480]=$(?!\\n)"  # 32 bytes in base64
-PATH_PATTERN = "^/[^\\x00-\\x1f\\x7f]*$(?!\\n)"  # absolute, no control characters
+# absolute, no control characters, not ending in a space (which a file name hardly means)
+PATH_PATTERN = "^/[^\\x00-\\x1f\\x7f]*[^\\x00-\\x20\\x7f/]$(?!\\n)"
 
 
 class UnusableKey(NetdeclError):
