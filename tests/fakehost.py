@@ -57,6 +57,7 @@ from netdecl.backends.host import (
 )
 from netdecl.backends.sysctl import SysctlError
 from netdecl.errors import NetdeclError
+from netdecl.links import link_kind
 from netdecl.links.bridge import BridgeSpec
 from netdecl.links.veth import VethSpec
 from netdecl.links.vxlan import Vxlan
@@ -548,6 +549,11 @@ class FakeHost:
             else None
         if "stp" in changes and now.kind == "bridge" and stp is not None:
             now = dataclasses.replace(now, spec=BridgeSpec(stp=stp))
+        kind = link_kind(now.kind) if isinstance(after, Link) else None
+        if kind is not None and kind.configured_by is not None and isinstance(after, Link) \
+                and set(changes) & set(after.settings()):
+            # (KernelHost: the kind's configure writes every setting of its own at once)
+            now = dataclasses.replace(now, spec=after.spec)
         hairpin = getattr(after, "hairpin", None)
         if "hairpin" in changes and hairpin is not None and now.master:
             now = dataclasses.replace(now, hairpin=hairpin)

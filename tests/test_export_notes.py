@@ -17,7 +17,7 @@ def observed() -> Topology:
     # a VRF written by a kind that knows it would carry the kernel's MTU: 65575 (a bridge
     # stands in for it here); the schema allows 68..65535
     topo.add(Link("v", "big0", "bridge", mtu=65575, spec=BridgeSpec()))
-    topo.add(Link("v", "vrf-blue", "wireguard", mtu=65575))  # a kind netdecl does not know
+    topo.add(Link("v", "vrf-blue", "macsec", mtu=65575))  # a kind netdecl does not know
     topo.add(Link("v", "d1", "device", mtu=1500, master="vrf-blue"))
     topo.add(Address("v", "d1", "10.9.0.1/24"))
     topo.add(Address("v", "vrf-blue", "127.0.0.1/8"))
@@ -30,7 +30,7 @@ def observed() -> Topology:
 def test_what_the_file_cannot_say_is_named_and_left_out():
     result = export(observed(), "imported")
     assert list(result.notes) == [
-        "link v/vrf-blue: kind wireguard, which netdecl does not know",
+        "link v/vrf-blue: kind macsec, which netdecl does not know",
         "address 127.0.0.1/8: on link v/vrf-blue, which is not written",
         "link v/big0: mtu 65575 left out: 65575 is greater than the maximum of 65535",
         "link v/d1's master vrf-blue: on link v/vrf-blue, which is not written",

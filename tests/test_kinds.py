@@ -126,6 +126,10 @@ LINK_SAMPLES = {
     "tap": "  - {name: vm0, kind: tap, master: br0,\n"
            "     tap: {owner: 1000, group: 100, vnet_hdr: true, multi_queue: true}}\n",
     "tun": "  - {name: vpn0, kind: tun, tun: {owner: 0}, addresses: [10.3.0.1/24]}\n",
+    "wireguard": "  - {name: wg0, kind: wireguard, addresses: [10.9.0.1/24],\n"
+                 "     wireguard: {private_key_file: /etc/netdecl/wg0.key, listen_port: 51820,\n"
+                 "       peers: [{public_key: hrsuJ6VMeq33imG+LemqlZ7Q3YPt6RE3TjJcidTg5Hs=,\n"
+                 "                endpoint: '192.0.2.2:51820', allowed_ips: [10.9.0.2/32]}]}}\n",
     "external": "  - {name: uplink, kind: external, mtu: 9000, addresses: [192.0.2.1/24]}\n",
 }
 SAMPLE_FILE = ("version: 1\nname: kinds\nnamespaces:\n  ns1: {}\nlinks:\n"

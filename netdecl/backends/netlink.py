@@ -13,13 +13,14 @@ import ipaddress
 import os
 import secrets
 import socket
+import struct
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from netdecl.backends import namespaces, rtnl, tundev
 from netdecl.backends.announce import Announcer
 from netdecl.backends.host import Birth, owner_mark, owner_of_alias, temp_link_name
-from netdecl.backends.rtnl import LinkEvents, LinkMsg
+from netdecl.backends.rtnl import LinkEvents, LinkMsg, RtnlSocket
 from netdecl.errors import NetdeclError
 from netdecl.links import link_kind
 from netdecl.model import (
@@ -93,8 +94,40 @@ class KernelError(NetdeclError):
         super().__init__(f"{what}: {os.strerror(code)} (errno {code})")
 
 
-def _netlink_socket(kind: int = socket.SOCK_RAW) -> socket.socket:
-    return socket.socket(socket.AF_NETLINK, kind | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+def _netlink_socket(kind: int = socket.SOCK_RAW,
+                    protocol: int = socket.NETLINK_ROUTE) -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, kind | socket.SOCK_CLOEXEC, protocol)
+
+
+# linux/genetlink.h: the controller that names families, and the header of every request
+NETLINK_GENERIC = 16  # (linux/netlink.h; not in every Python's socket module)
+GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
+_GENLMSGHDR = struct.Struct("=BBH")
+
+
+class _Genl:
+    """Generic netlink in one namespace, over the raw codec (links.base.GenlChannel): the
+    socket is made inside the namespace, so a family's requests act on its links."""
+
+    def __init__(self, kernel: Kernel, ns: str):
+        self._kernel = kernel
+        self._ns = ns
+
+    def request(self, family: str, command: int, attrs: bytes | bytearray,
+                dump: bool = False) -> list[bytes]:
+        sock = self._kernel.genl_socket(self._ns)
+        family_id = self._kernel.genl_family(self._ns, family)
+        body = bytearray(_GENLMSGHDR.pack(command, 1, 0)) + attrs
+        what = f"{family} command {command} in namespace {self._ns}"
+        try:
+            answers = sock.dump(family_id, bytes(body)) if dump else \
+                sock.call(family_id, 0, bytes(body))
+        except rtnl.RtnlError as exc:
+            raise KernelError(exc.errno or errno.EIO, what) from None
+        finally:
+            body[:] = bytes(len(body))  # (it may carry a key: see links/wireguard.py)
+        return [answer[_GENLMSGHDR.size:] for answer in answers]
 
 
 def link_ident(ns_ident: str, index: int) -> str:
@@ -179,6 +212,8 @@ class Kernel:
 
     def __init__(self) -> None:
         self._raw: dict[str, rtnl.RtnlSocket] = {}
+        self._genl: dict[str, RtnlSocket] = {}  # generic netlink, opened on first use
+        self._genl_families: dict[str, int] = {}  # family name -> id (one for all namespaces)
         self._sockets: dict[str, IPRoute] = {}  # opened on first use by a rare operation
         self._index_cache: dict[str, dict[str, int]] = {}
         self._nsid_maps: dict[str, dict[int, str]] = {}
@@ -215,6 +250,38 @@ class Kernel:
             sock = rtnl.RtnlSocket(self._new_socket(ns))
             self._raw[ns] = sock
         return sock
+
+    def genl_socket(self, ns: str) -> RtnlSocket:
+        """A generic netlink socket in ``ns`` (the raw codec frames any netlink protocol)."""
+        sock = self._genl.get(ns)
+        if sock is None:
+            if ns != ROOT and not namespaces.exists(ns):
+                raise KernelError(errno.ENOENT, f"namespace {ns} does not exist")
+            sock = rtnl.RtnlSocket(namespaces.run_in(
+                ns, lambda: _netlink_socket(protocol=NETLINK_GENERIC)))
+            self._genl[ns] = sock
+        return sock
+
+    def genl_family(self, ns: str, family: str) -> int:
+        """The id of a generic netlink family (the kernel numbers them once, for all
+        namespaces)."""
+        known = self._genl_families.get(family)
+        if known is None:
+            body = _GENLMSGHDR.pack(CTRL_CMD_GETFAMILY, 1, 0) + \
+                rtnl.attr_str(CTRL_ATTR_FAMILY_NAME, family)
+            try:
+                answers = self.genl_socket(ns).call(GENL_ID_CTRL, 0, body)
+            except rtnl.RtnlError as exc:
+                raise KernelError(exc.errno or errno.EIO,
+                                  f"generic netlink family {family}") from None
+            for answer in answers:
+                raw = rtnl.parse_attrs(answer, _GENLMSGHDR.size).get(CTRL_ATTR_FAMILY_ID)
+                if raw:
+                    known = struct.unpack_from("=H", raw)[0]
+            if known is None:
+                raise KernelError(errno.ENOENT, f"generic netlink family {family}")
+            self._genl_families[family] = known
+        return known
 
     def ipr(self, ns: str) -> IPRoute:
         sock = self._sockets.get(ns)
@@ -267,9 +334,10 @@ class Kernel:
 
     def forget(self, ns: str) -> None:
         """Close the sockets of a namespace (they would keep a deleted namespace alive)."""
-        raw = self._raw.pop(ns, None)
-        if raw is not None:
-            raw.close()
+        for sockets in (self._raw, self._genl):
+            raw = sockets.pop(ns, None)
+            if raw is not None:
+                raw.close()
         sock = self._sockets.pop(ns, None)
         if sock is not None:
             sock.close()
@@ -286,7 +354,7 @@ class Kernel:
 
     def close(self) -> None:
         self._announcer.close()  # first: all its sockets at once, not one namespace at a time
-        for ns in list({*self._raw, *self._sockets, *self._events}):
+        for ns in list({*self._raw, *self._genl, *self._sockets, *self._events}):
             self.forget(ns)
 
     def __enter__(self) -> Kernel:
@@ -389,6 +457,8 @@ class Kernel:
         if kind is not None:
             reported = _Reported(self, ns, m, name, by_index, all_namespaces, kind.paired)
             spec = kind.parse(reported)
+            if kind.configured_by is not None:
+                spec = kind.read(reported, m.index, _Genl(self, ns))
             kind_name = kind.reported_as(reported)
         master_idx = rtnl.as_u32(attrs.get(IFLA_MASTER))
         hairpin = m.slave_data.get(IFLA_BRPORT_MODE) if m.slave_data is not None else None
@@ -716,6 +786,9 @@ class Kernel:
                 self._raw_call(ns, what, "set_link", idx, up=True)
         if "hairpin" in wanted and link.hairpin is not None and link.master:
             self._call(ns, what, "brport", "set", index=idx, mode=1 if link.hairpin else 0)
+        if kind is not None and kind.configured_by is not None and (
+                fresh or wanted & set(link.settings())):
+            kind.configure(link, idx, _Genl(self, ns))  # (a fresh one: its settings first)
         if "up" in wanted and link.up is not None and port_flags:
             self._raw_call(ns, what, "set_link", idx, up=link.up)
 

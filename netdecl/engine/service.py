@@ -141,6 +141,7 @@ def plan(desired: Topology, state_root: Path, host: Host | None = None,
     notes = check_before_plan(state_root, desired.name)
     record = RecordStore(state_root).load(desired.name)
     _check_nft_if_needed(desired, record)
+    desired = on_host(desired)
     others = _managers(host, managers)
     with _using(host) as h:
         _check_kernel_modules(h, desired)
@@ -163,6 +164,21 @@ def _plan_against(host: Host, desired: Topology, record: OwnershipRecord,
                        managed=managed_names(observed, managers))
     result.conflicts += _missing_qdisc_kinds(host, result)
     return result, observed, pinned or dropped
+
+
+def on_host(desired: Topology) -> Topology:
+    """``desired`` with what its links' settings name on this host read in (a WireGuard key
+    file's fingerprint, links/base.LinkKind.on_host), before the pure planner compares it;
+    the same object when no link's kind reads anything."""
+    changed = {}
+    for link in desired.of_type(Link):
+        kind = link_kind(link.kind)
+        if kind is not None and (done := kind.on_host(link)) is not link:
+            changed[link.key] = done
+    if not changed:
+        return desired
+    return dataclasses.replace(desired, objects={key: changed.get(key, obj)
+                                                 for key, obj in desired.objects.items()})
 
 
 def _missing_qdisc_kinds(host: Host, result: Plan) -> list[Conflict]:
@@ -341,6 +357,7 @@ def _apply_locked(host: Host, desired: Topology, state_root: Path, saved: SavedP
     store = RecordStore(state_root)
     record = store.load(desired.name)
     _check_nft_if_needed(desired, record)
+    desired = on_host(desired)
     _check_kernel_modules(host, desired)
     todo, observed, brought_up_to_date = _plan_against(host, desired, record, adopt, managers)
     if saved is not None:

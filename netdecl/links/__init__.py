@@ -23,6 +23,7 @@ from netdecl.links import (
     vlan,
     vrf,
     vxlan,
+    wireguard,
 )
 from netdecl.links.base import LinkKind
 from netdecl.links.tunnel import kernels_own
@@ -46,6 +47,7 @@ LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     bond.KIND,
     tuntap.TAP_KIND,
     tuntap.TUN_KIND,
+    wireguard.KIND,
     external.KIND,
 )}
 """name (the file's ``kind:``, the kernel's IFLA_INFO_KIND) -> kind, in the schema's order."""

@@ -208,6 +208,16 @@ class ExportView(Protocol):
         comment): a kind leaves a setting it cannot write out and says so, never silently."""
 
 
+class GenlChannel(Protocol):
+    """Generic netlink in a link's namespace, as the backend offers it to a kind whose
+    settings live there (``LinkKind.configured_by``: WireGuard's)."""
+
+    def request(self, family: str, command: int, attrs: bytes | bytearray,
+                dump: bool = False) -> list[bytes]:
+        """Send one request of ``command`` to ``family``; the attributes of each answer (a
+        dump: every part; otherwise after the kernel's acknowledgement)."""
+
+
 class LinkKind:
     """One kind of link. Subclasses set ``name`` and override what differs."""
 
@@ -258,6 +268,9 @@ class LinkKind:
     # sends and receives untagged on its parent's segment (a macvlan, not a VLAN): `explain`
     # crosses from it to its parent and from the parent to it
     on_parent_segment: ClassVar[bool] = False
+    # the generic netlink family its own settings are written and read through once the link
+    # exists (WireGuard's), not IFLA_INFO_DATA: the backend calls ``configure`` and ``read``
+    configured_by: ClassVar[str | None] = None
 
     # -- the file ---------------------------------------------------------------------------
     def ends(self, entry: Mapping[str, Any], namespace: str, path: Path) -> list[End]:
@@ -302,7 +315,21 @@ class LinkKind:
         """The spec from a record's flat settings (model.Link.to_dict)."""
         return None
 
+    def on_host(self, link: Link) -> Link:
+        """``link`` completed with what its settings name on this host, read before a plan
+        (a WireGuard key file's fingerprint); raises a NetdeclError when that cannot be read.
+        The planner compares the result with the kernel's and stays free of I/O."""
+        return link
+
     # -- the kernel -------------------------------------------------------------------------
+    def configure(self, link: Link, index: int, channel: GenlChannel) -> None:
+        """Write the settings of ``link`` (at ``index``) through ``configured_by``: after it
+        is made, and for a change in place."""
+
+    def read(self, link: KernelLink, index: int, channel: GenlChannel) -> LinkSpec | None:
+        """The spec of a link of a kind ``configured_by`` a generic netlink family."""
+        return None
+
     def create_data(self, link: Link, request: KernelRequest) -> bytes:
         """IFLA_INFO_DATA of the request that creates ``link``."""
         return b""
