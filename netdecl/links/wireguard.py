@@ -33,10 +33,8 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
 import ipaddress
 import os
-import socket
 import stat
 import struct
 from collections.abc import Mapping, Sequence
@@ -81,38 +79,22 @@ class UnusableKey(NetdeclError):
 
 # -- keys --------------------------------------------------------------------------------------
 
-_P = 2 ** 255 - 19
-_A24 = 121665
-
 
 def public_key(private: bytes) -> bytes:
-    """X25519(private, 9): the public key of a WireGuard private key (RFC 7748, the Montgomery
-    ladder). Not constant-time (Python's integers are not): it runs on the host that owns the
-    key, once per plan, and `wg pubkey` is what it replaces."""
-    scalar = bytearray(private)
-    scalar[0] &= 248
-    scalar[31] = (scalar[31] & 127) | 64
-    k = int.from_bytes(scalar, "little")
-    x2, z2, x3, z3, swap = 1, 0, 9, 1, 0
-    for t in reversed(range(255)):
-        bit = (k >> t) & 1
-        if swap ^ bit:
-            x2, x3, z2, z3 = x3, x2, z3, z2
-        swap = bit
-        a, b = x2 + z2, x2 - z2
-        aa, bb = a * a % _P, b * b % _P
-        e = aa - bb
-        da, cb = (x3 - z3) * a % _P, (x3 + z3) * b % _P
-        x3, z3 = (da + cb) ** 2 % _P, 9 * (da - cb) ** 2 % _P
-        x2, z2 = aa * bb % _P, e * (aa + _A24 * e) % _P
-    if swap:
-        x2, z2 = x3, z3
-    return (x2 * pow(z2, _P - 2, _P) % _P).to_bytes(32, "little")
+    """X25519(private, 9): the public key of a WireGuard private key, the one `wg show`
+    prints. By the `cryptography` package (constant-time, OpenSSL's): key arithmetic is not
+    code to hand-write; imported here, so that only a plan with a wireguard link loads it."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = X25519PrivateKey.from_private_bytes(bytes(private))
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def psk_fingerprint(key: bytes) -> str:
     """What plans and records say of a preshared key: 8 bytes of a SHA-256 of it, separated
     from any other use of the hash (a 256-bit random key: no way back from 64 bits of it)."""
+    import hashlib  # here, not at import: validate loads every link kind
     if not any(key):
         return NO_PSK
     return "psk:" + hashlib.sha256(b"netdecl wireguard psk\0" + key).hexdigest()[:16]
@@ -579,6 +561,7 @@ class WireguardKind(LinkKind):
 
 
 def _endpoint_bytes(endpoint: str) -> bytes:
+    import socket  # here, not at import: validate loads every link kind
     host, _, port = endpoint.rpartition(":")
     address = ipaddress.ip_address(host.strip("[]"))
     if address.version == 4:
@@ -589,6 +572,7 @@ def _endpoint_bytes(endpoint: str) -> bytes:
 
 
 def _endpoint_text(raw: bytes) -> str | None:
+    import socket  # here, not at import: validate loads every link kind
     if len(raw) < 4:
         return None
     family = _U16.unpack_from(raw)[0]
@@ -601,6 +585,7 @@ def _endpoint_text(raw: bytes) -> str | None:
 
 
 def _allowed_ip(network: str) -> tuple[bytes, ...]:
+    import socket  # here, not at import: validate loads every link kind
     net = ipaddress.ip_network(network)
     family = socket.AF_INET if net.version == 4 else socket.AF_INET6
     return (attr(WGALLOWEDIP_A_FAMILY, _U16.pack(family)),
