@@ -312,3 +312,25 @@ def test_a_forged_qdisc_in_a_journal_or_saved_plan_is_refused(forged):
         check_object(forged)
     assert check_object(Qdisc(ROOT, "eth0", EGRESS, (QdiscStage("tbf", (("rate", 1),)),),
                               original="default"))
+
+
+# -- htb: one class, in the kernel's ticks --------------------------------------------------------
+
+@pytest.mark.parametrize("rate", ["8kbit", "1mbit", "20mbit", "1gbit", "40gbit"])
+def test_an_htb_reads_back_as_written_and_what_show_writes_loads_the_same(rate):
+    stage = qdiscs.htb_stage({"kind": "htb", "rate": rate, "burst": "31kb", "cburst": "1000b"},
+                             "egress")
+    assert qdiscs.htb_from_kernel(qdiscs.options(stage), qdiscs.htb_class_options(stage)) \
+        == stage
+    written = qdiscs.file_form((stage,))["shaping"]["egress"]
+    assert qdiscs.shaper_stage(written, "egress") == stage, written
+
+
+def test_an_htb_without_netdecls_class_is_not_said_by_the_file():
+    bare = qdiscs.htb_from_kernel(qdiscs.options(qdiscs.htb_stage({"rate": "1mbit"}, "e")),
+                                  None)
+    assert bare == QdiscStage("htb") and qdiscs.file_form((bare,)) == {}
+    other_default = qdiscs._stage("htb", {"rate": 125_000, "ceil": 125_000, "buffer": 1,
+                                          "cbuffer": 1, "default_class": 2})
+    assert qdiscs.file_form((other_default,)) == {}
+    assert not qdiscs.same_root(other_default, qdiscs.htb_stage({"rate": "1mbit"}, "e"))

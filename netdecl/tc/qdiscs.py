@@ -18,15 +18,17 @@ from netdecl.model import INGRESS, Qdisc, QdiscStage
 from netdecl.nlattr import U32, attr, nested, parse_attrs
 from netdecl.tc import units
 
-NETEM, TBF, BFIFO = "netem", "tbf", "bfifo"
+NETEM, TBF, HTB, BFIFO, PFIFO = "netem", "tbf", "htb", "bfifo", "pfifo"
 SCHEDULERS = ("fq_codel", "fq", "cake", "pfifo")
-IMPAIRING = (NETEM, TBF)
-"""The kinds that change what crosses a link (delay, loss, rate), which explain names."""
 """The root schedulers ``qdisc:`` may name (their defaults: no settings of ours)."""
+IMPAIRING = (NETEM, TBF, HTB)
+"""The kinds that change what crosses a link (delay, loss, rate), which explain names."""
+SHAPERS = (TBF, HTB)
+"""What ``shaping.egress.kind`` may name: the root qdisc that holds the rate."""
 
 # kind -> the kernel module that provides it (pfifo and bfifo are always built in)
-MODULES = {NETEM: "sch_netem", TBF: "sch_tbf", "fq_codel": "sch_fq_codel", "fq": "sch_fq",
-           "cake": "sch_cake", "ingress": "sch_ingress"}
+MODULES = {NETEM: "sch_netem", TBF: "sch_tbf", HTB: "sch_htb", "fq_codel": "sch_fq_codel",
+           "fq": "sch_fq", "cake": "sch_cake", "ingress": "sch_ingress"}
 
 # handles: netdecl's root qdisc is D3: (211, its route protocol) or D5: when a root of another
 # kind must replace its own (the kernel changes a qdisc in place only when kind and handle
@@ -45,6 +47,14 @@ _RATESPEC = struct.Struct("=BBHhHI")  # cell_log, linklayer, overhead, cell_alig
 _TBF_QOPT = struct.Struct("=12s12sIII")  # rate, peakrate, limit, buffer, mtu
 TC_LINKLAYER_ETHERNET = 1
 PSCHED_SHIFT = 6  # a psched tick is 64 ns
+
+# -- htb: one class (:1) that the root's default sends everything to, "shape this link" --------
+TCA_HTB_PARMS, TCA_HTB_INIT, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 2, 6, 7
+_HTB_GLOB = struct.Struct("=IIIII")  # version, rate2quantum, defcls, debug, direct_pkts
+_HTB_OPT = struct.Struct("=12s12sIIIII")  # rate, ceil, buffer, cbuffer, quantum, level, prio
+HTB_VERSION, HTB_R2Q = 3, 10  # tc's: the kernel refuses another version
+HTB_CLASS = 1  # the minor of the one class, and the root's default
+HTB_BURST = 1600  # tc's default bucket: one frame of its default mtu, at the rate (and ceil)
 
 # -- netem ---------------------------------------------------------------------------------------
 _NETEM_QOPT = struct.Struct("=IIIIII")  # latency, limit, loss, gap, duplicate, jitter
@@ -129,12 +139,40 @@ def tbf_stage(spec: Mapping[str, Any], where: str) -> QdiscStage:
     return _stage(TBF, {"rate": rate, "burst": tbf_burst(rate, buffer), "limit": limit})
 
 
+def htb_stage(spec: Mapping[str, Any], where: str) -> QdiscStage:
+    """``{kind: htb, rate, ceil, burst, cburst}``: an htb root whose default is its one class,
+    as tc users write "shape this link". The buckets are kept as the kernel keeps them, in
+    psched ticks (its dump gives back exactly what it was sent), so desired equals observed."""
+    rate = units.rate_bytes(spec.get("rate"), f"{where} rate")
+    ceil = units.rate_bytes(spec["ceil"], f"{where} ceil") if spec.get("ceil") is not None \
+        else rate
+    if ceil < rate:
+        raise units.UnitError(f"{where}: ceil {spec.get('ceil')!r} is below the rate "
+                              f"{spec.get('rate')!r} (ceil is what the class may borrow up to)")
+    burst = units.size_bytes(spec["burst"], f"{where} burst") \
+        if spec.get("burst") is not None else HTB_BURST
+    cburst = units.size_bytes(spec["cburst"], f"{where} cburst") \
+        if spec.get("cburst") is not None else HTB_BURST
+    buffer, cbuffer = bytes_to_ticks(rate, burst), bytes_to_ticks(ceil, cburst)
+    if not (buffer and cbuffer):
+        raise units.UnitError(f"{where}: a bucket is sent in under 64ns at its rate (the "
+                              "kernel's tick): make burst and cburst larger")
+    return _stage(HTB, {"rate": rate, "ceil": ceil, "buffer": buffer, "cbuffer": cbuffer,
+                        "default_class": HTB_CLASS})
+
+
+def shaper_stage(spec: Mapping[str, Any], where: str) -> QdiscStage:
+    """``shaping.egress``: a tbf (the default, as the CNI bandwidth plugin) or an htb."""
+    return htb_stage(spec, where) if spec.get("kind") == HTB else tbf_stage(spec, where)
+
+
 def egress_stages(entry: Mapping[str, Any]) -> tuple[QdiscStage, ...]:
-    """A links entry's egress chain (empty: it declares none): tbf over netem when both."""
+    """A links entry's egress chain (empty: it declares none): the shaper over netem when
+    both."""
     stages: list[QdiscStage] = []
     shaping = (entry.get("shaping") or {}).get("egress")
     if shaping:
-        stages.append(tbf_stage(shaping, "shaping egress"))
+        stages.append(shaper_stage(shaping, "shaping egress"))
     if entry.get("netem") is not None:
         stages.append(netem_stage(entry["netem"] or {}))
     if entry.get("qdisc"):
@@ -175,6 +213,26 @@ def tbf_burst(rate: int, buffer_ticks: int) -> int:
     return round(rate * (buffer_ticks << PSCHED_SHIFT) / units.NSEC_PER_SEC)
 
 
+def bytes_to_ticks(rate: int, size: int) -> int:
+    """An htb bucket: the time to send ``size`` at ``rate``, in psched ticks (rounded).
+    With ticks_to_bytes, exact both ways on what it returns, so what ``show`` writes loads
+    back to the same ticks (a tick is under a byte below 125 Mbit/s)."""
+    unit = rate << PSCHED_SHIFT
+    return (2 * size * units.NSEC_PER_SEC + unit) // (2 * unit)
+
+
+def ticks_to_bytes(rate: int, ticks: int) -> int:
+    return (2 * rate * (ticks << PSCHED_SHIFT) + units.NSEC_PER_SEC) // (2 * units.NSEC_PER_SEC)
+
+
+def same_root(old: QdiscStage, new: QdiscStage) -> bool:
+    """Can the root ``old`` become ``new`` in place? The kernel changes a qdisc only into its
+    own kind; an htb not even that (it has no change operation: only its class changes), so
+    an htb whose default is not netdecl's class must be grafted anew."""
+    return old.kind == new.kind and (
+        old.kind != HTB or old.get("default_class") == new.get("default_class") == HTB_CLASS)
+
+
 # -- stages -> TCA_OPTIONS -----------------------------------------------------------------------
 
 def options(stage: QdiscStage) -> bytes:
@@ -206,7 +264,46 @@ def options(stage: QdiscStage) -> bytes:
             attr(TCA_NETEM_JITTER64, _S64.pack(jitter))
     if stage.kind == BFIFO:
         return _FIFO_QOPT.pack(p["limit"])
+    if stage.kind == HTB:
+        return attr(TCA_HTB_INIT, _HTB_GLOB.pack(HTB_VERSION, HTB_R2Q, HTB_CLASS, 0, 0))
     return b""
+
+
+def _ratespec(rate: int) -> bytes:
+    return _RATESPEC.pack(0, TC_LINKLAYER_ETHERNET, 0, 0, 0, min(rate, units.U32_MAX))
+
+
+def htb_class_options(stage: QdiscStage) -> bytes:
+    """The TCA_OPTIONS of an htb stage's one class (its rate, ceil and buckets); the kernel
+    works out the quantum (rate / r2q)."""
+    p = dict(stage.params)
+    rate, ceil = p["rate"], p["ceil"]
+    body = attr(TCA_HTB_PARMS, _HTB_OPT.pack(_ratespec(rate), _ratespec(ceil), p["buffer"],
+                                              p["cbuffer"], 0, 0, 0))
+    if rate > units.U32_MAX:
+        body += attr(TCA_HTB_RATE64, _U64.pack(rate))
+    if ceil > units.U32_MAX:
+        body += attr(TCA_HTB_CEIL64, _U64.pack(ceil))
+    return body
+
+
+def htb_from_kernel(raw: bytes | None, class_raw: bytes | None) -> QdiscStage:
+    """An htb root and its one class, as the kernel dumps them; without the class (or with
+    classes netdecl does not make) just the kind, which equals no declared chain."""
+    glob = parse_attrs(raw or b"").get(TCA_HTB_INIT)
+    found = parse_attrs(class_raw or b"")
+    parms = found.get(TCA_HTB_PARMS)
+    if glob is None or len(glob) < _HTB_GLOB.size or parms is None \
+            or len(parms) < _HTB_OPT.size:
+        return QdiscStage(HTB)
+    rate_spec, ceil_spec, buffer, cbuffer, _quantum, _level, _prio = _HTB_OPT.unpack_from(parms)
+    rate, ceil = _RATESPEC.unpack(rate_spec)[5], _RATESPEC.unpack(ceil_spec)[5]
+    if TCA_HTB_RATE64 in found:
+        rate = _U64.unpack_from(found[TCA_HTB_RATE64])[0]
+    if TCA_HTB_CEIL64 in found:
+        ceil = _U64.unpack_from(found[TCA_HTB_CEIL64])[0]
+    return _stage(HTB, {"rate": rate, "ceil": ceil, "buffer": buffer, "cbuffer": cbuffer,
+                        "default_class": _HTB_GLOB.unpack_from(glob)[2]})
 
 
 def stage_from_kernel(kind: str, raw: bytes | None) -> QdiscStage:
@@ -260,6 +357,8 @@ def probe_stage(kind: str) -> QdiscStage:
         return _stage(TBF, {"rate": 125_000, "burst": 16_384, "limit": 32_768})
     if kind == NETEM:
         return _stage(NETEM, {"limit": NETEM_LIMIT})
+    if kind == HTB:
+        return _stage(HTB, {"default_class": HTB_CLASS})
     return QdiscStage(kind)
 
 
@@ -301,11 +400,24 @@ def describe_stage(stage: QdiscStage) -> str:
         shown.append("loss gemodel " + " ".join(
             f"{key} {units.show_percent(value)}" for key, value in zip(GEMODEL_KEYS, values,
                                                                         strict=True)))
+    if stage.kind == HTB:
+        return " ".join(shown + [f"{k} {v}" for k, v in _htb_file(p).items() if k != "kind"]
+                        + ([] if p.get("default_class") == HTB_CLASS else ["(not netdecl's)"]))
     for name, value in sorted(p.items(), key=lambda kv: _ORDER.get(kv[0], 99)):
         if stage.kind == NETEM and (name, value) == ("limit", NETEM_LIMIT):
             continue  # tc's default: noise in every plan line
         shown.append(f"{_SHOWN_AS.get(name, name)} {_show(name, value)}")
     return " ".join(shown)
+
+
+def _htb_file(p: Mapping[str, int]) -> dict[str, str]:
+    """An htb stage's settings as the file writes them (buckets in bytes, from the ticks)."""
+    if not p.get("rate"):
+        return {}
+    rate, ceil = p["rate"], p.get("ceil") or p["rate"]
+    return {"kind": HTB, "rate": units.show_rate(rate), "ceil": units.show_rate(ceil),
+            "burst": f"{ticks_to_bytes(rate, p.get('buffer', 0))}b",
+            "cburst": f"{ticks_to_bytes(ceil, p.get('cbuffer', 0))}b"}
 
 
 def describe_chain(stages: tuple[QdiscStage, ...]) -> str:
@@ -339,6 +451,9 @@ def _show(name: str, value: int) -> str:
 def file_form(stages: tuple[QdiscStage, ...]) -> dict[str, Any]:
     """A chain as the file writes it (``show``): netem, shaping egress, qdisc."""
     out: dict[str, Any] = {}
+    if stages and stages[0].kind == HTB and not (
+            stages[0].get("rate") and stages[0].get("default_class") == HTB_CLASS):
+        return out  # an htb with classes of someone's: the file cannot say it
     for stage in stages:
         p = dict(stage.params)
         if stage.kind == NETEM:
@@ -357,6 +472,8 @@ def file_form(stages: tuple[QdiscStage, ...]) -> dict[str, Any]:
             out.setdefault("shaping", {})["egress"] = {
                 "rate": _show("rate", p["rate"]), "burst": f"{p['burst']}b",
                 "limit": f"{p['limit']}b"}
+        elif stage.kind == HTB:
+            out.setdefault("shaping", {})["egress"] = _htb_file(p)
         elif stage.kind in SCHEDULERS:
             out["qdisc"] = stage.kind
     return out
