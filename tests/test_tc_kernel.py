@@ -434,3 +434,37 @@ def test_show_writes_an_htb_it_can_say_and_names_one_it_cannot(host, tmp_path: P
         ("htb", "5mbit", "8mbit", "8192b"), entry
     (other,) = [e for e in shown["links"] if e["name"] == "h3"]
     assert "shaping" not in other, other
+
+
+MEASURED = TOPOLOGY.replace("{rate: RATE, burst: 32kb}", "SHAPER") + \
+    "probes:\n  - {from: a, to: 10.61.0.2}\n"
+
+
+@pytest.mark.parametrize("shaper", ["{rate: 20mbit, burst: 32kb}",
+                                    "{kind: htb, rate: 20mbit, ceil: 30mbit}"])
+def test_verify_measure_holds_the_declared_rate_to_a_bulk_transfer(host, tmp_path: Path,
+                                                                   shaper: str):
+    path = write(tmp_path, MEASURED.replace("SHAPER", shaper))
+    netdecl_ok(host, "apply", path)
+    plain = json.loads(netdecl_ok(host, "verify", "--json", path))
+    assert "measured" not in plain["probes"][0], plain  # opt-in: costs seconds
+    result = json.loads(netdecl_ok(host, "verify", "--measure", "--json", path))
+    (probe,) = result["probes"]
+    rate = probe["measured"]["rate"]
+    assert probe["ok"] and rate["at"] == "a/va egress", probe
+    assert abs(rate["measured_payload_bits"] / rate["expected_payload_bits"] - 1) < 0.15, rate
+    assert "loss" not in probe["measured"], probe  # none declared: none measured
+
+    # the kernel made slower by hand than the file says: the measurement fails the probe
+    if "htb" in shaper:
+        handle = root(host, "va", "a")["handle"]
+        host.run(["tc", "class", "change", "dev", "va", "parent", handle, "classid",
+                  f"{handle}1", "htb", "rate", "5mbit"], ns="a")
+    else:
+        host.run(["tc", "qdisc", "change", "dev", "va", "root", "handle",
+                  root(host, "va", "a")["handle"], "tbf", "rate", "5mbit", "burst", "32kb",
+                  "latency", "25ms"], ns="a")
+    failed = host.netdecl("verify", "--measure", path)
+    assert failed.returncode == 1 and "FAIL" in failed.stdout and "rate " in failed.stdout, \
+        failed.stdout + failed.stderr
+    netdecl_ok(host, "destroy", path)
