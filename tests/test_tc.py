@@ -6,6 +6,7 @@ refused at plan)."""
 from __future__ import annotations
 
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,40 @@ def test_an_htb_without_netdecls_class_is_not_said_by_the_file():
                                           "cbuffer": 1, "default_class": 2})
     assert qdiscs.file_form((other_default,)) == {}
     assert not qdiscs.same_root(other_default, qdiscs.htb_stage({"rate": "1mbit"}, "e"))
+
+
+# -- netem's delay distribution --------------------------------------------------------------------
+
+def test_a_distribution_table_is_read_as_tc_writes_it_and_sent_with_the_netem():
+    table = qdiscs.parse_dist_table("# a comment\n -32768 12 # more\n 32767\n", "t.dist")
+    assert table == b"\x00\x80\x0c\x00\xff\x7f"
+    with pytest.raises(ValueError):
+        qdiscs.parse_dist_table("1 40000\n", "t.dist")
+    stage = qdiscs.netem_stage({"delay": "40ms", "jitter": "10ms", "distribution": "normal"})
+    assert qdiscs.distribution_name(stage) == "normal"
+    sent = qdiscs.options(stage, table)
+    assert qdiscs.TCA_NETEM_DELAY_DIST in _attrs_of_netem(sent)
+    # the kernel reports no table back: the record's name completes what it dumps
+    dumped = qdiscs.stage_from_kernel("netem", sent)
+    assert dumped != stage and qdiscs.with_distribution((dumped,), "normal") == (stage,)
+    assert qdiscs.file_form((stage,))["netem"]["distribution"] == "normal"
+    assert qdiscs.drops_a_table((stage,), (dumped,))
+    assert not qdiscs.drops_a_table((dumped,), (stage,))
+
+
+def _attrs_of_netem(raw: bytes) -> dict[int, bytes]:
+    from netdecl.nlattr import parse_attrs
+
+    return parse_attrs(raw, (struct.calcsize("=IIIIII") + 3) & ~3)
+
+
+def test_the_shipped_tables_parse():
+    from netdecl.backends.qdiscs import dist_table
+
+    for name in qdiscs.DISTRIBUTIONS:
+        try:
+            assert len(dist_table(name)) > 1000, name
+        except OSError as exc:
+            pytest.skip(f"iproute2's tables are not installed: {exc}")
+    with pytest.raises(ValueError):
+        dist_table("../../../etc/passwd")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import sysconfig
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
 from netdecl.backends import namespaces
 from netdecl.backends.rtnl import RtnlError, RtnlSocket
@@ -113,7 +115,35 @@ def _body(index: int, handle: int, parent: int, stage: QdiscStage | None = None,
 
 
 def replace(sock: RtnlSocket, index: int, handle: int, parent: int, stage: QdiscStage) -> None:
-    sock.call(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, _body(index, handle, parent, stage))
+    name = tc.distribution_name(stage)
+    if name is None:
+        sock.call(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, _body(index, handle, parent, stage))
+        return
+    # the table goes with every change: the kernel reports none back, so a change is the one
+    # moment netdecl can be sure the netem has the one the file names
+    sock.call(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, _body(
+        index, handle, parent, raw=(stage.kind, tc.options(stage, dist_table(name)))))
+
+
+# where iproute2 installs its tables (tc looks in its own LIBDIR, which is one of these)
+TC_LIB_DIRS = (f"/usr/lib/{sysconfig.get_config_var('MULTIARCH') or 'x86_64-linux-gnu'}/tc",
+               "/usr/lib/tc", "/usr/lib64/tc", "/usr/local/lib/tc")
+
+
+def dist_table(name: str) -> bytes:
+    """A delay distribution's table, read from iproute2's files. ``name`` is one of
+    tc.DISTRIBUTIONS (the loader and the record are held to them) before it becomes a path."""
+    if name not in tc.DISTRIBUTIONS:
+        raise ValueError(f"netem distribution {name!r}")
+    for directory in TC_LIB_DIRS:
+        path = Path(directory, f"{name}.dist")
+        if path.is_file():
+            try:
+                return tc.parse_dist_table(path.read_text(encoding="ascii"), str(path))
+            except (ValueError, UnicodeDecodeError):
+                raise RtnlError(errno.EINVAL, f"{path} is not a netem table") from None
+    raise RtnlError(errno.ENOENT, f"netem distribution {name}: no {name}.dist in "
+                    f"{', '.join(TC_LIB_DIRS)} (iproute2 ships them)")
 
 
 def root_handle(before: Qdisc | None, after: Qdisc) -> int:
@@ -121,7 +151,8 @@ def root_handle(before: Qdisc | None, after: Qdisc) -> int:
     in-place change), the other one when the kind changes (a graft: the kernel changes a
     qdisc only into its own kind)."""
     if before is not None and before.handle in tc.ROOT_HANDLES and before.stages \
-            and after.stages and tc.same_root(before.stages[0], after.stages[0]):
+            and after.stages and tc.same_root(before.stages[0], after.stages[0]) \
+            and not tc.drops_a_table(before.stages, after.stages):
         return before.handle
     first, second = tc.ROOT_HANDLES
     return second if before is not None and before.handle == first else first

@@ -58,7 +58,7 @@ HTB_BURST = 1600  # tc's default bucket: one frame of its default mtu, at the ra
 
 # -- netem ---------------------------------------------------------------------------------------
 _NETEM_QOPT = struct.Struct("=IIIIII")  # latency, limit, loss, gap, duplicate, jitter
-TCA_NETEM_CORR, TCA_NETEM_REORDER, TCA_NETEM_CORRUPT = 1, 3, 4
+TCA_NETEM_CORR, TCA_NETEM_DELAY_DIST, TCA_NETEM_REORDER, TCA_NETEM_CORRUPT = 1, 2, 3, 4
 TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
 TCA_NETEM_LOSS, NETEM_LOSS_GE = 5, 2
 _GEMODEL = struct.Struct("=IIII")  # p, r, h, k1 (the kernel's h: 1 - tc's "1-h")
@@ -72,6 +72,13 @@ _S64 = struct.Struct("=q")
 _U64 = struct.Struct("=Q")
 
 _FIFO_QOPT = U32  # struct tc_fifo_qopt { __u32 limit; }
+
+# the delay distributions iproute2 ships as tables (NAME.dist in tc's library directory); the
+# stage keeps the name's place here + 1 (the kernel never reports a table back: the ownership
+# record keeps which one netdecl sent, see engine/observer.py)
+DISTRIBUTIONS = ("normal", "pareto", "paretonormal", "experimental")
+DIST_MAX = 16384  # the kernel's NETEM_DIST_MAX entries
+_DIST_VALUE = struct.Struct("=h")
 
 # -- the file -> stages --------------------------------------------------------------------------
 
@@ -96,6 +103,10 @@ def netem_stage(spec: Mapping[str, Any]) -> QdiscStage:
             params[name] = parse(spec[key], f"netem {key}")
     if spec.get("gap") is not None:
         params["gap"] = units.count(spec["gap"], "netem gap")
+    if spec.get("distribution") is not None:
+        params["distribution"] = distribution_number(spec["distribution"])
+        if not params.get("jitter"):
+            raise units.UnitError("netem distribution shapes the jitter: it needs jitter")
     params["limit"] = units.count(spec.get("limit", NETEM_LIMIT), "netem limit")
     model = (spec.get("loss_model") or {}).get("gemodel")
     if model is not None:
@@ -110,6 +121,45 @@ def netem_stage(spec: Mapping[str, Any]) -> QdiscStage:
                                   "overtaken)")
         params.setdefault("gap", 1)  # as tc: reorder alone means every packet may go early
     return _stage(NETEM, params)
+
+
+def distribution_number(name: object, what: str = "netem distribution") -> int:
+    """The stage's number for a table name; UnitError for a name tc does not ship (checked
+    here, before any name becomes a file's path)."""
+    if not isinstance(name, str) or name not in DISTRIBUTIONS:
+        raise units.UnitError(f"{what} {name!r} is none of "
+                              f"{', '.join(DISTRIBUTIONS)}")
+    return DISTRIBUTIONS.index(name) + 1
+
+
+def distribution_name(stage: QdiscStage) -> str | None:
+    number = stage.get("distribution") if stage.kind == NETEM else None
+    return DISTRIBUTIONS[number - 1] if number and 0 < number <= len(DISTRIBUTIONS) else None
+
+
+def parse_dist_table(text: str, name: str) -> bytes:
+    """A tc ``.dist`` file (``#`` comments, then whitespace-separated 16-bit integers, as
+    iproute2's maketable writes them) as TCA_NETEM_DELAY_DIST's payload; ValueError if it is
+    not one."""
+    values = [int(word) for line in text.splitlines()
+              for word in line.split("#", 1)[0].split()]
+    if not 0 < len(values) <= DIST_MAX or not all(-32768 <= v <= 32767 for v in values):
+        raise ValueError(f"{name}: not a netem distribution table")
+    return b"".join(_DIST_VALUE.pack(v) for v in values)
+
+
+def with_distribution(stages: tuple[QdiscStage, ...], name: str) -> tuple[QdiscStage, ...]:
+    """An observed chain with the table the record says netdecl sent to its netem."""
+    number = DISTRIBUTIONS.index(name) + 1
+    return tuple(_stage(NETEM, {**dict(s.params), "distribution": number})
+                 if s.kind == NETEM and not s.get("distribution") else s for s in stages)
+
+
+def drops_a_table(before: tuple[QdiscStage, ...], after: tuple[QdiscStage, ...]) -> bool:
+    """A netem that has a table and is to have none: the kernel keeps a table across every
+    change, so only a new netem (a graft) drops it."""
+    had = any(distribution_name(s) for s in before)
+    return had and not any(distribution_name(s) for s in after)
 
 
 def _gemodel(model: Mapping[str, Any]) -> dict[str, int]:
@@ -235,8 +285,9 @@ def same_root(old: QdiscStage, new: QdiscStage) -> bool:
 
 # -- stages -> TCA_OPTIONS -----------------------------------------------------------------------
 
-def options(stage: QdiscStage) -> bytes:
-    """The TCA_OPTIONS payload that makes ``stage`` (b"": the kind's defaults)."""
+def options(stage: QdiscStage, table: bytes = b"") -> bytes:
+    """The TCA_OPTIONS payload that makes ``stage`` (b"": the kind's defaults); ``table``, a
+    netem's delay distribution (parse_dist_table), sent with each change of it."""
     p = dict(stage.params)
     if stage.kind == TBF:
         rate = p["rate"]
@@ -251,6 +302,8 @@ def options(stage: QdiscStage) -> bytes:
                                 p.get("loss", 0), p.get("gap", 0), p.get("duplicate", 0),
                                 min(jitter >> PSCHED_SHIFT, units.U32_MAX))
         body += attr(TCA_NETEM_CORR, _CORR.pack(p.get("delay_corr", 0), 0, 0))
+        if table:
+            body += attr(TCA_NETEM_DELAY_DIST, table)
         body += attr(TCA_NETEM_REORDER, _PROB_CORR.pack(p.get("reorder", 0), 0))
         body += attr(TCA_NETEM_CORRUPT, _PROB_CORR.pack(p.get("corrupt", 0), 0))
         rate = p.get("rate", 0)
@@ -403,6 +456,9 @@ def describe_stage(stage: QdiscStage) -> str:
     if stage.kind == HTB:
         return " ".join(shown + [f"{k} {v}" for k, v in _htb_file(p).items() if k != "kind"]
                         + ([] if p.get("default_class") == HTB_CLASS else ["(not netdecl's)"]))
+    if stage.kind == NETEM and p.get("distribution"):
+        p.pop("distribution")
+        shown.append(f"distribution {distribution_name(stage)}")
     for name, value in sorted(p.items(), key=lambda kv: _ORDER.get(kv[0], 99)):
         if stage.kind == NETEM and (name, value) == ("limit", NETEM_LIMIT):
             continue  # tc's default: noise in every plan line
@@ -462,6 +518,8 @@ def file_form(stages: tuple[QdiscStage, ...]) -> dict[str, Any]:
             for extra in ("gap", "limit"):
                 if p.get(extra):
                     out["netem"][extra] = p[extra]
+            if distribution_name(stage):
+                out["netem"]["distribution"] = distribution_name(stage)
             if p.get("gemodel"):
                 values = (p.get("ge_p", 0), p.get("ge_r", 0), units.U32_MAX - p.get("ge_h", 0),
                           p.get("ge_k1", 0))

@@ -44,6 +44,8 @@ def check_traffic_control(ctx: Context) -> None:
         if isinstance(netem, dict):
             for key, parse in _NETEM_PARSERS.items():
                 ok &= _parsed(ctx, (*path, "netem", key), netem.get(key), parse, f"netem {key}")
+            ok &= _parsed(ctx, (*path, "netem", "distribution"), netem.get("distribution"),
+                          qdiscs.distribution_number, "netem distribution")
             model = netem.get("loss_model")
             ge = model.get("gemodel") if isinstance(model, dict) else None
             for key in GEMODEL_KEYS:
