@@ -372,3 +372,14 @@ def test_the_shipped_tables_parse():
             pytest.skip(f"iproute2's tables are not installed: {exc}")
     with pytest.raises(ValueError):
         dist_table("../../../etc/passwd")
+
+
+def test_netem_sits_in_the_htb_class():
+    stages = qdiscs.egress_stages({"shaping": {"egress": {"kind": "htb", "rate": "20mbit"}},
+                                   "netem": {"delay": "40ms"}})
+    assert [s.kind for s in stages] == ["htb", "netem"]
+    assert qdiscs.describe_chain(stages) == ("htb rate 20mbit ceil 20mbit burst 1600b cburst "
+                                             "1600b / netem delay 40ms")
+    shown = qdiscs.file_form(stages)
+    assert shown["shaping"]["egress"]["kind"] == "htb" and shown["netem"] == {
+        "delay": "40ms", "limit": 1000}
