@@ -461,6 +461,7 @@ def _measure(topo: Topology, result: ProbeResult, target: Target, timeout: float
                      + f" at {figures.rate_at}")
     if found:
         result.detail += "; " + "; ".join(found)
+        result.measured["text"] = "; ".join(found)
 
 
 def _run_outside(probe: Probe, target: Target, timeout: float) -> ProbeResult:
@@ -596,7 +597,8 @@ def render_table(results: list[ProbeResult]) -> str:
     for r in results:
         to = f"{r.probe.to} {r.target.describe()}" if r.target and r.probe.to != \
             r.target.address else (r.target.describe() if r.target else r.probe.to)
-        status = "ok" if r.ok else f"FAIL: {r.detail}"
+        status = (f"ok ({r.measured['text']})" if r.measured.get("text") else "ok") if r.ok \
+            else f"FAIL: {r.detail}"
         source = r.probe.source + (f" vrf {r.probe.vrf}" if r.probe.vrf else "")
         rows.append((source, to, r.expected(), status,
                      f"{r.seconds * 1000:.0f}ms", r.seen_source or "-"))
