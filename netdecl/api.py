@@ -491,16 +491,17 @@ def wait_for_links(topology: Topology, timeout: float) -> None:
             f"never creates it: check the NIC's name, `ip link`, and its driver)")
 
 
-def verify(topology: Topology, *, timeout: float = 2.0) -> VerifyResult:
+def verify(topology: Topology, *, timeout: float = 2.0, measure: bool = False) -> VerifyResult:
     """Run the topology's probes with real traffic, each from inside its source namespace
     (starting a short-lived listener where nothing listens), ``timeout`` seconds at most each;
     only to the topology's own addresses and into networks it declares (another host's pods).
     A ``VerifyResult``: ``.ok``, ``.probes`` (each a ``ProbeResult``: ``.ok``, ``.result``,
     ``.detail``...), ``.failed()``, ``.text()`` and ``.to_json()`` as `netdecl verify` prints
-    them. Needs root; changes nothing."""
+    them. ``measure``: also measure the loss and rate the file declares on each probe's way
+    (seconds per probe; tools/measure.py). Needs root; changes nothing."""
     from netdecl.tools.verify import verify as run
 
-    return run(topology, timeout)
+    return run(topology, timeout, measure)
 
 
 def probe_gate(topology: Topology, *, timeout: float = 2.0,

@@ -85,4 +85,5 @@ NETNSA_NSID, NETNSA_FD = 1, 3
 
 # traffic control (linux/rtnetlink.h): qdiscs and filters (their attributes: tc/qdiscs.py)
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
+RTM_NEWTCLASS, RTM_GETTCLASS = 40, 42
 RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46

@@ -6,6 +6,7 @@ refused at plan)."""
 from __future__ import annotations
 
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,73 @@ def test_a_forged_qdisc_in_a_journal_or_saved_plan_is_refused(forged):
         check_object(forged)
     assert check_object(Qdisc(ROOT, "eth0", EGRESS, (QdiscStage("tbf", (("rate", 1),)),),
                               original="default"))
+
+
+# -- htb: one class, in the kernel's ticks --------------------------------------------------------
+
+@pytest.mark.parametrize("rate", ["8kbit", "1mbit", "20mbit", "1gbit", "40gbit"])
+def test_an_htb_reads_back_as_written_and_what_show_writes_loads_the_same(rate):
+    stage = qdiscs.htb_stage({"kind": "htb", "rate": rate, "burst": "31kb", "cburst": "1000b"},
+                             "egress")
+    assert qdiscs.htb_from_kernel(qdiscs.options(stage), qdiscs.htb_class_options(stage)) \
+        == stage
+    written = qdiscs.file_form((stage,))["shaping"]["egress"]
+    assert qdiscs.shaper_stage(written, "egress") == stage, written
+
+
+def test_an_htb_without_netdecls_class_is_not_said_by_the_file():
+    bare = qdiscs.htb_from_kernel(qdiscs.options(qdiscs.htb_stage({"rate": "1mbit"}, "e")),
+                                  None)
+    assert bare == QdiscStage("htb") and qdiscs.file_form((bare,)) == {}
+    other_default = qdiscs._stage("htb", {"rate": 125_000, "ceil": 125_000, "buffer": 1,
+                                          "cbuffer": 1, "default_class": 2})
+    assert qdiscs.file_form((other_default,)) == {}
+    assert not qdiscs.same_root(other_default, qdiscs.htb_stage({"rate": "1mbit"}, "e"))
+
+
+# -- netem's delay distribution --------------------------------------------------------------------
+
+def test_a_distribution_table_is_read_as_tc_writes_it_and_sent_with_the_netem():
+    table = qdiscs.parse_dist_table("# a comment\n -32768 12 # more\n 32767\n", "t.dist")
+    assert table == b"\x00\x80\x0c\x00\xff\x7f"
+    with pytest.raises(ValueError):
+        qdiscs.parse_dist_table("1 40000\n", "t.dist")
+    stage = qdiscs.netem_stage({"delay": "40ms", "jitter": "10ms", "distribution": "normal"})
+    assert qdiscs.distribution_name(stage) == "normal"
+    sent = qdiscs.options(stage, table)
+    assert qdiscs.TCA_NETEM_DELAY_DIST in _attrs_of_netem(sent)
+    # the kernel reports no table back: the record's name completes what it dumps
+    dumped = qdiscs.stage_from_kernel("netem", sent)
+    assert dumped != stage and qdiscs.with_distribution((dumped,), "normal") == (stage,)
+    assert qdiscs.file_form((stage,))["netem"]["distribution"] == "normal"
+    assert qdiscs.drops_a_table((stage,), (dumped,))
+    assert not qdiscs.drops_a_table((dumped,), (stage,))
+
+
+def _attrs_of_netem(raw: bytes) -> dict[int, bytes]:
+    from netdecl.nlattr import parse_attrs
+
+    return parse_attrs(raw, (struct.calcsize("=IIIIII") + 3) & ~3)
+
+
+def test_the_shipped_tables_parse():
+    from netdecl.backends.qdiscs import dist_table
+
+    for name in qdiscs.DISTRIBUTIONS:
+        try:
+            assert len(dist_table(name)) > 1000, name
+        except OSError as exc:
+            pytest.skip(f"iproute2's tables are not installed: {exc}")
+    with pytest.raises(ValueError):
+        dist_table("../../../etc/passwd")
+
+
+def test_netem_sits_in_the_htb_class():
+    stages = qdiscs.egress_stages({"shaping": {"egress": {"kind": "htb", "rate": "20mbit"}},
+                                   "netem": {"delay": "40ms"}})
+    assert [s.kind for s in stages] == ["htb", "netem"]
+    assert qdiscs.describe_chain(stages) == ("htb rate 20mbit ceil 20mbit burst 1600b cburst "
+                                             "1600b / netem delay 40ms")
+    shown = qdiscs.file_form(stages)
+    assert shown["shaping"]["egress"]["kind"] == "htb" and shown["netem"] == {
+        "delay": "40ms", "limit": 1000}

@@ -338,3 +338,133 @@ def test_shaping_is_what_the_cni_bandwidth_plugin_builds(host, tmp_path: Path):
     for burst in ("egress burst", "ifb burst"):
         assert abs(cni.pop(burst) - ours.pop(burst)) <= 1, burst
     assert ours == cni
+
+
+HTB = TOPOLOGY.replace("{rate: RATE, burst: 32kb}",
+                       "{kind: htb, rate: RATE, ceil: CEIL, burst: 32kb}")
+
+
+def htb_class(host, dev: str, ns: str | None = None) -> list[str]:
+    """tc's own words for the link's classes (tc has no JSON for htb classes)."""
+    out = host.run(["tc", "class", "show", "dev", dev], ns=ns).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def test_an_htb_is_one_class_measured_changed_in_place_and_rolled_back(host, tmp_path: Path):
+    netdecl_ok(host, "apply", write(tmp_path, HTB.replace("RATE", "20mbit")
+                                    .replace("CEIL", "30mbit")))
+    found = root(host, "va", "a")
+    assert (found["kind"], found["options"]["default"]) == ("htb", "0x1"), found
+    handle, index = found["handle"], ifindex(host, "va", "a")
+    (cls,) = htb_class(host, "va", "a")
+    assert cls.startswith(f"class htb {handle}1 root") and "rate 20Mbit ceil 30Mbit burst 32Kb" \
+        in cls, cls
+    # one class has no parent to borrow from: the link sends at its rate, not its ceil
+    measured = goodput(host, "a", "b", "10.61.0.2", 3_000_000)
+    assert abs(measured / (2_500_000 * GOODPUT) - 1) < TOLERANCE, measured
+
+    path = write(tmp_path, HTB.replace("RATE", "40mbit").replace("CEIL", "40mbit"), "40.yaml")
+    plan = netdecl_ok(host, "plan", path)
+    assert "~ qdisc egress on a/va: qdisc htb rate 20mbit ceil 30mbit" in plan, plan
+    assert "-> htb rate 40mbit ceil 40mbit" in plan and "1 to change" in plan, plan
+    netdecl_ok(host, "apply", path)
+    # in place: the same root qdisc (handle) on the same link, its class changed
+    assert root(host, "va", "a")["handle"] == handle and ifindex(host, "va", "a") == index
+    (cls,) = htb_class(host, "va", "a")
+    assert "rate 40Mbit ceil 40Mbit" in cls, cls
+    measured = goodput(host, "a", "b", "10.61.0.2", 6_000_000)
+    assert abs(measured / (5_000_000 * GOODPUT) - 1) < TOLERANCE, measured
+    assert "No changes" in netdecl_ok(host, "plan", path)
+    shown = yaml.safe_load(netdecl_ok(host, "show", "--namespace", "a"))
+    (entry,) = [e for e in shown["links"] if e["name"] == "va"]
+    assert entry["shaping"]["egress"] == {"kind": "htb", "rate": "40mbit", "ceil": "40mbit",
+                                          "burst": "32768b", "cburst": "1600b"}, entry
+
+    # drift: the class changed by hand is seen, and put back in place
+    host.run(["tc", "class", "change", "dev", "va", "parent", handle, "classid", f"{handle}1",
+              "htb", "rate", "1mbit"], ns="a")
+    plan = netdecl_ok(host, "plan", path)
+    assert "~ qdisc egress on a/va: qdisc htb rate 1mbit" in plan, plan
+    netdecl_ok(host, "apply", path)
+    assert "rate 40Mbit ceil 40Mbit" in htb_class(host, "va", "a")[0]
+    assert root(host, "va", "a")["handle"] == handle
+
+    # a failed apply puts the class back exactly as it was (its rate and buckets)
+    before = htb_class(host, "va", "a")
+    failing = write(tmp_path, HTB.replace("RATE", "10mbit").replace("CEIL", "10mbit")
+                    + "routes:\n  - {namespace: a, to: 10.98.0.0/24, via: 10.61.0.2}\n",
+                    "failing.yaml")
+    plan = netdecl_ok(host, "plan", failing)
+    actions = [line.strip() for line in plan.splitlines() if line.startswith("    ")]
+    assert actions[0].startswith("~ qdisc egress on a/va: qdisc htb rate 40mbit") \
+        and actions[1].startswith("+ route"), plan
+    failed = host.netdecl("apply", failing, env={"NETDECL_FAIL_AT": "2"})
+    assert failed.returncode != 0 and "the 1 action(s) done before the failure were undone" \
+        in failed.stdout + failed.stderr, failed.stdout + failed.stderr
+    assert htb_class(host, "va", "a") == before
+    assert root(host, "va", "a")["handle"] == handle
+
+    # from htb to tbf and back: grafted in one step, the link the same
+    netdecl_ok(host, "apply", write(tmp_path, TOPOLOGY.replace("RATE", "20mbit"), "tbf.yaml"))
+    assert root(host, "va", "a")["kind"] == "tbf"
+    assert not any(c.startswith("class htb") for c in htb_class(host, "va", "a"))
+    netdecl_ok(host, "apply", path)
+    assert root(host, "va", "a")["kind"] == "htb" and ifindex(host, "va", "a") == index
+    netdecl_ok(host, "destroy", path)
+
+
+def test_show_writes_an_htb_it_can_say_and_names_one_it_cannot(host, tmp_path: Path):
+    host.run(["ip", "link", "add", "h1", "type", "veth", "peer", "name", "h2"])
+    host.run(["ip", "link", "add", "h3", "type", "veth", "peer", "name", "h4"])
+    for dev in ("h1", "h3"):
+        host.run(["tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default",
+                  "1"])
+        host.run(["tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+                  "rate", "5mbit", "ceil", "8mbit", "burst", "8kb"])
+    # a second class: more than the file can say
+    host.run(["tc", "class", "add", "dev", "h3", "parent", "1:1", "classid", "1:10", "htb",
+              "rate", "1mbit"])
+    out = netdecl_ok(host, "show")
+    assert "qdisc htb 1: (root) on link h3: the file cannot say it" in out, out
+    assert "on link h1" not in out, out
+    shown = yaml.safe_load(out)
+    (entry,) = [e for e in shown["links"] if e["name"] == "h1"]
+    egress = entry["shaping"]["egress"]
+    assert (egress["kind"], egress["rate"], egress["ceil"], egress["burst"]) == \
+        ("htb", "5mbit", "8mbit", "8192b"), entry
+    (other,) = [e for e in shown["links"] if e["name"] == "h3"]
+    assert "shaping" not in other, other
+
+
+MEASURED = TOPOLOGY.replace("{rate: RATE, burst: 32kb}", "SHAPER") + \
+    "probes:\n  - {from: a, to: 10.61.0.2}\n"
+
+
+@pytest.mark.parametrize("shaper", ["{rate: 20mbit, burst: 32kb}",
+                                    "{kind: htb, rate: 20mbit, ceil: 30mbit}"])
+def test_verify_measure_holds_the_declared_rate_to_a_bulk_transfer(host, tmp_path: Path,
+                                                                   shaper: str):
+    path = write(tmp_path, MEASURED.replace("SHAPER", shaper))
+    netdecl_ok(host, "apply", path)
+    plain = json.loads(netdecl_ok(host, "verify", "--json", path))
+    assert "measured" not in plain["probes"][0], plain  # opt-in: costs seconds
+    result = json.loads(netdecl_ok(host, "verify", "--measure", "--json", path))
+    (probe,) = result["probes"]
+    rate = probe["measured"]["rate"]
+    assert probe["ok"] and rate["at"] == "a/va egress", probe
+    assert abs(rate["measured_payload_bits"] / rate["expected_payload_bits"] - 1) < 0.15, rate
+    assert "loss" not in probe["measured"], probe  # none declared: none measured
+
+    # the kernel made slower by hand than the file says: the measurement fails the probe
+    if "htb" in shaper:
+        handle = root(host, "va", "a")["handle"]
+        host.run(["tc", "class", "change", "dev", "va", "parent", handle, "classid",
+                  f"{handle}1", "htb", "rate", "5mbit"], ns="a")
+    else:
+        host.run(["tc", "qdisc", "change", "dev", "va", "root", "handle",
+                  root(host, "va", "a")["handle"], "tbf", "rate", "5mbit", "burst", "32kb",
+                  "latency", "25ms"], ns="a")
+    failed = host.netdecl("verify", "--measure", path)
+    assert failed.returncode == 1 and "FAIL" in failed.stdout and "rate " in failed.stdout, \
+        failed.stdout + failed.stderr
+    netdecl_ok(host, "destroy", path)

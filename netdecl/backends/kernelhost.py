@@ -244,7 +244,7 @@ def _read_qdiscs(kernel: Kernel, ns: str, links: list[Link],
     found = []
     for link in links:
         if (ns, link.name) in wanted and link.ifindex is not None:
-            for qdisc in (qdiscs.egress_of(ns, link.name, link.ifindex, msgs),
+            for qdisc in (qdiscs.egress_of(sock, ns, link.name, link.ifindex, msgs),
                           qdiscs.ingress_of(sock, ns, link.name, link.ifindex, msgs, names)):
                 if qdisc is not None:
                     found.append(qdisc)
@@ -258,7 +258,7 @@ def _written_qdiscs(sock: RtnlSocket, ns: str, msgs: list[qdiscs.QdiscMsg],
     are named, not written."""
     out = set()
     for index, link in names.items():
-        egress = qdiscs.egress_of(ns, link, index, msgs)
+        egress = qdiscs.egress_of(sock, ns, link, index, msgs)
         if egress is not None and egress.handle and egress.stages and file_form(egress.stages):
             out.add((index, egress.handle))
             out.update((index, m.handle) for m in msgs

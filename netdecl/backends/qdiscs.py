@@ -14,21 +14,25 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import sysconfig
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
 from netdecl.backends import namespaces
 from netdecl.backends.rtnl import RtnlError, RtnlSocket
 from netdecl.model import EGRESS, INGRESS, Qdisc, QdiscStage
-from netdecl.nlattr import as_str, attr, attr_str, parse_attrs
+from netdecl.nlattr import as_str, attr, attr_str, nested, parse_attrs
 from netdecl.nlconst import (
     NLM_F_CREATE,
     NLM_F_EXCL,
     NLM_F_REPLACE,
     RTM_DELQDISC,
     RTM_GETQDISC,
+    RTM_GETTCLASS,
     RTM_GETTFILTER,
     RTM_NEWQDISC,
+    RTM_NEWTCLASS,
     RTM_NEWTFILTER,
 )
 from netdecl.tc import ingress
@@ -58,17 +62,41 @@ def dump(sock: RtnlSocket) -> list[QdiscMsg]:
     return out
 
 
-def egress_of(ns: str, link: str, index: int, msgs: list[QdiscMsg]) -> Qdisc | None:
+def classes(sock: RtnlSocket, index: int) -> list[QdiscMsg]:
+    """A link's traffic classes (the kernel dumps them one link at a time)."""
+    out = []
+    body = _TCMSG.pack(socket.AF_UNSPEC, 0, 0, index, 0, 0, 0)
+    for payload in sock.dump(RTM_GETTCLASS, body):
+        _f, _p1, _p2, where, handle, parent, _info = _TCMSG.unpack_from(payload)
+        attrs = parse_attrs(payload, _TCMSG.size)
+        out.append(QdiscMsg(where, handle, parent, as_str(attrs.get(TCA_KIND)) or "",
+                            attrs.get(TCA_OPTIONS)))
+    return [m for m in out if m.index == index]
+
+
+# the queue a shaper keeps in its class :1 when no netem is there: no stage of the chain
+_OWN_QUEUE = {tc.TBF: tc.BFIFO, tc.HTB: tc.PFIFO}
+
+
+def egress_of(sock: RtnlSocket, ns: str, link: str, index: int,
+              msgs: list[QdiscMsg]) -> Qdisc | None:
     """The link's root chain as the model has it: the root qdisc, and the netem netdecl puts
-    under a tbf (its class :1); None when the link has no root qdisc at all."""
+    under a tbf or htb (in its class :1); None when the link has no root qdisc at all. An
+    htb's one class is read with it (one more dump, only for a link whose root is an htb)."""
     mine = [m for m in msgs if m.index == index]
     root = next((m for m in mine if m.parent == tc.TC_H_ROOT), None)
     if root is None:
         return None
-    stages = [tc.stage_from_kernel(root.kind, root.options)]
-    if root.kind == tc.TBF and root.handle:
+    if root.kind == tc.HTB:
+        found = classes(sock, index)
+        only = found[0] if len(found) == 1 and found[0].handle == root.handle | tc.HTB_CLASS \
+            and found[0].parent == tc.TC_H_ROOT else None
+        stages = [tc.htb_from_kernel(root.options, only.options if only else None)]
+    else:
+        stages = [tc.stage_from_kernel(root.kind, root.options)]
+    if root.kind in _OWN_QUEUE and root.handle:
         child = next((m for m in mine if m.parent == root.handle | 1), None)
-        if child is not None and child.kind != tc.BFIFO:  # tbf's own queue is no stage
+        if child is not None and child.kind != _OWN_QUEUE[root.kind]:
             stages.append(tc.stage_from_kernel(child.kind, child.options))
     return Qdisc(ns, link, EGRESS, tuple(stages), handle=root.handle,
                  original=tc.original_of(root.kind, root.handle, root.options))
@@ -87,7 +115,35 @@ def _body(index: int, handle: int, parent: int, stage: QdiscStage | None = None,
 
 
 def replace(sock: RtnlSocket, index: int, handle: int, parent: int, stage: QdiscStage) -> None:
-    sock.call(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, _body(index, handle, parent, stage))
+    name = tc.distribution_name(stage)
+    if name is None:
+        sock.call(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, _body(index, handle, parent, stage))
+        return
+    # the table goes with every change: the kernel reports none back, so a change is the one
+    # moment netdecl can be sure the netem has the one the file names
+    sock.call(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, _body(
+        index, handle, parent, raw=(stage.kind, tc.options(stage, dist_table(name)))))
+
+
+# where iproute2 installs its tables (tc looks in its own LIBDIR, which is one of these)
+TC_LIB_DIRS = (f"/usr/lib/{sysconfig.get_config_var('MULTIARCH') or 'x86_64-linux-gnu'}/tc",
+               "/usr/lib/tc", "/usr/lib64/tc", "/usr/local/lib/tc")
+
+
+def dist_table(name: str) -> bytes:
+    """A delay distribution's table, read from iproute2's files. ``name`` is one of
+    tc.DISTRIBUTIONS (the loader and the record are held to them) before it becomes a path."""
+    if name not in tc.DISTRIBUTIONS:
+        raise ValueError(f"netem distribution {name!r}")
+    for directory in TC_LIB_DIRS:
+        path = Path(directory, f"{name}.dist")
+        if path.is_file():
+            try:
+                return tc.parse_dist_table(path.read_text(encoding="ascii"), str(path))
+            except (ValueError, UnicodeDecodeError):
+                raise RtnlError(errno.EINVAL, f"{path} is not a netem table") from None
+    raise RtnlError(errno.ENOENT, f"netem distribution {name}: no {name}.dist in "
+                    f"{', '.join(TC_LIB_DIRS)} (iproute2 ships them)")
 
 
 def root_handle(before: Qdisc | None, after: Qdisc) -> int:
@@ -95,7 +151,8 @@ def root_handle(before: Qdisc | None, after: Qdisc) -> int:
     in-place change), the other one when the kind changes (a graft: the kernel changes a
     qdisc only into its own kind)."""
     if before is not None and before.handle in tc.ROOT_HANDLES and before.stages \
-            and after.stages and before.stages[0].kind == after.stages[0].kind:
+            and after.stages and tc.same_root(before.stages[0], after.stages[0]) \
+            and not tc.drops_a_table(before.stages, after.stages):
         return before.handle
     first, second = tc.ROOT_HANDLES
     return second if before is not None and before.handle == first else first
@@ -105,11 +162,21 @@ def write_egress(sock: RtnlSocket, index: int, before: Qdisc | None, after: Qdis
     """Replace the root chain with ``after.stages``: the root, then what sits under it."""
     handle = root_handle(before, after)
     root, *rest = after.stages
-    replace(sock, index, handle, tc.TC_H_ROOT, root)
-    if root.kind != tc.TBF:
+    if not (root.kind == tc.HTB and before is not None and before.handle == handle):
+        replace(sock, index, handle, tc.TC_H_ROOT, root)
+    # (an htb kept: it has no change operation, and its only setting, the default class, is
+    # netdecl's already (root_handle); what changes is its class, in place below)
+    if root.kind == tc.HTB:
+        body = _TCMSG.pack(socket.AF_UNSPEC, 0, 0, index, handle | tc.HTB_CLASS, tc.TC_H_ROOT, 0)
+        sock.call(RTM_NEWTCLASS, NLM_F_CREATE | NLM_F_REPLACE,
+                  body + attr_str(TCA_KIND, tc.HTB) + nested(TCA_OPTIONS,
+                                                             tc.htb_class_options(root)))
+        inner = rest[0] if rest else QdiscStage(tc.PFIFO)
+    elif root.kind == tc.TBF:
+        inner = rest[0] if rest else QdiscStage(tc.BFIFO, (("limit", root.get("limit") or 0),))
+    else:
         return
-    inner = rest[0] if rest else QdiscStage(tc.BFIFO, (("limit", root.get("limit") or 0),))
-    # netem (or tbf's own byte fifo, when netem is no longer declared) in the tbf's class
+    # netem (or the shaper's own fifo, when netem is no longer declared) in the class :1
     replace(sock, index, handle + (1 << 16) if rest else 0, handle | 1, inner)
 
 

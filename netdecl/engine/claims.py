@@ -21,8 +21,8 @@ from netdecl.engine.ownership import ALTERNATIVES, BY_SECRET_NAME, rules_identit
 from netdecl.engine.planner.plan import ADOPT, CREATE, DELETE, REPLACE, Action, Reason
 from netdecl.engine.state.record import CLAIM_PREFIX, OwnershipRecord
 from netdecl.kinds import KINDS, Ownership
-from netdecl.model import ExternalLink, Key, Link, NatTable, NetObject, Qdisc, Sysctl
-from netdecl.tc.qdiscs import KERNEL_DEFAULT
+from netdecl.model import EGRESS, ExternalLink, Key, Link, NatTable, NetObject, Qdisc, Sysctl
+from netdecl.tc.qdiscs import KERNEL_DEFAULT, distribution_name
 
 _SECRET = re.compile(r"[0-9a-f]{12}")
 
@@ -96,6 +96,15 @@ def claim(action: Action, record: OwnershipRecord, ticket: Ticket | None = None)
         if not _restoring(action):
             record.qdisc_originals.setdefault(
                 (ns, action.after.link, action.after.direction), _qdisc_before(action))
+        if action.after.direction == EGRESS:
+            # claimed before the write: a write that fails has made no table, but the
+            # rollback's write of the snapshot sets the record as it was
+            table = next((name for s in action.after.stages
+                          if (name := distribution_name(s)) is not None), None)
+            if table is None:
+                record.qdisc_tables.pop((ns, action.after.link), None)
+            else:
+                record.qdisc_tables[(ns, action.after.link)] = table
     elif how is Ownership.ORIGINAL and isinstance(action.after, ExternalLink):
         if not _restoring(action) and isinstance(action.before, ExternalLink):
             # joining a master may change the state too (a bond opens its member): kept
@@ -138,6 +147,7 @@ def _forget_qdiscs_of(record: OwnershipRecord, link: NetObject) -> None:
     """A deleted link takes its qdiscs along: nothing is left to put back."""
     for key in [k for k in record.qdisc_originals if k[:2] == link.key[1:]]:
         del record.qdisc_originals[key]
+    record.qdisc_tables.pop((link.key[1], link.key[2]), None)
 
 
 def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None) -> None:

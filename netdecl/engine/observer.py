@@ -7,6 +7,7 @@ outside the scope is read, so `plan` on a host with hundreds of unrelated namesp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Iterable
 
 from netdecl.backends.host import Host, Scope
@@ -19,6 +20,7 @@ from netdecl.engine.ownership import (
 from netdecl.engine.state.record import OwnershipRecord
 from netdecl.links import link_kind
 from netdecl.model import (
+    EGRESS,
     MAIN_TABLE,
     ROOT,
     ExternalLink,
@@ -34,7 +36,7 @@ from netdecl.model import (
     Topology,
 )
 from netdecl.nlconst import RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RTPROT_KERNEL
-from netdecl.tc.qdiscs import file_form
+from netdecl.tc.qdiscs import file_form, with_distribution
 from netdecl.topology.checks import FORWARDING
 
 __all__ = ["Scope", "scope_for", "observe", "observe_for", "observe_again", "observe_all"]
@@ -115,6 +117,19 @@ def _add_external_views(seen: Topology, desired: Topology, record: OwnershipReco
     # compares them
     external_views(seen, [(o.namespace, o.name) for o in desired.of_type(ExternalLink)]
                    + [(ns, name) for ns, name, _ in record.link_originals])
+    _add_tables(seen, record)
+
+
+def _add_tables(seen: Topology, record: OwnershipRecord) -> None:
+    """A netem's delay distribution is never reported back by the kernel: the record keeps
+    which one netdecl last sent to the link's netem (claims.py), and the kernel keeps a table
+    across every change of the netem, so the observed chain has it. A table the file no
+    longer names is then a change (a new netem, grafted: backends/qdiscs.py), and one the
+    file names that the record does not know is sent."""
+    for (ns, link), name in record.qdisc_tables.items():
+        found = seen.get(("qdisc", ns, link, EGRESS))
+        if isinstance(found, Qdisc) and found.stages:
+            seen.add(dataclasses.replace(found, stages=with_distribution(found.stages, name)))
 
 
 # What `show` writes out of the sysctls (IPv4 forwarding is net.ipv4.ip_forward: writing it

@@ -18,15 +18,17 @@ from netdecl.model import INGRESS, Qdisc, QdiscStage
 from netdecl.nlattr import U32, attr, nested, parse_attrs
 from netdecl.tc import units
 
-NETEM, TBF, BFIFO = "netem", "tbf", "bfifo"
+NETEM, TBF, HTB, BFIFO, PFIFO = "netem", "tbf", "htb", "bfifo", "pfifo"
 SCHEDULERS = ("fq_codel", "fq", "cake", "pfifo")
-IMPAIRING = (NETEM, TBF)
-"""The kinds that change what crosses a link (delay, loss, rate), which explain names."""
 """The root schedulers ``qdisc:`` may name (their defaults: no settings of ours)."""
+IMPAIRING = (NETEM, TBF, HTB)
+"""The kinds that change what crosses a link (delay, loss, rate), which explain names."""
+SHAPERS = (TBF, HTB)
+"""What ``shaping.egress.kind`` may name: the root qdisc that holds the rate."""
 
 # kind -> the kernel module that provides it (pfifo and bfifo are always built in)
-MODULES = {NETEM: "sch_netem", TBF: "sch_tbf", "fq_codel": "sch_fq_codel", "fq": "sch_fq",
-           "cake": "sch_cake", "ingress": "sch_ingress"}
+MODULES = {NETEM: "sch_netem", TBF: "sch_tbf", HTB: "sch_htb", "fq_codel": "sch_fq_codel",
+           "fq": "sch_fq", "cake": "sch_cake", "ingress": "sch_ingress"}
 
 # handles: netdecl's root qdisc is D3: (211, its route protocol) or D5: when a root of another
 # kind must replace its own (the kernel changes a qdisc in place only when kind and handle
@@ -46,9 +48,17 @@ _TBF_QOPT = struct.Struct("=12s12sIII")  # rate, peakrate, limit, buffer, mtu
 TC_LINKLAYER_ETHERNET = 1
 PSCHED_SHIFT = 6  # a psched tick is 64 ns
 
+# -- htb: one class (:1) that the root's default sends everything to, "shape this link" --------
+TCA_HTB_PARMS, TCA_HTB_INIT, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 2, 6, 7
+_HTB_GLOB = struct.Struct("=IIIII")  # version, rate2quantum, defcls, debug, direct_pkts
+_HTB_OPT = struct.Struct("=12s12sIIIII")  # rate, ceil, buffer, cbuffer, quantum, level, prio
+HTB_VERSION, HTB_R2Q = 3, 10  # tc's: the kernel refuses another version
+HTB_CLASS = 1  # the minor of the one class, and the root's default
+HTB_BURST = 1600  # tc's default bucket: one frame of its default mtu, at the rate (and ceil)
+
 # -- netem ---------------------------------------------------------------------------------------
 _NETEM_QOPT = struct.Struct("=IIIIII")  # latency, limit, loss, gap, duplicate, jitter
-TCA_NETEM_CORR, TCA_NETEM_REORDER, TCA_NETEM_CORRUPT = 1, 3, 4
+TCA_NETEM_CORR, TCA_NETEM_DELAY_DIST, TCA_NETEM_REORDER, TCA_NETEM_CORRUPT = 1, 2, 3, 4
 TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
 TCA_NETEM_LOSS, NETEM_LOSS_GE = 5, 2
 _GEMODEL = struct.Struct("=IIII")  # p, r, h, k1 (the kernel's h: 1 - tc's "1-h")
@@ -62,6 +72,13 @@ _S64 = struct.Struct("=q")
 _U64 = struct.Struct("=Q")
 
 _FIFO_QOPT = U32  # struct tc_fifo_qopt { __u32 limit; }
+
+# the delay distributions iproute2 ships as tables (NAME.dist in tc's library directory); the
+# stage keeps the name's place here + 1 (the kernel never reports a table back: the ownership
+# record keeps which one netdecl sent, see engine/observer.py)
+DISTRIBUTIONS = ("normal", "pareto", "paretonormal", "experimental")
+DIST_MAX = 16384  # the kernel's NETEM_DIST_MAX entries
+_DIST_VALUE = struct.Struct("=h")
 
 # -- the file -> stages --------------------------------------------------------------------------
 
@@ -86,6 +103,10 @@ def netem_stage(spec: Mapping[str, Any]) -> QdiscStage:
             params[name] = parse(spec[key], f"netem {key}")
     if spec.get("gap") is not None:
         params["gap"] = units.count(spec["gap"], "netem gap")
+    if spec.get("distribution") is not None:
+        params["distribution"] = distribution_number(spec["distribution"])
+        if not params.get("jitter"):
+            raise units.UnitError("netem distribution shapes the jitter: it needs jitter")
     params["limit"] = units.count(spec.get("limit", NETEM_LIMIT), "netem limit")
     model = (spec.get("loss_model") or {}).get("gemodel")
     if model is not None:
@@ -100,6 +121,45 @@ def netem_stage(spec: Mapping[str, Any]) -> QdiscStage:
                                   "overtaken)")
         params.setdefault("gap", 1)  # as tc: reorder alone means every packet may go early
     return _stage(NETEM, params)
+
+
+def distribution_number(name: object, what: str = "netem distribution") -> int:
+    """The stage's number for a table name; UnitError for a name tc does not ship (checked
+    here, before any name becomes a file's path)."""
+    if not isinstance(name, str) or name not in DISTRIBUTIONS:
+        raise units.UnitError(f"{what} {name!r} is none of "
+                              f"{', '.join(DISTRIBUTIONS)}")
+    return DISTRIBUTIONS.index(name) + 1
+
+
+def distribution_name(stage: QdiscStage) -> str | None:
+    number = stage.get("distribution") if stage.kind == NETEM else None
+    return DISTRIBUTIONS[number - 1] if number and 0 < number <= len(DISTRIBUTIONS) else None
+
+
+def parse_dist_table(text: str, name: str) -> bytes:
+    """A tc ``.dist`` file (``#`` comments, then whitespace-separated 16-bit integers, as
+    iproute2's maketable writes them) as TCA_NETEM_DELAY_DIST's payload; ValueError if it is
+    not one."""
+    values = [int(word) for line in text.splitlines()
+              for word in line.split("#", 1)[0].split()]
+    if not 0 < len(values) <= DIST_MAX or not all(-32768 <= v <= 32767 for v in values):
+        raise ValueError(f"{name}: not a netem distribution table")
+    return b"".join(_DIST_VALUE.pack(v) for v in values)
+
+
+def with_distribution(stages: tuple[QdiscStage, ...], name: str) -> tuple[QdiscStage, ...]:
+    """An observed chain with the table the record says netdecl sent to its netem."""
+    number = DISTRIBUTIONS.index(name) + 1
+    return tuple(_stage(NETEM, {**dict(s.params), "distribution": number})
+                 if s.kind == NETEM and not s.get("distribution") else s for s in stages)
+
+
+def drops_a_table(before: tuple[QdiscStage, ...], after: tuple[QdiscStage, ...]) -> bool:
+    """A netem that has a table and is to have none: the kernel keeps a table across every
+    change, so only a new netem (a graft) drops it."""
+    had = any(distribution_name(s) for s in before)
+    return had and not any(distribution_name(s) for s in after)
 
 
 def _gemodel(model: Mapping[str, Any]) -> dict[str, int]:
@@ -129,12 +189,40 @@ def tbf_stage(spec: Mapping[str, Any], where: str) -> QdiscStage:
     return _stage(TBF, {"rate": rate, "burst": tbf_burst(rate, buffer), "limit": limit})
 
 
+def htb_stage(spec: Mapping[str, Any], where: str) -> QdiscStage:
+    """``{kind: htb, rate, ceil, burst, cburst}``: an htb root whose default is its one class,
+    as tc users write "shape this link". The buckets are kept as the kernel keeps them, in
+    psched ticks (its dump gives back exactly what it was sent), so desired equals observed."""
+    rate = units.rate_bytes(spec.get("rate"), f"{where} rate")
+    ceil = units.rate_bytes(spec["ceil"], f"{where} ceil") if spec.get("ceil") is not None \
+        else rate
+    if ceil < rate:
+        raise units.UnitError(f"{where}: ceil {spec.get('ceil')!r} is below the rate "
+                              f"{spec.get('rate')!r} (ceil is what the class may borrow up to)")
+    burst = units.size_bytes(spec["burst"], f"{where} burst") \
+        if spec.get("burst") is not None else HTB_BURST
+    cburst = units.size_bytes(spec["cburst"], f"{where} cburst") \
+        if spec.get("cburst") is not None else HTB_BURST
+    buffer, cbuffer = bytes_to_ticks(rate, burst), bytes_to_ticks(ceil, cburst)
+    if not (buffer and cbuffer):
+        raise units.UnitError(f"{where}: a bucket is sent in under 64ns at its rate (the "
+                              "kernel's tick): make burst and cburst larger")
+    return _stage(HTB, {"rate": rate, "ceil": ceil, "buffer": buffer, "cbuffer": cbuffer,
+                        "default_class": HTB_CLASS})
+
+
+def shaper_stage(spec: Mapping[str, Any], where: str) -> QdiscStage:
+    """``shaping.egress``: a tbf (the default, as the CNI bandwidth plugin) or an htb."""
+    return htb_stage(spec, where) if spec.get("kind") == HTB else tbf_stage(spec, where)
+
+
 def egress_stages(entry: Mapping[str, Any]) -> tuple[QdiscStage, ...]:
-    """A links entry's egress chain (empty: it declares none): tbf over netem when both."""
+    """A links entry's egress chain (empty: it declares none): the shaper over netem when
+    both."""
     stages: list[QdiscStage] = []
     shaping = (entry.get("shaping") or {}).get("egress")
     if shaping:
-        stages.append(tbf_stage(shaping, "shaping egress"))
+        stages.append(shaper_stage(shaping, "shaping egress"))
     if entry.get("netem") is not None:
         stages.append(netem_stage(entry["netem"] or {}))
     if entry.get("qdisc"):
@@ -175,10 +263,31 @@ def tbf_burst(rate: int, buffer_ticks: int) -> int:
     return round(rate * (buffer_ticks << PSCHED_SHIFT) / units.NSEC_PER_SEC)
 
 
+def bytes_to_ticks(rate: int, size: int) -> int:
+    """An htb bucket: the time to send ``size`` at ``rate``, in psched ticks (rounded).
+    With ticks_to_bytes, exact both ways on what it returns, so what ``show`` writes loads
+    back to the same ticks (a tick is under a byte below 125 Mbit/s)."""
+    unit = rate << PSCHED_SHIFT
+    return (2 * size * units.NSEC_PER_SEC + unit) // (2 * unit)
+
+
+def ticks_to_bytes(rate: int, ticks: int) -> int:
+    return (2 * rate * (ticks << PSCHED_SHIFT) + units.NSEC_PER_SEC) // (2 * units.NSEC_PER_SEC)
+
+
+def same_root(old: QdiscStage, new: QdiscStage) -> bool:
+    """Can the root ``old`` become ``new`` in place? The kernel changes a qdisc only into its
+    own kind; an htb not even that (it has no change operation: only its class changes), so
+    an htb whose default is not netdecl's class must be grafted anew."""
+    return old.kind == new.kind and (
+        old.kind != HTB or old.get("default_class") == new.get("default_class") == HTB_CLASS)
+
+
 # -- stages -> TCA_OPTIONS -----------------------------------------------------------------------
 
-def options(stage: QdiscStage) -> bytes:
-    """The TCA_OPTIONS payload that makes ``stage`` (b"": the kind's defaults)."""
+def options(stage: QdiscStage, table: bytes = b"") -> bytes:
+    """The TCA_OPTIONS payload that makes ``stage`` (b"": the kind's defaults); ``table``, a
+    netem's delay distribution (parse_dist_table), sent with each change of it."""
     p = dict(stage.params)
     if stage.kind == TBF:
         rate = p["rate"]
@@ -193,6 +302,8 @@ def options(stage: QdiscStage) -> bytes:
                                 p.get("loss", 0), p.get("gap", 0), p.get("duplicate", 0),
                                 min(jitter >> PSCHED_SHIFT, units.U32_MAX))
         body += attr(TCA_NETEM_CORR, _CORR.pack(p.get("delay_corr", 0), 0, 0))
+        if table:
+            body += attr(TCA_NETEM_DELAY_DIST, table)
         body += attr(TCA_NETEM_REORDER, _PROB_CORR.pack(p.get("reorder", 0), 0))
         body += attr(TCA_NETEM_CORRUPT, _PROB_CORR.pack(p.get("corrupt", 0), 0))
         rate = p.get("rate", 0)
@@ -206,7 +317,46 @@ def options(stage: QdiscStage) -> bytes:
             attr(TCA_NETEM_JITTER64, _S64.pack(jitter))
     if stage.kind == BFIFO:
         return _FIFO_QOPT.pack(p["limit"])
+    if stage.kind == HTB:
+        return attr(TCA_HTB_INIT, _HTB_GLOB.pack(HTB_VERSION, HTB_R2Q, HTB_CLASS, 0, 0))
     return b""
+
+
+def _ratespec(rate: int) -> bytes:
+    return _RATESPEC.pack(0, TC_LINKLAYER_ETHERNET, 0, 0, 0, min(rate, units.U32_MAX))
+
+
+def htb_class_options(stage: QdiscStage) -> bytes:
+    """The TCA_OPTIONS of an htb stage's one class (its rate, ceil and buckets); the kernel
+    works out the quantum (rate / r2q)."""
+    p = dict(stage.params)
+    rate, ceil = p["rate"], p["ceil"]
+    body = attr(TCA_HTB_PARMS, _HTB_OPT.pack(_ratespec(rate), _ratespec(ceil), p["buffer"],
+                                              p["cbuffer"], 0, 0, 0))
+    if rate > units.U32_MAX:
+        body += attr(TCA_HTB_RATE64, _U64.pack(rate))
+    if ceil > units.U32_MAX:
+        body += attr(TCA_HTB_CEIL64, _U64.pack(ceil))
+    return body
+
+
+def htb_from_kernel(raw: bytes | None, class_raw: bytes | None) -> QdiscStage:
+    """An htb root and its one class, as the kernel dumps them; without the class (or with
+    classes netdecl does not make) just the kind, which equals no declared chain."""
+    glob = parse_attrs(raw or b"").get(TCA_HTB_INIT)
+    found = parse_attrs(class_raw or b"")
+    parms = found.get(TCA_HTB_PARMS)
+    if glob is None or len(glob) < _HTB_GLOB.size or parms is None \
+            or len(parms) < _HTB_OPT.size:
+        return QdiscStage(HTB)
+    rate_spec, ceil_spec, buffer, cbuffer, _quantum, _level, _prio = _HTB_OPT.unpack_from(parms)
+    rate, ceil = _RATESPEC.unpack(rate_spec)[5], _RATESPEC.unpack(ceil_spec)[5]
+    if TCA_HTB_RATE64 in found:
+        rate = _U64.unpack_from(found[TCA_HTB_RATE64])[0]
+    if TCA_HTB_CEIL64 in found:
+        ceil = _U64.unpack_from(found[TCA_HTB_CEIL64])[0]
+    return _stage(HTB, {"rate": rate, "ceil": ceil, "buffer": buffer, "cbuffer": cbuffer,
+                        "default_class": _HTB_GLOB.unpack_from(glob)[2]})
 
 
 def stage_from_kernel(kind: str, raw: bytes | None) -> QdiscStage:
@@ -260,6 +410,8 @@ def probe_stage(kind: str) -> QdiscStage:
         return _stage(TBF, {"rate": 125_000, "burst": 16_384, "limit": 32_768})
     if kind == NETEM:
         return _stage(NETEM, {"limit": NETEM_LIMIT})
+    if kind == HTB:
+        return _stage(HTB, {"default_class": HTB_CLASS})
     return QdiscStage(kind)
 
 
@@ -301,11 +453,27 @@ def describe_stage(stage: QdiscStage) -> str:
         shown.append("loss gemodel " + " ".join(
             f"{key} {units.show_percent(value)}" for key, value in zip(GEMODEL_KEYS, values,
                                                                         strict=True)))
+    if stage.kind == HTB:
+        return " ".join(shown + [f"{k} {v}" for k, v in _htb_file(p).items() if k != "kind"]
+                        + ([] if p.get("default_class") == HTB_CLASS else ["(not netdecl's)"]))
+    if stage.kind == NETEM and p.get("distribution"):
+        p.pop("distribution")
+        shown.append(f"distribution {distribution_name(stage)}")
     for name, value in sorted(p.items(), key=lambda kv: _ORDER.get(kv[0], 99)):
         if stage.kind == NETEM and (name, value) == ("limit", NETEM_LIMIT):
             continue  # tc's default: noise in every plan line
         shown.append(f"{_SHOWN_AS.get(name, name)} {_show(name, value)}")
     return " ".join(shown)
+
+
+def _htb_file(p: Mapping[str, int]) -> dict[str, str]:
+    """An htb stage's settings as the file writes them (buckets in bytes, from the ticks)."""
+    if not p.get("rate"):
+        return {}
+    rate, ceil = p["rate"], p.get("ceil") or p["rate"]
+    return {"kind": HTB, "rate": units.show_rate(rate), "ceil": units.show_rate(ceil),
+            "burst": f"{ticks_to_bytes(rate, p.get('buffer', 0))}b",
+            "cburst": f"{ticks_to_bytes(ceil, p.get('cbuffer', 0))}b"}
 
 
 def describe_chain(stages: tuple[QdiscStage, ...]) -> str:
@@ -339,6 +507,9 @@ def _show(name: str, value: int) -> str:
 def file_form(stages: tuple[QdiscStage, ...]) -> dict[str, Any]:
     """A chain as the file writes it (``show``): netem, shaping egress, qdisc."""
     out: dict[str, Any] = {}
+    if stages and stages[0].kind == HTB and not (
+            stages[0].get("rate") and stages[0].get("default_class") == HTB_CLASS):
+        return out  # an htb with classes of someone's: the file cannot say it
     for stage in stages:
         p = dict(stage.params)
         if stage.kind == NETEM:
@@ -347,6 +518,8 @@ def file_form(stages: tuple[QdiscStage, ...]) -> dict[str, Any]:
             for extra in ("gap", "limit"):
                 if p.get(extra):
                     out["netem"][extra] = p[extra]
+            if distribution_name(stage):
+                out["netem"]["distribution"] = distribution_name(stage)
             if p.get("gemodel"):
                 values = (p.get("ge_p", 0), p.get("ge_r", 0), units.U32_MAX - p.get("ge_h", 0),
                           p.get("ge_k1", 0))
@@ -357,6 +530,8 @@ def file_form(stages: tuple[QdiscStage, ...]) -> dict[str, Any]:
             out.setdefault("shaping", {})["egress"] = {
                 "rate": _show("rate", p["rate"]), "burst": f"{p['burst']}b",
                 "limit": f"{p['limit']}b"}
+        elif stage.kind == HTB:
+            out.setdefault("shaping", {})["egress"] = _htb_file(p)
         elif stage.kind in SCHEDULERS:
             out["qdisc"] = stage.kind
     return out

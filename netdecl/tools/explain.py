@@ -212,7 +212,7 @@ class World:
             names = {link.ifindex: name for (where, name), link in self.links.items()
                      if where == ns and link.ifindex is not None}
             for index, name in names.items():
-                for qdisc in (qdiscs.egress_of(ns, name, index, msgs),
+                for qdisc in (qdiscs.egress_of(sock, ns, name, index, msgs),
                               qdiscs.ingress_of(sock, ns, name, index, msgs, names)):
                     if qdisc is not None and (qdisc.redirect or any(
                             stage.kind in IMPAIRING for stage in qdisc.stages)):

@@ -35,7 +35,7 @@ from typing import Any
 
 from netdecl.model import Address, NatTable, Probe, Route, Topology, ns_label
 from netdecl.tools.explain import dnat_target, match_dnat
-from netdecl.tools.impairments import least_round_trip_ns
+from netdecl.tools.impairments import least_round_trip_ns, path_figures
 
 ICMP_ECHO = {4: (8, 0), 6: (128, 129)}  # (request, reply) types
 ICMP_UNREACH = {4: 3, 6: 1}
@@ -82,6 +82,8 @@ class ProbeResult:
     listener: str | None = None  # "started" | "existing" | None (icmp, skipped)
     # the least round trip the topology's netem delays promise on the way (0: none)
     declared_rtt: float = 0.0
+    # verify --measure: the declared loss and rate on the way, as measured (tools/measure.py)
+    measured: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def expected(self) -> str:
         if self.probe.expect == "blocked":
@@ -102,6 +104,7 @@ class ProbeResult:
             "ok": self.ok, "result": self.result, "detail": self.detail,
             "seconds": round(self.seconds, 4), "seen_source": self.seen_source,
             "listener": self.listener, "declared_rtt": round(self.declared_rtt, 4),
+            **({"measured": self.measured} if self.measured else {}),
         }
 
 
@@ -383,7 +386,8 @@ def _icmp(probe: Probe, target: Target, timeout: float,
 
 # -- one probe, all probes ----------------------------------------------------------------------
 
-def run_probe(topo: Topology, probe: Probe, timeout: float) -> ProbeResult:
+def run_probe(topo: Topology, probe: Probe, timeout: float,
+              measure: bool = False) -> ProbeResult:
     from netdecl.backends import namespaces
 
     try:
@@ -426,7 +430,38 @@ def run_probe(topo: Topology, probe: Probe, timeout: float) -> ProbeResult:
                          ("started" if listener is not None else "existing"),
                          least_round_trip_ns(topo, probe.source, target.owner) / 1e9)
     _judge(result)
+    if measure and result.ok and probe.expect != "blocked":
+        _measure(topo, result, target, timeout)
     return result
+
+
+def _measure(topo: Topology, result: ProbeResult, target: Target, timeout: float) -> None:
+    """The loss and least rate the file declares on the probe's way, measured one way from
+    its source to the owner of its address (tools/measure.py says how and how closely)."""
+    from netdecl.tools.measure import measure_loss, measure_rate
+
+    figures = path_figures(topo, result.probe.source, target.owner)
+    family = _family(target.address)
+    settle = timeout + 2 * result.declared_rtt
+    found = []
+    if figures.loss and figures.unmeasured:
+        found.append(f"loss not measured: {figures.unmeasured}")
+    elif figures.loss:
+        loss = measure_loss(result.probe.source, target.owner, target.address, family,
+                            figures.loss, figures.rate, settle)
+        result.measured["loss"] = loss.figures
+        result.ok &= loss.ok
+        found.append(loss.detail if loss.ok else f"FAIL {loss.detail}")
+    if figures.rate:
+        rate = measure_rate(result.probe.source, target.owner, target.address, family,
+                            figures.rate, settle)
+        result.measured["rate"] = {**rate.figures, "at": figures.rate_at}
+        result.ok &= rate.ok
+        found.append((rate.detail if rate.ok else f"FAIL {rate.detail}")
+                     + f" at {figures.rate_at}")
+    if found:
+        result.detail += "; " + "; ".join(found)
+        result.measured["text"] = "; ".join(found)
 
 
 def _run_outside(probe: Probe, target: Target, timeout: float) -> ProbeResult:
@@ -518,10 +553,11 @@ def _judge(result: ProbeResult) -> None:
     result.ok = True
 
 
-def run_probes(topo: Topology, timeout: float = 2.0) -> list[ProbeResult]:
+def run_probes(topo: Topology, timeout: float = 2.0,
+               measure: bool = False) -> list[ProbeResult]:
     """Every probe of the topology, one after another (each creates and closes its own
     listener, so probes to the same port do not interfere)."""
-    return [run_probe(topo, probe, timeout) for probe in topo.probes]
+    return [run_probe(topo, probe, timeout, measure) for probe in topo.probes]
 
 
 @dataclass(frozen=True)
@@ -550,8 +586,8 @@ class VerifyResult:
                 "passed": len(self.probes) - failed, "failed": failed}
 
 
-def verify(topo: Topology, timeout: float = 2.0) -> VerifyResult:
-    return VerifyResult(topo.name, tuple(run_probes(topo, timeout)))
+def verify(topo: Topology, timeout: float = 2.0, measure: bool = False) -> VerifyResult:
+    return VerifyResult(topo.name, tuple(run_probes(topo, timeout, measure)))
 
 
 def render_table(results: list[ProbeResult]) -> str:
@@ -561,7 +597,8 @@ def render_table(results: list[ProbeResult]) -> str:
     for r in results:
         to = f"{r.probe.to} {r.target.describe()}" if r.target and r.probe.to != \
             r.target.address else (r.target.describe() if r.target else r.probe.to)
-        status = "ok" if r.ok else f"FAIL: {r.detail}"
+        status = (f"ok ({r.measured['text']})" if r.measured.get("text") else "ok") if r.ok \
+            else f"FAIL: {r.detail}"
         source = r.probe.source + (f" vrf {r.probe.vrf}" if r.probe.vrf else "")
         rows.append((source, to, r.expected(), status,
                      f"{r.seconds * 1000:.0f}ms", r.seen_source or "-"))

@@ -24,7 +24,9 @@ _NETEM_PARSERS: dict[str, Callable[[Any, str], int]] = {
     "corrupt": units.percent, "rate": units.rate_bytes}
 _BUCKET_PARSERS: dict[str, Callable[[Any, str], int]] = {
     "rate": units.rate_bytes, "burst": units.size_bytes, "latency": units.time_ns,
-    "limit": units.size_bytes}
+    "limit": units.size_bytes, "ceil": units.rate_bytes, "cburst": units.size_bytes}
+# the settings of one shaper the other does not have: named at their place when misplaced
+_ONLY = {"ceil": qdiscs.HTB, "cburst": qdiscs.HTB, "latency": qdiscs.TBF, "limit": qdiscs.TBF}
 
 
 def declares_tc(entry: Mapping[str, Any]) -> bool:
@@ -42,6 +44,8 @@ def check_traffic_control(ctx: Context) -> None:
         if isinstance(netem, dict):
             for key, parse in _NETEM_PARSERS.items():
                 ok &= _parsed(ctx, (*path, "netem", key), netem.get(key), parse, f"netem {key}")
+            ok &= _parsed(ctx, (*path, "netem", "distribution"), netem.get("distribution"),
+                          qdiscs.distribution_number, "netem distribution")
             model = netem.get("loss_model")
             ge = model.get("gemodel") if isinstance(model, dict) else None
             for key in GEMODEL_KEYS:
@@ -53,9 +57,16 @@ def check_traffic_control(ctx: Context) -> None:
         for direction in ("egress", "ingress"):
             bucket = shaping.get(direction) if isinstance(shaping, dict) else None
             if isinstance(bucket, dict):
+                fine = True
                 for key, parse in _BUCKET_PARSERS.items():
-                    ok &= _parsed(ctx, (*path, "shaping", direction, key), bucket.get(key),
-                                  parse, f"shaping {direction} {key}")
+                    fine &= _parsed(ctx, (*path, "shaping", direction, key), bucket.get(key),
+                                    parse, f"shaping {direction} {key}")
+                if direction == "egress":
+                    fine = _shaper_fits(ctx, (*path, "shaping", direction), bucket) and fine
+                    if fine:  # the settings together (an htb's ceil below its rate)
+                        fine = _parsed(ctx, (*path, "shaping", direction), bucket,
+                                       qdiscs.shaper_stage, "shaping egress")
+                ok &= fine
         if entry.get("qdisc") is not None and (netem is not None or shaping):
             ctx.error((*path, "qdisc"), "qdisc names the root scheduler of a link without "
                       "netem or shaping; with them, netdecl builds the root itself (tbf, netem)")
@@ -65,6 +76,21 @@ def check_traffic_control(ctx: Context) -> None:
                 qdiscs.egress_stages(entry)
             except (units.UnitError, KeyError, TypeError) as exc:
                 ctx.error((*path, "netem") if netem is not None else path, str(exc))
+
+
+def _shaper_fits(ctx: Context, path: tuple[Any, ...], bucket: Mapping[str, Any]) -> bool:
+    """``shaping.egress`` names only its own shaper's settings; a tbf needs its burst."""
+    kind = bucket.get("kind") or qdiscs.TBF
+    ok = True
+    for key, owner in _ONLY.items():
+        if bucket.get(key) is not None and owner != kind:
+            ctx.error((*path, key), f"shaping egress {key} is a setting of {owner}, not of "
+                      f"{kind}" + ("" if kind == qdiscs.HTB else " (say kind: htb)"))
+            ok = False
+    if kind == qdiscs.TBF and bucket.get("burst") is None:
+        ctx.error(path, "shaping egress: a tbf needs its burst (e.g. burst: 32kb)")
+        ok = False
+    return ok
 
 
 def _well_shaped(entry: Mapping[str, Any]) -> bool:
@@ -83,7 +109,7 @@ def _well_shaped(entry: Mapping[str, Any]) -> bool:
 
 
 def _parsed(ctx: Context, path: tuple[Any, ...], value: Any,
-            parse: Callable[[Any, str], int], what: str) -> bool:
+            parse: Callable[[Any, str], object], what: str) -> bool:
     if value is None:
         return True
     try:

@@ -24,7 +24,7 @@ from netdecl.engine.state import statedir, untrusted
 from netdecl.engine.state.untrusted import DamagedStateFile, Untrusted, parse_problem
 from netdecl.kinds import Ownership
 from netdecl.model import EGRESS, INGRESS, Key
-from netdecl.tc.qdiscs import parse_original
+from netdecl.tc.qdiscs import DISTRIBUTIONS, parse_original
 
 
 def _key_to_json(key: Key) -> list:
@@ -51,6 +51,10 @@ class OwnershipRecord:
     # (namespace, link, direction) -> the qdisc there before netdecl first replaced it, as
     # netdecl/tc/qdiscs.py original_of writes it ("default": the kernel's own)
     qdisc_originals: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # (namespace, link) -> the delay distribution netdecl last sent to the netem of the link's
+    # egress chain (tc/qdiscs.py DISTRIBUTIONS): the kernel never reports a table back, so
+    # this is how the observer knows it (engine/observer.py)
+    qdisc_tables: dict[tuple[str, str], str] = field(default_factory=dict)
     # not saved: sysctls other topologies manage, with the originals their records keep.
     # Two topologies may both want net.ipv4.ip_forward=1; the value from before netdecl must
     # survive until the last of them lets go, so only that one restores it.
@@ -97,6 +101,8 @@ class OwnershipRecord:
             del self.link_originals[attr]
         for qdisc in [key for key in self.qdisc_originals if key[0] in gone]:
             del self.qdisc_originals[qdisc]
+        for table in [key for key in self.qdisc_tables if key[0] in gone]:
+            del self.qdisc_tables[table]
 
     def is_empty(self) -> bool:
         self.flush()
@@ -123,6 +129,9 @@ class OwnershipRecord:
             **({"qdisc_originals": [[ns, link, direction, value] for (ns, link, direction), value
                                     in sorted(self.qdisc_originals.items())]}
                if self.qdisc_originals else {}),
+            **({"qdisc_tables": [[ns, link, name] for (ns, link), name
+                                 in sorted(self.qdisc_tables.items())]}
+               if self.qdisc_tables else {}),
         }
 
     @classmethod
@@ -140,6 +149,7 @@ class OwnershipRecord:
                         for entry in data.get("identities", [])},
             qdisc_originals={(ns, link, direction): value for ns, link, direction, value
                              in data.get("qdisc_originals", [])},
+            qdisc_tables={(ns, link): name for ns, link, name in data.get("qdisc_tables", [])},
             legacy="identities" not in data,
         )
 
@@ -237,7 +247,7 @@ def record_shape(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != 1:
         raise TypeError("not a format 1 record")
     for field_name in ("namespaces", "objects", "sysctl_originals", "nat_namespaces",
-                       "link_originals", "identities", "qdisc_originals"):
+                       "link_originals", "identities", "qdisc_originals", "qdisc_tables"):
         if not isinstance(data.get(field_name, []), list):
             raise TypeError(f"{field_name} is not a list")
     for entry in data.get("sysctl_originals", []):
@@ -250,6 +260,10 @@ def record_shape(data: Any) -> dict[str, Any]:
         if not (isinstance(entry, list) and len(entry) == 4
                 and all(isinstance(part, str) for part in entry)):
             raise TypeError("a qdisc original is not [namespace, link, direction, qdisc]")
+    for entry in data.get("qdisc_tables", []):
+        if not (isinstance(entry, list) and len(entry) == 3
+                and all(isinstance(part, str) for part in entry)):
+            raise TypeError("a qdisc table is not [namespace, link, distribution]")
     for entry in data.get("identities", []):
         if not (isinstance(entry, list) and len(entry) >= 3):
             raise TypeError("an identity is not [key..., identity]")
@@ -294,6 +308,11 @@ def validated(record: OwnershipRecord, topology: str) -> OwnershipRecord:
         except ValueError as exc:
             raise Untrusted(f"qdisc original of {link} is not one netdecl keeps: {exc}") \
                 from None
+    for (ns, link), name in record.qdisc_tables.items():
+        untrusted.namespace(ns)
+        untrusted.link_name(link)
+        if name not in DISTRIBUTIONS:
+            raise Untrusted(f"netem distribution {name!r} of {link} is not one tc ships")
     for (ns, name), value in record.sysctl_originals.items():
         untrusted.namespace(ns)
         untrusted.sysctl_name(name)
