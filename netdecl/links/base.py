@@ -96,14 +96,18 @@ PARENT_SCHEMA: dict[str, Any] = {
                    "in another one, as a veth's peer reads (the link is made beside its "
                    "parent and moved into its own namespace, as the CNI plugins do). A link "
                    "of the file, or the host's NIC declared as kind: external.",
-    "oneOf": [
-        {"$ref": "#/$defs/ifname"},
-        {"type": "object", "additionalProperties": False, "required": ["name"],
-         "properties": {
-             "name": {"$ref": "#/$defs/ifname"},
-             "namespace": {"$ref": "#/$defs/namespace", "description": "Namespace the parent "
-                           "lives in; omitted means the root (host) namespace."}}},
-    ],
+    # one schema for both forms, not a oneOf: each keyword applies to its own type, so an
+    # error says what is wrong in the form written (a bad name, an unknown key)
+    "type": ["string", "object"],
+    "title": "an interface name, or a mapping {name: ..., namespace: ...}",
+    "pattern": "^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$(?!\\n)",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"$ref": "#/$defs/ifname"},
+        "namespace": {"$ref": "#/$defs/namespace", "description": "Namespace the parent "
+                      "lives in; omitted means the root (host) namespace."},
+    },
 }
 
 
