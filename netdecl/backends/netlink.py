@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import struct
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from netdecl.backends import namespaces, rtnl, tundev
@@ -35,6 +35,7 @@ from netdecl.model import (
     Route,
     Rule,
 )
+from netdecl.nlattr import attr_u32
 from netdecl.nlconst import (
     IFA_F_NODAD,
     IFA_F_NOPREFIXROUTE,
@@ -49,6 +50,7 @@ from netdecl.nlconst import (
     IFLA_LINK_NETNSID,
     IFLA_MASTER,
     IFLA_MTU,
+    IFLA_NET_NS_FD,
     NUD_PERMANENT,
     RT_SCOPE_HOST,
     RT_SCOPE_LINK,
@@ -685,20 +687,36 @@ class Kernel:
         fd = None
         if peer is not None and peer.namespace != link.namespace:
             fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
+        # made on a parent in another namespace (a macvlan on the host's NIC): made beside
+        # the parent, where IFLA_LINK names it, and moved into its own namespace by the same
+        # request (IFLA_NET_NS_FD), under its temporary name, as the CNI plugins do
+        elsewhere = link.spec.uses_elsewhere() if link.spec is not None else ()
+        made_in = elsewhere[0][0] if elsewhere else link.namespace
+        own_fd = None
+        if made_in != link.namespace:
+            own_fd = os.open(namespaces.netns_path(link.namespace), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            request = _Request(self, link.namespace, temps, fd)
+            request = _Request(self, made_in, temps, fd)
             if kind.made_through is not None:  # a tap or tun: through /dev/net/tun
                 try:
                     tundev.create(link.namespace, temps[0], *kind.device_settings(link))
                 except OSError as exc:
                     raise KernelError(exc.errno or errno.EIO, what) from None
             else:
-                echoed = self._raw_call(link.namespace, what, "new_link", temps[0], link.kind,
-                                        kind.create_data(link, request),
-                                        kind.create_attrs(link, request))
+                attrs = kind.create_attrs(link, request)
+                if own_fd is not None:
+                    attrs += attr_u32(IFLA_NET_NS_FD, own_fd)
+                echoed = self._raw_call(made_in, what, "new_link", temps[0], link.kind,
+                                        kind.create_data(link, request), attrs)
+                if own_fd is not None:
+                    # (an echo, if any, is of the parent's namespace's socket: look it up
+                    # by its temporary name where it now is)
+                    echoed = None
+                    self._nsid_probed.clear()  # the kernel may have just given a netnsid
         finally:
-            if fd is not None:
-                os.close(fd)
+            for opened in (fd, own_fd):
+                if opened is not None:
+                    os.close(opened)
         for end in ends:  # any cached index for these names is of an older link
             self._index_cache.get(end.namespace, {}).pop(end.name, None)
         if peer is not None and peer.namespace != link.namespace:
@@ -722,6 +740,53 @@ class Kernel:
             cache = self._index_cache.setdefault(end.namespace, {})
             cache.pop(temp, None)
             cache[end.name] = index
+
+    def take_link(self, link: Link, source: tuple[str, str], topology: str,
+                  birth: Birth) -> None:
+        """Move the host's link ``source`` (namespace, name) into ``link``'s namespace and make
+        it ``link`` there (a host-device): moved under the temporary name ``birth`` says, its
+        identity reported, then named, marked and configured as a link just made is."""
+        what = f"move {source[1]} from {source[0] or 'root'} into {link.describe()}"
+        temp = temp_link_name(birth.secret, 0)
+        index = self.index_of(*source)
+        fd = os.open(namespaces.netns_path(link.namespace), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._raw_call(source[0], what, "move_link", index, fd, temp)
+        finally:
+            os.close(fd)
+        self._index_cache.get(source[0], {}).pop(source[1], None)
+        self._nsid_probed.clear()
+        self._index_cache.get(link.namespace, {}).pop(link.name, None)
+        index = self.index_of(link.namespace, temp)  # (the kernel may give it a new index)
+        birth.made(link.key, self.link_identity(link.namespace, index))
+        self.configure_link(link, topology, fresh=True, index=index)
+        cache = self._index_cache.setdefault(link.namespace, {})
+        cache.pop(temp, None)
+        cache[link.name] = index
+
+    def give_back(self, link: Link, back: Mapping[str, Any]) -> None:
+        """Move a taken link (a host-device's NIC) back to the root under its name from before,
+        with its MTU, alias, addresses and state from before (``back``: its
+        LinkSpec.given_back). The kernel dropped its addresses when it left the root."""
+        device = back["device"]
+        what = f"give {link.describe()} back to the root as {device}"
+        index = link.ifindex if link.ifindex is not None else self.index_of(link.namespace,
+                                                                            link.name)
+        fd = os.open(namespaces.netns_path(ROOT), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._raw_call(link.namespace, what, "move_link", index, fd, device)
+        finally:
+            os.close(fd)
+        self._index_cache.get(link.namespace, {}).pop(link.name, None)
+        self._index_cache.get(ROOT, {}).pop(device, None)
+        self._nsid_probed.clear()
+        root = self.index_of(ROOT, device)
+        self._raw_call(ROOT, what, "set_link", root, mtu=back.get("mtu"),
+                       alias=back.get("alias") or "")
+        for cidr in back.get("addresses") or ():
+            self.add_address(Address(namespace=ROOT, link=device, cidr=cidr), announce=False)
+        if back.get("up"):
+            self._raw_call(ROOT, what, "set_link", root, up=True)
 
     def configure_link(self, link: Link, topology: str, fresh: bool = False,
                        changes: Iterable[str] | None = None, index: int | None = None) -> None:
