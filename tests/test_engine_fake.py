@@ -228,10 +228,13 @@ class _Watched(FakeHost):
     def __init__(self, lie_about: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.reads: list[list[str]] = []
+        self.nat_reads: list[list[str]] = []  # where each observation read the NAT tables
         self.lie_about = lie_about
 
     def observe(self, topology, scope):
         self.reads.append(list(scope.namespaces))
+        self.nat_reads.append(sorted(ns for ns in scope.namespaces if scope.nat and (
+            scope.nat_namespaces is None or ns in scope.nat_namespaces)))
         return super().observe(topology, scope)
 
     def modify(self, before, after, changes, topology, birth=None):
@@ -251,6 +254,28 @@ def test_verification_rereads_only_the_namespaces_the_apply_changed(tmp_path):
     everything = sorted([ROOT, "nginx-1", "nginx-2"])
     assert sorted(host.reads[0]) == everything  # the plan reads all the topology's namespaces
     assert host.reads[1:] == [[ROOT]]  # the verification only the one it changed
+
+
+def test_verification_reads_a_nat_table_again_only_after_a_nat_action(tmp_path):
+    host = _Watched()
+    start = docker_bridge()
+    start.add(NatTable(ROOT, (NatRule("masquerade", source="172.17.0.0/16",
+                                      not_out="docker0"),)))
+    applied(host, start, tmp_path)
+    changed = docker_bridge()
+    changed.add(Link(ROOT, "docker0", "bridge", mtu=1400))
+    changed.add(start.objects[("nat", ROOT)])
+    host.nat_reads.clear()
+    applied(host, changed, tmp_path)
+    # the plan reads the root's table; the verification of an mtu change in the root does not
+    assert host.nat_reads == [[ROOT], []]
+    changed.add(NatTable(ROOT, (NatRule("masquerade", source="172.18.0.0/16",
+                                        not_out="docker0"),)))
+    host.nat_reads.clear()
+    result = applied(host, changed, tmp_path)
+    assert [a.key for a in result.executed] == [("nat", ROOT)]
+    assert host.nat_reads == [[ROOT], [ROOT]]  # a NAT action: its table is read again
+    assert service.plan(changed, tmp_path, host=host).actions == []
 
 
 def test_verification_of_a_partial_read_still_catches_a_change_that_did_not_happen(tmp_path):

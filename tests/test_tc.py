@@ -225,6 +225,19 @@ def test_a_kind_the_kernel_lacks_is_a_conflict_naming_its_module(tmp_path):
                                 "sch_netem is missing (modprobe sch_netem)")
 
 
+def test_a_kind_the_kernel_already_shows_is_not_probed_again(tmp_path):
+    host = host_with_hand_set_qdisc()
+    asked: list[set[str]] = []
+    host.missing_qdisc_kinds = lambda kinds: asked.append(set(kinds)) or {}  # type: ignore
+    service.apply(topology(), tmp_path, host=host)
+    # first: netem and fq_codel (tbf under the ingress ifb too) are on no link yet
+    assert asked and "netem" in asked[0] and "fq_codel" in asked[0]
+    asked.clear()
+    (action,) = service.plan(topology("{delay: 80ms}"), tmp_path, host=host).actions
+    assert action.key == ("qdisc", ROOT, "va", EGRESS)
+    assert asked == []  # the netem it changes in place is there: the kernel has the kind
+
+
 def test_graph_draws_the_impairments_on_their_links():
     from netdecl.tools.graph import to_dot
 

@@ -32,7 +32,7 @@ from netdecl.errors import (
     RollbackFailed,
     VerificationFailed,
 )
-from netdecl.model import NatTable, NetObject, Sysctl, Topology
+from netdecl.model import Namespace, NatTable, NetObject, Sysctl, Topology
 
 FAILPOINT_ENV = "NETDECL_FAIL_AT"
 # testing aid: the N-th action of a rollback fails, to prove what exit 4 reports
@@ -163,8 +163,9 @@ class Applier:
             self.host.refresh()
             observed = observe_for(self.host, desired, record)
         else:
+            executed = list(executed)
             observed = observe_again(self.host, desired, record, changed_namespaces(executed),
-                                     before)
+                                     before, nat_changed=nat_changed_namespaces(executed))
         remaining = make_plan(desired, observed, record)
         if remaining.actions or remaining.conflicts:
             lines = [f"  {a.op} {a.describe()} {_changes(a)}" for a in remaining.actions]
@@ -335,6 +336,13 @@ def changed_namespaces(actions: Iterable[Action]) -> set[str]:
         changed |= {obj.namespace for obj in (action.before, action.after, action.peer_before,
                                               action.peer_after) if obj is not None}
     return changed
+
+
+def nat_changed_namespaces(actions: Iterable[Action]) -> set[str]:
+    """Where an action can have changed a NAT table: a NAT action's namespace, and a namespace
+    made or deleted (its tables come and go with it)."""
+    return {action.key[1] for action in actions
+            if action.key[0] in (NatTable.TYPE, Namespace.TYPE)}
 
 
 def _execute(action: Action, host: Host, topology: str, record: OwnershipRecord,

@@ -88,25 +88,33 @@ def observe_for(host: Host, desired: Topology, record: OwnershipRecord) -> Topol
 
 
 def observe_again(host: Host, desired: Topology, record: OwnershipRecord,
-                  changed: Collection[str], before: Topology) -> Topology:
+                  changed: Collection[str], before: Topology,
+                  nat_changed: Collection[str] | None = None) -> Topology:
     """What observe_for would read now, when only the namespaces ``changed`` can differ from
     ``before`` (an observation made moments ago, under the same lock, by this process): those
     are read afresh, the rest is taken from ``before``. An apply's verification needs no more:
-    it checks what its actions did, and a one-link change at 1000 namespaces re-reads one."""
+    it checks what its actions did, and a one-link change at 1000 namespaces re-reads one.
+    ``nat_changed``: where the NAT tables can differ (None: all of ``changed``); elsewhere
+    they are taken from ``before`` too: nothing but a NAT action (or a namespace made or
+    deleted) changes them, and reading one is two `nft -j` runs (10-20 ms each, idle), what
+    a one-link change at 1000 namespaces paid in the root for a table it never touched."""
     scope = scope_for(desired, record)
     again = [ns for ns in scope.namespaces if ns in changed]
     if len(again) == len(scope.namespaces):
         host.refresh()
         return observe_for(host, desired, record)
+    nat_again = set(changed) if nat_changed is None else set(changed) & set(nat_changed)
     host.refresh(again)
     scope.namespaces = again
     scope.sysctls = {ns: names for ns, names in scope.sysctls.items() if ns in changed}
     if scope.nat_namespaces is not None:
-        scope.nat_namespaces = {ns for ns in scope.nat_namespaces if ns in changed}
+        scope.nat_namespaces = {ns for ns in scope.nat_namespaces if ns in nat_again}
     fresh = observe(host, desired.name, scope)
     seen = Topology(name=desired.name)
     seen.extend(obj for obj in before.objects.values()
-                if obj.namespace not in changed and not isinstance(obj, ExternalLink))
+                if (obj.namespace not in changed
+                    or (isinstance(obj, NatTable) and obj.namespace not in nat_again))
+                and not isinstance(obj, ExternalLink))
     seen.extend(fresh.objects.values())
     _add_external_views(seen, desired, record)
     return seen

@@ -38,6 +38,7 @@ from netdecl.model import (
     NetObject,
     Route,
     Sysctl,
+    T,
     Topology,
     ns_label,
     qualify,
@@ -91,18 +92,20 @@ def diff(desired: Topology, observed: Topology, record: OwnershipRecord,
     and are compatible are taken over first (ADOPT actions), then diffed as if owned.
     ``managed``: the root namespace's links another network manager manages, by name (the
     manager's name)."""
+    desired, observed = _Typed.of(desired), _Typed.of(observed)
     # before adoption: a link another manager holds is not adoptable, --adopt or not
     held = _held_by_other_managers(desired, observed, record, managed or {})
     adopted: list[Action] = []
     not_adopted: dict[Key, str] = {}
     if adopt:
         adoption = Adoption.of(desired, observed, record)
-        adopted, observed, record = adoption.actions, adoption.observed, adoption.record
+        adopted, record = adoption.actions, adoption.record
+        observed = _Typed.of(adoption.observed)
         not_adopted = adoption.refused
     observed = _as_kept(observed, record)
     impostors = _impostor_namespaces(desired, observed, record)
-    d = _Diff(_without(desired, impostors), _without(observed, impostors), record,
-              not_adopted=not_adopted)
+    d = _Diff(_Typed.of(_without(desired, impostors)), _Typed.of(_without(observed, impostors)),
+              record, not_adopted=not_adopted)
     for kind in KINDS.values():  # in registration order: links and addresses before routes
         rule_for(kind)(d, kind)
     return adopted + d.actions, held + d.conflicts
@@ -199,6 +202,36 @@ def _without(topology: Topology, impostors: set[str]) -> Topology:
                     o.namespace not in impostors
                     and not (isinstance(o, Link) and o.peer and o.peer[0] in impostors)))
     return kept
+
+
+class _Typed(Topology):
+    """A topology read by the diff rules, which ask it for its objects of a type 35 times per
+    plan: grouped by type once (a scan of 6000 objects per question was 20-30 ms of a no-op
+    plan at 1000 namespaces, twice per apply with its verification). The objects are the
+    topology's own dict: nothing changes them while the rules run."""
+
+    @classmethod
+    def of(cls, topology: Topology) -> _Typed:
+        if isinstance(topology, _Typed):
+            return topology
+        view = cls(name=topology.name, objects=topology.objects, probes=topology.probes,
+                   positions=topology.positions, warnings=topology.warnings,
+                   sources=topology.sources, expanded=topology.expanded)
+        by_type: dict[type, list[NetObject]] = {}
+        for o in topology.objects.values():
+            by_type.setdefault(type(o), []).append(o)
+        view._by_type = by_type
+        return view
+
+    _by_type: dict[type, list[NetObject]]
+
+    def of_type(self, cls: type[T]) -> list[T]:
+        kinds = [t for t in self._by_type if issubclass(t, cls)]
+        if kinds == [cls]:
+            return list(self._by_type[cls])  # type: ignore[arg-type]
+        if not kinds:
+            return []
+        return super().of_type(cls)  # subclasses too: in the dict's order, as Topology has it
 
 
 DiffRule = Callable[["_Diff", Kind], None]
@@ -710,9 +743,13 @@ def _check_gateways_on_externals(d: _Diff) -> None:
     """The on-link check validation cannot make: a gateway in a namespace with external links
     may be covered by their live addresses, which only the host knows."""
     externals = {(o.namespace, o.name) for o in d.desired.of_type(ExternalLink)}
+    if not externals:
+        return  # (without, parsing every declared address was 1000 ip_interface a plan)
     spaces = {ns for ns, _ in externals}
     networks: dict[str, list] = {}
     for a in d.desired.of_type(Address):
+        if a.namespace not in spaces:
+            continue  # only the routes of namespaces with external links are checked
         networks.setdefault(a.namespace, []).append(ipaddress.ip_interface(a.cidr).network)
     for a in d.observed.of_type(Address):
         if (a.namespace, a.link) in externals:
