@@ -167,6 +167,13 @@ class LinkSpec:
         loss takes this link along (a VXLAN's underlay device)."""
         return ()
 
+    def uses_elsewhere(self) -> tuple[tuple[str, str], ...]:
+        """(namespace, name) of links in another namespace this link is made on (a macvlan on
+        the host's NIC, as the CNI plugins make them): created first, their loss takes this
+        link along, and the kernel makes this link beside the first of them, then moves it
+        into its own namespace."""
+        return ()
+
 
 # Before each kind had its module, every link in a record, journal or saved plan carried these
 # keys, None where not its kind; they are still written that way, so those files read the same

@@ -122,6 +122,9 @@ def _needs_any(obj: NetObject, gone: set[Key]) -> bool:
             return True
         if obj.peer and obj.peer[0] and ("namespace", obj.peer[0]) in gone:
             return True
+        if obj.spec is not None and any(("link", *used) in gone or ("namespace", used[0]) in gone
+                                        for used in obj.spec.uses_elsewhere()):
+            return True
         return any(("link", ns, used) in gone
                    for used in (obj.spec.uses() if obj.spec is not None else ()))
     if isinstance(obj, (Address, FdbEntry, Neighbor)):

@@ -34,6 +34,7 @@ from netdecl.model import (
     Route,
     Rule,
 )
+from netdecl.nlattr import attr_u32
 from netdecl.nlconst import (
     IFA_F_NODAD,
     IFA_F_NOPREFIXROUTE,
@@ -48,6 +49,7 @@ from netdecl.nlconst import (
     IFLA_LINK_NETNSID,
     IFLA_MASTER,
     IFLA_MTU,
+    IFLA_NET_NS_FD,
     NUD_PERMANENT,
     RT_SCOPE_HOST,
     RT_SCOPE_LINK,
@@ -609,20 +611,36 @@ class Kernel:
         fd = None
         if peer is not None and peer.namespace != link.namespace:
             fd = os.open(namespaces.netns_path(peer.namespace), os.O_RDONLY | os.O_CLOEXEC)
+        # made on a parent in another namespace (a macvlan on the host's NIC): made beside
+        # the parent, where IFLA_LINK names it, and moved into its own namespace by the same
+        # request (IFLA_NET_NS_FD), under its temporary name, as the CNI plugins do
+        elsewhere = link.spec.uses_elsewhere() if link.spec is not None else ()
+        made_in = elsewhere[0][0] if elsewhere else link.namespace
+        own_fd = None
+        if made_in != link.namespace:
+            own_fd = os.open(namespaces.netns_path(link.namespace), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            request = _Request(self, link.namespace, temps, fd)
+            request = _Request(self, made_in, temps, fd)
             if kind.made_through is not None:  # a tap or tun: through /dev/net/tun
                 try:
                     tundev.create(link.namespace, temps[0], *kind.device_settings(link))
                 except OSError as exc:
                     raise KernelError(exc.errno or errno.EIO, what) from None
             else:
-                echoed = self._raw_call(link.namespace, what, "new_link", temps[0], link.kind,
-                                        kind.create_data(link, request),
-                                        kind.create_attrs(link, request))
+                attrs = kind.create_attrs(link, request)
+                if own_fd is not None:
+                    attrs += attr_u32(IFLA_NET_NS_FD, own_fd)
+                echoed = self._raw_call(made_in, what, "new_link", temps[0], link.kind,
+                                        kind.create_data(link, request), attrs)
+                if own_fd is not None:
+                    # (an echo, if any, is of the parent's namespace's socket: look it up
+                    # by its temporary name where it now is)
+                    echoed = None
+                    self._nsid_probed.clear()  # the kernel may have just given a netnsid
         finally:
-            if fd is not None:
-                os.close(fd)
+            for opened in (fd, own_fd):
+                if opened is not None:
+                    os.close(opened)
         for end in ends:  # any cached index for these names is of an older link
             self._index_cache.get(end.namespace, {}).pop(end.name, None)
         if peer is not None and peer.namespace != link.namespace:

@@ -90,12 +90,71 @@ def vlan_entries(value: Any) -> tuple[tuple[int, bool, bool], ...] | None:
 
 
 PARENT_SCHEMA: dict[str, Any] = {
-    "$ref": "#/$defs/ifname",
     "description": "The link this one is made on (its parent: a VLAN's or a macvlan's lower "
-                   "device), in the same namespace: a link of the file, or the host's NIC "
-                   "declared as kind: external. (A parent in another namespace, the mapping "
-                   "forms {name: ..., namespace: ...}, is not supported yet.)",
+                   "device): a name is a link in this link's own namespace; a mapping "
+                   "{name: uplink} is in the root namespace and {name: eth1, namespace: ns1} "
+                   "in another one, as a veth's peer reads (the link is made beside its "
+                   "parent and moved into its own namespace, as the CNI plugins do). A link "
+                   "of the file, or the host's NIC declared as kind: external.",
+    "oneOf": [
+        {"$ref": "#/$defs/ifname"},
+        {"type": "object", "additionalProperties": False, "required": ["name"],
+         "properties": {
+             "name": {"$ref": "#/$defs/ifname"},
+             "namespace": {"$ref": "#/$defs/namespace", "description": "Namespace the parent "
+                           "lives in; omitted means the root (host) namespace."}}},
+    ],
 }
+
+
+def file_parent(end_namespace: str, value: Any) -> tuple[str, str | None]:
+    """The parent a valid entry's ``link:`` names: its name, and its namespace when that is
+    not the link's own (None: the same)."""
+    if isinstance(value, Mapping):
+        ns = entry_namespace(value)
+        return value["name"], (None if ns == end_namespace else ns)
+    return value, None
+
+
+def parent_value(name: str | None, netns: str | None) -> Any:
+    """A parent as plans show and records keep it: its name in the link's namespace, else
+    (namespace, name)."""
+    return name if netns is None or name is None else (netns, name)
+
+
+def parent_from_record(value: Any) -> tuple[str | None, str | None]:
+    """``parent_value`` read back from a record (JSON: a pair is a list)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"parent {value!r} is not (namespace, name)")
+        return value[1], value[0]
+    return value, None
+
+
+def parent_elsewhere(name: str | None, netns: str | None) -> tuple[tuple[str, str], ...]:
+    """LinkSpec.uses_elsewhere of a link made on ``name`` in ``netns``."""
+    return ((netns, name),) if netns is not None and name is not None else ()
+
+
+def parent_export(name: str | None, netns: str | None) -> Any:
+    """``link:`` as `show` writes it: the mapping form for a parent in another namespace."""
+    if netns is None:
+        return name
+    return {"name": name, **({"namespace": netns} if netns else {})}
+
+
+def parent_shown(link: Link, name: str | None, netns: str | None,
+                 view: ExportView) -> bool:
+    """Whether the parent is written too (else the link cannot be written as its kind)."""
+    return name is not None and (link.namespace if netns is None else netns,
+                                 name) in view.links
+
+
+def parent_label(name: str | None, netns: str | None) -> str:
+    """The parent as `graph` labels it."""
+    if name is None:
+        return "?"
+    return name if netns is None else f"{netns or 'root'}/{name}"
 
 
 @dataclass(frozen=True)
@@ -149,6 +208,14 @@ class FileCheck(Protocol):
     def link_ref(self, path: Path, namespace: str | None, value: Any) -> LinkRef | None:
         """The link ``value`` names in ``namespace``; None after reporting at ``path`` that
         there is none (or when ``value`` is no name: the schema says so)."""
+
+    @property
+    def namespaces(self) -> set[str]:
+        """The namespaces the file declares (the root not among them)."""
+
+    def moved_away(self, namespace: str, name: str) -> str | None:
+        """Why the declared link ``name`` of ``namespace`` is not there while the topology
+        exists (a NIC a host-device moves into a namespace), else None."""
 
 
 class KernelLink(Protocol):
@@ -241,7 +308,8 @@ class LinkKind:
     paired: ClassVar[bool] = False
     # its settings live partly in the FDB (a VXLAN's remotes), so plan reads the FDB
     reads_fdb: ClassVar[bool] = False
-    # made on another link of its namespace, which the entry names as ``link:`` (PARENT_KEY)
+    # made on another link, which the entry names as ``link:`` (PARENT_KEY): in its own
+    # namespace, or (the mapping form) in another one
     parented: ClassVar[bool] = False
     # the kernel module that makes links of this kind ("8021q" for a vlan); None: nothing to
     # load (external). plan and apply check that the kernel has it before changing anything
@@ -284,6 +352,11 @@ class LinkKind:
 
     def check_member(self, ctx: FileCheck, member: End, master: End) -> None:
         """Checks of a link that names a link of this kind as its ``master``."""
+
+    def moves(self, entry: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(namespace, name) of the host's link an (unvalidated) entry of this kind moves
+        away while the topology exists (a host-device's NIC), else None."""
+        return None
 
     def routing_table(self, entry: Mapping[str, Any]) -> int | None:
         """The routing table a link of this kind owns (a VRF's), from its (unvalidated) file
@@ -388,29 +461,49 @@ def common_link(end: End, kind: str, spec: LinkSpec | None) -> Link:
 
 
 def parent_attr(parent: str | None, request: KernelRequest) -> bytes:
-    """IFLA_LINK naming ``parent`` (in the namespace the link is made in): what a kind made on
-    a parent returns from ``create_attrs``."""
+    """IFLA_LINK naming ``parent`` (in the namespace the link is made in: its parent's): what
+    a kind made on a parent returns from ``create_attrs``."""
     return attr_u32(IFLA_LINK, request.index_of(parent)) if parent else b""
 
 
-def parent_name(link: KernelLink) -> str | None:
-    """The name of ``link``'s parent (IFLA_LINK) when it is in the link's own namespace, else
-    None: a parent elsewhere, or gone (drift for the plan, not an error here); a file names a
-    parent in the same namespace only, so far."""
+def kernel_parent(link: KernelLink) -> tuple[str | None, str | None]:
+    """``link``'s parent (IFLA_LINK, in the namespace IFLA_LINK_NETNSID names): its name and
+    its namespace when not the link's own; (None, None) when it is gone or cannot be named
+    (drift for the plan, not an error here)."""
     target = link.target()
-    return target[1] if target is not None and target[0] == link.namespace else None
+    if target is None:
+        return None, None
+    return target[1], (None if target[0] == link.namespace else target[0])
 
 
 def check_parent(ctx: FileCheck, end: End) -> LinkRef | None:
-    """The declared link an entry's ``link:`` names in its namespace, or None after saying why
-    there is none (a kind made on a parent checks each of its ends with this)."""
+    """The declared link an entry's ``link:`` names (in the link's namespace, or in the one
+    its mapping form names), or None after saying why there is none (a kind made on a parent
+    checks each of its ends with this)."""
     parent = end.entry.get(PARENT_KEY)
     path = (*end.path, PARENT_KEY)
-    if parent == end.name:
+    namespace: str | None = end.namespace
+    if isinstance(parent, Mapping):
+        namespace = entry_namespace(parent)
+        parent = parent.get("name")
+        path = (*path, "name")
+        if namespace != ROOT and namespace not in ctx.namespaces:
+            ctx.error((*end.path, PARENT_KEY, "namespace"),
+                      f"the parent of {ctx.quoted(end.name)} is in namespace "
+                      f"{ctx.quoted(namespace)}, which the file does not declare: the link "
+                      "cannot reach it")
+            return None
+    if parent == end.name and namespace == end.namespace:
         ctx.error(path, f"link {ctx.quoted(end.name)} cannot be made on itself")
         return None
-    found = ctx.link_ref(path, end.namespace, parent)
+    found = ctx.link_ref(path, namespace, parent)
     if found is not None:
+        moved = ctx.moved_away(found.namespace, found.name)
+        if moved is not None:
+            ctx.error(path, f"{ctx.quoted(found.name)} is not in namespace "
+                            f"{found.namespace or 'root'} while the topology exists: "
+                            f"{moved}")
+            return None
         mtu, most = _int(end.entry.get("mtu")), _int(found.spec.get("mtu"))
         if mtu is not None and most is not None and mtu > most:
             # VLANs and macvlans refuse an MTU above their parent's (ERANGE, EINVAL)

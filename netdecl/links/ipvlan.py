@@ -27,8 +27,15 @@ from netdecl.links.base import (
     KernelRequest,
     LinkKind,
     check_parent,
+    file_parent,
+    kernel_parent,
     parent_attr,
-    parent_name,
+    parent_elsewhere,
+    parent_export,
+    parent_from_record,
+    parent_label,
+    parent_shown,
+    parent_value,
 )
 from netdecl.model import Link, LinkSpec
 from netdecl.nlattr import attr
@@ -57,13 +64,18 @@ class IpvlanSpec(LinkSpec):
 
     mode: str = DEFAULT_MODE
     flag: str = DEFAULT_FLAG
-    link: str | None = None  # the parent, in the ipvlan's namespace; None: elsewhere or gone
+    link: str | None = None  # the parent; None: gone
+    link_netns: str | None = None  # the parent's namespace when not the link's own
 
     def flat(self) -> dict[str, Any]:
-        return {"link": self.link, "ipvlan": {"mode": self.mode, "flag": self.flag}}
+        return {"link": parent_value(self.link, self.link_netns),
+                "ipvlan": {"mode": self.mode, "flag": self.flag}}
 
     def uses(self) -> tuple[str, ...]:
-        return (self.link,) if self.link else ()
+        return (self.link,) if self.link and self.link_netns is None else ()
+
+    def uses_elsewhere(self) -> tuple[tuple[str, str], ...]:
+        return parent_elsewhere(self.link, self.link_netns)
 
 
 class Ipvlan(LinkKind):
@@ -90,9 +102,10 @@ class Ipvlan(LinkKind):
 
     def specs(self, ends: Sequence[End]) -> list[LinkSpec | None]:
         entry = ends[0].entry
+        parent, netns = file_parent(ends[0].namespace, entry[PARENT_KEY])
         settings = entry.get("ipvlan") or {}
         return [IpvlanSpec(mode=settings.get("mode", DEFAULT_MODE),
-                           flag=settings.get("flag", DEFAULT_FLAG), link=entry[PARENT_KEY])]
+                           flag=settings.get("flag", DEFAULT_FLAG), link=parent, link_netns=netns)]
 
     def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
         # (namespace, parent) -> the first ipvlan's name and (mode, flag)
@@ -102,7 +115,7 @@ class Ipvlan(LinkKind):
             settings = end.entry.get("ipvlan") or {}
             if parent is not None and isinstance(settings, dict):
                 these = (settings.get("mode", DEFAULT_MODE), settings.get("flag", DEFAULT_FLAG))
-                name, theirs = first.setdefault((end.namespace, parent.name), (end.name, these))
+                name, theirs = first.setdefault((parent.namespace, parent.name), (end.name, these))
                 if theirs != these:
                     ctx.error((*end.path, "ipvlan"),
                               f"ipvlan {ctx.quoted(end.name)} is mode {these[0]}, flag "
@@ -120,22 +133,23 @@ class Ipvlan(LinkKind):
                                               "mac of its own")
 
     def exportable(self, link: Link, view: ExportView) -> bool:
-        """Its parent shown in the same namespace (a file names no other yet)."""
+        """Its parent shown too."""
         spec = link.spec
-        return isinstance(spec, IpvlanSpec) and spec.link is not None \
-            and spec.mode in MODES and spec.flag in FLAGS \
-            and (link.namespace, spec.link) in view.links
+        return isinstance(spec, IpvlanSpec) and spec.mode in MODES and spec.flag in FLAGS \
+            and parent_shown(link, spec.link, spec.link_netns, view)
 
     def export(self, link: Link, view: ExportView) -> dict[str, Any]:
         spec = link.spec
         assert isinstance(spec, IpvlanSpec)
-        return {PARENT_KEY: spec.link, "ipvlan": {"mode": spec.mode, "flag": spec.flag}}
+        return {PARENT_KEY: parent_export(spec.link, spec.link_netns),
+                "ipvlan": {"mode": spec.mode, "flag": spec.flag}}
 
     def spec_from_record(self, data: Mapping[str, Any]) -> LinkSpec | None:
         ipvlan = data.get("ipvlan")
         if ipvlan is None:
             return None
-        return IpvlanSpec(mode=ipvlan["mode"], flag=ipvlan["flag"], link=data.get("link"))
+        parent, netns = parent_from_record(data.get("link"))
+        return IpvlanSpec(mode=ipvlan["mode"], flag=ipvlan["flag"], link=parent, link_netns=netns)
 
     def create_data(self, link: Link, request: KernelRequest) -> bytes:
         return self._data(link)
@@ -155,10 +169,11 @@ class Ipvlan(LinkKind):
         return parent_attr(spec.link, request)
 
     def parse(self, link: KernelLink) -> LinkSpec | None:
+        parent, netns = kernel_parent(link)
         data = link.info_data
         return IpvlanSpec(mode=_word(MODES, data.get(IFLA_IPVLAN_MODE), DEFAULT_MODE),
                           flag=_word(FLAGS, data.get(IFLA_IPVLAN_FLAGS), DEFAULT_FLAG),
-                          link=parent_name(link))
+                          link=parent, link_netns=netns)
 
     def reaches_sibling(self, link: Link, other: Link) -> bool:
         """bridge flag: ipvlans of one parent talk directly (in l3 too: the parent routes
@@ -171,7 +186,7 @@ class Ipvlan(LinkKind):
         if not isinstance(spec, IpvlanSpec):
             return NAME
         flag = "" if spec.flag == DEFAULT_FLAG else f" {spec.flag}"
-        return f"ipvlan {spec.mode}{flag} on {spec.link or '?'}"
+        return f"ipvlan {spec.mode}{flag} on {parent_label(spec.link, spec.link_netns)}"
 
 
 KIND = Ipvlan()

@@ -24,8 +24,15 @@ from netdecl.links.base import (
     KernelRequest,
     LinkKind,
     check_parent,
+    file_parent,
+    kernel_parent,
     parent_attr,
-    parent_name,
+    parent_elsewhere,
+    parent_export,
+    parent_from_record,
+    parent_label,
+    parent_shown,
+    parent_value,
 )
 from netdecl.model import Link, LinkSpec
 from netdecl.nlattr import as_mac, as_u32, attr, attr_u32, each_attr, nested
@@ -49,11 +56,13 @@ class MacvlanSpec(LinkSpec):
                                           "macvlan": "macvlan mode changed"}
 
     mode: str = DEFAULT_MODE
-    link: str | None = None  # the parent, in the macvlan's namespace; None: elsewhere or gone
+    link: str | None = None  # the parent; None: gone
+    link_netns: str | None = None  # the parent's namespace when not the link's own
     macs: tuple[str, ...] | None = None  # source mode's MACs, sorted; None in other modes
 
     def flat(self) -> dict[str, Any]:
-        return {"link": self.link, "macvlan": {"mode": self.mode}, "macs": self.macs}
+        return {"link": parent_value(self.link, self.link_netns), "macvlan": {"mode": self.mode},
+                "macs": self.macs}
 
     def flat_json(self) -> dict[str, Any]:
         """Records keep the MAC list only in source mode (older records read the same)."""
@@ -65,7 +74,10 @@ class MacvlanSpec(LinkSpec):
         return flat
 
     def uses(self) -> tuple[str, ...]:
-        return (self.link,) if self.link else ()
+        return (self.link,) if self.link and self.link_netns is None else ()
+
+    def uses_elsewhere(self) -> tuple[tuple[str, str], ...]:
+        return parent_elsewhere(self.link, self.link_netns)
 
 
 class Macvlan(LinkKind):
@@ -93,11 +105,12 @@ class Macvlan(LinkKind):
 
     def specs(self, ends: Sequence[End]) -> list[LinkSpec | None]:
         entry = ends[0].entry
+        parent, netns = file_parent(ends[0].namespace, entry[PARENT_KEY])
         settings = entry.get("macvlan") or {}
         mode = settings.get("mode", DEFAULT_MODE)
         macs = tuple(sorted(m.lower() for m in settings.get("macs", []))) if mode == SOURCE \
             else None
-        return [MacvlanSpec(mode=mode, link=entry[PARENT_KEY], macs=macs)]
+        return [MacvlanSpec(mode=mode, link=parent, link_netns=netns, macs=macs)]
 
     def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
         for end in ends:
@@ -116,10 +129,10 @@ class Macvlan(LinkKind):
                           "a bridge port (make it on the bridge)")
 
     def exportable(self, link: Link, view: ExportView) -> bool:
-        """Its parent shown in the same namespace (a file names no other yet)."""
+        """Its parent shown too."""
         spec = link.spec
-        return isinstance(spec, MacvlanSpec) and spec.link is not None \
-            and spec.mode in MODES and (link.namespace, spec.link) in view.links
+        return isinstance(spec, MacvlanSpec) and spec.mode in MODES \
+            and parent_shown(link, spec.link, spec.link_netns, view)
 
     def export(self, link: Link, view: ExportView) -> dict[str, Any]:
         spec = link.spec
@@ -127,14 +140,15 @@ class Macvlan(LinkKind):
         settings: dict[str, Any] = {"mode": spec.mode}
         if spec.macs:
             settings["macs"] = list(spec.macs)
-        return {PARENT_KEY: spec.link, "macvlan": settings}
+        return {PARENT_KEY: parent_export(spec.link, spec.link_netns), "macvlan": settings}
 
     def spec_from_record(self, data: Mapping[str, Any]) -> LinkSpec | None:
         macvlan = data.get("macvlan")
         if macvlan is None:
             return None
+        parent, netns = parent_from_record(data.get("link"))
         macs = data.get("macs")
-        return MacvlanSpec(mode=macvlan["mode"], link=data.get("link"),
+        return MacvlanSpec(mode=macvlan["mode"], link=parent, link_netns=netns,
                            macs=tuple(macs) if macs is not None else None)
 
     def create_data(self, link: Link, request: KernelRequest) -> bytes:
@@ -164,6 +178,7 @@ class Macvlan(LinkKind):
         return parent_attr(spec.link, request)
 
     def parse(self, link: KernelLink) -> LinkSpec | None:
+        parent, netns = kernel_parent(link)
         number = as_u32(link.info_data.get(IFLA_MACVLAN_MODE))
         # a mode netdecl does not write (source) reads as its number: never equal to a file's
         mode = _BY_NUMBER.get(number, str(number)) if number is not None else DEFAULT_MODE
@@ -172,7 +187,7 @@ class Macvlan(LinkKind):
             found = link.info_data.get(IFLA_MACVLAN_MACADDR_DATA) or b""
             macs = tuple(sorted(mac for kind, raw in each_attr(found)
                                 if kind == IFLA_MACVLAN_MACADDR and (mac := as_mac(raw))))
-        return MacvlanSpec(mode=mode, link=parent_name(link), macs=macs)
+        return MacvlanSpec(mode=mode, link=parent, link_netns=netns, macs=macs)
 
     def reaches_sibling(self, link: Link, other: Link) -> bool:
         """Bridge mode: macvlans of one parent talk directly; in the other modes the frame
@@ -184,7 +199,7 @@ class Macvlan(LinkKind):
         spec = link.spec
         if not isinstance(spec, MacvlanSpec):
             return NAME
-        return f"macvlan {spec.mode} on {spec.link or '?'}"
+        return f"macvlan {spec.mode} on {parent_label(spec.link, spec.link_netns)}"
 
 
 KIND = Macvlan()

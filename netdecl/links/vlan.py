@@ -21,8 +21,15 @@ from netdecl.links.base import (
     KernelRequest,
     LinkKind,
     check_parent,
+    file_parent,
+    kernel_parent,
     parent_attr,
-    parent_name,
+    parent_elsewhere,
+    parent_export,
+    parent_from_record,
+    parent_label,
+    parent_shown,
+    parent_value,
 )
 from netdecl.model import Link, LinkSpec
 from netdecl.nlattr import attr
@@ -46,13 +53,18 @@ class VlanSpec(LinkSpec):
 
     id: int = 0
     protocol: str = DEFAULT_PROTOCOL
-    link: str | None = None  # the parent, in the VLAN's namespace; None: elsewhere or gone
+    link: str | None = None  # the parent; None: gone
+    link_netns: str | None = None  # the parent's namespace when not the link's own
 
     def flat(self) -> dict[str, Any]:
-        return {"link": self.link, "vlan": {"id": self.id, "protocol": self.protocol}}
+        return {"link": parent_value(self.link, self.link_netns),
+                "vlan": {"id": self.id, "protocol": self.protocol}}
 
     def uses(self) -> tuple[str, ...]:
-        return (self.link,) if self.link else ()
+        return (self.link,) if self.link and self.link_netns is None else ()
+
+    def uses_elsewhere(self) -> tuple[tuple[str, str], ...]:
+        return parent_elsewhere(self.link, self.link_netns)
 
 
 class Vlan(LinkKind):
@@ -77,9 +89,10 @@ class Vlan(LinkKind):
 
     def specs(self, ends: Sequence[End]) -> list[LinkSpec | None]:
         entry = ends[0].entry
+        parent, netns = file_parent(ends[0].namespace, entry[PARENT_KEY])
         vlan = entry["vlan"]
         return [VlanSpec(id=int(vlan["id"]), protocol=vlan.get("protocol", DEFAULT_PROTOCOL),
-                         link=entry[PARENT_KEY])]
+                         link=parent, link_netns=netns)]
 
     def check(self, ctx: FileCheck, ends: Sequence[End]) -> None:
         # the kernel refuses a second VLAN of one id and protocol on one parent (EEXIST)
@@ -93,17 +106,16 @@ class Vlan(LinkKind):
             if not isinstance(vid, int) or isinstance(vid, bool) or not isinstance(protocol,
                                                                                    str):
                 continue  # the schema says what is wrong
-            other = seen.setdefault((end.namespace, parent.name, protocol, vid), end.name)
+            other = seen.setdefault((parent.namespace, parent.name, protocol, vid), end.name)
             if other != end.name:
                 ctx.error((*end.path, "vlan", "id"),
                           f"vlan id {vid} is already used by {ctx.quoted(other)} on "
                           f"{ctx.quoted(parent.name)}")
 
     def exportable(self, link: Link, view: ExportView) -> bool:
-        """Its parent shown in the same namespace (a file names no other yet)."""
+        """Its parent shown too."""
         spec = link.spec
-        return isinstance(spec, VlanSpec) and spec.link is not None \
-            and (link.namespace, spec.link) in view.links
+        return isinstance(spec, VlanSpec) and parent_shown(link, spec.link, spec.link_netns, view)
 
     def export(self, link: Link, view: ExportView) -> dict[str, Any]:
         spec = link.spec
@@ -111,13 +123,15 @@ class Vlan(LinkKind):
         vlan: dict[str, Any] = {"id": spec.id}
         if spec.protocol != DEFAULT_PROTOCOL:
             vlan["protocol"] = spec.protocol
-        return {PARENT_KEY: spec.link, "vlan": vlan}
+        return {PARENT_KEY: parent_export(spec.link, spec.link_netns), "vlan": vlan}
 
     def spec_from_record(self, data: Mapping[str, Any]) -> LinkSpec | None:
         vlan = data.get("vlan")
         if vlan is None:
             return None
-        return VlanSpec(id=int(vlan["id"]), protocol=vlan["protocol"], link=data.get("link"))
+        parent, netns = parent_from_record(data.get("link"))
+        return VlanSpec(id=int(vlan["id"]), protocol=vlan["protocol"], link=parent,
+                        link_netns=netns)
 
     def create_data(self, link: Link, request: KernelRequest) -> bytes:
         spec = link.spec
@@ -131,19 +145,20 @@ class Vlan(LinkKind):
         return parent_attr(spec.link, request)
 
     def parse(self, link: KernelLink) -> LinkSpec | None:
+        parent, netns = kernel_parent(link)
         data = link.info_data
         vid, ethertype = data.get(IFLA_VLAN_ID), data.get(IFLA_VLAN_PROTOCOL)
         protocol = (_BY_ETHERTYPE.get(_BE16.unpack_from(ethertype)[0], "unknown") if ethertype
                     else DEFAULT_PROTOCOL)
         return VlanSpec(id=_U16.unpack_from(vid)[0] if vid else 0, protocol=protocol,
-                        link=parent_name(link))
+                        link=parent, link_netns=netns)
 
     def label(self, link: Link) -> str:
         spec = link.spec
         if not isinstance(spec, VlanSpec):
             return NAME
         tag = "" if spec.protocol == DEFAULT_PROTOCOL else f" {spec.protocol}"
-        return f"vlan {spec.id}{tag} on {spec.link or '?'}"
+        return f"vlan {spec.id}{tag} on {parent_label(spec.link, spec.link_netns)}"
 
 
 KIND = Vlan()

@@ -72,6 +72,8 @@ def edges(topo: Topology) -> list[Edge]:
         if kind is not None and kind.parented and link.spec is not None:
             out.extend(Edge((link.namespace, parent), key, "on", "on")
                        for parent in link.spec.uses() if (link.namespace, parent) in links)
+            out.extend(Edge(parent, key, "on", "on")
+                       for parent in link.spec.uses_elsewhere() if parent in links)
     for key, link in links.items():
         kind = link_kind(link.kind)
         for other_key, label in kind.tunnels(key, link, links, topo) if kind else ():

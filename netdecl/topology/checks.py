@@ -151,6 +151,8 @@ class Context:
     external_namespaces: set[str] = field(default_factory=set)
     # the routing tables declared links own (a VRF's): what ``table:`` may name
     tables: NamedTables = field(default_factory=dict)
+    # (namespace, name) of a host's link an entry moves away -> what moves it (host-device)
+    moved: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -175,6 +177,9 @@ class Context:
         if problem:
             self.error(path, problem)
         return problem is None
+
+    def moved_away(self, namespace: str, name: str) -> str | None:
+        return self.moved.get((namespace, name))
 
     def warn(self, path: Path, message: str) -> None:
         line, col = self.doc.value_pos(path)
@@ -259,6 +264,10 @@ def collect(ctx: Context) -> None:
         for end in kind.ends(item, entry_namespace(item), path):
             ctx.links.append(LinkDecl(end.namespace, end.name, kind.name, end.path,
                                       dict(end.entry)))
+        moved = kind.moves(item)
+        if moved is not None:
+            ctx.moved.setdefault(moved, f"{kind.name} {quoted(str(item.get('name')))} moves it "
+                                        f"into namespace {entry_namespace(item) or 'root'}")
     ctx.external_namespaces = {d.namespace for d in ctx.links
                                if (k := link_kind(d.kind)) is not None and not k.made}
     for decl in ctx.links:

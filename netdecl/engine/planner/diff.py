@@ -317,8 +317,10 @@ def _made_again_with_parent(d: _Diff, desired_links: list[Link], deleted: set[Ke
         for want in sorted(desired_links, key=lambda link: link.key):
             if want.key in d.rebuilt_links or want.spec is None or want.peer is not None:
                 continue
-            lost = next((name for name in want.spec.uses()
-                         if ("link", want.namespace, name) in d.rebuilt_links), None)
+            parents = [(want.namespace, name) for name in want.spec.uses()]
+            parents += want.spec.uses_elsewhere()
+            lost = next((qualify(*key) for key in parents
+                         if ("link", *key) in d.rebuilt_links), None)
             now = d.observed.get(want.key)
             if lost is None or not isinstance(now, Link) or not _owned(d, now):
                 continue  # (one not ours is a conflict already)
@@ -326,7 +328,7 @@ def _made_again_with_parent(d: _Diff, desired_links: list[Link], deleted: set[Ke
             deleted.add(now.key)
             d.rebuilt_links.add(want.key)
             d.add(Action(REPLACE, want.key, before=now, after=want, why=Reason.RECREATE,
-                         detail=f"made on {qualify(want.namespace, lost)}, which is made again"))
+                         detail=f"made on {lost}, which is made again"))
             found = True
 
 

@@ -105,6 +105,10 @@ def _build_deps(action: Action, by_key: dict[Key, int]) -> list[Dep]:
                     after_action(("link", end.namespace, end.master))
                 for used in end.spec.uses() if end.spec is not None else ():
                     after_action(("link", end.namespace, used))
+                for used_ns, used in end.spec.uses_elsewhere() if end.spec is not None else ():
+                    after_action(("namespace", used_ns))  # made there first
+                    after_action(("link", used_ns, used))
+                    after_action(("external", used_ns, used))
             elif isinstance(end, ExternalLink):  # the host's NIC made a port of our bridge
                 deps.append((("start",), ("links-ready", end.namespace)))
                 if end.master:

@@ -173,6 +173,9 @@ def check_object(obj: NetObject) -> NetObject:
             link_name(obj.peer[1])
         for used in obj.spec.uses() if obj.spec is not None else ():
             link_name(used)
+        for used_ns, used in obj.spec.uses_elsewhere() if obj.spec is not None else ():
+            namespace(used_ns)
+            link_name(used)
         for entry in obj.vlans or ():
             if not (len(entry) == 3 and isinstance(entry[0], int)
                     and not isinstance(entry[0], bool) and 1 <= entry[0] <= 4094
