@@ -122,7 +122,9 @@ _LINK_DROP = {"ifindex", "link_index", "link_netnsid", "link", "address", "opers
               "ifalias", "stats", "stats64", "addr_info", "perm_address", "altnames"}
 # flags that follow the carrier, not the configuration
 _FLAG_DROP = {"LOWER_UP", "NO-CARRIER", "M-DOWN"}
-_ADDR_DROP = {"tentative", "dadfailed", "optimistic"}
+# DAD's moment; and nodad: netdecl adds its IPv6 addresses without duplicate address detection
+# on purpose (usable at once, backends/netlink.py says why), the plugins let the kernel run it
+_ADDR_DROP = {"tentative", "dadfailed", "optimistic", "nodad"}
 _ROUTE_DROP = {"expires", "cacheinfo"}
 _ROUTE_FLAGS_DROP = {"linkdown"}
 # read-only per-link sysctls that count rather than configure
@@ -190,6 +192,11 @@ def normalise(raw: dict[str, Any], *, macs: Collection[str] = ()) -> dict[str, A
                 entry["address"] = "the parent's"
             else:
                 entry["address"] = "its own"
+            if link.get("qdisc") == "noqueue":
+                # the length of a queue the link does not have (IFF_NO_QUEUE): the plugins
+                # make their links with 0 (Go's zero value in the request), netdecl leaves the
+                # kernel's 1000; it only matters as the limit of a qdisc added later
+                entry.pop("txqlen", None)
             entry["sysctl"] = {k: v for k, v in data["sysctl"].get(link["ifname"], {}).items()
                                if k not in _SYSCTL_DROP}
             links[link["ifname"]] = entry
@@ -207,6 +214,11 @@ def normalise(raw: dict[str, Any], *, macs: Collection[str] = ()) -> dict[str, A
                 if _link_local(route.get("dst")):
                     continue  # the local route of a link-local address
                 entry = {k: v for k, v in route.items() if k not in _ROUTE_DROP}
+                if entry.get("protocol") != "kernel":
+                    # who added the route, not what it is: netdecl marks its own routes with
+                    # a protocol number of its own (211), the plugins leave boot's; whether
+                    # the kernel made it (a prefix route) is kept
+                    entry.pop("protocol", None)
                 entry["family"] = family
                 entry["flags"] = sorted(set(route.get("flags", [])) - _ROUTE_FLAGS_DROP)
                 entry.setdefault("table", "main")
@@ -230,4 +242,9 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
             else:
                 found += differences(a[key], b[key], f"{path}/{key}")
         return found
+    if isinstance(a, list) and isinstance(b, list) and a != b and all(
+            isinstance(item, dict) for item in a + b):
+        return ([f"{path}: only in the first: {item!r}" for item in a if item not in b]
+                + [f"{path}: only in the second: {item!r}" for item in b if item not in a]
+                or [f"{path}: the same items in another order"])
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]

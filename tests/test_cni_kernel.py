@@ -171,7 +171,8 @@ def test_netdecl_builds_what_the_cni_plugin_builds(host, tmp_path: Path, name: s
         assert applied.returncode == 0, applied.stdout + applied.stderr
 
         cni, ours = state(host), state(nd)
-        assert differences(ours, cni) == [], json.dumps(cni, indent=1)
+        found = differences(ours, cni)
+        assert found == [], "netdecl's build (first) and the plugins' differ:\n" + "\n".join(found)
         assert traffic(host, case) == list(case.traffic)
         assert traffic(nd, case) == list(case.traffic)
         plan = nd.netdecl("plan", "--detailed-exitcode", *args, topology)
