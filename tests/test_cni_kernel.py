@@ -148,7 +148,13 @@ def traffic(host: HermeticHost, case: Case) -> list[tuple[str, str, str, bool]]:
     return seen
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# netdecl has no kind host-device yet (issue 24; branch hostdev is building it): the file
+# fails to validate, so apply exits 3 before anything is built
+NO_HOST_DEVICE = pytest.mark.xfail(strict=True, reason="netdecl has no kind: host-device yet")
+KNOWN = {"host-device": NO_HOST_DEVICE}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=KNOWN.get(n, ())) for n in sorted(CASES)])
 def test_netdecl_builds_what_the_cni_plugin_builds(host, tmp_path: Path, name: str) -> None:
     case = CASES[name]
     (tmp_path / "cache").mkdir()

@@ -141,10 +141,10 @@ def state(run: LabRun, step: str, name: str) -> dict[str, Any]:
 def test_netdecl_builds_what_the_cni_plugin_builds(run: LabRun, case: str) -> None:
     run[f"cni-{case}"].ok()
     run[f"netdecl-{case}"].ok()
-    before = state(run, f"cni-{case}", "before.json")
-    assert differences(state(run, f"netdecl-{case}", "before.json"), before) == []
-    found = differences(state(run, f"netdecl-{case}", "built.json"),
-                        state(run, f"cni-{case}", "built.json"))
+    before = state(run, f"cni-{case}", "before")
+    assert differences(state(run, f"netdecl-{case}", "before"), before) == []
+    found = differences(state(run, f"netdecl-{case}", "built"),
+                        state(run, f"cni-{case}", "built"))
     assert found == [], "netdecl's build (first) and the plugins' differ:\n" + "\n".join(found)
 
 
@@ -159,9 +159,9 @@ def test_the_same_traffic_goes_through_both(run: LabRun, case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_del_and_destroy_leave_the_nics_alone(run: LabRun, case: str) -> None:
-    before = state(run, f"cni-{case}", "before.json")
+    before = state(run, f"cni-{case}", "before")
     for side in ("cni", "netdecl"):
-        assert differences(state(run, f"{side}-{case}", "after.json"), before) == [], side
+        assert differences(state(run, f"{side}-{case}", "after"), before) == [], side
     # DEL left each container's namespace with its lo only, for the runtime to remove
     for i in range(len(CASES[case][2])):
         left = run[f"cni-{case}"].json[f"left-c{i + 1}"]

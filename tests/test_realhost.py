@@ -247,7 +247,9 @@ NEEDS_NIC = {"host-a.yaml": "192.168.117.207", "host-b.yaml": "192.168.117.208",
 # tries to make as an FDB entry of its own and fails to verify
 MACVLAN_FDB = pytest.mark.xfail(strict=True, reason="show exports a macvlan's MAC in its "
                                 "parent's FDB as a static entry")
-KNOWN = {"cni-macvlan.yaml": MACVLAN_FDB, "cni-tuning.yaml": MACVLAN_FDB}
+KNOWN = {"cni-macvlan.yaml": MACVLAN_FDB, "cni-tuning.yaml": MACVLAN_FDB,
+         "cni-host-device.yaml": pytest.mark.xfail(
+             strict=True, reason="netdecl has no kind: host-device yet (issue 24)")}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=KNOWN.get(n, ())) for n in SHIPPED])
