@@ -167,6 +167,11 @@ class LinkSpec:
         loss takes this link along (a VXLAN's underlay device)."""
         return ()
 
+    def given_back(self) -> dict[str, Any] | None:
+        """What the record keeps of a link netdecl took rather than made, to give it back on
+        delete (a host-device's NIC as it was in the root); None: made, deleted outright."""
+        return None
+
     def uses_elsewhere(self) -> tuple[tuple[str, str], ...]:
         """(namespace, name) of links in another namespace this link is made on (a macvlan on
         the host's NIC, as the CNI plugins make them): created first, their loss takes this

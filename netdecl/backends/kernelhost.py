@@ -61,7 +61,21 @@ def _create_namespace(k: Kernel, ns: Namespace, topology: str, peer: Any, birth:
                        lambda ident: birth.made(ns.key, ident))
 
 
+def _create_link(k: Kernel, link: Link, topology: str, peer: Link | None,
+                 birth: Birth) -> None:
+    kind = link_kind(link.kind)
+    source = kind.taken(link) if kind is not None else None
+    if source is not None:  # a host's link moved in (a host-device), not made
+        k.take_link(link, source, topology, birth)
+    else:
+        k.create_link(link, topology, peer, birth)
+
+
 def _delete_link(k: Kernel, link: Link, topology: str, peer: Link | None) -> None:
+    back = link.spec.given_back() if link.spec is not None else None
+    if back is not None:  # a host's link taken (a host-device): given back, never deleted
+        k.give_back(link, back)
+        return
     ends = [end for end in (link, peer) if end is not None]
     living = [end for end in ends if not k.deleted_namespace(end.namespace)]
     if len(living) < len(ends):
@@ -192,7 +206,7 @@ WRITERS: dict[str, _Writer] = {
         delete=lambda k, o, t, p: k.delete_namespace(o.namespace, o.ident),
         modify=_no_modify("namespace")),
     "link": _Writer(
-        create=lambda k, o, t, p, b: k.create_link(o, t, p, b),
+        create=_create_link,
         delete=_delete_link,
         modify=lambda k, b, a, c, t, _: k.configure_link(a, t, changes=c.keys())),
     "external": _Writer(

@@ -13,7 +13,7 @@ import ipaddress
 import os
 import secrets
 import socket
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from netdecl.backends import namespaces, rtnl, tundev
@@ -664,6 +664,53 @@ class Kernel:
             cache = self._index_cache.setdefault(end.namespace, {})
             cache.pop(temp, None)
             cache[end.name] = index
+
+    def take_link(self, link: Link, source: tuple[str, str], topology: str,
+                  birth: Birth) -> None:
+        """Move the host's link ``source`` (namespace, name) into ``link``'s namespace and make
+        it ``link`` there (a host-device): moved under the temporary name ``birth`` says, its
+        identity reported, then named, marked and configured as a link just made is."""
+        what = f"move {source[1]} from {source[0] or 'root'} into {link.describe()}"
+        temp = temp_link_name(birth.secret, 0)
+        index = self.index_of(*source)
+        fd = os.open(namespaces.netns_path(link.namespace), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._raw_call(source[0], what, "move_link", index, fd, temp)
+        finally:
+            os.close(fd)
+        self._index_cache.get(source[0], {}).pop(source[1], None)
+        self._nsid_probed.clear()
+        self._index_cache.get(link.namespace, {}).pop(link.name, None)
+        index = self.index_of(link.namespace, temp)  # (the kernel may give it a new index)
+        birth.made(link.key, self.link_identity(link.namespace, index))
+        self.configure_link(link, topology, fresh=True, index=index)
+        cache = self._index_cache.setdefault(link.namespace, {})
+        cache.pop(temp, None)
+        cache[link.name] = index
+
+    def give_back(self, link: Link, back: Mapping[str, Any]) -> None:
+        """Move a taken link (a host-device's NIC) back to the root under its name from before,
+        with its MTU, alias, addresses and state from before (``back``: its
+        LinkSpec.given_back). The kernel dropped its addresses when it left the root."""
+        device = back["device"]
+        what = f"give {link.describe()} back to the root as {device}"
+        index = link.ifindex if link.ifindex is not None else self.index_of(link.namespace,
+                                                                            link.name)
+        fd = os.open(namespaces.netns_path(ROOT), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._raw_call(link.namespace, what, "move_link", index, fd, device)
+        finally:
+            os.close(fd)
+        self._index_cache.get(link.namespace, {}).pop(link.name, None)
+        self._index_cache.get(ROOT, {}).pop(device, None)
+        self._nsid_probed.clear()
+        root = self.index_of(ROOT, device)
+        self._raw_call(ROOT, what, "set_link", root, mtu=back.get("mtu"),
+                       alias=back.get("alias") or "")
+        for cidr in back.get("addresses") or ():
+            self.add_address(Address(namespace=ROOT, link=device, cidr=cidr), announce=False)
+        if back.get("up"):
+            self._raw_call(ROOT, what, "set_link", root, up=True)
 
     def configure_link(self, link: Link, topology: str, fresh: bool = False,
                        changes: Iterable[str] | None = None, index: int | None = None) -> None:

@@ -62,6 +62,7 @@ from netdecl.nlconst import (
     IFLA_LINKINFO,
     IFLA_MASTER,
     IFLA_MTU,
+    IFLA_NET_NS_FD,
     NETNSA_FD,
     NETNSA_NSID,
     NLM_F_ACK,
@@ -366,6 +367,13 @@ class RtnlSocket:
             # an empty payload, as `ip link set ... alias ""` sends: the kernel frees the
             # alias (a lone NUL would leave an empty one behind, visible in sysfs)
             body += attr(IFLA_IFALIAS, b"")
+        self.call(RTM_NEWLINK, 0, body)
+
+    def move_link(self, index: int, netns_fd: int, name: str) -> None:
+        """Move a link into the namespace of ``netns_fd``, named ``name`` there (one request:
+        do_setlink moves it under the new name, so it never stands there under its old one)."""
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr_str(IFLA_IFNAME, name) \
+            + attr_u32(IFLA_NET_NS_FD, netns_fd)
         self.call(RTM_NEWLINK, 0, body)
 
     def del_link(self, index: int) -> None:

@@ -284,6 +284,8 @@ def rollback_record(record: OwnershipRecord, record_before: OwnershipRecord) -> 
     merged.nat_namespaces |= record_before.nat_namespaces
     for key, value in record_before.sysctl_originals.items():
         merged.sysctl_originals.setdefault(key, value)
+    for key, original in record_before.device_originals.items():
+        merged.device_originals.setdefault(key, original)
     for key, ident in record_before.identities.items():
         # an object may be as it was before the apply, or as the apply (or an earlier
         # rollback) made it: either identity is ours

@@ -80,6 +80,10 @@ def claim(action: Action, record: OwnershipRecord, ticket: Ticket | None = None)
     how = KINDS[action.type].ownership
     _flush_unless_namespace_deletion(action, record)
     ns = action.key[1]
+    if isinstance(action.after, Link) and action.op in (CREATE, REPLACE) and \
+            action.after.spec is not None and (back := action.after.spec.given_back()):
+        # a link taken, not made (a host-device's NIC): what to give back on delete
+        record.device_originals[(ns, action.after.name)] = back
     if how is Ownership.NAMESPACE and action.op in (CREATE, ADOPT):
         record.namespaces.add(ns)
         ident = getattr(action.before, "ident", None)
@@ -166,6 +170,7 @@ def settle(action: Action, record: OwnershipRecord, ticket: Ticket | None = None
         for end in (action.before, action.peer_before):
             if end is not None:
                 record.identities.pop(end.key, None)
+                record.device_originals.pop(end.key[1:], None)  # given back
                 _forget_qdiscs_of(record, end)
     elif how is Ownership.RECORD and action.op == DELETE:
         record.objects.discard(action.key)

@@ -14,6 +14,7 @@ from netdecl.links import (
     external,
     geneve,
     gre,
+    hostdevice,
     ifb,
     iptunnel,
     ipvlan,
@@ -46,6 +47,7 @@ LINK_KINDS: dict[str, LinkKind] = {k.name: k for k in (
     bond.KIND,
     tuntap.TAP_KIND,
     tuntap.TUN_KIND,
+    hostdevice.KIND,
     external.KIND,
 )}
 """name (the file's ``kind:``, the kernel's IFLA_INFO_KIND) -> kind, in the schema's order."""

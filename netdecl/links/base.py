@@ -96,14 +96,18 @@ PARENT_SCHEMA: dict[str, Any] = {
                    "in another one, as a veth's peer reads (the link is made beside its "
                    "parent and moved into its own namespace, as the CNI plugins do). A link "
                    "of the file, or the host's NIC declared as kind: external.",
-    "oneOf": [
-        {"$ref": "#/$defs/ifname"},
-        {"type": "object", "additionalProperties": False, "required": ["name"],
-         "properties": {
-             "name": {"$ref": "#/$defs/ifname"},
-             "namespace": {"$ref": "#/$defs/namespace", "description": "Namespace the parent "
-                           "lives in; omitted means the root (host) namespace."}}},
-    ],
+    # one schema for both forms, not a oneOf: each keyword applies to its own type, so an
+    # error says what is wrong in the form written (a bad name, an unknown key)
+    "type": ["string", "object"],
+    "title": "an interface name, or a mapping {name: ..., namespace: ...}",
+    "pattern": "^(?!\\.\\.?$)[A-Za-z0-9_.-]{1,15}$(?!\\n)",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"$ref": "#/$defs/ifname"},
+        "namespace": {"$ref": "#/$defs/namespace", "description": "Namespace the parent "
+                      "lives in; omitted means the root (host) namespace."},
+    },
 }
 
 
@@ -293,6 +297,9 @@ class LinkKind:
     described: ClassVar[str] = ""
     # netdecl makes and deletes links of this kind (external: the host's own, never)
     made: ClassVar[bool] = True
+    # made of a link the host owns, taken and given back (a host-device's NIC: ``taken``),
+    # not made by the kernel: no module to load
+    takes: ClassVar[bool] = False
     # why a key the schema refuses on this kind is refused, when that is the kind's nature
     refuses_because: ClassVar[str] = ""
     # other links join it with ``master:`` (a bridge)
@@ -357,6 +364,21 @@ class LinkKind:
         """(namespace, name) of the host's link an (unvalidated) entry of this kind moves
         away while the topology exists (a host-device's NIC), else None."""
         return None
+
+    def taken(self, link: Link) -> tuple[str, str] | None:
+        """(namespace, name) of the host's link that ``link`` is made of (a host-device's
+        NIC, moved in), else None: the plan reads it there before it is taken."""
+        return None
+
+    def before_taken(self, link: Link, found: Link, addresses: Sequence[str]) -> Link:
+        """``link`` knowing what it gives back: ``found`` (the host's link it takes) and
+        ``addresses`` on it, as observed before."""
+        return link
+
+    def as_kept(self, link: Link, kept: Mapping[str, Any]) -> Link:
+        """An observed ``link`` that the record says was taken (``kept``: its
+        LinkSpec.given_back), as this kind."""
+        return link
 
     def routing_table(self, entry: Mapping[str, Any]) -> int | None:
         """The routing table a link of this kind owns (a VRF's), from its (unvalidated) file

@@ -99,6 +99,7 @@ def diff(desired: Topology, observed: Topology, record: OwnershipRecord,
         adoption = Adoption.of(desired, observed, record)
         adopted, observed, record = adoption.actions, adoption.observed, adoption.record
         not_adopted = adoption.refused
+    observed = _as_kept(observed, record)
     impostors = _impostor_namespaces(desired, observed, record)
     d = _Diff(_without(desired, impostors), _without(observed, impostors), record,
               not_adopted=not_adopted)
@@ -142,6 +143,47 @@ def _impostor_namespaces(desired: Topology, observed: Topology,
     ours = {ns.namespace for ns in desired.of_type(Namespace)} | record.namespaces
     return {ns.namespace for ns in observed.of_type(Namespace)
             if ns.namespace in ours and not owns(ns, observed, record)}
+
+
+def _as_kept(observed: Topology, record: OwnershipRecord) -> Topology:
+    """``observed`` with the links the record says were taken, not made (a host-device's
+    NIC, which the kernel reports as whatever it is), as their kind, knowing what they give
+    back."""
+    taken: dict[Key, Link] = {}
+    for (ns, name), kept in record.device_originals.items():
+        found, kind = observed.get(("link", ns, name)), link_kind(kept.get("kind"))
+        if isinstance(found, Link) and kind is not None:
+            taken[found.key] = kind.as_kept(found, kept)
+    if not taken:
+        return observed
+    out = Topology(name=observed.name, probes=observed.probes, positions=observed.positions,
+                   warnings=observed.warnings)
+    out.extend(taken.get(o.key, o) for o in observed.objects.values())
+    return out
+
+
+def _taken(d: _Diff, want: Link) -> Link | None:
+    """``want``, knowing what it gives back when it is made of a host's link (a host-device:
+    read from the observed root before the move); None after a conflict when that link is
+    not there to take."""
+    kind = link_kind(want.kind)
+    source = kind.taken(want) if kind is not None else None
+    if kind is None or source is None:
+        return want
+    found = d.observed.get(("link", *source))
+    if not isinstance(found, Link):
+        d.conflict(want.key, f"{qualify(*source) or source[1]} is not in namespace "
+                             f"{ns_label(source[0])}: there is no such link to move into "
+                             f"{ns_label(want.namespace)} as {want.name}")
+        return None
+    if found.owner:
+        d.conflict(want.key, f"{qualify(*source)} was made by netdecl (topology "
+                             f"{found.owner}): a {want.kind} moves a link the host owns")
+        return None
+    addresses = [a.cidr for a in d.observed.of_type(Address)
+                 if a.namespace == source[0] and a.link == source[1]
+                 and not a.cidr.lower().startswith("fe80:")]
+    return kind.before_taken(want, found, addresses)
 
 
 def _without(topology: Topology, impostors: set[str]) -> Topology:
@@ -265,10 +307,16 @@ def _links(d: _Diff, kind: Kind) -> None:
                 d.conflict(theirs.key, _foreign_message(d, theirs))
             continue
         if all(o is None for o in observed_ends):
+            taken = _taken(d, want)
+            if taken is None:
+                continue
             d.rebuilt_links.update(e.key for e in ends)
-            d.add(Action(CREATE, want.key, after=want, peer_after=peer_want))
+            d.add(Action(CREATE, want.key, after=taken, peer_after=peer_want))
             continue
         if _needs_replace(ends, observed_ends):
+            taken = _taken(d, want)  # (another NIC for a host-device: read before it moves)
+            if taken is None:
+                continue
             for old in observed_ends:
                 if old is not None:
                     assert isinstance(old, Link)
@@ -280,7 +328,7 @@ def _links(d: _Diff, kind: Kind) -> None:
             d.rebuilt_links.update(e.key for e in ends)
             before = observed_ends[0] or observed_ends[-1]
             assert isinstance(before, Link)
-            d.add(Action(REPLACE, want.key, before=before, after=want,
+            d.add(Action(REPLACE, want.key, before=before, after=taken,
                          peer_before=observed_ends[1] if len(observed_ends) > 1 else None,
                          peer_after=peer_want, why=Reason.RECREATE,
                          detail=_replace_reason(ends, observed_ends)))

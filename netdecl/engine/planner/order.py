@@ -146,6 +146,12 @@ def _teardown_deps(action: Action, by_key: dict[Key, int]) -> list[Dep]:
         return [(("leaves-gone", ns), ("addrs-gone", ns))]
     if stage == Stage.LINK:
         deps: list[Dep] = []
+        before = action.before
+        if isinstance(before, Link) and before.spec is not None and before.spec.given_back():
+            # a host's link taken (a host-device's NIC) goes back before its namespace
+            # does: the kernel would delete a veth with it, and give a NIC back under the
+            # name it has there
+            return [(("leaves-gone", ns), ("taken-back", ns)), (("addrs-gone", ns), None)]
         for name in _ns_of_ends(action):
             deps.append((("leaves-gone", name), ("links-gone", name)))
             deps.append((("addrs-gone", name), None))
@@ -159,4 +165,4 @@ def _teardown_deps(action: Action, by_key: dict[Key, int]) -> list[Dep]:
         return deps
     # namespace: after the addresses and leaves in it (the planner leaves those to the
     # namespace anyway), before its links (above)
-    return [(("addrs-gone", ns), None), (("leaves-gone", ns), None)]
+    return [(("addrs-gone", ns), None), (("leaves-gone", ns), None), (("taken-back", ns), None)]

@@ -14,6 +14,7 @@ claimed name whose identity differs is someone else's.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ class OwnershipRecord:
     # (namespace, link, direction) -> the qdisc there before netdecl first replaced it, as
     # netdecl/tc/qdiscs.py original_of writes it ("default": the kernel's own)
     qdisc_originals: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # (namespace, name) of a host-device -> the NIC as it was in the root before netdecl
+    # moved it (links/hostdevice.Original.to_json): what destroy and rollback give back
+    device_originals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     # not saved: sysctls other topologies manage, with the originals their records keep.
     # Two topologies may both want net.ipv4.ip_forward=1; the value from before netdecl must
     # survive until the last of them lets go, so only that one restores it.
@@ -97,6 +101,8 @@ class OwnershipRecord:
             del self.link_originals[attr]
         for qdisc in [key for key in self.qdisc_originals if key[0] in gone]:
             del self.qdisc_originals[qdisc]
+        for device in [key for key in self.device_originals if key[0] in gone]:
+            del self.device_originals[device]
 
     def is_empty(self) -> bool:
         self.flush()
@@ -104,7 +110,7 @@ class OwnershipRecord:
         # links has nothing else in its record)
         return not (self.namespaces or self.objects or self.sysctl_originals
                     or self.nat_namespaces or self.link_originals or self.identities
-                    or self.qdisc_originals)
+                    or self.qdisc_originals or self.device_originals)
 
     def to_json(self) -> dict[str, Any]:
         self.flush()
@@ -123,6 +129,9 @@ class OwnershipRecord:
             **({"qdisc_originals": [[ns, link, direction, value] for (ns, link, direction), value
                                     in sorted(self.qdisc_originals.items())]}
                if self.qdisc_originals else {}),
+            **({"device_originals": [[ns, name, value] for (ns, name), value
+                                     in sorted(self.device_originals.items())]}
+               if self.device_originals else {}),
         }
 
     @classmethod
@@ -140,6 +149,8 @@ class OwnershipRecord:
                         for entry in data.get("identities", [])},
             qdisc_originals={(ns, link, direction): value for ns, link, direction, value
                              in data.get("qdisc_originals", [])},
+            device_originals={(ns, name): value
+                              for ns, name, value in data.get("device_originals", [])},
             legacy="identities" not in data,
         )
 
@@ -237,7 +248,8 @@ def record_shape(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != 1:
         raise TypeError("not a format 1 record")
     for field_name in ("namespaces", "objects", "sysctl_originals", "nat_namespaces",
-                       "link_originals", "identities", "qdisc_originals"):
+                       "link_originals", "identities", "qdisc_originals",
+                       "device_originals"):
         if not isinstance(data.get(field_name, []), list):
             raise TypeError(f"{field_name} is not a list")
     for entry in data.get("sysctl_originals", []):
@@ -250,6 +262,9 @@ def record_shape(data: Any) -> dict[str, Any]:
         if not (isinstance(entry, list) and len(entry) == 4
                 and all(isinstance(part, str) for part in entry)):
             raise TypeError("a qdisc original is not [namespace, link, direction, qdisc]")
+    for entry in data.get("device_originals", []):
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], dict)):
+            raise TypeError("a device original is not [namespace, name, {device...}]")
     for entry in data.get("identities", []):
         if not (isinstance(entry, list) and len(entry) >= 3):
             raise TypeError("an identity is not [key..., identity]")
@@ -294,8 +309,34 @@ def validated(record: OwnershipRecord, topology: str) -> OwnershipRecord:
         except ValueError as exc:
             raise Untrusted(f"qdisc original of {link} is not one netdecl keeps: {exc}") \
                 from None
+    for (ns, name), value in record.device_originals.items():
+        untrusted.namespace(ns)
+        untrusted.link_name(name)
+        _device_original(name, value)
     for (ns, name), value in record.sysctl_originals.items():
         untrusted.namespace(ns)
         untrusted.sysctl_name(name)
         untrusted.sysctl_value(value)
     return record
+
+
+def _device_original(name: str, value: dict[str, Any]) -> None:
+    """A host-device's original (links/hostdevice.Original.to_json) if every part passes the
+    loader's rules: it names the link and addresses destroy writes back."""
+    if set(value) - {"kind", "device", "mtu", "up", "alias", "addresses"}:
+        raise Untrusted(f"device original of {name} has keys netdecl does not keep")
+    untrusted.link_name(value.get("device"))
+    if not _LINK_ORIGINALS["mtu"](value.get("mtu")) or \
+            not isinstance(value.get("up", False), bool):
+        raise Untrusted(f"device original of {name}: mtu or up is not one netdecl keeps")
+    alias = value.get("alias")
+    if alias is not None and (not isinstance(alias, str) or not alias.isprintable()):
+        raise Untrusted(f"device original of {name}: alias {alias!r} is not printable text")
+    addresses = value.get("addresses", [])
+    if not isinstance(addresses, list):
+        raise Untrusted(f"device original of {name}: addresses are not a list")
+    for cidr in addresses:
+        try:
+            ipaddress.ip_interface(cidr)
+        except (TypeError, ValueError):
+            raise Untrusted(f"device original of {name}: {cidr!r} is no address") from None
