@@ -233,12 +233,28 @@ IN_THE_LAB = {"vrf-tenants.yaml": "tests/test_lab_vrf.py",
               "calico-ipip.yaml": "tests/test_lab_calico.py",
               "calico-ipip-node2.yaml": "tests/test_lab_calico.py",
               "server.yaml": "tests/test_lab_server.py",
-              "wan-lab.yaml": "tests/test_wan_lab.py"}
+              "wan-lab.yaml": "tests/test_wan_lab.py",
+              "cni-ipvlan.yaml": "tests/test_lab_cni.py",
+              "cni-vlan.yaml": "tests/test_lab_cni.py"}
 NEEDS_NIC = {"host-a.yaml": "192.168.117.207", "host-b.yaml": "192.168.117.208",
-             "flannel-fleet.yaml": "192.168.117.207"}
+             "flannel-fleet.yaml": "192.168.117.207",
+             # the CNI networks' parent: a NIC without an address of its own
+             "cni-macvlan.yaml": None, "cni-tuning.yaml": None}
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+# `show` writes the MAC of each macvlan into its parent's FDB: the kernel's unicast filter
+# entry (NUD_PERMANENT, self) that the macvlan put there, which the second host's apply then
+# tries to make as an FDB entry of its own and fails to verify
+MACVLAN_FDB = pytest.mark.xfail(strict=True, reason="show exports a macvlan's MAC in its "
+                                "parent's FDB as a static entry")
+KNOWN = {"cni-macvlan.yaml": MACVLAN_FDB, "cni-tuning.yaml": MACVLAN_FDB,
+         # the second host has no eth0 in c1 to take as external: the NIC is still eth1 there
+         "cni-host-device.yaml": pytest.mark.xfail(
+             strict=True, reason="show writes a NIC moved into a namespace as kind: external "
+                                 "there, not as kind: host-device")}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=KNOWN.get(n, ())) for n in SHIPPED])
 def test_show_output_rebuilds_the_same_host(host, tmp_path, name):
     """Apply a shipped topology on one host, `show` it, apply that file on an empty second
     host: `ip -j`/`nft -j` report the same (MACs and what follows from them left out where
@@ -252,6 +268,10 @@ def test_show_output_rebuilds_the_same_host(host, tmp_path, name):
         for h in (host, second):
             if name in NEEDS_NIC:
                 make_nic(h, NEEDS_NIC[name] if h is host else None)
+            if name == "cni-host-device.yaml":  # the NIC it moves: eth1, its peer in `lan`
+                h.run(["ip", "netns", "add", "lan"])
+                h.run(["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth9",
+                       "netns", "lan"])
         ok(host.netdecl("apply", topo))
         topology_name = next(line.split(":", 1)[1].split("#")[0].strip()
                              for line in (Path(host.cwd) / topo).read_text().splitlines()

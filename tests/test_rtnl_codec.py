@@ -63,7 +63,7 @@ IFLA_VXLAN_PORT = 15
 VETH_INFO_PEER = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP, IFF_LOOPBACK = 0x1, 0x8
-IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS, IFA_F_NODAD = 1, 2, 8, 0x02
+IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS, IFA_F_NODAD = 1, 2, 4, 8, 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 RT_TABLE_COMPAT, RT_TABLE_LOCAL = 252, 255
 RTN_UNICAST, RTN_BLACKHOLE, RT_SCOPE_NOWHERE, RTPROT_KERNEL = 1, 6, 255, 2
@@ -349,10 +349,12 @@ def test_addresses_are_added_with_local_and_address_and_ipv6_flags() -> None:
     v4, v6 = load("add_address"), load("add_address_v6")
     index = v4.facts["index"]
     four = bytes([10, 5, 0, 1])
+    # an IPv4 address with its subnet's broadcast address, as `ip addr add ... brd +` and the
+    # CNI plugins give it
     assert v4.sent == [request(
         RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         IFADDRMSG.pack(socket.AF_INET, 24, 0, 0, index) + rta(IFA_LOCAL, four)
-        + rta(IFA_ADDRESS, four))]
+        + rta(IFA_ADDRESS, four) + rta(IFA_BROADCAST, bytes([10, 5, 0, 255])))]
     six = socket.inet_pton(socket.AF_INET6, "fd05::1")
     # the flags both in the header (8 bits) and as IFA_FLAGS (32 bits)
     assert v6.sent == [request(

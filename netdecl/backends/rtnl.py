@@ -11,6 +11,7 @@ creation, FDB, neighbours, rules, route lookups), behind netlink.py like before.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import select
 import socket
@@ -40,6 +41,7 @@ from netdecl.nlconst import (
     BRIDGE_VLAN_INFO_PVID,
     BRIDGE_VLAN_INFO_UNTAGGED,
     IFA_ADDRESS,
+    IFA_BROADCAST,
     IFA_FLAGS,
     IFA_LOCAL,
     IFF_ALLMULTI,
@@ -392,8 +394,13 @@ class RtnlSocket:
         return body
 
     def add_address(self, index: int, address: str, prefixlen: int, flags: int = 0) -> None:
-        self.call(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
-                  self._addr_body(index, address, prefixlen, flags))
+        body = self._addr_body(index, address, prefixlen, flags)
+        net = ipaddress.ip_network(f"{address}/{prefixlen}", strict=False)
+        if net.version == 4 and prefixlen <= 30:
+            # the subnet's broadcast address, as `ip addr add ... brd +`, the CNI plugins,
+            # Docker and systemd-networkd give it (a /31 or /32 has none)
+            body += attr(IFA_BROADCAST, net.broadcast_address.packed)
+        self.call(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def del_address(self, index: int, address: str, prefixlen: int) -> None:
         self.call(RTM_DELADDR, 0, self._addr_body(index, address, prefixlen, 0))
