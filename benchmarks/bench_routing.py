@@ -108,6 +108,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="100")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
+    _load("labcore")  # kernellab imports it by name: there first, as tests/ is no package
     kernellab = _load("kernellab")
     lab = kernellab.KernelLab(["vrf", "dummy", "ip_gre"], timeout=1800)
     reason = kernellab.unavailable(lab.modules)

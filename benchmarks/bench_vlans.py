@@ -115,6 +115,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     write_bytecode()
+    _load("labcore")  # kernellab imports it by name: there first, as tests/ is no package
     kernellab = _load("kernellab")
     lab = kernellab.KernelLab(["dummy", "8021q", "bridge"], timeout=3600)
     reason = kernellab.unavailable(lab.modules)
